@@ -1,0 +1,112 @@
+// qiloop/detail/callback_node.h — the scheduler's unit of work. Internal.
+//
+// Invariant: a node is in at most one of {the ready queue, the timer heap,
+// the thread inbox} at a time, and each of those holds one reference to it;
+// every qi::Handle holds one more. A node whose count drops to zero goes back
+// to the freeing thread's node pool.
+//
+// Reference counts and the state byte are atomics so that handles returned by
+// call_soon_threadsafe may be copied and cancelled on any thread. Nodes made on
+// the loop's thread (kThreadsafe clear) are only ever touched there, so for
+// them the counters use plain load/store pairs, which compile to ordinary
+// moves: the hot path pays no locked instruction.
+#pragma once
+
+#include <qiloop/export.h>
+
+#include <absl/functional/any_invocable.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+class QiEventLoop;
+
+namespace qi::detail {
+
+struct CallbackNode {
+  // Flags, fixed at creation.
+  static constexpr uint8_t kThreadsafe = 1;  // may be shared with other threads
+  static constexpr uint8_t kTimer = 2;       // lives in the timer heap
+  static constexpr uint8_t kRepeating = 4;   // an fd handler: runs once per readiness
+
+  // State bits.
+  static constexpr uint8_t kCancelled = 1;
+  static constexpr uint8_t kStarted = 2;
+  static constexpr uint8_t kQueued = 4;  // an fd handler waiting in the ready queue
+
+  CallbackNode* next = nullptr;  // ready-queue / inbox link
+  std::atomic<uint32_t> refs{0};
+  std::atomic<uint8_t> state{0};
+  uint8_t flags = 0;
+  // The loop whose timer heap holds this node; null once it left the heap.
+  QiEventLoop* timer_loop = nullptr;
+  std::chrono::steady_clock::time_point when{};
+  absl::AnyInvocable<void()> fn;
+
+  bool threadsafe() const noexcept { return flags & kThreadsafe; }
+
+  void retain() noexcept {
+    if (threadsafe())
+      refs.fetch_add(1, std::memory_order_relaxed);
+    else
+      refs.store(refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  // Returns true when this was the last reference (the caller frees the node).
+  bool drop() noexcept {
+    if (threadsafe()) return refs.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    uint32_t r = refs.load(std::memory_order_relaxed) - 1;
+    refs.store(r, std::memory_order_relaxed);
+    return r == 0;
+  }
+  uint8_t load_state() const noexcept { return state.load(std::memory_order_acquire); }
+  // Sets bits and returns the previous state.
+  uint8_t set_state(uint8_t bits) noexcept {
+    if (threadsafe()) return state.fetch_or(bits, std::memory_order_acq_rel);
+    uint8_t old = state.load(std::memory_order_relaxed);
+    state.store(old | bits, std::memory_order_relaxed);
+    return old;
+  }
+};
+
+// Node storage: a per-thread free list (compiled out with QILOOP_NO_POOL, as
+// under sanitizers). alloc_node returns a node with refs == 0, state == 0.
+QILOOP_EXPORT CallbackNode* alloc_node(uint8_t flags);
+QILOOP_EXPORT void free_node(CallbackNode* n) noexcept;
+// Handle::cancel(): marks the node and releases its callback early when safe.
+QILOOP_EXPORT void cancel_node(CallbackNode* n) noexcept;
+
+inline void release_node(CallbackNode* n) noexcept {
+  if (n->drop()) free_node(n);
+}
+
+// An intrusive FIFO of nodes: push and pop are O(1) and never allocate.
+class ReadyQueue {
+ public:
+  ReadyQueue() = default;
+  ReadyQueue(const ReadyQueue&) = delete;
+  ReadyQueue& operator=(const ReadyQueue&) = delete;
+
+  bool empty() const noexcept { return head_ == nullptr; }
+  std::size_t size() const noexcept { return size_; }
+  void push(CallbackNode* n) noexcept {
+    n->next = nullptr;
+    *tail_ = n;
+    tail_ = &n->next;
+    ++size_;
+  }
+  CallbackNode* pop() noexcept {
+    CallbackNode* n = head_;
+    head_ = n->next;
+    if (head_ == nullptr) tail_ = &head_;
+    --size_;
+    return n;
+  }
+
+ private:
+  CallbackNode* head_ = nullptr;
+  CallbackNode** tail_ = &head_;
+  std::size_t size_ = 0;
+};
+
+}  // namespace qi::detail

@@ -1,0 +1,52 @@
+// qiloop/detail/invoke.h — binding a callable and its arguments into one
+// move-only nullary callback. Internal.
+#pragma once
+
+#include <qiloop/export.h>
+
+#include <absl/functional/any_invocable.h>
+
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace qi::detail {
+
+template <class T> struct is_nullable_function : std::false_type {};
+template <class S> struct is_nullable_function<std::function<S>> : std::true_type {};
+template <class S> struct is_nullable_function<absl::AnyInvocable<S>> : std::true_type {};
+
+// True for a null function pointer, an empty std::function or AnyInvocable.
+template <class F>
+bool is_empty_callable(const F& f) noexcept {
+  using D = std::decay_t<F>;
+  if constexpr (std::is_pointer_v<D> || std::is_member_pointer_v<D>)
+    return f == nullptr;
+  else if constexpr (is_nullable_function<D>::value)
+    return !static_cast<bool>(f);
+  else
+    return false;
+}
+
+[[noreturn]] QILOOP_EXPORT void throw_empty_callable(const char* api);
+
+// Checks f, then returns a callback that calls f(args...) once. Arguments are
+// decay-copied (or moved) now and passed as rvalues at call time, so move-only
+// arguments work. The callable's result, if any, is discarded.
+template <class F, class... Args>
+absl::AnyInvocable<void()> bind_callback(const char* api, F&& f, Args&&... args) {
+  static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
+                "qiloop: the callback cannot be called with the given arguments");
+  if (is_empty_callable(f)) throw_empty_callable(api);
+  if constexpr (sizeof...(Args) == 0) {
+    return absl::AnyInvocable<void()>(std::forward<F>(f));
+  } else {
+    return [fn = std::forward<F>(f), ... a = std::forward<Args>(args)]() mutable {
+      std::invoke(std::move(fn), std::move(a)...);
+    };
+  }
+}
+
+}  // namespace qi::detail

@@ -1,0 +1,318 @@
+// qiloop/event_loop.h — QiEventLoop: asyncio's event loop, running inside Qt's.
+//
+//   QCoreApplication app(argc, argv);
+//   QiEventLoop loop;
+//   loop.call_soon([] { qDebug() << "first"; });
+//   loop.call_later(5ms, [&] { loop.stop(); });
+//   loop.run_forever();              // nested mode: runs a QEventLoop until stop()
+//
+// or, in an application that already runs app.exec(), attached mode:
+//
+//   QiRunner runner;                 // runner.loop() is now the running loop
+//   return app.exec();
+//
+// Scheduling contract (asyncio's, exactly):
+// - One logical iteration: poll I/O without blocking (only while fds are
+//   registered) and take in call_soon_threadsafe callbacks → move due timers
+//   to the ready queue → run exactly the callbacks that were ready when the
+//   iteration began. What they schedule runs on the next iteration.
+// - The ready queue is FIFO. Timers are due in (deadline, scheduling order):
+//   equal deadlines run in the order call_at/call_later was called. A timer
+//   never runs before its deadline; a delay <= 0 is a timer due now, which
+//   runs on the next iteration after the callbacks already ready.
+// - stop() lets the current iteration finish. stop() before run_forever()
+//   makes it run exactly one iteration.
+// - An exception escaping a callback goes to the exception handler, which
+//   runs before the next callback; the loop continues. An exception thrown by
+//   the handler itself is logged.
+//
+// Iterations run in slices: when Qt wakes the loop it runs iterations back to
+// back until nothing is ready or the slice budget (1 ms by default) is spent,
+// then returns to Qt. See docs/design.md.
+//
+// Threads: a loop belongs to the thread of its QObject. Only
+// call_soon_threadsafe may be called from other threads. run_forever,
+// run_until_complete, stop and close throw qi::RuntimeError from another
+// thread; other calls are checked in debug mode (set_debug(true) or
+// QILOOP_DEBUG=1). One running loop per thread.
+//
+// Re-entrancy: every method may be called from a callback of the same loop
+// except run_forever / run_until_complete (already running) and close
+// (running). A callback that starts a nested QEventLoop blocks this loop until
+// it returns; see docs/wakeup-model.md.
+//
+// Lifetime: close() destroys pending callbacks (scheduling from their
+// destructors is ignored). Destroying a running loop is fatal (qFatal).
+#pragma once
+
+#include <qiloop/detail/callback_node.h>
+#include <qiloop/detail/invoke.h>
+#include <qiloop/errors.h>
+#include <qiloop/export.h>
+#include <qiloop/future.h>
+#include <qiloop/handle.h>
+
+#include <QtCore/QObject>
+
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+class QiEventLoop;
+class QiRunner;
+class QEvent;
+
+namespace qi {
+
+// What the exception handler receives (asyncio's context dict).
+struct ExceptionContext {
+  std::string message;
+  std::exception_ptr exception;    // may be null
+  std::optional<Handle> handle;    // the callback that raised, when there is one
+  TaskRef task;                    // the task concerned, when there is one
+  TaskRef future;                  // the future concerned, when there is one
+};
+
+// Counters for tests and diagnostics; they only grow.
+struct LoopStats {
+  uint64_t iterations = 0;       // logical iterations begun
+  uint64_t slices = 0;           // times Qt handed control to the loop
+  uint64_t posted_wakeups = 0;   // wake events posted to Qt
+  uint64_t deferred_wakeups = 0; // wake-ups that arrived while a callback was on the stack
+  uint64_t timer_arms = 0;       // timerfd (re)arms
+};
+
+namespace detail {
+struct LoopImpl;
+}
+
+// qi::get_running_loop()
+// The loop running on the calling thread. Throws qi::RuntimeError when none.
+QILOOP_EXPORT QiEventLoop& get_running_loop();
+// The running loop of the calling thread, or null.
+QILOOP_EXPORT QiEventLoop* running_loop() noexcept;
+
+}  // namespace qi
+
+class QILOOP_EXPORT QiEventLoop : public QObject {
+  Q_OBJECT
+
+ public:
+  using clock = std::chrono::steady_clock;
+  using time_point = clock::time_point;
+  using duration = clock::duration;
+  using ExceptionHandler = std::function<void(QiEventLoop&, const qi::ExceptionContext&)>;
+
+  explicit QiEventLoop(QObject* parent = nullptr);
+  ~QiEventLoop() override;
+
+  // --- Scheduling ----------------------------------------------------------
+
+  // QiEventLoop::call_soon()
+  // Runs f(args...) on a later iteration, after everything already ready.
+  // Throws std::invalid_argument for an empty callable, qi::RuntimeError on a
+  // closed loop.
+  template <class F, class... Args>
+  qi::Handle call_soon(F&& f, Args&&... args) {
+    if (closed_ || debug_) [[unlikely]] {
+      if (!admit("call_soon")) return {};
+    }
+    qi::detail::CallbackNode* n = make_node(0, "call_soon", std::forward<F>(f), std::forward<Args>(args)...);
+    ready_.push(n);
+    if (!in_slice_) [[unlikely]] wake_from_outside();
+    return qi::Handle::adopt(n);
+  }
+
+  // QiEventLoop::call_at()
+  // Runs f(args...) once time() >= when, never earlier.
+  template <class Dur, class F, class... Args>
+  qi::TimerHandle call_at(std::chrono::time_point<clock, Dur> when, F&& f, Args&&... args) {
+    if (closed_ || debug_) [[unlikely]] {
+      if (!admit("call_at")) return {};
+    }
+    qi::detail::CallbackNode* n =
+        make_node(qi::detail::CallbackNode::kTimer, "call_at", std::forward<F>(f), std::forward<Args>(args)...);
+    n->when = std::chrono::time_point_cast<duration>(when);
+    schedule_timer(n);
+    return qi::TimerHandle::adopt(n);
+  }
+
+  // QiEventLoop::call_later()
+  // call_at(time() + delay, ...). A delay <= 0 is due now.
+  template <class Rep, class Period, class F, class... Args>
+  qi::TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F&& f, Args&&... args) {
+    return call_at(time() + std::chrono::duration_cast<duration>(delay), std::forward<F>(f),
+                   std::forward<Args>(args)...);
+  }
+  // Delay in seconds. Throws std::invalid_argument for NaN.
+  template <class F, class... Args>
+  qi::TimerHandle call_later(double seconds, F&& f, Args&&... args) {
+    return call_at(time() + seconds_to_duration(seconds), std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  // QiEventLoop::call_soon_threadsafe()
+  // call_soon for any thread. The returned handle may be used on any thread.
+  // Wakes the loop only when its inbox goes from empty to non-empty while the
+  // loop is idle. Throws qi::RuntimeError when the loop is closed.
+  template <class F, class... Args>
+  qi::Handle call_soon_threadsafe(F&& f, Args&&... args) {
+    qi::detail::CallbackNode* n = make_node(qi::detail::CallbackNode::kThreadsafe, "call_soon_threadsafe",
+                                            std::forward<F>(f), std::forward<Args>(args)...);
+    if (!schedule_threadsafe(n)) return {};
+    return qi::Handle::adopt(n);
+  }
+
+  // QiEventLoop::time()
+  // The loop's monotonic clock (std::chrono::steady_clock).
+  time_point time() const noexcept { return clock::now(); }
+
+  // --- Futures -------------------------------------------------------------
+
+  template <class T = void>
+  qi::Future<T> create_future() {
+    return qi::Future<T>(*this);
+  }
+
+  // --- Running and stopping -------------------------------------------------
+
+  // QiEventLoop::run_forever()
+  // Nested mode: runs a QEventLoop until stop(). Throws qi::RuntimeError when
+  // the loop is closed or already running, when another loop runs on this
+  // thread, in attached mode, from a foreign thread, or without a
+  // QCoreApplication.
+  void run_forever();
+
+  // QiEventLoop::run_until_complete()
+  // Runs until the future is done and returns its result (or rethrows its
+  // exception with the original type).
+  template <class T>
+  T run_until_complete(qi::Future<T> future) {
+    auto st = qi::detail::state_of(future);
+    if (!st) throw std::invalid_argument("run_until_complete: the future is empty (default-constructed)");
+    if (st->loop() != this)
+      throw qi::RuntimeError(
+          "run_until_complete: the future belongs to another event loop; run that loop, or create the future "
+          "with this loop's create_future()");
+    uint64_t id = st->add_done_callback([this](qi::detail::FutureStateBase&) { stop(); });
+    struct Remove {
+      qi::detail::FutureStateBase* s;
+      uint64_t id;
+      ~Remove() { s->remove_done_callback(id); }
+    } remove{st.get(), id};
+    run_forever();
+    if (!st->done()) throw qi::RuntimeError("Event loop stopped before Future completed.");
+    return st->take_result();
+  }
+
+  // QiEventLoop::stop()
+  // Stops after the current iteration. Not running: the next run_forever()
+  // runs one iteration. In attached mode the logical loop stops (is_running()
+  // turns false); the application keeps going.
+  void stop();
+
+  // QiEventLoop::close()
+  // Destroys pending callbacks and releases the loop's fds. Idempotent.
+  // Throws qi::RuntimeError while running.
+  void close();
+
+  bool is_running() const noexcept { return running_; }
+  bool is_closed() const noexcept { return closed_; }
+
+  // --- Errors --------------------------------------------------------------
+
+  // A null handler restores the default one.
+  void set_exception_handler(ExceptionHandler handler);
+  ExceptionHandler get_exception_handler() const;
+  // Calls the handler; never throws (a throwing handler is logged).
+  void call_exception_handler(const qi::ExceptionContext& context) noexcept;
+  // Logs the context through Qt's message handler (category "qiloop").
+  void default_exception_handler(const qi::ExceptionContext& context) noexcept;
+
+  // --- Debug and tuning -----------------------------------------------------
+
+  void set_debug(bool enabled) noexcept { debug_ = enabled; }
+  bool get_debug() const noexcept { return debug_; }
+  // Debug mode logs callbacks that take longer than this (default 100 ms).
+  void set_slow_callback_duration(duration d) noexcept;
+  // Longest time one slice keeps Qt waiting (default 1 ms). Must be > 0.
+  void set_slice_budget(duration budget);
+  duration slice_budget() const noexcept;
+  qi::LoopStats stats() const noexcept;
+
+  // --- File descriptors -----------------------------------------------------
+
+  // QiEventLoop::add_reader()
+  // Runs f(args...) on every iteration while fd is readable (level-
+  // triggered), replacing a previous reader of fd. Throws
+  // std::invalid_argument when fd is not an open, pollable descriptor.
+  template <class F, class... Args>
+  void add_reader(int fd, F&& f, Args&&... args) {
+    add_fd_handler(fd, false, make_node(qi::detail::CallbackNode::kRepeating, "add_reader", std::forward<F>(f),
+                                        std::forward<Args>(args)...));
+  }
+  template <class F, class... Args>
+  void add_writer(int fd, F&& f, Args&&... args) {
+    add_fd_handler(fd, true, make_node(qi::detail::CallbackNode::kRepeating, "add_writer", std::forward<F>(f),
+                                       std::forward<Args>(args)...));
+  }
+  // Returns whether fd had a reader (writer).
+  bool remove_reader(int fd) { return remove_fd_handler(fd, false); }
+  bool remove_writer(int fd) { return remove_fd_handler(fd, true); }
+
+ Q_SIGNALS:
+  // Emitted when the loop stops running (both modes), after its last iteration.
+  void stopped();
+
+ protected:
+  bool event(QEvent* e) override;
+
+ private:
+  friend class QiRunner;
+  friend void qi::detail::cancel_node(qi::detail::CallbackNode*) noexcept;
+  friend struct qi::detail::LoopImpl;
+
+  template <class F, class... Args>
+  qi::detail::CallbackNode* make_node(uint8_t flags, const char* api, F&& f, Args&&... args) {
+    auto cb = qi::detail::bind_callback(api, std::forward<F>(f), std::forward<Args>(args)...);
+    qi::detail::CallbackNode* n = qi::detail::alloc_node(flags);
+    n->fn = std::move(cb);
+    // One reference for the queue that will hold it, one for the returned handle.
+    n->refs.store(2, std::memory_order_relaxed);
+    return n;
+  }
+  static duration seconds_to_duration(double seconds);
+
+  bool admit(const char* api);
+  void wake_from_outside();
+  void schedule_timer(qi::detail::CallbackNode* n);
+  bool schedule_threadsafe(qi::detail::CallbackNode* n);
+  void add_fd_handler(int fd, bool write, qi::detail::CallbackNode* n);
+  bool remove_fd_handler(int fd, bool write);
+  void check_thread(const char* api) const;
+  void check_can_run(const char* api) const;
+
+  void start_running(bool attached);
+  void finish_running();
+  void on_wake(bool from_notifier);
+  void run_slice();
+  void begin_iteration();
+  bool run_ready();
+  void run_node(qi::detail::CallbackNode* n);
+  void stop_now();
+  void end_slice();
+  void post_wake();
+  void shutdown_attached();
+
+  // The hot fields live here, where the inline scheduling paths reach them.
+  qi::detail::ReadyQueue ready_;
+  bool closed_ = false;
+  bool debug_ = false;
+  bool in_slice_ = false;     // our slice is on the stack (so wake-ups wait for its end)
+  bool running_ = false;
+  bool wake_posted_ = false;
+  std::unique_ptr<qi::detail::LoopImpl> impl_;
+};

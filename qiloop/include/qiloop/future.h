@@ -1,0 +1,219 @@
+// qiloop/future.h — qi::Future<T>, asyncio.Future for C++.
+//
+//   qi::Future<int> f = loop.create_future<int>();
+//   f.add_done_callback([](qi::Future<int> done) { use(done.result()); });
+//   f.set_result(42);          // the callback runs on a later loop iteration
+//   int v = loop.run_until_complete(f);
+//
+// A Future is a copyable shared handle to one result slot: every copy sees the
+// same state. It is bound to the loop that created it.
+//
+// Contract (asyncio's):
+// - result() throws qi::InvalidStateError while pending, qi::CancelledError
+//   (with the cancel message) when cancelled, the stored exception with its
+//   original type when one was set; otherwise returns the value.
+// - set_result / set_exception on a done future throw qi::InvalidStateError.
+// - cancel(msg) returns false when already done.
+// - Done callbacks never run inside set_result / set_exception / cancel: each
+//   is scheduled with loop.call_soon when the future completes, in the order
+//   they were added (so they run on the next iteration). A callback added to a
+//   done future is scheduled at once.
+// - An exception that was set and never retrieved (by result() or
+//   exception()) is reported to the loop's exception handler when the last
+//   handle goes away.
+//
+// Thread-safety: a future belongs to its loop's thread. Use
+// loop.call_soon_threadsafe to complete one from another thread.
+#pragma once
+
+#include <qiloop/errors.h>
+#include <qiloop/export.h>
+
+#include <absl/functional/any_invocable.h>
+
+#include <QtCore/QPointer>
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+class QiEventLoop;
+
+namespace qi {
+
+template <class T> class Future;
+
+namespace detail {
+
+// The type-independent part of a future's state.
+class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<FutureStateBase> {
+ public:
+  enum class Status : uint8_t { kPending, kCancelled, kFinished };
+  using DoneCallback = absl::AnyInvocable<void(FutureStateBase&)>;
+
+  explicit FutureStateBase(QiEventLoop& loop);
+  FutureStateBase(const FutureStateBase&) = delete;
+  FutureStateBase& operator=(const FutureStateBase&) = delete;
+  virtual ~FutureStateBase();
+
+  QiEventLoop* loop() const noexcept { return loop_.data(); }
+  Status status() const noexcept { return status_; }
+  bool done() const noexcept { return status_ != Status::kPending; }
+  bool cancelled() const noexcept { return status_ == Status::kCancelled; }
+
+  bool cancel(std::string msg);
+  void set_exception(std::exception_ptr e);
+  std::exception_ptr exception();
+  // Throws unless finished with a value; marks the result as retrieved.
+  void check_result();
+  uint64_t add_done_callback(DoneCallback cb);
+  std::size_t remove_done_callback(uint64_t id);
+
+ protected:
+  void check_settable(const char* api) const;
+  // Marks finished and schedules the done callbacks.
+  void finish(Status s);
+
+ private:
+  QPointer<QiEventLoop> loop_;
+  Status status_ = Status::kPending;
+  bool retrieved_ = false;
+  std::exception_ptr exception_;
+  std::string cancel_message_;
+  uint64_t next_callback_id_ = 1;
+  std::vector<std::pair<uint64_t, DoneCallback>> callbacks_;
+};
+
+template <class T>
+class FutureState final : public FutureStateBase {
+ public:
+  using FutureStateBase::FutureStateBase;
+
+  template <class U>
+  void set_result(U&& v) {
+    check_settable("set_result");
+    value_.emplace(std::forward<U>(v));
+    finish(Status::kFinished);
+  }
+  const T& result() {
+    check_result();
+    return *value_;
+  }
+  T take_result() {
+    check_result();
+    return std::move(*value_);
+  }
+
+ private:
+  std::optional<T> value_;
+};
+
+template <>
+class FutureState<void> final : public FutureStateBase {
+ public:
+  using FutureStateBase::FutureStateBase;
+  void set_result() {
+    check_settable("set_result");
+    finish(Status::kFinished);
+  }
+  void result() { check_result(); }
+  void take_result() { check_result(); }
+};
+
+template <class T> std::shared_ptr<FutureState<T>> state_of(const Future<T>& f);
+
+}  // namespace detail
+
+// A nullable, type-erased reference to a future or task, for diagnostics and
+// identity (ExceptionContext::task, qi::current_task()). Compares equal when
+// both refer to the same state (or both are empty).
+class TaskRef {
+ public:
+  TaskRef() noexcept = default;
+  explicit TaskRef(std::shared_ptr<detail::FutureStateBase> s) noexcept : state_(std::move(s)) {}
+  explicit operator bool() const noexcept { return state_ != nullptr; }
+  const std::shared_ptr<detail::FutureStateBase>& state() const noexcept { return state_; }
+  friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept { return a.state_ == b.state_; }
+
+ private:
+  std::shared_ptr<detail::FutureStateBase> state_;
+};
+
+template <class T>
+class Future {
+ public:
+  using value_type = T;
+
+  // An empty handle: valid() is false and every other call is undefined.
+  Future() noexcept = default;
+  // A pending future bound to loop (asyncio.Future(loop=loop)).
+  explicit Future(QiEventLoop& loop) : state_(std::make_shared<detail::FutureState<T>>(loop)) {}
+
+  bool valid() const noexcept { return state_ != nullptr; }
+  QiEventLoop* get_loop() const noexcept { return state_->loop(); }
+  bool done() const noexcept { return state_->done(); }
+  bool cancelled() const noexcept { return state_->cancelled(); }
+
+  // Future::result()
+  // See the file comment for what it throws. For T = void returns nothing.
+  decltype(auto) result() const { return state_->result(); }
+  // Future::exception()
+  // The stored exception, or null when finished with a value. Throws
+  // qi::CancelledError when cancelled, qi::InvalidStateError while pending.
+  std::exception_ptr exception() const { return state_->exception(); }
+
+  template <class U = T>
+    requires(!std::is_void_v<T> && std::is_constructible_v<T, U &&>)
+  void set_result(U&& v) const {
+    state_->set_result(std::forward<U>(v));
+  }
+  void set_result() const
+    requires std::is_void_v<T>
+  {
+    state_->set_result();
+  }
+  // Throws std::invalid_argument for a null exception_ptr.
+  void set_exception(std::exception_ptr e) const { state_->set_exception(std::move(e)); }
+  bool cancel(std::string msg = {}) const { return state_->cancel(std::move(msg)); }
+
+  // Future::add_done_callback()
+  // cb is called as cb(future) (or cb() if it takes no argument) through the
+  // loop's ready queue. Returns an id for remove_done_callback.
+  template <class F>
+  uint64_t add_done_callback(F&& cb) const {
+    return state_->add_done_callback(
+        [cb = std::forward<F>(cb)](detail::FutureStateBase& s) mutable {
+          if constexpr (std::is_invocable_v<F&, Future<T>>) {
+            Future<T> self;
+            self.state_ = std::static_pointer_cast<detail::FutureState<T>>(s.shared_from_this());
+            cb(std::move(self));
+          } else {
+            cb();
+          }
+        });
+  }
+  // Future::remove_done_callback()
+  // Returns how many callbacks were removed (0 or 1).
+  std::size_t remove_done_callback(uint64_t id) const { return state_->remove_done_callback(id); }
+
+  // A type-erased reference to this future (for comparisons and diagnostics).
+  TaskRef ref() const noexcept { return TaskRef(state_); }
+
+  friend bool operator==(const Future& a, const Future& b) noexcept { return a.state_ == b.state_; }
+
+ private:
+  friend std::shared_ptr<detail::FutureState<T>> detail::state_of<T>(const Future<T>&);
+  std::shared_ptr<detail::FutureState<T>> state_;
+};
+
+template <class T>
+std::shared_ptr<detail::FutureState<T>> detail::state_of(const Future<T>& f) {
+  return f.state_;
+}
+
+}  // namespace qi

@@ -1,0 +1,83 @@
+// qiloop/handle.h — qi::Handle and qi::TimerHandle, what call_soon / call_later return.
+//
+//   qi::Handle h = loop.call_soon(cb);
+//   h.cancel();                 // cb will not run; idempotent
+//   qi::TimerHandle t = loop.call_later(5ms, cb);
+//   auto deadline = t.when();   // loop.time() at which it is due
+//
+// A handle is a cheap copyable reference to one scheduled callback (asyncio's
+// Handle / TimerHandle). It may outlive its loop.
+//
+// Ordering: cancel() before the callback starts guarantees it never runs and
+// destroys the callable (and what it captured) at once; cancel() while it runs
+// or after it ran only marks the handle. cancelled() reports whether cancel()
+// was called.
+//
+// Thread-safety: a handle from call_soon_threadsafe may be copied, destroyed
+// and cancelled on any thread. Other handles belong to their loop's thread.
+#pragma once
+
+#include <qiloop/detail/callback_node.h>
+
+#include <chrono>
+#include <utility>
+
+namespace qi {
+
+class Handle {
+ public:
+  Handle() noexcept = default;
+  Handle(const Handle& o) noexcept : node_(o.node_) {
+    if (node_) node_->retain();
+  }
+  Handle(Handle&& o) noexcept : node_(std::exchange(o.node_, nullptr)) {}
+  Handle& operator=(Handle o) noexcept {
+    std::swap(node_, o.node_);
+    return *this;
+  }
+  ~Handle() {
+    if (node_) detail::release_node(node_);
+  }
+
+  // Handle::cancel()
+  // Prevents the callback from running if it has not started. Idempotent.
+  void cancel() noexcept {
+    if (node_) detail::cancel_node(node_);
+  }
+  // Handle::cancelled()
+  bool cancelled() const noexcept {
+    return node_ && (node_->load_state() & detail::CallbackNode::kCancelled);
+  }
+  // False for a default-constructed handle (or one moved from).
+  explicit operator bool() const noexcept { return node_ != nullptr; }
+
+  friend bool operator==(const Handle& a, const Handle& b) noexcept { return a.node_ == b.node_; }
+
+  // Internal: takes over one reference the caller already counted.
+  static Handle adopt(detail::CallbackNode* n) noexcept {
+    Handle h;
+    h.node_ = n;
+    return h;
+  }
+
+ protected:
+  detail::CallbackNode* node_ = nullptr;
+};
+
+class TimerHandle : public Handle {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+  TimerHandle() noexcept = default;
+
+  // TimerHandle::when()
+  // The loop.time() at which the callback is due; time_point{} when empty.
+  time_point when() const noexcept { return node_ ? node_->when : time_point{}; }
+
+  static TimerHandle adopt(detail::CallbackNode* n) noexcept {
+    TimerHandle h;
+    h.node_ = n;
+    return h;
+  }
+};
+
+}  // namespace qi

@@ -1,0 +1,8 @@
+// qiloop/qiloop.h — the whole public API of qiloop.
+#pragma once
+
+#include <qiloop/errors.h>
+#include <qiloop/event_loop.h>
+#include <qiloop/future.h>
+#include <qiloop/handle.h>
+#include <qiloop/runner.h>

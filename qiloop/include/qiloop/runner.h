@@ -1,0 +1,46 @@
+// qiloop/runner.h — QiRunner: attached mode.
+//
+//   int main(int argc, char** argv) {
+//     QCoreApplication app(argc, argv);
+//     QiRunner runner;                   // a loop, running inside app.exec()
+//     runner.loop().call_soon([] { ... });
+//     return app.exec();
+//   }
+//
+// While a QiRunner exists its loop is the running loop of the thread
+// (qi::get_running_loop()), driven by whatever Qt event loop the thread runs:
+// the application's exec(), a QDialog's, a nested QEventLoop. stop() stops the
+// logical loop; the application keeps going.
+//
+// Leaving the runner stops the loop if it still runs, runs the callbacks that
+// are already ready for a bounded number of rounds (so cleanup code
+// scheduled with call_soon still happens), then closes the loop. Pending
+// timers are dropped.
+//
+// Throws (from the constructor) qi::RuntimeError when there is no
+// QCoreApplication, when another loop runs on this thread, or when the loop
+// is closed. Thread-safety: construct and destroy on the loop's thread.
+#pragma once
+
+#include <qiloop/event_loop.h>
+#include <qiloop/export.h>
+
+#include <memory>
+
+class QILOOP_EXPORT QiRunner {
+ public:
+  // Creates and owns a new loop.
+  QiRunner();
+  // Attaches an existing loop (which must outlive the runner); the runner
+  // closes it when it goes.
+  explicit QiRunner(QiEventLoop& loop);
+  QiRunner(const QiRunner&) = delete;
+  QiRunner& operator=(const QiRunner&) = delete;
+  ~QiRunner();
+
+  QiEventLoop& loop() noexcept { return *loop_; }
+
+ private:
+  std::unique_ptr<QiEventLoop> owned_;
+  QiEventLoop* loop_;
+};

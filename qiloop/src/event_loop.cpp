@@ -1,0 +1,554 @@
+// event_loop.cpp — QiEventLoop: the scheduler and its two run modes.
+//
+// Reading guide: run_slice() is what Qt calls; it runs begin_iteration() +
+// run_ready() (asyncio's _run_once) back to back within the slice budget, and
+// end_slice() then tells Qt when to call again. Everything else only enqueues.
+#include <qiloop/event_loop.h>
+
+#include "loop_impl.h"
+
+#include <QtCore/QCoreApplication>
+#include <QtCore/QEvent>
+#include <QtCore/QEventLoop>
+#include <QtCore/QSocketNotifier>
+#include <QtCore/QThread>
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+Q_LOGGING_CATEGORY(lcQiloop, "qiloop")
+
+using qi::detail::CallbackNode;
+using qi::detail::LoopImpl;
+using qi::detail::release_node;
+
+namespace {
+
+const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventType());
+
+bool env_debug() {
+  const char* v = std::getenv("QILOOP_DEBUG");
+  return v && *v && std::string_view(v) != "0";
+}
+
+std::string describe(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (const qi::CancelledError& c) {
+    return std::string("qi::CancelledError: ") + c.what();
+  } catch (...) {
+    return "exception of unknown type";
+  }
+}
+
+// Destroys a detached list of nodes linked through next.
+void release_list(CallbackNode* n) noexcept {
+  while (n) {
+    CallbackNode* next = n->next;
+    n->fn = nullptr;
+    release_node(n);
+    n = next;
+  }
+}
+
+}  // namespace
+
+QiEventLoop::QiEventLoop(QObject* parent) : QObject(parent), impl_(std::make_unique<LoopImpl>()) {
+  debug_ = env_debug();
+}
+
+QiEventLoop::~QiEventLoop() {
+  if (running_ || in_slice_)
+    qFatal("QiEventLoop destroyed while running: call stop() and let run_forever() return (attached mode: "
+           "destroy the QiRunner) before destroying the loop");
+  if (impl_->attached)
+    qFatal("QiEventLoop destroyed while a QiRunner is attached to it: destroy the QiRunner first");
+  close();
+}
+
+// --- Checks -------------------------------------------------------------------
+
+void QiEventLoop::check_thread(const char* api) const {
+  if (thread() != QThread::currentThread())
+    throw qi::RuntimeError(std::string(api) +
+                           ": called from a thread that does not own this QiEventLoop; call it on the loop's "
+                           "thread (QObject::thread()) or use call_soon_threadsafe");
+}
+
+bool QiEventLoop::admit(const char* api) {
+  if (closed_) {
+    if (impl_->tearing_down) return false;  // a destructor run by close(): ignored
+    throw qi::RuntimeError(std::string(api) +
+                           ": the event loop is closed; schedule work before close(), or create a new QiEventLoop");
+  }
+  if (debug_) check_thread(api);
+  return true;
+}
+
+void QiEventLoop::check_can_run(const char* api) const {
+  check_thread(api);
+  if (closed_) throw qi::RuntimeError(std::string(api) + ": the event loop is closed; create a new QiEventLoop");
+  if (running_)
+    throw qi::RuntimeError(std::string(api) +
+                           ": this event loop is already running; schedule work with call_soon() instead of "
+                           "running the loop again");
+  if (impl_->attached)
+    throw qi::RuntimeError(std::string(api) +
+                           ": the loop is in attached mode (a QiRunner owns it) and the application's exec() "
+                           "drives it; schedule work with call_soon() instead");
+  if (qi::running_loop())
+    throw qi::RuntimeError(std::string(api) +
+                           ": another QiEventLoop is already running on this thread; only one loop runs per "
+                           "thread: schedule work on that loop, or stop it first");
+  if (!QCoreApplication::instance())
+    throw qi::RuntimeError(std::string(api) +
+                           ": QiEventLoop needs a QCoreApplication: create one (QCoreApplication app(argc, argv)) "
+                           "before running the loop");
+}
+
+QiEventLoop::duration QiEventLoop::seconds_to_duration(double seconds) {
+  if (std::isnan(seconds)) throw std::invalid_argument("call_later: the delay is NaN; pass a number of seconds");
+  // Clamp so that time() + delay cannot overflow; ~292 years is "never".
+  constexpr double kMax = 1e9;
+  if (seconds > kMax) seconds = kMax;
+  if (seconds < -kMax) seconds = -kMax;
+  return std::chrono::duration_cast<duration>(std::chrono::duration<double>(seconds));
+}
+
+// --- Scheduling (enqueue only) --------------------------------------------------
+
+void QiEventLoop::wake_from_outside() {
+  // Injected code (a slot, a QTimer, a nested QEventLoop, code before
+  // run_forever) changed what the loop waits for: behave as if it had been
+  // made with call_soon_threadsafe. See docs/wakeup-model.md.
+  if (running_ && !wake_posted_) post_wake();
+}
+
+void QiEventLoop::post_wake() {
+  wake_posted_ = true;
+  ++impl_->stats.posted_wakeups;
+  QCoreApplication::postEvent(this, new QEvent(kWakeEvent));
+}
+
+void QiEventLoop::schedule_timer(CallbackNode* n) {
+  n->timer_loop = this;
+  impl_->timers.push(n);
+  if (!in_slice_) wake_from_outside();
+}
+
+bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
+  switch (impl_->inbox.push(n)) {
+    case qi::detail::ThreadInbox::Push::kQueued:
+      return true;
+    case qi::detail::ThreadInbox::Push::kWake:
+      impl_->selector.wake();
+      return true;
+    case qi::detail::ThreadInbox::Push::kSealed:
+      break;
+  }
+  n->drop();
+  release_node(n);
+  // tearing_down is only read on the loop's own thread, where close() runs.
+  if (thread() == QThread::currentThread() && impl_->tearing_down) return false;
+  throw qi::RuntimeError(
+      "call_soon_threadsafe: the event loop is closed; schedule work before close(), or create a new QiEventLoop");
+}
+
+void QiEventLoop::add_fd_handler(int fd, bool write, CallbackNode* n) {
+  n->drop();  // no handle is returned: the selector keeps the only reference
+  if (closed_ || debug_) {
+    bool ok = false;
+    try {
+      ok = admit(write ? "add_writer" : "add_reader");
+    } catch (...) {
+      release_node(n);
+      throw;
+    }
+    if (!ok) {
+      release_node(n);
+      return;
+    }
+  }
+  CallbackNode* old;
+  try {
+    old = impl_->selector.set_handler(fd, write, n);
+  } catch (...) {
+    release_node(n);
+    throw;
+  }
+  if (old) {
+    qi::detail::cancel_node(old);
+    release_node(old);
+  }
+  if (!in_slice_) wake_from_outside();
+}
+
+bool QiEventLoop::remove_fd_handler(int fd, bool write) {
+  if (closed_) return false;
+  if (debug_) check_thread(write ? "remove_writer" : "remove_reader");
+  CallbackNode* old = impl_->selector.take_handler(fd, write);
+  if (!old) return false;
+  qi::detail::cancel_node(old);
+  release_node(old);
+  if (!in_slice_) wake_from_outside();
+  return true;
+}
+
+// --- Running ------------------------------------------------------------------
+
+void QiEventLoop::start_running(bool attached) {
+  LoopImpl& I = *impl_;
+  if (!I.notifier) {
+    I.notifier = new QSocketNotifier(I.selector.fd(), QSocketNotifier::Read, this);
+    connect(I.notifier, &QSocketNotifier::activated, this, [this] { on_wake(true); });
+  }
+  I.notifier->setEnabled(true);
+  I.notifier_enabled = true;
+  I.attached = attached;
+  running_ = true;
+  qi::detail::set_running_loop(this);
+  post_wake();
+}
+
+void QiEventLoop::finish_running() {
+  LoopImpl& I = *impl_;
+  running_ = false;
+  I.stopping = false;
+  if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
+  if (I.notifier && I.notifier_enabled) {
+    I.notifier->setEnabled(false);
+    I.notifier_enabled = false;
+  }
+  Q_EMIT stopped();
+}
+
+void QiEventLoop::run_forever() {
+  check_can_run("run_forever");
+  QEventLoop qloop;
+  QEventLoop* outer = std::exchange(impl_->qloop, &qloop);
+  start_running(false);
+  qloop.exec();
+  impl_->qloop = outer;
+  // exec() returns after stop(), or early when QCoreApplication::exit() ends
+  // every event loop of the thread.
+  finish_running();
+}
+
+void QiEventLoop::stop() {
+  check_thread("stop");
+  impl_->stopping = true;
+  if (!in_slice_) wake_from_outside();
+}
+
+void QiEventLoop::stop_now() {
+  // Called at an iteration boundary, inside a slice.
+  LoopImpl& I = *impl_;
+  I.stopping = false;
+  if (I.attached) {
+    finish_running();
+  } else {
+    running_ = false;
+    if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
+    if (I.qloop) I.qloop->exit(0);
+  }
+}
+
+void QiEventLoop::close() {
+  check_thread("close");
+  if (running_)
+    throw qi::RuntimeError(
+        "close: cannot close a running event loop; call stop() and let run_forever() return first (attached "
+        "mode: destroy the QiRunner)");
+  if (closed_) return;
+  LoopImpl& I = *impl_;
+  closed_ = true;
+  // From here on, scheduling from the destructors of the callbacks we drop
+  // is ignored (admit() returns false while tearing_down).
+  I.tearing_down = true;
+  delete I.notifier;
+  I.notifier = nullptr;
+  CallbackNode* inbox = I.inbox.seal();
+  std::vector<CallbackNode*> handlers = I.selector.close();
+  std::vector<qi::detail::TimerHeap::Entry> timers = I.timers.take_all();
+  CallbackNode* ready = nullptr;
+  CallbackNode** tail = &ready;
+  while (!ready_.empty()) {
+    CallbackNode* n = ready_.pop();
+    *tail = n;
+    tail = &n->next;
+  }
+  *tail = nullptr;
+  I.iter_remaining = 0;
+  release_list(ready);
+  release_list(inbox);
+  for (auto& e : timers) {
+    e.node->fn = nullptr;
+    release_node(e.node);
+  }
+  for (CallbackNode* n : handlers) {
+    qi::detail::cancel_node(n);
+    n->fn = nullptr;
+    release_node(n);
+  }
+  I.tearing_down = false;
+}
+
+bool QiEventLoop::event(QEvent* e) {
+  if (e->type() == kWakeEvent) {
+    wake_posted_ = false;
+    on_wake(false);
+    return true;
+  }
+  return QObject::event(e);
+}
+
+void QiEventLoop::on_wake(bool from_notifier) {
+  LoopImpl& I = *impl_;
+  if (from_notifier) I.poll_pending = true;
+  if (in_slice_) {
+    // A callback of ours is on the stack and runs a nested Qt event loop: no
+    // iteration may start inside it. Park the wake-up until it returns, and
+    // silence the (level-triggered) notifier so Qt does not spin on it.
+    ++I.stats.deferred_wakeups;
+    if (from_notifier && I.notifier_enabled) {
+      I.notifier->setEnabled(false);
+      I.notifier_enabled = false;
+    }
+    return;
+  }
+  if (!running_) {
+    if (from_notifier && I.notifier_enabled) {
+      I.notifier->setEnabled(false);
+      I.notifier_enabled = false;
+    }
+    return;
+  }
+  run_slice();
+}
+
+// One slice: iterations back to back until nothing is ready, the loop stops,
+// or the budget is spent (then Qt gets its turn and we are called again).
+void QiEventLoop::run_slice() {
+  LoopImpl& I = *impl_;
+  ++I.stats.slices;
+  in_slice_ = true;
+  I.inbox.set_awake(true);
+  I.slice_over = false;
+  I.since_budget_check = 0;
+  I.slice_deadline = clock::now() + I.slice_budget;
+  for (;;) {
+    if (I.iter_remaining == 0) begin_iteration();
+    if (!run_ready()) break;  // budget spent inside the iteration: resume it next slice
+    if (I.stopping) {
+      stop_now();
+      break;
+    }
+    if (I.slice_over) break;
+    if (ready_.empty() && !I.inbox.maybe_nonempty() &&
+        (I.timers.empty() || I.timers.top().when > clock::now()))
+      break;
+  }
+  in_slice_ = false;
+  end_slice();
+}
+
+// The first phases of asyncio's _run_once: I/O, the thread inbox, due timers;
+// then the iteration's size is fixed.
+void QiEventLoop::begin_iteration() {
+  LoopImpl& I = *impl_;
+  ++I.stats.iterations;
+  // 1. I/O: poll without blocking, only while there is something to poll.
+  if (I.poll_pending || I.selector.has_user_fds()) {
+    I.poll_pending = false;
+    I.selector.poll(ready_);
+  }
+  // 2. Callbacks sent from other threads, oldest first.
+  if (I.inbox.maybe_nonempty()) {
+    for (CallbackNode* n = I.inbox.take_all(); n;) {
+      CallbackNode* next = n->next;
+      ready_.push(n);
+      n = next;
+    }
+  }
+  // 3. Timers: drop cancelled ones, move the due ones to the ready queue.
+  if (!I.timers.empty()) {
+    I.timers.collect();
+    if (!I.timers.empty()) {
+      const auto now = clock::now();
+      while (!I.timers.empty() && I.timers.top().when <= now) {
+        CallbackNode* n = I.timers.pop().node;
+        if (qi::detail::is_cancelled(n))
+          release_node(n);
+        else
+          ready_.push(n);
+      }
+    }
+  }
+  // 4. This iteration runs exactly what is ready now.
+  I.iter_remaining = ready_.size();
+}
+
+// Runs the rest of the current iteration; returns false when the slice budget
+// ran out before the iteration finished.
+bool QiEventLoop::run_ready() {
+  LoopImpl& I = *impl_;
+  while (I.iter_remaining > 0) {
+    --I.iter_remaining;
+    run_node(ready_.pop());
+    if (++I.since_budget_check == LoopImpl::kBudgetCheckEvery) {
+      I.since_budget_check = 0;
+      if (clock::now() >= I.slice_deadline) {
+        I.slice_over = true;
+        return I.iter_remaining == 0;
+      }
+    }
+  }
+  return true;
+}
+
+// The one place callbacks run.
+void QiEventLoop::run_node(CallbackNode* n) {
+  const bool repeating = n->flags & CallbackNode::kRepeating;
+  if (repeating) {
+    n->state.store(n->load_state() & ~CallbackNode::kQueued, std::memory_order_relaxed);
+    if (n->load_state() & CallbackNode::kCancelled) {
+      release_node(n);
+      return;
+    }
+  } else if (n->set_state(CallbackNode::kStarted) & CallbackNode::kCancelled) {
+    n->fn = nullptr;
+    release_node(n);
+    return;
+  }
+  clock::time_point started{};
+  if (debug_) [[unlikely]]
+    started = clock::now();
+  try {
+    n->fn();
+  } catch (...) {
+    qi::ExceptionContext ctx;
+    ctx.message = "Exception in callback";
+    ctx.exception = std::current_exception();
+    n->retain();
+    ctx.handle = qi::Handle::adopt(n);
+    call_exception_handler(ctx);
+  }
+  if (debug_) [[unlikely]] {
+    auto took = clock::now() - started;
+    if (took >= impl_->slow_callback)
+      qCWarning(lcQiloop, "Executing a callback took %.3f seconds (slow_callback_duration is %.3f s)",
+                std::chrono::duration<double>(took).count(),
+                std::chrono::duration<double>(impl_->slow_callback).count());
+  }
+  // Drop what the callback captured now, even if a Handle keeps the node.
+  if (!repeating) n->fn = nullptr;
+  release_node(n);
+}
+
+// Tells Qt when to call again: now (work is left), at the earliest timer
+// (the timerfd), or when an fd or another thread rings the epoll fd.
+void QiEventLoop::end_slice() {
+  LoopImpl& I = *impl_;
+  I.inbox.set_awake(false);
+  if (!running_) return;
+  bool work = !ready_.empty() || I.iter_remaining > 0 || I.stopping || I.inbox.nonempty();
+  if (!work && !I.timers.empty()) {
+    I.timers.collect();
+    if (!I.timers.empty()) {
+      if (I.timers.top().when <= clock::now())
+        work = true;
+      else if (I.selector.arm_timer(I.timers.top().when))
+        ++I.stats.timer_arms;
+    }
+  }
+  if (work && !wake_posted_) post_wake();
+  if (!I.notifier_enabled && I.notifier) {
+    I.notifier->setEnabled(true);
+    I.notifier_enabled = true;
+  }
+}
+
+void QiEventLoop::shutdown_attached() {
+  LoopImpl& I = *impl_;
+  if (in_slice_)
+    qFatal("QiRunner destroyed from inside a callback of its own loop: destroy it after the loop's callbacks "
+           "return (e.g. after app.exec())");
+  if (running_) finish_running();
+  I.attached = false;
+  if (closed_) return;
+  // Let cleanup that is already scheduled run, as a running loop would, for
+  // a bounded number of iterations; pending timers are dropped by close().
+  QiEventLoop* other = qi::running_loop();
+  if (!other) qi::detail::set_running_loop(this);
+  running_ = true;
+  in_slice_ = true;
+  I.slice_deadline = clock::time_point::max();
+  int rounds = 0;
+  while (rounds < LoopImpl::kShutdownRounds &&
+         (I.iter_remaining > 0 || !ready_.empty() || I.inbox.maybe_nonempty() || I.poll_pending)) {
+    if (I.iter_remaining == 0) begin_iteration();
+    run_ready();
+    ++rounds;
+  }
+  in_slice_ = false;
+  running_ = false;
+  I.stopping = false;
+  if (!other) qi::detail::set_running_loop(nullptr);
+  if (!ready_.empty())
+    qCWarning(lcQiloop, "QiRunner: %zu callbacks were still scheduling more after %d iterations at shutdown; "
+                        "they are dropped",
+              ready_.size(), LoopImpl::kShutdownRounds);
+  close();
+}
+
+// --- Errors -------------------------------------------------------------------
+
+void QiEventLoop::set_exception_handler(ExceptionHandler handler) { impl_->handler = std::move(handler); }
+
+QiEventLoop::ExceptionHandler QiEventLoop::get_exception_handler() const { return impl_->handler; }
+
+void QiEventLoop::call_exception_handler(const qi::ExceptionContext& context) noexcept {
+  if (!impl_->handler) {
+    default_exception_handler(context);
+    return;
+  }
+  try {
+    impl_->handler(*this, context);
+  } catch (...) {
+    // The handler failed: log both, and keep the loop going (asyncio does the same).
+    qi::ExceptionContext failed;
+    failed.message = "Unhandled error in exception handler";
+    failed.exception = std::current_exception();
+    default_exception_handler(failed);
+    default_exception_handler(context);
+  }
+}
+
+void QiEventLoop::default_exception_handler(const qi::ExceptionContext& context) noexcept {
+  try {
+    std::string text = context.message.empty() ? "Unhandled exception in event loop" : context.message;
+    if (context.exception) text += ": " + describe(context.exception);
+    if (context.handle) text += " [callback handle]";
+    if (context.task) text += " [task]";
+    qCCritical(lcQiloop, "%s", text.c_str());
+  } catch (...) {
+  }
+}
+
+// --- Tuning -------------------------------------------------------------------
+
+void QiEventLoop::set_slow_callback_duration(duration d) noexcept { impl_->slow_callback = d; }
+
+void QiEventLoop::set_slice_budget(duration budget) {
+  if (budget <= duration::zero())
+    throw std::invalid_argument("set_slice_budget: the budget must be positive (the default is 1 ms)");
+  impl_->slice_budget = budget;
+}
+
+QiEventLoop::duration QiEventLoop::slice_budget() const noexcept { return impl_->slice_budget; }
+
+qi::LoopStats QiEventLoop::stats() const noexcept { return impl_->stats; }

@@ -1,0 +1,93 @@
+#include <qiloop/event_loop.h>
+#include <qiloop/future.h>
+
+#include "loop_impl.h"
+
+namespace qi::detail {
+
+FutureStateBase::FutureStateBase(QiEventLoop& loop) : loop_(&loop) {}
+
+FutureStateBase::~FutureStateBase() {
+  if (status_ != Status::kFinished || !exception_ || retrieved_) return;
+  ExceptionContext ctx;
+  ctx.message = "Future exception was never retrieved";
+  ctx.exception = exception_;
+  if (QiEventLoop* l = loop_.data())
+    l->call_exception_handler(ctx);
+  else
+    qCCritical(lcQiloop, "Future exception was never retrieved (its loop is gone)");
+}
+
+void FutureStateBase::check_settable(const char* api) const {
+  if (status_ != Status::kPending)
+    throw InvalidStateError(std::string(api) + ": the future is already " +
+                            (status_ == Status::kCancelled ? "cancelled" : "done") + "; check done() first");
+}
+
+bool FutureStateBase::cancel(std::string msg) {
+  if (status_ != Status::kPending) return false;
+  cancel_message_ = std::move(msg);
+  finish(Status::kCancelled);
+  return true;
+}
+
+void FutureStateBase::set_exception(std::exception_ptr e) {
+  if (!e)
+    throw std::invalid_argument(
+        "set_exception: the exception_ptr is null; pass std::make_exception_ptr(...) or std::current_exception()");
+  check_settable("set_exception");
+  exception_ = std::move(e);
+  finish(Status::kFinished);
+}
+
+std::exception_ptr FutureStateBase::exception() {
+  if (status_ == Status::kCancelled) throw CancelledError(cancel_message_);
+  if (status_ == Status::kPending)
+    throw InvalidStateError("exception: the future is not done yet; wait for it (add_done_callback) first");
+  retrieved_ = true;
+  return exception_;
+}
+
+void FutureStateBase::check_result() {
+  if (status_ == Status::kCancelled) throw CancelledError(cancel_message_);
+  if (status_ == Status::kPending)
+    throw InvalidStateError("result: the future is not done yet; wait for it (add_done_callback) first");
+  retrieved_ = true;
+  if (exception_) std::rethrow_exception(exception_);
+}
+
+uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
+  if (!cb) throw std::invalid_argument("add_done_callback: the callback is empty; pass a callable");
+  uint64_t id = next_callback_id_++;
+  if (done()) {
+    QiEventLoop* l = loop_.data();
+    if (!l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
+    l->call_soon([self = shared_from_this(), cb = std::move(cb)]() mutable { cb(*self); });
+  } else {
+    callbacks_.emplace_back(id, std::move(cb));
+  }
+  return id;
+}
+
+std::size_t FutureStateBase::remove_done_callback(uint64_t id) {
+  auto n = std::erase_if(callbacks_, [id](const auto& p) { return p.first == id; });
+  return static_cast<std::size_t>(n);
+}
+
+void FutureStateBase::finish(Status s) {
+  status_ = s;
+  if (callbacks_.empty()) return;
+  auto callbacks = std::move(callbacks_);
+  callbacks_.clear();
+  QiEventLoop* l = loop_.data();
+  if (!l) {
+    qCWarning(lcQiloop, "a future completed after its event loop was destroyed: %zu done callbacks dropped",
+              callbacks.size());
+    return;
+  }
+  // Done callbacks never run inside set_result(): they go through the loop.
+  auto self = shared_from_this();
+  for (auto& [id, cb] : callbacks) l->call_soon([self, cb = std::move(cb)]() mutable { cb(*self); });
+}
+
+}  // namespace qi::detail

@@ -1,0 +1,55 @@
+// loop_impl.h — QiEventLoop's private state. Internal.
+#pragma once
+
+#include <qiloop/event_loop.h>
+
+#include "selector.h"
+#include "thread_inbox.h"
+#include "timer_heap.h"
+
+#include <QtCore/QLoggingCategory>
+
+class QEventLoop;
+class QSocketNotifier;
+
+Q_DECLARE_LOGGING_CATEGORY(lcQiloop)
+
+namespace qi::detail {
+
+struct LoopImpl {
+  using clock = std::chrono::steady_clock;
+
+  // The budget is checked once per this many callbacks: reading the clock
+  // costs ~20 ns, a callback as little as ~15 ns.
+  static constexpr unsigned kBudgetCheckEvery = 32;
+  // QiRunner's shutdown runs at most this many iterations of leftovers.
+  static constexpr int kShutdownRounds = 100;
+
+  TimerHeap timers;
+  Selector selector;
+  ThreadInbox inbox;
+
+  QSocketNotifier* notifier = nullptr;
+  bool notifier_enabled = false;
+  QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
+
+  bool attached = false;       // a QiRunner owns the running state
+  bool stopping = false;       // stop() was called; honoured at the iteration's end
+  bool tearing_down = false;   // close() is destroying callbacks
+  bool poll_pending = false;   // the epoll fd fired: poll at the next iteration start
+  bool slice_over = false;     // the current slice's budget is spent
+
+  std::size_t iter_remaining = 0;  // callbacks left in the current iteration
+  unsigned since_budget_check = 0;
+  clock::time_point slice_deadline{};
+  clock::duration slice_budget = std::chrono::milliseconds(1);
+  clock::duration slow_callback = std::chrono::milliseconds(100);
+
+  QiEventLoop::ExceptionHandler handler;
+  qi::LoopStats stats;
+};
+
+// The running-loop registry (one per process: the library is shared).
+void set_running_loop(QiEventLoop* loop) noexcept;
+
+}  // namespace qi::detail

@@ -1,0 +1,404 @@
+// The scheduler's contract, in both run modes: FIFO, next-iteration
+// semantics, timer ordering, stop(), the exception handler.
+#include "test_util.h"
+
+#include <memory>
+#include <stdexcept>
+
+using namespace std::chrono_literals;
+using qt::Log;
+using qt::Mode;
+using qt::Strings;
+
+namespace {
+
+class EventLoopTest : public qt::ModeTest {};
+
+TEST_P(EventLoopTest, CallSoonRunsInFifoOrder) {
+  QiEventLoop loop;
+  Log log;
+  for (int i = 0; i < 5; ++i) loop.call_soon(log.recorder(std::to_string(i)));
+  loop.call_soon([&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"0", "1", "2", "3", "4"}));
+}
+
+TEST_P(EventLoopTest, WhatACallbackSchedulesRunsOnTheNextIteration) {
+  QiEventLoop loop;
+  Log log;
+  loop.call_soon([&] {
+    log("a");
+    loop.call_soon(log.recorder("c (scheduled by a)"));
+  });
+  loop.call_soon(log.recorder("b"));
+  loop.call_soon([&] { loop.call_soon([&] { loop.stop(); }); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"a", "b", "c (scheduled by a)"}));
+}
+
+TEST_P(EventLoopTest, ArgumentsAreCopiedAndMoveOnlyCallablesWork) {
+  QiEventLoop loop;
+  std::string seen;
+  std::string arg = "copied";
+  auto owned = std::make_unique<int>(7);
+  loop.call_soon([&seen](std::string s, int n) { seen = s + ":" + std::to_string(n); }, arg, 3);
+  arg = "changed after scheduling";
+  int moved_value = 0;
+  loop.call_soon([p = std::move(owned), &moved_value] { moved_value = *p; });
+  loop.call_soon([&moved_value](std::unique_ptr<int> p) { moved_value += *p; }, std::make_unique<int>(100));
+  loop.call_soon([&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(seen, "copied:3");
+  EXPECT_EQ(moved_value, 107);
+}
+
+TEST_P(EventLoopTest, CancelledHandleNeverRunsAndReleasesItsCapturesAtOnce) {
+  QiEventLoop loop;
+  Log log;
+  auto token = std::make_shared<int>(1);
+  std::weak_ptr<int> weak = token;
+  qi::Handle h = loop.call_soon([&log, token] { log("cancelled one ran"); });
+  token.reset();
+  qi::TimerHandle t = loop.call_later(1ms, log.recorder("cancelled timer ran"));
+  EXPECT_FALSE(h.cancelled());
+  h.cancel();
+  h.cancel();  // idempotent
+  t.cancel();
+  EXPECT_TRUE(h.cancelled());
+  EXPECT_TRUE(t.cancelled());
+  EXPECT_TRUE(weak.expired()) << "cancel() must drop the callback's captures";
+  qi::Handle copy = h;
+  EXPECT_TRUE(copy.cancelled());
+  EXPECT_TRUE(copy == h);
+  loop.call_later(5ms, [&] { loop.stop(); });
+  run(loop);
+  EXPECT_TRUE(log.items.empty());
+}
+
+TEST_P(EventLoopTest, TimersRunInDeadlineOrderAndEqualDeadlinesInSchedulingOrder) {
+  QiEventLoop loop;
+  Log log;
+  auto t0 = loop.time() + 3ms;
+  loop.call_at(t0 + 2ms, log.recorder("late"));
+  loop.call_at(t0, log.recorder("tie 1"));
+  loop.call_at(t0, log.recorder("tie 2"));
+  loop.call_at(t0 + 1ms, log.recorder("middle"));
+  loop.call_at(t0, log.recorder("tie 3"));
+  loop.call_at(t0 + 3ms, [&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"tie 1", "tie 2", "tie 3", "middle", "late"}));
+}
+
+TEST_P(EventLoopTest, TimerHandleWhenIsTheDeadlineAndTheCallbackNeverRunsBeforeIt) {
+  QiEventLoop loop;
+  std::vector<std::chrono::nanoseconds> early;
+  int fired = 0;
+  for (int i = 0; i < 30; ++i) {
+    auto delay = std::chrono::microseconds(37 * i);
+    auto handle = std::make_shared<qi::TimerHandle>();
+    *handle = loop.call_later(delay, [&, handle] {
+      auto now = loop.time();
+      if (now < handle->when()) early.push_back(handle->when() - now);
+      if (++fired == 30) loop.stop();
+    });
+    EXPECT_GE(handle->when() - loop.time(), -std::chrono::microseconds(1) + delay - 1ms);
+  }
+  run(loop);
+  EXPECT_EQ(fired, 30);
+  EXPECT_TRUE(early.empty()) << early.size() << " timers fired early";
+}
+
+TEST_P(EventLoopTest, ZeroOrNegativeDelayIsATimerDueNowAfterTheReadyCallbacks) {
+  QiEventLoop loop;
+  Log log;
+  loop.call_later(0ms, log.recorder("timer 0"));
+  loop.call_later(-5ms, log.recorder("timer -5ms"));
+  loop.call_later(0.0, log.recorder("timer 0.0 s"));
+  loop.call_soon(log.recorder("soon 1"));
+  loop.call_soon([&] {
+    log("soon 2");
+    loop.call_later(0ms, log.recorder("timer from soon 2"));
+    loop.call_soon(log.recorder("soon 3 (from soon 2)"));
+  });
+  loop.call_later(2ms, [&] { loop.stop(); });
+  run(loop);
+  // Iteration 1: ready = soon 1, soon 2 plus the due timers (moved after them),
+  // ordered by deadline: -5 ms first. Iteration 2: soon 3, then the new timer.
+  EXPECT_EQ(log.items, (Strings{"soon 1", "soon 2", "timer -5ms", "timer 0", "timer 0.0 s", "soon 3 (from soon 2)",
+                                "timer from soon 2"}));
+}
+
+TEST_P(EventLoopTest, StopLetsTheCurrentIterationFinish) {
+  QiEventLoop loop;
+  Log log;
+  loop.call_soon([&] {
+    log("a");
+    loop.stop();
+    loop.call_soon(log.recorder("next iteration"));
+  });
+  loop.call_soon(log.recorder("b (same iteration)"));
+  // Attached mode: leaving the runner drains what is still ready, so look at
+  // the log when the loop reports that it stopped.
+  Strings at_stop;
+  QObject::connect(&loop, &QiEventLoop::stopped, [&] { at_stop = log.items; });
+  run(loop);
+  EXPECT_EQ(at_stop, (Strings{"a", "b (same iteration)"}));
+  EXPECT_FALSE(loop.is_running());
+}
+
+TEST_P(EventLoopTest, StopBeforeRunRunsExactlyOneIteration) {
+  QiEventLoop loop;
+  Log log;
+  loop.call_soon([&] {
+    log("1");
+    loop.call_soon(log.recorder("2 (second iteration)"));
+  });
+  loop.stop();
+  auto before = loop.stats().iterations;
+  Strings at_stop;
+  uint64_t iterations = 0;
+  QObject::connect(&loop, &QiEventLoop::stopped, [&] {
+    at_stop = log.items;
+    iterations = loop.stats().iterations - before;
+  });
+  run(loop);
+  EXPECT_EQ(at_stop, (Strings{"1"}));
+  EXPECT_EQ(iterations, 1u);
+}
+
+TEST_P(EventLoopTest, IsRunningAndGetRunningLoopInsideCallbacks) {
+  QiEventLoop loop;
+  bool running_inside = false;
+  QiEventLoop* current = nullptr;
+  EXPECT_FALSE(loop.is_running());
+  EXPECT_THROW(qi::get_running_loop(), qi::RuntimeError);
+  loop.call_soon([&] {
+    running_inside = loop.is_running();
+    current = &qi::get_running_loop();
+    loop.stop();
+  });
+  run(loop);
+  EXPECT_TRUE(running_inside);
+  EXPECT_EQ(current, &loop);
+  EXPECT_FALSE(loop.is_running());
+  EXPECT_EQ(qi::running_loop(), nullptr);
+}
+
+TEST_P(EventLoopTest, ExceptionInCallbackGoesToTheHandlerAndTheLoopContinues) {
+  QiEventLoop loop;
+  Log log;
+  std::vector<std::string> contexts;
+  loop.set_exception_handler([&](QiEventLoop& l, const qi::ExceptionContext& ctx) {
+    EXPECT_EQ(&l, &loop);
+    std::string what;
+    try {
+      std::rethrow_exception(ctx.exception);
+    } catch (const std::runtime_error& e) {
+      what = e.what();
+    } catch (const qi::CancelledError& e) {
+      what = std::string("cancelled:") + e.what();
+    } catch (...) {
+      what = "other";
+    }
+    contexts.push_back(ctx.message + "|" + what + "|" + (ctx.handle ? "handle" : "no handle"));
+    log("handler");
+  });
+  loop.call_soon([&] {
+    log("throws");
+    throw std::runtime_error("boom");
+  });
+  loop.call_soon(log.recorder("after"));
+  loop.call_soon([] { throw qi::CancelledError("not a std::exception"); });
+  loop.call_soon([] { throw 42; });
+  loop.call_soon([&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"throws", "handler", "after", "handler", "handler"}));
+  ASSERT_EQ(contexts.size(), 3u);
+  EXPECT_EQ(contexts[0], "Exception in callback|boom|handle");
+  EXPECT_EQ(contexts[1], "Exception in callback|cancelled:not a std::exception|handle");
+  EXPECT_EQ(contexts[2], "Exception in callback|other|handle");
+}
+
+TEST_P(EventLoopTest, AThrowingExceptionHandlerIsLoggedNotFatal) {
+  QiEventLoop loop;
+  int calls = 0;
+  bool after = false;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext&) {
+    ++calls;
+    throw std::logic_error("the handler itself fails");
+  });
+  loop.call_soon([] { throw std::runtime_error("first"); });
+  loop.call_soon([&] { after = true; });
+  loop.call_soon([&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(after);
+  loop.set_exception_handler(nullptr);
+  EXPECT_FALSE(loop.get_exception_handler());
+}
+
+TEST_P(EventLoopTest, CallExceptionHandlerUsesTheDefaultWhenNoneIsSet) {
+  QiEventLoop loop;
+  // Must not throw or crash; logs through Qt.
+  qi::ExceptionContext ctx;
+  ctx.message = "custom message";
+  ctx.exception = std::make_exception_ptr(std::runtime_error("x"));
+  loop.call_exception_handler(ctx);
+  loop.default_exception_handler(ctx);
+  int got = 0;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) {
+    EXPECT_EQ(c.message, "custom message");
+    ++got;
+  });
+  loop.call_exception_handler(ctx);
+  EXPECT_EQ(got, 1);
+  loop.call_soon([&] { loop.stop(); });
+  run(loop);
+}
+
+TEST_P(EventLoopTest, RunUntilCompleteReturnsTheFuturesResult) {
+  QiEventLoop loop;
+  auto fut = loop.create_future<std::string>();
+  loop.call_later(1ms, [fut] { fut.set_result("done"); });
+  if (mode() == Mode::kNested) {
+    EXPECT_EQ(loop.run_until_complete(fut), "done");
+  } else {
+    QiRunner runner(loop);
+    EXPECT_THROW(loop.run_until_complete(fut), qi::RuntimeError);
+  }
+}
+
+TEST(EventLoopNested, RunUntilCompleteRethrowsTheOriginalType) {
+  QiEventLoop loop;
+  auto fut = loop.create_future<int>();
+  loop.call_soon([fut] { fut.set_exception(std::make_exception_ptr(std::out_of_range("range"))); });
+  EXPECT_THROW(loop.run_until_complete(fut), std::out_of_range);
+  auto cancelled = loop.create_future<void>();
+  loop.call_soon([cancelled] { cancelled.cancel("why"); });
+  try {
+    loop.run_until_complete(cancelled);
+    ADD_FAILURE() << "no exception";
+  } catch (const qi::CancelledError& e) {
+    EXPECT_EQ(e.message(), "why");
+  }
+  // The loop is reusable afterwards.
+  auto again = loop.create_future<int>();
+  loop.call_soon([again] { again.set_result(5); });
+  EXPECT_EQ(loop.run_until_complete(again), 5);
+}
+
+TEST(EventLoopNested, RunUntilCompleteStoppedEarlyThrows) {
+  QiEventLoop loop;
+  auto fut = loop.create_future<int>();
+  loop.call_soon([&] { loop.stop(); });
+  EXPECT_THROW(loop.run_until_complete(fut), qi::RuntimeError);
+  QiEventLoop other;
+  auto foreign = other.create_future<int>();
+  EXPECT_THROW(loop.run_until_complete(foreign), qi::RuntimeError);
+}
+
+TEST_P(EventLoopTest, SliceBudgetLetsQtEventsInterleaveWithALongChain) {
+  QiEventLoop loop;
+  loop.set_slice_budget(200us);
+  int steps = 0;
+  int qt_timer_fired_at = -1;
+  std::function<void()> step = [&] {
+    if (++steps == 200000) {
+      loop.stop();
+      return;
+    }
+    loop.call_soon(step);
+  };
+  loop.call_soon(step);
+  QTimer::singleShot(0, [&] { qt_timer_fired_at = steps; });
+  run(loop);
+  EXPECT_EQ(steps, 200000);
+  EXPECT_GE(qt_timer_fired_at, 0) << "a Qt timer must run while the chain does";
+  EXPECT_LT(qt_timer_fired_at, 200000);
+  EXPECT_GT(loop.stats().slices, 1u);
+}
+
+TEST_P(EventLoopTest, StoppedSignalIsEmittedOnce) {
+  QiEventLoop loop;
+  int emitted = 0;
+  QObject::connect(&loop, &QiEventLoop::stopped, [&] { ++emitted; });
+  loop.call_soon([&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(emitted, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, EventLoopTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
+
+TEST(EventLoopNested, CloseDestroysPendingCallbacksAndIgnoresSchedulingFromTheirDestructors) {
+  QiEventLoop loop;
+  struct Reschedules {
+    QiEventLoop* loop;
+    int* destroyed;
+    Reschedules(QiEventLoop* l, int* d) : loop(l), destroyed(d) {}
+    Reschedules(Reschedules&& o) noexcept : loop(std::exchange(o.loop, nullptr)), destroyed(o.destroyed) {}
+    ~Reschedules() {
+      if (!loop) return;
+      ++*destroyed;
+      loop->call_soon([] {});
+      loop->call_later(1ms, [] {});
+      loop->call_soon_threadsafe([] {});
+    }
+    void operator()() {}
+  };
+  int destroyed = 0;
+  loop.call_soon(Reschedules(&loop, &destroyed));
+  loop.call_later(1s, Reschedules(&loop, &destroyed));
+  loop.call_soon_threadsafe(Reschedules(&loop, &destroyed));
+  qi::Handle kept = loop.call_soon([] {});
+  loop.close();
+  EXPECT_EQ(destroyed, 3);
+  EXPECT_TRUE(loop.is_closed());
+  loop.close();  // idempotent
+  EXPECT_THROW(loop.call_soon([] {}), qi::RuntimeError);
+  kept.cancel();  // a handle outlives the close
+}
+
+TEST(EventLoopNested, HandlesOutliveTheirLoop) {
+  qi::Handle h;
+  qi::TimerHandle t;
+  {
+    QiEventLoop loop;
+    h = loop.call_soon([] {});
+    t = loop.call_later(10ms, [] {});
+  }
+  h.cancel();
+  t.cancel();
+  EXPECT_TRUE(t.cancelled());
+}
+
+TEST(EventLoopNested, RunForeverAgainAfterStop) {
+  QiEventLoop loop;
+  int runs = 0;
+  for (int i = 0; i < 3; ++i) {
+    loop.call_soon([&] {
+      ++runs;
+      loop.stop();
+    });
+    loop.run_forever();
+  }
+  EXPECT_EQ(runs, 3);
+}
+
+TEST(EventLoopNested, ManyTimersWithCancellationFireInOrder) {
+  QiEventLoop loop;
+  std::vector<int> fired;
+  std::vector<qi::TimerHandle> handles;
+  auto base = loop.time() + 2ms;
+  for (int i = 0; i < 2000; ++i) handles.push_back(loop.call_at(base + std::chrono::microseconds(i % 500), [&fired, i] { fired.push_back(i); }));
+  for (int i = 0; i < 2000; i += 2) handles[i].cancel();
+  loop.call_at(base + 1ms, [&] { loop.stop(); });
+  loop.run_forever();
+  ASSERT_EQ(fired.size(), 1000u);
+  for (std::size_t k = 1; k < fired.size(); ++k) {
+    int a = fired[k - 1], b = fired[k];
+    EXPECT_TRUE(a % 500 < b % 500 || (a % 500 == b % 500 && a < b)) << a << " before " << b;
+    EXPECT_EQ(b % 2, 1);
+  }
+}
+
+}  // namespace

@@ -1,0 +1,67 @@
+// Helpers shared by the loop tests: running a loop in either mode, and
+// recording the order in which things happen.
+#pragma once
+
+#include <qiloop/qiloop.h>
+
+#include <gtest/gtest.h>
+
+#include <QtCore/QCoreApplication>
+#include <QtCore/QTimer>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace qt {
+
+enum class Mode { kNested, kAttached };
+
+inline std::string mode_name(const testing::TestParamInfo<Mode>& info) {
+  return info.param == Mode::kNested ? "nested" : "attached";
+}
+
+// Runs `loop` until it stops. Nested mode: loop.run_forever(). Attached mode:
+// a QiRunner attaches the loop and QCoreApplication::exec() drives it until
+// the loop stops; the runner then drains and closes the loop, as in an
+// application. A guard timer fails the test instead of hanging.
+inline void run_until_stopped(QiEventLoop& loop, Mode mode,
+                              std::chrono::milliseconds guard = std::chrono::seconds(20)) {
+  QTimer guard_timer;
+  guard_timer.setSingleShot(true);
+  bool expired = false;
+  QObject::connect(&guard_timer, &QTimer::timeout, [&] {
+    expired = true;
+    if (loop.is_running()) loop.stop();
+    QCoreApplication::exit(1);
+  });
+  guard_timer.start(guard);
+  if (mode == Mode::kNested) {
+    loop.run_forever();
+  } else {
+    QiRunner runner(loop);
+    auto c = QObject::connect(&loop, &QiEventLoop::stopped, [] { QCoreApplication::exit(0); });
+    QCoreApplication::exec();
+    QObject::disconnect(c);
+  }
+  EXPECT_FALSE(expired) << "the loop did not stop within the guard time";
+}
+
+// Appends to a shared log; the tests compare logs exactly.
+struct Log {
+  std::vector<std::string> items;
+  void operator()(std::string s) { items.push_back(std::move(s)); }
+  auto recorder(std::string s) {
+    return [this, s = std::move(s)] { items.push_back(s); };
+  }
+};
+
+using Strings = std::vector<std::string>;
+
+class ModeTest : public testing::TestWithParam<Mode> {
+ protected:
+  Mode mode() const { return GetParam(); }
+  void run(QiEventLoop& loop) { run_until_stopped(loop, mode()); }
+};
+
+}  // namespace qt
