@@ -1,1 +1,508 @@
-#include <gtest/gtest.h>
+// qi::Future<T>: asyncio.Future's state machine, its done callbacks (always
+// through the loop), the "exception was never retrieved" report, and
+// run_until_complete, for T = int, std::string, void and a move-only type.
+#include "test_util.h"
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+using namespace std::chrono_literals;
+using qt::Log;
+using qt::Strings;
+
+namespace {
+
+// --- One sample value per T, and how to set and check it --------------------
+
+template <class T> struct Sample;
+template <> struct Sample<int> {
+  static int make() { return 42; }
+  static void expect(const int& v) { EXPECT_EQ(v, 42); }
+};
+template <> struct Sample<std::string> {
+  static std::string make() { return "forty-two"; }
+  static void expect(const std::string& v) { EXPECT_EQ(v, "forty-two"); }
+};
+template <> struct Sample<std::unique_ptr<int>> {
+  static std::unique_ptr<int> make() { return std::make_unique<int>(42); }
+  static void expect(const std::unique_ptr<int>& v) {
+    ASSERT_NE(v, nullptr);
+    EXPECT_EQ(*v, 42);
+  }
+};
+
+template <class T>
+void complete(const qi::Future<T>& f) {
+  if constexpr (std::is_void_v<T>)
+    f.set_result();
+  else
+    f.set_result(Sample<T>::make());
+}
+
+template <class T>
+void expect_sample_result(const qi::Future<T>& f) {
+  if constexpr (std::is_void_v<T>)
+    f.result();
+  else
+    Sample<T>::expect(f.result());
+}
+
+// What run_until_complete returned, checked the same way (void: nothing).
+template <class T>
+void run_and_expect_sample(QiEventLoop& loop, const qi::Future<T>& f) {
+  if constexpr (std::is_void_v<T>) {
+    loop.run_until_complete(f);
+  } else {
+    T v = loop.run_until_complete(f);
+    Sample<T>::expect(v);
+  }
+}
+
+std::exception_ptr range_error(const char* what = "out of range") {
+  return std::make_exception_ptr(std::out_of_range(what));
+}
+
+// Runs the loop until the iteration in which `stop` is scheduled has run.
+void run_one_iteration(QiEventLoop& loop) {
+  loop.call_soon([&loop] { loop.stop(); });
+  loop.run_forever();
+}
+
+// Records every report that reaches the loop's exception handler, until it
+// goes out of scope (the loop may outlive it).
+struct Reports {
+  std::vector<qi::ExceptionContext> items;
+  QiEventLoop* loop = nullptr;
+  void install(QiEventLoop& l) {
+    loop = &l;
+    l.set_exception_handler([this](QiEventLoop&, const qi::ExceptionContext& c) { items.push_back(c); });
+  }
+  ~Reports() {
+    if (loop) loop->set_exception_handler(nullptr);
+  }
+};
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// --- The state machine, for every T -------------------------------------------
+
+template <class T>
+class FutureTypedTest : public testing::Test {
+ protected:
+  QiEventLoop loop;
+};
+
+using ResultTypes = testing::Types<int, std::string, void, std::unique_ptr<int>>;
+
+class TypeNames {
+ public:
+  template <class T>
+  static std::string GetName(int) {
+    if constexpr (std::is_same_v<T, int>) return "int";
+    if constexpr (std::is_same_v<T, std::string>) return "string";
+    if constexpr (std::is_void_v<T>) return "void";
+    return "unique_ptr";
+  }
+};
+TYPED_TEST_SUITE(FutureTypedTest, ResultTypes, TypeNames);
+
+TYPED_TEST(FutureTypedTest, PendingFutureHasNoResultYet) {
+  auto f = this->loop.template create_future<TypeParam>();
+  EXPECT_TRUE(f.valid());
+  EXPECT_EQ(f.get_loop(), &this->loop);
+  EXPECT_FALSE(f.done());
+  EXPECT_FALSE(f.cancelled());
+  EXPECT_THROW(f.result(), qi::InvalidStateError);
+  EXPECT_THROW(f.exception(), qi::InvalidStateError);
+  EXPECT_FALSE(qi::Future<TypeParam>().valid());
+}
+
+TYPED_TEST(FutureTypedTest, SetResultFinishesTheFuture) {
+  auto f = this->loop.template create_future<TypeParam>();
+  qi::Future<TypeParam> copy = f;
+  complete(f);
+  EXPECT_TRUE(copy.done()) << "every copy shares one state";
+  EXPECT_FALSE(copy.cancelled());
+  expect_sample_result(copy);
+  expect_sample_result(copy);  // result() can be read again
+  EXPECT_EQ(copy.exception(), nullptr);
+}
+
+TYPED_TEST(FutureTypedTest, ADoneFutureCannotBeCompletedAgain) {
+  auto f = this->loop.template create_future<TypeParam>();
+  complete(f);
+  EXPECT_THROW(complete(f), qi::InvalidStateError);
+  EXPECT_THROW(f.set_exception(range_error()), qi::InvalidStateError);
+  EXPECT_FALSE(f.cancel("too late"));
+  EXPECT_FALSE(f.cancelled());
+  expect_sample_result(f);
+}
+
+TYPED_TEST(FutureTypedTest, SetExceptionIsRethrownWithItsOriginalType) {
+  auto f = this->loop.template create_future<TypeParam>();
+  std::exception_ptr e = range_error("the original");
+  f.set_exception(e);
+  EXPECT_TRUE(f.done());
+  EXPECT_FALSE(f.cancelled());
+  for (int i = 0; i < 2; ++i) {
+    try {
+      f.result();
+      ADD_FAILURE() << "result() returned";
+    } catch (const std::out_of_range& x) {
+      EXPECT_STREQ(x.what(), "the original");
+    }
+  }
+  EXPECT_EQ(f.exception(), e);
+  EXPECT_THROW(complete(f), qi::InvalidStateError);
+  EXPECT_THROW(f.set_exception(range_error()), qi::InvalidStateError);
+  EXPECT_FALSE(f.cancel());
+  EXPECT_EQ(f.exception(), e) << "a failed set_exception() changes nothing";
+}
+
+TYPED_TEST(FutureTypedTest, CancelledFutureThrowsCancelledErrorWithTheMessage) {
+  auto f = this->loop.template create_future<TypeParam>();
+  EXPECT_TRUE(f.cancel("the reason"));
+  EXPECT_TRUE(f.done());
+  EXPECT_TRUE(f.cancelled());
+  try {
+    f.result();
+    ADD_FAILURE() << "result() returned";
+  } catch (const qi::CancelledError& e) {
+    EXPECT_EQ(e.message(), "the reason");
+  }
+  try {
+    f.exception();
+    ADD_FAILURE() << "exception() returned";
+  } catch (const qi::CancelledError& e) {
+    EXPECT_EQ(e.message(), "the reason");
+  }
+  EXPECT_FALSE(f.cancel("again")) << "cancel() on a done future returns false";
+  EXPECT_THROW(complete(f), qi::InvalidStateError);
+  EXPECT_THROW(f.set_exception(range_error()), qi::InvalidStateError);
+  try {
+    f.result();
+  } catch (const qi::CancelledError& e) {
+    EXPECT_EQ(e.message(), "the reason") << "a second cancel() does not replace the message";
+  }
+}
+
+TYPED_TEST(FutureTypedTest, SetExceptionWithANullPointerIsRejected) {
+  auto f = this->loop.template create_future<TypeParam>();
+  EXPECT_THROW(f.set_exception(nullptr), std::invalid_argument);
+  EXPECT_THROW(f.set_exception(std::exception_ptr()), std::invalid_argument);
+  EXPECT_FALSE(f.done()) << "the future stays pending";
+  complete(f);
+  expect_sample_result(f);
+}
+
+TYPED_TEST(FutureTypedTest, DoneCallbacksRunOnTheNextIterationInOrderOfAddition) {
+  QiEventLoop& loop = this->loop;
+  auto f = loop.template create_future<TypeParam>();
+  Log log;
+  f.add_done_callback(log.recorder("first"));
+  f.add_done_callback([&](qi::Future<TypeParam> g) {
+    log(g == f ? "second (this future)" : "second (another future)");
+    expect_sample_result(g);
+  });
+  f.add_done_callback(log.recorder("third"));
+  complete(f);
+  EXPECT_TRUE(log.items.empty()) << "done callbacks never run inside set_result()";
+  run_one_iteration(loop);
+  EXPECT_EQ(log.items, (Strings{"first", "second (this future)", "third"}));
+}
+
+TYPED_TEST(FutureTypedTest, RunUntilCompleteReturnsTheResult) {
+  QiEventLoop& loop = this->loop;
+  auto f = loop.template create_future<TypeParam>();
+  loop.call_later(1ms, [f] { complete(f); });
+  run_and_expect_sample(loop, f);
+  EXPECT_FALSE(loop.is_running());
+}
+
+TYPED_TEST(FutureTypedTest, RunUntilCompleteOfADoneFutureReturnsAtOnce) {
+  QiEventLoop& loop = this->loop;
+  auto f = loop.template create_future<TypeParam>();
+  complete(f);
+  run_and_expect_sample(loop, f);
+}
+
+TYPED_TEST(FutureTypedTest, RunUntilCompleteRethrowsTheExceptionWithItsOriginalType) {
+  QiEventLoop& loop = this->loop;
+  Reports reports;
+  reports.install(loop);
+  {
+    auto f = loop.template create_future<TypeParam>();
+    loop.call_soon([f] { f.set_exception(range_error()); });
+    EXPECT_THROW(loop.run_until_complete(f), std::out_of_range);
+  }
+  EXPECT_TRUE(reports.items.empty()) << "run_until_complete retrieved the exception";
+}
+
+TYPED_TEST(FutureTypedTest, RunUntilCompleteOfACancelledFutureThrowsCancelledError) {
+  QiEventLoop& loop = this->loop;
+  auto f = loop.template create_future<TypeParam>();
+  loop.call_soon([f] { f.cancel("stop waiting"); });
+  try {
+    loop.run_until_complete(f);
+    ADD_FAILURE() << "run_until_complete returned";
+  } catch (const qi::CancelledError& e) {
+    EXPECT_EQ(e.message(), "stop waiting");
+  }
+}
+
+TYPED_TEST(FutureTypedTest, AnExceptionNeverRetrievedIsReportedWhenTheLastHandleGoes) {
+  QiEventLoop& loop = this->loop;
+  Reports reports;
+  reports.install(loop);
+  {
+    auto f = loop.template create_future<TypeParam>();
+    f.set_exception(range_error("lost"));
+    { qi::Future<TypeParam> copy = f; }
+    EXPECT_TRUE(reports.items.empty()) << "a copy going away is not the last handle";
+  }
+  ASSERT_EQ(reports.items.size(), 1u);
+  EXPECT_TRUE(contains(reports.items[0].message, "never retrieved")) << reports.items[0].message;
+  EXPECT_THROW(std::rethrow_exception(reports.items[0].exception), std::out_of_range);
+}
+
+// --- Done callbacks -------------------------------------------------------------
+
+TEST(FutureTest, DoneCallbacksWaitForTheIterationThatCompletedTheFuture) {
+  QiEventLoop loop;
+  Log log;
+  auto f = loop.create_future<int>();
+  uint64_t completed_in = 0, ran_in = 0;
+  f.add_done_callback([&](qi::Future<int> g) {
+    ran_in = loop.stats().iterations;
+    log("done callback " + std::to_string(g.result()));
+  });
+  loop.call_soon([&] {
+    log("a: set_result");
+    completed_in = loop.stats().iterations;
+    f.set_result(7);
+    log("a: after set_result");
+  });
+  loop.call_soon(log.recorder("b: same iteration"));
+  loop.call_soon([&] { loop.call_soon([&] { loop.stop(); }); });
+  loop.run_forever();
+  EXPECT_EQ(log.items, (Strings{"a: set_result", "a: after set_result", "b: same iteration", "done callback 7"}));
+  EXPECT_EQ(ran_in, completed_in + 1);
+}
+
+TEST(FutureTest, DoneCallbacksAlsoRunOnCancelAndOnException) {
+  QiEventLoop loop;
+  Log log;
+  auto cancelled = loop.create_future<int>();
+  auto failed = loop.create_future<int>();
+  cancelled.add_done_callback([&](qi::Future<int> g) { log(g.cancelled() ? "cancelled" : "not cancelled"); });
+  failed.add_done_callback([&](qi::Future<int> g) { log(g.exception() ? "failed" : "no exception"); });
+  cancelled.cancel();
+  failed.set_exception(range_error());
+  EXPECT_TRUE(log.items.empty());
+  run_one_iteration(loop);
+  EXPECT_EQ(log.items, (Strings{"cancelled", "failed"}));
+}
+
+TEST(FutureTest, CallbackAddedToADoneFutureIsScheduledNotRunInline) {
+  QiEventLoop loop;
+  Log log;
+  auto f = loop.create_future<std::string>();
+  f.set_result("ready");
+  loop.call_soon(log.recorder("scheduled before"));
+  f.add_done_callback([&](qi::Future<std::string> g) { log("callback: " + g.result()); });
+  EXPECT_TRUE(log.items.empty()) << "add_done_callback on a done future must not call back inline";
+  loop.call_soon(log.recorder("scheduled after"));
+  run_one_iteration(loop);
+  EXPECT_EQ(log.items, (Strings{"scheduled before", "callback: ready", "scheduled after"}));
+}
+
+TEST(FutureTest, CallbacksMayTakeTheFutureOrNothing) {
+  QiEventLoop loop;
+  auto f = loop.create_future<int>();
+  int no_arg = 0;
+  int by_value = 0;
+  int by_const_ref = 0;
+  f.add_done_callback([&] { ++no_arg; });
+  f.add_done_callback([&](qi::Future<int> g) { by_value = g.result(); });
+  f.add_done_callback([&](const qi::Future<int>& g) { by_const_ref = g.result() + 1; });
+  f.set_result(10);
+  run_one_iteration(loop);
+  EXPECT_EQ(no_arg, 1);
+  EXPECT_EQ(by_value, 10);
+  EXPECT_EQ(by_const_ref, 11);
+}
+
+TEST(FutureTest, RemoveDoneCallbackReturnsOneThenZero) {
+  QiEventLoop loop;
+  Log log;
+  auto f = loop.create_future<void>();
+  uint64_t a = f.add_done_callback(log.recorder("a"));
+  uint64_t b = f.add_done_callback(log.recorder("b (removed)"));
+  uint64_t c = f.add_done_callback(log.recorder("c"));
+  EXPECT_NE(a, b);
+  EXPECT_NE(b, c);
+  EXPECT_EQ(f.remove_done_callback(b), 1u);
+  EXPECT_EQ(f.remove_done_callback(b), 0u);
+  EXPECT_EQ(f.remove_done_callback(c + 1000), 0u) << "an id never handed out";
+  f.set_result();
+  EXPECT_EQ(f.remove_done_callback(a), 0u) << "once done, the callbacks are already scheduled";
+  run_one_iteration(loop);
+  EXPECT_EQ(log.items, (Strings{"a", "c"}));
+}
+
+TEST(FutureTest, AddDoneCallbackRejectsAnEmptyCallable) {
+  // As call_soon does: an empty callable is a mistake at the call site, not
+  // an exception inside the loop later.
+  QiEventLoop loop;
+  auto f = loop.create_future<int>();
+  EXPECT_THROW(f.add_done_callback(std::function<void(qi::Future<int>)>()), std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(std::function<void()>()), std::invalid_argument);
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(f.add_done_callback(null_fn), std::invalid_argument);
+  loop.close();
+}
+
+TEST(FutureTest, AnExceptionFromADoneCallbackGoesToTheHandler) {
+  QiEventLoop loop;
+  Reports reports;
+  reports.install(loop);
+  Log log;
+  auto f = loop.create_future<int>();
+  f.add_done_callback([] { throw std::runtime_error("from a done callback"); });
+  f.add_done_callback(log.recorder("next callback still runs"));
+  f.set_result(1);
+  run_one_iteration(loop);
+  EXPECT_EQ(log.items, (Strings{"next callback still runs"}));
+  ASSERT_EQ(reports.items.size(), 1u);
+  EXPECT_THROW(std::rethrow_exception(reports.items[0].exception), std::runtime_error);
+}
+
+// --- "Future exception was never retrieved" -------------------------------------
+
+TEST(FutureTest, ARetrievedExceptionIsNotReported) {
+  QiEventLoop loop;
+  Reports reports;
+  reports.install(loop);
+  {
+    auto via_result = loop.create_future<int>();
+    via_result.set_exception(range_error());
+    EXPECT_THROW(via_result.result(), std::out_of_range);
+    auto via_exception = loop.create_future<int>();
+    via_exception.set_exception(range_error());
+    EXPECT_NE(via_exception.exception(), nullptr);
+    auto by_a_copy = loop.create_future<void>();
+    by_a_copy.set_exception(range_error());
+    qi::Future<void>(by_a_copy).exception();
+  }
+  EXPECT_TRUE(reports.items.empty());
+}
+
+TEST(FutureTest, ValuesAndCancellationsAreNeverReported) {
+  QiEventLoop loop;
+  Reports reports;
+  reports.install(loop);
+  {
+    auto value = loop.create_future<int>();
+    value.set_result(1);
+    auto cancelled = loop.create_future<int>();
+    cancelled.cancel("nobody looks");
+    auto pending = loop.create_future<int>();
+  }
+  EXPECT_TRUE(reports.items.empty());
+}
+
+TEST(FutureTest, ADoneCallbackThatIgnoresTheExceptionDoesNotCountAsRetrieval) {
+  QiEventLoop loop;
+  Reports reports;
+  reports.install(loop);
+  int calls = 0;
+  {
+    auto f = loop.create_future<int>();
+    f.add_done_callback([&](qi::Future<int> g) { calls += g.done(); });
+    f.set_exception(range_error());
+  }
+  EXPECT_TRUE(reports.items.empty()) << "the scheduled callback still holds the future";
+  run_one_iteration(loop);
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(reports.items.size(), 1u) << "reported once the callback let go of the last handle";
+  EXPECT_TRUE(contains(reports.items[0].message, "never retrieved"));
+}
+
+TEST(FutureTest, ADoneCallbackThatReadsTheExceptionRetrievesIt) {
+  QiEventLoop loop;
+  Reports reports;
+  reports.install(loop);
+  bool saw = false;
+  {
+    auto f = loop.create_future<int>();
+    f.add_done_callback([&](qi::Future<int> g) { saw = g.exception() != nullptr; });
+    f.set_exception(range_error());
+  }
+  run_one_iteration(loop);
+  EXPECT_TRUE(saw);
+  EXPECT_TRUE(reports.items.empty());
+}
+
+// --- Identity and lifetime ------------------------------------------------------
+
+TEST(FutureTest, EqualityAndTaskRefFollowTheSharedState) {
+  QiEventLoop loop;
+  auto a = loop.create_future<int>();
+  auto b = loop.create_future<int>();
+  qi::Future<int> a2 = a;
+  EXPECT_TRUE(a == a2);
+  EXPECT_FALSE(a == b);
+  EXPECT_TRUE(a.ref() == a2.ref());
+  EXPECT_FALSE(a.ref() == b.ref());
+  EXPECT_TRUE(a.ref());
+  EXPECT_FALSE(qi::TaskRef());
+  EXPECT_TRUE(qi::Future<int>() == qi::Future<int>());
+}
+
+TEST(FutureTest, AFutureMayOutliveItsLoop) {
+  qi::Future<std::string> done, pending, failed;
+  {
+    QiEventLoop loop;
+    done = loop.create_future<std::string>();
+    done.set_result("kept");
+    pending = loop.create_future<std::string>();
+    pending.add_done_callback([] { ADD_FAILURE() << "a callback of a destroyed loop ran"; });
+    failed = loop.create_future<std::string>();
+    failed.set_exception(range_error());
+  }
+  EXPECT_EQ(done.get_loop(), nullptr);
+  EXPECT_EQ(done.result(), "kept");
+  // Completing it can no longer schedule its callbacks; it must not crash.
+  pending.set_result("late");
+  EXPECT_EQ(pending.result(), "late");
+  EXPECT_THROW(done.add_done_callback([] {}), qi::RuntimeError);
+  // Dropping an unretrieved exception with no loop to report to is logged.
+  failed = qi::Future<std::string>();
+}
+
+TEST(FutureTest, RunUntilCompleteOfAMoveOnlyResultMovesItOut) {
+  QiEventLoop loop;
+  auto f = loop.create_future<std::unique_ptr<std::string>>();
+  loop.call_soon([f] { f.set_result(std::make_unique<std::string>("owned")); });
+  std::unique_ptr<std::string> p = loop.run_until_complete(f);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(*p, "owned");
+}
+
+TEST(FutureTest, RunUntilCompleteWithDoneCallbacksRunsThemToo) {
+  QiEventLoop loop;
+  Log log;
+  auto f = loop.create_future<int>();
+  f.add_done_callback(log.recorder("done callback"));
+  loop.call_soon([f] { f.set_result(3); });
+  EXPECT_EQ(loop.run_until_complete(f), 3);
+  // run_until_complete stops from a done callback of its own, added after
+  // ours: ours has run by the time it returns.
+  EXPECT_EQ(log.items, (Strings{"done callback"}));
+}
+
+}  // namespace

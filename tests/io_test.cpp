@@ -1,1 +1,423 @@
-#include <gtest/gtest.h>
+// add_reader / add_writer / remove_reader / remove_writer, in both run modes,
+// on pipes and socketpairs: asyncio's level-triggered fd callbacks.
+#include "test_util.h"
+
+#include <gmock/gmock.h>
+
+#include <array>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+using qt::Mode;
+using testing::HasSubstr;
+
+namespace {
+
+constexpr auto kGuard = 2s;
+
+enum class Kind { kPipe, kSocketPair };
+constexpr std::array kKinds = {Kind::kPipe, Kind::kSocketPair};
+
+const char* kind_name(Kind k) { return k == Kind::kPipe ? "pipe" : "socketpair"; }
+
+// A one-way byte channel over two non-blocking fds: what is sent on `out`
+// arrives on `in`. For a socketpair both ends also work the other way.
+struct Channel {
+  int in = -1;
+  int out = -1;
+
+  explicit Channel(Kind kind) {
+    int fds[2];
+    int rc = kind == Kind::kPipe ? ::pipe2(fds, O_NONBLOCK | O_CLOEXEC)
+                                 : ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds);
+    EXPECT_EQ(rc, 0) << "cannot create a " << kind_name(kind);
+    if (rc == 0) {
+      in = fds[0];
+      out = fds[1];
+    }
+  }
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  ~Channel() {
+    close_in();
+    close_out();
+  }
+
+  void send(std::string_view s) const { send_on(out, s); }
+  static void send_on(int fd, std::string_view s) {
+    EXPECT_EQ(::write(fd, s.data(), s.size()), static_cast<ssize_t>(s.size()));
+  }
+  // Reads at most n bytes that are there now ("" when none, or at EOF).
+  std::string receive(std::size_t n = 4096) const { return receive_on(in, n); }
+  static std::string receive_on(int fd, std::size_t n = 4096) {
+    std::string buf(n, '\0');
+    ssize_t r = ::read(fd, buf.data(), n);
+    buf.resize(r > 0 ? static_cast<std::size_t>(r) : 0);
+    return buf;
+  }
+  bool at_eof() const {
+    char c;
+    return ::read(in, &c, 1) == 0;
+  }
+  void close_in() { close_fd(in); }
+  void close_out() { close_fd(out); }
+
+ private:
+  static void close_fd(int& fd) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+class IoTest : public qt::ModeTest {
+ protected:
+  void run(QiEventLoop& loop) { qt::run_until_stopped(loop, mode(), kGuard); }
+
+  // Watches ch.in with a reader that collects what arrives and stops the loop
+  // once `expected` is in; `start` arranges for the data to be sent.
+  std::string collect(Kind kind, std::string_view expected, const std::function<void(QiEventLoop&, Channel&)>& start) {
+    QiEventLoop loop;
+    Channel ch(kind);
+    std::string got;
+    loop.add_reader(ch.in, [&] {
+      got += ch.receive();
+      if (got.size() >= expected.size()) loop.stop();
+    });
+    start(loop, ch);
+    run(loop);
+    return got;
+  }
+};
+
+// --- Readiness -------------------------------------------------------------
+
+TEST_P(IoTest, ReaderRunsWhenACallbackWritesData) {
+  for (Kind kind : kKinds) {
+    SCOPED_TRACE(kind_name(kind));
+    EXPECT_EQ(collect(kind, "hello", [](QiEventLoop& loop, Channel& ch) { loop.call_soon([&ch] { ch.send("hello"); }); }),
+              "hello");
+  }
+}
+
+TEST_P(IoTest, ReaderRunsWhenAQtTimerWritesData) {
+  for (Kind kind : kKinds) {
+    SCOPED_TRACE(kind_name(kind));
+    EXPECT_EQ(collect(kind, "from qt", [](QiEventLoop&, Channel& ch) {
+                QTimer::singleShot(10ms, [&ch] { ch.send("from qt"); });
+              }),
+              "from qt");
+  }
+}
+
+TEST_P(IoTest, ReaderRunsWhenAnotherThreadWritesData) {
+  for (Kind kind : kKinds) {
+    SCOPED_TRACE(kind_name(kind));
+    std::thread writer;
+    EXPECT_EQ(collect(kind, "from a thread",
+                      [&writer](QiEventLoop&, Channel& ch) {
+                        writer = std::thread([&ch] {
+                          std::this_thread::sleep_for(10ms);
+                          ch.send("from a thread");
+                        });
+                      }),
+              "from a thread");
+    writer.join();
+  }
+}
+
+// asyncio's readers are level-triggered: while data is left unread the
+// reader runs again on every iteration, and stops once it is drained.
+TEST_P(IoTest, ReaderIsLevelTriggered) {
+  for (Kind kind : kKinds) {
+    SCOPED_TRACE(kind_name(kind));
+    QiEventLoop loop;
+    Channel ch(kind);
+    std::vector<uint64_t> iterations;
+    std::string got;
+    ch.send("abc");
+    loop.add_reader(ch.in, [&] {
+      iterations.push_back(loop.stats().iterations);
+      got += ch.receive(1);
+      if (got == "abc") loop.call_later(10ms, [&] { loop.stop(); });
+    });
+    run(loop);
+    EXPECT_EQ(got, "abc");
+    ASSERT_EQ(iterations.size(), 3u) << "called once per byte, then never again once drained";
+    EXPECT_EQ(iterations[1], iterations[0] + 1);
+    EXPECT_EQ(iterations[2], iterations[1] + 1);
+  }
+}
+
+TEST_P(IoTest, AddReaderReplacesThePreviousReaderAndReleasesIt) {
+  QiEventLoop loop;
+  Channel ch(Kind::kSocketPair);
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> first_captures = token;
+  loop.add_reader(ch.in, [token] { ADD_FAILURE() << "the replaced reader ran"; });
+  token.reset();
+  std::string got;
+  loop.add_reader(ch.in, [&] {
+    got += ch.receive();
+    loop.stop();
+  });
+  EXPECT_TRUE(first_captures.expired()) << "replacing a reader must drop the old callback";
+  loop.call_soon([&] { ch.send("new"); });
+  run(loop);
+  EXPECT_EQ(got, "new");
+}
+
+TEST_P(IoTest, RemoveReturnsTrueThenFalseAndARemovedReaderNeverRuns) {
+  QiEventLoop loop;
+  Channel ch(Kind::kSocketPair);
+  EXPECT_FALSE(loop.remove_reader(ch.in)) << "never watched";
+  EXPECT_FALSE(loop.remove_writer(ch.in));
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> captures = token;
+  loop.add_reader(ch.in, [token] { ADD_FAILURE() << "a removed reader ran"; });
+  token.reset();
+  loop.add_writer(ch.in, [] {});
+  EXPECT_TRUE(loop.remove_reader(ch.in));
+  EXPECT_TRUE(captures.expired()) << "removing a reader must drop its callback";
+  EXPECT_FALSE(loop.remove_reader(ch.in));
+  EXPECT_TRUE(loop.remove_writer(ch.in)) << "removing the reader must leave the writer";
+  EXPECT_FALSE(loop.remove_writer(ch.in));
+  ch.send("unwatched");
+  loop.call_later(10ms, [&] { loop.stop(); });
+  run(loop);
+}
+
+TEST_P(IoTest, WriterRunsWhenTheFdIsWritable) {
+  for (Kind kind : kKinds) {
+    SCOPED_TRACE(kind_name(kind));
+    QiEventLoop loop;
+    Channel ch(kind);
+    bool wrote = false;
+    loop.add_writer(ch.out, [&] {
+      if (!wrote) ch.send("written when writable");
+      wrote = true;
+      loop.stop();
+    });
+    run(loop);
+    EXPECT_EQ(ch.receive(), "written when writable");
+  }
+}
+
+// One fd, both directions: each registration survives changes to the other.
+TEST_P(IoTest, ReaderAndWriterOnTheSameFd) {
+  QiEventLoop loop;
+  Channel ch(Kind::kSocketPair);
+  const int fd = ch.in;
+  std::string got;
+  loop.add_reader(ch.out, [&] {
+    if (Channel::receive_on(ch.out) == "ping") Channel::send_on(ch.out, "pong");
+  });
+  loop.add_reader(fd, [&] {
+    got += ch.receive();
+    if (got == "pong") {
+      EXPECT_FALSE(loop.remove_writer(fd)) << "already removed";
+      loop.stop();
+    }
+  });
+  bool sent = false;
+  loop.add_writer(fd, [&] {
+    if (sent) return;
+    sent = true;
+    Channel::send_on(fd, "ping");
+    loop.call_soon([&] { EXPECT_TRUE(loop.remove_writer(fd)); });
+  });
+  run(loop);
+  EXPECT_EQ(got, "pong");
+}
+
+// EOF on a pipe, HUP on a socketpair: the reader runs and reads 0 bytes.
+TEST_P(IoTest, AClosedPeerWakesTheReader) {
+  for (Kind kind : kKinds) {
+    SCOPED_TRACE(kind_name(kind));
+    QiEventLoop loop;
+    Channel ch(kind);
+    bool eof = false;
+    loop.add_reader(ch.in, [&] {
+      eof = ch.at_eof();
+      loop.stop();
+    });
+    QTimer::singleShot(10ms, [&] { ch.close_out(); });
+    run(loop);
+    EXPECT_TRUE(eof);
+  }
+}
+
+// The usual end of a reader or writer: it removes itself. The callback keeps
+// running after remove_*() returns, so what it captured must still be alive
+// then, and be released once it returns.
+void expect_handler_can_remove_itself(Mode mode, Kind kind, bool write) {
+  QiEventLoop loop;
+  Channel ch(kind);
+  ch.send("left unread, so the reader stays ready");
+  const int fd = write ? ch.out : ch.in;
+  int calls = 0;
+  std::string seen;
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> captures = token;
+  const std::string tag = "a capture longer than any small-string buffer";
+  auto handler = [&loop, &calls, &seen, fd, write, tag, token] {
+    ++calls;
+    std::string& result = seen;
+    EXPECT_TRUE(write ? loop.remove_writer(fd) : loop.remove_reader(fd));
+    result = tag;
+  };
+  if (write)
+    loop.add_writer(fd, std::move(handler));
+  else
+    loop.add_reader(fd, std::move(handler));
+  token.reset();
+  loop.call_later(20ms, [&] { loop.stop(); });
+  qt::run_until_stopped(loop, mode, kGuard);
+  EXPECT_EQ(calls, 1) << "the handler ran again after removing itself";
+  EXPECT_EQ(seen, tag) << "the handler's captures were destroyed while it ran";
+  EXPECT_TRUE(captures.expired()) << "a removed handler is dropped once it returns";
+}
+
+TEST_P(IoTest, RemovingAReaderFromInsideItsOwnCallback) {
+  for (Kind kind : kKinds) {
+    SCOPED_TRACE(kind_name(kind));
+    expect_handler_can_remove_itself(mode(), kind, /*write=*/false);
+  }
+}
+
+TEST_P(IoTest, RemovingAWriterFromInsideItsOwnCallback) {
+  for (Kind kind : kKinds) {
+    SCOPED_TRACE(kind_name(kind));
+    expect_handler_can_remove_itself(mode(), kind, /*write=*/true);
+  }
+}
+
+// A reader that hands over to the next one (a protocol's state machine).
+TEST_P(IoTest, ReplacingAReaderFromInsideItsOwnCallback) {
+  QiEventLoop loop;
+  Channel ch(Kind::kSocketPair);
+  ch.send("ab");
+  std::string log;
+  const std::string tag = "first reader, a capture longer than any small-string buffer";
+  loop.add_reader(ch.in, [&loop, &log, &ch, tag] {
+    std::string& result = log;
+    std::string byte = ch.receive(1);
+    loop.add_reader(ch.in, [&] {
+      log += "|second:" + ch.receive(1);
+      loop.stop();
+    });
+    result += tag + ":" + byte;
+  });
+  run(loop);
+  EXPECT_EQ(log, tag + ":a|second:b");
+}
+
+// The user closes a watched fd without removing it and the kernel hands the
+// number to a new fd: watching the new fd works and the stale reader is gone.
+TEST_P(IoTest, AnFdClosedByTheUserAndItsNumberReused) {
+  QiEventLoop loop;
+  auto old_ch = std::make_unique<Channel>(Kind::kPipe);
+  const int number = old_ch->in;
+  loop.add_reader(number, [] { ADD_FAILURE() << "the reader of the closed fd ran"; });
+  old_ch.reset();
+  Channel ch(Kind::kPipe);
+  ASSERT_EQ(ch.in, number) << "the kernel gives out the lowest free number";
+  std::string got;
+  loop.add_reader(ch.in, [&] {
+    got += ch.receive();
+    loop.stop();
+  });
+  loop.call_soon([&] { ch.send("reused"); });
+  run(loop);
+  EXPECT_EQ(got, "reused");
+}
+
+// Extra arguments are stored once and passed on every call: a level-triggered
+// reader runs many times, so they must not be moved out on the first.
+TEST_P(IoTest, ArgumentsArePassedToTheCallbackOnEveryCall) {
+  QiEventLoop loop;
+  Channel ch(Kind::kPipe);
+  ch.send("abc");
+  std::vector<std::string> tags;
+  const std::string tag = "an argument longer than any small-string buffer";
+  loop.add_reader(
+      ch.in,
+      [&](int fd, std::string t) {
+        tags.push_back(t + ":" + Channel::receive_on(fd, 1));
+        if (tags.size() == 3) loop.stop();
+      },
+      ch.in, tag);
+  run(loop);
+  EXPECT_EQ(tags, (std::vector<std::string>{tag + ":a", tag + ":b", tag + ":c"}));
+}
+
+// --- Bad input ---------------------------------------------------------------
+
+// Calls add_reader and add_writer on the fd `bad_fd()` returns, from inside a
+// running loop's callback, expecting std::invalid_argument that says `phrase`;
+// then checks that nothing was left behind and that the loop keeps working.
+// (The fd is made there, after the loop has opened its own fds.)
+void expect_rejected_fd(Mode mode, const std::function<int()>& bad_fd, std::string_view phrase) {
+  QiEventLoop loop;
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> captures = token;
+  std::vector<std::string> messages;
+  loop.call_soon([&] {
+    const int fd = bad_fd();
+    for (bool write : {false, true}) {
+      try {
+        if (write)
+          loop.add_writer(fd, [token] {});
+        else
+          loop.add_reader(fd, [token] {});
+        ADD_FAILURE() << "fd " << fd << " was accepted";
+      } catch (const std::invalid_argument& e) {
+        messages.push_back(e.what());
+      }
+    }
+    token.reset();
+    EXPECT_FALSE(loop.remove_reader(fd));
+    EXPECT_FALSE(loop.remove_writer(fd));
+    loop.call_soon([&] { loop.stop(); });
+  });
+  qt::run_until_stopped(loop, mode, kGuard);
+  EXPECT_THAT(messages, testing::ElementsAre(HasSubstr(phrase), HasSubstr(phrase)));
+  EXPECT_TRUE(captures.expired()) << "a rejected callback must be destroyed";
+}
+
+TEST_P(IoTest, AddReaderOnANegativeFdThrows) {
+  expect_rejected_fd(mode(), [] { return -1; }, "negative");
+}
+
+TEST_P(IoTest, AddReaderOnAClosedFdThrows) {
+  expect_rejected_fd(
+      mode(),
+      [] {
+        Channel gone(Kind::kPipe);
+        return gone.in;
+      },
+      "not an open file descriptor");
+}
+
+// epoll refuses regular files (they are always "ready"); the message says
+// what to do instead.
+TEST_P(IoTest, AddReaderOnARegularFileThrows) {
+  char path[] = "/tmp/qiloop_io_test_XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::unlink(path);
+  expect_rejected_fd(mode(), [fd] { return fd; }, "cannot be polled");
+  ::close(fd);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, IoTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
+
+}  // namespace

@@ -1,1 +1,332 @@
-#include <gtest/gtest.h>
+// Misuse gives a clear error whose message names the fix — never a crash or a
+// hang — and the loop stays usable afterwards where that makes sense.
+#include "test_util.h"
+
+#include <gmock/gmock.h>
+
+#include <absl/functional/any_invocable.h>
+
+#include <cmath>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <source_location>
+#include <stdexcept>
+#include <string_view>
+#include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+using qt::Mode;
+using testing::HasSubstr;
+
+namespace {
+
+constexpr auto kGuard = 2s;
+
+// Expects f() to throw E with `phrase` in its message.
+template <class E, class F>
+void expect_error(F&& f, std::string_view phrase, std::source_location where = std::source_location::current()) {
+  testing::ScopedTrace trace(where.file_name(), static_cast<int>(where.line()), "expect_error");
+  try {
+    std::forward<F>(f)();
+    ADD_FAILURE() << "no exception; expected one saying \"" << phrase << "\"";
+  } catch (const E& e) {
+    EXPECT_THAT(e.what(), HasSubstr(std::string(phrase)));
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "an exception of another type: " << e.what();
+  } catch (...) {
+    ADD_FAILURE() << "an exception that is not a std::exception";
+  }
+}
+
+// Runs f on a new thread and rethrows here whatever it threw there.
+template <class F>
+void on_other_thread(F f) {
+  std::exception_ptr error;
+  std::thread([&] {
+    try {
+      f();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  }).join();
+  if (error) std::rethrow_exception(error);
+}
+
+// A loop that runs one callback and stops: proof that it still works.
+void expect_still_runs(QiEventLoop& loop, Mode mode = Mode::kNested) {
+  bool ran = false;
+  loop.call_soon([&] {
+    ran = true;
+    loop.stop();
+  });
+  qt::run_until_stopped(loop, mode, kGuard);
+  EXPECT_TRUE(ran) << "the loop no longer runs";
+}
+
+class MisuseTest : public qt::ModeTest {
+ protected:
+  void run(QiEventLoop& loop) { qt::run_until_stopped(loop, mode(), kGuard); }
+};
+
+// --- A closed loop ---------------------------------------------------------------
+
+TEST(Misuse, SchedulingOnAClosedLoopThrows) {
+  QiEventLoop loop;
+  loop.close();
+  constexpr std::string_view kFix = "create a new QiEventLoop";
+  expect_error<qi::RuntimeError>([&] { loop.call_soon([] {}); }, kFix);
+  expect_error<qi::RuntimeError>([&] { loop.call_later(1ms, [] {}); }, kFix);
+  expect_error<qi::RuntimeError>([&] { loop.call_later(0.001, [] {}); }, kFix);
+  expect_error<qi::RuntimeError>([&] { loop.call_at(loop.time(), [] {}); }, kFix);
+  expect_error<qi::RuntimeError>([&] { loop.call_soon_threadsafe([] {}); }, kFix);
+  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.call_soon_threadsafe([] {}); }); }, kFix);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  expect_error<qi::RuntimeError>([&] { loop.add_reader(fds[0], [] {}); }, kFix);
+  expect_error<qi::RuntimeError>([&] { loop.add_writer(fds[1], [] {}); }, kFix);
+  EXPECT_FALSE(loop.remove_reader(fds[0]));
+  ::close(fds[0]);
+  ::close(fds[1]);
+  expect_error<qi::RuntimeError>([&] { loop.run_forever(); }, kFix);
+  expect_error<qi::RuntimeError>([&] { QiRunner runner(loop); }, kFix);
+  EXPECT_TRUE(loop.is_closed());
+}
+
+// --- Running what already runs -------------------------------------------------
+
+TEST_P(MisuseTest, RunningARunningLoopFromItsCallbackThrows) {
+  QiEventLoop loop;
+  auto fut = loop.create_future<int>();
+  bool after = false;
+  loop.call_soon([&] {
+    expect_error<qi::RuntimeError>([&] { loop.run_forever(); }, "instead of running the loop again");
+    expect_error<qi::RuntimeError>([&] { loop.run_until_complete(fut); }, "instead of running the loop again");
+    loop.call_soon([&] {
+      after = true;
+      loop.stop();
+    });
+  });
+  run(loop);
+  EXPECT_TRUE(after) << "the loop must keep going after the error";
+}
+
+TEST(Misuse, RunForeverAndRunUntilCompleteThrowInAttachedMode) {
+  QiEventLoop loop;
+  QiRunner runner(loop);
+  auto fut = loop.create_future<int>();
+  // While the logical loop runs, it is simply already running.
+  expect_error<qi::RuntimeError>([&] { loop.run_forever(); }, "call_soon");
+  // Once stopped, the runner still owns it: exec() drives it, not run_*.
+  loop.call_soon([&] { loop.stop(); });
+  QObject::connect(&loop, &QiEventLoop::stopped, [] { QCoreApplication::exit(0); });
+  QObject guard_context;
+  QTimer::singleShot(kGuard, &guard_context, [] { QCoreApplication::exit(1); });
+  ASSERT_EQ(QCoreApplication::exec(), 0);
+  ASSERT_FALSE(loop.is_running());
+  expect_error<qi::RuntimeError>([&] { loop.run_forever(); }, "attached mode");
+  expect_error<qi::RuntimeError>([&] { loop.run_until_complete(fut); }, "attached mode");
+  expect_error<qi::RuntimeError>([&] { QiRunner second(loop); }, "attached mode");
+}
+
+TEST_P(MisuseTest, CloseWhileRunningThrows) {
+  QiEventLoop loop;
+  bool after = false;
+  loop.call_soon([&] {
+    expect_error<qi::RuntimeError>([&] { loop.close(); }, "call stop()");
+    EXPECT_FALSE(loop.is_closed());
+    loop.call_soon([&] {
+      after = true;
+      loop.stop();
+    });
+  });
+  run(loop);
+  EXPECT_TRUE(after);
+}
+
+// One running loop per thread: loop B cannot run inside loop A's callback,
+// nor can a QiRunner start there; both loops work afterwards.
+TEST_P(MisuseTest, ASecondLoopCannotRunOnTheSameThread) {
+  QiEventLoop a;
+  QiEventLoop b;
+  auto fut = b.create_future<int>();
+  constexpr std::string_view kFix = "only one loop runs per thread";
+  a.call_soon([&] {
+    expect_error<qi::RuntimeError>([&] { b.run_forever(); }, kFix);
+    expect_error<qi::RuntimeError>([&] { b.run_until_complete(fut); }, kFix);
+    expect_error<qi::RuntimeError>([&] { QiRunner runner(b); }, kFix);
+    expect_error<qi::RuntimeError>([&] { QiRunner runner; }, kFix);
+    EXPECT_EQ(&qi::get_running_loop(), &a);
+    EXPECT_FALSE(b.is_running());
+    a.stop();
+  });
+  run(a);
+  expect_still_runs(b);
+}
+
+TEST(Misuse, ASecondRunnerCannotStartWhileAnotherLoopIsAttached) {
+  QiRunner first;
+  expect_error<qi::RuntimeError>([] { QiRunner second; }, "only one loop runs per thread");
+  QiEventLoop other;
+  expect_error<qi::RuntimeError>([&] { other.run_forever(); }, "only one loop runs per thread");
+  EXPECT_EQ(&qi::get_running_loop(), &first.loop());
+}
+
+// --- The wrong thread ----------------------------------------------------------
+
+TEST_P(MisuseTest, RunStopAndCloseFromAnotherThreadThrow) {
+  QiEventLoop loop;
+  constexpr std::string_view kFix = "use call_soon_threadsafe";
+  // Idle, and then running: neither may be driven from another thread.
+  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.run_forever(); }); }, kFix);
+  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.close(); }); }, kFix);
+  bool after = false;
+  loop.call_soon([&] {
+    expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.stop(); }); }, kFix);
+    expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.close(); }); }, kFix);
+    expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.run_forever(); }); }, kFix);
+    // The fix the message names works.
+    on_other_thread([&] {
+      loop.call_soon_threadsafe([&] {
+        after = true;
+        loop.stop();
+      });
+    });
+  });
+  run(loop);
+  EXPECT_TRUE(after);
+  if (mode() == Mode::kNested) expect_still_runs(loop);
+}
+
+TEST(Misuse, DebugModeRejectsLoopCallsFromAnotherThread) {
+  QiEventLoop loop;
+  loop.set_debug(true);
+  constexpr std::string_view kFix = "use call_soon_threadsafe";
+  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.call_soon([] {}); }); }, kFix);
+  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.call_later(1ms, [] {}); }); }, kFix);
+  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.call_at(loop.time(), [] {}); }); }, kFix);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.add_reader(fds[0], [] {}); }); }, kFix);
+  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.remove_reader(fds[0]); }); }, kFix);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  bool threadsafe_ran = false;
+  on_other_thread([&] { loop.call_soon_threadsafe([&] { threadsafe_ran = true; }); });
+  expect_still_runs(loop);
+  EXPECT_TRUE(threadsafe_ran);
+}
+
+// --- Bad arguments --------------------------------------------------------------
+
+template <class Sig>
+using FunctionPointer = Sig*;
+
+// Every scheduling API rejects an empty callable of family Empty (with and
+// without extra arguments), leaving nothing scheduled.
+template <template <class> class Empty>
+void expect_empty_callables_rejected(QiEventLoop& loop, int rd, int wr) {
+  constexpr std::string_view kFix = "pass a callable";
+  using None = Empty<void()>;
+  using One = Empty<void(int)>;
+  expect_error<std::invalid_argument>([&] { loop.call_soon(None{}); }, kFix);
+  expect_error<std::invalid_argument>([&] { loop.call_soon(One{}, 1); }, kFix);
+  expect_error<std::invalid_argument>([&] { loop.call_later(1ms, None{}); }, kFix);
+  expect_error<std::invalid_argument>([&] { loop.call_later(0.001, One{}, 1); }, kFix);
+  expect_error<std::invalid_argument>([&] { loop.call_at(loop.time(), None{}); }, kFix);
+  expect_error<std::invalid_argument>([&] { loop.call_soon_threadsafe(None{}); }, kFix);
+  expect_error<std::invalid_argument>([&] { loop.call_soon_threadsafe(One{}, 1); }, kFix);
+  expect_error<std::invalid_argument>([&] { loop.add_reader(rd, None{}); }, kFix);
+  expect_error<std::invalid_argument>([&] { loop.add_writer(wr, One{}, 1); }, kFix);
+  EXPECT_FALSE(loop.remove_reader(rd));
+  EXPECT_FALSE(loop.remove_writer(wr));
+}
+
+TEST(Misuse, EmptyCallablesAreRejected) {
+  QiEventLoop loop;
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  {
+    SCOPED_TRACE("null function pointer");
+    expect_empty_callables_rejected<FunctionPointer>(loop, fds[0], fds[1]);
+  }
+  {
+    SCOPED_TRACE("empty std::function");
+    expect_empty_callables_rejected<std::function>(loop, fds[0], fds[1]);
+  }
+  {
+    SCOPED_TRACE("empty absl::AnyInvocable");
+    expect_empty_callables_rejected<absl::AnyInvocable>(loop, fds[0], fds[1]);
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);
+  expect_still_runs(loop);
+}
+
+TEST(Misuse, NanDelayIsRejected) {
+  QiEventLoop loop;
+  expect_error<std::invalid_argument>(
+      [&] { loop.call_later(std::numeric_limits<double>::quiet_NaN(), [] {}); }, "the delay is NaN");
+  expect_error<std::invalid_argument>([&] { loop.call_later(std::nan(""), [](int) {}, 1); },
+                                      "pass a number of seconds");
+  expect_still_runs(loop);
+}
+
+TEST(Misuse, NonPositiveSliceBudgetIsRejected) {
+  QiEventLoop loop;
+  const auto before = loop.slice_budget();
+  expect_error<std::invalid_argument>([&] { loop.set_slice_budget(0ms); }, "must be positive");
+  expect_error<std::invalid_argument>([&] { loop.set_slice_budget(-1ms); }, "must be positive");
+  EXPECT_EQ(loop.slice_budget(), before) << "a rejected budget must not be applied";
+  expect_still_runs(loop);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, MisuseTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
+
+// --- Fatal: destroying what runs -------------------------------------------------
+
+// Destroying a running loop would leave its QEventLoop and callbacks
+// dangling; qFatal says what to do instead.
+TEST(MisuseDeathTest, DestroyingALoopFromItsOwnCallbackIsFatal) {
+  EXPECT_DEATH(
+      {
+        auto* loop = new QiEventLoop;
+        loop->call_soon([loop] { delete loop; });
+        loop->run_forever();
+      },
+      "QiEventLoop destroyed while running: call stop\\(\\)");
+}
+
+TEST(MisuseDeathTest, DestroyingAnAttachedLoopIsFatal) {
+  EXPECT_DEATH(
+      {
+        auto* loop = new QiEventLoop;
+        QiRunner runner(*loop);
+        delete loop;
+      },
+      "QiEventLoop destroyed while running.*destroy the QiRunner");
+  EXPECT_DEATH(
+      {
+        auto* loop = new QiEventLoop;
+        QiRunner runner(*loop);
+        loop->stop();
+        QCoreApplication::processEvents();
+        delete loop;
+      },
+      "destroyed while a QiRunner is attached to it: destroy the QiRunner first");
+}
+
+TEST(MisuseDeathTest, DestroyingARunnerFromItsOwnLoopsCallbackIsFatal) {
+  EXPECT_DEATH(
+      {
+        auto* runner = new QiRunner;
+        runner->loop().call_soon([runner] { delete runner; });
+        QCoreApplication::exec();
+      },
+      "QiRunner destroyed from inside a callback of its own loop");
+}
+
+}  // namespace

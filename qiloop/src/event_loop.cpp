@@ -141,6 +141,14 @@ void QiEventLoop::schedule_timer(CallbackNode* n) {
 }
 
 bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
+  // On the loop's own thread it is a plain call_soon, so that
+  // call_soon(a); call_soon_threadsafe(b); call_soon(c) runs a, b, c as in
+  // asyncio (the inbox is only read at the start of an iteration).
+  if (thread() == QThread::currentThread() && !closed_) {
+    ready_.push(n);
+    if (!in_slice_) wake_from_outside();
+    return true;
+  }
   switch (impl_->inbox.push(n)) {
     case qi::detail::ThreadInbox::Push::kQueued:
       return true;
@@ -414,8 +422,13 @@ bool QiEventLoop::run_ready() {
 void QiEventLoop::run_node(CallbackNode* n) {
   const bool repeating = n->flags & CallbackNode::kRepeating;
   if (repeating) {
-    n->state.store(n->load_state() & ~CallbackNode::kQueued, std::memory_order_relaxed);
-    if (n->load_state() & CallbackNode::kCancelled) {
+    // An fd handler runs again on later iterations: kStarted is set only
+    // while it runs, so that remove_reader() from inside it leaves the
+    // running callable alone (it is dropped below).
+    uint8_t st = n->load_state() & ~CallbackNode::kQueued;
+    n->state.store(st | CallbackNode::kStarted, std::memory_order_relaxed);
+    if (st & CallbackNode::kCancelled) {
+      n->fn = nullptr;
       release_node(n);
       return;
     }
@@ -444,8 +457,14 @@ void QiEventLoop::run_node(CallbackNode* n) {
                 std::chrono::duration<double>(took).count(),
                 std::chrono::duration<double>(impl_->slow_callback).count());
   }
-  // Drop what the callback captured now, even if a Handle keeps the node.
-  if (!repeating) n->fn = nullptr;
+  if (repeating) {
+    uint8_t st = n->load_state() & ~CallbackNode::kStarted;
+    n->state.store(st, std::memory_order_relaxed);
+    if (st & CallbackNode::kCancelled) n->fn = nullptr;
+  } else {
+    // Drop what the callback captured now, even if a Handle keeps the node.
+    n->fn = nullptr;
+  }
   release_node(n);
 }
 

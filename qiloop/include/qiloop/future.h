@@ -26,6 +26,7 @@
 // loop.call_soon_threadsafe to complete one from another thread.
 #pragma once
 
+#include <qiloop/detail/invoke.h>
 #include <qiloop/errors.h>
 #include <qiloop/export.h>
 
@@ -186,9 +187,10 @@ class Future {
   // loop's ready queue. Returns an id for remove_done_callback.
   template <class F>
   uint64_t add_done_callback(F&& cb) const {
+    if (detail::is_empty_callable(cb)) detail::throw_empty_callable("add_done_callback");
     return state_->add_done_callback(
         [cb = std::forward<F>(cb)](detail::FutureStateBase& s) mutable {
-          if constexpr (std::is_invocable_v<F&, Future<T>>) {
+          if constexpr (std::is_invocable_v<std::decay_t<F>&, Future<T>>) {
             Future<T> self;
             self.state_ = std::static_pointer_cast<detail::FutureState<T>>(s.shared_from_this());
             cb(std::move(self));

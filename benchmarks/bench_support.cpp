@@ -1,0 +1,238 @@
+#include "bench_support.h"
+
+#include <QtCore/QCoreApplication>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include <pthread.h>
+#include <sched.h>
+
+namespace bench {
+
+// --- Distributions ---------------------------------------------------------------
+
+Distribution distribution(std::vector<double> samples) {
+  Distribution d;
+  if (samples.empty()) return d;
+  std::sort(samples.begin(), samples.end());
+  auto rank = [&](double p) {
+    auto i = static_cast<std::size_t>(std::ceil(p * static_cast<double>(samples.size())));
+    return samples[std::clamp<std::size_t>(i, 1, samples.size()) - 1];
+  };
+  d.p50 = rank(0.50);
+  d.p99 = rank(0.99);
+  d.min = samples.front();
+  d.max = samples.back();
+  d.negative = static_cast<std::size_t>(std::lower_bound(samples.begin(), samples.end(), 0.0) - samples.begin());
+  return d;
+}
+
+// --- CPU placement ------------------------------------------------------------------
+
+namespace {
+
+std::vector<int> cpus_of(const cpu_set_t& set) {
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+void set_this_thread(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus) CPU_SET(c, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+}  // namespace
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  pthread_getaffinity_np(pthread_self(), sizeof set, &set);
+  return cpus_of(set);
+}
+
+void pin_this_thread(int cpu) { set_this_thread({cpu}); }
+
+ScopedPin::ScopedPin(int cpu) : saved_(allowed_cpus()) { pin_this_thread(cpu); }
+
+ScopedPin::~ScopedPin() { set_this_thread(saved_); }
+
+// --- Summary --------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view kQiloop = "qiloop";
+
+struct Row {
+  std::string scenario;
+  std::string metric;
+  Unit unit;
+  std::vector<std::pair<std::string, double>> values;  // by impl, in the order first recorded
+};
+
+struct Summary {
+  std::vector<Row> rows;
+  std::vector<Target> targets;
+
+  Row* find(std::string_view scenario, std::string_view metric) {
+    for (Row& r : rows)
+      if (r.scenario == scenario && r.metric == metric) return &r;
+    return nullptr;
+  }
+  std::optional<double> value(std::string_view scenario, std::string_view metric, std::string_view impl) {
+    if (Row* r = find(scenario, metric))
+      for (auto& [name, v] : r->values)
+        if (name == impl) return v;
+    return std::nullopt;
+  }
+};
+
+Summary& summary() {
+  static Summary s;
+  return s;
+}
+
+std::string format(Unit unit, double v) {
+  char buf[64];
+  switch (unit) {
+    case Unit::kRate:
+      if (v >= 1e6)
+        std::snprintf(buf, sizeof buf, "%.2fM/s", v / 1e6);
+      else if (v >= 1e3)
+        std::snprintf(buf, sizeof buf, "%.1fk/s", v / 1e3);
+      else
+        std::snprintf(buf, sizeof buf, "%.1f/s", v);
+      break;
+    case Unit::kNanoseconds:
+      std::snprintf(buf, sizeof buf, "%.1f ns", v);
+      break;
+    case Unit::kMicroseconds:
+      std::snprintf(buf, sizeof buf, "%.1f us", v);
+      break;
+    case Unit::kMilliseconds:
+      std::snprintf(buf, sizeof buf, "%.2f ms", v);
+      break;
+    case Unit::kCount:
+      std::snprintf(buf, sizeof buf, "%.0f", v);
+      break;
+  }
+  return buf;
+}
+
+std::string format_ratio(double r) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", r);
+  return buf;
+}
+
+}  // namespace
+
+void note(std::string_view scenario, std::string_view metric, Unit unit, std::string_view impl, double value) {
+  Summary& s = summary();
+  Row* row = s.find(scenario, metric);
+  if (!row) row = &s.rows.emplace_back(Row{std::string(scenario), std::string(metric), unit, {}});
+  auto it = std::find_if(row->values.begin(), row->values.end(), [&](auto& p) { return p.first == impl; });
+  if (it == row->values.end())
+    row->values.emplace_back(std::string(impl), value);
+  else
+    it->second = value;
+}
+
+void record(benchmark::State& state, std::string_view scenario, std::string_view metric, Unit unit,
+            std::string_view impl, double value) {
+  note(scenario, metric, unit, impl, value);
+  Summary& s = summary();
+  state.counters[std::string(metric)] = value;
+  if (impl != kQiloop)
+    if (auto q = s.value(scenario, metric, kQiloop); q && value != 0)
+      state.counters["qiloop/this " + std::string(metric)] = *q / value;
+}
+
+void add_target(Target target) { summary().targets.push_back(std::move(target)); }
+
+void print_summary(const char* program, bool smoke) {
+  Summary& s = summary();
+  if (s.rows.empty()) return;
+  std::printf("\n==== %s: qiloop and its peers, this run%s ====\n", program,
+              smoke ? " (--smoke: sizes shrunk, figures indicative only)" : "");
+  std::printf("%-36s %-26s %-24s %14s %12s\n", "scenario", "metric", "implementation", "value", "qiloop/impl");
+  for (const Row& r : s.rows) {
+    auto q = s.value(r.scenario, r.metric, kQiloop);
+    bool first = true;
+    for (auto& [impl, v] : r.values) {
+      std::string ratio = (q && impl != kQiloop && v != 0) ? format_ratio(*q / v) : "";
+      std::printf("%-36s %-26s %-24s %14s %12s\n", first ? r.scenario.c_str() : "", first ? r.metric.c_str() : "",
+                  impl.c_str(), format(r.unit, v).c_str(), ratio.c_str());
+      first = false;
+    }
+  }
+  if (s.targets.empty()) return;
+  std::printf("\n==== %s: targets ====\n", program);
+  for (const Target& t : s.targets) {
+    const char* cmp = t.compare == Compare::kAtLeast ? ">=" : "<=";
+    Row* row = s.find(t.scenario, t.metric);
+    auto q = s.value(t.scenario, t.metric, kQiloop);
+    std::optional<double> peer;
+    if (t.relation != Relation::kValue) peer = s.value(t.scenario, t.metric, t.peer);
+    std::string what, bound, actual;
+    std::optional<double> lhs;
+    switch (t.relation) {
+      case Relation::kValue:
+        what = "qiloop";
+        bound = row ? format(row->unit, t.bound) : std::to_string(t.bound);
+        if (q) lhs = *q;
+        break;
+      case Relation::kRatioTo:
+        what = "qiloop / " + t.peer;
+        bound = format_ratio(t.bound);
+        if (q && peer && *peer != 0) lhs = *q / *peer;
+        break;
+      case Relation::kExcessOver:
+        what = "qiloop - " + t.peer;
+        bound = row ? format(row->unit, t.bound) : std::to_string(t.bound);
+        if (q && peer) lhs = *q - *peer;
+        break;
+    }
+    if (lhs) actual = t.relation == Relation::kRatioTo ? format_ratio(*lhs) : format(row->unit, *lhs);
+    const char* verdict = !lhs ? "n/a   "
+                          : (t.compare == Compare::kAtLeast ? *lhs >= t.bound : *lhs <= t.bound) ? "met   "
+                                                                                                  : "MISSED";
+    std::printf("[%s] %s, %s: %s %s %s   (measured %s)\n", verdict, t.scenario.c_str(), t.metric.c_str(),
+                what.c_str(), cmp, bound.c_str(), lhs ? actual.c_str() : "-");
+  }
+}
+
+// --- main ------------------------------------------------------------------------------
+
+int bench_main(int argc, char** argv, void (*register_all)(const Options&)) {
+  Options opt;
+  // Google Benchmark rejects flags it does not know, so --smoke goes first.
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--smoke") == 0)
+      opt.smoke = true;
+    else
+      argv[kept++] = argv[i];
+  }
+  argc = kept;
+  argv[argc] = nullptr;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  QCoreApplication app(argc, argv);
+  register_all(opt);
+  benchmark::RunSpecifiedBenchmarks();
+  const char* slash = std::strrchr(argv[0], '/');
+  print_summary(slash ? slash + 1 : argv[0], opt.smoke);
+  std::fflush(stdout);
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace bench

@@ -1,0 +1,130 @@
+// bench_support.h — what every benchmark binary shares: the --smoke switch,
+// main(), timing and percentiles, CPU pinning, and the end-of-run summary that
+// sets qiloop's figures beside its peers' and checks the issue's targets.
+//
+//   void register_all(const bench::Options& opt) {
+//     bench::add_target({kBatch, kRate, bench::Relation::kRatioTo, "Qt", bench::Compare::kAtLeast, 5});
+//     benchmark::RegisterBenchmark("call_soon_batch/qiloop", &call_soon_batch<QiDriver>)->Arg(opt.pick(1'000'000, 10'000));
+//   }
+//   QILOOP_BENCH_MAIN(register_all)
+//
+// Every benchmark reports its headline figure twice: as a Google Benchmark
+// counter (so --benchmark_format=json carries it) and through record(), which
+// feeds the summary table printed after the run. A peer's run also gets the
+// counter "qiloop/this <metric>" once qiloop's figure for the same metric is
+// known, so register qiloop's variant of a scenario before its peers'.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bench {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  bool smoke = false;  // --smoke: sizes shrunk so the binary runs in seconds (CI)
+  template <class T>
+  T pick(T full, T smoke_value) const {
+    return smoke ? smoke_value : full;
+  }
+};
+
+inline double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+inline double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+// Runs the benchmark's iterations, each timed by `body`, which returns the
+// seconds it measured (so set-up it does untimed stays out). Register the
+// benchmark with UseManualTime(). Returns the total seconds measured.
+template <class Body>
+double run_timed(benchmark::State& state, Body&& body) {
+  double total = 0;
+  for (auto _ : state) {
+    double s = body();
+    state.SetIterationTime(s);
+    total += s;
+  }
+  return total;
+}
+
+// Wall time of f().
+template <class F>
+double time_of(F&& f) {
+  auto t0 = Clock::now();
+  f();
+  return seconds(Clock::now() - t0);
+}
+
+// --- Distributions ---------------------------------------------------------------
+
+struct Distribution {
+  double p50 = 0, p99 = 0, max = 0, min = 0;
+  std::size_t negative = 0;  // samples below zero (a timer that fired early)
+};
+// Nearest-rank percentiles of the samples.
+Distribution distribution(std::vector<double> samples);
+
+// --- CPU placement ------------------------------------------------------------------
+
+// The CPUs this thread may run on, ascending.
+std::vector<int> allowed_cpus();
+// Restricts the calling thread to one CPU.
+void pin_this_thread(int cpu);
+
+// Pins the calling thread for the scope's duration, then restores its mask.
+class ScopedPin {
+ public:
+  explicit ScopedPin(int cpu);
+  ScopedPin(const ScopedPin&) = delete;
+  ScopedPin& operator=(const ScopedPin&) = delete;
+  ~ScopedPin();
+
+ private:
+  std::vector<int> saved_;
+};
+
+// --- Summary --------------------------------------------------------------------------
+
+enum class Unit { kRate, kNanoseconds, kMicroseconds, kMilliseconds, kCount };
+
+// Records `impl`'s figure for (scenario, metric) in the summary, replacing an
+// earlier one (Google Benchmark calls a benchmark function more than once
+// while it sizes the run; the last call is the one it reports). Also sets the
+// counter `metric` on the run and, for a peer, "qiloop/this <metric>".
+void record(benchmark::State& state, std::string_view scenario, std::string_view metric, Unit unit,
+            std::string_view impl, double value);
+// The same for the summary alone: a figure derived from other runs.
+void note(std::string_view scenario, std::string_view metric, Unit unit, std::string_view impl, double value);
+
+// A target of the issue, checked against the summary at the end of the run:
+//   kValue:      qiloop's figure            <cmp> bound
+//   kRatioTo:    qiloop's figure / peer's   <cmp> bound
+//   kExcessOver: qiloop's figure - peer's   <cmp> bound
+enum class Relation { kValue, kRatioTo, kExcessOver };
+enum class Compare { kAtLeast, kAtMost };
+struct Target {
+  std::string scenario;
+  std::string metric;
+  Relation relation;
+  std::string peer;  // unused for kValue
+  Compare compare;
+  double bound;
+};
+void add_target(Target target);
+
+// Prints the table of figures (with the ratios qiloop/peer) and the targets.
+void print_summary(const char* program, bool smoke);
+
+// The main of every benchmark binary: strips --smoke, initializes Google
+// Benchmark, creates the QCoreApplication, registers, runs, summarizes.
+int bench_main(int argc, char** argv, void (*register_all)(const Options&));
+
+}  // namespace bench
+
+#define QILOOP_BENCH_MAIN(register_all) \
+  int main(int argc, char** argv) { return bench::bench_main(argc, argv, register_all); }
