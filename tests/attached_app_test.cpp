@@ -5,7 +5,9 @@
 #include <QtCore/QObject>
 #include <QtCore/QTimer>
 
+#include <algorithm>
 #include <functional>
+#include <string>
 #include <memory>
 
 using namespace std::chrono_literals;
@@ -93,27 +95,53 @@ TEST(AttachedApp, ABorrowingRunnerAttachesThenClosesTheLoop) {
   EXPECT_THROW(QiRunner again(loop), qi::RuntimeError) << "a closed loop cannot be attached again";
 }
 
-TEST(AttachedApp, CallbacksLoopTimersAndQtTimersInterleave) {
+// Each kind of event can start the other, and the chain runs in order.
+TEST(AttachedApp, CallbacksLoopTimersAndQtTimersScheduleEachOther) {
   QiRunner runner;
   QiEventLoop& loop = runner.loop();
   Log log;
-  loop.call_soon(log.recorder("callback"));
-  loop.call_later(20ms, log.recorder("loop timer 20ms"));
-  QTimer::singleShot(40ms, &loop, [&] { log("qt timer 40ms"); });
-  loop.call_later(60ms, log.recorder("loop timer 60ms"));
-  QTimer::singleShot(80ms, &loop, [&] {
-    log("qt timer 80ms");
-    loop.call_soon([&] {
-      log("callback from a qt slot");
-      QTimer::singleShot(0, &loop, [&] {
-        log("qt timer from a callback");
-        QCoreApplication::exit(0);
+  loop.call_soon([&] {
+    log("callback");
+    QTimer::singleShot(5ms, &loop, [&] {
+      log("qt timer");
+      loop.call_later(5ms, [&] {
+        log("loop timer");
+        QTimer::singleShot(0, &loop, [&] {
+          log("zero qt timer");
+          loop.call_soon([&] {
+            log("callback again");
+            QCoreApplication::exit(0);
+          });
+        });
       });
     });
   });
   EXPECT_EQ(exec_app(), 0);
-  EXPECT_EQ(log.items, (Strings{"callback", "loop timer 20ms", "qt timer 40ms", "loop timer 60ms", "qt timer 80ms",
-                                "callback from a qt slot", "qt timer from a callback"}));
+  EXPECT_EQ(log.items,
+            (Strings{"callback", "qt timer", "loop timer", "zero qt timer", "callback again"}));
+}
+
+// A repeating Qt timer and a repeating loop timer share exec(): their ticks
+// interleave instead of one starving the other.
+TEST(AttachedApp, LoopTimersAndQtTimersInterleave) {
+  QiRunner runner;
+  QiEventLoop& loop = runner.loop();
+  std::string ticks;  // 'q' per Qt tick, 'l' per loop tick
+  QTimer qt_timer;
+  QObject::connect(&qt_timer, &QTimer::timeout, [&] { ticks += 'q'; });
+  qt_timer.start(3ms);
+  std::function<void()> loop_tick = [&] {
+    ticks += 'l';
+    if (std::count(ticks.begin(), ticks.end(), 'l') < 10)
+      loop.call_later(3ms, loop_tick);
+    else
+      QCoreApplication::exit(0);
+  };
+  loop.call_later(3ms, loop_tick);
+  EXPECT_EQ(exec_app(), 0);
+  int switches = 0;
+  for (std::size_t i = 1; i < ticks.size(); ++i) switches += ticks[i] != ticks[i - 1];
+  EXPECT_GE(switches, 4) << "ticks: " << ticks;
 }
 
 // stop() ends the logical loop only: the application keeps running, and what

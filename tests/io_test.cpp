@@ -103,7 +103,8 @@ class IoTest : public qt::ModeTest {
 TEST_P(IoTest, ReaderRunsWhenACallbackWritesData) {
   for (Kind kind : kKinds) {
     SCOPED_TRACE(kind_name(kind));
-    EXPECT_EQ(collect(kind, "hello", [](QiEventLoop& loop, Channel& ch) { loop.call_soon([&ch] { ch.send("hello"); }); }),
+    EXPECT_EQ(collect(kind, "hello",
+                      [](QiEventLoop& loop, Channel& ch) { loop.call_soon([&ch] { ch.send("hello"); }); }),
               "hello");
   }
 }

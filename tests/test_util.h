@@ -33,7 +33,9 @@ inline void run_until_stopped(QiEventLoop& loop, Mode mode,
   QObject::connect(&guard_timer, &QTimer::timeout, [&] {
     expired = true;
     if (loop.is_running()) loop.stop();
-    QCoreApplication::exit(1);
+    // Only attached mode runs QCoreApplication::exec(). Calling exit() with
+    // no exec() running would make every later QEventLoop return at once.
+    if (mode == Mode::kAttached) QCoreApplication::exit(1);
   });
   guard_timer.start(guard);
   if (mode == Mode::kNested) {

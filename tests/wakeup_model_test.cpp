@@ -138,7 +138,7 @@ class Injector {
 
   Source source_;
   std::function<void()> code_;
-  QObject context_;  // declared first among the Qt objects: its slots die last
+  QObject context_;  // receiver of every slot above: none runs once the injector is gone
   QTimer repeating_;
   QObject emitter_;
   int ticks_ = 0;

@@ -356,7 +356,7 @@ void QiEventLoop::run_slice() {
       break;
     }
     if (I.slice_over) break;
-    if (ready_.empty() && !I.inbox.maybe_nonempty() &&
+    if (ready_.empty() && !I.inbox.maybe_nonempty() && !I.io_was_ready &&
         (I.timers.empty() || I.timers.top().when > clock::now()))
       break;
   }
@@ -370,9 +370,10 @@ void QiEventLoop::begin_iteration() {
   LoopImpl& I = *impl_;
   ++I.stats.iterations;
   // 1. I/O: poll without blocking, only while there is something to poll.
+  I.io_was_ready = false;
   if (I.poll_pending || I.selector.has_user_fds()) {
     I.poll_pending = false;
-    I.selector.poll(ready_);
+    I.io_was_ready = I.selector.poll(ready_) > 0;
   }
   // 2. Callbacks sent from other threads, oldest first.
   if (I.inbox.maybe_nonempty()) {

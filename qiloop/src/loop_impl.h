@@ -38,6 +38,7 @@ struct LoopImpl {
   bool tearing_down = false;   // close() is destroying callbacks
   bool poll_pending = false;   // the epoll fd fired: poll at the next iteration start
   bool slice_over = false;     // the current slice's budget is spent
+  bool io_was_ready = false;   // the last poll found ready fds: poll again within the slice
 
   std::size_t iter_remaining = 0;  // callbacks left in the current iteration
   unsigned since_budget_check = 0;

@@ -141,16 +141,18 @@ CallbackNode* Selector::take_handler(int fd, bool write) {
   return old;
 }
 
-void Selector::enqueue(ReadyQueue& ready, CallbackNode* n) noexcept {
+bool Selector::enqueue(ReadyQueue& ready, CallbackNode* n) noexcept {
   // An fd handler is linked into the ready queue at most once (it runs at
   // most once per iteration, as in asyncio).
-  if (!n || (n->load_state() & (CallbackNode::kQueued | CallbackNode::kCancelled))) return;
+  if (!n || (n->load_state() & (CallbackNode::kQueued | CallbackNode::kCancelled))) return false;
   n->set_state(CallbackNode::kQueued);
   n->retain();
   ready.push(n);
+  return true;
 }
 
-void Selector::poll(ReadyQueue& ready) {
+int Selector::poll(ReadyQueue& ready) {
+  int queued = 0;
   epoll_event events[64];
   int n = ::epoll_wait(epoll_fd_, events, 64, 0);
   for (int i = 0; i < n; ++i) {
@@ -164,9 +166,10 @@ void Selector::poll(ReadyQueue& ready) {
     }
     auto it = fds_.find(fd);
     if (it == fds_.end()) continue;
-    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) enqueue(ready, it->second.reader);
-    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) enqueue(ready, it->second.writer);
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) queued += enqueue(ready, it->second.reader);
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) queued += enqueue(ready, it->second.writer);
   }
+  return queued;
 }
 
 }  // namespace qi::detail

@@ -50,8 +50,9 @@ class Selector {
   bool has_user_fds() const noexcept { return !fds_.empty(); }
 
   // Non-blocking poll. Clears the timerfd and eventfd when they fired and
-  // appends the handler of each ready user fd to `ready` (adding a reference).
-  void poll(ReadyQueue& ready);
+  // appends the handler of each ready user fd to `ready` (adding a
+  // reference). Returns how many handlers it appended.
+  int poll(ReadyQueue& ready);
 
  private:
   struct Watch {
@@ -59,7 +60,7 @@ class Selector {
     CallbackNode* writer = nullptr;
   };
   void update(int fd, const Watch& w, bool existed);
-  static void enqueue(ReadyQueue& ready, CallbackNode* n) noexcept;
+  static bool enqueue(ReadyQueue& ready, CallbackNode* n) noexcept;
 
   int epoll_fd_ = -1;
   int timer_fd_ = -1;

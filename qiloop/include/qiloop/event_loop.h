@@ -251,13 +251,13 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // std::invalid_argument when fd is not an open, pollable descriptor.
   template <class F, class... Args>
   void add_reader(int fd, F&& f, Args&&... args) {
-    add_fd_handler(fd, false, make_node(qi::detail::CallbackNode::kRepeating, "add_reader", std::forward<F>(f),
-                                        std::forward<Args>(args)...));
+    add_fd_handler(fd, false, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_reader",
+                                              std::forward<F>(f), std::forward<Args>(args)...));
   }
   template <class F, class... Args>
   void add_writer(int fd, F&& f, Args&&... args) {
-    add_fd_handler(fd, true, make_node(qi::detail::CallbackNode::kRepeating, "add_writer", std::forward<F>(f),
-                                       std::forward<Args>(args)...));
+    add_fd_handler(fd, true, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_writer",
+                                             std::forward<F>(f), std::forward<Args>(args)...));
   }
   // Returns whether fd had a reader (writer).
   bool remove_reader(int fd) { return remove_fd_handler(fd, false); }
@@ -275,9 +275,9 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend void qi::detail::cancel_node(qi::detail::CallbackNode*) noexcept;
   friend struct qi::detail::LoopImpl;
 
-  template <class F, class... Args>
+  template <bool Repeating = false, class F, class... Args>
   qi::detail::CallbackNode* make_node(uint8_t flags, const char* api, F&& f, Args&&... args) {
-    auto cb = qi::detail::bind_callback(api, std::forward<F>(f), std::forward<Args>(args)...);
+    auto cb = qi::detail::bind_callback<Repeating>(api, std::forward<F>(f), std::forward<Args>(args)...);
     qi::detail::CallbackNode* n = qi::detail::alloc_node(flags);
     n->fn = std::move(cb);
     // One reference for the queue that will hold it, one for the returned handle.
