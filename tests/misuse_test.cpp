@@ -10,7 +10,6 @@
 #include <exception>
 #include <functional>
 #include <limits>
-#include <source_location>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
@@ -26,10 +25,11 @@ namespace {
 
 constexpr auto kGuard = 2s;
 
-// Expects f() to throw E with `phrase` in its message.
+// Expects f() to throw E with `phrase` in its message. (A macro supplies the
+// call site: clang 14 with libstdc++ 12 has no std::source_location.)
 template <class E, class F>
-void expect_error(F&& f, std::string_view phrase, std::source_location where = std::source_location::current()) {
-  testing::ScopedTrace trace(where.file_name(), static_cast<int>(where.line()), "expect_error");
+void expect_error_impl(const char* file, int line, F&& f, std::string_view phrase) {
+  testing::ScopedTrace trace(file, line, "expect_error");
   try {
     std::forward<F>(f)();
     ADD_FAILURE() << "no exception; expected one saying \"" << phrase << "\"";
@@ -41,6 +41,8 @@ void expect_error(F&& f, std::string_view phrase, std::source_location where = s
     ADD_FAILURE() << "an exception that is not a std::exception";
   }
 }
+
+#define EXPECT_ERROR(E, ...) expect_error_impl<E>(__FILE__, __LINE__, __VA_ARGS__)
 
 // Runs f on a new thread and rethrows here whatever it threw there.
 template <class F>
@@ -78,21 +80,21 @@ TEST(Misuse, SchedulingOnAClosedLoopThrows) {
   QiEventLoop loop;
   loop.close();
   constexpr std::string_view kFix = "create a new QiEventLoop";
-  expect_error<qi::RuntimeError>([&] { loop.call_soon([] {}); }, kFix);
-  expect_error<qi::RuntimeError>([&] { loop.call_later(1ms, [] {}); }, kFix);
-  expect_error<qi::RuntimeError>([&] { loop.call_later(0.001, [] {}); }, kFix);
-  expect_error<qi::RuntimeError>([&] { loop.call_at(loop.time(), [] {}); }, kFix);
-  expect_error<qi::RuntimeError>([&] { loop.call_soon_threadsafe([] {}); }, kFix);
-  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.call_soon_threadsafe([] {}); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.call_soon([] {}); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.call_later(1ms, [] {}); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.call_later(0.001, [] {}); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.call_at(loop.time(), [] {}); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.call_soon_threadsafe([] {}); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.call_soon_threadsafe([] {}); }); }, kFix);
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  expect_error<qi::RuntimeError>([&] { loop.add_reader(fds[0], [] {}); }, kFix);
-  expect_error<qi::RuntimeError>([&] { loop.add_writer(fds[1], [] {}); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.add_reader(fds[0], [] {}); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.add_writer(fds[1], [] {}); }, kFix);
   EXPECT_FALSE(loop.remove_reader(fds[0]));
   ::close(fds[0]);
   ::close(fds[1]);
-  expect_error<qi::RuntimeError>([&] { loop.run_forever(); }, kFix);
-  expect_error<qi::RuntimeError>([&] { QiRunner runner(loop); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.run_forever(); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { QiRunner runner(loop); }, kFix);
   EXPECT_TRUE(loop.is_closed());
 }
 
@@ -103,8 +105,8 @@ TEST_P(MisuseTest, RunningARunningLoopFromItsCallbackThrows) {
   auto fut = loop.create_future<int>();
   bool after = false;
   loop.call_soon([&] {
-    expect_error<qi::RuntimeError>([&] { loop.run_forever(); }, "instead of running the loop again");
-    expect_error<qi::RuntimeError>([&] { loop.run_until_complete(fut); }, "instead of running the loop again");
+    EXPECT_ERROR(qi::RuntimeError, [&] { loop.run_forever(); }, "instead of running the loop again");
+    EXPECT_ERROR(qi::RuntimeError, [&] { loop.run_until_complete(fut); }, "instead of running the loop again");
     loop.call_soon([&] {
       after = true;
       loop.stop();
@@ -119,7 +121,7 @@ TEST(Misuse, RunForeverAndRunUntilCompleteThrowInAttachedMode) {
   QiRunner runner(loop);
   auto fut = loop.create_future<int>();
   // While the logical loop runs, it is simply already running.
-  expect_error<qi::RuntimeError>([&] { loop.run_forever(); }, "call_soon");
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.run_forever(); }, "call_soon");
   // Once stopped, the runner still owns it: exec() drives it, not run_*.
   loop.call_soon([&] { loop.stop(); });
   QObject::connect(&loop, &QiEventLoop::stopped, [] { QCoreApplication::exit(0); });
@@ -127,16 +129,16 @@ TEST(Misuse, RunForeverAndRunUntilCompleteThrowInAttachedMode) {
   QTimer::singleShot(kGuard, &guard_context, [] { QCoreApplication::exit(1); });
   ASSERT_EQ(QCoreApplication::exec(), 0);
   ASSERT_FALSE(loop.is_running());
-  expect_error<qi::RuntimeError>([&] { loop.run_forever(); }, "attached mode");
-  expect_error<qi::RuntimeError>([&] { loop.run_until_complete(fut); }, "attached mode");
-  expect_error<qi::RuntimeError>([&] { QiRunner second(loop); }, "attached mode");
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.run_forever(); }, "attached mode");
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.run_until_complete(fut); }, "attached mode");
+  EXPECT_ERROR(qi::RuntimeError, [&] { QiRunner second(loop); }, "attached mode");
 }
 
 TEST_P(MisuseTest, CloseWhileRunningThrows) {
   QiEventLoop loop;
   bool after = false;
   loop.call_soon([&] {
-    expect_error<qi::RuntimeError>([&] { loop.close(); }, "call stop()");
+    EXPECT_ERROR(qi::RuntimeError, [&] { loop.close(); }, "call stop()");
     EXPECT_FALSE(loop.is_closed());
     loop.call_soon([&] {
       after = true;
@@ -155,10 +157,10 @@ TEST_P(MisuseTest, ASecondLoopCannotRunOnTheSameThread) {
   auto fut = b.create_future<int>();
   constexpr std::string_view kFix = "only one loop runs per thread";
   a.call_soon([&] {
-    expect_error<qi::RuntimeError>([&] { b.run_forever(); }, kFix);
-    expect_error<qi::RuntimeError>([&] { b.run_until_complete(fut); }, kFix);
-    expect_error<qi::RuntimeError>([&] { QiRunner runner(b); }, kFix);
-    expect_error<qi::RuntimeError>([&] { QiRunner runner; }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { b.run_forever(); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { b.run_until_complete(fut); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { QiRunner runner(b); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { QiRunner runner; }, kFix);
     EXPECT_EQ(&qi::get_running_loop(), &a);
     EXPECT_FALSE(b.is_running());
     a.stop();
@@ -169,9 +171,9 @@ TEST_P(MisuseTest, ASecondLoopCannotRunOnTheSameThread) {
 
 TEST(Misuse, ASecondRunnerCannotStartWhileAnotherLoopIsAttached) {
   QiRunner first;
-  expect_error<qi::RuntimeError>([] { QiRunner second; }, "only one loop runs per thread");
+  EXPECT_ERROR(qi::RuntimeError, [] { QiRunner second; }, "only one loop runs per thread");
   QiEventLoop other;
-  expect_error<qi::RuntimeError>([&] { other.run_forever(); }, "only one loop runs per thread");
+  EXPECT_ERROR(qi::RuntimeError, [&] { other.run_forever(); }, "only one loop runs per thread");
   EXPECT_EQ(&qi::get_running_loop(), &first.loop());
 }
 
@@ -181,13 +183,13 @@ TEST_P(MisuseTest, RunStopAndCloseFromAnotherThreadThrow) {
   QiEventLoop loop;
   constexpr std::string_view kFix = "use call_soon_threadsafe";
   // Idle, and then running: neither may be driven from another thread.
-  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.run_forever(); }); }, kFix);
-  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.close(); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.run_forever(); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.close(); }); }, kFix);
   bool after = false;
   loop.call_soon([&] {
-    expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.stop(); }); }, kFix);
-    expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.close(); }); }, kFix);
-    expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.run_forever(); }); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.stop(); }); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.close(); }); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.run_forever(); }); }, kFix);
     // The fix the message names works.
     on_other_thread([&] {
       loop.call_soon_threadsafe([&] {
@@ -205,13 +207,13 @@ TEST(Misuse, DebugModeRejectsLoopCallsFromAnotherThread) {
   QiEventLoop loop;
   loop.set_debug(true);
   constexpr std::string_view kFix = "use call_soon_threadsafe";
-  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.call_soon([] {}); }); }, kFix);
-  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.call_later(1ms, [] {}); }); }, kFix);
-  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.call_at(loop.time(), [] {}); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.call_soon([] {}); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.call_later(1ms, [] {}); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.call_at(loop.time(), [] {}); }); }, kFix);
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
-  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.add_reader(fds[0], [] {}); }); }, kFix);
-  expect_error<qi::RuntimeError>([&] { on_other_thread([&] { loop.remove_reader(fds[0]); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.add_reader(fds[0], [] {}); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { loop.remove_reader(fds[0]); }); }, kFix);
   ::close(fds[0]);
   ::close(fds[1]);
   bool threadsafe_ran = false;
@@ -232,15 +234,15 @@ void expect_empty_callables_rejected(QiEventLoop& loop, int rd, int wr) {
   constexpr std::string_view kFix = "pass a callable";
   using None = Empty<void()>;
   using One = Empty<void(int)>;
-  expect_error<std::invalid_argument>([&] { loop.call_soon(None{}); }, kFix);
-  expect_error<std::invalid_argument>([&] { loop.call_soon(One{}, 1); }, kFix);
-  expect_error<std::invalid_argument>([&] { loop.call_later(1ms, None{}); }, kFix);
-  expect_error<std::invalid_argument>([&] { loop.call_later(0.001, One{}, 1); }, kFix);
-  expect_error<std::invalid_argument>([&] { loop.call_at(loop.time(), None{}); }, kFix);
-  expect_error<std::invalid_argument>([&] { loop.call_soon_threadsafe(None{}); }, kFix);
-  expect_error<std::invalid_argument>([&] { loop.call_soon_threadsafe(One{}, 1); }, kFix);
-  expect_error<std::invalid_argument>([&] { loop.add_reader(rd, None{}); }, kFix);
-  expect_error<std::invalid_argument>([&] { loop.add_writer(wr, One{}, 1); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.call_soon(None{}); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.call_soon(One{}, 1); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.call_later(1ms, None{}); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.call_later(0.001, One{}, 1); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.call_at(loop.time(), None{}); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.call_soon_threadsafe(None{}); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.call_soon_threadsafe(One{}, 1); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.add_reader(rd, None{}); }, kFix);
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.add_writer(wr, One{}, 1); }, kFix);
   EXPECT_FALSE(loop.remove_reader(rd));
   EXPECT_FALSE(loop.remove_writer(wr));
 }
@@ -268,9 +270,9 @@ TEST(Misuse, EmptyCallablesAreRejected) {
 
 TEST(Misuse, NanDelayIsRejected) {
   QiEventLoop loop;
-  expect_error<std::invalid_argument>(
+  EXPECT_ERROR(std::invalid_argument, 
       [&] { loop.call_later(std::numeric_limits<double>::quiet_NaN(), [] {}); }, "the delay is NaN");
-  expect_error<std::invalid_argument>([&] { loop.call_later(std::nan(""), [](int) {}, 1); },
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.call_later(std::nan(""), [](int) {}, 1); },
                                       "pass a number of seconds");
   expect_still_runs(loop);
 }
@@ -278,8 +280,8 @@ TEST(Misuse, NanDelayIsRejected) {
 TEST(Misuse, NonPositiveSliceBudgetIsRejected) {
   QiEventLoop loop;
   const auto before = loop.slice_budget();
-  expect_error<std::invalid_argument>([&] { loop.set_slice_budget(0ms); }, "must be positive");
-  expect_error<std::invalid_argument>([&] { loop.set_slice_budget(-1ms); }, "must be positive");
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.set_slice_budget(0ms); }, "must be positive");
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.set_slice_budget(-1ms); }, "must be positive");
   EXPECT_EQ(loop.slice_budget(), before) << "a rejected budget must not be applied";
   expect_still_runs(loop);
 }
