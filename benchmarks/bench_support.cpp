@@ -3,10 +3,13 @@
 #include <QtCore/QCoreApplication>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <thread>
 
 #include <pthread.h>
 #include <sched.h>
@@ -29,6 +32,27 @@ Distribution distribution(std::vector<double> samples) {
   d.max = samples.back();
   d.negative = static_cast<std::size_t>(std::lower_bound(samples.begin(), samples.end(), 0.0) - samples.begin());
   return d;
+}
+
+Distribution median_of_runs(const std::vector<Distribution>& runs) {
+  Distribution out;
+  if (runs.empty()) return out;
+  auto median = [&](double Distribution::*field) {
+    std::vector<double> v;
+    for (const Distribution& d : runs) v.push_back(d.*field);
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  out.p50 = median(&Distribution::p50);
+  out.p99 = median(&Distribution::p99);
+  out.min = runs.front().min;
+  out.max = runs.front().max;
+  for (const Distribution& d : runs) {
+    out.min = std::min(out.min, d.min);
+    out.max = std::max(out.max, d.max);
+    out.negative += d.negative;
+  }
+  return out;
 }
 
 // --- CPU placement ------------------------------------------------------------------
@@ -155,6 +179,14 @@ void record(benchmark::State& state, std::string_view scenario, std::string_view
       state.counters["qiloop/this " + std::string(metric)] = *q / value;
 }
 
+void record_us(benchmark::State& state, std::string_view scenario, std::string_view impl, const Distribution& d,
+               bool early) {
+  record(state, scenario, metric::kP50, Unit::kMicroseconds, impl, d.p50);
+  record(state, scenario, metric::kP99, Unit::kMicroseconds, impl, d.p99);
+  record(state, scenario, metric::kMax, Unit::kMicroseconds, impl, d.max);
+  if (early) record(state, scenario, metric::kEarly, Unit::kCount, impl, static_cast<double>(d.negative));
+}
+
 void add_target(Target target) { summary().targets.push_back(std::move(target)); }
 
 void print_summary(const char* program, bool smoke) {
@@ -186,7 +218,7 @@ void print_summary(const char* program, bool smoke) {
     switch (t.relation) {
       case Relation::kValue:
         what = "qiloop";
-        bound = row ? format(row->unit, t.bound) : std::to_string(t.bound);
+        bound = row ? format(row->unit, t.bound) : format_ratio(t.bound);
         if (q) lhs = *q;
         break;
       case Relation::kRatioTo:
@@ -196,7 +228,7 @@ void print_summary(const char* program, bool smoke) {
         break;
       case Relation::kExcessOver:
         what = "qiloop - " + t.peer;
-        bound = row ? format(row->unit, t.bound) : std::to_string(t.bound);
+        bound = row ? format(row->unit, t.bound) : format_ratio(t.bound);
         if (q && peer) lhs = *q - *peer;
         break;
     }
@@ -226,6 +258,13 @@ int bench_main(int argc, char** argv, void (*register_all)(const Options&)) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   QCoreApplication app(argc, argv);
+  // A scenario that never stops its loop would hang CI: fail loudly instead.
+  std::thread([budget = opt.smoke ? std::chrono::minutes(2) : std::chrono::minutes(30)] {
+    std::this_thread::sleep_for(budget);
+    std::fprintf(stderr, "benchmark still running after %d minutes: aborting (a loop that never stopped?)\n",
+                 static_cast<int>(budget.count()));
+    std::abort();
+  }).detach();
   register_all(opt);
   benchmark::RunSpecifiedBenchmarks();
   const char* slash = std::strrchr(argv[0], '/');

@@ -68,6 +68,10 @@ struct Distribution {
 };
 // Nearest-rank percentiles of the samples.
 Distribution distribution(std::vector<double> samples);
+// Several runs of one measurement, summarized as the issue asks ("median of
+// 3 runs"): the median of the runs' p50s and of their p99s; the largest max
+// and the total count of negative samples over all runs.
+Distribution median_of_runs(const std::vector<Distribution>& runs);
 
 // --- CPU placement ------------------------------------------------------------------
 
@@ -100,6 +104,17 @@ void record(benchmark::State& state, std::string_view scenario, std::string_view
             std::string_view impl, double value);
 // The same for the summary alone: a figure derived from other runs.
 void note(std::string_view scenario, std::string_view metric, Unit unit, std::string_view impl, double value);
+namespace metric {
+inline constexpr const char* kP50 = "p50";
+inline constexpr const char* kP99 = "p99";
+inline constexpr const char* kMax = "max";
+inline constexpr const char* kEarly = "early fires";
+}  // namespace metric
+
+// record() of a distribution in microseconds: p50, p99, max, and with `early`
+// its count of negative samples.
+void record_us(benchmark::State& state, std::string_view scenario, std::string_view impl, const Distribution& d,
+               bool early = false);
 
 // A target of the issue, checked against the summary at the end of the run:
 //   kValue:      qiloop's figure            <cmp> bound

@@ -1,6 +1,7 @@
 // Scenarios 3 and 4: call_later / cancel with 100k timers pending, when the
 // last of 100k random timers fires, and how late a 1 ms timer runs — against
-// QTimer (Qt::PreciseTimer) and, for lateness, a bare sleep_for(1 ms).
+// QTimer (Qt::PreciseTimer) and, for lateness, a bare sleep_for(1 ms) and a
+// bare timerfd.
 //
 // Qt keeps its timers in a list sorted by insertion (O(n) per start and
 // stop), so 100k QTimers would take seconds to set up: Qt runs with fewer,
@@ -26,6 +27,7 @@ void register_all(const Options& o) {
   add_timers_last_fire<QiDriver>(o, timers, timers);
   add_timers_last_fire<QtDriver>(o, o.pick(10'000, 2'000), timers);
   add_lateness(o, kSleepFloor, &sleep_lateness);
+  add_lateness(o, kTimerfdFloor, &timerfd_lateness);
   add_lateness(o, QiDriver::kName, &timer_lateness<QiDriver>);
   add_lateness(o, QtDriver::kName, &timer_lateness<QtDriver>);
 }

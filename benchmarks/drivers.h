@@ -12,6 +12,8 @@
 //   Timers(driver, n, on_fire)  timer i calls on_fire(i) when it fires
 //   start(i, delay)             arms timer i (it must not be armed)
 //   cancel(i)                   disarms it
+// (qiloop's also has when(i), the deadline it computed, and forget(), which
+// drops the handles it keeps.)
 // Each maps to what a user of that library writes, nothing more: qiloop's
 // call_soon / call_later, Qt's queued invokeMethod / QTimer. Peers other than
 // Qt live beside their benchmark (bench_peers_*.cpp).
@@ -71,12 +73,18 @@ class QiDriver {
    public:
     Timers(QiDriver& driver, std::size_t n, OnFire on_fire)
         : loop_(driver.loop()), handles_(n), on_fire_(std::move(on_fire)) {}
+    Timers(const Timers&) = delete;  // the callbacks point at this
+    Timers& operator=(const Timers&) = delete;
     void start(std::size_t i, std::chrono::nanoseconds delay) {
       handles_[i] = loop_.call_later(delay, [this, i] { on_fire_(i); });
     }
     void cancel(std::size_t i) { handles_[i].cancel(); }
     // The deadline qiloop itself computed (the others do not expose theirs).
     Clock::time_point when(std::size_t i) const { return handles_[i].when(); }
+    // Releases the handles of timers [begin, end) (the others keep none).
+    void forget(std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) handles_[i] = {};
+    }
 
    private:
     QiEventLoop& loop_;
@@ -125,6 +133,8 @@ class QtDriver {
         QObject::connect(t.get(), &QTimer::timeout, t.get(), [this, i] { on_fire_(i); });
       }
     }
+    Timers(const Timers&) = delete;  // the slots point at this
+    Timers& operator=(const Timers&) = delete;
     void start(std::size_t i, std::chrono::nanoseconds delay) {
       timers_[i]->start(std::chrono::ceil<std::chrono::milliseconds>(delay));
     }
