@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
 
 namespace bench {
 
@@ -53,6 +54,12 @@ Distribution median_of_runs(const std::vector<Distribution>& runs) {
     out.negative += d.negative;
   }
   return out;
+}
+
+long preemptions() {
+  rusage u{};
+  getrusage(RUSAGE_THREAD, &u);
+  return u.ru_nivcsw;
 }
 
 // --- CPU placement ------------------------------------------------------------------
@@ -189,24 +196,24 @@ void record_us(benchmark::State& state, std::string_view scenario, std::string_v
 
 void add_target(Target target) { summary().targets.push_back(std::move(target)); }
 
-void print_summary(const char* program, bool smoke) {
+void print_summary(std::FILE* out, const char* program, bool smoke) {
   Summary& s = summary();
   if (s.rows.empty()) return;
-  std::printf("\n==== %s: qiloop and its peers, this run%s ====\n", program,
-              smoke ? " (--smoke: sizes shrunk, figures indicative only)" : "");
-  std::printf("%-36s %-26s %-24s %14s %12s\n", "scenario", "metric", "implementation", "value", "qiloop/impl");
+  std::fprintf(out, "\n==== %s: qiloop and its peers, this run%s ====\n", program,
+               smoke ? " (--smoke: sizes shrunk, figures indicative only)" : "");
+  std::fprintf(out, "%-36s %-26s %-24s %14s %12s\n", "scenario", "metric", "implementation", "value", "qiloop/impl");
   for (const Row& r : s.rows) {
     auto q = s.value(r.scenario, r.metric, kQiloop);
     bool first = true;
     for (auto& [impl, v] : r.values) {
       std::string ratio = (q && impl != kQiloop && v != 0) ? format_ratio(*q / v) : "";
-      std::printf("%-36s %-26s %-24s %14s %12s\n", first ? r.scenario.c_str() : "", first ? r.metric.c_str() : "",
-                  impl.c_str(), format(r.unit, v).c_str(), ratio.c_str());
+      std::fprintf(out, "%-36s %-26s %-24s %14s %12s\n", first ? r.scenario.c_str() : "",
+                   first ? r.metric.c_str() : "", impl.c_str(), format(r.unit, v).c_str(), ratio.c_str());
       first = false;
     }
   }
   if (s.targets.empty()) return;
-  std::printf("\n==== %s: targets ====\n", program);
+  std::fprintf(out, "\n==== %s: targets ====\n", program);
   for (const Target& t : s.targets) {
     const char* cmp = t.compare == Compare::kAtLeast ? ">=" : "<=";
     Row* row = s.find(t.scenario, t.metric);
@@ -233,11 +240,10 @@ void print_summary(const char* program, bool smoke) {
         break;
     }
     if (lhs) actual = t.relation == Relation::kRatioTo ? format_ratio(*lhs) : format(row->unit, *lhs);
-    const char* verdict = !lhs ? "n/a   "
-                          : (t.compare == Compare::kAtLeast ? *lhs >= t.bound : *lhs <= t.bound) ? "met   "
-                                                                                                  : "MISSED";
-    std::printf("[%s] %s, %s: %s %s %s   (measured %s)\n", verdict, t.scenario.c_str(), t.metric.c_str(),
-                what.c_str(), cmp, bound.c_str(), lhs ? actual.c_str() : "-");
+    const char* verdict = "n/a   ";
+    if (lhs) verdict = (t.compare == Compare::kAtLeast ? *lhs >= t.bound : *lhs <= t.bound) ? "met   " : "MISSED";
+    std::fprintf(out, "[%s] %s, %s: %s %s %s   (measured %s)\n", verdict, t.scenario.c_str(), t.metric.c_str(),
+                 what.c_str(), cmp, bound.c_str(), lhs ? actual.c_str() : "-");
   }
 }
 
@@ -245,9 +251,14 @@ void print_summary(const char* program, bool smoke) {
 
 int bench_main(int argc, char** argv, void (*register_all)(const Options&)) {
   Options opt;
+  // With --benchmark_format=json (or csv) stdout is for machines: the
+  // summary goes to stderr then.
+  std::FILE* summary_out = stdout;
   // Google Benchmark rejects flags it does not know, so --smoke goes first.
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--benchmark_format=", 19) == 0 && std::strcmp(argv[i] + 19, "console") != 0)
+      summary_out = stderr;
     if (std::strcmp(argv[i], "--smoke") == 0)
       opt.smoke = true;
     else
@@ -268,8 +279,9 @@ int bench_main(int argc, char** argv, void (*register_all)(const Options&)) {
   register_all(opt);
   benchmark::RunSpecifiedBenchmarks();
   const char* slash = std::strrchr(argv[0], '/');
-  print_summary(slash ? slash + 1 : argv[0], opt.smoke);
   std::fflush(stdout);
+  print_summary(summary_out, slash ? slash + 1 : argv[0], opt.smoke);
+  std::fflush(summary_out);
   benchmark::Shutdown();
   return 0;
 }

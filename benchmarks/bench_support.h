@@ -2,9 +2,12 @@
 // main(), timing and percentiles, CPU pinning, and the end-of-run summary that
 // sets qiloop's figures beside its peers' and checks the issue's targets.
 //
-//   void register_all(const bench::Options& opt) {
-//     bench::add_target({kBatch, kRate, bench::Relation::kRatioTo, "Qt", bench::Compare::kAtLeast, 5});
-//     benchmark::RegisterBenchmark("call_soon_batch/qiloop", &call_soon_batch<QiDriver>)->Arg(opt.pick(1'000'000, 10'000));
+//   void register_all(const bench::Options& o) {
+//     // qiloop's callbacks/s at least 5 times Qt's, checked at the end
+//     bench::add_target({scenario::kBatch, metric::kCallbacksPerSec, bench::Relation::kRatioTo, "Qt",
+//                        bench::Compare::kAtLeast, 5});
+//     bench::add_call_soon_batch<bench::QiDriver>(o);  // scenarios.h
+//     bench::add_call_soon_batch<bench::QtDriver>(o);
 //   }
 //   QILOOP_BENCH_MAIN(register_all)
 //
@@ -17,10 +20,13 @@
 
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace bench {
@@ -60,6 +66,19 @@ double time_of(F&& f) {
   return seconds(Clock::now() - t0);
 }
 
+// Holds another thread until a loop callback opens it, so that the thread's
+// work meets a loop that is already running.
+class Gate {
+ public:
+  void open() { open_.store(true, std::memory_order_release); }
+  void wait() const {
+    while (!open_.load(std::memory_order_acquire)) std::this_thread::yield();
+  }
+
+ private:
+  std::atomic<bool> open_{false};
+};
+
 // --- Distributions ---------------------------------------------------------------
 
 struct Distribution {
@@ -72,6 +91,10 @@ Distribution distribution(std::vector<double> samples);
 // 3 runs"): the median of the runs' p50s and of their p99s; the largest max
 // and the total count of negative samples over all runs.
 Distribution median_of_runs(const std::vector<Distribution>& runs);
+
+// How often the calling thread has been preempted so far (involuntary
+// context switches): on a busy machine, what latency figures owe to others.
+long preemptions();
 
 // --- CPU placement ------------------------------------------------------------------
 
@@ -133,7 +156,7 @@ struct Target {
 void add_target(Target target);
 
 // Prints the table of figures (with the ratios qiloop/peer) and the targets.
-void print_summary(const char* program, bool smoke);
+void print_summary(std::FILE* out, const char* program, bool smoke);
 
 // The main of every benchmark binary: strips --smoke, initializes Google
 // Benchmark, creates the QCoreApplication, registers, runs, summarizes.

@@ -65,8 +65,7 @@ class QiDriver {
     qi::LoopStats s = loop_.stats();
     using C = benchmark::Counter;
     state.counters["slices"] = C(static_cast<double>(s.slices - marked_.slices), C::kAvgIterations);
-    state.counters["wakeups"] =
-        C(static_cast<double>(s.posted_wakeups - marked_.posted_wakeups), C::kAvgIterations);
+    state.counters["wakeups"] = C(static_cast<double>(s.posted_wakeups - marked_.posted_wakeups), C::kAvgIterations);
   }
 
   class Timers {

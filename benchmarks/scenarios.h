@@ -66,7 +66,11 @@ inline constexpr const char* kLastFireMs = "last fire after sched. end";
 inline constexpr const char* kSetupNs = "start+cancel ns/timer";
 }  // namespace metric
 
-inline std::string bench_name(const char* scenario, const char* impl) { return std::string(scenario) + "/" + impl; }
+// Registers fn (with extra arguments bound) as "<name>/<impl>", in ms.
+template <class Fn, class... Bound>
+benchmark::internal::Benchmark* add(const std::string& name, const char* impl, Fn fn, Bound... bound) {
+  return benchmark::RegisterBenchmark((name + "/" + impl).c_str(), fn, bound...)->Unit(benchmark::kMillisecond);
+}
 
 // Runs f() inside a callback of the driver's loop, then stops the loop.
 template <class Driver, class F>
@@ -88,6 +92,26 @@ inline std::vector<std::chrono::nanoseconds> random_delays(std::size_t n, std::c
   return out;
 }
 
+// The shape of the throughput scenarios (1, 2, 5): warm() once, untimed,
+// then each benchmark iteration runs `n` items, timed by run(); records n per
+// second as `metric` and returns the total seconds measured.
+template <class Driver, class Warm, class Run>
+double measure_rate(benchmark::State& state, Driver& driver, const char* scenario, const char* metric, int64_t n,
+                    Warm&& warm, Run&& run) {
+  warm();
+  driver.mark();
+  const long preempted_before = preemptions();
+  const double total = run_timed(state, run);
+  driver.annotate(state);
+  // On a busy machine, how often others took the loop's thread away.
+  state.counters["loop preempted"] =
+      benchmark::Counter(static_cast<double>(preemptions() - preempted_before), benchmark::Counter::kAvgIterations);
+  state.SetItemsProcessed(state.iterations() * n);
+  record(state, scenario, metric, Unit::kRate, Driver::kName,
+         static_cast<double>(n) * static_cast<double>(state.iterations()) / total);
+  return total;
+}
+
 // --- 1. call_soon batch ----------------------------------------------------------------
 
 template <class Driver>
@@ -105,25 +129,21 @@ void call_soon_batch(benchmark::State& state) {
     posting += seconds(t1 - t0);
     return seconds(Clock::now() - t0);
   };
-  batch();  // warm-up on the same loop: node pools, queue capacity, the allocator
-  posting = 0;
-  driver.mark();
-  const double total = run_timed(state, batch);
+  // Warm-up on the same loop: node pools, queue capacity, the allocator.
+  auto warm = [&] {
+    batch();
+    posting = 0;
+  };
+  const double total = measure_rate(state, driver, scenario::kBatch, metric::kCallbacksPerSec, n, warm, batch);
   if (ran != n * (static_cast<int64_t>(state.iterations()) + 1)) state.SkipWithError("callbacks were lost");
-  driver.annotate(state);
   const double count = static_cast<double>(n) * static_cast<double>(state.iterations());
-  state.SetItemsProcessed(state.iterations() * n);
   state.counters["post ns"] = posting / count * 1e9;
   state.counters["run ns"] = (total - posting) / count * 1e9;
-  record(state, scenario::kBatch, metric::kCallbacksPerSec, Unit::kRate, Driver::kName, count / total);
 }
 
 template <class Driver>
 void add_call_soon_batch(const Options& o) {
-  benchmark::RegisterBenchmark(bench_name("call_soon_batch", Driver::kName).c_str(), &call_soon_batch<Driver>)
-      ->Arg(o.pick(1'000'000, 20'000))
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond);
+  add("call_soon_batch", Driver::kName, &call_soon_batch<Driver>)->Arg(o.pick(1'000'000, 20'000))->UseManualTime();
 }
 
 // --- 2. call_soon chain -----------------------------------------------------------------
@@ -161,21 +181,14 @@ void call_soon_chain(benchmark::State& state) {
       driver.run();
     });
   };
-  run_chain(n / 10);  // warm-up
-  driver.mark();
-  const double total = run_timed(state, [&] { return run_chain(n); });
-  driver.annotate(state);
-  state.SetItemsProcessed(state.iterations() * n);
-  record(state, scenario::kChain, metric::kStepsPerSec, Unit::kRate, Driver::kName,
-         static_cast<double>(n) * static_cast<double>(state.iterations()) / total);
+  measure_rate(
+      state, driver, scenario::kChain, metric::kStepsPerSec, n, [&] { run_chain(n / 10); },
+      [&] { return run_chain(n); });
 }
 
 template <class Driver>
 void add_call_soon_chain(const Options& o) {
-  benchmark::RegisterBenchmark(bench_name("call_soon_chain", Driver::kName).c_str(), &call_soon_chain<Driver>)
-      ->Arg(o.pick(1'000'000, 20'000))
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond);
+  add("call_soon_chain", Driver::kName, &call_soon_chain<Driver>)->Arg(o.pick(1'000'000, 20'000))->UseManualTime();
 }
 
 // --- 3. timers: schedule and cancel with many pending ---------------------------------------
@@ -276,7 +289,7 @@ void timer_ops(benchmark::State& state) {
 template <class Driver>
 void add_timer_ops(const Options& o, std::vector<int64_t> pending_counts) {
   for (int64_t pending : pending_counts)
-    benchmark::RegisterBenchmark(bench_name("timer_ops", Driver::kName).c_str(), &timer_ops<Driver>)
+    add("timer_ops", Driver::kName, &timer_ops<Driver>)
         ->Args({pending, 1000})
         ->UseManualTime()
         ->MinTime(o.pick(0.2, 0.01))
@@ -327,11 +340,10 @@ void timers_last_fire(benchmark::State& state) {
 
 template <class Driver>
 void add_timers_last_fire(const Options& o, int64_t n, int64_t nominal) {
-  benchmark::RegisterBenchmark(bench_name("timers_last_fire", Driver::kName).c_str(), &timers_last_fire<Driver>)
+  add("timers_last_fire", Driver::kName, &timers_last_fire<Driver>)
       ->Args({n, nominal})
       ->Iterations(o.pick(3, 1))
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond);
+      ->UseManualTime();
 }
 
 // --- 4. call_later(1 ms) lateness --------------------------------------------------------------
@@ -427,10 +439,7 @@ inline void lateness(benchmark::State& state, const char* impl, std::vector<doub
 }
 
 inline void add_lateness(const Options& o, const char* impl, std::vector<double> (*sample)(std::size_t)) {
-  benchmark::RegisterBenchmark(bench_name("call_later_1ms_lateness", impl).c_str(), &lateness, impl, sample)
-      ->Arg(o.pick(1000, 100))
-      ->Iterations(1)
-      ->Unit(benchmark::kMillisecond);
+  add("call_later_1ms_lateness", impl, &lateness, impl, sample)->Arg(o.pick(1000, 100))->Iterations(1);
 }
 
 // --- 5. call_soon_threadsafe burst -------------------------------------------------------------
@@ -451,37 +460,31 @@ void threadsafe_burst(benchmark::State& state) {
   };
   auto burst = [&] {
     Sink sink{&driver, n};
-    std::atomic<bool> go{false};
+    Gate gate;
     std::thread producer([&] {
-      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      gate.wait();
       for (int64_t i = 0; i < n; ++i) driver.post_threadsafe([s = &sink] { s->hit(); });
     });
     Clock::time_point begin{};
     driver.post([&] {
       begin = Clock::now();
-      go.store(true, std::memory_order_release);
+      gate.open();
     });
     driver.run();
     const double s = seconds(Clock::now() - begin);
     producer.join();
     return s;
   };
-  burst();  // warm-up
-  driver.mark();
-  const double total = run_timed(state, burst);
-  driver.annotate(state);
-  state.SetItemsProcessed(state.iterations() * n);
-  record(state, scenario::kThreadsafe, metric::kCallbacksPerSec, Unit::kRate, Driver::kName,
-         static_cast<double>(n) * static_cast<double>(state.iterations()) / total);
+  // The CPU column then says whether the loop's thread or the producer was
+  // the bottleneck (loop-bound: CPU time close to the time).
+  measure_rate(state, driver, scenario::kThreadsafe, metric::kCallbacksPerSec, n, burst, burst);
 }
 
 template <class Driver>
 void add_threadsafe_burst(const Options& o) {
-  benchmark::RegisterBenchmark(bench_name("call_soon_threadsafe_burst", Driver::kName).c_str(),
-                               &threadsafe_burst<Driver>)
+  add("call_soon_threadsafe_burst", Driver::kName, &threadsafe_burst<Driver>)
       ->Arg(o.pick(1'000'000, 20'000))
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond);
+      ->UseManualTime();
 }
 
 // --- 5. ping-pong between two threads ------------------------------------------------------------
@@ -642,12 +645,9 @@ inline void ping_pong(benchmark::State& state, const char* impl, bool same_cpu, 
 
 inline void add_ping_pong(const Options& o, const char* impl, PingPong run) {
   for (bool same_cpu : {true, false})
-    benchmark::RegisterBenchmark(
-        (std::string("ping_pong/") + impl + (same_cpu ? "/one_cpu" : "/two_cpus")).c_str(), &ping_pong, impl,
-        same_cpu, run)
+    add(same_cpu ? "ping_pong_one_cpu" : "ping_pong_two_cpus", impl, &ping_pong, impl, same_cpu, run)
         ->Arg(o.pick(20'000, 1'000))
-        ->Iterations(1)
-        ->Unit(benchmark::kMillisecond);
+        ->Iterations(1);
 }
 
 // --- 6. Qt responsiveness under a chain --------------------------------------------------------------
@@ -683,21 +683,22 @@ void qt_event_wait(benchmark::State& state) {
   std::vector<Distribution> runs;
   int64_t steps = 0;
   double running = 0;
+  const long preempted_before = preemptions();
   for (auto _ : state) {
     for (int r = 0; r < kRuns; ++r) {
       StampReceiver receiver;
       receiver.wait_us.reserve(events);
       Chain chain(driver, [&](int64_t) { return receiver.wait_us.size() >= events; });
-      std::atomic<bool> go{false};
+      Gate gate;
       std::thread poster([&] {
-        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        gate.wait();
         const auto start = Clock::now();
         for (std::size_t i = 0; i < events; ++i) {
           std::this_thread::sleep_until(start + i * kInterval);
           QCoreApplication::postEvent(&receiver, new StampReceiver::Stamped);
         }
       });
-      driver.post([&] { go.store(true, std::memory_order_release); });
+      driver.post([&] { gate.open(); });
       chain.start();
       running += time_of([&] { driver.run(); });
       poster.join();
@@ -706,16 +707,15 @@ void qt_event_wait(benchmark::State& state) {
     }
   }
   record_us(state, scenario::kQtWait, Driver::kName, median_of_runs(runs));
+  record(state, scenario::kQtWait, "loop thread preempted", Unit::kCount, Driver::kName,
+         static_cast<double>(preemptions() - preempted_before));
   record(state, scenario::kQtWait, "chain steps/s meanwhile", Unit::kRate, Driver::kName,
          static_cast<double>(steps) / running);
 }
 
 template <class Driver>
 void add_qt_event_wait(const Options& o) {
-  benchmark::RegisterBenchmark(bench_name("qt_event_wait", Driver::kName).c_str(), &qt_event_wait<Driver>)
-      ->Arg(o.pick(2000, 200))
-      ->Iterations(1)
-      ->Unit(benchmark::kMillisecond);
+  add("qt_event_wait", Driver::kName, &qt_event_wait<Driver>)->Arg(o.pick(2000, 200))->Iterations(1);
 }
 
 // --- Peers --------------------------------------------------------------------------------------------
