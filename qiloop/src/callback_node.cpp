@@ -4,71 +4,150 @@
 
 #include "loop_impl.h"
 
+#include <mutex>
+#include <vector>
+
 namespace qi::detail {
+
+#ifndef QILOOP_NO_POOL
+
+// Invariant: `free` is touched only by the owning thread; `remote` is a
+// push-only stack other threads return this pool's nodes to (the owner takes
+// it whole with one exchange). A retired pool's `remote` holds kRetired, so a
+// late pusher deletes its node instead. Retired pools are kept and handed to
+// new threads, so a pusher never touches freed memory and thread churn does
+// not grow the number of pools beyond the peak number of threads.
+struct NodePool {
+  CallbackNode* free = nullptr;
+  std::atomic<CallbackNode*> remote{nullptr};
+};
 
 namespace {
 
-#ifndef QILOOP_NO_POOL
-// Each thread keeps up to this many freed nodes for reuse. Why this value: it
-// covers the ready queue of a busy loop (thousands of callbacks in flight)
-// while bounding what an idle thread holds to ~300 KiB.
-constexpr std::size_t kPoolCapacity = 4096;
-
-struct NodePool {
-  CallbackNode* free = nullptr;
-  std::size_t count = 0;
-  ~NodePool();
-};
-
-// Trivially destructible, so it stays readable while other thread_local
-// destructors run after the pool's own: a node freed then is simply deleted.
-thread_local bool t_pool_gone = false;
-thread_local NodePool t_pool;
-
-NodePool::~NodePool() {
-  t_pool_gone = true;
-  while (free) delete std::exchange(free, free->next);
+CallbackNode* retired_marker() {
+  static CallbackNode marker;
+  return &marker;
 }
-#endif
+
+std::mutex g_retired_mu;
+std::vector<NodePool*>& retired_pools() {
+  static auto* pools = new std::vector<NodePool*>;  // never destroyed: threads may exit after main
+  return *pools;
+}
+
+// The hot lookup: initial-exec TLS is one %fs-relative load, where the
+// default model costs a __tls_get_addr call per access in a shared library.
+__attribute__((tls_model("initial-exec"))) thread_local NodePool* t_pool = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local bool t_exiting = false;
+
+void delete_list(CallbackNode* n) noexcept {
+  while (n) delete std::exchange(n, n->next);
+}
+
+// Owns the thread's pool; its destructor retires it at thread exit.
+struct PoolOwner {
+  NodePool* pool = nullptr;
+  ~PoolOwner() {
+    t_exiting = true;
+    t_pool = nullptr;
+    if (!pool) return;
+    delete_list(std::exchange(pool->free, nullptr));
+    CallbackNode* r = pool->remote.exchange(retired_marker(), std::memory_order_acq_rel);
+    delete_list(r);
+    std::lock_guard lock(g_retired_mu);
+    retired_pools().push_back(pool);
+  }
+};
+thread_local PoolOwner t_owner;
+
+NodePool* local_pool() noexcept {
+  if (NodePool* p = t_pool) [[likely]]
+    return p;
+  if (t_exiting) return nullptr;
+  NodePool* p = nullptr;
+  {
+    std::lock_guard lock(g_retired_mu);
+    if (!retired_pools().empty()) {
+      p = retired_pools().back();
+      retired_pools().pop_back();
+    }
+  }
+  if (p)
+    p->remote.store(nullptr, std::memory_order_release);  // reopen
+  else
+    p = new NodePool;
+  t_owner.pool = p;
+  t_pool = p;
+  return p;
+}
 
 }  // namespace
 
 CallbackNode* alloc_node(uint8_t flags) {
-#ifndef QILOOP_NO_POOL
-  if (!t_pool_gone) {
-    NodePool& p = t_pool;
-    if (CallbackNode* n = p.free) {
-      p.free = n->next;
-      --p.count;
+  NodePool* p = local_pool();
+  if (p) [[likely]] {
+    CallbackNode* n = p->free;
+    if (!n && p->remote.load(std::memory_order_relaxed) != nullptr)
+      n = p->remote.exchange(nullptr, std::memory_order_acquire);
+    if (n) {
+      p->free = n->next;
       n->next = nullptr;
       n->flags = flags;
       return n;
     }
   }
-#endif
   auto* n = new CallbackNode;
+  n->home = p;
   n->flags = flags;
   return n;
 }
 
 void free_node(CallbackNode* n) noexcept {
-  n->fn = nullptr;  // may run arbitrary destructors, which may free nodes too
-#ifndef QILOOP_NO_POOL
-  if (!t_pool_gone) {
-    NodePool& p = t_pool;
-    if (p.count < kPoolCapacity) {
-      n->state.store(0, std::memory_order_relaxed);
-      n->refs.store(0, std::memory_order_relaxed);
-      n->timer_loop = nullptr;
-      n->next = p.free;
-      p.free = n;
-      ++p.count;
+  if (n->fn) n->fn = nullptr;  // may run arbitrary destructors, which may free nodes too
+  NodePool* home = n->home;
+  if (home) [[likely]] {
+    n->state.store(0, std::memory_order_relaxed);
+    n->refs.store(0, std::memory_order_relaxed);
+    n->timer_loop = nullptr;
+    if (home == t_pool) {
+      n->next = home->free;
+      home->free = n;
       return;
     }
+    CallbackNode* head = home->remote.load(std::memory_order_relaxed);
+    do {
+      if (head == retired_marker()) {
+        delete n;
+        return;
+      }
+      n->next = head;
+    } while (!home->remote.compare_exchange_weak(head, n, std::memory_order_release, std::memory_order_relaxed));
+    return;
   }
-#endif
   delete n;
 }
+
+void trim_node_pool(std::size_t keep) noexcept {
+  NodePool* p = t_pool;
+  if (!p) return;
+  CallbackNode** link = &p->free;
+  for (std::size_t i = 0; i < keep && *link; ++i) link = &(*link)->next;
+  delete_list(std::exchange(*link, nullptr));
+}
+
+#else  // QILOOP_NO_POOL: every node is its own allocation, for the sanitizers' sake.
+
+CallbackNode* alloc_node(uint8_t flags) {
+  auto* n = new CallbackNode;
+  n->flags = flags;
+  return n;
+}
+
+void free_node(CallbackNode* n) noexcept { delete n; }
+
+void trim_node_pool(std::size_t) noexcept {}
+
+#endif
 
 void cancel_node(CallbackNode* n) noexcept {
   uint8_t old = n->set_state(CallbackNode::kCancelled);

@@ -347,7 +347,9 @@ void QiEventLoop::run_slice() {
   I.inbox.set_awake(true);
   I.slice_over = false;
   I.since_budget_check = 0;
-  I.slice_deadline = clock::now() + I.slice_budget;
+  const auto start = clock::now();
+  if (start - I.last_slice_end > LoopImpl::kPoolTrimAfterIdle) qi::detail::trim_node_pool(LoopImpl::kPoolKeep);
+  I.slice_deadline = start + I.slice_budget;
   for (;;) {
     if (I.iter_remaining == 0) begin_iteration();
     if (!run_ready()) break;  // budget spent inside the iteration: resume it next slice
@@ -362,6 +364,7 @@ void QiEventLoop::run_slice() {
   }
   in_slice_ = false;
   end_slice();
+  I.last_slice_end = clock::now();
 }
 
 // The first phases of asyncio's _run_once: I/O, the thread inbox, due timers;

@@ -33,9 +33,11 @@ Selector::Selector() {
     errno = err;
     throw_sys("timerfd/eventfd");
   }
+  // Edge-triggered: each expiry or write is reported once, so a wake-up
+  // costs the epoll_wait that consumes it and no read() to clear the fd.
   for (int fd : {timer_fd_, event_fd_}) {
     epoll_event ev{};
-    ev.events = EPOLLIN;
+    ev.events = EPOLLIN | EPOLLET;
     ev.data.fd = fd;
     if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
       int err = errno;
@@ -158,10 +160,9 @@ int Selector::poll(ReadyQueue& ready) {
   for (int i = 0; i < n; ++i) {
     const int fd = events[i].data.fd;
     const uint32_t ev = events[i].events;
-    if (fd == timer_fd_ || fd == event_fd_) {
-      uint64_t count;
-      [[maybe_unused]] ssize_t r = ::read(fd, &count, sizeof count);
-      if (fd == timer_fd_) armed_ = time_point::max();
+    if (fd == event_fd_) continue;
+    if (fd == timer_fd_) {
+      armed_ = time_point::max();
       continue;
     }
     auto it = fds_.find(fd);

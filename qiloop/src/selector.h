@@ -49,7 +49,7 @@ class Selector {
   CallbackNode* take_handler(int fd, bool write);
   bool has_user_fds() const noexcept { return !fds_.empty(); }
 
-  // Non-blocking poll. Clears the timerfd and eventfd when they fired and
+  // Non-blocking poll. Consumes timerfd / eventfd wake-ups (edge-triggered) and
   // appends the handler of each ready user fd to `ready` (adding a
   // reference). Returns how many handlers it appended.
   int poll(ReadyQueue& ready);

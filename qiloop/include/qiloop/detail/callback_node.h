@@ -24,6 +24,8 @@ class QiEventLoop;
 
 namespace qi::detail {
 
+struct NodePool;
+
 struct CallbackNode {
   // Flags, fixed at creation.
   static constexpr uint8_t kThreadsafe = 1;  // may be shared with other threads
@@ -42,6 +44,7 @@ struct CallbackNode {
   // The loop whose timer heap holds this node; null once it left the heap.
   QiEventLoop* timer_loop = nullptr;
   std::chrono::steady_clock::time_point when{};
+  NodePool* home = nullptr;  // the pool of the thread that allocated it
   absl::AnyInvocable<void()> fn;
 
   bool threadsafe() const noexcept { return flags & kThreadsafe; }
@@ -69,10 +72,16 @@ struct CallbackNode {
   }
 };
 
-// Node storage: a per-thread free list (compiled out with QILOOP_NO_POOL, as
-// under sanitizers). alloc_node returns a node with refs == 0, state == 0.
+// Node storage: a free list per thread (compiled out with QILOOP_NO_POOL, as
+// under sanitizers). A node always goes back to the pool of the thread that
+// allocated it (nodes freed elsewhere travel back through a lock-free stack),
+// so a producer thread of call_soon_threadsafe recycles its own nodes.
+// alloc_node returns a node with refs == 0, state == 0.
 QILOOP_EXPORT CallbackNode* alloc_node(uint8_t flags);
 QILOOP_EXPORT void free_node(CallbackNode* n) noexcept;
+// Frees the calling thread's pooled nodes beyond `keep` (the loop calls it
+// after a long idle period, so one burst does not pin its memory forever).
+QILOOP_EXPORT void trim_node_pool(std::size_t keep) noexcept;
 // Handle::cancel(): marks the node and releases its callback early when safe.
 QILOOP_EXPORT void cancel_node(CallbackNode* n) noexcept;
 
