@@ -19,6 +19,21 @@ fi
 
 start=$(date +%s)
 summary=()
+passed=0
+failed=0
+# Runs ctest and adds its counts to the totals (set -e stops on a failure).
+run_ctest() {
+  local log
+  log=$(mktemp)
+  "$@" 2>&1 | tee "$log"
+  local line total bad
+  line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1)
+  rm -f "$log"
+  total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")
+  bad=$(sed -E 's/.*passed, ([0-9]+) tests failed.*/\1/' <<<"$line")
+  passed=$((passed + total - bad))
+  failed=$((failed + bad))
+}
 for p in $presets; do
   t0=$(date +%s)
   if [ "$p" = bench ]; then
@@ -29,11 +44,12 @@ for p in $presets; do
     cmake --preset "$p" >/dev/null
     cmake --build --preset "$p"
     case "$p" in
-      asan-ubsan|tsan) "${san_prefix[@]}" ctest --preset "$p" ;;
-      *) ctest --preset "$p" ;;
+      asan-ubsan|tsan) run_ctest "${san_prefix[@]}" ctest --preset "$p" ;;
+      *) run_ctest ctest --preset "$p" ;;
     esac
   fi
   summary+=("$p: ok in $(( $(date +%s) - t0 )) s")
 done
 printf '%s\n' "${summary[@]}"
 echo "all test stages passed in $(( $(date +%s) - start )) s"
+echo "qiloop: $passed passed, $failed failed"
