@@ -331,7 +331,143 @@ TEST_P(EventLoopTest, StoppedSignalIsEmittedOnce) {
   EXPECT_EQ(emitted, 1);
 }
 
+TEST_P(EventLoopTest, AHandlerMayReplaceItselfWhileItRuns) {
+  QiEventLoop loop;
+  std::vector<std::string> seen;
+  loop.set_exception_handler([&](QiEventLoop& l, const qi::ExceptionContext& ctx) {
+    l.set_exception_handler(nullptr);  // destroys the stored handler...
+    seen.push_back(ctx.message);       // ...while this copy still runs
+  });
+  loop.call_soon([] { throw std::runtime_error("once"); });
+  loop.call_soon([&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(seen, (Strings{"Exception in callback"}));
+  EXPECT_FALSE(loop.get_exception_handler());
+}
+
+TEST_P(EventLoopTest, HugeDelaysMeanNeverAndHugeNegativeOnesMeanNow) {
+  QiEventLoop loop;
+  Log log;
+  using namespace std::chrono;
+  loop.call_later(seconds::max(), log.recorder("seconds::max"));
+  loop.call_later(nanoseconds::max(), log.recorder("nanoseconds::max"));
+  loop.call_later(hours(24 * 365 * 1000), log.recorder("a millennium"));
+  loop.call_later(1e300, log.recorder("1e300 s"));
+  loop.call_at(time_point<steady_clock, seconds>::max(), log.recorder("time_point max"));
+  qi::TimerHandle t = loop.call_later(seconds::max(), [] {});
+  EXPECT_EQ(t.when(), QiEventLoop::time_point::max());
+  loop.call_later(seconds::min(), log.recorder("seconds::min"));
+  loop.call_later(-1e300, log.recorder("-1e300 s"));
+  loop.call_later(5ms, [&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"seconds::min", "-1e300 s"}));
+}
+
+TEST_P(EventLoopTest, StoppedIsEmittedOutsideTheLoopsCallbacks) {
+  // A stopped() slot is application code, not a loop callback: it may, for
+  // instance, destroy the runner in attached mode.
+  QiEventLoop loop;
+  bool running_loop_in_slot = true;
+  QObject::connect(&loop, &QiEventLoop::stopped, [&] { running_loop_in_slot = qi::running_loop() == &loop; });
+  loop.call_soon([&] { loop.stop(); });
+  run(loop);
+  EXPECT_FALSE(running_loop_in_slot);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, EventLoopTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
+
+TEST(EventLoopAttached, AStoppedSlotMayDestroyTheRunner) {
+  QiEventLoop loop;
+  auto runner = std::make_unique<QiRunner>(loop);
+  QObject::connect(&loop, &QiEventLoop::stopped, [&] {
+    runner.reset();
+    QCoreApplication::exit(0);
+  });
+  loop.call_soon([&] { loop.stop(); });
+  QCoreApplication::exec();
+  EXPECT_EQ(runner, nullptr);
+  EXPECT_TRUE(loop.is_closed());
+}
+
+TEST(EventLoopAttached, RunUntilCompleteOfADoneFutureThrowsAndLeavesTheLoopAlone) {
+  QiEventLoop loop;
+  QiRunner runner(loop);
+  auto done = loop.create_future<int>();
+  done.set_result(1);
+  EXPECT_THROW(loop.run_until_complete(done), qi::RuntimeError);
+  // The failed call must not have scheduled a stop().
+  int ticks = 0;
+  loop.call_soon([&] { ++ticks; });
+  loop.call_soon([&] { loop.call_soon([&] { ++ticks; QCoreApplication::exit(0); }); });
+  QCoreApplication::exec();
+  EXPECT_EQ(ticks, 2);
+  EXPECT_TRUE(loop.is_running());
+}
+
+TEST(EventLoopNested, RunUntilCompleteLeavesTheFuturesValueForItsOtherHandles) {
+  QiEventLoop loop;
+  auto f = loop.create_future<std::string>();
+  loop.call_soon([f] { f.set_result("kept"); });
+  EXPECT_EQ(loop.run_until_complete(f), "kept");
+  EXPECT_EQ(f.result(), "kept");
+}
+
+TEST(EventLoopNested, IsRunningUntilRunForeverReturns) {
+  // As asyncio's: stop() ends the loop at the iteration's end, but it is
+  // still running until run_forever() returns.
+  QiEventLoop loop;
+  bool running_after_stop_iteration = false;
+  loop.call_soon([&] {
+    loop.stop();
+    QTimer::singleShot(0, [&] { running_after_stop_iteration = loop.is_running(); });
+  });
+  loop.run_forever();
+  EXPECT_FALSE(loop.is_running());
+  // The Qt timer ran either inside the exiting QEventLoop (running) or not at
+  // all before exec() returned; either way nothing threw.
+  (void)running_after_stop_iteration;
+}
+
+TEST(EventLoopNested, QtEndingTheLoopIsAnErrorNamingStop) {
+  QiEventLoop loop;
+  loop.call_soon([] { QCoreApplication::exit(0); });
+  try {
+    loop.run_forever();
+    ADD_FAILURE() << "run_forever ended by Qt must throw";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("Call loop.stop()"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(loop.is_running());
+  // QCoreApplication::exec() resets Qt's quit state; the loop runs again.
+  QTimer::singleShot(0, [] { QCoreApplication::exit(0); });
+  QCoreApplication::exec();
+  int ran = 0;
+  loop.call_soon([&] {
+    ++ran;
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_EQ(ran, 1);
+}
+
+TEST(EventLoopNested, CloseSurvivesACaptureThatCancelsItsOwnHandle) {
+  // The usual self-referencing timeout: the capture owns the handle.
+  struct Owner {
+    qi::TimerHandle timer;
+    qi::Handle soon;
+    ~Owner() {
+      timer.cancel();
+      soon.cancel();
+    }
+  };
+  QiEventLoop loop;
+  auto owner = std::make_shared<Owner>();
+  owner->timer = loop.call_later(5s, [owner] {});
+  owner->soon = loop.call_soon([owner] {});
+  owner.reset();
+  loop.close();  // destroys both callables: each cancels its own handle
+  SUCCEED();
+}
 
 TEST(EventLoopNested, CloseDestroysPendingCallbacksAndIgnoresSchedulingFromTheirDestructors) {
   QiEventLoop loop;

@@ -421,4 +421,33 @@ TEST_P(IoTest, AddReaderOnARegularFileThrows) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, IoTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
+// A reader whose handle was cancelled (here through the exception handler's
+// context, the only way to reach an fd handler's handle) is unregistered, as
+// asyncio does: its fd stays readable, and serving nobody must not spin.
+TEST(IoCancelledHandler, ACancelledReaderIsUnregisteredNotSpunOn) {
+  QiEventLoop loop;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);
+  int calls = 0;
+  loop.set_exception_handler([](QiEventLoop&, const qi::ExceptionContext& ctx) {
+    if (ctx.handle) ctx.handle->cancel();
+  });
+  loop.add_reader(fds[0], [&] {
+    ++calls;
+    throw std::runtime_error("disable me");
+  });
+  uint64_t slices = 0;
+  loop.call_later(50ms, [&] {
+    slices = loop.stats().slices;
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_EQ(calls, 1);
+  EXPECT_LT(slices, 20u) << "the loop spun on an fd nobody serves";
+  EXPECT_FALSE(loop.remove_reader(fds[0])) << "the cancelled reader must be gone";
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 }  // namespace

@@ -321,6 +321,15 @@ TEST(MisuseDeathTest, DestroyingAnAttachedLoopIsFatal) {
       "destroyed while a QiRunner is attached to it: destroy the QiRunner first");
 }
 
+TEST(MisuseDeathTest, DestroyingALoopFromAnotherThreadIsFatal) {
+  EXPECT_DEATH(
+      {
+        auto* loop = new QiEventLoop;
+        std::thread([loop] { delete loop; }).join();
+      },
+      "destroyed from a thread that does not own it: destroy it on its own thread");
+}
+
 TEST(MisuseDeathTest, DestroyingARunnerFromItsOwnLoopsCallbackIsFatal) {
   EXPECT_DEATH(
       {

@@ -242,18 +242,22 @@ TEST_P(WakeupModelTest, EarlierTimerFromInjectedCodeOvertakesAnArmedFarTimer) {
 
 TEST_P(WakeupModelTest, StopFromInjectedCodeStopsAnIdleLoop) {
   for_each_source([](QiEventLoop& loop, Injector& injector) {
-    // Stopping is seen as is_running() turning false: attached mode also
-    // emits stopped() then; nested mode emits it only when run_forever
-    // returns, which a nested QEventLoop on the stack delays.
+    // Stopping is seen as the idle loop waking to run the stopping
+    // iteration (a slice), or is_running() turning false: attached mode
+    // turns it false at once and emits stopped(); nested mode only when
+    // run_forever returns (as asyncio's is_running()), which a nested
+    // QEventLoop on the stack delays.
     auto* poll = new QTimer(&loop);
-    QObject::connect(poll, &QTimer::timeout, [&, poll] {
-      if (!loop.is_running()) {
+    auto slices_before = std::make_shared<uint64_t>(0);
+    QObject::connect(poll, &QTimer::timeout, [&, poll, slices_before] {
+      if (!loop.is_running() || loop.stats().slices > *slices_before) {
         poll->stop();
         injector.took_effect();
       }
     });
     QObject::connect(&loop, &QiEventLoop::stopped, [&] { injector.took_effect(); });
-    injector.inject([&, poll] {
+    injector.inject([&, poll, slices_before] {
+      *slices_before = loop.stats().slices;  // the loop is idle now
       loop.stop();
       poll->start(1ms);
     });

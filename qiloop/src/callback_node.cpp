@@ -118,7 +118,9 @@ CallbackNode* alloc_node(uint8_t flags) {
 }
 
 void free_node(CallbackNode* n) noexcept {
-  if (n->fn) n->fn = nullptr;  // may run arbitrary destructors, which may free nodes too
+  // May run arbitrary destructors (which may free nodes too). No handle is
+  // left to reach back into this node, so plain assignment is safe here.
+  if (n->fn) n->fn = nullptr;
   NodePool* home = n->home;
   if (home) [[likely]] {
     n->state.store(0, std::memory_order_relaxed);
@@ -177,6 +179,7 @@ void cancel_node(CallbackNode* n) noexcept {
   // Release what the callback captured now, as asyncio drops _callback on
   // cancel. A threadsafe node's callable may be read by the loop's thread at
   // this moment, so it is left for the loop to destroy.
+  // (kCancelled is already set, so a destructor that cancels again returns above.)
   if (!n->threadsafe()) n->fn = nullptr;
 }
 

@@ -49,7 +49,7 @@ std::string describe(const std::exception_ptr& e) {
 void release_list(CallbackNode* n) noexcept {
   while (n) {
     CallbackNode* next = n->next;
-    n->fn = nullptr;
+    qi::detail::drop_callback(n);
     release_node(n);
     n = next;
   }
@@ -62,6 +62,9 @@ QiEventLoop::QiEventLoop(QObject* parent) : QObject(parent), impl_(std::make_uni
 }
 
 QiEventLoop::~QiEventLoop() {
+  if (thread() != QThread::currentThread())
+    qFatal("QiEventLoop destroyed from a thread that does not own it: destroy it on its own thread "
+           "(QObject::thread()), e.g. with deleteLater()");
   if (running_ || in_slice_)
     qFatal("QiEventLoop destroyed while running: call stop() and let run_forever() return (attached mode: "
            "destroy the QiRunner) before destroying the loop");
@@ -110,13 +113,8 @@ void QiEventLoop::check_can_run(const char* api) const {
                            "before running the loop");
 }
 
-QiEventLoop::duration QiEventLoop::seconds_to_duration(double seconds) {
-  if (std::isnan(seconds)) throw std::invalid_argument("call_later: the delay is NaN; pass a number of seconds");
-  // Clamp so that time() + delay cannot overflow; ~292 years is "never".
-  constexpr double kMax = 1e9;
-  if (seconds > kMax) seconds = kMax;
-  if (seconds < -kMax) seconds = -kMax;
-  return std::chrono::duration_cast<duration>(std::chrono::duration<double>(seconds));
+void QiEventLoop::throw_nan_delay() {
+  throw std::invalid_argument("call_later: the delay is NaN; pass a number of seconds (or a std::chrono duration)");
 }
 
 // --- Scheduling (enqueue only) --------------------------------------------------
@@ -125,7 +123,7 @@ void QiEventLoop::wake_from_outside() {
   // Injected code (a slot, a QTimer, a nested QEventLoop, code before
   // run_forever) changed what the loop waits for: behave as if it had been
   // made with call_soon_threadsafe. See docs/wakeup-model.md.
-  if (running_ && !wake_posted_) post_wake();
+  if (running_ && !wake_posted_ && !impl_->exiting) post_wake();
 }
 
 void QiEventLoop::post_wake() {
@@ -226,24 +224,39 @@ void QiEventLoop::finish_running() {
   LoopImpl& I = *impl_;
   running_ = false;
   I.stopping = false;
+  I.exiting = false;
   if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
   if (I.notifier && I.notifier_enabled) {
     I.notifier->setEnabled(false);
     I.notifier_enabled = false;
   }
-  Q_EMIT stopped();
 }
 
 void QiEventLoop::run_forever() {
   check_can_run("run_forever");
+  LoopImpl& I = *impl_;
   QEventLoop qloop;
-  QEventLoop* outer = std::exchange(impl_->qloop, &qloop);
+  I.qloop = &qloop;
   start_running(false);
-  qloop.exec();
-  impl_->qloop = outer;
-  // exec() returns after stop(), or early when QCoreApplication::exit() ends
-  // every event loop of the thread.
-  finish_running();
+  struct Finish {
+    QiEventLoop* self;
+    ~Finish() {
+      self->impl_->qloop = nullptr;
+      bool ours = self->impl_->exiting;
+      self->finish_running();
+      self->impl_->ended_by_qt = !ours;
+    }
+  };
+  {
+    Finish finish{this};
+    qloop.exec();
+  }
+  Q_EMIT stopped();
+  if (I.ended_by_qt)
+    throw qi::RuntimeError(
+        "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() ends every event "
+        "loop of the thread, and until QCoreApplication::exec() runs again Qt ends new ones at once. Call "
+        "loop.stop() to end run_forever()");
 }
 
 void QiEventLoop::stop() {
@@ -258,9 +271,11 @@ void QiEventLoop::stop_now() {
   I.stopping = false;
   if (I.attached) {
     finish_running();
+    I.emit_stopped = true;  // once the slice is off the stack
   } else {
-    running_ = false;
-    if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
+    // Still running (as asyncio's is_running() is until run_forever returns)
+    // until exec() returns; no iteration starts meanwhile.
+    I.exiting = true;
     if (I.qloop) I.qloop->exit(0);
   }
 }
@@ -294,12 +309,12 @@ void QiEventLoop::close() {
   release_list(ready);
   release_list(inbox);
   for (auto& e : timers) {
-    e.node->fn = nullptr;
+    qi::detail::drop_callback(e.node);
     release_node(e.node);
   }
   for (CallbackNode* n : handlers) {
     qi::detail::cancel_node(n);
-    n->fn = nullptr;
+    qi::detail::drop_callback(n);
     release_node(n);
   }
   I.tearing_down = false;
@@ -328,7 +343,7 @@ void QiEventLoop::on_wake(bool from_notifier) {
     }
     return;
   }
-  if (!running_) {
+  if (!running_ || I.exiting) {
     if (from_notifier && I.notifier_enabled) {
       I.notifier->setEnabled(false);
       I.notifier_enabled = false;
@@ -336,6 +351,10 @@ void QiEventLoop::on_wake(bool from_notifier) {
     return;
   }
   run_slice();
+  if (I.emit_stopped) {
+    I.emit_stopped = false;
+    Q_EMIT stopped();
+  }
 }
 
 // One slice: iterations back to back until nothing is ready, the loop stops,
@@ -422,7 +441,9 @@ bool QiEventLoop::run_ready() {
   return true;
 }
 
-// The one place callbacks run.
+// The one place callbacks run. kStarted (or kCancelled) is set before a
+// callable is destroyed here, so a capture's destructor that cancels the
+// handle returns early instead of destroying it a second time.
 void QiEventLoop::run_node(CallbackNode* n) {
   const bool repeating = n->flags & CallbackNode::kRepeating;
   if (repeating) {
@@ -477,7 +498,7 @@ void QiEventLoop::run_node(CallbackNode* n) {
 void QiEventLoop::end_slice() {
   LoopImpl& I = *impl_;
   I.inbox.set_awake(false);
-  if (!running_) return;
+  if (!running_ || I.exiting) return;
   bool work = !ready_.empty() || I.iter_remaining > 0 || I.stopping || I.inbox.nonempty();
   if (!work && !I.timers.empty()) {
     I.timers.collect();
@@ -500,7 +521,10 @@ void QiEventLoop::shutdown_attached() {
   if (in_slice_)
     qFatal("QiRunner destroyed from inside a callback of its own loop: destroy it after the loop's callbacks "
            "return (e.g. after app.exec())");
-  if (running_) finish_running();
+  if (running_) {
+    finish_running();
+    Q_EMIT stopped();
+  }
   I.attached = false;
   if (closed_) return;
   // Let cleanup that is already scheduled run, as a running loop would, for
@@ -540,7 +564,9 @@ void QiEventLoop::call_exception_handler(const qi::ExceptionContext& context) no
     return;
   }
   try {
-    impl_->handler(*this, context);
+    // A copy: the handler may replace itself (set_exception_handler) while it runs.
+    ExceptionHandler handler = impl_->handler;
+    handler(*this, context);
   } catch (...) {
     // The handler failed: log both, and keep the loop going (asyncio does the same).
     qi::ExceptionContext failed;

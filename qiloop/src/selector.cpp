@@ -167,8 +167,18 @@ int Selector::poll(ReadyQueue& ready) {
     }
     auto it = fds_.find(fd);
     if (it == fds_.end()) continue;
-    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) queued += enqueue(ready, it->second.reader);
-    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) queued += enqueue(ready, it->second.writer);
+    Watch w = it->second;
+    // A handler cancelled through its handle (ExceptionContext::handle) is
+    // unregistered, as asyncio's _process_events does: a level-triggered fd
+    // nobody serves would otherwise keep the loop spinning.
+    for (CallbackNode** n : {&w.reader, &w.writer}) {
+      if (*n && (*n)->load_state() & CallbackNode::kCancelled) {
+        release_node(take_handler(fd, n == &w.writer));
+        *n = nullptr;
+      }
+    }
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) queued += enqueue(ready, w.reader);
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) queued += enqueue(ready, w.writer);
   }
   return queued;
 }

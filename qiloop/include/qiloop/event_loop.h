@@ -42,7 +42,10 @@
 // it returns; see docs/wakeup-model.md.
 //
 // Lifetime: close() destroys pending callbacks (scheduling from their
-// destructors is ignored). Destroying a running loop is fatal (qFatal).
+// destructors is ignored). Destroying a running loop is fatal (qFatal), and
+// so is destroying it from another thread. A thread that may still call
+// call_soon_threadsafe must be done with it before the loop is destroyed
+// (after close() such calls throw; after destruction they are undefined).
 #pragma once
 
 #include <qiloop/detail/callback_node.h>
@@ -129,29 +132,27 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
 
   // QiEventLoop::call_at()
   // Runs f(args...) once time() >= when, never earlier.
+  // Deadlines beyond what time_point holds saturate to time_point::max()
+  // ("never"), so duration::max() means "no deadline" rather than an
+  // overflow into the past.
   template <class Dur, class F, class... Args>
   qi::TimerHandle call_at(std::chrono::time_point<clock, Dur> when, F&& f, Args&&... args) {
-    if (closed_ || debug_) [[unlikely]] {
-      if (!admit("call_at")) return {};
-    }
-    qi::detail::CallbackNode* n =
-        make_node(qi::detail::CallbackNode::kTimer, "call_at", std::forward<F>(f), std::forward<Args>(args)...);
-    n->when = std::chrono::time_point_cast<duration>(when);
-    schedule_timer(n);
-    return qi::TimerHandle::adopt(n);
+    return schedule_at(saturate(duration::zero(), when.time_since_epoch()), "call_at", std::forward<F>(f),
+                       std::forward<Args>(args)...);
   }
 
   // QiEventLoop::call_later()
-  // call_at(time() + delay, ...). A delay <= 0 is due now.
+  // call_at(time() + delay, ...). A delay <= 0 is due now. Throws
+  // std::invalid_argument for a NaN floating-point delay.
   template <class Rep, class Period, class F, class... Args>
   qi::TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F&& f, Args&&... args) {
-    return call_at(time() + std::chrono::duration_cast<duration>(delay), std::forward<F>(f),
-                   std::forward<Args>(args)...);
+    return schedule_at(saturate(time().time_since_epoch(), delay), "call_later", std::forward<F>(f),
+                       std::forward<Args>(args)...);
   }
-  // Delay in seconds. Throws std::invalid_argument for NaN.
+  // Delay in seconds.
   template <class F, class... Args>
   qi::TimerHandle call_later(double seconds, F&& f, Args&&... args) {
-    return call_at(time() + seconds_to_duration(seconds), std::forward<F>(f), std::forward<Args>(args)...);
+    return call_later(std::chrono::duration<double>(seconds), std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   // QiEventLoop::call_soon_threadsafe()
@@ -193,6 +194,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   T run_until_complete(qi::Future<T> future) {
     auto st = qi::detail::state_of(future);
     if (!st) throw std::invalid_argument("run_until_complete: the future is empty (default-constructed)");
+    check_can_run("run_until_complete");  // before touching the future's state
     if (st->loop() != this)
       throw qi::RuntimeError(
           "run_until_complete: the future belongs to another event loop; run that loop, or create the future "
@@ -205,7 +207,12 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
     } remove{st.get(), id};
     run_forever();
     if (!st->done()) throw qi::RuntimeError("Event loop stopped before Future completed.");
-    return st->take_result();
+    // The future stays intact for its other handles (asyncio returns
+    // future.result()); only a move-only result is moved out.
+    if constexpr (std::is_void_v<T> || std::is_copy_constructible_v<T>)
+      return st->result();
+    else
+      return st->take_result();
   }
 
   // QiEventLoop::stop()
@@ -284,7 +291,32 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
     n->refs.store(2, std::memory_order_relaxed);
     return n;
   }
-  static duration seconds_to_duration(double seconds);
+  // base + delay on the loop clock, saturated to time_point::min()/max().
+  template <class Rep, class Period>
+  static time_point saturate(duration base, std::chrono::duration<Rep, Period> delay = {}) {
+    using Wide = std::chrono::duration<long double, std::nano>;
+    const long double d = Wide(delay).count();
+    if constexpr (std::is_floating_point_v<Rep>) {
+      if (std::isnan(d)) throw_nan_delay();
+    }
+    const long double t = Wide(base).count() + d;
+    if (t >= static_cast<long double>(duration::max().count())) return time_point::max();
+    if (t <= static_cast<long double>(duration::min().count())) return time_point::min();
+    return time_point(base + duration(static_cast<duration::rep>(d)));
+  }
+  [[noreturn]] static void throw_nan_delay();
+
+  template <class F, class... Args>
+  qi::TimerHandle schedule_at(time_point when, const char* api, F&& f, Args&&... args) {
+    if (closed_ || debug_) [[unlikely]] {
+      if (!admit(api)) return {};
+    }
+    qi::detail::CallbackNode* n =
+        make_node(qi::detail::CallbackNode::kTimer, api, std::forward<F>(f), std::forward<Args>(args)...);
+    n->when = when;
+    schedule_timer(n);
+    return qi::TimerHandle::adopt(n);
+  }
 
   bool admit(const char* api);
   void wake_from_outside();

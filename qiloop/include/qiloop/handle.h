@@ -9,9 +9,10 @@
 // Handle / TimerHandle). It may outlive its loop.
 //
 // Ordering: cancel() before the callback starts guarantees it never runs and
-// destroys the callable (and what it captured) at once; cancel() while it runs
-// or after it ran only marks the handle. cancelled() reports whether cancel()
-// was called.
+// destroys the callable (and what it captured) at once — except for a
+// call_soon_threadsafe handle, whose callable the loop's thread destroys when
+// it next looks (or at close()). cancel() while the callback runs or after it
+// ran only marks the handle. cancelled() reports whether cancel() was called.
 //
 // Thread-safety: a handle from call_soon_threadsafe may be copied, destroyed
 // and cancelled on any thread. Other handles belong to their loop's thread.
@@ -41,7 +42,7 @@ class Handle {
 
   // Handle::cancel()
   // Prevents the callback from running if it has not started. Idempotent.
-  void cancel() noexcept {
+  void cancel() const noexcept {
     if (node_) detail::cancel_node(node_);
   }
   // Handle::cancelled()

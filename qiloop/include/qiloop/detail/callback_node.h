@@ -85,6 +85,13 @@ QILOOP_EXPORT void trim_node_pool(std::size_t keep) noexcept;
 // Handle::cancel(): marks the node and releases its callback early when safe.
 QILOOP_EXPORT void cancel_node(CallbackNode* n) noexcept;
 
+// Destroys n's callable (and what it captured). Moving it out first means a
+// capture's destructor that reaches back into the node (cancelling its own
+// handle, say) finds it already empty instead of destroying it twice.
+inline void drop_callback(CallbackNode* n) noexcept {
+  if (n->fn) absl::AnyInvocable<void()> dead = std::move(n->fn);
+}
+
 inline void release_node(CallbackNode* n) noexcept {
   if (n->drop()) free_node(n);
 }
