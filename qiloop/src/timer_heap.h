@@ -52,9 +52,13 @@ class TimerHeap {
   std::vector<Entry> take_all();
 
  private:
-  static bool later(const Entry& a, const Entry& b) noexcept {
-    return a.when != b.when ? a.when > b.when : a.seq > b.seq;
-  }
+  // A function object, not a function: std::push_heap inlines it then.
+  struct Later {
+    bool operator()(const Entry& a, const Entry& b) const noexcept {
+      return a.when != b.when ? a.when > b.when : a.seq > b.seq;
+    }
+  };
+  static constexpr Later later{};
   std::vector<Entry> heap_;
   uint64_t next_seq_ = 0;
   std::size_t cancelled_ = 0;

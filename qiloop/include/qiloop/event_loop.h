@@ -284,9 +284,18 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
 
   template <bool Repeating = false, class F, class... Args>
   qi::detail::CallbackNode* make_node(uint8_t flags, const char* api, F&& f, Args&&... args) {
-    auto cb = qi::detail::bind_callback<Repeating>(api, std::forward<F>(f), std::forward<Args>(args)...);
+    auto cb = qi::detail::make_callback<Repeating>(api, std::forward<F>(f), std::forward<Args>(args)...);
     qi::detail::CallbackNode* n = qi::detail::alloc_node(flags);
-    n->fn = std::move(cb);
+    // Built in place: an assignment would cost two more indirect calls
+    // (clearing the empty target, relocating from a temporary).
+    std::destroy_at(&n->fn);
+    try {
+      std::construct_at(&n->fn, std::move(cb));
+    } catch (...) {
+      std::construct_at(&n->fn);
+      qi::detail::free_node(n);
+      throw;
+    }
     // One reference for the queue that will hold it, one for the returned handle.
     n->refs.store(2, std::memory_order_relaxed);
     return n;

@@ -32,17 +32,18 @@ bool is_empty_callable(const F& f) noexcept {
 
 [[noreturn]] QILOOP_EXPORT void throw_empty_callable(const char* api);
 
-// Checks f, then returns a callback that calls f(args...). Arguments are
-// decay-copied (or moved) now. A one-shot callback (Repeating == false) gets
-// them as rvalues, so move-only arguments work; a repeating one (an fd
-// handler) gets lvalues, so every call sees the same values. The callable's
-// result, if any, is discarded.
+// Checks f, then returns a callable object that calls f(args...) with no
+// arguments: f itself when there are none. Arguments are decay-copied (or
+// moved) now. A one-shot callback (Repeating == false) gets them as rvalues,
+// so move-only arguments work; a repeating one (an fd handler) gets lvalues,
+// so every call sees the same values. The callable's result, if any, is
+// discarded by the AnyInvocable<void()> it goes into.
 template <bool Repeating = false, class F, class... Args>
-absl::AnyInvocable<void()> bind_callback(const char* api, F&& f, Args&&... args) {
+auto make_callback(const char* api, F&& f, Args&&... args) {
   if (is_empty_callable(f)) throw_empty_callable(api);
   if constexpr (sizeof...(Args) == 0) {
     static_assert(std::is_invocable_v<std::decay_t<F>&>, "qiloop: the callback must be callable with no arguments");
-    return absl::AnyInvocable<void()>(std::forward<F>(f));
+    return std::decay_t<F>(std::forward<F>(f));
   } else if constexpr (Repeating) {
     static_assert(std::is_invocable_v<std::decay_t<F>&, std::decay_t<Args>&...>,
                   "qiloop: the callback cannot be called with the given arguments");
