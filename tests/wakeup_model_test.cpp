@@ -10,6 +10,7 @@
 // The second half is the nested-loop rule: a qiloop callback that runs a
 // nested QEventLoop blocks the loop until it returns, and what injected code
 // does meanwhile takes effect right after, without busy-waiting.
+#include "fd_channel.h"
 #include "test_util.h"
 
 #include <gmock/gmock.h>
@@ -148,32 +149,9 @@ class Injector {
   bool effect_inside_nested_ = false;
 };
 
-// A pair of connected non-blocking fds: a pipe (rd <- wr) or a socketpair.
-struct FdPair {
-  int rd = -1;
-  int wr = -1;
-  explicit FdPair(bool socket = false) {
-    int fds[2];
-    int rc = socket ? ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds)
-                    : ::pipe2(fds, O_NONBLOCK | O_CLOEXEC);
-    EXPECT_EQ(rc, 0);
-    if (rc == 0) {
-      rd = fds[0];
-      wr = fds[1];
-    }
-  }
-  FdPair(const FdPair&) = delete;
-  FdPair& operator=(const FdPair&) = delete;
-  ~FdPair() {
-    ::close(rd);
-    ::close(wr);
-  }
-  void put() const { EXPECT_EQ(::write(wr, "x", 1), 1); }
-  bool take() const {
-    char c;
-    return ::read(rd, &c, 1) == 1;
-  }
-};
+// One byte is the whole message in these tests.
+void put(const qt::Channel& ch) { ch.send("x"); }
+bool take(const qt::Channel& ch) { return !ch.receive(1).empty(); }
 
 class WakeupModelTest : public qt::ModeTest {
  protected:
@@ -266,11 +244,11 @@ TEST_P(WakeupModelTest, StopFromInjectedCodeStopsAnIdleLoop) {
 
 TEST_P(WakeupModelTest, AddReaderFromInjectedCodeWakesAnIdleLoop) {
   for_each_source([](QiEventLoop& loop, Injector& injector) {
-    auto pipe = std::make_shared<FdPair>();
+    auto pipe = std::make_shared<qt::Channel>(qt::Kind::kPipe);
     injector.inject([&, pipe] {
-      pipe->put();
-      loop.add_reader(pipe->rd, [&, pipe] {
-        EXPECT_TRUE(pipe->take());
+      put(*pipe);
+      loop.add_reader(pipe->in, [&, pipe] {
+        EXPECT_TRUE(take(*pipe));
         injector.took_effect();
         loop.stop();
       });
@@ -282,27 +260,27 @@ TEST_P(WakeupModelTest, AddReaderFromInjectedCodeWakesAnIdleLoop) {
 // loop polls, serves the watched one and never the removed one.
 TEST_P(WakeupModelTest, RemoveReaderFromInjectedCodeTakesEffectAtOnce) {
   for_each_source([](QiEventLoop& loop, Injector& injector) {
-    auto removed = std::make_shared<FdPair>();
-    auto watched = std::make_shared<FdPair>();
-    loop.add_reader(removed->rd, [] { ADD_FAILURE() << "a removed reader ran"; });
-    loop.add_reader(watched->rd, [&, watched] {
-      EXPECT_TRUE(watched->take());
+    auto removed = std::make_shared<qt::Channel>(qt::Kind::kPipe);
+    auto watched = std::make_shared<qt::Channel>(qt::Kind::kPipe);
+    loop.add_reader(removed->in, [] { ADD_FAILURE() << "a removed reader ran"; });
+    loop.add_reader(watched->in, [&, watched] {
+      EXPECT_TRUE(take(*watched));
       injector.took_effect();
       loop.stop();
     });
     injector.inject([&, removed, watched] {
-      EXPECT_TRUE(loop.remove_reader(removed->rd));
-      removed->put();
-      watched->put();
+      EXPECT_TRUE(loop.remove_reader(removed->in));
+      put(*removed);
+      put(*watched);
     });
   });
 }
 
 TEST_P(WakeupModelTest, AddWriterFromInjectedCodeWakesAnIdleLoop) {
   for_each_source([](QiEventLoop& loop, Injector& injector) {
-    auto sockets = std::make_shared<FdPair>(/*socket=*/true);
+    auto sockets = std::make_shared<qt::Channel>(qt::Kind::kSocketPair);
     injector.inject([&, sockets] {
-      loop.add_writer(sockets->wr, [&, sockets] {
+      loop.add_writer(sockets->out, [&, sockets] {
         injector.took_effect();
         loop.stop();
       });
@@ -319,7 +297,7 @@ TEST_P(WakeupModelTest, NestedQEventLoopEnteredFromInjectedCodeRunsTheLoopNormal
   int steps_outside = 0;
   bool timer_inside = false;
   bool reader_inside = false;
-  FdPair pipe;
+  qt::Channel pipe(qt::Kind::kPipe);
   std::function<void()> step = [&] {
     ++(nested ? steps_inside : steps_outside);
     if (steps_inside + steps_outside < 100) loop.call_soon(step);
@@ -330,14 +308,14 @@ TEST_P(WakeupModelTest, NestedQEventLoopEnteredFromInjectedCodeRunsTheLoopNormal
   QTimer::singleShot(kIdle, [&] {
     loop.call_soon(step);
     loop.call_later(5ms, [&] { timer_inside = nested != nullptr; });
-    loop.add_reader(pipe.rd, [&] {
-      pipe.take();
+    loop.add_reader(pipe.in, [&] {
+      take(pipe);
       reader_inside = nested != nullptr;
     });
     auto* done_poll = new QTimer(&loop);
     QObject::connect(done_poll, &QTimer::timeout, finish_when_done);
     done_poll->start(1ms);
-    QTimer::singleShot(1ms, [&] { pipe.put(); });
+    QTimer::singleShot(1ms, [&] { put(pipe); });
     auto started = Clock::now();
     run_nested_qeventloop(kNestedCap, &nested);
     EXPECT_LT(Clock::now() - started, kPrompt) << "qiloop did not run inside the nested QEventLoop";
@@ -455,7 +433,7 @@ TEST_P(WakeupModelTest, WakeupsArrivingWhileACallbackBlocksAreDeferredNotSpunOn)
   QiEventLoop loop;
   Log log;
   BlockedWindow window;
-  FdPair pipe;
+  qt::Channel pipe(qt::Kind::kPipe);
   std::thread other;
   Clock::time_point served_at{};
   int served = 0;
@@ -466,13 +444,13 @@ TEST_P(WakeupModelTest, WakeupsArrivingWhileACallbackBlocksAreDeferredNotSpunOn)
       loop.stop();
     }
   };
-  loop.add_reader(pipe.rd, [&] {
-    while (pipe.take()) {
+  loop.add_reader(pipe.in, [&] {
+    while (take(pipe)) {
     }
     serve("reader");
   });
   loop.call_soon(window.blocker(loop, log, [&] {
-    pipe.put();
+    put(pipe);
     other = std::thread([&] { loop.call_soon_threadsafe([&] { serve("threadsafe"); }); });
   }));
   run(loop);
