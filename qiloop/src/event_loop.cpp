@@ -317,6 +317,7 @@ void QiEventLoop::close() {
     qi::detail::drop_callback(n);
     release_node(n);
   }
+  destroy_pending_tasks();
   I.tearing_down = false;
 }
 
@@ -517,7 +518,6 @@ void QiEventLoop::end_slice() {
 }
 
 void QiEventLoop::shutdown_attached() {
-  LoopImpl& I = *impl_;
   if (in_slice_)
     qFatal("QiRunner destroyed from inside a callback of its own loop: destroy it after the loop's callbacks "
            "return (e.g. after app.exec())");
@@ -525,17 +525,59 @@ void QiEventLoop::shutdown_attached() {
     finish_running();
     Q_EMIT stopped();
   }
-  I.attached = false;
+  impl_->attached = false;
+  shutdown();
+}
+
+void QiEventLoop::shutdown() {
+  check_thread("shutdown");
+  if (running_) throw qi::RuntimeError("shutdown: the loop is running; stop it first (shutdown runs it itself)");
   if (closed_) return;
-  // Let cleanup that is already scheduled run, as a running loop would, for
-  // a bounded number of iterations; pending timers are dropped by close().
+  cancel_leftover_tasks();
+  // Let cleanup that is already scheduled run, as a running loop would.
+  drain_ready(LoopImpl::kShutdownRounds);
+  close();
+}
+
+void QiEventLoop::cancel_leftover_tasks() {
+  LoopImpl& I = *impl_;
+  // Running the loop needs Qt's event loop (for timers and I/O) and this
+  // thread free of other running loops.
+  if (!I.tasks_head || !QCoreApplication::instance() || qi::running_loop()) return;
+  for (int round = 0; round < kShutdownCancelRounds && I.tasks_head; ++round) {
+    std::vector<std::shared_ptr<qi::detail::FutureStateBase>> pending;
+    for (auto* t = I.tasks_head; t; t = t->next_in_loop) pending.push_back(t->future().shared_from_this());
+    for (auto& f : pending) f->cancel("the event loop is shutting down");
+    // Run until every task is done (unregister_task stops the loop) or the
+    // round's time is up.
+    I.stop_when_no_tasks = true;
+    qi::TimerHandle limit = call_later(kShutdownRoundTime, [this] { stop(); });
+    try {
+      run_forever();
+    } catch (const qi::RuntimeError& e) {
+      qCWarning(lcQiloop, "shutdown: %s", e.what());
+    }
+    I.stop_when_no_tasks = false;
+    limit.cancel();
+  }
+  for (auto* t = I.tasks_head; t; t = t->next_in_loop) {
+    qi::ExceptionContext ctx;
+    ctx.message = t->future().describe() + " did not finish after being cancelled at shutdown";
+    ctx.task = qi::TaskRef(t->future().shared_from_this());
+    call_exception_handler(ctx);
+  }
+}
+
+void QiEventLoop::drain_ready(int max_iterations) {
+  LoopImpl& I = *impl_;
+  if (closed_) return;
   QiEventLoop* other = qi::running_loop();
   if (!other) qi::detail::set_running_loop(this);
   running_ = true;
   in_slice_ = true;
   I.slice_deadline = clock::time_point::max();
   int rounds = 0;
-  while (rounds < LoopImpl::kShutdownRounds &&
+  while (rounds < max_iterations &&
          (I.iter_remaining > 0 || !ready_.empty() || I.inbox.maybe_nonempty() || I.poll_pending)) {
     if (I.iter_remaining == 0) begin_iteration();
     run_ready();
@@ -546,10 +588,37 @@ void QiEventLoop::shutdown_attached() {
   I.stopping = false;
   if (!other) qi::detail::set_running_loop(nullptr);
   if (!ready_.empty())
-    qCWarning(lcQiloop, "QiRunner: %zu callbacks were still scheduling more after %d iterations at shutdown; "
-                        "they are dropped",
-              ready_.size(), LoopImpl::kShutdownRounds);
-  close();
+    qCWarning(lcQiloop, "shutdown: %zu callbacks were still scheduling more after %d iterations; they are dropped",
+              ready_.size(), max_iterations);
+}
+
+// --- Tasks ----------------------------------------------------------------------
+
+void QiEventLoop::register_task(qi::detail::TaskCore* t) noexcept {
+  LoopImpl& I = *impl_;
+  t->prev_in_loop = nullptr;
+  t->next_in_loop = I.tasks_head;
+  if (I.tasks_head) I.tasks_head->prev_in_loop = t;
+  I.tasks_head = t;
+  ++I.task_count;
+}
+
+void QiEventLoop::unregister_task(qi::detail::TaskCore* t) noexcept {
+  LoopImpl& I = *impl_;
+  (t->prev_in_loop ? t->prev_in_loop->next_in_loop : I.tasks_head) = t->next_in_loop;
+  if (t->next_in_loop) t->next_in_loop->prev_in_loop = t->prev_in_loop;
+  t->prev_in_loop = t->next_in_loop = nullptr;
+  --I.task_count;
+  if (I.task_count == 0 && I.stop_when_no_tasks && running_) {
+    I.stopping = true;
+    if (!in_slice_) wake_from_outside();
+  }
+}
+
+std::size_t QiEventLoop::pending_tasks() const noexcept { return impl_->task_count; }
+
+void QiEventLoop::destroy_pending_tasks() noexcept {
+  while (qi::detail::TaskCore* t = impl_->tasks_head) t->destroy_pending();
 }
 
 // --- Errors -------------------------------------------------------------------

@@ -7,15 +7,31 @@ namespace qi::detail {
 
 FutureStateBase::FutureStateBase(QiEventLoop& loop) : loop_(&loop) {}
 
-FutureStateBase::~FutureStateBase() {
+FutureStateBase::~FutureStateBase() { report_unretrieved(); }
+
+std::string FutureStateBase::describe() const { return "Future"; }
+
+void FutureStateBase::report_unretrieved() noexcept {
   if (status_ != Status::kFinished || !exception_ || retrieved_) return;
-  ExceptionContext ctx;
-  ctx.message = "Future exception was never retrieved";
-  ctx.exception = exception_;
-  if (QiEventLoop* l = loop_.data())
-    l->call_exception_handler(ctx);
-  else
-    qCCritical(lcQiloop, "Future exception was never retrieved (its loop is gone)");
+  retrieved_ = true;  // once
+  try {
+    ExceptionContext ctx;
+    // describe() is virtual: a derived destructor calls this while it still
+    // knows its own name.
+    ctx.message = describe() + " exception was never retrieved";
+    ctx.exception = exception_;
+    if (QiEventLoop* l = loop_.data())
+      l->call_exception_handler(ctx);
+    else
+      qCCritical(lcQiloop, "%s (its loop is gone)", ctx.message.c_str());
+  } catch (...) {
+  }
+}
+
+void FutureStateBase::mark_cancelled(std::string msg) {
+  if (done()) return;
+  cancel_message_ = std::move(msg);
+  finish(Status::kCancelled);
 }
 
 void FutureStateBase::check_settable(const char* api) const {

@@ -55,6 +55,11 @@ struct LoopImpl {
   clock::duration slice_budget = std::chrono::milliseconds(1);
   clock::duration slow_callback = std::chrono::milliseconds(100);
 
+  // Pending tasks (an intrusive list through TaskCore::next_in_loop).
+  qi::detail::TaskCore* tasks_head = nullptr;
+  std::size_t task_count = 0;
+  bool stop_when_no_tasks = false;  // shutdown: the last task to finish stops the loop
+
   QiEventLoop::ExceptionHandler handler;
   qi::LoopStats stats;
 };

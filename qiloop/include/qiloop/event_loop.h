@@ -54,6 +54,7 @@
 #include <qiloop/export.h>
 #include <qiloop/future.h>
 #include <qiloop/handle.h>
+#include <qiloop/task.h>
 
 #include <QtCore/QObject>
 
@@ -178,6 +179,41 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
     return qi::Future<T>(*this);
   }
 
+  // --- Tasks ---------------------------------------------------------------
+
+  // QiEventLoop::create_task()
+  // Wraps coro in a task whose first step runs on a later iteration (works
+  // before the loop runs). An empty name becomes "Task-N". Throws
+  // qi::RuntimeError on a closed loop, std::invalid_argument for an empty Coro.
+  template <class T>
+  qi::Task<T> create_task(qi::Coro<T> coro, std::string name = {}) {
+    return make_task(std::move(coro), std::move(name), false, "create_task");
+  }
+
+  // QiEventLoop::run_task()
+  // Like create_task, but runs the coroutine now, inside the caller, until
+  // its first suspension (qtinter's run_task): code before the first
+  // co_await runs synchronously, e.g. inside a signal emission. An exception
+  // in that first step is stored in the task. current_task() is the new task
+  // meanwhile and is restored after. Throws qi::RuntimeError when the loop is
+  // not running.
+  template <class T>
+  qi::Task<T> run_task(qi::Coro<T> coro, std::string name = {}) {
+    return make_task(std::move(coro), std::move(name), true, "run_task");
+  }
+
+  // QiEventLoop::shutdown()
+  // What QiRunner and qi::run do on exit, for a loop that is not running:
+  // cancels the tasks still pending and runs the loop until they finish
+  // (at most kShutdownCancelRounds rounds of cancelling, each waiting at
+  // most kShutdownRoundTime), reports those that refused, runs the
+  // callbacks already ready (bounded), then closes the loop.
+  void shutdown();
+  static constexpr int kShutdownCancelRounds = 2;
+  static constexpr std::chrono::milliseconds kShutdownRoundTime{500};
+  // How many tasks are pending on this loop.
+  std::size_t pending_tasks() const noexcept;
+
   // --- Running and stopping -------------------------------------------------
 
   // QiEventLoop::run_forever()
@@ -190,6 +226,12 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // QiEventLoop::run_until_complete()
   // Runs until the future is done and returns its result (or rethrows its
   // exception with the original type).
+  // Also takes a Coro (wrapped in a task) or a Task.
+  template <class T>
+  T run_until_complete(qi::Coro<T> coro) {
+    check_can_run("run_until_complete");
+    return run_until_complete(create_task(std::move(coro)));
+  }
   template <class T>
   T run_until_complete(qi::Future<T> future) {
     auto st = qi::detail::state_of(future);
@@ -279,8 +321,32 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
 
  private:
   friend class QiRunner;
+  friend class qi::detail::TaskCore;
   friend void qi::detail::cancel_node(qi::detail::CallbackNode*) noexcept;
   friend struct qi::detail::LoopImpl;
+
+  template <class T>
+  qi::Task<T> make_task(qi::Coro<T> coro, std::string name, bool eager, const char* api) {
+    if (!coro.valid())
+      throw std::invalid_argument(std::string(api) + ": the Coro is empty (default-constructed or moved from)");
+    bool admitted = true;
+    if (closed_ || debug_) [[unlikely]]
+      admitted = admit(api);
+    if (eager && admitted && !running_)
+      throw qi::RuntimeError(
+          "run_task: the event loop is not running; run_task runs the coroutine now, inside a running loop: "
+          "use create_task before the loop runs");
+    auto st = std::make_shared<qi::detail::TaskState<T>>(*this, coro.release(), std::move(name));
+    if (admitted)
+      st->start(eager);
+    else
+      st->mark_cancelled("the event loop is closed");  // created by a destructor during close()
+    return qi::Task<T>(std::move(st));
+  }
+  void register_task(qi::detail::TaskCore* t) noexcept;
+  void unregister_task(qi::detail::TaskCore* t) noexcept;
+  void cancel_leftover_tasks();
+  void drain_ready(int max_iterations);
 
   template <bool Repeating = false, class F, class... Args>
   qi::detail::CallbackNode* make_node(uint8_t flags, const char* api, F&& f, Args&&... args) {
@@ -347,6 +413,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void end_slice();
   void post_wake();
   void shutdown_attached();
+  void destroy_pending_tasks() noexcept;
 
   // The hot fields live here, where the inline scheduling paths reach them.
   qi::detail::ReadyQueue ready_;
@@ -357,3 +424,32 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool wake_posted_ = false;
   std::unique_ptr<qi::detail::LoopImpl> impl_;
 };
+
+namespace qi {
+
+// qi::create_task()
+// get_running_loop().create_task(coro). Throws qi::RuntimeError when no loop
+// runs on this thread.
+template <class T>
+Task<T> create_task(Coro<T> coro, std::string name = {}) {
+  return get_running_loop().create_task(std::move(coro), std::move(name));
+}
+
+// qi::run()
+// asyncio.run: runs coro on a new loop in nested mode and returns its
+// result (or rethrows), then cancels the tasks it left behind, lets them
+// finish (bounded; see QiEventLoop::shutdown) and closes the loop. Throws
+// qi::RuntimeError when a loop already runs on this thread.
+template <class T>
+T run(Coro<T> coro) {
+  if (running_loop())
+    throw RuntimeError("qi::run: a loop is already running on this thread; await the coroutine instead");
+  QiEventLoop loop;
+  struct Shutdown {
+    QiEventLoop& loop;
+    ~Shutdown() { loop.shutdown(); }
+  } shutdown{loop};
+  return loop.run_until_complete(std::move(coro));
+}
+
+}  // namespace qi

@@ -34,6 +34,7 @@
 
 #include <QtCore/QPointer>
 
+#include <coroutine>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -67,18 +68,28 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   bool done() const noexcept { return status_ != Status::kPending; }
   bool cancelled() const noexcept { return status_ == Status::kCancelled; }
 
-  bool cancel(std::string msg);
+  // Virtual: cancelling a task through any handle (a Future<T> copy, a
+  // TaskRef) must cancel the task, not just its result slot.
+  virtual bool cancel(std::string msg);
   void set_exception(std::exception_ptr e);
   std::exception_ptr exception();
   // Throws unless finished with a value; marks the result as retrieved.
   void check_result();
   uint64_t add_done_callback(DoneCallback cb);
   std::size_t remove_done_callback(uint64_t id);
+  const std::string& cancel_message() const noexcept { return cancel_message_; }
+  // For diagnostics: "Future", or "Task 'name'".
+  virtual std::string describe() const;
+  // Internal (tasks): finishes as cancelled with `msg`, bypassing the task's
+  // own cancel().
+  void mark_cancelled(std::string msg);
 
  protected:
   void check_settable(const char* api) const;
   // Marks finished and schedules the done callbacks.
   void finish(Status s);
+  // Reports an exception nobody retrieved (called by the destructors).
+  void report_unretrieved() noexcept;
 
  private:
   QPointer<QiEventLoop> loop_;
@@ -91,7 +102,7 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
 };
 
 template <class T>
-class FutureState final : public FutureStateBase {
+class FutureState : public FutureStateBase {
  public:
   using FutureStateBase::FutureStateBase;
 
@@ -115,7 +126,7 @@ class FutureState final : public FutureStateBase {
 };
 
 template <>
-class FutureState<void> final : public FutureStateBase {
+class FutureState<void> : public FutureStateBase {
  public:
   using FutureStateBase::FutureStateBase;
   void set_result() {
@@ -127,6 +138,33 @@ class FutureState<void> final : public FutureStateBase {
 };
 
 template <class T> std::shared_ptr<FutureState<T>> state_of(const Future<T>& f);
+
+// Suspends the current task until `fut` is done, resuming `h` then (through
+// the ready queue). Throws qi::RuntimeError outside a task or when `fut`
+// belongs to another loop. Defined with the tasks (src/task.cpp).
+QILOOP_EXPORT void await_future(FutureStateBase& fut, std::coroutine_handle<> h);
+// Called first thing on resumption: throws qi::CancelledError when the
+// current task was cancelled while its wait could not be (asyncio's
+// _must_cancel).
+QILOOP_EXPORT void after_resume();
+
+// What `co_await future` does. Move == true (an rvalue future) moves the
+// value out; otherwise the awaiter yields a copy.
+template <class T, bool Move>
+struct FutureAwaiter {
+  std::shared_ptr<FutureState<T>> state;
+  bool await_ready() const noexcept { return state->done(); }
+  void await_suspend(std::coroutine_handle<> h) { await_future(*state, h); }
+  T await_resume() {
+    after_resume();
+    if constexpr (std::is_void_v<T>)
+      state->result();
+    else if constexpr (Move)
+      return state->take_result();
+    else
+      return state->result();
+  }
+};
 
 }  // namespace detail
 
@@ -207,6 +245,16 @@ class Future {
   TaskRef ref() const noexcept { return TaskRef(state_); }
 
   friend bool operator==(const Future& a, const Future& b) noexcept { return a.state_ == b.state_; }
+  friend bool operator==(const Future& a, const TaskRef& b) noexcept { return a.state_ == b.state(); }
+
+  // co_await future: suspends the current task until the future is done,
+  // then yields its value (a copy; `co_await std::move(f)` moves it out) or
+  // throws its exception. Awaiting a done future does not suspend.
+  detail::FutureAwaiter<T, false> operator co_await() const& { return {state_}; }
+  detail::FutureAwaiter<T, true> operator co_await() && { return {std::move(state_)}; }
+
+ protected:
+  explicit Future(std::shared_ptr<detail::FutureState<T>> s) noexcept : state_(std::move(s)) {}
 
  private:
   friend std::shared_ptr<detail::FutureState<T>> detail::state_of<T>(const Future<T>&);

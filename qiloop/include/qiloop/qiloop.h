@@ -1,8 +1,10 @@
 // qiloop/qiloop.h — the whole public API of qiloop.
 #pragma once
 
+#include <qiloop/coro.h>
 #include <qiloop/errors.h>
 #include <qiloop/event_loop.h>
 #include <qiloop/future.h>
 #include <qiloop/handle.h>
 #include <qiloop/runner.h>
+#include <qiloop/task.h>

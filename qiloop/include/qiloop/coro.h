@@ -1,0 +1,188 @@
+// qiloop/coro.h — qi::Coro<T>, the coroutine type of `async def`.
+//
+//   qi::Coro<int> answer() { co_await qi::sleep(10ms); co_return 42; }
+//   qi::Coro<void> main_coro() { int v = co_await answer(); ... }
+//
+// A Coro is lazy: calling answer() only creates the frame. It runs when
+// awaited (`co_await answer()` runs it inline, with no trip through the
+// loop) or when a task takes it (loop.create_task / run_task /
+// run_until_complete, qi::run). A Coro runs once; it is move-only.
+//
+// Stack use: awaiting a Coro that completes without suspending never grows
+// the stack, so a million sequential `co_await child()` run in constant
+// stack in every build. Where the compiler guarantees tail calls for
+// symmetric transfer (clang; g++ with optimization and no sanitizer), a
+// million nested (recursive) awaits do too.
+//
+// Exceptions escape a Coro into its awaiter with their original type.
+//
+// Frames come from a per-thread recycling allocator (plain new/delete when
+// built with QILOOP_NO_POOL, as under AddressSanitizer).
+//
+// Debug mode (loop.set_debug(true) or QILOOP_DEBUG=1): a Coro destroyed
+// without ever having run is reported ("coroutine was never awaited").
+//
+// Thread-safety: a Coro runs on the thread of the loop that runs its task.
+#pragma once
+
+#include <qiloop/errors.h>
+#include <qiloop/export.h>
+
+#include <coroutine>
+#include <cstddef>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+#if defined(__clang__) || (defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__))
+// The compiler turns symmetric transfer into a tail call: awaiting a Coro
+// jumps into it and back without growing the stack.
+#define QILOOP_TAIL_CALLS 1
+#else
+// g++ at -O0 or under sanitizers does not: awaiting a Coro resumes it from
+// await_suspend, which returns false when it finished synchronously.
+#define QILOOP_TAIL_CALLS 0
+#endif
+
+namespace qi {
+
+template <class T = void> class Coro;
+
+namespace detail {
+
+QILOOP_EXPORT void* alloc_frame(std::size_t size);
+QILOOP_EXPORT void free_frame(void* p, std::size_t size) noexcept;
+QILOOP_EXPORT void report_never_awaited() noexcept;
+
+struct PromiseBase {
+  std::coroutine_handle<> continuation;  // the awaiting coroutine; null for a task's root
+  std::exception_ptr exception;
+  bool started = false;       // taken by an awaiter or a task
+  bool inline_await = false;  // the awaiter's await_suspend is still on the stack
+
+  static void* operator new(std::size_t n) { return alloc_frame(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { free_frame(p, n); }
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+
+  struct FinalAwaiter {
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) const noexcept {
+      PromiseBase& p = h.promise();
+      // Finished inside the awaiter's await_suspend (which then returns
+      // false), or a task's root: nobody to transfer to.
+      if (p.inline_await || !p.continuation) return std::noop_coroutine();
+      return p.continuation;
+    }
+    void await_resume() const noexcept {}
+  };
+  FinalAwaiter final_suspend() noexcept { return {}; }
+  void unhandled_exception() noexcept { exception = std::current_exception(); }
+};
+
+template <class T>
+struct Promise : PromiseBase {
+  std::optional<T> value;
+  template <class U = T>
+    requires std::is_constructible_v<T, U&&>
+  void return_value(U&& v) {
+    value.emplace(std::forward<U>(v));
+  }
+  T take() {
+    if (exception) std::rethrow_exception(exception);
+    return std::move(*value);
+  }
+};
+
+template <>
+struct Promise<void> : PromiseBase {
+  void return_void() noexcept {}
+  void take() {
+    if (exception) std::rethrow_exception(exception);
+  }
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] Coro {
+ public:
+  struct promise_type : detail::Promise<T> {
+    Coro get_return_object() noexcept { return Coro(std::coroutine_handle<promise_type>::from_promise(*this)); }
+  };
+  using handle_type = std::coroutine_handle<promise_type>;
+  using value_type = T;
+
+  Coro() noexcept = default;
+  Coro(Coro&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  Coro& operator=(Coro&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, nullptr);
+    }
+    return *this;
+  }
+  Coro(const Coro&) = delete;
+  Coro& operator=(const Coro&) = delete;
+  ~Coro() { reset(); }
+
+  // False for a default-constructed or moved-from Coro.
+  bool valid() const noexcept { return static_cast<bool>(h_); }
+
+  struct Awaiter {
+    handle_type child;
+    bool await_ready() const noexcept { return false; }
+#if QILOOP_TAIL_CALLS
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) const noexcept {
+      child.promise().continuation = parent;
+      child.promise().started = true;
+      return child;
+    }
+#else
+    bool await_suspend(std::coroutine_handle<> parent) const {
+      auto& p = child.promise();
+      p.continuation = parent;
+      p.started = true;
+      p.inline_await = true;
+      child.resume();
+      if (child.done()) return false;  // finished synchronously: the parent goes on here
+      p.inline_await = false;          // it suspended: its final_suspend resumes the parent
+      return true;
+    }
+#endif
+    T await_resume() const { return child.promise().take(); }
+  };
+
+  // co_await coro: runs it inline; yields its result or rethrows. Throws
+  // std::invalid_argument for an empty Coro and qi::RuntimeError for one
+  // that already ran.
+  Awaiter operator co_await() && { return Awaiter{checked()}; }
+  Awaiter operator co_await() & { return Awaiter{checked()}; }
+
+  // Internal: hands the frame to a task, which then owns it.
+  handle_type release() noexcept {
+    if (h_) h_.promise().started = true;
+    return std::exchange(h_, nullptr);
+  }
+
+ private:
+  explicit Coro(handle_type h) noexcept : h_(h) {}
+  handle_type checked() const {
+    if (!h_) throw std::invalid_argument("co_await: the Coro is empty (default-constructed or moved from)");
+    if (h_.promise().started)
+      throw RuntimeError("co_await: this Coro already ran; a coroutine runs once, call its function again");
+    return h_;
+  }
+  void reset() noexcept {
+    if (!h_) return;
+    if (!h_.promise().started) detail::report_never_awaited();
+    h_.destroy();
+    h_ = nullptr;
+  }
+  handle_type h_;
+};
+
+}  // namespace qi

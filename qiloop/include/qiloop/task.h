@@ -1,0 +1,204 @@
+// qiloop/task.h — qi::Task<T> (asyncio.Task), qi::sleep, qi::current_task.
+//
+//   qi::Task<int> t = loop.create_task(answer());   // starts on a later iteration
+//   t.add_done_callback([](qi::Future<int> f) { ... });
+//   t.cancel("shutting down");                       // lands at its current co_await
+//   int v = co_await t;                              // from another coroutine
+//
+// A Task drives one Coro<T> on its loop, resuming it through the ready
+// queue each time what it awaits is done (asyncio's __step / __wakeup). It
+// is a Future<T>: copyable shared handle, awaitable by any number of
+// coroutines, done callbacks, result() / exception().
+//
+// Lifetime: the loop keeps a pending task alive; dropping every Task handle
+// does not stop or destroy the coroutine. When the loop is closed with tasks
+// still pending, their frames are destroyed and each is reported ("Task was
+// destroyed but it is pending!"); QiRunner and qi::run cancel leftovers and
+// let them finish first.
+//
+// Cancellation (asyncio 3.11+): cancel(msg) on a task suspended on a future
+// cancels that future, so qi::CancelledError(msg) is thrown at the
+// co_await; a task suspended in sleep() is woken at once with it; a task not
+// yet started never runs. The coroutine may catch qi::CancelledError and
+// return normally: the task then finishes with that result (cancelling()
+// still counts the request; uncancel() takes one back). cancel() returns
+// false when the task is already done.
+//
+// An exception escaping the coroutine is stored in the task; if nobody
+// retrieves it, it is reported when the last handle goes ("Task exception
+// was never retrieved", with the task's name).
+//
+// Thread-safety: a task belongs to its loop's thread.
+#pragma once
+
+#include <qiloop/coro.h>
+#include <qiloop/future.h>
+#include <qiloop/handle.h>
+
+#include <chrono>
+#include <coroutine>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+class QiEventLoop;
+
+namespace qi {
+
+namespace detail {
+
+// The type-independent half of a task: stepping, waiting, cancelling.
+class QILOOP_EXPORT TaskCore {
+ public:
+  TaskCore(FutureStateBase& fut, QiEventLoop& loop, std::coroutine_handle<> root, std::string name);
+  TaskCore(const TaskCore&) = delete;
+  TaskCore& operator=(const TaskCore&) = delete;
+  virtual ~TaskCore();
+
+  // Registers with the loop and keeps the task alive while pending; then
+  // either schedules the first step (create_task) or runs it now (run_task).
+  void start(bool eager);
+  // asyncio's Task.cancel().
+  bool request_cancel(std::string msg);
+  int cancelling() const noexcept { return num_cancels_; }
+  int uncancel() noexcept;
+  const std::string& name() const noexcept { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  FutureStateBase& future() noexcept { return fut_; }
+
+  // The task running on this thread, or null.
+  static TaskCore* current() noexcept;
+
+  // --- Used by awaiters -------------------------------------------------------
+  void wait_on(FutureStateBase& fut, std::coroutine_handle<> h);
+  void wait_for_time(std::chrono::steady_clock::duration d, std::coroutine_handle<> h);
+  // Throws qi::CancelledError when a cancel request could not be delivered
+  // through what the task awaited.
+  void check_must_cancel();
+
+  // --- Used by the loop ---------------------------------------------------------
+  // close(): destroys the frames of a task that is still pending.
+  void destroy_pending() noexcept;
+  TaskCore* next_in_loop = nullptr;
+  TaskCore* prev_in_loop = nullptr;
+
+ protected:
+  // Moves the finished root coroutine's outcome into the future.
+  virtual void complete_from_root() = 0;
+  std::coroutine_handle<> root() const noexcept { return root_; }
+  bool must_cancel_ = false;
+  std::string must_cancel_msg_;
+
+ private:
+  void schedule_step();
+  void step() noexcept;
+  void complete() noexcept;
+  void clear_wait() noexcept;
+  void release_self() noexcept;
+
+  FutureStateBase& fut_;
+  QiEventLoop* loop_;
+  std::coroutine_handle<> root_;
+  std::coroutine_handle<> resume_;  // where the next step resumes
+  std::shared_ptr<FutureStateBase> fut_waiter_;
+  uint64_t waiter_callback_ = 0;
+  TimerHandle sleep_timer_;
+  bool started_ = false;
+  int num_cancels_ = 0;
+  std::string name_;
+  std::shared_ptr<FutureStateBase> self_;  // the loop's reference while pending
+};
+
+template <class T>
+class TaskState final : public FutureState<T>, public TaskCore {
+ public:
+  TaskState(QiEventLoop& loop, typename Coro<T>::handle_type root, std::string name)
+      : FutureState<T>(loop), TaskCore(*this, loop, root, std::move(name)) {}
+  ~TaskState() override { this->report_unretrieved(); }
+
+  bool cancel(std::string msg) override { return request_cancel(std::move(msg)); }
+  std::string describe() const override { return "Task '" + name() + "'"; }
+
+ private:
+  void complete_from_root() override {
+    auto& p = Coro<T>::handle_type::from_address(root().address()).promise();
+    if (p.exception) {
+      try {
+        std::rethrow_exception(p.exception);
+      } catch (const CancelledError& e) {
+        this->mark_cancelled(e.message());
+        return;
+      } catch (...) {
+      }
+      this->set_exception(p.exception);
+    } else if (must_cancel_) {
+      // Cancelled right before the coroutine returned (asyncio does the same).
+      this->mark_cancelled(must_cancel_msg_);
+    } else if constexpr (std::is_void_v<T>) {
+      this->set_result();
+    } else {
+      this->set_result(std::move(*p.value));
+    }
+  }
+};
+
+// Awaited by qi::sleep.
+struct QILOOP_EXPORT SleepAwaiter {
+  std::chrono::steady_clock::duration delay;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) const;
+  void await_resume() const { after_resume(); }
+};
+
+}  // namespace detail
+
+template <class T>
+class Task : public Future<T> {
+ public:
+  // An empty handle (valid() is false).
+  Task() noexcept = default;
+
+  std::string get_name() const { return core()->name(); }
+  void set_name(std::string name) const { core()->set_name(std::move(name)); }
+  // How many cancel requests are pending (asyncio's Task.cancelling()).
+  int cancelling() const noexcept { return core()->cancelling(); }
+  // Takes one cancel request back; returns how many remain.
+  int uncancel() const noexcept { return core()->uncancel(); }
+
+  // A task's result comes from its coroutine (asyncio raises here too).
+  template <class... A>
+  void set_result(A&&...) const = delete;
+  void set_exception(std::exception_ptr) const = delete;
+
+  // Internal: the loop makes tasks.
+  explicit Task(std::shared_ptr<detail::TaskState<T>> s) noexcept : Future<T>(std::move(s)) {}
+
+ private:
+  detail::TaskState<T>* core() const noexcept {
+    return static_cast<detail::TaskState<T>*>(detail::state_of<T>(*this).get());
+  }
+};
+
+// qi::sleep()
+// Suspends the current task for `delay` (never less); sleep(0) yields for
+// exactly one loop iteration. Cancellation lands at once. Must be awaited
+// from a task.
+// Throws std::invalid_argument for a NaN delay; a delay too long to
+// represent means "forever".
+template <class Rep, class Period>
+detail::SleepAwaiter sleep(std::chrono::duration<Rep, Period> delay) {
+  using D = std::chrono::steady_clock::duration;
+  const long double ns = std::chrono::duration<long double, std::nano>(delay).count();
+  if (ns != ns) throw std::invalid_argument("sleep: the delay is NaN; pass a number of seconds");
+  if (ns >= static_cast<long double>(D::max().count())) return {D::max()};
+  if (ns <= 0) return {D::zero()};
+  return {D(static_cast<D::rep>(ns))};
+}
+inline detail::SleepAwaiter sleep(double seconds) { return sleep(std::chrono::duration<double>(seconds)); }
+
+// qi::current_task()
+// The task running on this thread; empty outside tasks (and in plain
+// callbacks). Compares equal to that Task<T>.
+QILOOP_EXPORT TaskRef current_task();
+
+}  // namespace qi

@@ -1,0 +1,111 @@
+// frame_pool.cpp — the recycling allocator for coroutine frames, and the
+// never-awaited report.
+#include <qiloop/coro.h>
+#include <qiloop/event_loop.h>
+
+#include "loop_impl.h"
+
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+namespace qi::detail {
+
+#ifndef QILOOP_NO_POOL
+
+namespace {
+
+// Frames are rounded up to a multiple of kGranule; sizes up to
+// kClasses * kGranule are pooled per class, larger ones go to operator new.
+// Why these values: a typical frame is 100–600 bytes; 32 classes of 64 bytes
+// cover 2 KiB, and at most kKeepPerClass frames per class (~1 MiB for the
+// largest) stay cached per thread.
+constexpr std::size_t kGranule = 64;
+constexpr std::size_t kClasses = 32;
+constexpr std::size_t kKeepPerClass = 512;
+
+struct FramePool {
+  std::vector<void*> free[kClasses];
+  ~FramePool();
+};
+
+__attribute__((tls_model("initial-exec"))) thread_local FramePool* t_frames = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local bool t_frames_gone = false;
+
+struct FramePoolOwner {
+  FramePool pool;
+  FramePoolOwner() { t_frames = &pool; }
+};
+
+FramePool::~FramePool() {
+  t_frames = nullptr;
+  t_frames_gone = true;
+  for (auto& cls : free)
+    for (void* p : cls) ::operator delete(p);
+}
+
+FramePool* frame_pool() noexcept {
+  if (FramePool* p = t_frames) [[likely]]
+    return p;
+  if (t_frames_gone) return nullptr;
+  static thread_local FramePoolOwner owner;  // constructed once per thread; sets t_frames
+  return t_frames;
+}
+
+}  // namespace
+
+void* alloc_frame(std::size_t size) {
+  const std::size_t cls = (size + kGranule - 1) / kGranule - 1;
+  if (cls < kClasses) {
+    if (FramePool* p = frame_pool()) {
+      auto& list = p->free[cls];
+      if (!list.empty()) {
+        void* f = list.back();
+        list.pop_back();
+        return f;
+      }
+    }
+    return ::operator new((cls + 1) * kGranule);
+  }
+  return ::operator new(size);
+}
+
+void free_frame(void* f, std::size_t size) noexcept {
+  const std::size_t cls = (size + kGranule - 1) / kGranule - 1;
+  if (cls < kClasses) {
+    if (FramePool* p = t_frames; p && p->free[cls].size() < kKeepPerClass) {
+      try {
+        p->free[cls].push_back(f);
+        return;
+      } catch (...) {
+      }
+    }
+  }
+  ::operator delete(f);
+}
+
+#else
+
+void* alloc_frame(std::size_t size) { return ::operator new(size); }
+void free_frame(void* f, std::size_t) noexcept { ::operator delete(f); }
+
+#endif
+
+void report_never_awaited() noexcept {
+  try {
+    QiEventLoop* loop = qi::running_loop();
+    const char* env = std::getenv("QILOOP_DEBUG");
+    const bool debug = loop ? loop->get_debug() : (env && *env && std::string_view(env) != "0");
+    if (!debug) return;
+    ExceptionContext ctx;
+    ctx.message = "coroutine was never awaited (a qi::Coro was destroyed without running: co_await it or "
+                  "pass it to create_task)";
+    if (loop)
+      loop->call_exception_handler(ctx);
+    else
+      qCWarning(lcQiloop, "%s", ctx.message.c_str());
+  } catch (...) {
+  }
+}
+
+}  // namespace qi::detail

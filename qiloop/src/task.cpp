@@ -1,0 +1,187 @@
+// task.cpp — asyncio's Task.__step / __wakeup for C++ coroutines.
+//
+// Invariant: a pending task is registered with its loop and holds a
+// reference to itself (self_), so it lives until it finishes or the loop
+// destroys it; at most one of {a scheduled step, a done callback on
+// fut_waiter_, a sleep timer} will resume it, and resume_ is the innermost
+// suspended coroutine that the next step resumes.
+#include <qiloop/event_loop.h>
+#include <qiloop/task.h>
+
+#include "loop_impl.h"
+
+#include <atomic>
+
+namespace qi::detail {
+
+namespace {
+
+thread_local TaskCore* t_current_task = nullptr;
+std::atomic<uint64_t> g_task_counter{0};
+
+std::string default_name() { return "Task-" + std::to_string(++g_task_counter); }
+
+TaskCore& require_current(const char* what) {
+  TaskCore* t = t_current_task;
+  if (!t)
+    throw RuntimeError(std::string(what) +
+                       ": no task is running; await it from a coroutine run by a task (loop.create_task, "
+                       "run_task, run_until_complete or qi::run)");
+  return *t;
+}
+
+}  // namespace
+
+TaskCore::TaskCore(FutureStateBase& fut, QiEventLoop& loop, std::coroutine_handle<> root, std::string name)
+    : fut_(fut), loop_(&loop), root_(root), resume_(root), name_(name.empty() ? default_name() : std::move(name)) {}
+
+TaskCore::~TaskCore() {
+  if (root_) root_.destroy();
+}
+
+TaskCore* TaskCore::current() noexcept { return t_current_task; }
+
+void TaskCore::start(bool eager) {
+  self_ = fut_.shared_from_this();
+  loop_->register_task(this);
+  if (eager)
+    step();
+  else
+    schedule_step();
+}
+
+void TaskCore::schedule_step() {
+  loop_->call_soon([this] { step(); });
+}
+
+void TaskCore::clear_wait() noexcept {
+  fut_waiter_.reset();
+  waiter_callback_ = 0;
+  sleep_timer_ = TimerHandle();
+}
+
+void TaskCore::step() noexcept {
+  if (fut_.done()) return;
+  clear_wait();
+  if (!started_ && must_cancel_) {
+    // Cancelled before its first step: the coroutine never runs.
+    fut_.mark_cancelled(must_cancel_msg_);
+    release_self();
+    return;
+  }
+  started_ = true;
+  TaskCore* outer = std::exchange(t_current_task, this);
+  std::coroutine_handle<> h = std::exchange(resume_, nullptr);
+  h.resume();  // exceptions stay in the coroutine's promise
+  t_current_task = outer;
+  if (root_.done()) complete();
+}
+
+void TaskCore::complete() noexcept {
+  try {
+    complete_from_root();
+  } catch (...) {
+    // Completing schedules done callbacks; on a closed loop that throws.
+    ExceptionContext ctx;
+    ctx.message = "error while completing " + fut_.describe();
+    ctx.exception = std::current_exception();
+    loop_->call_exception_handler(ctx);
+  }
+  root_.destroy();
+  root_ = nullptr;
+  release_self();
+}
+
+void TaskCore::release_self() noexcept {
+  loop_->unregister_task(this);
+  auto self = std::move(self_);  // may destroy *this when it goes
+}
+
+bool TaskCore::request_cancel(std::string msg) {
+  if (fut_.done()) return false;
+  ++num_cancels_;
+  if (fut_waiter_ && fut_waiter_->cancel(msg)) {
+    // The waiter's done callback wakes us; its CancelledError carries msg.
+    return true;
+  }
+  must_cancel_ = true;
+  must_cancel_msg_ = std::move(msg);
+  if (sleep_timer_) {
+    sleep_timer_.cancel();
+    sleep_timer_ = TimerHandle();
+    schedule_step();
+  }
+  return true;
+}
+
+int TaskCore::uncancel() noexcept {
+  if (num_cancels_ > 0) --num_cancels_;
+  if (num_cancels_ == 0) must_cancel_ = false;
+  return num_cancels_;
+}
+
+void TaskCore::check_must_cancel() {
+  if (!must_cancel_) return;
+  must_cancel_ = false;
+  throw CancelledError(std::exchange(must_cancel_msg_, {}));
+}
+
+void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {
+  if (fut.loop() != loop_)
+    throw RuntimeError(
+        "co_await: the future belongs to another event loop; await it from a task of that loop, or hand the "
+        "result over with call_soon_threadsafe");
+  if (&fut == &fut_) throw RuntimeError("co_await: a task cannot await itself");
+  resume_ = h;
+  fut_waiter_ = fut.shared_from_this();
+  waiter_callback_ = fut.add_done_callback([this](FutureStateBase&) { step(); });
+  if (must_cancel_ && fut_waiter_->cancel(must_cancel_msg_)) must_cancel_ = false;
+}
+
+void TaskCore::wait_for_time(std::chrono::steady_clock::duration d, std::coroutine_handle<> h) {
+  resume_ = h;
+  if (d <= std::chrono::steady_clock::duration::zero() || must_cancel_)
+    schedule_step();  // sleep(0): exactly one iteration
+  else
+    sleep_timer_ = loop_->call_later(d, [this] { step(); });
+}
+
+void TaskCore::destroy_pending() noexcept {
+  if (fut_waiter_ && waiter_callback_) fut_waiter_->remove_done_callback(waiter_callback_);
+  sleep_timer_.cancel();
+  clear_wait();
+  ExceptionContext ctx;
+  ctx.message = "Task was destroyed but it is pending!";
+  ctx.task = TaskRef(fut_.shared_from_this());
+  loop_->call_exception_handler(ctx);
+  // The frames go first (their destructors may look at the task), then the
+  // result slot is marked cancelled so awaiting handles do not hang.
+  if (root_) {
+    root_.destroy();
+    root_ = nullptr;
+  }
+  fut_.mark_cancelled("the event loop was closed");
+  release_self();
+}
+
+void after_resume() {
+  if (TaskCore* t = t_current_task) t->check_must_cancel();
+}
+
+void await_future(FutureStateBase& fut, std::coroutine_handle<> h) { require_current("co_await")
+    .wait_on(fut, h); }
+
+void SleepAwaiter::await_suspend(std::coroutine_handle<> h) const {
+  require_current("qi::sleep").wait_for_time(delay, h);
+}
+
+}  // namespace qi::detail
+
+namespace qi {
+
+TaskRef current_task() {
+  detail::TaskCore* t = detail::TaskCore::current();
+  return t ? TaskRef(t->future().shared_from_this()) : TaskRef();
+}
+
+}  // namespace qi
