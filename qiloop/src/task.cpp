@@ -19,7 +19,6 @@ namespace {
 thread_local TaskCore* t_current_task = nullptr;
 std::atomic<uint64_t> g_task_counter{0};
 
-std::string default_name() { return "Task-" + std::to_string(++g_task_counter); }
 
 TaskCore& require_current(const char* what) {
   TaskCore* t = t_current_task;
@@ -33,7 +32,16 @@ TaskCore& require_current(const char* what) {
 }  // namespace
 
 TaskCore::TaskCore(FutureStateBase& fut, QiEventLoop& loop, std::coroutine_handle<> root, std::string name)
-    : fut_(fut), loop_(&loop), root_(root), resume_(root), name_(name.empty() ? default_name() : std::move(name)) {}
+    : fut_(fut),
+      loop_(&loop),
+      root_(root),
+      resume_(root),
+      number_(g_task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
+      name_(name.empty() ? nullptr : std::make_unique<std::string>(std::move(name))) {}
+
+std::string TaskCore::name() const { return name_ ? *name_ : "Task-" + std::to_string(number_); }
+
+void TaskCore::set_name(std::string name) { name_ = std::make_unique<std::string>(std::move(name)); }
 
 TaskCore::~TaskCore() {
   if (root_) root_.destroy();

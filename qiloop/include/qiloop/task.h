@@ -62,8 +62,10 @@ class QILOOP_EXPORT TaskCore {
   bool request_cancel(std::string msg);
   int cancelling() const noexcept { return num_cancels_; }
   int uncancel() noexcept;
-  const std::string& name() const noexcept { return name_; }
-  void set_name(std::string name) { name_ = std::move(name); }
+  // "Task-N" unless set_name() or create_task gave one (built on demand:
+  // formatting a name per task would cost more than creating the task).
+  std::string name() const;
+  void set_name(std::string name);
   FutureStateBase& future() noexcept { return fut_; }
 
   // The task running on this thread, or null.
@@ -105,7 +107,8 @@ class QILOOP_EXPORT TaskCore {
   TimerHandle sleep_timer_;
   bool started_ = false;
   int num_cancels_ = 0;
-  std::string name_;
+  uint64_t number_;                    // N of the default name "Task-N"
+  std::unique_ptr<std::string> name_;  // set only when named explicitly
   std::shared_ptr<FutureStateBase> self_;  // the loop's reference while pending
 };
 
