@@ -112,13 +112,18 @@ bool TaskCore::request_cancel(std::string msg) {
     // The waiter's done callback wakes us; its CancelledError carries msg.
     return true;
   }
-  must_cancel_ = true;
-  must_cancel_msg_ = std::move(msg);
   if (sleep_timer_) {
+    // Like cancelling the future of asyncio's sleep: this error is delivered
+    // even if uncancel() takes the request back before the task resumes.
     sleep_timer_.cancel();
     sleep_timer_ = TimerHandle();
+    sleep_interrupted_ = true;
+    sleep_interrupt_msg_ = std::move(msg);
     schedule_step();
+    return true;
   }
+  must_cancel_ = true;
+  must_cancel_msg_ = std::move(msg);
   return true;
 }
 
@@ -128,9 +133,17 @@ int TaskCore::uncancel() noexcept {
   return num_cancels_;
 }
 
-void TaskCore::check_must_cancel() {
+void TaskCore::check_must_cancel(bool awaited_cancelled) {
+  if (sleep_interrupted_) {
+    sleep_interrupted_ = false;
+    must_cancel_ = false;  // a later cancel() while this one was in flight: one error, the first message
+    throw CancelledError(std::exchange(sleep_interrupt_msg_, {}));
+  }
   if (!must_cancel_) return;
   must_cancel_ = false;
+  // What it awaited was cancelled: its own CancelledError (with the first
+  // message) is delivered next; asyncio keeps that one too.
+  if (awaited_cancelled) return;
   throw CancelledError(std::exchange(must_cancel_msg_, {}));
 }
 
@@ -172,8 +185,8 @@ void TaskCore::destroy_pending() noexcept {
   release_self();
 }
 
-void after_resume() {
-  if (TaskCore* t = t_current_task) t->check_must_cancel();
+void after_resume(bool awaited_cancelled) {
+  if (TaskCore* t = t_current_task) t->check_must_cancel(awaited_cancelled);
 }
 
 void await_future(FutureStateBase& fut, std::coroutine_handle<> h) { require_current("co_await")

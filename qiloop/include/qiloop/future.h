@@ -143,20 +143,27 @@ template <class T> std::shared_ptr<FutureState<T>> state_of(const Future<T>& f);
 // the ready queue). Throws qi::RuntimeError outside a task or when `fut`
 // belongs to another loop. Defined with the tasks (src/task.cpp).
 QILOOP_EXPORT void await_future(FutureStateBase& fut, std::coroutine_handle<> h);
-// Called first thing on resumption: throws qi::CancelledError when the
-// current task was cancelled while its wait could not be (asyncio's
-// _must_cancel).
-QILOOP_EXPORT void after_resume();
+// Called first thing when a task resumes after a real suspension: throws
+// qi::CancelledError when the task was cancelled while its wait could not be
+// (asyncio's _must_cancel). `awaited_cancelled`: what it awaited ended
+// cancelled, so that CancelledError is the one delivered (asyncio keeps it).
+QILOOP_EXPORT void after_resume(bool awaited_cancelled);
 
 // What `co_await future` does. Move == true (an rvalue future) moves the
 // value out; otherwise the awaiter yields a copy.
 template <class T, bool Move>
 struct FutureAwaiter {
   std::shared_ptr<FutureState<T>> state;
+  bool suspended = false;
+  // A done future is not a suspension point: the task does not yield, and a
+  // pending cancel waits for the next real one (as in asyncio).
   bool await_ready() const noexcept { return state->done(); }
-  void await_suspend(std::coroutine_handle<> h) { await_future(*state, h); }
+  void await_suspend(std::coroutine_handle<> h) {
+    await_future(*state, h);
+    suspended = true;
+  }
   T await_resume() {
-    after_resume();
+    if (suspended) after_resume(state->cancelled());
     if constexpr (std::is_void_v<T>)
       state->result();
     else if constexpr (Move)
@@ -177,6 +184,12 @@ class TaskRef {
   explicit TaskRef(std::shared_ptr<detail::FutureStateBase> s) noexcept : state_(std::move(s)) {}
   explicit operator bool() const noexcept { return state_ != nullptr; }
   const std::shared_ptr<detail::FutureStateBase>& state() const noexcept { return state_; }
+  // For a non-empty reference: as on the Task / Future it refers to.
+  bool done() const noexcept { return state_->done(); }
+  bool cancelled() const noexcept { return state_->cancelled(); }
+  bool cancel(std::string msg = {}) const { return state_->cancel(std::move(msg)); }
+  // "Future", or "Task 'name'".
+  std::string describe() const { return state_->describe(); }
   friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept { return a.state_ == b.state_; }
 
  private:

@@ -74,9 +74,9 @@ class QILOOP_EXPORT TaskCore {
   // --- Used by awaiters -------------------------------------------------------
   void wait_on(FutureStateBase& fut, std::coroutine_handle<> h);
   void wait_for_time(std::chrono::steady_clock::duration d, std::coroutine_handle<> h);
-  // Throws qi::CancelledError when a cancel request could not be delivered
-  // through what the task awaited.
-  void check_must_cancel();
+  // On resumption: throws qi::CancelledError when a cancel request cut a
+  // sleep short, or could not be delivered through what the task awaited.
+  void check_must_cancel(bool awaited_cancelled);
 
   // --- Used by the loop ---------------------------------------------------------
   // close(): destroys the frames of a task that is still pending.
@@ -106,6 +106,8 @@ class QILOOP_EXPORT TaskCore {
   uint64_t waiter_callback_ = 0;
   TimerHandle sleep_timer_;
   bool started_ = false;
+  bool sleep_interrupted_ = false;  // cancel() cut a sleep short: deliver its error whatever follows
+  std::string sleep_interrupt_msg_;
   int num_cancels_ = 0;
   uint64_t number_;                    // N of the default name "Task-N"
   std::unique_ptr<std::string> name_;  // set only when named explicitly
@@ -150,7 +152,7 @@ struct QILOOP_EXPORT SleepAwaiter {
   std::chrono::steady_clock::duration delay;
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> h) const;
-  void await_resume() const { after_resume(); }
+  void await_resume() const { after_resume(false); }
 };
 
 }  // namespace detail
