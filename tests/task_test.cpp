@@ -1,1 +1,684 @@
-#include <gtest/gtest.h>
+// qi::Task<T>: when steps run (create_task, run_task, resumption through the
+// ready queue, sleep), current_task(), names, done callbacks, many awaiters,
+// run_until_complete / qi::run, lifetime and never-retrieved reporting.
+#include "test_util.h"
+
+#include <QtCore/QObject>
+#include <QtCore/QTimer>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using qt::Log;
+using qt::Mode;
+using qt::Strings;
+
+namespace {
+
+struct CustomError {
+  int code;
+};
+
+qi::Coro<int> value_now(int v) { co_return v; }
+
+template <class T>
+qi::Coro<T> value_after_yield(T v) {
+  co_await qi::sleep(0ms);
+  co_return std::move(v);
+}
+
+template <class E>
+qi::Coro<int> throw_now(E e) {
+  throw e;
+  co_return 0;
+}
+
+qi::Coro<void> yield_once() { co_await qi::sleep(0ms); }
+
+template <class E>
+qi::Coro<int> throw_after_yield(E e) {
+  co_await qi::sleep(0ms);
+  throw e;
+}
+
+// Awaits `t`; true when it threw E.
+template <class E, class T>
+qi::Coro<bool> throws(qi::Task<T> t) {
+  try {
+    co_await t;
+  } catch (const E&) {
+    co_return true;
+  }
+  co_return false;
+}
+
+// Logs around one yield to the loop.
+qi::Coro<void> two_steps(Log& log, std::string name) {
+  log(name + " step 1");
+  co_await qi::sleep(0ms);
+  log(name + " step 2");
+}
+
+// Stops the loop once `task` is done (the done callback runs on a later
+// iteration, so what the task's completion scheduled has run too).
+template <class T>
+void stop_when_done(QiEventLoop& loop, const qi::Task<T>& task) {
+  task.add_done_callback([&loop] { loop.stop(); });
+}
+
+// Collects what the loop's exception handler receives.
+struct Reports {
+  explicit Reports(QiEventLoop& loop) {
+    loop.set_exception_handler([this](QiEventLoop&, const qi::ExceptionContext& ctx) { contexts.push_back(ctx); });
+  }
+  std::vector<qi::ExceptionContext> contexts;
+};
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+class TaskTest : public qt::ModeTest {};
+
+TEST_P(TaskTest, CreateTaskStartsOnALaterIterationAfterWhatIsAlreadyReady) {
+  QiEventLoop loop;
+  Log log;
+  loop.call_soon(log.recorder("ready before create_task"));
+  qi::Task<void> first = loop.create_task(two_steps(log, "first"));
+  log("create_task returned");
+  loop.call_soon([&] {
+    log("callback");
+    // Created during an iteration: its first step waits for the next one.
+    qi::Task<void> second = loop.create_task(two_steps(log, "second"));
+    stop_when_done(loop, second);
+  });
+  loop.call_soon(log.recorder("ready after create_task"));
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"create_task returned", "ready before create_task", "first step 1", "callback",
+                                "ready after create_task", "first step 2", "second step 1", "second step 2"}));
+}
+
+TEST_P(TaskTest, RunTaskRunsTheFirstStepInsideACallback) {
+  QiEventLoop loop;
+  Log log;
+  qi::Task<void> task;
+  loop.call_soon([&] {
+    log("callback begins");
+    task = loop.run_task(two_steps(log, "task"));
+    log("run_task returned");
+    stop_when_done(loop, task);
+  });
+  loop.call_soon(log.recorder("next callback"));
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"callback begins", "task step 1", "run_task returned", "next callback", "task step 2"}));
+}
+
+TEST_P(TaskTest, RunTaskRunsTheFirstStepInsideASignalEmittedFromAQTimerSlot) {
+  // qtinter's use: a slot that starts a coroutine does its synchronous part
+  // (disable a button, say) before the emission returns.
+  QiEventLoop loop;
+  Log log;
+  qi::Task<void> task;
+  QObject sender;
+  QObject::connect(&sender, &QObject::objectNameChanged, [&] {
+    log("slot begins");
+    task = loop.run_task(two_steps(log, "task"));
+    log("slot returns");
+    stop_when_done(loop, task);
+  });
+  QTimer timer;
+  timer.setSingleShot(true);
+  QObject::connect(&timer, &QTimer::timeout, [&] {
+    log("timer fires");
+    sender.setObjectName("emit");
+    log("emission returned");
+  });
+  timer.start(0);
+  run(loop);
+  EXPECT_EQ(log.items,
+            (Strings{"timer fires", "slot begins", "task step 1", "slot returns", "emission returned", "task step 2"}));
+}
+
+TEST(TaskNotRunning, RunTaskWithoutARunningLoopThrowsAndRunsNothing) {
+  QiEventLoop loop;
+  Log log;
+  try {
+    (void)loop.run_task(two_steps(log, "task"));
+    ADD_FAILURE() << "run_task on a loop that is not running must throw";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_TRUE(contains(e.what(), "create_task")) << e.what();
+  }
+  // Another loop running on the thread does not make this one running.
+  QiEventLoop other;
+  other.call_soon([&] {
+    EXPECT_THROW((void)loop.run_task(two_steps(log, "task")), qi::RuntimeError);
+    other.stop();
+  });
+  other.run_forever();
+  EXPECT_TRUE(log.items.empty());
+}
+
+TEST_P(TaskTest, AnExceptionInRunTasksFirstStepIsStoredInTheTask) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  bool returned = false;
+  qi::Task<int> task;
+  loop.call_soon([&] {
+    task = loop.run_task(throw_now(std::out_of_range("first step")));
+    returned = true;
+    EXPECT_TRUE(task.done());
+    loop.stop();
+  });
+  run(loop);
+  EXPECT_TRUE(returned);
+  EXPECT_THROW(task.result(), std::out_of_range);
+  EXPECT_TRUE(reports.contexts.empty());
+}
+
+TEST_P(TaskTest, CurrentTaskIsEmptyOutsideTasksAndInPlainCallbacks) {
+  QiEventLoop loop;
+  std::vector<qi::TaskRef> in_task;
+  bool in_callback = true;
+  bool in_done_callback = true;
+  EXPECT_FALSE(qi::current_task());
+  auto body = [&]() -> qi::Coro<void> {
+    in_task.push_back(qi::current_task());
+    co_await qi::sleep(0ms);
+    in_task.push_back(qi::current_task());
+  };
+  qi::Task<void> task = loop.create_task(body());
+  loop.call_soon([&] { in_callback = static_cast<bool>(qi::current_task()); });
+  task.add_done_callback([&] {
+    in_done_callback = static_cast<bool>(qi::current_task());
+    loop.stop();
+  });
+  run(loop);
+  EXPECT_FALSE(in_callback);
+  EXPECT_FALSE(in_done_callback);
+  ASSERT_EQ(in_task.size(), 2u);
+  EXPECT_TRUE(task == in_task[0]) << "current_task() in the first step";
+  EXPECT_TRUE(task == in_task[1]) << "current_task() after a suspension";
+  EXPECT_TRUE(in_task[0] == task.ref());
+  EXPECT_FALSE(qi::current_task());
+}
+
+TEST_P(TaskTest, CurrentTaskIsRightInARunTaskStartedFromAnotherTaskAndRestoredAfter) {
+  QiEventLoop loop;
+  // What current_task() was at each point; named once the handles exist
+  // (run_task's first step runs before its handle is returned).
+  std::vector<std::pair<std::string, qi::TaskRef>> seen;
+  auto note = [&](std::string where) { seen.emplace_back(std::move(where), qi::current_task()); };
+  qi::Task<void> outer;
+  qi::Task<void> inner;
+  qi::Task<void> from_callback;
+  auto inner_body = [&](std::string name) -> qi::Coro<void> {
+    note(name + " first step");
+    co_await qi::sleep(0ms);
+    note(name + " second step");
+  };
+  auto outer_body = [&]() -> qi::Coro<void> {
+    note("outer before run_task");
+    inner = loop.run_task(inner_body("inner"));
+    note("outer after run_task");
+    co_await inner;
+    note("outer after awaiting inner");
+  };
+  outer = loop.create_task(outer_body());
+  stop_when_done(loop, outer);
+  loop.call_soon([&] {
+    from_callback = loop.run_task(inner_body("from callback"));
+    note("callback after run_task");
+  });
+  run(loop);
+  Strings named;
+  for (auto& [where, ref] : seen) {
+    const char* who = ref == outer.ref()           ? "outer"
+                      : ref == inner.ref()         ? "inner"
+                      : ref == from_callback.ref() ? "from callback"
+                      : ref                        ? "another task"
+                                                   : "none";
+    named.push_back(where + ": " + who);
+  }
+  EXPECT_EQ(named, (Strings{"outer before run_task: outer", "inner first step: inner", "outer after run_task: outer",
+                            "from callback first step: from callback", "callback after run_task: none",
+                            "inner second step: inner", "from callback second step: from callback",
+                            "outer after awaiting inner: outer"}));
+}
+
+TEST_P(TaskTest, QiCreateTaskUsesTheRunningLoop) {
+  QiEventLoop loop;
+  Log log;
+  EXPECT_THROW((void)qi::create_task(two_steps(log, "nowhere")), qi::RuntimeError);
+  QiEventLoop* task_loop = nullptr;
+  loop.call_soon([&] {
+    qi::Task<void> t = qi::create_task(two_steps(log, "task"));
+    task_loop = t.get_loop();
+    log("create_task returned");
+    stop_when_done(loop, t);
+  });
+  run(loop);
+  EXPECT_EQ(task_loop, &loop);
+  EXPECT_EQ(log.items, (Strings{"create_task returned", "task step 1", "task step 2"}));
+}
+
+TEST_P(TaskTest, TaskStepsInterleaveFairlyWithACallbackChain) {
+  // Every resumption goes through the ready queue, one step per iteration.
+  QiEventLoop loop;
+  Log log;
+  auto yielder = [&](std::string name) -> qi::Coro<void> {
+    for (int i = 0; i < 3; ++i) {
+      log(name + std::to_string(i));
+      co_await qi::sleep(0ms);
+    }
+    log(name + " done");
+  };
+  qi::Task<void> a = loop.create_task(yielder("A"));
+  qi::Task<void> b = loop.create_task(yielder("B"));
+  std::function<void(int)> chain = [&](int i) {
+    log("C" + std::to_string(i));
+    if (i == 3)
+      loop.stop();
+    else
+      loop.call_soon(chain, i + 1);
+  };
+  loop.call_soon(chain, 0);
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"A0", "B0", "C0", "A1", "B1", "C1", "A2", "B2", "C2", "A done", "B done", "C3"}));
+}
+
+TEST_P(TaskTest, AWakeUpByAFutureIsQueuedWhereTheFutureCompleted) {
+  QiEventLoop loop;
+  Log log;
+  auto first = loop.create_future<void>();
+  auto second = loop.create_future<void>();
+  auto body = [&]() -> qi::Coro<void> {
+    co_await first;
+    log("task resumed (first)");
+    co_await second;
+    log("task resumed (second)");
+  };
+  qi::Task<void> task = loop.create_task(body());
+  stop_when_done(loop, task);
+  loop.call_soon([&] {
+    // The wake-up is queued by set_result: before what is scheduled after it,
+    // after what was scheduled before.
+    first.set_result();
+    loop.call_soon([&] {
+      log("scheduled after set_result");
+      loop.call_soon(log.recorder("scheduled before set_result"));
+      second.set_result();
+    });
+  });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"task resumed (first)", "scheduled after set_result", "scheduled before set_result",
+                                "task resumed (second)"}));
+}
+
+TEST_P(TaskTest, SleepZeroYieldsExactlyOneIteration) {
+  QiEventLoop loop;
+  std::vector<uint64_t> spent;
+  auto body = [&]() -> qi::Coro<void> {
+    for (auto d : {qi::sleep(0ms), qi::sleep(-1s), qi::sleep(0.0), qi::sleep(0ms)}) {
+      const uint64_t before = loop.stats().iterations;
+      co_await d;
+      spent.push_back(loop.stats().iterations - before);
+    }
+  };
+  qi::Task<void> task = loop.create_task(body());
+  stop_when_done(loop, task);
+  run(loop);
+  EXPECT_EQ(spent, (std::vector<uint64_t>{1, 1, 1, 1}));
+}
+
+TEST_P(TaskTest, SleepNeverWakesEarlyAndSleepersWakeInDeadlineOrder) {
+  QiEventLoop loop;
+  Log log;
+  std::vector<std::string> early;
+  auto sleeper = [&](std::chrono::microseconds d) -> qi::Coro<void> {
+    const auto start = loop.time();
+    co_await qi::sleep(d);
+    const auto slept = loop.time() - start;
+    if (slept < d) early.push_back(std::to_string(d.count()) + "us woke after " + std::to_string(slept.count()) + "ns");
+    // Generous: only a wake-up that never came would be this late.
+    EXPECT_LT(slept, d + 2s);
+    log(std::to_string(d.count()) + "us");
+  };
+  std::vector<qi::Task<void>> sleepers;
+  for (auto d : {8000us, 300us, 2000us, 4000us}) sleepers.push_back(loop.create_task(sleeper(d)));
+  auto await_all = [&]() -> qi::Coro<void> {
+    for (auto& t : sleepers) co_await t;
+  };
+  qi::Task<void> all = loop.create_task(await_all());
+  stop_when_done(loop, all);
+  run(loop);
+  EXPECT_TRUE(early.empty()) << (early.empty() ? "" : early.front());
+  EXPECT_EQ(log.items, (Strings{"300us", "2000us", "4000us", "8000us"}));
+}
+
+TEST(TaskName, DefaultsToAUniqueTaskNAndCanBeSet) {
+  QiEventLoop loop;
+  qi::Task<int> a = loop.create_task(value_now(1));
+  qi::Task<int> b = loop.create_task(value_now(2));
+  qi::Task<int> named = loop.create_task(value_now(3), "worker");
+  auto number = [](const std::string& name) {
+    EXPECT_EQ(name.rfind("Task-", 0), 0u) << name;
+    return std::stoull(name.substr(5));
+  };
+  EXPECT_LT(number(a.get_name()), number(b.get_name()));
+  EXPECT_EQ(named.get_name(), "worker");
+  a.set_name("renamed");
+  qi::Task<int> copy = a;
+  EXPECT_EQ(copy.get_name(), "renamed") << "copies share one task";
+  EXPECT_EQ(loop.run_until_complete(named), 3);
+  EXPECT_EQ(a.get_name(), "renamed");
+  EXPECT_EQ(named.get_name(), "worker") << "a finished task keeps its name";
+}
+
+TEST_P(TaskTest, DoneCallbacksAreScheduledInOrderAndReceiveTheTask) {
+  QiEventLoop loop;
+  Log log;
+  auto body = [&]() -> qi::Coro<int> {
+    co_await qi::sleep(0ms);
+    // Scheduled before the task completes, so it runs before the callbacks.
+    loop.call_soon(log.recorder("scheduled by the last step"));
+    log("task returns");
+    co_return 5;
+  };
+  qi::Task<int> task = loop.create_task(body());
+  for (std::string name : {"cb1", "cb2", "cb3"})
+    task.add_done_callback([&, name](qi::Future<int> f) {
+      log(name + " got " + std::to_string(f.result()) + (f == task ? " from the task" : " from something else"));
+    });
+  const uint64_t removed = task.add_done_callback(log.recorder("removed callback"));
+  EXPECT_EQ(task.remove_done_callback(removed), 1u);
+  task.add_done_callback([&] {
+    // Added to a done task: scheduled, not run here.
+    task.add_done_callback([&] {
+      log("added when done");
+      loop.stop();
+    });
+    log("after adding to a done task");
+  });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"task returns", "scheduled by the last step", "cb1 got 5 from the task",
+                                "cb2 got 5 from the task", "cb3 got 5 from the task", "after adding to a done task",
+                                "added when done"}));
+}
+
+TEST_P(TaskTest, ManyCoroutinesAwaitOneTaskAndAllGetItsValue) {
+  QiEventLoop loop;
+  Log log;
+  auto produce = [&]() -> qi::Coro<std::string> {
+    co_await qi::sleep(1ms);
+    co_return std::string("shared value");
+  };
+  qi::Task<std::string> shared = loop.create_task(produce());
+  auto waiter = [&](std::string name) -> qi::Coro<void> {
+    std::string v = co_await shared;
+    log(name + ": " + v);
+  };
+  std::vector<qi::Task<void>> waiters;
+  for (std::string name : {"w1", "w2", "w3"}) waiters.push_back(loop.create_task(waiter(name)));
+  auto late_body = [&]() -> qi::Coro<void> {
+    for (auto& w : waiters) co_await w;
+    // Done by now: awaiting it again yields at once.
+    log("late: " + co_await shared);
+    loop.stop();
+  };
+  qi::Task<void> late = loop.create_task(late_body());
+  run(loop);
+  EXPECT_EQ(log.items,
+            (Strings{"w1: shared value", "w2: shared value", "w3: shared value", "late: shared value"}));
+  EXPECT_EQ(shared.result(), "shared value");
+}
+
+TEST_P(TaskTest, ManyCoroutinesAwaitOneFailingTaskAndAllGetTheOriginalType) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  qi::Task<int> failing = loop.create_task(throw_after_yield(CustomError{9}));
+  std::vector<qi::Task<bool>> waiters;
+  for (int i = 0; i < 3; ++i) waiters.push_back(loop.create_task(throws<CustomError>(failing)));
+  stop_when_done(loop, waiters.back());
+  run(loop);
+  for (auto& w : waiters) EXPECT_TRUE(w.result());
+  EXPECT_TRUE(reports.contexts.empty());
+}
+
+TEST_P(TaskTest, AwaitingATaskAsAnRvalueMovesItsResultOut) {
+  QiEventLoop loop;
+  qi::Task<std::unique_ptr<int>> task = loop.create_task(value_after_yield(std::make_unique<int>(12)));
+  qi::Task<std::unique_ptr<int>> other_handle = task;
+  int got = 0;
+  auto take = [&]() -> qi::Coro<void> {
+    std::unique_ptr<int> p = co_await std::move(task);
+    got = p ? *p : -1;
+  };
+  qi::Task<void> taker = loop.create_task(take());
+  stop_when_done(loop, taker);
+  run(loop);
+  EXPECT_EQ(got, 12);
+  EXPECT_EQ(other_handle.result(), nullptr);
+}
+
+
+TEST(TaskResult, PendingAndFinishedTasksAnswerDoneResultAndException) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  qi::Task<int> value = loop.create_task(value_after_yield(6));
+  qi::Task<int> failed = loop.create_task(throw_after_yield(std::out_of_range("failed")));
+  qi::Task<void> nothing = loop.create_task(yield_once());
+  EXPECT_FALSE(value.done());
+  EXPECT_THROW(value.result(), qi::InvalidStateError);
+  EXPECT_THROW(value.exception(), qi::InvalidStateError);
+  loop.run_until_complete(value);
+  loop.run_until_complete(nothing);
+  EXPECT_TRUE(value.done());
+  EXPECT_FALSE(value.cancelled());
+  EXPECT_EQ(value.result(), 6);
+  EXPECT_EQ(value.exception(), nullptr);
+  nothing.result();
+  EXPECT_EQ(nothing.exception(), nullptr);
+  EXPECT_TRUE(failed.done());
+  EXPECT_FALSE(failed.cancelled());
+  EXPECT_THROW(failed.result(), std::out_of_range);
+  EXPECT_THROW(failed.result(), std::out_of_range) << "the exception stays stored";
+  std::exception_ptr e = failed.exception();
+  ASSERT_TRUE(e);
+  EXPECT_THROW(std::rethrow_exception(e), std::out_of_range);
+  EXPECT_TRUE(reports.contexts.empty());
+}
+
+// A task's result comes from its coroutine only.
+template <class F>
+concept ResultSettable = requires(const F& f) { f.set_result(std::declval<typename F::value_type>()); };
+template <class F>
+concept ExceptionSettable = requires(const F& f) { f.set_exception(std::exception_ptr()); };
+static_assert(ResultSettable<qi::Future<int>> && ExceptionSettable<qi::Future<int>>);
+static_assert(!ResultSettable<qi::Task<int>> && !ExceptionSettable<qi::Task<int>>);
+
+TEST(TaskNested, RunUntilCompleteTakesACoroATaskAndAFuture) {
+  QiEventLoop loop;
+  EXPECT_EQ(loop.run_until_complete(value_after_yield(std::string("coro"))), "coro");
+  qi::Task<int> task = loop.create_task(value_after_yield(2));
+  EXPECT_EQ(loop.run_until_complete(task), 2);
+  EXPECT_EQ(task.result(), 2) << "the task keeps its value for its other handles";
+  auto fut = loop.create_future<int>();
+  loop.call_soon([fut] { fut.set_result(3); });
+  EXPECT_EQ(loop.run_until_complete(fut), 3);
+  loop.run_until_complete(yield_once());
+  std::unique_ptr<int> p = loop.run_until_complete(value_after_yield(std::make_unique<int>(4)));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(*p, 4);
+}
+
+TEST(TaskNested, RunUntilCompleteRethrowsTheCoroutinesExceptionWithItsType) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  try {
+    loop.run_until_complete(throw_after_yield(CustomError{21}));
+    ADD_FAILURE() << "no exception";
+  } catch (const CustomError& e) {
+    EXPECT_EQ(e.code, 21);
+  }
+  qi::Task<int> task = loop.create_task(throw_now(std::out_of_range("task")));
+  EXPECT_THROW(loop.run_until_complete(task), std::out_of_range);
+  EXPECT_TRUE(reports.contexts.empty()) << "rethrowing counts as retrieving";
+}
+
+TEST(QiRun, ReturnsTheValueOrRethrowsTheOriginalType) {
+  EXPECT_EQ(qi::run(value_after_yield(std::string("ran"))), "ran");
+  qi::run(yield_once());
+  try {
+    qi::run(throw_after_yield(CustomError{4}));
+    ADD_FAILURE() << "no exception";
+  } catch (const CustomError& e) {
+    EXPECT_EQ(e.code, 4);
+  }
+  EXPECT_THROW(qi::run(throw_now(std::out_of_range("x"))), std::out_of_range);
+  EXPECT_EQ(qi::running_loop(), nullptr);
+}
+
+TEST(QiRun, CancelsTheTasksLeftBehindAndLetsThemCleanUp) {
+  Log log;
+  auto leftover = [&]() -> qi::Coro<void> {
+    try {
+      co_await qi::sleep(10s);
+      log("leftover slept");
+    } catch (const qi::CancelledError&) {
+      log("leftover cancelled");
+      throw;
+    }
+  };
+  qi::run([&]() -> qi::Coro<void> {
+    (void)qi::create_task(leftover());
+    co_await qi::sleep(0ms);
+    log("main returns");
+  }());
+  EXPECT_EQ(log.items, (Strings{"main returns", "leftover cancelled"}));
+}
+
+TEST_P(TaskTest, QiRunInsideARunningLoopThrows) {
+  QiEventLoop loop;
+  Log log;
+  std::string message;
+  loop.call_soon([&] {
+    try {
+      qi::run(two_steps(log, "never"));
+    } catch (const qi::RuntimeError& e) {
+      message = e.what();
+    }
+    loop.stop();
+  });
+  run(loop);
+  EXPECT_TRUE(contains(message, "already running")) << message;
+  EXPECT_TRUE(log.items.empty());
+}
+
+// Logs when the coroutine frame that holds it is destroyed.
+class FrameGuard {
+ public:
+  explicit FrameGuard(Log& log) : log_(&log) {}
+  FrameGuard(FrameGuard&& o) noexcept : log_(std::exchange(o.log_, nullptr)) {}
+  FrameGuard& operator=(FrameGuard&&) = delete;
+  ~FrameGuard() {
+    if (log_) (*log_)("frame destroyed");
+  }
+
+ private:
+  Log* log_;
+};
+
+qi::Coro<void> outlive_handles(QiEventLoop& loop, Log& log, qi::Future<int> fut, FrameGuard) {
+  co_await qi::sleep(1ms);
+  log("slept");
+  log("got " + std::to_string(co_await fut));
+  loop.stop();
+}
+
+TEST_P(TaskTest, ATaskKeepsItsCoroutineAliveAfterItsLastHandleGoes) {
+  QiEventLoop loop;
+  Log log;
+  auto fut = loop.create_future<int>();
+  { qi::Task<void> dropped = loop.create_task(outlive_handles(loop, log, fut, FrameGuard(log))); }
+  EXPECT_TRUE(log.items.empty()) << "dropping the handle must not destroy the frame";
+  loop.call_later(3ms, [&] {
+    log("future set");
+    fut.set_result(1);
+  });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"slept", "future set", "got 1", "frame destroyed"}));
+}
+
+// The never-retrieved report in `contexts`, or null.
+const qi::ExceptionContext* never_retrieved(const std::vector<qi::ExceptionContext>& contexts) {
+  for (auto& c : contexts)
+    if (contains(c.message, "exception was never retrieved")) return &c;
+  return nullptr;
+}
+
+TEST_P(TaskTest, AnExceptionNeverRetrievedIsReportedWithTheNameWhenTheLastHandleGoes) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  auto task = std::make_optional(loop.create_task(throw_after_yield(std::runtime_error("lost")), "doomed"));
+  stop_when_done(loop, *task);
+  run(loop);
+  EXPECT_TRUE(reports.contexts.empty()) << "a handle remains: someone may still look";
+  task.reset();
+  ASSERT_EQ(reports.contexts.size(), 1u);
+  const qi::ExceptionContext& ctx = reports.contexts[0];
+  EXPECT_TRUE(contains(ctx.message, "exception was never retrieved")) << ctx.message;
+  EXPECT_TRUE(contains(ctx.message, "doomed")) << ctx.message;
+  try {
+    std::rethrow_exception(ctx.exception);
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "lost");
+  } catch (...) {
+    ADD_FAILURE() << "the report must carry the original exception";
+  }
+}
+
+TEST_P(TaskTest, ATaskWithNoHandleLeftIsReportedWhenItFails) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  std::string name;
+  bool reported_before_stop = false;
+  {
+    qi::Task<int> task = loop.create_task(throw_after_yield(CustomError{1}));
+    name = task.get_name();
+  }
+  loop.call_later(2ms, [&] {
+    reported_before_stop = never_retrieved(reports.contexts) != nullptr;
+    loop.stop();
+  });
+  run(loop);
+  EXPECT_TRUE(reported_before_stop);
+  const qi::ExceptionContext* ctx = never_retrieved(reports.contexts);
+  ASSERT_NE(ctx, nullptr);
+  EXPECT_TRUE(contains(ctx->message, name)) << ctx->message << " should name " << name;
+  EXPECT_EQ(reports.contexts.size(), 1u);
+}
+
+TEST_P(TaskTest, ARetrievedOrAwaitedExceptionIsNotReported) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  qi::Task<bool> awaiter;
+  {
+    qi::Task<int> by_result = loop.create_task(throw_after_yield(std::out_of_range("result")));
+    qi::Task<int> by_exception = loop.create_task(throw_after_yield(std::out_of_range("exception")));
+    qi::Task<int> awaited = loop.create_task(throw_after_yield(std::out_of_range("awaited")));
+    by_result.add_done_callback([](qi::Future<int> f) { EXPECT_THROW(f.result(), std::out_of_range); });
+    by_exception.add_done_callback([](qi::Future<int> f) { EXPECT_TRUE(f.exception()); });
+    awaiter = loop.create_task(throws<std::out_of_range>(awaited));
+    stop_when_done(loop, awaiter);
+  }
+  run(loop);
+  EXPECT_TRUE(awaiter.result());
+  EXPECT_TRUE(reports.contexts.empty()) << reports.contexts.front().message;
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, TaskTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
+
+}  // namespace

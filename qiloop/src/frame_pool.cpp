@@ -7,7 +7,8 @@
 
 #include <cstdlib>
 #include <new>
-#include <vector>
+#include <cstdint>
+#include <utility>
 
 namespace qi::detail {
 
@@ -24,8 +25,10 @@ constexpr std::size_t kGranule = 64;
 constexpr std::size_t kClasses = 32;
 constexpr std::size_t kKeepPerClass = 512;
 
+// Free frames of each class are linked through their first word.
 struct FramePool {
-  std::vector<void*> free[kClasses];
+  void* head[kClasses] = {};
+  uint32_t count[kClasses] = {};
   ~FramePool();
 };
 
@@ -40,8 +43,9 @@ struct FramePoolOwner {
 FramePool::~FramePool() {
   t_frames = nullptr;
   t_frames_gone = true;
-  for (auto& cls : free)
-    for (void* p : cls) ::operator delete(p);
+  for (void*& h : head) {
+    while (h) ::operator delete(std::exchange(h, *static_cast<void**>(h)));
+  }
 }
 
 FramePool* frame_pool() noexcept {
@@ -58,10 +62,9 @@ void* alloc_frame(std::size_t size) {
   const std::size_t cls = (size + kGranule - 1) / kGranule - 1;
   if (cls < kClasses) {
     if (FramePool* p = frame_pool()) {
-      auto& list = p->free[cls];
-      if (!list.empty()) {
-        void* f = list.back();
-        list.pop_back();
+      if (void* f = p->head[cls]) {
+        p->head[cls] = *static_cast<void**>(f);
+        --p->count[cls];
         return f;
       }
     }
@@ -73,12 +76,11 @@ void* alloc_frame(std::size_t size) {
 void free_frame(void* f, std::size_t size) noexcept {
   const std::size_t cls = (size + kGranule - 1) / kGranule - 1;
   if (cls < kClasses) {
-    if (FramePool* p = t_frames; p && p->free[cls].size() < kKeepPerClass) {
-      try {
-        p->free[cls].push_back(f);
-        return;
-      } catch (...) {
-      }
+    if (FramePool* p = t_frames; p && p->count[cls] < kKeepPerClass) {
+      *static_cast<void**>(f) = p->head[cls];
+      p->head[cls] = f;
+      ++p->count[cls];
+      return;
     }
   }
   ::operator delete(f);

@@ -3,7 +3,34 @@
 
 #include "loop_impl.h"
 
+#include <algorithm>
+
 namespace qi::detail {
+
+// The ready-queue entry of one scheduled done callback: runs the next one of
+// its future's firing_ list. Small enough (a pointer and a flag) for the
+// callback node's inline storage, so completing a future allocates nothing.
+struct FiringEntry {
+  FutureStateBase* state;
+  explicit FiringEntry(FutureStateBase* s) noexcept : state(s) {}
+  FiringEntry(FiringEntry&& o) noexcept : state(std::exchange(o.state, nullptr)) {}
+  FiringEntry& operator=(FiringEntry&&) = delete;
+  ~FiringEntry() {
+    if (!state) return;
+    // Run or dropped (close()): the last entry releases the state.
+    if (--state->firing_entries_ == 0) {
+      state->firing_.clear();
+      state->fired_ = 0;
+      auto self = std::move(state->firing_self_);
+    }
+  }
+  void operator()() {
+    FutureStateBase& s = *state;
+    FutureStateBase::DoneCallback cb = std::move(s.firing_[s.fired_++]);
+    cb(s);
+  }
+};
+
 
 FutureStateBase::FutureStateBase(QiEventLoop& loop) : loop_(&loop) {}
 
@@ -78,7 +105,10 @@ uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
   if (done()) {
     QiEventLoop* l = loop_.data();
     if (!l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
-    l->call_soon([self = shared_from_this(), cb = std::move(cb)]() mutable { cb(*self); });
+    firing_.push_back(std::move(cb));
+    if (!firing_self_) firing_self_ = shared_from_this();
+    ++firing_entries_;
+    l->call_soon(FiringEntry(this));
   } else {
     callbacks_.emplace_back(id, std::move(cb));
   }
@@ -86,24 +116,32 @@ uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
 }
 
 std::size_t FutureStateBase::remove_done_callback(uint64_t id) {
-  auto n = std::erase_if(callbacks_, [id](const auto& p) { return p.first == id; });
-  return static_cast<std::size_t>(n);
+  auto it = std::remove_if(callbacks_.begin(), callbacks_.end(), [id](const auto& p) { return p.first == id; });
+  auto n = static_cast<std::size_t>(callbacks_.end() - it);
+  callbacks_.erase(it, callbacks_.end());
+  return n;
 }
 
 void FutureStateBase::finish(Status s) {
   status_ = s;
   if (callbacks_.empty()) return;
-  auto callbacks = std::move(callbacks_);
-  callbacks_.clear();
   QiEventLoop* l = loop_.data();
   if (!l) {
     qCWarning(lcQiloop, "a future completed after its event loop was destroyed: %zu done callbacks dropped",
-              callbacks.size());
+              callbacks_.size());
+    callbacks_.clear();
     return;
   }
-  // Done callbacks never run inside set_result(): they go through the loop.
-  auto self = shared_from_this();
-  for (auto& [id, cb] : callbacks) l->call_soon([self, cb = std::move(cb)]() mutable { cb(*self); });
+  // Done callbacks never run inside set_result(): they go through the loop,
+  // one ready-queue entry each, in the order they were added.
+  for (auto& entry : callbacks_) firing_.push_back(std::move(entry.second));
+  callbacks_.clear();
+  if (!firing_self_) firing_self_ = shared_from_this();
+  const std::size_t n = firing_.size() - fired_ - firing_entries_;
+  for (std::size_t i = 0; i < n; ++i) {
+    ++firing_entries_;
+    l->call_soon(FiringEntry(this));
+  }
 }
 
 }  // namespace qi::detail

@@ -16,8 +16,22 @@ namespace qi::detail {
 
 namespace {
 
-thread_local TaskCore* t_current_task = nullptr;
+__attribute__((tls_model("initial-exec"))) thread_local TaskCore* t_current_task = nullptr;
+
+// Default names "Task-N": each thread takes numbers from the shared counter
+// a block at a time, so creating a task costs no locked instruction.
+constexpr uint64_t kNameBlock = 1024;
 std::atomic<uint64_t> g_task_counter{0};
+__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_next_number = 0;
+__attribute__((tls_model("initial-exec"))) thread_local uint64_t t_block_end = 0;
+
+uint64_t next_task_number() noexcept {
+  if (t_next_number == t_block_end) {
+    t_next_number = g_task_counter.fetch_add(kNameBlock, std::memory_order_relaxed) + 1;
+    t_block_end = t_next_number + kNameBlock;
+  }
+  return t_next_number++;
+}
 
 
 TaskCore& require_current(const char* what) {
@@ -36,7 +50,7 @@ TaskCore::TaskCore(FutureStateBase& fut, QiEventLoop& loop, std::coroutine_handl
       loop_(&loop),
       root_(root),
       resume_(root),
-      number_(g_task_counter.fetch_add(1, std::memory_order_relaxed) + 1),
+      number_(next_task_number()),
       name_(name.empty() ? nullptr : std::make_unique<std::string>(std::move(name))) {}
 
 std::string TaskCore::name() const { return name_ ? *name_ : "Task-" + std::to_string(number_); }
@@ -63,7 +77,7 @@ void TaskCore::schedule_step() {
 }
 
 void TaskCore::clear_wait() noexcept {
-  fut_waiter_.reset();
+  fut_waiter_ = nullptr;
   waiter_callback_ = 0;
   sleep_timer_ = TimerHandle();
 }
@@ -154,7 +168,7 @@ void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {
         "result over with call_soon_threadsafe");
   if (&fut == &fut_) throw RuntimeError("co_await: a task cannot await itself");
   resume_ = h;
-  fut_waiter_ = fut.shared_from_this();
+  fut_waiter_ = &fut;
   waiter_callback_ = fut.add_done_callback([this](FutureStateBase&) { step(); });
   if (must_cancel_ && fut_waiter_->cancel(must_cancel_msg_)) must_cancel_ = false;
 }

@@ -30,6 +30,7 @@
 #include <qiloop/errors.h>
 #include <qiloop/export.h>
 
+#include <absl/container/inlined_vector.h>
 #include <absl/functional/any_invocable.h>
 
 #include <QtCore/QPointer>
@@ -98,7 +99,16 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   std::exception_ptr exception_;
   std::string cancel_message_;
   uint64_t next_callback_id_ = 1;
-  std::vector<std::pair<uint64_t, DoneCallback>> callbacks_;
+  // One inline slot: a future is usually awaited by exactly one task.
+  absl::InlinedVector<std::pair<uint64_t, DoneCallback>, 1> callbacks_;
+  // Callbacks scheduled by finish(): each ready-queue entry runs the next one
+  // (entries and callbacks are both FIFO), so an entry carries only a pointer.
+  absl::InlinedVector<DoneCallback, 1> firing_;
+  std::size_t fired_ = 0;
+  std::size_t firing_entries_ = 0;              // entries not yet run or destroyed
+  std::shared_ptr<FutureStateBase> firing_self_;  // keeps the state alive meanwhile
+
+  friend struct FiringEntry;
 };
 
 template <class T>

@@ -102,7 +102,9 @@ class QILOOP_EXPORT TaskCore {
   QiEventLoop* loop_;
   std::coroutine_handle<> root_;
   std::coroutine_handle<> resume_;  // where the next step resumes
-  std::shared_ptr<FutureStateBase> fut_waiter_;
+  // What the task awaits. Raw: the awaiter in the suspended frame owns it
+  // until the task resumes (and destroy_pending unhooks before the frames go).
+  FutureStateBase* fut_waiter_ = nullptr;
   uint64_t waiter_callback_ = 0;
   TimerHandle sleep_timer_;
   bool started_ = false;
