@@ -19,14 +19,14 @@ struct FiringEntry {
     if (!state) return;
     // Run or dropped (close()): the last entry releases the state.
     if (--state->firing_entries_ == 0) {
-      state->firing_.clear();
+      state->callbacks_.clear();
       state->fired_ = 0;
       auto self = std::move(state->firing_self_);
     }
   }
   void operator()() {
     FutureStateBase& s = *state;
-    FutureStateBase::DoneCallback cb = std::move(s.firing_[s.fired_++]);
+    FutureStateBase::DoneCallback cb = std::move(s.callbacks_[s.fired_++].second);
     cb(s);
   }
 };
@@ -57,7 +57,7 @@ void FutureStateBase::report_unretrieved() noexcept {
 
 void FutureStateBase::mark_cancelled(std::string msg) {
   if (done()) return;
-  cancel_message_ = std::move(msg);
+  if (!msg.empty()) cancel_message_ = std::make_unique<std::string>(std::move(msg));
   finish(Status::kCancelled);
 }
 
@@ -69,7 +69,7 @@ void FutureStateBase::check_settable(const char* api) const {
 
 bool FutureStateBase::cancel(std::string msg) {
   if (status_ != Status::kPending) return false;
-  cancel_message_ = std::move(msg);
+  if (!msg.empty()) cancel_message_ = std::make_unique<std::string>(std::move(msg));
   finish(Status::kCancelled);
   return true;
 }
@@ -84,7 +84,7 @@ void FutureStateBase::set_exception(std::exception_ptr e) {
 }
 
 std::exception_ptr FutureStateBase::exception() {
-  if (status_ == Status::kCancelled) throw CancelledError(cancel_message_);
+  if (status_ == Status::kCancelled) throw CancelledError(cancel_message());
   if (status_ == Status::kPending)
     throw InvalidStateError("exception: the future is not done yet; wait for it (add_done_callback) first");
   retrieved_ = true;
@@ -92,7 +92,7 @@ std::exception_ptr FutureStateBase::exception() {
 }
 
 void FutureStateBase::check_result() {
-  if (status_ == Status::kCancelled) throw CancelledError(cancel_message_);
+  if (status_ == Status::kCancelled) throw CancelledError(cancel_message());
   if (status_ == Status::kPending)
     throw InvalidStateError("result: the future is not done yet; wait for it (add_done_callback) first");
   retrieved_ = true;
@@ -105,7 +105,7 @@ uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
   if (done()) {
     QiEventLoop* l = loop_.data();
     if (!l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
-    firing_.push_back(std::move(cb));
+    callbacks_.emplace_back(id, std::move(cb));
     if (!firing_self_) firing_self_ = shared_from_this();
     ++firing_entries_;
     l->call_soon(FiringEntry(this));
@@ -116,6 +116,7 @@ uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
 }
 
 std::size_t FutureStateBase::remove_done_callback(uint64_t id) {
+  if (done()) return 0;  // already scheduled: they run (as in asyncio)
   auto it = std::remove_if(callbacks_.begin(), callbacks_.end(), [id](const auto& p) { return p.first == id; });
   auto n = static_cast<std::size_t>(callbacks_.end() - it);
   callbacks_.erase(it, callbacks_.end());
@@ -134,10 +135,8 @@ void FutureStateBase::finish(Status s) {
   }
   // Done callbacks never run inside set_result(): they go through the loop,
   // one ready-queue entry each, in the order they were added.
-  for (auto& entry : callbacks_) firing_.push_back(std::move(entry.second));
-  callbacks_.clear();
   if (!firing_self_) firing_self_ = shared_from_this();
-  const std::size_t n = firing_.size() - fired_ - firing_entries_;
+  const std::size_t n = callbacks_.size() - fired_ - firing_entries_;
   for (std::size_t i = 0; i < n; ++i) {
     ++firing_entries_;
     l->call_soon(FiringEntry(this));

@@ -78,7 +78,7 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   void check_result();
   uint64_t add_done_callback(DoneCallback cb);
   std::size_t remove_done_callback(uint64_t id);
-  const std::string& cancel_message() const noexcept { return cancel_message_; }
+  std::string cancel_message() const { return cancel_message_ ? *cancel_message_ : std::string(); }
   // For diagnostics: "Future", or "Task 'name'".
   virtual std::string describe() const;
   // Internal (tasks): finishes as cancelled with `msg`, bypassing the task's
@@ -97,15 +97,15 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   Status status_ = Status::kPending;
   bool retrieved_ = false;
   std::exception_ptr exception_;
-  std::string cancel_message_;
+  std::unique_ptr<std::string> cancel_message_;  // rare: kept out of line
   uint64_t next_callback_id_ = 1;
-  // One inline slot: a future is usually awaited by exactly one task.
+  // Pending: the done callbacks. Done: those scheduled, of which the first
+  // fired_ have run; each ready-queue entry runs the next one (entries and
+  // callbacks are both FIFO), so an entry carries only a pointer. One inline
+  // slot: a future is usually awaited by exactly one task.
   absl::InlinedVector<std::pair<uint64_t, DoneCallback>, 1> callbacks_;
-  // Callbacks scheduled by finish(): each ready-queue entry runs the next one
-  // (entries and callbacks are both FIFO), so an entry carries only a pointer.
-  absl::InlinedVector<DoneCallback, 1> firing_;
-  std::size_t fired_ = 0;
-  std::size_t firing_entries_ = 0;              // entries not yet run or destroyed
+  uint32_t fired_ = 0;
+  uint32_t firing_entries_ = 0;                   // entries not yet run or destroyed
   std::shared_ptr<FutureStateBase> firing_self_;  // keeps the state alive meanwhile
 
   friend struct FiringEntry;
