@@ -12,7 +12,7 @@
 
 namespace qi::detail {
 
-#ifndef QILOOP_NO_POOL
+#if !defined(QILOOP_NO_POOL) && !defined(QILOOP_NO_FRAME_POOL)
 
 namespace {
 

@@ -16,8 +16,8 @@
 //
 // Exceptions escape a Coro into its awaiter with their original type.
 //
-// Frames come from a per-thread recycling allocator (plain new/delete when
-// built with QILOOP_NO_POOL, as under AddressSanitizer).
+// Frames come from a per-thread recycling allocator (plain new/delete in
+// sanitizer builds: QILOOP_NO_FRAME_POOL).
 //
 // Debug mode (loop.set_debug(true) or QILOOP_DEBUG=1): a Coro destroyed
 // without ever having run is reported ("coroutine was never awaited").
