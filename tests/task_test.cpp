@@ -682,3 +682,99 @@ TEST_P(TaskTest, ARetrievedOrAwaitedExceptionIsNotReported) {
 INSTANTIATE_TEST_SUITE_P(Modes, TaskTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
 }  // namespace
+
+namespace {
+
+qi::Coro<int> waits_on(qi::Future<int> f) { co_return co_await f; }
+
+TEST(TaskFromFutureHandle, SetResultThroughAFutureHandleOfATaskThrows) {
+  // asyncio: "Task does not support set_result() operation". Completing the
+  // slot behind the coroutine's back would strand the coroutine.
+  QiEventLoop loop;
+  auto gate = loop.create_future<int>();
+  qi::Task<int> t = loop.create_task(waits_on(gate));
+  qi::Future<int> as_future = t;
+  EXPECT_THROW(as_future.set_result(7), qi::RuntimeError);
+  EXPECT_THROW(as_future.set_exception(std::make_exception_ptr(std::runtime_error("x"))), qi::RuntimeError);
+  loop.call_soon([gate] { gate.set_result(5); });
+  EXPECT_EQ(loop.run_until_complete(t), 5);
+  EXPECT_EQ(loop.pending_tasks(), 0u);
+}
+
+TEST(TaskDoneCallbacks, CallbacksThatKeepAddingCallbacksToADoneFutureAllRunInOrder) {
+  QiEventLoop loop;
+  auto f = loop.create_future<int>();
+  f.set_result(1);
+  int remaining = 5000;
+  std::vector<int> order;
+  std::function<void()> again = [&] {
+    order.push_back(remaining);
+    if (--remaining > 0)
+      f.add_done_callback(again);
+    else
+      loop.stop();
+  };
+  f.add_done_callback(again);
+  loop.run_forever();
+  ASSERT_EQ(order.size(), 5000u);
+  for (std::size_t i = 0; i < order.size(); ++i) EXPECT_EQ(order[i], 5000 - static_cast<int>(i));
+}
+
+// A result type whose second move throws: co_return's move into the promise
+// succeeds, the task's move from the promise into its result slot fails.
+struct ThrowsOnMove {
+  int moves = 0;
+  ThrowsOnMove() = default;
+  ThrowsOnMove(const ThrowsOnMove&) = default;
+  ThrowsOnMove(ThrowsOnMove&& o) : moves(o.moves + 1) {
+    if (moves == 2) throw std::runtime_error("move failed");
+  }
+};
+
+qi::Coro<ThrowsOnMove> returns_armed() {
+  co_await qi::sleep(0ms);
+  co_return ThrowsOnMove();
+}
+
+TEST(TaskCompletion, AResultThatCannotBeStoredBecomesTheTasksException) {
+  QiEventLoop loop;
+  std::vector<std::string> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
+  qi::Task<ThrowsOnMove> t;
+  try {
+    t = loop.create_task(returns_armed());
+  } catch (...) {
+    FAIL() << "creating the task must not throw";
+  }
+  loop.call_later(20ms, [&] { loop.stop(); });
+  loop.run_forever();
+  ASSERT_TRUE(t.done()) << "the task must not stay pending";
+  EXPECT_THROW(t.result(), std::runtime_error);
+  EXPECT_EQ(loop.pending_tasks(), 0u);
+  EXPECT_FALSE(reports.empty());
+}
+
+qi::Coro<void> fails_when_cancelled() {
+  bool cancelled = false;
+  try {
+    co_await qi::sleep(1h);
+  } catch (const qi::CancelledError&) {
+    cancelled = true;
+  }
+  if (cancelled) throw std::logic_error("cleanup failed");
+}
+
+TEST(TaskShutdown, ALeftoverThatFailsWhileBeingCancelledIsReported) {
+  QiEventLoop loop;
+  std::vector<std::string> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
+  loop.create_task(fails_when_cancelled(), "fragile");
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  loop.shutdown();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].find("unhandled exception during shutdown in Task 'fragile'"), std::string::npos)
+      << reports[0];
+}
+
+}  // namespace

@@ -559,6 +559,17 @@ void QiEventLoop::cancel_leftover_tasks() {
     }
     I.stop_when_no_tasks = false;
     limit.cancel();
+    // asyncio.run reports what failed otherwise while being cancelled.
+    for (auto& f : pending) {
+      if (!f->done() || f->cancelled()) continue;
+      if (std::exception_ptr e = f->exception()) {
+        qi::ExceptionContext ctx;
+        ctx.message = "unhandled exception during shutdown in " + f->describe();
+        ctx.exception = e;
+        ctx.task = qi::TaskRef(f);
+        call_exception_handler(ctx);
+      }
+    }
   }
   for (auto* t = I.tasks_head; t; t = t->next_in_loop) {
     qi::ExceptionContext ctx;

@@ -28,6 +28,13 @@ struct FiringEntry {
     FutureStateBase& s = *state;
     FutureStateBase::DoneCallback cb = std::move(s.callbacks_[s.fired_++].second);
     cb(s);
+    // Callbacks added to a done future while others are still scheduled
+    // would otherwise pile up: drop the ones that ran, now and then.
+    constexpr uint32_t kCompactAfter = 32;
+    if (s.fired_ >= kCompactAfter && s.fired_ * 2 >= s.callbacks_.size()) {
+      s.callbacks_.erase(s.callbacks_.begin(), s.callbacks_.begin() + s.fired_);
+      s.fired_ = 0;
+    }
   }
 };
 
@@ -62,6 +69,9 @@ void FutureStateBase::mark_cancelled(std::string msg) {
 }
 
 void FutureStateBase::check_settable(const char* api) const {
+  if (is_task_)
+    throw RuntimeError(std::string(api) +
+                       ": a Task's result comes from its coroutine (co_return / throw); cancel() it instead");
   if (status_ != Status::kPending)
     throw InvalidStateError(std::string(api) + ": the future is already " +
                             (status_ == Status::kCancelled ? "cancelled" : "done") + "; check done() first");
@@ -79,6 +89,10 @@ void FutureStateBase::set_exception(std::exception_ptr e) {
     throw std::invalid_argument(
         "set_exception: the exception_ptr is null; pass std::make_exception_ptr(...) or std::current_exception()");
   check_settable("set_exception");
+  finish_with_exception(std::move(e));
+}
+
+void FutureStateBase::finish_with_exception(std::exception_ptr e) {
   exception_ = std::move(e);
   finish(Status::kFinished);
 }

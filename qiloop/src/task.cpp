@@ -103,11 +103,18 @@ void TaskCore::complete() noexcept {
   try {
     complete_from_root();
   } catch (...) {
-    // Completing schedules done callbacks; on a closed loop that throws.
+    // Moving the result out threw (T's move constructor), or scheduling the
+    // done callbacks did: report it, and never leave the task pending.
     ExceptionContext ctx;
     ctx.message = "error while completing " + fut_.describe();
     ctx.exception = std::current_exception();
     loop_->call_exception_handler(ctx);
+    if (!fut_.done()) {
+      try {
+        fut_.finish_with_exception(ctx.exception);
+      } catch (...) {
+      }
+    }
   }
   root_.destroy();
   root_ = nullptr;
@@ -167,10 +174,20 @@ void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {
         "co_await: the future belongs to another event loop; await it from a task of that loop, or hand the "
         "result over with call_soon_threadsafe");
   if (&fut == &fut_) throw RuntimeError("co_await: a task cannot await itself");
+  // Hooked only once nothing can throw: a failed await leaves no wake-up behind.
+  const uint64_t id = fut.add_done_callback([this](FutureStateBase&) { step(); });
   resume_ = h;
   fut_waiter_ = &fut;
-  waiter_callback_ = fut.add_done_callback([this](FutureStateBase&) { step(); });
-  if (must_cancel_ && fut_waiter_->cancel(must_cancel_msg_)) must_cancel_ = false;
+  waiter_callback_ = id;
+  if (must_cancel_) {
+    try {
+      if (fut.cancel(must_cancel_msg_)) must_cancel_ = false;
+    } catch (...) {
+      fut.remove_done_callback(id);
+      clear_wait();
+      throw;
+    }
+  }
 }
 
 void TaskCore::wait_for_time(std::chrono::steady_clock::duration d, std::coroutine_handle<> h) {

@@ -36,14 +36,24 @@
 #include <type_traits>
 #include <utility>
 
-#if defined(__clang__) || (defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__))
-// The compiler turns symmetric transfer into a tail call: awaiting a Coro
-// jumps into it and back without growing the stack.
+// QILOOP_TAIL_CALLS: 1 where the compiler turns symmetric transfer into a
+// tail call, so awaiting a Coro jumps into it and back without growing the
+// stack. clang does at every level. g++ does at -O2, -O3 and -Os but not at
+// -O0, -Og or -O1 (and no macro tells those apart), nor under sanitizers:
+// the qiloop::qiloop CMake target defines QILOOP_TAIL_CALLS=1 for its
+// Release, RelWithDebInfo and MinSizeRel configurations; otherwise g++ gets
+// 0, where awaiting a Coro resumes it from await_suspend, which returns
+// false when it finished synchronously. Every translation unit of a program
+// must agree (build them with the same flags).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#undef QILOOP_TAIL_CALLS
+#define QILOOP_TAIL_CALLS 0
+#elif !defined(QILOOP_TAIL_CALLS)
+#if defined(__clang__)
 #define QILOOP_TAIL_CALLS 1
 #else
-// g++ at -O0 or under sanitizers does not: awaiting a Coro resumes it from
-// await_suspend, which returns false when it finished synchronously.
 #define QILOOP_TAIL_CALLS 0
+#endif
 #endif
 
 namespace qi {

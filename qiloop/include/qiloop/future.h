@@ -12,7 +12,9 @@
 // - result() throws qi::InvalidStateError while pending, qi::CancelledError
 //   (with the cancel message) when cancelled, the stored exception with its
 //   original type when one was set; otherwise returns the value.
-// - set_result / set_exception on a done future throw qi::InvalidStateError.
+// - set_result / set_exception on a done future throw qi::InvalidStateError;
+//   on a Future<T> handle of a task they throw qi::RuntimeError (a task's
+//   result comes from its coroutine, as in asyncio).
 // - cancel(msg) returns false when already done.
 // - Done callbacks never run inside set_result / set_exception / cancel: each
 //   is scheduled with loop.call_soon when the future completes, in the order
@@ -82,11 +84,15 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   // For diagnostics: "Future", or "Task 'name'".
   virtual std::string describe() const;
   // Internal (tasks): finishes as cancelled with `msg`, bypassing the task's
-  // own cancel().
+  // own cancel(); finishes with an exception without the checks.
   void mark_cancelled(std::string msg);
+  void finish_with_exception(std::exception_ptr e);
 
  protected:
+  // Throws qi::InvalidStateError when done, qi::RuntimeError for a task
+  // (whose result comes from its coroutine).
   void check_settable(const char* api) const;
+  bool is_task_ = false;
   // Marks finished and schedules the done callbacks.
   void finish(Status s);
   // Reports an exception nobody retrieved (called by the destructors).
@@ -119,6 +125,11 @@ class FutureState : public FutureStateBase {
   template <class U>
   void set_result(U&& v) {
     check_settable("set_result");
+    finish_with_value(std::forward<U>(v));
+  }
+  // Internal (tasks): no check; the task's own completion.
+  template <class U>
+  void finish_with_value(U&& v) {
     value_.emplace(std::forward<U>(v));
     finish(Status::kFinished);
   }
@@ -141,8 +152,9 @@ class FutureState<void> : public FutureStateBase {
   using FutureStateBase::FutureStateBase;
   void set_result() {
     check_settable("set_result");
-    finish(Status::kFinished);
+    finish_with_value();
   }
+  void finish_with_value() { finish(Status::kFinished); }
   void result() { check_result(); }
   void take_result() { check_result(); }
 };

@@ -120,7 +120,9 @@ template <class T>
 class TaskState final : public FutureState<T>, public TaskCore {
  public:
   TaskState(QiEventLoop& loop, typename Coro<T>::handle_type root, std::string name)
-      : FutureState<T>(loop), TaskCore(*this, loop, root, std::move(name)) {}
+      : FutureState<T>(loop), TaskCore(*this, loop, root, std::move(name)) {
+    this->is_task_ = true;
+  }
   ~TaskState() override { this->report_unretrieved(); }
 
   bool cancel(std::string msg) override { return request_cancel(std::move(msg)); }
@@ -137,14 +139,14 @@ class TaskState final : public FutureState<T>, public TaskCore {
         return;
       } catch (...) {
       }
-      this->set_exception(p.exception);
+      this->finish_with_exception(p.exception);
     } else if (must_cancel_) {
       // Cancelled right before the coroutine returned (asyncio does the same).
       this->mark_cancelled(must_cancel_msg_);
     } else if constexpr (std::is_void_v<T>) {
-      this->set_result();
+      this->finish_with_value();
     } else {
-      this->set_result(std::move(*p.value));
+      this->finish_with_value(std::move(*p.value));
     }
   }
 };
