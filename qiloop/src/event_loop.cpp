@@ -662,7 +662,8 @@ void QiEventLoop::default_exception_handler(const qi::ExceptionContext& context)
     std::string text = context.message.empty() ? "Unhandled exception in event loop" : context.message;
     if (context.exception) text += ": " + describe(context.exception);
     if (context.handle) text += " [callback handle]";
-    if (context.task) text += " [task]";
+    if (context.task) text += " [" + context.task.describe() + "]";
+    if (context.future) text += " [" + context.future.describe() + "]";
     qCCritical(lcQiloop, "%s", text.c_str());
   } catch (...) {
   }
