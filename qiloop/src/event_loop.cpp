@@ -206,14 +206,19 @@ bool QiEventLoop::remove_fd_handler(int fd, bool write) {
 
 // --- Running ------------------------------------------------------------------
 
+void LoopImpl::enable_notifier(bool on) {
+  if (!notifier || notifier_enabled == on) return;
+  notifier->setEnabled(on);
+  notifier_enabled = on;
+}
+
 void QiEventLoop::start_running(bool attached) {
   LoopImpl& I = *impl_;
   if (!I.notifier) {
     I.notifier = new QSocketNotifier(I.selector.fd(), QSocketNotifier::Read, this);
     connect(I.notifier, &QSocketNotifier::activated, this, [this] { on_wake(true); });
   }
-  I.notifier->setEnabled(true);
-  I.notifier_enabled = true;
+  I.enable_notifier(true);
   I.attached = attached;
   running_ = true;
   qi::detail::set_running_loop(this);
@@ -226,10 +231,7 @@ void QiEventLoop::finish_running() {
   I.stopping = false;
   I.exiting = false;
   if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
-  if (I.notifier && I.notifier_enabled) {
-    I.notifier->setEnabled(false);
-    I.notifier_enabled = false;
-  }
+  I.enable_notifier(false);
 }
 
 void QiEventLoop::run_forever() {
@@ -333,22 +335,13 @@ bool QiEventLoop::event(QEvent* e) {
 void QiEventLoop::on_wake(bool from_notifier) {
   LoopImpl& I = *impl_;
   if (from_notifier) I.poll_pending = true;
-  if (in_slice_) {
-    // A callback of ours is on the stack and runs a nested Qt event loop: no
-    // iteration may start inside it. Park the wake-up until it returns, and
-    // silence the (level-triggered) notifier so Qt does not spin on it.
-    ++I.stats.deferred_wakeups;
-    if (from_notifier && I.notifier_enabled) {
-      I.notifier->setEnabled(false);
-      I.notifier_enabled = false;
-    }
-    return;
-  }
-  if (!running_ || I.exiting) {
-    if (from_notifier && I.notifier_enabled) {
-      I.notifier->setEnabled(false);
-      I.notifier_enabled = false;
-    }
+  // A callback of ours on the stack runs a nested Qt event loop: no
+  // iteration may start inside it, so the wake-up is parked until it returns
+  // (end_slice re-arms). Not running: nothing to wake. Either way the
+  // (level-triggered) notifier is silenced so Qt does not spin on it.
+  if (in_slice_ || !running_ || I.exiting) {
+    if (in_slice_) ++I.stats.deferred_wakeups;
+    if (from_notifier) I.enable_notifier(false);
     return;
   }
   run_slice();
@@ -511,10 +504,7 @@ void QiEventLoop::end_slice() {
     }
   }
   if (work && !wake_posted_) post_wake();
-  if (!I.notifier_enabled && I.notifier) {
-    I.notifier->setEnabled(true);
-    I.notifier_enabled = true;
-  }
+  I.enable_notifier(true);
 }
 
 void QiEventLoop::shutdown_attached() {

@@ -36,6 +36,10 @@ struct LoopImpl {
 
   QSocketNotifier* notifier = nullptr;
   bool notifier_enabled = false;
+  // Turns Qt's watch on the epoll fd on or off (a no-op when it already is,
+  // or before the notifier exists): it is off while the loop is not running
+  // and while a wake-up is deferred, so Qt never spins on a level-triggered fd.
+  void enable_notifier(bool on);
   QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
 
   bool attached = false;       // a QiRunner owns the running state
