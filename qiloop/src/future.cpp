@@ -115,17 +115,11 @@ void FutureStateBase::check_result() {
 
 uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
   if (!cb) throw std::invalid_argument("add_done_callback: the callback is empty; pass a callable");
+  QiEventLoop* l = loop_.data();
+  if (done() && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
   uint64_t id = next_callback_id_++;
-  if (done()) {
-    QiEventLoop* l = loop_.data();
-    if (!l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
-    callbacks_.emplace_back(id, std::move(cb));
-    if (!firing_self_) firing_self_ = shared_from_this();
-    ++firing_entries_;
-    l->call_soon(FiringEntry(this));
-  } else {
-    callbacks_.emplace_back(id, std::move(cb));
-  }
+  callbacks_.emplace_back(id, std::move(cb));
+  if (done()) schedule_entries(*l, 1);
   return id;
 }
 
@@ -147,13 +141,18 @@ void FutureStateBase::finish(Status s) {
     callbacks_.clear();
     return;
   }
-  // Done callbacks never run inside set_result(): they go through the loop,
-  // one ready-queue entry each, in the order they were added.
+  schedule_entries(*l, callbacks_.size());
+}
+
+// Done callbacks never run inside set_result(): they go through the loop,
+// one ready-queue entry each, in the order they were added. (Counting the
+// entries to make here is the caller's: an entry that is running still
+// counts as outstanding.)
+void FutureStateBase::schedule_entries(QiEventLoop& l, std::size_t n) {
   if (!firing_self_) firing_self_ = shared_from_this();
-  const std::size_t n = callbacks_.size() - fired_ - firing_entries_;
   for (std::size_t i = 0; i < n; ++i) {
     ++firing_entries_;
-    l->call_soon(FiringEntry(this));
+    l.call_soon(FiringEntry(this));
   }
 }
 

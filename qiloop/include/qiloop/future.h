@@ -95,6 +95,8 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   bool is_task_ = false;
   // Marks finished and schedules the done callbacks.
   void finish(Status s);
+  // Schedules n ready-queue entries, each running the next done callback.
+  void schedule_entries(QiEventLoop& l, std::size_t n);
   // Reports an exception nobody retrieved (called by the destructors).
   void report_unretrieved() noexcept;
 
