@@ -5,6 +5,7 @@
 
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -277,6 +279,9 @@ TEST_P(IoTest, ReplacingAReaderFromInsideItsOwnCallback) {
 // number to a new fd: watching the new fd works and the stale reader is gone.
 TEST_P(IoTest, AnFdClosedByTheUserAndItsNumberReused) {
   QiEventLoop loop;
+  std::vector<std::string> reports;
+  loop.set_exception_handler(
+      [&](QiEventLoop&, const qi::ExceptionContext& ctx) { reports.push_back(ctx.message); });
   auto old_ch = std::make_unique<Channel>(Kind::kPipe);
   const int number = old_ch->in;
   loop.add_reader(number, [] { ADD_FAILURE() << "the reader of the closed fd ran"; });
@@ -291,6 +296,164 @@ TEST_P(IoTest, AnFdClosedByTheUserAndItsNumberReused) {
   loop.call_soon([&] { ch.send("reused"); });
   run(loop);
   EXPECT_EQ(got, "reused");
+  EXPECT_THAT(reports, testing::ElementsAre(HasSubstr("fd " + std::to_string(number))))
+      << "the stale reader is reported once";
+}
+
+// Collects the loop's error reports and checks that the stale registration of
+// `fd` was reported once, naming the fd and the fix.
+struct StaleReports {
+  std::vector<std::string> messages;
+  explicit StaleReports(QiEventLoop& loop) {
+    loop.set_exception_handler([this](QiEventLoop&, const qi::ExceptionContext& ctx) {
+      if (ctx.handle) ctx.handle->cancel();  // a handler that raised is disabled
+      messages.push_back(ctx.message);
+    });
+  }
+  void expect_one_stale(int fd) const {
+    std::vector<std::string> stale;
+    for (const auto& m : messages)
+      if (m.find("Exception in callback") == std::string::npos) stale.push_back(m);
+    EXPECT_THAT(stale, testing::ElementsAre(testing::AllOf(HasSubstr("fd " + std::to_string(fd) + " "),
+                                                           HasSubstr("remove_reader"), HasSubstr("before closing"))));
+  }
+};
+
+// Issue 6 #7: a reader left on a closed fd must not come back to life for the
+// file that gets the number next. Adding a writer there drops the stale
+// reader (reported), and only the writer is registered, although the new
+// file is readable too.
+TEST_P(IoTest, AStaleReaderNeverFiresForTheFileThatReusesItsNumber) {
+  for (bool old_file_kept_open : {false, true}) {
+    SCOPED_TRACE(old_file_kept_open ? "the closed fd's file is kept open by a dup" : "the closed fd's file is gone");
+    QiEventLoop loop;
+    StaleReports reports(loop);
+    auto old_ch = std::make_unique<Channel>(Kind::kSocketPair);
+    const int number = old_ch->in;
+    auto token = std::make_shared<int>(0);
+    std::weak_ptr<int> stale_captures = token;
+    int stale_calls = 0;
+    loop.add_reader(number, [&stale_calls, token] { ++stale_calls; });
+    token.reset();
+    // With a dup (as after fork), the old file stays in the epoll set and
+    // stays readable: its events must not reach anyone either.
+    int dup_of_old = old_file_kept_open ? ::fcntl(number, F_DUPFD_CLOEXEC, 100) : -1;
+    if (old_file_kept_open) {
+      ASSERT_GE(dup_of_old, 0);
+      old_ch->send("the old file is readable");
+    }
+    old_ch->close_in();
+    Channel ch(Kind::kSocketPair);
+    ASSERT_EQ(ch.in, number) << "the kernel gives out the lowest free number";
+    Channel::send_on(ch.out, "the new file is readable too");
+    int writer_calls = 0;
+    loop.add_writer(ch.in, [&] {
+      if (++writer_calls == 1) loop.call_later(30ms, [&] { loop.stop(); });
+    });
+    EXPECT_TRUE(stale_captures.expired()) << "the stale reader must be released when it is found";
+    run(loop);
+    EXPECT_EQ(stale_calls, 0) << "the stale reader fired for another file";
+    EXPECT_GE(writer_calls, 1);
+    EXPECT_FALSE(loop.remove_reader(ch.in)) << "only the new interest is registered";
+    EXPECT_TRUE(loop.remove_writer(ch.in));
+    reports.expect_one_stale(number);
+    if (dup_of_old >= 0) ::close(dup_of_old);
+  }
+}
+
+// Issue 6 #3: reader and writer on one fd; the reader raises, and the
+// exception handler cancels it and closes the fd while a dup keeps the file
+// in the epoll set. Unregistering the reader then finds the fd closed: the
+// writer's registration is stale. It is dropped and reported, no exception
+// reaches Qt, nothing leaks, and the loop does not spin on the old file.
+TEST_P(IoTest, AnFdClosedInTheExceptionHandlerDropsItsOtherHandler) {
+  QiEventLoop loop;
+  Channel ch(Kind::kSocketPair);
+  int fd = ch.in;
+  const int watched = fd;
+  const int keep = ::fcntl(fd, F_DUPFD_CLOEXEC, 100);
+  ASSERT_GE(keep, 0);
+  std::vector<std::string> messages;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& ctx) {
+    messages.push_back(ctx.message);
+    if (ctx.handle) {
+      ctx.handle->cancel();
+      ::close(fd);
+      fd = -1;
+    }
+  });
+  ch.send("readable");
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> writer_captures = token;
+  int reader_calls = 0;
+  int writer_calls = 0;
+  loop.add_reader(watched, [&] {
+    ++reader_calls;
+    throw std::runtime_error("reader failed");
+  });
+  loop.add_writer(watched, [&writer_calls, token] { ++writer_calls; });
+  token.reset();
+  uint64_t slices_before = 0;
+  loop.call_later(20ms, [&] { slices_before = loop.stats().slices; });
+  uint64_t slices_during = 0;
+  loop.call_later(70ms, [&] {
+    slices_during = loop.stats().slices - slices_before;
+    loop.stop();
+  });
+  run(loop);
+  EXPECT_EQ(reader_calls, 1);
+  EXPECT_LE(writer_calls, 1) << "the writer of the closed fd ran again";
+  EXPECT_TRUE(writer_captures.expired()) << "the dropped writer must be released";
+  EXPECT_THAT(messages,
+              testing::ElementsAre(HasSubstr("Exception in callback"),
+                                   testing::AllOf(HasSubstr("fd " + std::to_string(watched) + " "),
+                                                  HasSubstr("remove_writer"), HasSubstr("before closing"))));
+  EXPECT_LT(slices_during, 20u) << "the loop spun on the closed fd's file, still ready in the epoll set";
+  EXPECT_FALSE(loop.remove_writer(watched));
+  ::close(keep);
+}
+
+// Issue 6 #19: one iteration serves every fd that was ready when it polled,
+// however many (asyncio's select returns them all).
+TEST_P(IoTest, OneIterationServesThousandsOfReadyFds) {
+  constexpr int kFds = 10000;
+  rlimit lim{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &lim), 0);
+  const rlim_t needed = kFds + 256;
+  if (lim.rlim_cur < needed) {
+    if (lim.rlim_max < needed)
+      GTEST_SKIP() << "needs " << needed << " fds; RLIMIT_NOFILE's hard limit is " << lim.rlim_max;
+    rlimit raised = lim;
+    raised.rlim_cur = needed;
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0);
+  }
+  {
+    QiEventLoop loop;
+    Channel ch(Kind::kPipe);
+    ch.send("x");
+    // Every dup of the read end is a distinct ready fd.
+    std::vector<int> fds;
+    for (int i = 0; i < kFds; ++i) {
+      int d = ::fcntl(ch.in, F_DUPFD_CLOEXEC, 0);
+      ASSERT_GE(d, 0) << "dup #" << i;
+      fds.push_back(d);
+    }
+    std::vector<uint64_t> served_in;
+    served_in.reserve(kFds);
+    for (int d : fds)
+      loop.add_reader(d, [&loop, &served_in, d] {
+        served_in.push_back(loop.stats().iterations);
+        EXPECT_TRUE(loop.remove_reader(d));
+        if (served_in.size() == kFds) loop.stop();
+      });
+    run(loop);
+    ASSERT_EQ(served_in.size(), static_cast<std::size_t>(kFds));
+    EXPECT_EQ(*std::min_element(served_in.begin(), served_in.end()),
+              *std::max_element(served_in.begin(), served_in.end()))
+        << "the ready fds were served over several iterations";
+    for (int d : fds) ::close(d);
+  }
+  ::setrlimit(RLIMIT_NOFILE, &lim);
 }
 
 // Extra arguments are stored once and passed on every call: a level-triggered
