@@ -348,14 +348,17 @@ TEST_P(IoTest, AStaleReaderNeverFiresForTheFileThatReusesItsNumber) {
     Channel::send_on(ch.out, "the new file is readable too");
     int writer_calls = 0;
     loop.add_writer(ch.in, [&] {
-      if (++writer_calls == 1) loop.call_later(30ms, [&] { loop.stop(); });
+      if (++writer_calls > 1) return;
+      loop.call_later(30ms, [&] {
+        EXPECT_FALSE(loop.remove_reader(ch.in)) << "only the new interest is registered";
+        EXPECT_TRUE(loop.remove_writer(ch.in));
+        loop.stop();
+      });
     });
     EXPECT_TRUE(stale_captures.expired()) << "the stale reader must be released when it is found";
     run(loop);
     EXPECT_EQ(stale_calls, 0) << "the stale reader fired for another file";
     EXPECT_GE(writer_calls, 1);
-    EXPECT_FALSE(loop.remove_reader(ch.in)) << "only the new interest is registered";
-    EXPECT_TRUE(loop.remove_writer(ch.in));
     reports.expect_one_stale(number);
     if (dup_of_old >= 0) ::close(dup_of_old);
   }
@@ -398,6 +401,7 @@ TEST_P(IoTest, AnFdClosedInTheExceptionHandlerDropsItsOtherHandler) {
   uint64_t slices_during = 0;
   loop.call_later(70ms, [&] {
     slices_during = loop.stats().slices - slices_before;
+    EXPECT_FALSE(loop.remove_writer(watched)) << "the stale writer must be gone";
     loop.stop();
   });
   run(loop);
@@ -409,8 +413,41 @@ TEST_P(IoTest, AnFdClosedInTheExceptionHandlerDropsItsOtherHandler) {
                                    testing::AllOf(HasSubstr("fd " + std::to_string(watched) + " "),
                                                   HasSubstr("remove_writer"), HasSubstr("before closing"))));
   EXPECT_LT(slices_during, 20u) << "the loop spun on the closed fd's file, still ready in the epoll set";
-  EXPECT_FALSE(loop.remove_writer(watched));
   ::close(keep);
+}
+
+// A closed fd removed only afterwards leaves its file, kept open by a dup, in
+// the epoll set under the old number: its events reach no handler and the
+// selector rebuilds the set without it. The rebuild must not carry over a
+// registration whose number now names another file (here: fd `a`, closed
+// without remove_reader and reused): that one is dropped and reported.
+TEST_P(IoTest, RebuildingTheEpollSetLeavesStaleRegistrationsBehind) {
+  QiEventLoop loop;
+  StaleReports reports(loop);
+  auto old_a = std::make_unique<Channel>(Kind::kPipe);
+  const int a = old_a->in;
+  int stale_calls = 0;
+  loop.add_reader(a, [&] { ++stale_calls; });
+  auto old_b = std::make_unique<Channel>(Kind::kSocketPair);
+  const int b = old_b->in;
+  loop.add_reader(b, [] { ADD_FAILURE() << "the reader of b ran, but it was removed"; });
+  const int keep_b = ::fcntl(b, F_DUPFD_CLOEXEC, 100);
+  ASSERT_GE(keep_b, 0);
+  old_b->send("b's file stays readable");
+  old_b->close_in();
+  EXPECT_TRUE(loop.remove_reader(b)) << "removed after closing: its file stays in the epoll set";
+  old_a.reset();
+  Channel reuse(Kind::kSocketPair);
+  ASSERT_EQ(reuse.in, a) << "the kernel gives out the lowest free number";
+  reuse.send("the file that took a's number is readable");
+  loop.call_later(50ms, [&] { loop.stop(); });
+  uint64_t slices = loop.stats().slices;
+  run(loop);
+  slices = loop.stats().slices - slices;
+  EXPECT_EQ(stale_calls, 0) << "a stale reader was carried over to the file that took its number";
+  EXPECT_LT(slices, 20u) << "the loop spun on a closed fd's file";
+  reports.expect_one_stale(a);
+  ::close(keep_b);
 }
 
 // Issue 6 #19: one iteration serves every fd that was ready when it polled,

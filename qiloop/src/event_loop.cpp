@@ -55,6 +55,26 @@ void release_list(CallbackNode* n) noexcept {
   }
 }
 
+// Reports the registrations the selector dropped as stale (an fd closed
+// while watched) and releases their handlers. Each selector call that can
+// find one is followed by this.
+void report_stale_fds(QiEventLoop& loop, qi::detail::Selector& selector) noexcept {
+  if (!selector.has_stale()) return;
+  for (const qi::detail::Selector::Stale& s : selector.take_stale()) {
+    for (CallbackNode* n : {s.reader, s.writer}) {
+      if (!n) continue;
+      qi::detail::cancel_node(n);
+      release_node(n);
+    }
+    qi::ExceptionContext ctx;
+    try {
+      ctx.message = s.message();
+    } catch (...) {
+    }
+    loop.call_exception_handler(ctx);
+  }
+}
+
 }  // namespace
 
 QiEventLoop::QiEventLoop(QObject* parent) : QObject(parent), impl_(std::make_unique<LoopImpl>()) {
@@ -184,8 +204,10 @@ void QiEventLoop::add_fd_handler(int fd, bool write, CallbackNode* n) {
     old = impl_->selector.set_handler(fd, write, n);
   } catch (...) {
     release_node(n);
+    report_stale_fds(*this, impl_->selector);
     throw;
   }
+  report_stale_fds(*this, impl_->selector);
   if (old) {
     qi::detail::cancel_node(old);
     release_node(old);
@@ -197,6 +219,7 @@ bool QiEventLoop::remove_fd_handler(int fd, bool write) {
   if (closed_) return false;
   if (debug_) check_thread(write ? "remove_writer" : "remove_reader");
   CallbackNode* old = impl_->selector.take_handler(fd, write);
+  report_stale_fds(*this, impl_->selector);
   if (!old) return false;
   qi::detail::cancel_node(old);
   release_node(old);
@@ -390,6 +413,7 @@ void QiEventLoop::begin_iteration() {
   if (I.poll_pending || I.selector.has_user_fds()) {
     I.poll_pending = false;
     I.io_was_ready = I.selector.poll(ready_) > 0;
+    report_stale_fds(*this, I.selector);
   }
   // 2. Callbacks sent from other threads, oldest first.
   if (I.inbox.maybe_nonempty()) {

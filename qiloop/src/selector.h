@@ -7,6 +7,24 @@
 //
 // Thread-safety: wake() may be called from any thread until close(); every
 // other member belongs to the loop's thread.
+//
+// Stale registrations. The kernel keys an epoll registration by (file, fd
+// number) and drops it when the file's last descriptor closes. A user who
+// closes a watched fd without remove_reader()/remove_writer() leaves us a
+// registration that names a number, not a file. We find it out when epoll
+// refuses to change it (MOD fails with ENOENT or EBADF: the number is closed,
+// or now names another file), at the next add or remove on that number or
+// when poll() unregisters a cancelled handler. The handlers are then dropped,
+// never moved to the file that got the number, and queued for the loop to
+// report (take_stale()). If a dup (or a fork) keeps the closed file open, the
+// kernel keeps reporting it under the old number; each registration carries
+// a generation in its epoll data, so such "ghost" events are recognised, never
+// served, and the epoll set is rebuilt without them (else the level-triggered
+// epoll fd would stay readable and Qt would spin on it).
+// Not detected (as in asyncio and libuv): while nothing adds or removes on
+// that number, a closed file kept open by a dup still fires the old handler,
+// even once the number names another file. No syscall is spent per event to
+// check identity.
 #pragma once
 
 #include <qiloop/detail/callback_node.h>
@@ -14,14 +32,30 @@
 #include <absl/container/flat_hash_map.h>
 
 #include <chrono>
+#include <cstdint>
 #include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
+
+#include <sys/epoll.h>
 
 namespace qi::detail {
 
 class Selector {
  public:
   using time_point = std::chrono::steady_clock::time_point;
+
+  // A registration found stale; its handlers (each with the selector's
+  // reference, either may be null) are the caller's to cancel and release.
+  struct Stale {
+    int fd = -1;
+    int error = 0;  // the errno that revealed it
+    CallbackNode* reader = nullptr;
+    CallbackNode* writer = nullptr;
+    // The report for the exception handler: names the fd and the fix.
+    std::string message() const;
+  };
 
   Selector();
   Selector(const Selector&) = delete;
@@ -38,28 +72,43 @@ class Selector {
   void wake() noexcept;
 
   // Closes every fd. Returns the user handlers (each with the selector's
-  // reference) for the caller to release.
+  // reference, stale ones included) for the caller to release.
   std::vector<CallbackNode*> close();
 
   // Installs n (taking over one reference) as fd's reader or writer; returns
-  // the handler it replaced, or null. Throws std::invalid_argument when fd
-  // cannot be watched.
+  // the handler it replaced, or null. A stale registration of fd is dropped
+  // first (see take_stale): then only n is registered and null is returned.
+  // Throws std::invalid_argument when fd cannot be watched (the stale
+  // registration, if any, is still dropped).
   CallbackNode* set_handler(int fd, bool write, CallbackNode* n);
-  // Removes and returns fd's reader or writer (null when none).
-  CallbackNode* take_handler(int fd, bool write);
+  // Removes and returns fd's reader or writer (null when none). Never throws:
+  // if fd's other handler turns out stale it is dropped (see take_stale).
+  CallbackNode* take_handler(int fd, bool write) noexcept;
   bool has_user_fds() const noexcept { return !fds_.empty(); }
 
   // Non-blocking poll. Consumes timerfd / eventfd wake-ups (edge-triggered) and
   // appends the handler of each ready user fd to `ready` (adding a
-  // reference). Returns how many handlers it appended.
+  // reference): every fd that is ready, however many. Returns how many
+  // handlers it appended. Never throws but std::bad_alloc.
   int poll(ReadyQueue& ready);
+
+  // Stale registrations dropped since the last call, in the order found.
+  bool has_stale() const noexcept { return !stale_.empty(); }
+  std::vector<Stale> take_stale() noexcept { return std::exchange(stale_, {}); }
 
  private:
   struct Watch {
     CallbackNode* reader = nullptr;
     CallbackNode* writer = nullptr;
+    uint32_t gen = 0;  // tags this registration's events; 0 is the loop's own fds
   };
-  void update(int fd, const Watch& w, bool existed);
+  // The epoll_ctl for w (ADD for a new registration); returns 0 or an errno.
+  int apply(int op, int fd, const Watch& w) noexcept;
+  // Drops fd's registration as stale: its handlers go to stale_.
+  void drop_stale(int fd, int error);
+  // Rebuilds the epoll set from fds_, on the same fd number, leaving behind
+  // the registrations of closed files. Returns whether it could.
+  bool rebuild() noexcept;
   static bool enqueue(ReadyQueue& ready, CallbackNode* n) noexcept;
 
   int epoll_fd_ = -1;
@@ -67,6 +116,9 @@ class Selector {
   int event_fd_ = -1;
   time_point armed_ = time_point::max();
   absl::flat_hash_map<int, Watch> fds_;
+  uint32_t next_gen_ = 1;
+  std::vector<epoll_event> events_;  // poll()'s buffer, sized to the registrations
+  std::vector<Stale> stale_;
   std::mutex wake_mu_;  // orders wake() against close()
   bool closed_ = false; // guarded by wake_mu_
 };
