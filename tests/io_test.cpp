@@ -416,6 +416,30 @@ TEST_P(IoTest, AnFdClosedInTheExceptionHandlerDropsItsOtherHandler) {
   ::close(keep);
 }
 
+// Adding a writer to a watched fd that was closed (its number not reused):
+// std::invalid_argument for the writer, as for any closed fd, and the stale
+// reader is dropped and reported all the same.
+TEST_P(IoTest, AddingToAClosedWatchedFdThrowsAndDropsItsStaleHandler) {
+  QiEventLoop loop;
+  StaleReports reports(loop);
+  auto gone = std::make_unique<Channel>(Kind::kPipe);
+  const int fd = gone->in;
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> captures = token;
+  loop.add_reader(fd, [token] { ADD_FAILURE() << "the reader of a closed fd ran"; });
+  token.reset();
+  gone.reset();
+  loop.call_soon([&] {
+    EXPECT_THROW(loop.add_writer(fd, [] { ADD_FAILURE() << "a rejected writer ran"; }), std::invalid_argument);
+    EXPECT_TRUE(captures.expired()) << "the stale reader must be released";
+    EXPECT_FALSE(loop.remove_reader(fd));
+    EXPECT_FALSE(loop.remove_writer(fd));
+    loop.call_later(10ms, [&] { loop.stop(); });
+  });
+  run(loop);
+  reports.expect_one_stale(fd);
+}
+
 // A closed fd removed only afterwards leaves its file, kept open by a dup, in
 // the epoll set under the old number: its events reach no handler and the
 // selector rebuilds the set without it. The rebuild must not carry over a
