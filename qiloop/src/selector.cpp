@@ -109,30 +109,32 @@ std::vector<CallbackNode*> Selector::close() {
     }
   }
   std::vector<CallbackNode*> handlers;
-  for (auto& [fd, w] : fds_) {
-    for (CallbackNode* n : {w.reader, w.writer})
+  auto keep = [&handlers](CallbackNode* reader, CallbackNode* writer) {
+    for (CallbackNode* n : {reader, writer})
       if (n) handlers.push_back(n);
-  }
+  };
+  for (auto& [fd, w] : fds_) keep(w.reader, w.writer);
   fds_.clear();
-  for (const Stale& s : take_stale()) {
-    for (CallbackNode* n : {s.reader, s.writer})
-      if (n) handlers.push_back(n);
-  }
+  for (const Stale& s : take_stale()) keep(s.reader, s.writer);
   return handlers;
 }
 
 std::string Selector::Stale::message() const {
   const bool both = reader && writer;
-  std::string what = both ? "reader and writer were" : reader ? "reader was" : "writer was";
+  std::string what = both ? "reader and writer" : reader ? "reader" : "writer";
   std::string fix = both ? "remove_reader() and remove_writer()" : reader ? "remove_reader()" : "remove_writer()";
-  return "fd " + std::to_string(fd) + " was closed while its " + what + " registered (epoll: " +
-         std::strerror(error) + "); dropped, so that it never runs for a file that reuses the number. Call " + fix +
-         " before closing an fd";
+  return "fd " + std::to_string(fd) + " was closed while its " + what + (both ? " were" : " was") +
+         " registered (epoll: " + std::strerror(error) + "); the " + what +
+         " will not run again, nor for a file that reuses the number. Call " + fix + " before closing an fd";
+}
+
+uint32_t Selector::interest(const Watch& w) noexcept {
+  return (w.reader ? EPOLLIN : 0u) | (w.writer ? EPOLLOUT : 0u);
 }
 
 int Selector::apply(int op, int fd, const Watch& w) noexcept {
   epoll_event ev{};
-  ev.events = (w.reader ? EPOLLIN : 0u) | (w.writer ? EPOLLOUT : 0u);
+  ev.events = interest(w);
   ev.data.u64 = tag(fd, w.gen);
   return ::epoll_ctl(epoll_fd_, op, fd, &ev) == 0 ? 0 : errno;
 }
@@ -272,7 +274,7 @@ bool Selector::rebuild() noexcept {
       drop_stale(fd, err);
       continue;
     }
-    ok = add(fd, (w.reader ? EPOLLIN : 0u) | (w.writer ? EPOLLOUT : 0u), tag(fd, w.gen));
+    ok = add(fd, interest(w), tag(fd, w.gen));
   }
   ok = ok && ::dup3(fresh, epoll_fd_, O_CLOEXEC) >= 0;
   ::close(fresh);

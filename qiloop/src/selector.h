@@ -102,6 +102,7 @@ class Selector {
     CallbackNode* writer = nullptr;
     uint32_t gen = 0;  // tags this registration's events; 0 is the loop's own fds
   };
+  static uint32_t interest(const Watch& w) noexcept;
   // The epoll_ctl for w (ADD for a new registration); returns 0 or an errno.
   int apply(int op, int fd, const Watch& w) noexcept;
   // Drops fd's registration as stale: its handlers go to stale_.
