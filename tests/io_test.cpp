@@ -627,3 +627,52 @@ TEST(IoCancelledHandler, ACancelledReaderIsUnregisteredNotSpunOn) {
 }
 
 }  // namespace
+
+// Reader and writer both raise and the exception handler cancels each; after
+// the second it closes the fd while a dup keeps the file in the epoll set.
+// The next poll unregisters both cancelled handlers at once: nothing is
+// reported stale (the user disabled both), nothing crashes (unregistering
+// one at a time found the closed fd while the other was still there), and
+// the loop does not spin on the old file.
+TEST_P(IoTest, BothHandlersCancelledAndTheirFdClosedAreUnregistered) {
+  QiEventLoop loop;
+  Channel ch(Kind::kSocketPair);
+  int fd = ch.in;
+  const int watched = fd;
+  const int keep = ::fcntl(fd, F_DUPFD_CLOEXEC, 100);
+  ASSERT_GE(keep, 0);
+  std::vector<std::string> messages;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& ctx) {
+    messages.push_back(ctx.message);
+    if (!ctx.handle) return;
+    ctx.handle->cancel();
+    if (messages.size() == 2) {
+      ::close(fd);
+      fd = -1;
+    }
+  });
+  ch.send("readable");
+  int calls = 0;
+  loop.add_reader(watched, [&] {
+    ++calls;
+    throw std::runtime_error("reader failed");
+  });
+  loop.add_writer(watched, [&] {
+    ++calls;
+    throw std::runtime_error("writer failed");
+  });
+  uint64_t slices_before = 0;
+  loop.call_later(20ms, [&] { slices_before = loop.stats().slices; });
+  uint64_t slices_during = 0;
+  loop.call_later(70ms, [&] {
+    slices_during = loop.stats().slices - slices_before;
+    EXPECT_FALSE(loop.remove_reader(watched));
+    EXPECT_FALSE(loop.remove_writer(watched));
+    loop.stop();
+  });
+  run(loop);
+  EXPECT_EQ(calls, 2);
+  EXPECT_THAT(messages, testing::ElementsAre(HasSubstr("Exception in callback"), HasSubstr("Exception in callback")));
+  EXPECT_LT(slices_during, 20u) << "the loop spun on the closed fd's file, still ready in the epoll set";
+  ::close(keep);
+}

@@ -179,7 +179,12 @@ CallbackNode* Selector::take_handler(int fd, bool write) noexcept {
   auto it = fds_.find(fd);
   if (it == fds_.end()) return nullptr;
   CallbackNode* old = std::exchange(write ? it->second.writer : it->second.reader, nullptr);
-  if (!old) return nullptr;
+  if (old) reregister(it);
+  return old;
+}
+
+void Selector::reregister(absl::flat_hash_map<int, Watch>::iterator it) noexcept {
+  const int fd = it->first;
   if (it->second.reader || it->second.writer) {
     if (int err = apply(EPOLL_CTL_MOD, fd, it->second)) drop_stale(fd, err);
   } else {
@@ -188,7 +193,6 @@ CallbackNode* Selector::take_handler(int fd, bool write) noexcept {
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
     fds_.erase(it);
   }
-  return old;
 }
 
 bool Selector::enqueue(ReadyQueue& ready, CallbackNode* n) noexcept {
@@ -231,9 +235,14 @@ int Selector::poll(ReadyQueue& ready) {
       // A handler cancelled through its handle (ExceptionContext::handle) is
       // unregistered, as asyncio's _process_events does: a level-triggered fd
       // nobody serves would otherwise keep the loop spinning.
+      // Both at once: taking one first would MOD the fd for the other, and a
+      // closed fd would make the other, cancelled too, a stale registration.
       if (cancelled(w.reader) || cancelled(w.writer)) {
-        if (cancelled(w.reader)) release_node(take_handler(fd, false));
-        if (cancelled(w.writer)) release_node(take_handler(fd, true));
+        if (cancelled(w.reader)) it->second.reader = nullptr;
+        if (cancelled(w.writer)) it->second.writer = nullptr;
+        reregister(it);
+        for (CallbackNode* n : {w.reader, w.writer})
+          if (cancelled(n)) release_node(n);
         it = fds_.find(fd);
         if (it == fds_.end()) continue;  // nothing left, or found stale
         w = it->second;

@@ -105,6 +105,10 @@ class Selector {
   static uint32_t interest(const Watch& w) noexcept;
   // The epoll_ctl for w (ADD for a new registration); returns 0 or an errno.
   int apply(int op, int fd, const Watch& w) noexcept;
+  // Brings the epoll set in line with its Watch after handlers were taken
+  // off: MOD for what is left, DEL (and erase) when nothing is; a failed MOD
+  // drops the registration as stale.
+  void reregister(absl::flat_hash_map<int, Watch>::iterator it) noexcept;
   // Drops fd's registration as stale: its handlers go to stale_.
   void drop_stale(int fd, int error);
   // Rebuilds the epoll set from fds_, on the same fd number, leaving behind
