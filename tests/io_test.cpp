@@ -676,3 +676,45 @@ TEST_P(IoTest, BothHandlersCancelledAndTheirFdClosedAreUnregistered) {
   EXPECT_LT(slices_during, 20u) << "the loop spun on the closed fd's file, still ready in the epoll set";
   ::close(keep);
 }
+
+// A closed fd's file, kept open by a dup and still ready, is left in the
+// epoll set (removed only after closing): the selector rebuilds the set
+// without it, which takes a new epoll fd. A process out of fds (a server at
+// RLIMIT_NOFILE) must not make that fail and leave the loop spinning on the
+// ever-ready epoll fd: the loop keeps a spare set for it.
+TEST_P(IoTest, ALeftoverClosedFdDoesNotSpinTheLoopWhenTheProcessIsOutOfFds) {
+  QiEventLoop loop;
+  Channel ch(Kind::kSocketPair);
+  ch.send("stays readable");
+  loop.add_reader(ch.in, [] { ADD_FAILURE() << "the reader of a removed fd ran"; });
+  const int keep = ::fcntl(ch.in, F_DUPFD_CLOEXEC, 100);
+  ASSERT_GE(keep, 0);
+  std::vector<int> filler;
+  auto release_filler = [&filler] {
+    for (int d : filler) ::close(d);
+    filler.clear();
+  };
+  uint64_t slices_out_of_fds = 0;
+  uint64_t slices_after = 0;
+  loop.call_soon([&] {
+    const int fd = ch.in;
+    ch.close_in();
+    EXPECT_TRUE(loop.remove_reader(fd));
+    for (int d; (d = ::fcntl(keep, F_DUPFD_CLOEXEC, 0)) >= 0;) filler.push_back(d);
+    const uint64_t start = loop.stats().slices;
+    loop.call_later(50ms, [&, start] {
+      slices_out_of_fds = loop.stats().slices - start;
+      release_filler();
+      const uint64_t later = loop.stats().slices;
+      loop.call_later(30ms, [&, later] {
+        slices_after = loop.stats().slices - later;
+        loop.stop();
+      });
+    });
+  });
+  run(loop);
+  release_filler();
+  EXPECT_LT(slices_out_of_fds, 20u) << "the loop spun on the closed fd's file while no new fd could be opened";
+  EXPECT_LT(slices_after, 20u);
+  ::close(keep);
+}

@@ -54,11 +54,12 @@ Selector::Selector() {
   if (epoll_fd_ < 0) throw_sys("epoll_create1");
   timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (timer_fd_ < 0 || event_fd_ < 0) {
+  spare_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (timer_fd_ < 0 || event_fd_ < 0 || spare_fd_ < 0) {
     int err = errno;
     close();
     errno = err;
-    throw_sys("timerfd/eventfd");
+    throw_sys("timerfd/eventfd/epoll_create1");
   }
   // Edge-triggered: each expiry or write is reported once, so a wake-up
   // costs the epoll_wait that consumes it and no read() to clear the fd.
@@ -103,7 +104,7 @@ std::vector<CallbackNode*> Selector::close() {
     std::lock_guard lock(wake_mu_);
     if (closed_) return {};
     closed_ = true;
-    for (int* fd : {&event_fd_, &timer_fd_, &epoll_fd_}) {
+    for (int* fd : {&event_fd_, &timer_fd_, &epoll_fd_, &spare_fd_}) {
       if (*fd >= 0) ::close(*fd);
       *fd = -1;
     }
@@ -147,7 +148,7 @@ void Selector::drop_stale(int fd, int error) {
 
 CallbackNode* Selector::set_handler(int fd, bool write, CallbackNode* n) {
   if (fd < 0) throw std::invalid_argument("fd " + std::to_string(fd) + " is negative; pass an open file descriptor");
-  if (fd == epoll_fd_ || fd == timer_fd_ || fd == event_fd_)
+  if (fd == epoll_fd_ || fd == timer_fd_ || fd == event_fd_ || fd == spare_fd_)
     throw std::invalid_argument("fd " + std::to_string(fd) + " belongs to the event loop itself");
   if (auto it = fds_.find(fd); it != fds_.end()) {
     Watch next = it->second;
@@ -263,8 +264,10 @@ int Selector::poll(ReadyQueue& ready) {
 bool Selector::rebuild() noexcept {
   // A ghost cannot be deleted: epoll_ctl needs an fd of its file, and we have
   // none. A new set without it takes over the same number, so Qt's notifier
-  // keeps watching the right fd.
-  const int fresh = ::epoll_create1(EPOLL_CLOEXEC);
+  // keeps watching the right fd. The new set is the spare made beforehand: a
+  // process out of fds could not make one now, and the ghost would keep the
+  // epoll fd ready, spinning the loop.
+  const int fresh = spare_fd_ >= 0 ? std::exchange(spare_fd_, -1) : ::epoll_create1(EPOLL_CLOEXEC);
   if (fresh < 0) return false;
   auto add = [fresh](int fd, uint32_t events, uint64_t data) {
     epoll_event ev{};
@@ -287,6 +290,8 @@ bool Selector::rebuild() noexcept {
   }
   ok = ok && ::dup3(fresh, epoll_fd_, O_CLOEXEC) >= 0;
   ::close(fresh);
+  // Takes the number just freed (unless another thread was quicker).
+  spare_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   return ok;
 }
 

@@ -20,7 +20,9 @@
 // kernel keeps reporting it under the old number; each registration carries
 // a generation in its epoll data, so such "ghost" events are recognised, never
 // served, and the epoll set is rebuilt without them (else the level-triggered
-// epoll fd would stay readable and Qt would spin on it).
+// epoll fd would stay readable and Qt would spin on it). The rebuilt set is an
+// empty one opened in advance (a fourth fd per loop), so that a process out
+// of fds can still rebuild.
 // Not detected (as in asyncio and libuv): while nothing adds or removes on
 // that number, a closed file kept open by a dup still fires the old handler,
 // even once the number names another file. No syscall is spent per event to
@@ -119,6 +121,7 @@ class Selector {
   int epoll_fd_ = -1;
   int timer_fd_ = -1;
   int event_fd_ = -1;
+  int spare_fd_ = -1;  // an empty epoll set, for rebuild()
   time_point armed_ = time_point::max();
   absl::flat_hash_map<int, Watch> fds_;
   uint32_t next_gen_ = 1;
