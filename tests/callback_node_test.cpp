@@ -190,8 +190,9 @@ TEST_P(CallbackNodeTest, BurstIsGivenBackByALoopThatIdles) {
     Ticker ticker{loop, 100ms, [&] { watch.sample(); }};
     Burst burst{n, [&] {
                   watch.burst_done();
-                  // Nothing to do for 0.7 s; then memory is watched every 100 ms.
-                  loop.call_later(700ms, [&] {
+                  // Nothing to do for 1.2 s (the old pool trimmed after 1 s idle); then
+                  // memory is watched every 100 ms.
+                  loop.call_later(1200ms, [&] {
                     watch.sample();
                     if (!watch.returned) ticker.start();
                   });
