@@ -306,10 +306,9 @@ void release_unused(Global& g, NodeArray& v, std::size_t end, std::size_t max_pa
   std::size_t kept = 0;
   for (std::size_t i = 0; i < end; ++i) {
     std::uint8_t& c = arena_of(d[i])->count[page_index(d[i])];
-    if (c == kRelease) {
-      std::destroy_at(d[i]);
-      continue;
-    }
+    // A free node owns nothing (its callable is empty): its page simply goes,
+    // without a destructor call that would read every node.
+    if (c == kRelease) continue;
     c = 0;
     d[kept++] = d[i];
   }
