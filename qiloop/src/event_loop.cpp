@@ -384,7 +384,8 @@ void QiEventLoop::run_slice() {
   I.slice_over = false;
   I.since_budget_check = 0;
   const auto start = clock::now();
-  if (start - I.last_slice_end > LoopImpl::kPoolTrimAfterIdle) qi::detail::trim_node_pool(LoopImpl::kPoolKeep);
+  // The node pool gives back what a burst left unused (callback_node.cpp).
+  qi::detail::trim_node_pool(start, start - I.last_slice_end);
   I.slice_deadline = start + I.slice_budget;
   for (;;) {
     if (I.iter_remaining == 0) begin_iteration();

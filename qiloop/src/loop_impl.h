@@ -24,11 +24,6 @@ struct LoopImpl {
   static constexpr unsigned kBudgetCheckEvery = 32;
   // QiRunner's shutdown runs at most this many iterations of leftovers.
   static constexpr int kShutdownRounds = 100;
-  // The node pool keeps what a burst freed, so the next burst allocates
-  // nothing; after this long without a slice the burst is over and the pool
-  // is trimmed to kPoolKeep nodes (~256 KiB), which a steady state reuses.
-  static constexpr auto kPoolTrimAfterIdle = std::chrono::seconds(1);
-  static constexpr std::size_t kPoolKeep = 4096;
 
   TimerHeap timers;
   Selector selector;

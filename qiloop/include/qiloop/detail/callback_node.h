@@ -3,7 +3,7 @@
 // Invariant: a node is in at most one of {the ready queue, the timer heap,
 // the thread inbox} at a time, and each of those holds one reference to it;
 // every qi::Handle holds one more. A node whose count drops to zero goes back
-// to the freeing thread's node pool.
+// to the node pool (the freeing thread's cache).
 //
 // Reference counts and the state byte are atomics so that handles returned by
 // call_soon_threadsafe may be copied and cancelled on any thread. Nodes made on
@@ -24,8 +24,6 @@ class QiEventLoop;
 
 namespace qi::detail {
 
-struct NodePool;
-
 struct CallbackNode {
   // Flags, fixed at creation.
   static constexpr uint8_t kThreadsafe = 1;  // may be shared with other threads
@@ -44,7 +42,6 @@ struct CallbackNode {
   // The loop whose timer heap holds this node; null once it left the heap.
   QiEventLoop* timer_loop = nullptr;
   std::chrono::steady_clock::time_point when{};
-  NodePool* home = nullptr;  // the pool of the thread that allocated it
   absl::AnyInvocable<void()> fn;
 
   bool threadsafe() const noexcept { return flags & kThreadsafe; }
@@ -72,16 +69,22 @@ struct CallbackNode {
   }
 };
 
-// Node storage: a free list per thread (compiled out with QILOOP_NO_POOL, as
-// under sanitizers). A node always goes back to the pool of the thread that
-// allocated it (nodes freed elsewhere travel back through a lock-free stack),
-// so a producer thread of call_soon_threadsafe recycles its own nodes.
-// alloc_node returns a node with refs == 0, state == 0.
+// Node storage (compiled out with QILOOP_NO_POOL, as under ASan): nodes are
+// carved from mmap'd pages and recycled through per-thread caches, so a
+// steady state never allocates. A node freed on another thread joins that
+// thread's cache; threadsafe nodes flow back to their producers through a
+// shared depot, a batch at a time. What a burst left unused for a whole
+// window (0.5 s) is given back to the system page by page.
+// alloc_node returns a node with refs == 0, state == 0; it throws
+// std::bad_alloc when the system has no memory left.
 QILOOP_EXPORT CallbackNode* alloc_node(uint8_t flags);
 QILOOP_EXPORT void free_node(CallbackNode* n) noexcept;
-// Frees the calling thread's pooled nodes beyond `keep` (the loop calls it
-// after a long idle period, so one burst does not pin its memory forever).
-QILOOP_EXPORT void trim_node_pool(std::size_t keep) noexcept;
+// Gives back the pages of nodes that went unused for a window, in the calling
+// thread's cache and in the depot. A loop calls it at the start of every
+// slice, `idle` being how long it was idle before (idle for a window, all of
+// its cache went unused). Cheap when there is nothing to give back.
+QILOOP_EXPORT void trim_node_pool(std::chrono::steady_clock::time_point now,
+                                  std::chrono::steady_clock::duration idle) noexcept;
 // Handle::cancel(): marks the node and releases its callback early when safe.
 QILOOP_EXPORT void cancel_node(CallbackNode* n) noexcept;
 
