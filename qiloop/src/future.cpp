@@ -3,13 +3,13 @@
 
 #include "loop_impl.h"
 
-#include <algorithm>
+#include <stdexcept>
 
 namespace qi::detail {
 
-// The ready-queue entry of one scheduled done callback: runs the next one of
-// its future's firing_ list. Small enough (a pointer and a flag) for the
-// callback node's inline storage, so completing a future allocates nothing.
+// The ready-queue entry of one scheduled done callback: runs the head of
+// its future's list. Small enough (a pointer) for the callback node's inline
+// storage, so completing a future allocates nothing.
 struct FiringEntry {
   FutureStateBase* state;
   explicit FiringEntry(FutureStateBase* s) noexcept : state(s) {}
@@ -17,27 +17,25 @@ struct FiringEntry {
   FiringEntry& operator=(FiringEntry&&) = delete;
   ~FiringEntry() {
     if (!state) return;
-    // Run or dropped (close()): the last entry releases the state.
+    // Run or dropped (close()): the last entry releases the state, after
+    // dropping the callbacks whose entries were dropped.
     if (--state->firing_entries_ == 0) {
-      state->callbacks_.clear();
-      state->fired_ = 0;
       auto self = std::move(state->firing_self_);
+      state->drop_callbacks();
     }
   }
   void operator()() {
     FutureStateBase& s = *state;
-    FutureStateBase::DoneCallback cb = std::move(s.callbacks_[s.fired_++].second);
+    const uint32_t i = s.head_;
+    FutureStateBase::Slot& slot = s.slots_[i];
+    FutureStateBase::DoneCallback cb = std::move(slot.cb);
+    s.head_ = slot.next;
+    if (s.head_ == FutureStateBase::kNoSlot) s.tail_ = FutureStateBase::kNoSlot;
+    --s.live_;
+    s.free_slot(i);  // reused by callbacks added meanwhile: nothing piles up
     cb(s);
-    // Callbacks added to a done future while others are still scheduled
-    // would otherwise pile up: drop the ones that ran, now and then.
-    constexpr uint32_t kCompactAfter = 32;
-    if (s.fired_ >= kCompactAfter && s.fired_ * 2 >= s.callbacks_.size()) {
-      s.callbacks_.erase(s.callbacks_.begin(), s.callbacks_.begin() + s.fired_);
-      s.fired_ = 0;
-    }
   }
 };
-
 
 FutureStateBase::FutureStateBase(QiEventLoop& loop) : loop_(&loop) {}
 
@@ -68,6 +66,16 @@ void FutureStateBase::mark_cancelled(std::string msg) {
   finish(Status::kCancelled);
 }
 
+void FutureStateBase::check_call(const char* api, bool schedules) const {
+  QiEventLoop* l = loop_.data();
+  if (!l || !(l->closed_ || l->debug_)) [[likely]]
+    return;
+  if (schedules)
+    l->admit(api);  // what the call_soon to come would check, made now
+  else if (l->debug_)
+    l->check_thread(api);
+}
+
 void FutureStateBase::check_settable(const char* api) const {
   if (is_task_)
     throw RuntimeError(std::string(api) +
@@ -75,10 +83,12 @@ void FutureStateBase::check_settable(const char* api) const {
   if (status_ != Status::kPending)
     throw InvalidStateError(std::string(api) + ": the future is already " +
                             (status_ == Status::kCancelled ? "cancelled" : "done") + "; check done() first");
+  check_call(api, live_ != 0);
 }
 
 bool FutureStateBase::cancel(std::string msg) {
   if (status_ != Status::kPending) return false;
+  check_call("cancel", live_ != 0);
   if (!msg.empty()) cancel_message_ = std::make_unique<std::string>(std::move(msg));
   finish(Status::kCancelled);
   return true;
@@ -113,35 +123,118 @@ void FutureStateBase::check_result() {
   if (exception_) std::rethrow_exception(exception_);
 }
 
+uint32_t FutureStateBase::take_slot(DoneCallback cb) {
+  uint32_t i = free_;
+  if (i != kNoSlot) {
+    free_ = slots_[i].next;
+  } else {
+    if (slots_.size() >= kNoSlot) throw std::length_error("add_done_callback: too many done callbacks");
+    slots_.emplace_back();
+    i = static_cast<uint32_t>(slots_.size() - 1);
+  }
+  Slot& s = slots_[i];
+  s.cb = std::move(cb);
+  if (++s.serial == 0) s.serial = 1;  // ids are never 0
+  s.next = kNoSlot;
+  return i;
+}
+
+void FutureStateBase::link_last(uint32_t i) noexcept {
+  if (tail_ == kNoSlot)
+    head_ = i;
+  else
+    slots_[tail_].next = i;
+  tail_ = i;
+  ++live_;
+}
+
+void FutureStateBase::free_slot(uint32_t i) noexcept {
+  slots_[i].next = free_;
+  free_ = i;
+}
+
+void FutureStateBase::compact() noexcept {
+  uint32_t* link = &head_;
+  uint32_t last = kNoSlot;
+  for (uint32_t i = head_; i != kNoSlot;) {
+    const uint32_t next = slots_[i].next;
+    if (slots_[i].cb) {
+      *link = i;
+      link = &slots_[i].next;
+      last = i;
+    } else {
+      free_slot(i);
+    }
+    i = next;
+  }
+  *link = kNoSlot;
+  tail_ = last;
+  removed_ = 0;
+}
+
+void FutureStateBase::drop_callbacks() noexcept {
+  decltype(slots_) dead;
+  dead.swap(slots_);
+  head_ = tail_ = free_ = kNoSlot;
+  live_ = removed_ = 0;
+}
+
 uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
   if (!cb) throw std::invalid_argument("add_done_callback: the callback is empty; pass a callable");
   QiEventLoop* l = loop_.data();
-  if (done() && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
-  uint64_t id = next_callback_id_++;
-  callbacks_.emplace_back(id, std::move(cb));
-  if (done()) schedule_entries(*l, 1);
+  const bool now = done();
+  if (now && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
+  check_call("add_done_callback", now);
+  const uint32_t i = take_slot(std::move(cb));
+  const uint64_t id = (uint64_t{slots_[i].serial} << 32) | i;
+  const uint32_t old_tail = tail_;
+  link_last(i);
+  if (now) {
+    try {
+      schedule_entries(*l, 1);
+    } catch (...) {
+      // Out of memory: take it back (unless its dropped entry already
+      // dropped every callback).
+      if (tail_ == i) {
+        (old_tail == kNoSlot ? head_ : slots_[old_tail].next) = kNoSlot;
+        tail_ = old_tail;
+        --live_;
+        slots_[i].cb = nullptr;
+        free_slot(i);
+      }
+      throw;
+    }
+  }
   return id;
 }
 
 std::size_t FutureStateBase::remove_done_callback(uint64_t id) {
+  check_call("remove_done_callback", false);
   if (done()) return 0;  // already scheduled: they run (as in asyncio)
-  auto it = std::remove_if(callbacks_.begin(), callbacks_.end(), [id](const auto& p) { return p.first == id; });
-  auto n = static_cast<std::size_t>(callbacks_.end() - it);
-  callbacks_.erase(it, callbacks_.end());
-  return n;
+  const auto i = static_cast<uint32_t>(id);
+  if (i >= slots_.size() || slots_[i].serial != static_cast<uint32_t>(id >> 32) || !slots_[i].cb) return 0;
+  DoneCallback dead = std::move(slots_[i].cb);  // destroyed last: its destructor may call back
+  slots_[i].cb = nullptr;                       // (a moved-from AnyInvocable need not be empty)
+  --live_;
+  if (++removed_ > live_) compact();  // O(live + removed), paid for by the removals
+  return 1;
 }
 
 void FutureStateBase::finish(Status s) {
   status_ = s;
-  if (callbacks_.empty()) return;
-  QiEventLoop* l = loop_.data();
-  if (!l) {
-    qCWarning(lcQiloop, "a future completed after its event loop was destroyed: %zu done callbacks dropped",
-              callbacks_.size());
-    callbacks_.clear();
+  if (live_ == 0) {
+    if (head_ != kNoSlot) drop_callbacks();  // only removed ones
     return;
   }
-  schedule_entries(*l, callbacks_.size());
+  QiEventLoop* l = loop_.data();
+  if (!l) {
+    qCWarning(lcQiloop, "a future completed after its event loop was destroyed: %u done callbacks dropped", live_);
+    drop_callbacks();
+    return;
+  }
+  // Entries run the head of the list: removed callbacks must not be there.
+  if (removed_ != 0) compact();
+  schedule_entries(*l, live_);
 }
 
 // Done callbacks never run inside set_result(): they go through the loop,
