@@ -7,9 +7,98 @@
 
 namespace qi::detail {
 
-// The ready-queue entry of one scheduled done callback: runs the head of
-// its future's list. Small enough (a pointer) for the callback node's inline
-// storage, so completing a future allocates nothing.
+// --- DoneCallbacks ---------------------------------------------------------------
+
+// (Indexing through data(): operator[]'s hardening checks would cost more
+// than the rest of these hot paths.)
+uint64_t DoneCallbacks::push_back(Callback&& cb) {
+  uint32_t i = free_;
+  if (i == kNone) {
+    if (slots_.size() >= kNone) throw std::length_error("add_done_callback: too many done callbacks");
+    i = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back(std::move(cb));
+  } else {
+    free_ = slots_.data()[i].next;
+    slots_.data()[i].cb = std::move(cb);
+  }
+  Slot* all = slots_.data();
+  Slot& s = all[i];
+  if (++s.serial == 0) s.serial = 1;  // ids are never 0
+  s.next = kNone;
+  (tail_ == kNone ? head_ : all[tail_].next) = i;
+  tail_ = i;
+  ++live_;
+  return (uint64_t{s.serial} << 32) | i;
+}
+
+bool DoneCallbacks::remove(uint64_t id) noexcept {
+  const auto i = static_cast<uint32_t>(id);
+  if (i >= slots_.size() || slots_[i].serial != static_cast<uint32_t>(id >> 32) || !slots_[i].cb) return false;
+  Callback dead = std::move(slots_[i].cb);  // destroyed last: its destructor may call back
+  slots_[i].cb = nullptr;                   // (a moved-from AnyInvocable need not be empty)
+  --live_;
+  if (++removed_ > live_) compact();  // O(live + removed), paid for by the removals
+  return true;
+}
+
+void DoneCallbacks::compact() noexcept {
+  uint32_t* link = &head_;
+  uint32_t last = kNone;
+  for (uint32_t i = head_; i != kNone;) {
+    const uint32_t next = slots_[i].next;
+    if (slots_[i].cb) {
+      *link = i;
+      link = &slots_[i].next;
+      last = i;
+    } else {
+      slots_[i].next = free_;
+      free_ = i;
+    }
+    i = next;
+  }
+  *link = kNone;
+  tail_ = last;
+  removed_ = 0;
+}
+
+DoneCallbacks::Callback DoneCallbacks::pop_front() noexcept {
+  if (removed_ != 0) compact();
+  const uint32_t i = head_;
+  Slot& s = slots_.data()[i];
+  Callback cb = std::move(s.cb);
+  head_ = s.next;
+  if (head_ == kNone) tail_ = kNone;
+  --live_;
+  s.next = free_;  // reused by callbacks added meanwhile: nothing piles up
+  free_ = i;
+  return cb;
+}
+
+void DoneCallbacks::clear_slow() noexcept {
+  if (live_ == 0 && removed_ == 0) {
+    slots_.clear();  // nothing left to call back
+    free_ = kNone;
+    return;
+  }
+  head_ = tail_ = free_ = kNone;
+  live_ = removed_ = 0;
+  decltype(slots_) dead;
+  dead.swap(slots_);
+}
+
+// --- FutureStateBase --------------------------------------------------------------
+
+namespace {
+
+// Whether the loop checks calls at all (the rare case): the common path
+// pays two loads.
+inline bool loop_checks(const QiEventLoop* l) noexcept { return l && (l->is_closed() || l->get_debug()); }
+
+}  // namespace
+
+// The ready-queue entry of one scheduled done callback: runs the first of
+// its future's callbacks. Small enough (a pointer) for the callback node's
+// inline storage, so completing a future allocates nothing.
 struct FiringEntry {
   FutureStateBase* state;
   explicit FiringEntry(FutureStateBase* s) noexcept : state(s) {}
@@ -18,22 +107,15 @@ struct FiringEntry {
   ~FiringEntry() {
     if (!state) return;
     // Run or dropped (close()): the last entry releases the state, after
-    // dropping the callbacks whose entries were dropped.
+    // the callbacks whose entries were dropped.
     if (--state->firing_entries_ == 0) {
       auto self = std::move(state->firing_self_);
-      state->drop_callbacks();
+      state->callbacks_.clear();
     }
   }
   void operator()() {
-    FutureStateBase& s = *state;
-    const uint32_t i = s.head_;
-    FutureStateBase::Slot& slot = s.slots_[i];
-    FutureStateBase::DoneCallback cb = std::move(slot.cb);
-    s.head_ = slot.next;
-    if (s.head_ == FutureStateBase::kNoSlot) s.tail_ = FutureStateBase::kNoSlot;
-    --s.live_;
-    s.free_slot(i);  // reused by callbacks added meanwhile: nothing piles up
-    cb(s);
+    FutureStateBase::DoneCallback cb = state->callbacks_.pop_front();
+    cb(*state);
   }
 };
 
@@ -68,8 +150,7 @@ void FutureStateBase::mark_cancelled(std::string msg) {
 
 void FutureStateBase::check_call(const char* api, bool schedules) const {
   QiEventLoop* l = loop_.data();
-  if (!l || !(l->closed_ || l->debug_)) [[likely]]
-    return;
+  if (!loop_checks(l)) return;
   if (schedules)
     l->admit(api);  // what the call_soon to come would check, made now
   else if (l->debug_)
@@ -83,12 +164,14 @@ void FutureStateBase::check_settable(const char* api) const {
   if (status_ != Status::kPending)
     throw InvalidStateError(std::string(api) + ": the future is already " +
                             (status_ == Status::kCancelled ? "cancelled" : "done") + "; check done() first");
-  check_call(api, live_ != 0);
+  if (loop_checks(loop_.data())) [[unlikely]]
+    check_call(api, callbacks_.size() != 0);
 }
 
 bool FutureStateBase::cancel(std::string msg) {
   if (status_ != Status::kPending) return false;
-  check_call("cancel", live_ != 0);
+  if (loop_checks(loop_.data())) [[unlikely]]
+    check_call("cancel", callbacks_.size() != 0);
   if (!msg.empty()) cancel_message_ = std::make_unique<std::string>(std::move(msg));
   finish(Status::kCancelled);
   return true;
@@ -123,85 +206,19 @@ void FutureStateBase::check_result() {
   if (exception_) std::rethrow_exception(exception_);
 }
 
-uint32_t FutureStateBase::take_slot(DoneCallback cb) {
-  uint32_t i = free_;
-  if (i != kNoSlot) {
-    free_ = slots_[i].next;
-  } else {
-    if (slots_.size() >= kNoSlot) throw std::length_error("add_done_callback: too many done callbacks");
-    slots_.emplace_back();
-    i = static_cast<uint32_t>(slots_.size() - 1);
-  }
-  Slot& s = slots_[i];
-  s.cb = std::move(cb);
-  if (++s.serial == 0) s.serial = 1;  // ids are never 0
-  s.next = kNoSlot;
-  return i;
-}
-
-void FutureStateBase::link_last(uint32_t i) noexcept {
-  if (tail_ == kNoSlot)
-    head_ = i;
-  else
-    slots_[tail_].next = i;
-  tail_ = i;
-  ++live_;
-}
-
-void FutureStateBase::free_slot(uint32_t i) noexcept {
-  slots_[i].next = free_;
-  free_ = i;
-}
-
-void FutureStateBase::compact() noexcept {
-  uint32_t* link = &head_;
-  uint32_t last = kNoSlot;
-  for (uint32_t i = head_; i != kNoSlot;) {
-    const uint32_t next = slots_[i].next;
-    if (slots_[i].cb) {
-      *link = i;
-      link = &slots_[i].next;
-      last = i;
-    } else {
-      free_slot(i);
-    }
-    i = next;
-  }
-  *link = kNoSlot;
-  tail_ = last;
-  removed_ = 0;
-}
-
-void FutureStateBase::drop_callbacks() noexcept {
-  decltype(slots_) dead;
-  dead.swap(slots_);
-  head_ = tail_ = free_ = kNoSlot;
-  live_ = removed_ = 0;
-}
-
 uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
   if (!cb) throw std::invalid_argument("add_done_callback: the callback is empty; pass a callable");
   QiEventLoop* l = loop_.data();
   const bool now = done();
   if (now && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
-  check_call("add_done_callback", now);
-  const uint32_t i = take_slot(std::move(cb));
-  const uint64_t id = (uint64_t{slots_[i].serial} << 32) | i;
-  const uint32_t old_tail = tail_;
-  link_last(i);
+  if (loop_checks(l)) [[unlikely]]
+    check_call("add_done_callback", now);
+  const uint64_t id = callbacks_.push_back(std::move(cb));
   if (now) {
     try {
       schedule_entries(*l, 1);
     } catch (...) {
-      // Out of memory: take it back (unless its dropped entry already
-      // dropped every callback).
-      if (tail_ == i) {
-        (old_tail == kNoSlot ? head_ : slots_[old_tail].next) = kNoSlot;
-        tail_ = old_tail;
-        --live_;
-        slots_[i].cb = nullptr;
-        free_slot(i);
-      }
+      callbacks_.remove(id);  // out of memory: take it back
       throw;
     }
   }
@@ -209,32 +226,26 @@ uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
 }
 
 std::size_t FutureStateBase::remove_done_callback(uint64_t id) {
-  check_call("remove_done_callback", false);
+  if (loop_checks(loop_.data())) [[unlikely]]
+    check_call("remove_done_callback", false);
   if (done()) return 0;  // already scheduled: they run (as in asyncio)
-  const auto i = static_cast<uint32_t>(id);
-  if (i >= slots_.size() || slots_[i].serial != static_cast<uint32_t>(id >> 32) || !slots_[i].cb) return 0;
-  DoneCallback dead = std::move(slots_[i].cb);  // destroyed last: its destructor may call back
-  slots_[i].cb = nullptr;                       // (a moved-from AnyInvocable need not be empty)
-  --live_;
-  if (++removed_ > live_) compact();  // O(live + removed), paid for by the removals
-  return 1;
+  return callbacks_.remove(id) ? 1 : 0;
 }
 
 void FutureStateBase::finish(Status s) {
   status_ = s;
-  if (live_ == 0) {
-    if (head_ != kNoSlot) drop_callbacks();  // only removed ones
+  const uint32_t n = callbacks_.size();
+  if (n == 0) {
+    callbacks_.clear();  // removed ones only
     return;
   }
   QiEventLoop* l = loop_.data();
   if (!l) {
-    qCWarning(lcQiloop, "a future completed after its event loop was destroyed: %u done callbacks dropped", live_);
-    drop_callbacks();
+    qCWarning(lcQiloop, "a future completed after its event loop was destroyed: %u done callbacks dropped", n);
+    callbacks_.clear();
     return;
   }
-  // Entries run the head of the list: removed callbacks must not be there.
-  if (removed_ != 0) compact();
-  schedule_entries(*l, live_);
+  schedule_entries(*l, n);
 }
 
 // Done callbacks never run inside set_result(): they go through the loop,

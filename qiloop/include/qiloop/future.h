@@ -55,11 +55,61 @@ template <class T> class Future;
 
 namespace detail {
 
+class FutureStateBase;
+
+// A future's done callbacks, in the order they were added. Invariant: the
+// live callbacks form a list through slots_ from head_ to tail_; a slot
+// never moves while linked, so an id is its index with its serial (bumped
+// at each reuse, so a stale id matches nothing) and remove() finds its
+// callback without a scan. remove() leaves an empty slot linked; they are
+// unlinked once they outnumber the live ones, so a removal costs O(1)
+// amortised. One inline slot: a future is usually awaited by one task.
+// Internal to src/future.cpp (not exported, so its calls stay direct).
+class DoneCallbacks {
+ public:
+  using Callback = absl::AnyInvocable<void(FutureStateBase&)>;
+
+  uint32_t size() const noexcept { return live_; }
+  // Appends cb; returns its id (never 0). Throws only std::bad_alloc /
+  // std::length_error, changing nothing.
+  uint64_t push_back(Callback&& cb);
+  // Returns whether id named a callback still here.
+  bool remove(uint64_t id) noexcept;
+  // Takes the first callback out (size() > 0).
+  Callback pop_front() noexcept;
+  // Forgets them all, destroying them last (their destructors may call back
+  // into the future).
+  void clear() noexcept {
+    // The usual end of firing: every callback ran and sits, moved from, in
+    // the free list; only memory beyond the inline slot is worth giving back.
+    if (live_ == 0 && removed_ == 0 && slots_.size() <= 1) return;
+    clear_slow();
+  }
+
+ private:
+  static constexpr uint32_t kNone = UINT32_MAX;
+  struct Slot {
+    explicit Slot(Callback&& c) noexcept : cb(std::move(c)) {}
+    Callback cb;             // empty when free, or removed but still linked
+    uint32_t serial = 0;     // of the callback last put here; ids carry it
+    uint32_t next = kNone;   // the next in add order, or in the free list
+  };
+  void compact() noexcept;
+  void clear_slow() noexcept;
+
+  absl::InlinedVector<Slot, 1> slots_;
+  uint32_t head_ = kNone;
+  uint32_t tail_ = kNone;
+  uint32_t free_ = kNone;  // free slots, linked through next
+  uint32_t live_ = 0;      // linked callbacks not removed
+  uint32_t removed_ = 0;   // linked callbacks removed
+};
+
 // The type-independent part of a future's state.
 class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<FutureStateBase> {
  public:
   enum class Status : uint8_t { kPending, kCancelled, kFinished };
-  using DoneCallback = absl::AnyInvocable<void(FutureStateBase&)>;
+  using DoneCallback = DoneCallbacks::Callback;
 
   explicit FutureStateBase(QiEventLoop& loop);
   FutureStateBase(const FutureStateBase&) = delete;
@@ -107,24 +157,6 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   void report_unretrieved() noexcept;
 
  private:
-  static constexpr uint32_t kNoSlot = UINT32_MAX;
-  // One done callback. Slots never move while linked, so an id is the slot's
-  // index with its serial (bumped at each reuse, so a stale id matches
-  // nothing): removal finds its callback without a scan.
-  struct Slot {
-    DoneCallback cb;           // empty when free, or removed but still linked
-    uint32_t serial = 0;       // of the callback last put here; ids carry it
-    uint32_t next = kNoSlot;   // the next in add order, or in the free list
-  };
-  uint32_t take_slot(DoneCallback cb);
-  void link_last(uint32_t i) noexcept;
-  void free_slot(uint32_t i) noexcept;
-  // Unlinks removed callbacks into the free list.
-  void compact() noexcept;
-  // Forgets every callback (destroying them last: their destructors may
-  // call back into this future).
-  void drop_callbacks() noexcept;
-
   QPointer<QiEventLoop> loop_;
   Status status_ = Status::kPending;
   bool retrieved_ = false;
@@ -136,18 +168,10 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   uint32_t firing_entries_ = 0;  // ready-queue entries not yet run or destroyed
   std::exception_ptr exception_;
   std::unique_ptr<std::string> cancel_message_;  // rare: kept out of line
-  // The done callbacks in add order: a list through slots_ from head_ to
-  // tail_. Pending: removal leaves an empty slot linked (compacted once they
-  // outnumber the live ones, so removals cost O(1) amortised). Done: the
-  // scheduled callbacks, none removed; each ready-queue entry runs the head
-  // (entries and callbacks are both FIFO), so an entry carries only a
-  // pointer. One inline slot: a future is usually awaited by one task.
-  absl::InlinedVector<Slot, 1> slots_;
-  uint32_t head_ = kNoSlot;
-  uint32_t tail_ = kNoSlot;
-  uint32_t free_ = kNoSlot;
-  uint32_t live_ = 0;     // linked callbacks not removed
-  uint32_t removed_ = 0;  // linked callbacks removed
+  // Pending: the done callbacks. Done: those scheduled; each ready-queue
+  // entry runs the first (entries and callbacks are both FIFO), so an entry
+  // carries only a pointer.
+  DoneCallbacks callbacks_;
   std::shared_ptr<FutureStateBase> firing_self_;  // keeps the state alive while entries are out
 
   friend struct FiringEntry;
