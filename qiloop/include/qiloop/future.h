@@ -25,7 +25,9 @@
 //   handle goes away.
 //
 // Thread-safety: a future belongs to its loop's thread. Use
-// loop.call_soon_threadsafe to complete one from another thread.
+// loop.call_soon_threadsafe to complete one from another thread. In debug
+// mode a call from another thread throws qi::RuntimeError before it changes
+// anything; so does completing a future with done callbacks on a closed loop.
 #pragma once
 
 #include <qiloop/detail/invoke.h>
