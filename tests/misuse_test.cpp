@@ -340,4 +340,83 @@ TEST(MisuseDeathTest, DestroyingARunnerFromItsOwnLoopsCallbackIsFatal) {
       "QiRunner destroyed from inside a callback of its own loop");
 }
 
+
+// --- Debug mode: a rejected call from another thread changes nothing ------------
+
+// A worker completing a future that a task awaits: debug mode rejects every
+// call before it touches the future, so the task still waits, and the same
+// call made properly (on the loop's thread) then wakes it.
+TEST_P(MisuseTest, DebugModeRejectsFutureCallsFromAnotherThreadAndChangesNothing) {
+  QiEventLoop loop;
+  loop.set_debug(true);
+  constexpr std::string_view kFix = "use call_soon_threadsafe";
+  auto fut = loop.create_future<int>();
+  int got = 0;
+  bool callback_ran = false;
+  const uint64_t id = fut.add_done_callback([&] { callback_ran = true; });
+  auto waiter = [&]() -> qi::Coro<void> {
+    got = co_await fut;
+    loop.stop();
+  };
+  qi::Task<void> task = loop.create_task(waiter());
+  loop.call_soon([&] {  // the task awaits fut by now
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.set_result(1); }); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.set_exception(std::make_exception_ptr(1)); }); },
+                 kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.cancel(); }); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.add_done_callback([] {}); }); }, kFix);
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.remove_done_callback(id); }); }, kFix);
+    EXPECT_FALSE(fut.done()) << "a rejected call must leave the future pending";
+    EXPECT_FALSE(task.done());
+    fut.set_result(7);  // the retry, on the loop's thread
+  });
+  run(loop);
+  EXPECT_EQ(got, 7) << "the awaiting task must resume";
+  EXPECT_TRUE(task.done());
+  EXPECT_TRUE(callback_ran);
+}
+
+// The same for cancelling a sleeping task from another thread: the sleep
+// goes on, and cancel() on the loop's thread still lands.
+TEST_P(MisuseTest, DebugModeRejectsCancellingATaskFromAnotherThreadAndChangesNothing) {
+  QiEventLoop loop;
+  loop.set_debug(true);
+  std::string outcome;
+  auto sleeper = [&]() -> qi::Coro<void> {
+    try {
+      co_await qi::sleep(1h);
+      outcome = "slept";
+    } catch (const qi::CancelledError& e) {
+      outcome = "cancelled: " + e.message();
+    }
+    loop.stop();
+  };
+  qi::Task<void> task = loop.create_task(sleeper());
+  loop.call_soon([&] {  // the task sleeps by now
+    EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { task.cancel("from a worker"); }); },
+                 "use call_soon_threadsafe");
+    EXPECT_EQ(task.cancelling(), 0) << "a rejected cancel must not count";
+    EXPECT_TRUE(task.cancel("from the loop"));
+  });
+  run(loop);
+  EXPECT_EQ(outcome, "cancelled: from the loop");
+}
+
+// Completing a future whose loop is closed cannot schedule its done
+// callbacks: the call is refused before the future changes.
+TEST(Misuse, CompletingAFutureOfAClosedLoopWithCallbacksChangesNothing) {
+  QiEventLoop loop;
+  auto fut = loop.create_future<int>();
+  fut.add_done_callback([] {});
+  loop.close();
+  constexpr std::string_view kFix = "create a new QiEventLoop";
+  EXPECT_ERROR(qi::RuntimeError, [&] { fut.set_result(1); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { fut.set_exception(std::make_exception_ptr(1)); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { fut.cancel(); }, kFix);
+  EXPECT_FALSE(fut.done());
+  auto plain = loop.create_future<int>();  // no callbacks: nothing to schedule, so allowed (as in asyncio)
+  plain.set_result(2);
+  EXPECT_EQ(plain.result(), 2);
+}
+
 }  // namespace

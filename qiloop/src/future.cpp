@@ -3,13 +3,102 @@
 
 #include "loop_impl.h"
 
-#include <algorithm>
+#include <stdexcept>
 
 namespace qi::detail {
 
-// The ready-queue entry of one scheduled done callback: runs the next one of
-// its future's firing_ list. Small enough (a pointer and a flag) for the
-// callback node's inline storage, so completing a future allocates nothing.
+// --- DoneCallbacks ---------------------------------------------------------------
+
+// (Indexing through data(): operator[]'s hardening checks would cost more
+// than the rest of these hot paths.)
+uint64_t DoneCallbacks::push_back(Callback&& cb) {
+  uint32_t i = free_;
+  if (i == kNone) {
+    if (slots_.size() >= kNone) throw std::length_error("add_done_callback: too many done callbacks");
+    i = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back(std::move(cb));
+  } else {
+    free_ = slots_.data()[i].next;
+    slots_.data()[i].cb = std::move(cb);
+  }
+  Slot* all = slots_.data();
+  Slot& s = all[i];
+  if (++s.serial == 0) s.serial = 1;  // ids are never 0
+  s.next = kNone;
+  (tail_ == kNone ? head_ : all[tail_].next) = i;
+  tail_ = i;
+  ++live_;
+  return (uint64_t{s.serial} << 32) | i;
+}
+
+bool DoneCallbacks::remove(uint64_t id) noexcept {
+  const auto i = static_cast<uint32_t>(id);
+  if (i >= slots_.size() || slots_[i].serial != static_cast<uint32_t>(id >> 32) || !slots_[i].cb) return false;
+  Callback dead = std::move(slots_[i].cb);  // destroyed last: its destructor may call back
+  slots_[i].cb = nullptr;                   // (a moved-from AnyInvocable need not be empty)
+  --live_;
+  if (++removed_ > live_) compact();  // O(live + removed), paid for by the removals
+  return true;
+}
+
+void DoneCallbacks::compact() noexcept {
+  uint32_t* link = &head_;
+  uint32_t last = kNone;
+  for (uint32_t i = head_; i != kNone;) {
+    const uint32_t next = slots_[i].next;
+    if (slots_[i].cb) {
+      *link = i;
+      link = &slots_[i].next;
+      last = i;
+    } else {
+      slots_[i].next = free_;
+      free_ = i;
+    }
+    i = next;
+  }
+  *link = kNone;
+  tail_ = last;
+  removed_ = 0;
+}
+
+DoneCallbacks::Callback DoneCallbacks::pop_front() noexcept {
+  if (removed_ != 0) compact();
+  const uint32_t i = head_;
+  Slot& s = slots_.data()[i];
+  Callback cb = std::move(s.cb);
+  head_ = s.next;
+  if (head_ == kNone) tail_ = kNone;
+  --live_;
+  s.next = free_;  // reused by callbacks added meanwhile: nothing piles up
+  free_ = i;
+  return cb;
+}
+
+void DoneCallbacks::clear_slow() noexcept {
+  if (live_ == 0 && removed_ == 0) {
+    slots_.clear();  // nothing left to call back
+    free_ = kNone;
+    return;
+  }
+  head_ = tail_ = free_ = kNone;
+  live_ = removed_ = 0;
+  decltype(slots_) dead;
+  dead.swap(slots_);
+}
+
+// --- FutureStateBase --------------------------------------------------------------
+
+namespace {
+
+// Whether the loop checks calls at all (the rare case): the common path
+// pays two loads.
+inline bool loop_checks(const QiEventLoop* l) noexcept { return l && (l->is_closed() || l->get_debug()); }
+
+}  // namespace
+
+// The ready-queue entry of one scheduled done callback: runs the first of
+// its future's callbacks. Small enough (a pointer) for the callback node's
+// inline storage, so completing a future allocates nothing.
 struct FiringEntry {
   FutureStateBase* state;
   explicit FiringEntry(FutureStateBase* s) noexcept : state(s) {}
@@ -17,27 +106,18 @@ struct FiringEntry {
   FiringEntry& operator=(FiringEntry&&) = delete;
   ~FiringEntry() {
     if (!state) return;
-    // Run or dropped (close()): the last entry releases the state.
+    // Run or dropped (close()): the last entry releases the state, after
+    // the callbacks whose entries were dropped.
     if (--state->firing_entries_ == 0) {
-      state->callbacks_.clear();
-      state->fired_ = 0;
       auto self = std::move(state->firing_self_);
+      state->callbacks_.clear();
     }
   }
   void operator()() {
-    FutureStateBase& s = *state;
-    FutureStateBase::DoneCallback cb = std::move(s.callbacks_[s.fired_++].second);
-    cb(s);
-    // Callbacks added to a done future while others are still scheduled
-    // would otherwise pile up: drop the ones that ran, now and then.
-    constexpr uint32_t kCompactAfter = 32;
-    if (s.fired_ >= kCompactAfter && s.fired_ * 2 >= s.callbacks_.size()) {
-      s.callbacks_.erase(s.callbacks_.begin(), s.callbacks_.begin() + s.fired_);
-      s.fired_ = 0;
-    }
+    FutureStateBase::DoneCallback cb = state->callbacks_.pop_front();
+    cb(*state);
   }
 };
-
 
 FutureStateBase::FutureStateBase(QiEventLoop& loop) : loop_(&loop) {}
 
@@ -68,6 +148,15 @@ void FutureStateBase::mark_cancelled(std::string msg) {
   finish(Status::kCancelled);
 }
 
+void FutureStateBase::check_call(const char* api, bool schedules) const {
+  QiEventLoop* l = loop_.data();
+  if (!loop_checks(l)) return;
+  if (schedules)
+    l->admit(api);  // what the call_soon to come would check, made now
+  else if (l->debug_)
+    l->check_thread(api);
+}
+
 void FutureStateBase::check_settable(const char* api) const {
   if (is_task_)
     throw RuntimeError(std::string(api) +
@@ -75,10 +164,14 @@ void FutureStateBase::check_settable(const char* api) const {
   if (status_ != Status::kPending)
     throw InvalidStateError(std::string(api) + ": the future is already " +
                             (status_ == Status::kCancelled ? "cancelled" : "done") + "; check done() first");
+  if (loop_checks(loop_.data())) [[unlikely]]
+    check_call(api, callbacks_.size() != 0);
 }
 
 bool FutureStateBase::cancel(std::string msg) {
   if (status_ != Status::kPending) return false;
+  if (loop_checks(loop_.data())) [[unlikely]]
+    check_call("cancel", callbacks_.size() != 0);
   if (!msg.empty()) cancel_message_ = std::make_unique<std::string>(std::move(msg));
   finish(Status::kCancelled);
   return true;
@@ -116,32 +209,43 @@ void FutureStateBase::check_result() {
 uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
   if (!cb) throw std::invalid_argument("add_done_callback: the callback is empty; pass a callable");
   QiEventLoop* l = loop_.data();
-  if (done() && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
-  uint64_t id = next_callback_id_++;
-  callbacks_.emplace_back(id, std::move(cb));
-  if (done()) schedule_entries(*l, 1);
+  const bool now = done();
+  if (now && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
+  if (loop_checks(l)) [[unlikely]]
+    check_call("add_done_callback", now);
+  const uint64_t id = callbacks_.push_back(std::move(cb));
+  if (now) {
+    try {
+      schedule_entries(*l, 1);
+    } catch (...) {
+      callbacks_.remove(id);  // out of memory: take it back
+      throw;
+    }
+  }
   return id;
 }
 
 std::size_t FutureStateBase::remove_done_callback(uint64_t id) {
+  if (loop_checks(loop_.data())) [[unlikely]]
+    check_call("remove_done_callback", false);
   if (done()) return 0;  // already scheduled: they run (as in asyncio)
-  auto it = std::remove_if(callbacks_.begin(), callbacks_.end(), [id](const auto& p) { return p.first == id; });
-  auto n = static_cast<std::size_t>(callbacks_.end() - it);
-  callbacks_.erase(it, callbacks_.end());
-  return n;
+  return callbacks_.remove(id) ? 1 : 0;
 }
 
 void FutureStateBase::finish(Status s) {
   status_ = s;
-  if (callbacks_.empty()) return;
+  const uint32_t n = callbacks_.size();
+  if (n == 0) {
+    callbacks_.clear();  // removed ones only
+    return;
+  }
   QiEventLoop* l = loop_.data();
   if (!l) {
-    qCWarning(lcQiloop, "a future completed after its event loop was destroyed: %zu done callbacks dropped",
-              callbacks_.size());
+    qCWarning(lcQiloop, "a future completed after its event loop was destroyed: %u done callbacks dropped", n);
     callbacks_.clear();
     return;
   }
-  schedule_entries(*l, callbacks_.size());
+  schedule_entries(*l, n);
 }
 
 // Done callbacks never run inside set_result(): they go through the loop,

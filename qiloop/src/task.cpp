@@ -128,6 +128,7 @@ void TaskCore::release_self() noexcept {
 
 bool TaskCore::request_cancel(std::string msg) {
   if (fut_.done()) return false;
+  fut_.check_call("cancel", true);  // before anything changes
   ++num_cancels_;
   if (fut_waiter_ && fut_waiter_->cancel(msg)) {
     // The waiter's done callback wakes us; its CancelledError carries msg.

@@ -119,6 +119,10 @@ struct Promise<void> : PromiseBase {
 
 template <class T>
 class [[nodiscard]] Coro {
+  static_assert(!std::is_reference_v<T> && !std::is_array_v<T> && !std::is_function_v<T>,
+                "qiloop: qi::Coro<T> returns its result by value: T cannot be a reference, array or function type; "
+                "co_return a pointer or std::reference_wrapper<T> instead");
+
  public:
   struct promise_type : detail::Promise<T> {
     Coro get_return_object() noexcept { return Coro(std::coroutine_handle<promise_type>::from_promise(*this)); }
@@ -142,7 +146,7 @@ class [[nodiscard]] Coro {
   // False for a default-constructed or moved-from Coro.
   bool valid() const noexcept { return static_cast<bool>(h_); }
 
-  struct Awaiter {
+  struct [[nodiscard]] Awaiter {
     handle_type child;
     bool await_ready() const noexcept { return false; }
 #if QILOOP_TAIL_CALLS

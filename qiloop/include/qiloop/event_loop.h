@@ -175,7 +175,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // --- Futures -------------------------------------------------------------
 
   template <class T = void>
-  qi::Future<T> create_future() {
+  [[nodiscard]] qi::Future<T> create_future() {
     return qi::Future<T>(*this);
   }
 
@@ -322,6 +322,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
  private:
   friend class QiRunner;
   friend class qi::detail::TaskCore;
+  friend class qi::detail::FutureStateBase;  // checks a completion before it changes the future
   friend void qi::detail::cancel_node(qi::detail::CallbackNode*) noexcept;
   friend struct qi::detail::LoopImpl;
 

@@ -25,7 +25,9 @@
 //   handle goes away.
 //
 // Thread-safety: a future belongs to its loop's thread. Use
-// loop.call_soon_threadsafe to complete one from another thread.
+// loop.call_soon_threadsafe to complete one from another thread. In debug
+// mode a call from another thread throws qi::RuntimeError before it changes
+// anything; so does completing a future with done callbacks on a closed loop.
 #pragma once
 
 #include <qiloop/detail/invoke.h>
@@ -55,11 +57,61 @@ template <class T> class Future;
 
 namespace detail {
 
+class FutureStateBase;
+
+// A future's done callbacks, in the order they were added. Invariant: the
+// live callbacks form a list through slots_ from head_ to tail_; a slot
+// never moves while linked, so an id is its index with its serial (bumped
+// at each reuse, so a stale id matches nothing) and remove() finds its
+// callback without a scan. remove() leaves an empty slot linked; they are
+// unlinked once they outnumber the live ones, so a removal costs O(1)
+// amortised. One inline slot: a future is usually awaited by one task.
+// Internal to src/future.cpp (not exported, so its calls stay direct).
+class DoneCallbacks {
+ public:
+  using Callback = absl::AnyInvocable<void(FutureStateBase&)>;
+
+  uint32_t size() const noexcept { return live_; }
+  // Appends cb; returns its id (never 0). Throws only std::bad_alloc /
+  // std::length_error, changing nothing.
+  uint64_t push_back(Callback&& cb);
+  // Returns whether id named a callback still here.
+  bool remove(uint64_t id) noexcept;
+  // Takes the first callback out (size() > 0).
+  Callback pop_front() noexcept;
+  // Forgets them all, destroying them last (their destructors may call back
+  // into the future).
+  void clear() noexcept {
+    // The usual end of firing: every callback ran and sits, moved from, in
+    // the free list; only memory beyond the inline slot is worth giving back.
+    if (live_ == 0 && removed_ == 0 && slots_.size() <= 1) return;
+    clear_slow();
+  }
+
+ private:
+  static constexpr uint32_t kNone = UINT32_MAX;
+  struct Slot {
+    explicit Slot(Callback&& c) noexcept : cb(std::move(c)) {}
+    Callback cb;             // empty when free, or removed but still linked
+    uint32_t serial = 0;     // of the callback last put here; ids carry it
+    uint32_t next = kNone;   // the next in add order, or in the free list
+  };
+  void compact() noexcept;
+  void clear_slow() noexcept;
+
+  absl::InlinedVector<Slot, 1> slots_;
+  uint32_t head_ = kNone;
+  uint32_t tail_ = kNone;
+  uint32_t free_ = kNone;  // free slots, linked through next
+  uint32_t live_ = 0;      // linked callbacks not removed
+  uint32_t removed_ = 0;   // linked callbacks removed
+};
+
 // The type-independent part of a future's state.
 class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<FutureStateBase> {
  public:
   enum class Status : uint8_t { kPending, kCancelled, kFinished };
-  using DoneCallback = absl::AnyInvocable<void(FutureStateBase&)>;
+  using DoneCallback = DoneCallbacks::Callback;
 
   explicit FutureStateBase(QiEventLoop& loop);
   FutureStateBase(const FutureStateBase&) = delete;
@@ -78,6 +130,7 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   std::exception_ptr exception();
   // Throws unless finished with a value; marks the result as retrieved.
   void check_result();
+  // add_done_callback / remove_done_callback are O(1): an id names its slot.
   uint64_t add_done_callback(DoneCallback cb);
   std::size_t remove_done_callback(uint64_t id);
   std::string cancel_message() const { return cancel_message_ ? *cancel_message_ : std::string(); }
@@ -87,12 +140,17 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   // own cancel(); finishes with an exception without the checks.
   void mark_cancelled(std::string msg);
   void finish_with_exception(std::exception_ptr e);
+  // Internal: the loop's checks for a call about to change this future,
+  // made before anything changes (so a rejected call changes nothing).
+  // Debug mode: qi::RuntimeError off the loop's thread. `schedules`: the call
+  // will schedule done callbacks, so also what call_soon checks (a closed
+  // loop).
+  void check_call(const char* api, bool schedules) const;
 
  protected:
   // Throws qi::InvalidStateError when done, qi::RuntimeError for a task
-  // (whose result comes from its coroutine).
+  // (whose result comes from its coroutine), and check_call's errors.
   void check_settable(const char* api) const;
-  bool is_task_ = false;
   // Marks finished and schedules the done callbacks.
   void finish(Status s);
   // Schedules n ready-queue entries, each running the next done callback.
@@ -104,17 +162,19 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   QPointer<QiEventLoop> loop_;
   Status status_ = Status::kPending;
   bool retrieved_ = false;
+
+ protected:
+  bool is_task_ = false;  // set by the task that derives from this
+
+ private:
+  uint32_t firing_entries_ = 0;  // ready-queue entries not yet run or destroyed
   std::exception_ptr exception_;
   std::unique_ptr<std::string> cancel_message_;  // rare: kept out of line
-  uint64_t next_callback_id_ = 1;
-  // Pending: the done callbacks. Done: those scheduled, of which the first
-  // fired_ have run; each ready-queue entry runs the next one (entries and
-  // callbacks are both FIFO), so an entry carries only a pointer. One inline
-  // slot: a future is usually awaited by exactly one task.
-  absl::InlinedVector<std::pair<uint64_t, DoneCallback>, 1> callbacks_;
-  uint32_t fired_ = 0;
-  uint32_t firing_entries_ = 0;                   // entries not yet run or destroyed
-  std::shared_ptr<FutureStateBase> firing_self_;  // keeps the state alive meanwhile
+  // Pending: the done callbacks. Done: those scheduled; each ready-queue
+  // entry runs the first (entries and callbacks are both FIFO), so an entry
+  // carries only a pointer.
+  DoneCallbacks callbacks_;
+  std::shared_ptr<FutureStateBase> firing_self_;  // keeps the state alive while entries are out
 
   friend struct FiringEntry;
 };
@@ -176,7 +236,7 @@ QILOOP_EXPORT void after_resume(bool awaited_cancelled);
 // What `co_await future` does. Move == true (an rvalue future) moves the
 // value out; otherwise the awaiter yields a copy.
 template <class T, bool Move>
-struct FutureAwaiter {
+struct [[nodiscard]] FutureAwaiter {
   std::shared_ptr<FutureState<T>> state;
   bool suspended = false;
   // A done future is not a suspension point: the task does not yield, and a
@@ -222,6 +282,10 @@ class TaskRef {
 
 template <class T>
 class Future {
+  static_assert(!std::is_reference_v<T> && !std::is_array_v<T> && !std::is_function_v<T>,
+                "qiloop: qi::Future<T> and qi::Task<T> hold their result by value: T cannot be a reference, array "
+                "or function type; use a pointer or std::reference_wrapper<T> instead");
+
  public:
   using value_type = T;
 
@@ -259,20 +323,30 @@ class Future {
 
   // Future::add_done_callback()
   // cb is called as cb(future) (or cb() if it takes no argument) through the
-  // loop's ready queue. Returns an id for remove_done_callback.
+  // loop's ready queue. Returns an id for remove_done_callback. A callback
+  // that is a coroutine (returns qi::Coro) or takes another type is refused
+  // at compile time. Both calls take O(1), however many callbacks there are.
   template <class F>
   uint64_t add_done_callback(F&& cb) const {
+    using D = std::decay_t<F>;
+    constexpr bool kTakesFuture = std::is_invocable_v<D&, Future<T>>;
+    static_assert(kTakesFuture || std::is_invocable_v<D&>,
+                  "qiloop: add_done_callback: the callback must take this future (qi::Future<T>, or const "
+                  "qi::Future<T>&, with this future's own T) or no argument");
+    if constexpr (kTakesFuture)
+      detail::check_callback_result<std::invoke_result_t<D&, Future<T>>>();
+    else if constexpr (std::is_invocable_v<D&>)
+      detail::check_callback_result<std::invoke_result_t<D&>>();
     if (detail::is_empty_callable(cb)) detail::throw_empty_callable("add_done_callback");
-    return state_->add_done_callback(
-        [cb = std::forward<F>(cb)](detail::FutureStateBase& s) mutable {
-          if constexpr (std::is_invocable_v<std::decay_t<F>&, Future<T>>) {
-            Future<T> self;
-            self.state_ = std::static_pointer_cast<detail::FutureState<T>>(s.shared_from_this());
-            cb(std::move(self));
-          } else {
-            cb();
-          }
-        });
+    return state_->add_done_callback([cb = std::forward<F>(cb)](detail::FutureStateBase& s) mutable {
+      if constexpr (kTakesFuture) {
+        Future<T> self;
+        self.state_ = std::static_pointer_cast<detail::FutureState<T>>(s.shared_from_this());
+        cb(std::move(self));
+      } else if constexpr (std::is_invocable_v<D&>) {
+        cb();
+      }
+    });
   }
   // Future::remove_done_callback()
   // Returns how many callbacks were removed (0 or 1).

@@ -152,10 +152,10 @@ class TaskState final : public FutureState<T>, public TaskCore {
 };
 
 // Awaited by qi::sleep.
-struct QILOOP_EXPORT SleepAwaiter {
+struct [[nodiscard("co_await it: qi::sleep() on its own does nothing")]] SleepAwaiter {
   std::chrono::steady_clock::duration delay;
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> h) const;
+  QILOOP_EXPORT void await_suspend(std::coroutine_handle<> h) const;
   void await_resume() const { after_resume(false); }
 };
 
@@ -195,6 +195,7 @@ class Task : public Future<T> {
 // Throws std::invalid_argument for a NaN delay; a delay too long to
 // represent means "forever".
 template <class Rep, class Period>
+[[nodiscard("co_await it: qi::sleep() on its own does nothing")]]
 detail::SleepAwaiter sleep(std::chrono::duration<Rep, Period> delay) {
   using D = std::chrono::steady_clock::duration;
   const long double ns = std::chrono::duration<long double, std::nano>(delay).count();
@@ -203,6 +204,7 @@ detail::SleepAwaiter sleep(std::chrono::duration<Rep, Period> delay) {
   if (ns <= 0) return {D::zero()};
   return {D(static_cast<D::rep>(ns))};
 }
+[[nodiscard("co_await it: qi::sleep() on its own does nothing")]]
 inline detail::SleepAwaiter sleep(double seconds) { return sleep(std::chrono::duration<double>(seconds)); }
 
 // qi::current_task()

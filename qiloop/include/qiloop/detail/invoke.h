@@ -12,7 +12,26 @@
 #include <type_traits>
 #include <utility>
 
+namespace qi {
+template <class T> class Coro;
+}  // namespace qi
+
 namespace qi::detail {
+
+template <class T> struct is_coro : std::false_type {};
+template <class T> struct is_coro<Coro<T>> : std::true_type {};
+
+// The check every callback goes through (make_callback, add_done_callback):
+// calling a coroutine function only creates its frame, so a callback that
+// returns a qi::Coro would never run its body (asyncio's call_soon raises
+// TypeError for the same mistake).
+template <class R>
+constexpr void check_callback_result() noexcept {
+  static_assert(!is_coro<std::remove_cvref_t<R>>::value,
+                "qiloop: this callback is a coroutine (it returns qi::Coro), so calling it would never run its body: "
+                "run it as a task instead, loop.create_task(coro_fn(args...)), or call create_task from a plain "
+                "callback");
+}
 
 template <class T> struct is_nullable_function : std::false_type {};
 template <class S> struct is_nullable_function<std::function<S>> : std::true_type {};
@@ -40,17 +59,23 @@ bool is_empty_callable(const F& f) noexcept {
 // discarded by the AnyInvocable<void()> it goes into.
 template <bool Repeating = false, class F, class... Args>
 auto make_callback(const char* api, F&& f, Args&&... args) {
+  using D = std::decay_t<F>;
+  static_assert(!is_coro<D>::value,
+                "qiloop: a qi::Coro is not a callback: run it as a task with loop.create_task(std::move(coro))");
   if (is_empty_callable(f)) throw_empty_callable(api);
   if constexpr (sizeof...(Args) == 0) {
-    static_assert(std::is_invocable_v<std::decay_t<F>&>, "qiloop: the callback must be callable with no arguments");
-    return std::decay_t<F>(std::forward<F>(f));
+    static_assert(std::is_invocable_v<D&>, "qiloop: the callback must be callable with no arguments");
+    if constexpr (std::is_invocable_v<D&>) check_callback_result<std::invoke_result_t<D&>>();
+    return D(std::forward<F>(f));
   } else if constexpr (Repeating) {
-    static_assert(std::is_invocable_v<std::decay_t<F>&, std::decay_t<Args>&...>,
-                  "qiloop: the callback cannot be called with the given arguments");
+    constexpr bool kOk = std::is_invocable_v<D&, std::decay_t<Args>&...>;
+    static_assert(kOk, "qiloop: the callback cannot be called with the given arguments");
+    if constexpr (kOk) check_callback_result<std::invoke_result_t<D&, std::decay_t<Args>&...>>();
     return [fn = std::forward<F>(f), ... a = std::forward<Args>(args)]() mutable { std::invoke(fn, a...); };
   } else {
-    static_assert(std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>,
-                  "qiloop: the callback cannot be called with the given arguments");
+    constexpr bool kOk = std::is_invocable_v<D, std::decay_t<Args>...>;
+    static_assert(kOk, "qiloop: the callback cannot be called with the given arguments");
+    if constexpr (kOk) check_callback_result<std::invoke_result_t<D, std::decay_t<Args>...>>();
     return [fn = std::forward<F>(f), ... a = std::forward<Args>(args)]() mutable {
       std::invoke(std::move(fn), std::move(a)...);
     };

@@ -1,0 +1,3 @@
+#include <qiloop/qiloop.h>
+
+qi::Task<int&> task;
