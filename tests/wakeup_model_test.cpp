@@ -328,6 +328,30 @@ TEST_P(WakeupModelTest, NestedQEventLoopEnteredFromInjectedCodeRunsTheLoopNormal
   EXPECT_TRUE(reader_inside);
 }
 
+// Application code may remove the loop's posted wake event
+// (QCoreApplication::removePostedEvents): that one wake-up is lost, not every
+// later one — the next injected call_soon, and stop(), wake the loop again.
+TEST_P(WakeupModelTest, ARemovedWakeEventDoesNotSilenceLaterWakeups) {
+  QiEventLoop loop;
+  Log log;
+  Strings before_stop;
+  QTimer::singleShot(kIdle, [&] {
+    loop.call_soon(log.recorder("its wake event was removed"));
+    QCoreApplication::removePostedEvents(&loop);
+    QTimer::singleShot(kIdle, [&] {
+      loop.call_soon(log.recorder("scheduled later"));
+      QTimer::singleShot(kIdle, [&] {
+        before_stop = log.items;
+        QCoreApplication::removePostedEvents(&loop);  // nothing is posted now: a no-op
+        loop.stop();
+      });
+    });
+  });
+  run(loop);
+  EXPECT_EQ(before_stop, (Strings{"its wake event was removed", "scheduled later"}))
+      << "a later call_soon must wake the loop";
+}
+
 // --- A qiloop callback that runs a nested QEventLoop blocks the loop ----------
 
 // Snapshots of loop.stats() around a blocking callback's nested QEventLoop.

@@ -27,6 +27,22 @@ namespace {
 
 const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventType());
 
+// The loop's posted wake-up. The loop's record of it (LoopImpl::wake_event)
+// cannot outlive it: however the event ends — delivered, or deleted unseen by
+// QCoreApplication::removePostedEvents or a dying application — its
+// destructor clears the record, so a lost wake event never stops the next
+// one from being posted.
+class WakeEvent final : public QEvent {
+ public:
+  explicit WakeEvent(QEvent*& record) : QEvent(kWakeEvent), record_(record) { record_ = this; }
+  ~WakeEvent() override {
+    if (record_ == this) record_ = nullptr;
+  }
+
+ private:
+  QEvent*& record_;
+};
+
 bool env_debug() {
   const char* v = std::getenv("QILOOP_DEBUG");
   return v && *v && std::string_view(v) != "0";
@@ -71,6 +87,9 @@ QiEventLoop::~QiEventLoop() {
   if (impl_->attached)
     qFatal("QiEventLoop destroyed while a QiRunner is attached to it: destroy the QiRunner first");
   close();
+  // A pending wake event refers to impl_, which goes before ~QObject would
+  // delete the event.
+  QCoreApplication::removePostedEvents(this, kWakeEvent);
 }
 
 // --- Checks -------------------------------------------------------------------
@@ -123,13 +142,12 @@ void QiEventLoop::wake_from_outside() {
   // Injected code (a slot, a QTimer, a nested QEventLoop, code before
   // run_forever) changed what the loop waits for: behave as if it had been
   // made with call_soon_threadsafe. See docs/wakeup-model.md.
-  if (running_ && !wake_posted_ && !impl_->exiting) post_wake();
+  if (running_ && !impl_->wake_event && !impl_->exiting) post_wake();
 }
 
 void QiEventLoop::post_wake() {
-  wake_posted_ = true;
   ++impl_->stats.posted_wakeups;
-  QCoreApplication::postEvent(this, new QEvent(kWakeEvent));
+  QCoreApplication::postEvent(this, new WakeEvent(impl_->wake_event));
 }
 
 void QiEventLoop::schedule_timer(CallbackNode* n) {
@@ -222,7 +240,7 @@ void QiEventLoop::start_running(bool attached) {
   I.attached = attached;
   running_ = true;
   qi::detail::set_running_loop(this);
-  post_wake();
+  if (!I.wake_event) post_wake();
 }
 
 void QiEventLoop::finish_running() {
@@ -325,7 +343,7 @@ void QiEventLoop::close() {
 
 bool QiEventLoop::event(QEvent* e) {
   if (e->type() == kWakeEvent) {
-    wake_posted_ = false;
+    if (impl_->wake_event == e) impl_->wake_event = nullptr;  // delivered: the next one may be posted
     on_wake(false);
     return true;
   }
@@ -503,7 +521,7 @@ void QiEventLoop::end_slice() {
         ++I.stats.timer_arms;
     }
   }
-  if (work && !wake_posted_) post_wake();
+  if (work && !I.wake_event) post_wake();
   I.enable_notifier(true);
 }
 

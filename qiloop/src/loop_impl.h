@@ -9,6 +9,7 @@
 
 #include <QtCore/QLoggingCategory>
 
+class QEvent;
 class QEventLoop;
 class QSocketNotifier;
 
@@ -41,6 +42,7 @@ struct LoopImpl {
   // and while a wake-up is deferred, so Qt never spins on a level-triggered fd.
   void enable_notifier(bool on);
   QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
+  QEvent* wake_event = nullptr;  // our posted wake event, while Qt holds it
 
   bool attached = false;       // a QiRunner owns the running state
   bool stopping = false;       // stop() was called; honoured at the iteration's end

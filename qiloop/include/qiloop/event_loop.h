@@ -421,7 +421,6 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool debug_ = false;
   bool in_slice_ = false;     // our slice is on the stack (so wake-ups wait for its end)
   bool running_ = false;
-  bool wake_posted_ = false;
   std::unique_ptr<qi::detail::LoopImpl> impl_;
 };
 
