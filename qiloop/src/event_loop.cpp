@@ -29,18 +29,22 @@ const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventT
 
 // The loop's posted wake-up. The loop's record of it (LoopImpl::wake_event)
 // cannot outlive it: however the event ends — delivered, or deleted unseen by
-// QCoreApplication::removePostedEvents or a dying application — its
-// destructor clears the record, so a lost wake event never stops the next
-// one from being posted.
+// QCoreApplication::removePostedEvents or a dying application — the record is
+// cleared, so a lost wake event never stops the next one from being posted.
 class WakeEvent final : public QEvent {
  public:
-  explicit WakeEvent(QEvent*& record) : QEvent(kWakeEvent), record_(record) { record_ = this; }
+  explicit WakeEvent(QEvent** record) : QEvent(kWakeEvent), record_(record) { *record_ = this; }
   ~WakeEvent() override {
-    if (record_ == this) record_ = nullptr;
+    if (record_ && *record_ == this) *record_ = nullptr;
+  }
+  // Delivered: the loop may be destroyed before Qt deletes the event.
+  void disarm() noexcept {
+    if (*record_ == this) *record_ = nullptr;
+    record_ = nullptr;
   }
 
  private:
-  QEvent*& record_;
+  QEvent** record_;
 };
 
 bool env_debug() {
@@ -147,7 +151,7 @@ void QiEventLoop::wake_from_outside() {
 
 void QiEventLoop::post_wake() {
   ++impl_->stats.posted_wakeups;
-  QCoreApplication::postEvent(this, new WakeEvent(impl_->wake_event));
+  QCoreApplication::postEvent(this, new WakeEvent(&impl_->wake_event));
 }
 
 void QiEventLoop::schedule_timer(CallbackNode* n) {
@@ -255,24 +259,25 @@ void QiEventLoop::finish_running() {
 void QiEventLoop::run_forever() {
   check_can_run("run_forever");
   LoopImpl& I = *impl_;
-  QEventLoop qloop;
-  I.qloop = &qloop;
-  start_running(false);
-  struct Finish {
-    QiEventLoop* self;
-    ~Finish() {
-      self->impl_->qloop = nullptr;
-      bool ours = self->impl_->exiting;
-      self->finish_running();
-      self->impl_->ended_by_qt = !ours;
-    }
-  };
+  bool ended_by_qt = false;
   {
-    Finish finish{this};
+    QEventLoop qloop;
+    I.qloop = &qloop;
+    start_running(false);
+    struct Finish {
+      QiEventLoop* self;
+      bool& ended_by_qt;
+      ~Finish() {
+        self->impl_->qloop = nullptr;
+        ended_by_qt = !self->impl_->exiting;
+        self->finish_running();
+      }
+    } finish{this, ended_by_qt};
     qloop.exec();
   }
-  Q_EMIT stopped();
-  if (I.ended_by_qt)
+  // Nothing of the loop is touched after stopped(): a slot may destroy it.
+  if (!I.shutting_down) Q_EMIT stopped();
+  if (ended_by_qt)
     throw qi::RuntimeError(
         "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() ends every event "
         "loop of the thread, and until QCoreApplication::exec() runs again Qt ends new ones at once. Call "
@@ -343,7 +348,7 @@ void QiEventLoop::close() {
 
 bool QiEventLoop::event(QEvent* e) {
   if (e->type() == kWakeEvent) {
-    if (impl_->wake_event == e) impl_->wake_event = nullptr;  // delivered: the next one may be posted
+    static_cast<WakeEvent*>(e)->disarm();  // the next wake-up may be posted
     on_wake(false);
     return true;
   }
@@ -529,21 +534,24 @@ void QiEventLoop::shutdown_attached() {
   if (in_slice_)
     qFatal("QiRunner destroyed from inside a callback of its own loop: destroy it after the loop's callbacks "
            "return (e.g. after app.exec())");
-  if (running_) {
-    finish_running();
-    Q_EMIT stopped();
-  }
+  const bool was_running = running_;
+  if (running_) finish_running();
   impl_->attached = false;
   shutdown();
+  // Last, once the loop has run its final iterations: a slot may destroy it.
+  if (was_running) Q_EMIT stopped();
 }
 
 void QiEventLoop::shutdown() {
   check_thread("shutdown");
   if (running_) throw qi::RuntimeError("shutdown: the loop is running; stop it first (shutdown runs it itself)");
   if (closed_) return;
+  // The runs below are shutdown's own: they do not emit stopped().
+  impl_->shutting_down = true;
   cancel_leftover_tasks();
   // Let cleanup that is already scheduled run, as a running loop would.
   drain_ready(LoopImpl::kShutdownRounds);
+  impl_->shutting_down = false;
   close();
 }
 

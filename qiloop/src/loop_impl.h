@@ -50,7 +50,7 @@ struct LoopImpl {
   bool poll_pending = false;   // the epoll fd fired: poll at the next iteration start
   bool slice_over = false;     // the current slice's budget is spent
   bool exiting = false;        // nested mode: stop() asked the QEventLoop to exit
-  bool ended_by_qt = false;    // nested mode: exec() returned without our stop()
+  bool shutting_down = false;  // shutdown() runs the loop: no stopped() for those runs
   bool emit_stopped = false;   // attached mode: stopped() is due after the slice
   bool io_was_ready = false;   // the last poll found ready fds: poll again within the slice
 

@@ -313,7 +313,13 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool remove_writer(int fd) { return remove_fd_handler(fd, true); }
 
  Q_SIGNALS:
-  // Emitted when the loop stops running (both modes), after its last iteration.
+  // Emitted when the loop stops running (both modes), after its last
+  // iteration, once per run: when run_forever() is about to return, when an
+  // attached loop stops, or — for an attached loop still running when its
+  // QiRunner goes — last in the runner's destructor, after the loop is closed.
+  // The loop touches nothing of itself after emitting it, so a slot may
+  // destroy the loop (or an attached loop's runner). shutdown()'s own runs of
+  // the loop do not emit it.
   void stopped();
 
  protected:
