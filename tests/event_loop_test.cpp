@@ -301,6 +301,20 @@ TEST(EventLoopNested, RunUntilCompleteStoppedEarlyThrows) {
   EXPECT_THROW(loop.run_until_complete(foreign), qi::RuntimeError);
 }
 
+// An unbounded budget saturates instead of overflowing into the past: the
+// whole batch runs in the first slice.
+TEST_P(EventLoopTest, AnUnboundedSliceBudgetMeansOneSlice) {
+  QiEventLoop loop;
+  loop.set_slice_budget(QiEventLoop::duration::max());
+  EXPECT_EQ(loop.slice_budget(), QiEventLoop::duration::max());
+  int ran = 0;
+  for (int i = 0; i < 100000; ++i) loop.call_soon([&] { ++ran; });
+  loop.stop();
+  run(loop);
+  EXPECT_EQ(ran, 100000);
+  EXPECT_EQ(loop.stats().slices, 1u);
+}
+
 TEST_P(EventLoopTest, SliceBudgetLetsQtEventsInterleaveWithALongChain) {
   QiEventLoop loop;
   loop.set_slice_budget(200us);

@@ -385,7 +385,9 @@ void QiEventLoop::run_slice() {
   I.since_budget_check = 0;
   const auto start = clock::now();
   if (start - I.last_slice_end > LoopImpl::kPoolTrimAfterIdle) qi::detail::trim_node_pool(LoopImpl::kPoolKeep);
-  I.slice_deadline = start + I.slice_budget;
+  // Saturated: an unbounded budget (duration::max()) means one slice.
+  I.slice_deadline = I.slice_budget < clock::time_point::max() - start ? start + I.slice_budget
+                                                                       : clock::time_point::max();
   for (;;) {
     if (I.iter_remaining == 0) begin_iteration();
     if (!run_ready()) break;  // budget spent inside the iteration: resume it next slice

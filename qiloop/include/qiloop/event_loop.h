@@ -287,7 +287,8 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool get_debug() const noexcept { return debug_; }
   // Debug mode logs callbacks that take longer than this (default 100 ms).
   void set_slow_callback_duration(duration d) noexcept;
-  // Longest time one slice keeps Qt waiting (default 1 ms). Must be > 0.
+  // Longest time one slice keeps Qt waiting (default 1 ms). Must be > 0;
+  // duration::max() means no limit (a slice runs until nothing is ready).
   void set_slice_budget(duration budget);
   duration slice_budget() const noexcept;
   qi::LoopStats stats() const noexcept;
