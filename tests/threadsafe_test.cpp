@@ -64,6 +64,52 @@ TEST_P(ThreadsafeTest, FromFourThreadsEachThreadsCallbacksRunOnceInOrder) {
   feed_from_threads(loop, mode(), 4, 10000);
 }
 
+// Causal order across threads, as asyncio keeps it (one ready queue): a
+// worker calls call_soon_threadsafe(x1), then raises a flag; a loop callback
+// that sees the flag calls call_soon(x2) — x2 must run after x1. Many trials,
+// with the loop busy polling the flag, so that the flag is often seen in the
+// same iteration in which x1 arrives.
+TEST_P(ThreadsafeTest, ACallSoonMadeAfterSeeingAThreadsafeCallsEffectRunsAfterIt) {
+  constexpr int kTrials = 3000;
+  QiEventLoop loop;
+  std::atomic<int> started{-1};  // the trial the worker may run
+  std::atomic<int> flag{-1};     // the trial whose x1 has been sent
+  std::vector<char> x1_ran(kTrials, 0);  // loop thread only
+  int reordered = 0;
+  int done = 0;
+  std::function<void(int)> watch;
+  auto start_trial = [&](int t) {
+    started.store(t, std::memory_order_release);
+    loop.call_soon(watch, t);
+  };
+  watch = [&](int t) {
+    if (flag.load(std::memory_order_acquire) != t) {
+      loop.call_soon(watch, t);
+      return;
+    }
+    loop.call_soon([&, t] {
+      if (!x1_ran[t]) ++reordered;
+      if (++done == kTrials)
+        loop.stop();
+      else
+        start_trial(t + 1);
+    });
+  };
+  std::thread worker([&] {
+    for (int t = 0; t < kTrials; ++t) {
+      while (started.load(std::memory_order_acquire) != t) std::this_thread::yield();
+      loop.call_soon_threadsafe([&, t] { x1_ran[t] = 1; });
+      flag.store(t, std::memory_order_release);
+    }
+  });
+  start_trial(0);
+  qt::run_until_stopped(loop, mode(), 30s);
+  if (done != kTrials) started.store(kTrials, std::memory_order_release);  // free a waiting worker
+  worker.join();
+  EXPECT_EQ(done, kTrials);
+  EXPECT_EQ(reordered, 0) << "x2 ran before x1 in " << reordered << " of " << kTrials << " trials";
+}
+
 TEST_P(ThreadsafeTest, AnIdleLoopWithNoTimersIsWokenPromptly) {
   QiEventLoop loop;
   std::thread worker;

@@ -77,8 +77,9 @@ void release_list(CallbackNode* n) noexcept {
 
 }  // namespace
 
-QiEventLoop::QiEventLoop(QObject* parent) : QObject(parent), impl_(std::make_unique<LoopImpl>()) {
-  debug_ = env_debug();
+QiEventLoop::QiEventLoop(QObject* parent)
+    : QObject(parent), debug_(env_debug()), impl_(std::make_unique<LoopImpl>()) {
+  inbox_head_ = &impl_->inbox.head();
 }
 
 QiEventLoop::~QiEventLoop() {
@@ -165,7 +166,7 @@ bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
   // call_soon(a); call_soon_threadsafe(b); call_soon(c) runs a, b, c as in
   // asyncio (the inbox is only read at the start of an iteration).
   if (thread() == QThread::currentThread() && !closed_) {
-    ready_.push(n);
+    push_ready(n);
     if (!in_slice_) wake_from_outside();
     return true;
   }
@@ -417,13 +418,7 @@ void QiEventLoop::begin_iteration() {
     I.io_was_ready = I.selector.poll(ready_) > 0;
   }
   // 2. Callbacks sent from other threads, oldest first.
-  if (I.inbox.maybe_nonempty()) {
-    for (CallbackNode* n = I.inbox.take_all(); n;) {
-      CallbackNode* next = n->next;
-      ready_.push(n);
-      n = next;
-    }
-  }
+  if (I.inbox.maybe_nonempty()) take_inbox();
   // 3. Timers: drop cancelled ones, move the due ones to the ready queue.
   if (!I.timers.empty()) {
     I.timers.collect();
@@ -440,6 +435,16 @@ void QiEventLoop::begin_iteration() {
   }
   // 4. This iteration runs exactly what is ready now.
   I.iter_remaining = ready_.size();
+}
+
+// Appends what other threads sent, oldest first: at an iteration's start,
+// and before a call_soon that may have been caused by one of those sends.
+void QiEventLoop::take_inbox() noexcept {
+  for (CallbackNode* n = impl_->inbox.take_all(); n;) {
+    CallbackNode* next = n->next;
+    ready_.push(n);
+    n = next;
+  }
 }
 
 // Runs the rest of the current iteration; returns false when the slice budget

@@ -117,7 +117,10 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // --- Scheduling ----------------------------------------------------------
 
   // QiEventLoop::call_soon()
-  // Runs f(args...) on a later iteration, after everything already ready.
+  // Runs f(args...) on a later iteration, after everything already ready —
+  // including what other threads sent with call_soon_threadsafe before this
+  // call (as asyncio's one ready queue: if the caller saw the effect of a
+  // sender's later action, the sender's callback runs first).
   // Throws std::invalid_argument for an empty callable, qi::RuntimeError on a
   // closed loop.
   template <class F, class... Args>
@@ -126,7 +129,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
       if (!admit("call_soon")) return {};
     }
     qi::detail::CallbackNode* n = make_node(0, "call_soon", std::forward<F>(f), std::forward<Args>(args)...);
-    ready_.push(n);
+    push_ready(n);
     if (!in_slice_) [[unlikely]] wake_from_outside();
     return qi::Handle::adopt(n);
   }
@@ -400,6 +403,16 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
     return qi::TimerHandle::adopt(n);
   }
 
+  // Appends n to the ready queue, behind what other threads have sent so far
+  // (taken in first when the inbox is not empty; a relaxed load suffices:
+  // whatever made the caller call now happened after those sends).
+  void push_ready(qi::detail::CallbackNode* n) noexcept {
+    if (inbox_head_->load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+      take_inbox();
+    ready_.push(n);
+  }
+  void take_inbox() noexcept;
+
   bool admit(const char* api);
   void wake_from_outside();
   void schedule_timer(qi::detail::CallbackNode* n);
@@ -428,6 +441,8 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool debug_ = false;
   bool in_slice_ = false;     // our slice is on the stack (so wake-ups wait for its end)
   bool running_ = false;
+  // The head of the thread inbox (in impl_), read by push_ready.
+  const std::atomic<qi::detail::CallbackNode*>* inbox_head_ = nullptr;
   std::unique_ptr<qi::detail::LoopImpl> impl_;
 };
 
