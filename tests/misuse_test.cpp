@@ -340,4 +340,32 @@ TEST(MisuseDeathTest, DestroyingARunnerFromItsOwnLoopsCallbackIsFatal) {
       "QiRunner destroyed from inside a callback of its own loop");
 }
 
+// restart() runs only the runner's own stopped loop, on its thread, and not
+// beside another running loop; a refused restart changes nothing.
+TEST(Misuse, RestartIsRefusedWhileRunningBesideAnotherLoopAndOffThread) {
+  QiEventLoop loop;
+  QiRunner runner(loop);
+  EXPECT_ERROR(qi::RuntimeError, [&] { runner.restart(); }, "already running");
+  loop.call_soon([&] { loop.stop(); });
+  {
+    QObject context;  // the slots go with it: exit() with no exec() running would end later loops
+    QObject::connect(&loop, &QiEventLoop::stopped, &context, [] { QCoreApplication::exit(0); });
+    QTimer::singleShot(kGuard, &context, [] { QCoreApplication::exit(1); });
+    ASSERT_EQ(QCoreApplication::exec(), 0);
+  }
+  ASSERT_FALSE(loop.is_running());
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { runner.restart(); }); }, "thread");
+  {
+    QiEventLoop other;
+    other.call_soon([&] {
+      EXPECT_ERROR(qi::RuntimeError, [&] { runner.restart(); }, "another QiEventLoop is already running");
+      other.stop();
+    });
+    other.run_forever();
+  }
+  EXPECT_FALSE(loop.is_running());
+  runner.restart();
+  EXPECT_TRUE(loop.is_running());
+}
+
 }  // namespace

@@ -116,17 +116,18 @@ bool QiEventLoop::admit(const char* api) {
   return true;
 }
 
-void QiEventLoop::check_can_run(const char* api) const {
+void QiEventLoop::check_can_run(const char* api, bool restart) const {
   check_thread(api);
   if (closed_) throw qi::RuntimeError(std::string(api) + ": the event loop is closed; create a new QiEventLoop");
   if (running_)
     throw qi::RuntimeError(std::string(api) +
                            ": this event loop is already running; schedule work with call_soon() instead of "
                            "running the loop again");
-  if (impl_->attached)
+  if (impl_->attached && !restart)
     throw qi::RuntimeError(std::string(api) +
-                           ": the loop is in attached mode (a QiRunner owns it) and the application's exec() "
-                           "drives it; schedule work with call_soon() instead");
+                           ": the loop is in attached mode: a QiRunner owns it, and only that runner runs it "
+                           "(run_forever / run_until_complete are nested-mode calls). It is stopped: call "
+                           "restart() on its QiRunner to run it again, and schedule work with call_soon() meanwhile");
   if (qi::running_loop())
     throw qi::RuntimeError(std::string(api) +
                            ": another QiEventLoop is already running on this thread; only one loop runs per "

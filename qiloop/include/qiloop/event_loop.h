@@ -420,7 +420,8 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void add_fd_handler(int fd, bool write, qi::detail::CallbackNode* n);
   bool remove_fd_handler(int fd, bool write);
   void check_thread(const char* api) const;
-  void check_can_run(const char* api) const;
+  // restart: QiRunner::restart() runs its own (attached) loop again.
+  void check_can_run(const char* api, bool restart = false) const;
 
   void start_running(bool attached);
   void finish_running();
