@@ -7,6 +7,7 @@
 
 #include "loop_impl.h"
 
+#include <QtCore/QAbstractEventDispatcher>
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEvent>
 #include <QtCore/QEventLoop>
@@ -281,9 +282,9 @@ void QiEventLoop::run_forever() {
   if (!I.shutting_down) Q_EMIT stopped();
   if (ended_by_qt)
     throw qi::RuntimeError(
-        "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() ends every event "
-        "loop of the thread, and until QCoreApplication::exec() runs again Qt ends new ones at once. Call "
-        "loop.stop() to end run_forever()");
+        "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() (or QThread::quit() / "
+        "exit() in a worker thread) ends every event loop of the thread, and until the thread's exec() runs again "
+        "Qt ends new ones at once. Call loop.stop() to end run_forever()");
 }
 
 void QiEventLoop::stop() {
@@ -303,7 +304,10 @@ void QiEventLoop::stop_now() {
     // Still running (as asyncio's is_running() is until run_forever returns)
     // until exec() returns; no iteration starts meanwhile.
     I.exiting = true;
-    if (I.qloop) I.qloop->exit(0);
+    if (I.qloop)
+      I.qloop->exit(0);
+    else if (QAbstractEventDispatcher* d = QAbstractEventDispatcher::instance())
+      d->interrupt();  // run_shutdown_round's pump
   }
 }
 
@@ -567,7 +571,8 @@ void QiEventLoop::cancel_leftover_tasks() {
   LoopImpl& I = *impl_;
   // Running the loop needs Qt's event loop (for timers and I/O) and this
   // thread free of other running loops.
-  if (!I.tasks_head || !QCoreApplication::instance() || qi::running_loop()) return;
+  QAbstractEventDispatcher* dispatcher = QAbstractEventDispatcher::instance();
+  if (!I.tasks_head || !QCoreApplication::instance() || !dispatcher || qi::running_loop()) return;
   for (int round = 0; round < kShutdownCancelRounds && I.tasks_head; ++round) {
     std::vector<std::shared_ptr<qi::detail::FutureStateBase>> pending;
     for (auto* t = I.tasks_head; t; t = t->next_in_loop) pending.push_back(t->future().shared_from_this());
@@ -576,11 +581,7 @@ void QiEventLoop::cancel_leftover_tasks() {
     // round's time is up.
     I.stop_when_no_tasks = true;
     qi::TimerHandle limit = call_later(kShutdownRoundTime, [this] { stop(); });
-    try {
-      run_forever();
-    } catch (const qi::RuntimeError& e) {
-      qCWarning(lcQiloop, "shutdown: %s", e.what());
-    }
+    run_shutdown_round(dispatcher);
     I.stop_when_no_tasks = false;
     limit.cancel();
     // asyncio.run reports what failed otherwise while being cancelled.
@@ -601,6 +602,18 @@ void QiEventLoop::cancel_leftover_tasks() {
     ctx.task = qi::TaskRef(t->future().shared_from_this());
     call_exception_handler(ctx);
   }
+}
+
+// Runs the loop until stop() — the round's time limit, or the last task
+// finishing. Not through QEventLoop::exec(), which returns at once while the
+// thread's quit flag is set (after QThread::quit() in a worker, or
+// QCoreApplication::exit()): clean-up must run whatever Qt was told, so the
+// thread's events are pumped directly until stop_now() interrupts the pump.
+void QiEventLoop::run_shutdown_round(QAbstractEventDispatcher* dispatcher) {
+  LoopImpl& I = *impl_;
+  start_running(false);
+  while (!I.exiting) dispatcher->processEvents(QEventLoop::AllEvents | QEventLoop::WaitForMoreEvents);
+  finish_running();
 }
 
 void QiEventLoop::drain_ready(int max_iterations) {

@@ -69,6 +69,7 @@
 class QiEventLoop;
 class QiRunner;
 class QEvent;
+class QAbstractEventDispatcher;
 
 namespace qi {
 
@@ -356,6 +357,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void register_task(qi::detail::TaskCore* t) noexcept;
   void unregister_task(qi::detail::TaskCore* t) noexcept;
   void cancel_leftover_tasks();
+  void run_shutdown_round(QAbstractEventDispatcher* dispatcher);
   void drain_ready(int max_iterations);
 
   template <bool Repeating = false, class F, class... Args>
