@@ -231,19 +231,51 @@ bool QiEventLoop::remove_fd_handler(int fd, bool write) {
 
 // --- Running ------------------------------------------------------------------
 
+void LoopImpl::post_wake(QiEventLoop& loop) { loop.post_wake(); }
+
 void LoopImpl::enable_notifier(bool on) {
   if (!notifier || notifier_enabled == on) return;
   notifier->setEnabled(on);
   notifier_enabled = on;
 }
 
-void QiEventLoop::start_running(bool attached) {
+namespace {
+
+// Counts the QCoreApplications made since the first notifier: a socket
+// notifier is registered with the event dispatcher of the application that
+// existed when it was enabled, and dies deaf with it.
+std::atomic<unsigned> g_app_generation{0};
+
+// Runs in every later QCoreApplication's constructor (qAddPreRoutine keeps
+// it for re-created applications), on its thread, with the new dispatcher
+// in place: the thread's running loop, whose notifier is now deaf, gets a
+// wake event, and the slice it runs makes a new notifier (watch_epoll_fd).
+void on_new_application() {
+  g_app_generation.fetch_add(1, std::memory_order_relaxed);
+  if (QiEventLoop* loop = qi::running_loop()) LoopImpl::post_wake(*loop);
+}
+
+}  // namespace
+
+// Makes Qt watch the epoll fd, through the current application's dispatcher.
+void QiEventLoop::watch_epoll_fd() {
   LoopImpl& I = *impl_;
-  if (!I.notifier) {
+  static const bool registered = (qAddPreRoutine(on_new_application), true);
+  (void)registered;
+  const unsigned generation = g_app_generation.load(std::memory_order_relaxed);
+  if (!I.notifier || I.notifier_generation != generation) {
+    delete I.notifier;
     I.notifier = new QSocketNotifier(I.selector.fd(), QSocketNotifier::Read, this);
+    I.notifier_enabled = true;
+    I.notifier_generation = generation;
     connect(I.notifier, &QSocketNotifier::activated, this, [this] { on_wake(true); });
   }
   I.enable_notifier(true);
+}
+
+void QiEventLoop::start_running(bool attached) {
+  LoopImpl& I = *impl_;
+  watch_epoll_fd();
   I.attached = attached;
   running_ = true;
   qi::detail::set_running_loop(this);
@@ -539,7 +571,7 @@ void QiEventLoop::end_slice() {
     }
   }
   if (work && !I.wake_event) post_wake();
-  I.enable_notifier(true);
+  watch_epoll_fd();
 }
 
 void QiEventLoop::shutdown_attached() {

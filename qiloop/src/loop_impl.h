@@ -37,10 +37,12 @@ struct LoopImpl {
 
   QSocketNotifier* notifier = nullptr;
   bool notifier_enabled = false;
+  unsigned notifier_generation = 0;  // the QCoreApplication it was made under
   // Turns Qt's watch on the epoll fd on or off (a no-op when it already is,
   // or before the notifier exists): it is off while the loop is not running
   // and while a wake-up is deferred, so Qt never spins on a level-triggered fd.
   void enable_notifier(bool on);
+  static void post_wake(QiEventLoop& loop);
   QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
   QEvent* wake_event = nullptr;  // our posted wake event, while Qt holds it
 
