@@ -385,6 +385,13 @@ void QiEventLoop::close() {
 }
 
 bool QiEventLoop::event(QEvent* e) {
+  // Qt sends ThreadChange just before a move and cannot refuse one: a loop
+  // moved while running would run callbacks on the new thread while the old
+  // one still calls it its running loop. Fatal, as destroying it would be.
+  if (e->type() == QEvent::ThreadChange && (running_ || in_slice_ || impl_->attached))
+    qFatal("QiEventLoop moved to another thread while running or attached to a QiRunner: stop it and let "
+           "run_forever() return (attached mode: destroy the QiRunner) before moveToThread(), or create the loop "
+           "on the thread that runs it");
   if (e->type() == kWakeEvent) {
     static_cast<WakeEvent*>(e)->disarm();  // the next wake-up may be posted
     on_wake(false);

@@ -34,7 +34,9 @@
 // call_soon_threadsafe may be called from other threads. run_forever,
 // run_until_complete, stop and close throw qi::RuntimeError from another
 // thread; other calls are checked in debug mode (set_debug(true) or
-// QILOOP_DEBUG=1). One running loop per thread.
+// QILOOP_DEBUG=1). One running loop per thread. moveToThread() works on a
+// loop that is not running and has no QiRunner; moving a running or attached
+// loop is fatal (qFatal): Qt cannot refuse a move.
 //
 // Re-entrancy: every method may be called from a callback of the same loop
 // except run_forever / run_until_complete (already running) and close
