@@ -248,6 +248,47 @@ TEST(AttachedApp, QCoreApplicationExitFromACallbackEndsExec) {
   EXPECT_EQ(&qi::get_running_loop(), &runner.loop());
 }
 
+// As an asyncio loop can run again after stop(), so can an attached one:
+// restart() makes it the running loop again, and what was scheduled while it
+// was stopped runs.
+TEST(AttachedApp, RestartRunsAStoppedLoopAgain) {
+  QiEventLoop loop;
+  Log log;
+  int stopped = 0;
+  QObject::connect(&loop, &QiEventLoop::stopped, [&] { ++stopped; });
+  QiRunner runner(loop);
+  loop.call_soon([&] {
+    log("first run");
+    loop.stop();
+  });
+  QTimer::singleShot(20ms, &loop, [&] {
+    EXPECT_FALSE(loop.is_running());
+    EXPECT_EQ(stopped, 1);
+    loop.call_soon(log.recorder("scheduled while stopped"));
+    loop.call_later(5ms, [&] {
+      log("timer of the second run");
+      EXPECT_EQ(&qi::get_running_loop(), &loop);
+      loop.stop();
+      QTimer::singleShot(20ms, &loop, [] { QCoreApplication::exit(0); });
+    });
+    try {
+      loop.run_forever();
+      ADD_FAILURE() << "run_forever on a loop a QiRunner owns must throw";
+    } catch (const qi::RuntimeError& e) {
+      EXPECT_NE(std::string(e.what()).find("call restart() on its QiRunner"), std::string::npos) << e.what();
+    }
+    runner.restart();
+    EXPECT_TRUE(loop.is_running());
+    EXPECT_EQ(&qi::get_running_loop(), &loop);
+    EXPECT_THROW(runner.restart(), qi::RuntimeError) << "it is already running";
+  });
+  EXPECT_EQ(exec_app(), 0);
+  EXPECT_EQ(log.items, (Strings{"first run", "scheduled while stopped", "timer of the second run"}));
+  EXPECT_EQ(stopped, 2);
+  EXPECT_FALSE(loop.is_running());
+  EXPECT_EQ(qi::running_loop(), nullptr);
+}
+
 TEST(AttachedApp, StoppedIsEmittedOnceWhenTheLoopStops) {
   QiEventLoop loop;
   int stopped = 0;

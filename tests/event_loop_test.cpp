@@ -301,6 +301,20 @@ TEST(EventLoopNested, RunUntilCompleteStoppedEarlyThrows) {
   EXPECT_THROW(loop.run_until_complete(foreign), qi::RuntimeError);
 }
 
+// An unbounded budget saturates instead of overflowing into the past: the
+// whole batch runs in the first slice.
+TEST_P(EventLoopTest, AnUnboundedSliceBudgetMeansOneSlice) {
+  QiEventLoop loop;
+  loop.set_slice_budget(QiEventLoop::duration::max());
+  EXPECT_EQ(loop.slice_budget(), QiEventLoop::duration::max());
+  int ran = 0;
+  for (int i = 0; i < 100000; ++i) loop.call_soon([&] { ++ran; });
+  loop.stop();
+  run(loop);
+  EXPECT_EQ(ran, 100000);
+  EXPECT_EQ(loop.stats().slices, 1u);
+}
+
 TEST_P(EventLoopTest, SliceBudgetLetsQtEventsInterleaveWithALongChain) {
   QiEventLoop loop;
   loop.set_slice_budget(200us);
@@ -389,6 +403,45 @@ TEST(EventLoopAttached, AStoppedSlotMayDestroyTheRunner) {
   EXPECT_TRUE(loop.is_closed());
 }
 
+// An owning runner destroyed from stopped() takes its loop with it, inside
+// the loop's own event handler: nothing may touch the loop after the signal.
+TEST(EventLoopAttached, AStoppedSlotMayDestroyAnOwningRunner) {
+  auto runner = std::make_unique<QiRunner>();
+  bool destroyed = false;
+  QObject::connect(&runner->loop(), &QObject::destroyed, [&] { destroyed = true; });
+  QObject::connect(&runner->loop(), &QiEventLoop::stopped, [&] {
+    runner.reset();
+    QCoreApplication::exit(0);
+  });
+  runner->loop().call_soon([&] { runner->loop().stop(); });
+  QTimer guard;
+  QObject::connect(&guard, &QTimer::timeout, [] { QCoreApplication::exit(1); });
+  guard.start(2s);
+  EXPECT_EQ(QCoreApplication::exec(), 0);
+  EXPECT_TRUE(destroyed);
+}
+
+// Leaving a runner of a loop that still runs emits stopped() last, once the
+// loop is closed: a slot may then destroy the (borrowed) loop.
+TEST(EventLoopAttached, AStoppedSlotMayDestroyTheLoopWhenTheRunnerGoes) {
+  auto* loop = new QiEventLoop;
+  bool destroyed = false;
+  bool closed_in_slot = false;
+  QObject::connect(loop, &QObject::destroyed, [&] { destroyed = true; });
+  QObject::connect(loop, &QiEventLoop::stopped, [&] {
+    closed_in_slot = loop->is_closed();
+    delete loop;
+  });
+  {
+    QiRunner runner(*loop);
+    loop->create_task([]() -> qi::Coro<void> { co_await qi::sleep(10s); }());
+    loop->call_soon([] { QCoreApplication::exit(0); });
+    QCoreApplication::exec();
+  }
+  EXPECT_TRUE(destroyed);
+  EXPECT_TRUE(closed_in_slot);
+}
+
 TEST(EventLoopAttached, RunUntilCompleteOfADoneFutureThrowsAndLeavesTheLoopAlone) {
   QiEventLoop loop;
   QiRunner runner(loop);
@@ -419,13 +472,36 @@ TEST(EventLoopNested, IsRunningUntilRunForeverReturns) {
   bool running_after_stop_iteration = false;
   loop.call_soon([&] {
     loop.stop();
-    QTimer::singleShot(0, [&] { running_after_stop_iteration = loop.is_running(); });
+    QTimer::singleShot(0, &loop, [&] { running_after_stop_iteration = loop.is_running(); });
   });
   loop.run_forever();
   EXPECT_FALSE(loop.is_running());
   // The Qt timer ran either inside the exiting QEventLoop (running) or not at
   // all before exec() returned; either way nothing threw.
   (void)running_after_stop_iteration;
+}
+
+// A stopped() slot may destroy the loop: run_forever touches nothing of it
+// after the signal (run under ASan).
+TEST(EventLoopNested, AStoppedSlotMayDestroyTheLoop) {
+  auto* loop = new QiEventLoop;
+  bool destroyed = false;
+  QObject::connect(loop, &QObject::destroyed, [&] { destroyed = true; });
+  QObject::connect(loop, &QiEventLoop::stopped, [&] { delete loop; });
+  loop->call_soon([&] { loop->stop(); });
+  loop->run_forever();
+  EXPECT_TRUE(destroyed);
+}
+
+TEST(EventLoopNested, AStoppedSlotMayDestroyTheLoopInRunUntilComplete) {
+  auto* loop = new QiEventLoop;
+  bool destroyed = false;
+  QObject::connect(loop, &QObject::destroyed, [&] { destroyed = true; });
+  QObject::connect(loop, &QiEventLoop::stopped, [&] { delete loop; });
+  auto f = loop->create_future<int>();
+  loop->call_soon([f] { f.set_result(5); });
+  EXPECT_EQ(loop->run_until_complete(f), 5);
+  EXPECT_TRUE(destroyed);
 }
 
 TEST(EventLoopNested, QtEndingTheLoopIsAnErrorNamingStop) {

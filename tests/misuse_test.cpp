@@ -2,6 +2,8 @@
 // hang — and the loop stays usable afterwards where that makes sense.
 #include "test_util.h"
 
+#include <QtCore/QThread>
+
 #include <gmock/gmock.h>
 
 #include <absl/functional/any_invocable.h>
@@ -9,6 +11,7 @@
 #include <cmath>
 #include <exception>
 #include <functional>
+#include <future>
 #include <limits>
 #include <stdexcept>
 #include <string_view>
@@ -417,6 +420,86 @@ TEST(Misuse, CompletingAFutureOfAClosedLoopWithCallbacksChangesNothing) {
   auto plain = loop.create_future<int>();  // no callbacks: nothing to schedule, so allowed (as in asyncio)
   plain.set_result(2);
   EXPECT_EQ(plain.result(), 2);
+}
+
+// restart() runs only the runner's own stopped loop, on its thread, and not
+// beside another running loop; a refused restart changes nothing.
+TEST(Misuse, RestartIsRefusedWhileRunningBesideAnotherLoopAndOffThread) {
+  QiEventLoop loop;
+  QiRunner runner(loop);
+  EXPECT_ERROR(qi::RuntimeError, [&] { runner.restart(); }, "already running");
+  loop.call_soon([&] { loop.stop(); });
+  {
+    QObject context;  // the slots go with it: exit() with no exec() running would end later loops
+    QObject::connect(&loop, &QiEventLoop::stopped, &context, [] { QCoreApplication::exit(0); });
+    QTimer::singleShot(kGuard, &context, [] { QCoreApplication::exit(1); });
+    ASSERT_EQ(QCoreApplication::exec(), 0);
+  }
+  ASSERT_FALSE(loop.is_running());
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { runner.restart(); }); }, "thread");
+  {
+    QiEventLoop other;
+    other.call_soon([&] {
+      EXPECT_ERROR(qi::RuntimeError, [&] { runner.restart(); }, "another QiEventLoop is already running");
+      other.stop();
+    });
+    other.run_forever();
+  }
+  EXPECT_FALSE(loop.is_running());
+  runner.restart();
+  EXPECT_TRUE(loop.is_running());
+}
+
+// Moving a loop to another thread while it runs would leave it half on each
+// (callbacks on the new thread, the old thread's running loop still set):
+// Qt cannot refuse a move, so it is fatal, with a message naming the fix.
+TEST(MisuseDeathTest, MovingARunningLoopToAnotherThreadIsFatal) {
+  EXPECT_DEATH(
+      {
+        QThread other;
+        QiEventLoop loop;
+        loop.call_soon([&] { loop.moveToThread(&other); });
+        loop.run_forever();
+      },
+      "QiEventLoop moved to another thread while running");
+}
+
+TEST(MisuseDeathTest, MovingAnAttachedLoopToAnotherThreadIsFatal) {
+  EXPECT_DEATH(
+      {
+        QThread other;
+        QiEventLoop loop;
+        QiRunner runner(loop);
+        loop.moveToThread(&other);
+      },
+      "QiEventLoop moved to another thread while running or attached to a QiRunner");
+}
+
+// A loop moved while idle runs on its new thread (ThreadsafeQThread moves one
+// and back); so does a loop that has run and stopped here.
+TEST(Misuse, MovingALoopThatRanAndStoppedWorks) {
+  QiEventLoop loop;
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  QThread* main_thread = QThread::currentThread();
+  std::promise<bool> ran;
+  QThread other;
+  QObject::connect(&other, &QThread::started, &loop, [&] {
+    loop.call_soon([&] {
+      ran.set_value(QThread::currentThread() == &other);
+      loop.stop();
+    });
+    loop.run_forever();
+    loop.moveToThread(main_thread);
+    other.quit();
+  }, Qt::DirectConnection);
+  loop.moveToThread(&other);
+  other.start();
+  auto f = ran.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(f.get());
+  EXPECT_TRUE(other.wait(QDeadlineTimer(5000)));
+  EXPECT_EQ(loop.thread(), main_thread);
 }
 
 }  // namespace

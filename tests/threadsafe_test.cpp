@@ -4,6 +4,7 @@
 // or through std primitives, never through Qt's (which TSan cannot see).
 #include "test_util.h"
 
+#include <QtCore/QEventLoop>
 #include <QtCore/QThread>
 
 #include <atomic>
@@ -62,6 +63,52 @@ TEST_P(ThreadsafeTest, FromOneThreadEveryCallbackRunsOnceInOrder) {
 TEST_P(ThreadsafeTest, FromFourThreadsEachThreadsCallbacksRunOnceInOrder) {
   QiEventLoop loop;
   feed_from_threads(loop, mode(), 4, 10000);
+}
+
+// Causal order across threads, as asyncio keeps it (one ready queue): a
+// worker calls call_soon_threadsafe(x1), then raises a flag; a loop callback
+// that sees the flag calls call_soon(x2) — x2 must run after x1. Many trials,
+// with the loop busy polling the flag, so that the flag is often seen in the
+// same iteration in which x1 arrives.
+TEST_P(ThreadsafeTest, ACallSoonMadeAfterSeeingAThreadsafeCallsEffectRunsAfterIt) {
+  constexpr int kTrials = 3000;
+  QiEventLoop loop;
+  std::atomic<int> started{-1};  // the trial the worker may run
+  std::atomic<int> flag{-1};     // the trial whose x1 has been sent
+  std::vector<char> x1_ran(kTrials, 0);  // loop thread only
+  int reordered = 0;
+  int done = 0;
+  std::function<void(int)> watch;
+  auto start_trial = [&](int t) {
+    started.store(t, std::memory_order_release);
+    loop.call_soon(watch, t);
+  };
+  watch = [&](int t) {
+    if (flag.load(std::memory_order_acquire) != t) {
+      loop.call_soon(watch, t);
+      return;
+    }
+    loop.call_soon([&, t] {
+      if (!x1_ran[t]) ++reordered;
+      if (++done == kTrials)
+        loop.stop();
+      else
+        start_trial(t + 1);
+    });
+  };
+  std::thread worker([&] {
+    for (int t = 0; t < kTrials; ++t) {
+      while (started.load(std::memory_order_acquire) != t) std::this_thread::yield();
+      loop.call_soon_threadsafe([&, t] { x1_ran[t] = 1; });
+      flag.store(t, std::memory_order_release);
+    }
+  });
+  start_trial(0);
+  qt::run_until_stopped(loop, mode(), 30s);
+  if (done != kTrials) started.store(kTrials, std::memory_order_release);  // free a waiting worker
+  worker.join();
+  EXPECT_EQ(done, kTrials);
+  EXPECT_EQ(reordered, 0) << "x2 ran before x1 in " << reordered << " of " << kTrials << " trials";
 }
 
 TEST_P(ThreadsafeTest, AnIdleLoopWithNoTimersIsWokenPromptly) {
@@ -283,6 +330,88 @@ TEST(ThreadsafeQThread, ALoopCreatedInAQThreadRunsWhatTheMainThreadSends) {
   EXPECT_TRUE(thread->wait(QDeadlineTimer(5000)));
   retire(std::move(thread));
   expect_all_in_order(received, kCount);
+}
+
+// A leftover task whose clean-up awaits (a catch block cannot co_await, so
+// the error is kept and rethrown after). `cleaned` is the loop thread's.
+qi::Coro<void> cleans_up_with_awaits(int& cleaned) {
+  std::exception_ptr cancelled;
+  try {
+    co_await qi::sleep(1h);
+  } catch (const qi::CancelledError&) {
+    cancelled = std::current_exception();
+  }
+  co_await qi::sleep(1ms);
+  co_await qi::sleep(1ms);
+  ++cleaned;
+  if (cancelled) std::rethrow_exception(cancelled);
+}
+
+// What a worker thread's shutdown reported through the exception handler.
+struct ShutdownReport {
+  int cleaned = 0;
+  std::vector<std::string> reports;
+  void watch(QiEventLoop& loop) {
+    loop.set_exception_handler([this](QiEventLoop&, const qi::ExceptionContext& ctx) { reports.push_back(ctx.message); });
+  }
+};
+
+// QThread::quit() is how a worker ends; it leaves the thread's quit flag set,
+// which ends every new QEventLoop at once. The runner's shutdown must still
+// let the leftovers' clean-up awaits complete.
+TEST(ThreadsafeQThread, ARunnerLeftAfterQThreadQuitLetsLeftoversCleanUp) {
+  std::promise<ShutdownReport> result;
+  auto thread = std::make_unique<BodyThread>([&] {
+    ShutdownReport report;
+    {
+      QiRunner runner;
+      report.watch(runner.loop());
+      for (int i = 0; i < 3; ++i) runner.loop().create_task(cleans_up_with_awaits(report.cleaned));
+      runner.loop().call_later(10ms, [] { QThread::currentThread()->quit(); });
+      QEventLoop().exec();  // what QThread::exec() runs
+    }
+    result.set_value(std::move(report));
+  });
+  thread->start();
+  auto future = result.get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "the worker did not end";
+  EXPECT_TRUE(thread->wait(QDeadlineTimer(5000)));
+  retire(std::move(thread));
+  ShutdownReport report = future.get();
+  EXPECT_EQ(report.cleaned, 3) << "clean-up awaits did not complete";
+  EXPECT_EQ(report.reports, std::vector<std::string>{});
+}
+
+// qi::run in a worker whose QThread is told to quit: run_until_complete says
+// Qt ended the loop, and the shutdown still lets the main task and the
+// leftovers clean up.
+TEST(ThreadsafeQThread, QiRunEndedByQThreadQuitLetsTasksCleanUp) {
+  std::promise<std::pair<ShutdownReport, std::string>> result;
+  auto thread = std::make_unique<BodyThread>([&] {
+    ShutdownReport report;
+    std::string error;
+    auto main = [](ShutdownReport& report) -> qi::Coro<void> {
+      report.watch(qi::get_running_loop());
+      qi::create_task(cleans_up_with_awaits(report.cleaned));
+      qi::get_running_loop().call_later(10ms, [] { QThread::currentThread()->quit(); });
+      co_await cleans_up_with_awaits(report.cleaned);
+    };
+    try {
+      qi::run(main(report));
+    } catch (const qi::RuntimeError& e) {
+      error = e.what();
+    }
+    result.set_value({std::move(report), std::move(error)});
+  });
+  thread->start();
+  auto future = result.get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << "the worker did not end";
+  EXPECT_TRUE(thread->wait(QDeadlineTimer(5000)));
+  retire(std::move(thread));
+  auto [report, error] = future.get();
+  EXPECT_NE(error.find("QThread::quit()"), std::string::npos) << error;
+  EXPECT_EQ(report.cleaned, 2) << "clean-up awaits did not complete";
+  EXPECT_EQ(report.reports, std::vector<std::string>{});
 }
 
 TEST(ThreadsafeQThread, ALoopMovedToAQThreadRunsWhatTheMainThreadSends) {

@@ -15,6 +15,7 @@
 
 #include <gmock/gmock.h>
 
+#include <QtCore/QAbstractEventDispatcher>
 #include <QtCore/QEventLoop>
 #include <QtCore/QObject>
 #include <QtCore/QTimer>
@@ -326,6 +327,87 @@ TEST_P(WakeupModelTest, NestedQEventLoopEnteredFromInjectedCodeRunsTheLoopNormal
   EXPECT_EQ(steps_outside, 0);
   EXPECT_TRUE(timer_inside);
   EXPECT_TRUE(reader_inside);
+}
+
+// Application code may remove the loop's posted wake event
+// (QCoreApplication::removePostedEvents): that one wake-up is lost, not every
+// later one — the next injected call_soon, and stop(), wake the loop again.
+TEST_P(WakeupModelTest, ARemovedWakeEventDoesNotSilenceLaterWakeups) {
+  QiEventLoop loop;
+  Log log;
+  Strings before_stop;
+  QTimer::singleShot(kIdle, [&] {
+    loop.call_soon(log.recorder("its wake event was removed"));
+    QCoreApplication::removePostedEvents(&loop);
+    QTimer::singleShot(kIdle, [&] {
+      loop.call_soon(log.recorder("scheduled later"));
+      QTimer::singleShot(kIdle, [&] {
+        before_stop = log.items;
+        QCoreApplication::removePostedEvents(&loop);  // nothing is posted now: a no-op
+        loop.stop();
+      });
+    });
+  });
+  run(loop);
+  EXPECT_EQ(before_stop, (Strings{"its wake event was removed", "scheduled later"}))
+      << "a later call_soon must wake the loop";
+}
+
+// A nested loop that excludes socket notifiers (exec(ExcludeSocketNotifiers)),
+// entered from injected code. qiloop's timers and other threads' calls reach
+// Qt through one socket notifier on the epoll fd. Qt's glib dispatcher still
+// serves it, so they run on time; the UNIX one (QT_NO_GLIB=1) does not poll
+// it, so they wait for the nested loop to end — the documented limit: they
+// are deferred, never lost, never early, and run promptly after it returns.
+TEST_P(WakeupModelTest, InsideANestedLoopExcludingSocketNotifiersWakeupsAreDeferredNotLost) {
+  const bool glib = QAbstractEventDispatcher::instance()->inherits("QEventDispatcherGlib");
+  constexpr auto kNested = 200ms;
+  QiEventLoop loop;
+  QEventLoop* nested = nullptr;
+  std::thread worker;
+  Clock::time_point timer_due{}, timer_ran{}, thread_ran{}, nested_returned{};
+  bool timer_inside = false;
+  bool thread_inside = false;
+  QTimer::singleShot(kIdle, [&] {
+    loop.call_soon([&] {
+      timer_due = Clock::now() + 10ms;
+      loop.call_at(timer_due, [&] {
+        timer_ran = Clock::now();
+        timer_inside = nested != nullptr;
+      });
+    });
+    QEventLoop excluding;
+    QTimer::singleShot(kNested, &excluding, &QEventLoop::quit);
+    QTimer::singleShot(5ms, &excluding, [&] {
+      // The timer above is armed (its slice ran) before the worker sends.
+      worker = std::thread([&] {
+        loop.call_soon_threadsafe([&] {
+          thread_ran = Clock::now();
+          thread_inside = nested != nullptr;
+        });
+      });
+    });
+    nested = &excluding;
+    excluding.exec(QEventLoop::ExcludeSocketNotifiers);
+    nested = nullptr;
+    nested_returned = Clock::now();
+    QTimer::singleShot(50ms, [&] { loop.stop(); });
+  });
+  run(loop);
+  if (worker.joinable()) worker.join();
+  ASSERT_NE(timer_ran, Clock::time_point{}) << "the timer was lost";
+  ASSERT_NE(thread_ran, Clock::time_point{}) << "the thread's call was lost";
+  EXPECT_GE(timer_ran, timer_due) << "a timer ran early";
+  if (glib) {
+    EXPECT_TRUE(timer_inside);
+    EXPECT_TRUE(thread_inside);
+    EXPECT_LT(timer_ran - timer_due, kPrompt);
+  } else {
+    EXPECT_FALSE(timer_inside);
+    EXPECT_FALSE(thread_inside);
+    EXPECT_LT(timer_ran - nested_returned, kPrompt);
+    EXPECT_LT(thread_ran - nested_returned, kPrompt);
+  }
 }
 
 // --- A qiloop callback that runs a nested QEventLoop blocks the loop ----------

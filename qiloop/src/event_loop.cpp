@@ -7,6 +7,7 @@
 
 #include "loop_impl.h"
 
+#include <QtCore/QAbstractEventDispatcher>
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEvent>
 #include <QtCore/QEventLoop>
@@ -26,6 +27,26 @@ using qi::detail::release_node;
 namespace {
 
 const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventType());
+
+// The loop's posted wake-up. The loop's record of it (LoopImpl::wake_event)
+// cannot outlive it: however the event ends — delivered, or deleted unseen by
+// QCoreApplication::removePostedEvents or a dying application — the record is
+// cleared, so a lost wake event never stops the next one from being posted.
+class WakeEvent final : public QEvent {
+ public:
+  explicit WakeEvent(QEvent** record) : QEvent(kWakeEvent), record_(record) { *record_ = this; }
+  ~WakeEvent() override {
+    if (record_ && *record_ == this) *record_ = nullptr;
+  }
+  // Delivered: the loop may be destroyed before Qt deletes the event.
+  void disarm() noexcept {
+    if (*record_ == this) *record_ = nullptr;
+    record_ = nullptr;
+  }
+
+ private:
+  QEvent** record_;
+};
 
 bool env_debug() {
   const char* v = std::getenv("QILOOP_DEBUG");
@@ -77,8 +98,9 @@ void report_stale_fds(QiEventLoop& loop, qi::detail::Selector& selector) noexcep
 
 }  // namespace
 
-QiEventLoop::QiEventLoop(QObject* parent) : QObject(parent), impl_(std::make_unique<LoopImpl>()) {
-  debug_ = env_debug();
+QiEventLoop::QiEventLoop(QObject* parent)
+    : QObject(parent), debug_(env_debug()), impl_(std::make_unique<LoopImpl>()) {
+  inbox_head_ = &impl_->inbox.head();
 }
 
 QiEventLoop::~QiEventLoop() {
@@ -91,6 +113,9 @@ QiEventLoop::~QiEventLoop() {
   if (impl_->attached)
     qFatal("QiEventLoop destroyed while a QiRunner is attached to it: destroy the QiRunner first");
   close();
+  // A pending wake event refers to impl_, which goes before ~QObject would
+  // delete the event.
+  QCoreApplication::removePostedEvents(this, kWakeEvent);
 }
 
 // --- Checks -------------------------------------------------------------------
@@ -112,17 +137,18 @@ bool QiEventLoop::admit(const char* api) {
   return true;
 }
 
-void QiEventLoop::check_can_run(const char* api) const {
+void QiEventLoop::check_can_run(const char* api, bool restart) const {
   check_thread(api);
   if (closed_) throw qi::RuntimeError(std::string(api) + ": the event loop is closed; create a new QiEventLoop");
   if (running_)
     throw qi::RuntimeError(std::string(api) +
                            ": this event loop is already running; schedule work with call_soon() instead of "
                            "running the loop again");
-  if (impl_->attached)
+  if (impl_->attached && !restart)
     throw qi::RuntimeError(std::string(api) +
-                           ": the loop is in attached mode (a QiRunner owns it) and the application's exec() "
-                           "drives it; schedule work with call_soon() instead");
+                           ": the loop is in attached mode: a QiRunner owns it, and only that runner runs it "
+                           "(run_forever / run_until_complete are nested-mode calls). It is stopped: call "
+                           "restart() on its QiRunner to run it again, and schedule work with call_soon() meanwhile");
   if (qi::running_loop())
     throw qi::RuntimeError(std::string(api) +
                            ": another QiEventLoop is already running on this thread; only one loop runs per "
@@ -143,13 +169,12 @@ void QiEventLoop::wake_from_outside() {
   // Injected code (a slot, a QTimer, a nested QEventLoop, code before
   // run_forever) changed what the loop waits for: behave as if it had been
   // made with call_soon_threadsafe. See docs/wakeup-model.md.
-  if (running_ && !wake_posted_ && !impl_->exiting) post_wake();
+  if (running_ && !impl_->wake_event && !impl_->exiting) post_wake();
 }
 
 void QiEventLoop::post_wake() {
-  wake_posted_ = true;
   ++impl_->stats.posted_wakeups;
-  QCoreApplication::postEvent(this, new QEvent(kWakeEvent));
+  QCoreApplication::postEvent(this, new WakeEvent(&impl_->wake_event));
 }
 
 void QiEventLoop::schedule_timer(CallbackNode* n) {
@@ -163,7 +188,7 @@ bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
   // call_soon(a); call_soon_threadsafe(b); call_soon(c) runs a, b, c as in
   // asyncio (the inbox is only read at the start of an iteration).
   if (thread() == QThread::currentThread() && !closed_) {
-    ready_.push(n);
+    push_ready(n);
     if (!in_slice_) wake_from_outside();
     return true;
   }
@@ -229,23 +254,55 @@ bool QiEventLoop::remove_fd_handler(int fd, bool write) {
 
 // --- Running ------------------------------------------------------------------
 
+void LoopImpl::post_wake(QiEventLoop& loop) { loop.post_wake(); }
+
 void LoopImpl::enable_notifier(bool on) {
   if (!notifier || notifier_enabled == on) return;
   notifier->setEnabled(on);
   notifier_enabled = on;
 }
 
-void QiEventLoop::start_running(bool attached) {
+namespace {
+
+// Counts the QCoreApplications made since the first notifier: a socket
+// notifier is registered with the event dispatcher of the application that
+// existed when it was enabled, and dies deaf with it.
+std::atomic<unsigned> g_app_generation{0};
+
+// Runs in every later QCoreApplication's constructor (qAddPreRoutine keeps
+// it for re-created applications), on its thread, with the new dispatcher
+// in place: the thread's running loop, whose notifier is now deaf, gets a
+// wake event, and the slice it runs makes a new notifier (watch_epoll_fd).
+void on_new_application() {
+  g_app_generation.fetch_add(1, std::memory_order_relaxed);
+  if (QiEventLoop* loop = qi::running_loop()) LoopImpl::post_wake(*loop);
+}
+
+}  // namespace
+
+// Makes Qt watch the epoll fd, through the current application's dispatcher.
+void QiEventLoop::watch_epoll_fd() {
   LoopImpl& I = *impl_;
-  if (!I.notifier) {
+  static const bool registered = (qAddPreRoutine(on_new_application), true);
+  (void)registered;
+  const unsigned generation = g_app_generation.load(std::memory_order_relaxed);
+  if (!I.notifier || I.notifier_generation != generation) {
+    delete I.notifier;
     I.notifier = new QSocketNotifier(I.selector.fd(), QSocketNotifier::Read, this);
+    I.notifier_enabled = true;
+    I.notifier_generation = generation;
     connect(I.notifier, &QSocketNotifier::activated, this, [this] { on_wake(true); });
   }
   I.enable_notifier(true);
+}
+
+void QiEventLoop::start_running(bool attached) {
+  LoopImpl& I = *impl_;
+  watch_epoll_fd();
   I.attached = attached;
   running_ = true;
   qi::detail::set_running_loop(this);
-  post_wake();
+  if (!I.wake_event) post_wake();
 }
 
 void QiEventLoop::finish_running() {
@@ -260,28 +317,29 @@ void QiEventLoop::finish_running() {
 void QiEventLoop::run_forever() {
   check_can_run("run_forever");
   LoopImpl& I = *impl_;
-  QEventLoop qloop;
-  I.qloop = &qloop;
-  start_running(false);
-  struct Finish {
-    QiEventLoop* self;
-    ~Finish() {
-      self->impl_->qloop = nullptr;
-      bool ours = self->impl_->exiting;
-      self->finish_running();
-      self->impl_->ended_by_qt = !ours;
-    }
-  };
+  bool ended_by_qt = false;
   {
-    Finish finish{this};
+    QEventLoop qloop;
+    I.qloop = &qloop;
+    start_running(false);
+    struct Finish {
+      QiEventLoop* self;
+      bool& ended_by_qt;
+      ~Finish() {
+        self->impl_->qloop = nullptr;
+        ended_by_qt = !self->impl_->exiting;
+        self->finish_running();
+      }
+    } finish{this, ended_by_qt};
     qloop.exec();
   }
-  Q_EMIT stopped();
-  if (I.ended_by_qt)
+  // Nothing of the loop is touched after stopped(): a slot may destroy it.
+  if (!I.shutting_down) Q_EMIT stopped();
+  if (ended_by_qt)
     throw qi::RuntimeError(
-        "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() ends every event "
-        "loop of the thread, and until QCoreApplication::exec() runs again Qt ends new ones at once. Call "
-        "loop.stop() to end run_forever()");
+        "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() (or QThread::quit() / "
+        "exit() in a worker thread) ends every event loop of the thread, and until the thread's exec() runs again "
+        "Qt ends new ones at once. Call loop.stop() to end run_forever()");
 }
 
 void QiEventLoop::stop() {
@@ -301,7 +359,10 @@ void QiEventLoop::stop_now() {
     // Still running (as asyncio's is_running() is until run_forever returns)
     // until exec() returns; no iteration starts meanwhile.
     I.exiting = true;
-    if (I.qloop) I.qloop->exit(0);
+    if (I.qloop)
+      I.qloop->exit(0);
+    else if (QAbstractEventDispatcher* d = QAbstractEventDispatcher::instance())
+      d->interrupt();  // run_shutdown_round's pump
   }
 }
 
@@ -347,8 +408,15 @@ void QiEventLoop::close() {
 }
 
 bool QiEventLoop::event(QEvent* e) {
+  // Qt sends ThreadChange just before a move and cannot refuse one: a loop
+  // moved while running would run callbacks on the new thread while the old
+  // one still calls it its running loop. Fatal, as destroying it would be.
+  if (e->type() == QEvent::ThreadChange && (running_ || in_slice_ || impl_->attached))
+    qFatal("QiEventLoop moved to another thread while running or attached to a QiRunner: stop it and let "
+           "run_forever() return (attached mode: destroy the QiRunner) before moveToThread(), or create the loop "
+           "on the thread that runs it");
   if (e->type() == kWakeEvent) {
-    wake_posted_ = false;
+    static_cast<WakeEvent*>(e)->disarm();  // the next wake-up may be posted
     on_wake(false);
     return true;
   }
@@ -386,7 +454,9 @@ void QiEventLoop::run_slice() {
   const auto start = clock::now();
   // The node pool gives back what a burst left unused (callback_node.cpp).
   qi::detail::trim_node_pool(start, start - I.last_slice_end);
-  I.slice_deadline = start + I.slice_budget;
+  // Saturated: an unbounded budget (duration::max()) means one slice.
+  I.slice_deadline = I.slice_budget < clock::time_point::max() - start ? start + I.slice_budget
+                                                                       : clock::time_point::max();
   for (;;) {
     if (I.iter_remaining == 0) begin_iteration();
     if (!run_ready()) break;  // budget spent inside the iteration: resume it next slice
@@ -417,13 +487,7 @@ void QiEventLoop::begin_iteration() {
     report_stale_fds(*this, I.selector);
   }
   // 2. Callbacks sent from other threads, oldest first.
-  if (I.inbox.maybe_nonempty()) {
-    for (CallbackNode* n = I.inbox.take_all(); n;) {
-      CallbackNode* next = n->next;
-      ready_.push(n);
-      n = next;
-    }
-  }
+  if (I.inbox.maybe_nonempty()) take_inbox();
   // 3. Timers: drop cancelled ones, move the due ones to the ready queue.
   if (!I.timers.empty()) {
     I.timers.collect();
@@ -440,6 +504,16 @@ void QiEventLoop::begin_iteration() {
   }
   // 4. This iteration runs exactly what is ready now.
   I.iter_remaining = ready_.size();
+}
+
+// Appends what other threads sent, oldest first: at an iteration's start,
+// and before a call_soon that may have been caused by one of those sends.
+void QiEventLoop::take_inbox() noexcept {
+  for (CallbackNode* n = impl_->inbox.take_all(); n;) {
+    CallbackNode* next = n->next;
+    ready_.push(n);
+    n = next;
+  }
 }
 
 // Runs the rest of the current iteration; returns false when the slice budget
@@ -528,29 +602,32 @@ void QiEventLoop::end_slice() {
         ++I.stats.timer_arms;
     }
   }
-  if (work && !wake_posted_) post_wake();
-  I.enable_notifier(true);
+  if (work && !I.wake_event) post_wake();
+  watch_epoll_fd();
 }
 
 void QiEventLoop::shutdown_attached() {
   if (in_slice_)
     qFatal("QiRunner destroyed from inside a callback of its own loop: destroy it after the loop's callbacks "
            "return (e.g. after app.exec())");
-  if (running_) {
-    finish_running();
-    Q_EMIT stopped();
-  }
+  const bool was_running = running_;
+  if (running_) finish_running();
   impl_->attached = false;
   shutdown();
+  // Last, once the loop has run its final iterations: a slot may destroy it.
+  if (was_running) Q_EMIT stopped();
 }
 
 void QiEventLoop::shutdown() {
   check_thread("shutdown");
   if (running_) throw qi::RuntimeError("shutdown: the loop is running; stop it first (shutdown runs it itself)");
   if (closed_) return;
+  // The runs below are shutdown's own: they do not emit stopped().
+  impl_->shutting_down = true;
   cancel_leftover_tasks();
   // Let cleanup that is already scheduled run, as a running loop would.
   drain_ready(LoopImpl::kShutdownRounds);
+  impl_->shutting_down = false;
   close();
 }
 
@@ -558,7 +635,8 @@ void QiEventLoop::cancel_leftover_tasks() {
   LoopImpl& I = *impl_;
   // Running the loop needs Qt's event loop (for timers and I/O) and this
   // thread free of other running loops.
-  if (!I.tasks_head || !QCoreApplication::instance() || qi::running_loop()) return;
+  QAbstractEventDispatcher* dispatcher = QAbstractEventDispatcher::instance();
+  if (!I.tasks_head || !QCoreApplication::instance() || !dispatcher || qi::running_loop()) return;
   for (int round = 0; round < kShutdownCancelRounds && I.tasks_head; ++round) {
     std::vector<std::shared_ptr<qi::detail::FutureStateBase>> pending;
     for (auto* t = I.tasks_head; t; t = t->next_in_loop) pending.push_back(t->future().shared_from_this());
@@ -567,11 +645,7 @@ void QiEventLoop::cancel_leftover_tasks() {
     // round's time is up.
     I.stop_when_no_tasks = true;
     qi::TimerHandle limit = call_later(kShutdownRoundTime, [this] { stop(); });
-    try {
-      run_forever();
-    } catch (const qi::RuntimeError& e) {
-      qCWarning(lcQiloop, "shutdown: %s", e.what());
-    }
+    run_shutdown_round(dispatcher);
     I.stop_when_no_tasks = false;
     limit.cancel();
     // asyncio.run reports what failed otherwise while being cancelled.
@@ -592,6 +666,18 @@ void QiEventLoop::cancel_leftover_tasks() {
     ctx.task = qi::TaskRef(t->future().shared_from_this());
     call_exception_handler(ctx);
   }
+}
+
+// Runs the loop until stop() — the round's time limit, or the last task
+// finishing. Not through QEventLoop::exec(), which returns at once while the
+// thread's quit flag is set (after QThread::quit() in a worker, or
+// QCoreApplication::exit()): clean-up must run whatever Qt was told, so the
+// thread's events are pumped directly until stop_now() interrupts the pump.
+void QiEventLoop::run_shutdown_round(QAbstractEventDispatcher* dispatcher) {
+  LoopImpl& I = *impl_;
+  start_running(false);
+  while (!I.exiting) dispatcher->processEvents(QEventLoop::AllEvents | QEventLoop::WaitForMoreEvents);
+  finish_running();
 }
 
 void QiEventLoop::drain_ready(int max_iterations) {

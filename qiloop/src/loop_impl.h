@@ -9,6 +9,7 @@
 
 #include <QtCore/QLoggingCategory>
 
+class QEvent;
 class QEventLoop;
 class QSocketNotifier;
 
@@ -31,11 +32,14 @@ struct LoopImpl {
 
   QSocketNotifier* notifier = nullptr;
   bool notifier_enabled = false;
+  unsigned notifier_generation = 0;  // the QCoreApplication it was made under
   // Turns Qt's watch on the epoll fd on or off (a no-op when it already is,
   // or before the notifier exists): it is off while the loop is not running
   // and while a wake-up is deferred, so Qt never spins on a level-triggered fd.
   void enable_notifier(bool on);
+  static void post_wake(QiEventLoop& loop);
   QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
+  QEvent* wake_event = nullptr;  // our posted wake event, while Qt holds it
 
   bool attached = false;       // a QiRunner owns the running state
   bool stopping = false;       // stop() was called; honoured at the iteration's end
@@ -43,7 +47,7 @@ struct LoopImpl {
   bool poll_pending = false;   // the epoll fd fired: poll at the next iteration start
   bool slice_over = false;     // the current slice's budget is spent
   bool exiting = false;        // nested mode: stop() asked the QEventLoop to exit
-  bool ended_by_qt = false;    // nested mode: exec() returned without our stop()
+  bool shutting_down = false;  // shutdown() runs the loop: no stopped() for those runs
   bool emit_stopped = false;   // attached mode: stopped() is due after the slice
   bool io_was_ready = false;   // the last poll found ready fds: poll again within the slice
 

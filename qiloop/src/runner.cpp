@@ -12,6 +12,11 @@ QiRunner::QiRunner(QiEventLoop& loop) : loop_(&loop) {
   loop_->start_running(true);
 }
 
+void QiRunner::restart() {
+  loop_->check_can_run("QiRunner::restart", true);
+  loop_->start_running(true);
+}
+
 QiRunner::~QiRunner() {
   if (loop_->thread() != QThread::currentThread())
     qFatal("QiRunner destroyed on a thread that does not own its loop: destroy it where it was created");

@@ -43,6 +43,9 @@ class ThreadInbox {
     CallbackNode* h = head_.load(std::memory_order_seq_cst);
     return h != nullptr && h != sealed();
   }
+  // For QiEventLoop's inline call_soon: null when the inbox is empty (a
+  // sealed inbox holds a sentinel, but a closed loop schedules nothing).
+  const std::atomic<CallbackNode*>& head() const noexcept { return head_; }
   void set_awake(bool awake) noexcept { awake_.store(awake, std::memory_order_seq_cst); }
 
   // Everything pushed so far, oldest first (linked through next), or null.

@@ -34,7 +34,9 @@
 // call_soon_threadsafe may be called from other threads. run_forever,
 // run_until_complete, stop and close throw qi::RuntimeError from another
 // thread; other calls are checked in debug mode (set_debug(true) or
-// QILOOP_DEBUG=1). One running loop per thread.
+// QILOOP_DEBUG=1). One running loop per thread. moveToThread() works on a
+// loop that is not running and has no QiRunner; moving a running or attached
+// loop is fatal (qFatal): Qt cannot refuse a move.
 //
 // Re-entrancy: every method may be called from a callback of the same loop
 // except run_forever / run_until_complete (already running) and close
@@ -69,6 +71,7 @@
 class QiEventLoop;
 class QiRunner;
 class QEvent;
+class QAbstractEventDispatcher;
 
 namespace qi {
 
@@ -117,7 +120,10 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // --- Scheduling ----------------------------------------------------------
 
   // QiEventLoop::call_soon()
-  // Runs f(args...) on a later iteration, after everything already ready.
+  // Runs f(args...) on a later iteration, after everything already ready —
+  // including what other threads sent with call_soon_threadsafe before this
+  // call (as asyncio's one ready queue: if the caller saw the effect of a
+  // sender's later action, the sender's callback runs first).
   // Throws std::invalid_argument for an empty callable, qi::RuntimeError on a
   // closed loop.
   template <class F, class... Args>
@@ -126,7 +132,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
       if (!admit("call_soon")) return {};
     }
     qi::detail::CallbackNode* n = make_node(0, "call_soon", std::forward<F>(f), std::forward<Args>(args)...);
-    ready_.push(n);
+    push_ready(n);
     if (!in_slice_) [[unlikely]] wake_from_outside();
     return qi::Handle::adopt(n);
   }
@@ -287,7 +293,8 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool get_debug() const noexcept { return debug_; }
   // Debug mode logs callbacks that take longer than this (default 100 ms).
   void set_slow_callback_duration(duration d) noexcept;
-  // Longest time one slice keeps Qt waiting (default 1 ms). Must be > 0.
+  // Longest time one slice keeps Qt waiting (default 1 ms). Must be > 0;
+  // duration::max() means no limit (a slice runs until nothing is ready).
   void set_slice_budget(duration budget);
   duration slice_budget() const noexcept;
   qi::LoopStats stats() const noexcept;
@@ -313,7 +320,13 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool remove_writer(int fd) { return remove_fd_handler(fd, true); }
 
  Q_SIGNALS:
-  // Emitted when the loop stops running (both modes), after its last iteration.
+  // Emitted when the loop stops running (both modes), after its last
+  // iteration, once per run: when run_forever() is about to return, when an
+  // attached loop stops, or — for an attached loop still running when its
+  // QiRunner goes — last in the runner's destructor, after the loop is closed.
+  // The loop touches nothing of itself after emitting it, so a slot may
+  // destroy the loop (or an attached loop's runner). shutdown()'s own runs of
+  // the loop do not emit it.
   void stopped();
 
  protected:
@@ -347,6 +360,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void register_task(qi::detail::TaskCore* t) noexcept;
   void unregister_task(qi::detail::TaskCore* t) noexcept;
   void cancel_leftover_tasks();
+  void run_shutdown_round(QAbstractEventDispatcher* dispatcher);
   void drain_ready(int max_iterations);
 
   template <bool Repeating = false, class F, class... Args>
@@ -394,6 +408,16 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
     return qi::TimerHandle::adopt(n);
   }
 
+  // Appends n to the ready queue, behind what other threads have sent so far
+  // (taken in first when the inbox is not empty; a relaxed load suffices:
+  // whatever made the caller call now happened after those sends).
+  void push_ready(qi::detail::CallbackNode* n) noexcept {
+    if (inbox_head_->load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+      take_inbox();
+    ready_.push(n);
+  }
+  void take_inbox() noexcept;
+
   bool admit(const char* api);
   void wake_from_outside();
   void schedule_timer(qi::detail::CallbackNode* n);
@@ -401,8 +425,10 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void add_fd_handler(int fd, bool write, qi::detail::CallbackNode* n);
   bool remove_fd_handler(int fd, bool write);
   void check_thread(const char* api) const;
-  void check_can_run(const char* api) const;
+  // restart: QiRunner::restart() runs its own (attached) loop again.
+  void check_can_run(const char* api, bool restart = false) const;
 
+  void watch_epoll_fd();
   void start_running(bool attached);
   void finish_running();
   void on_wake(bool from_notifier);
@@ -422,7 +448,8 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool debug_ = false;
   bool in_slice_ = false;     // our slice is on the stack (so wake-ups wait for its end)
   bool running_ = false;
-  bool wake_posted_ = false;
+  // The head of the thread inbox (in impl_), read by push_ready.
+  const std::atomic<qi::detail::CallbackNode*>* inbox_head_ = nullptr;
   std::unique_ptr<qi::detail::LoopImpl> impl_;
 };
 

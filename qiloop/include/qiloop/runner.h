@@ -10,7 +10,10 @@
 // While a QiRunner exists its loop is the running loop of the thread
 // (qi::get_running_loop()), driven by whatever Qt event loop the thread runs:
 // the application's exec(), a QDialog's, a nested QEventLoop. stop() stops the
-// logical loop; the application keeps going.
+// logical loop; the application keeps going. As an asyncio loop can be run
+// again after stop(), restart() makes the stopped loop run again (what was
+// scheduled meanwhile then runs); run_forever / run_until_complete, which are
+// nested-mode calls, throw for a loop a runner owns.
 //
 // Leaving the runner stops the loop if it still runs, runs the callbacks that
 // are already ready for a bounded number of rounds (so cleanup code
@@ -37,6 +40,13 @@ class QILOOP_EXPORT QiRunner {
   QiRunner(const QiRunner&) = delete;
   QiRunner& operator=(const QiRunner&) = delete;
   ~QiRunner();
+
+  // QiRunner::restart()
+  // Runs the loop again after stop(): it is running and the thread's running
+  // loop again, driven by the thread's Qt event loop. Throws qi::RuntimeError
+  // when it is running, when another loop runs on this thread, when there is
+  // no QCoreApplication, or off the loop's thread.
+  void restart();
 
   QiEventLoop& loop() noexcept { return *loop_; }
 
