@@ -321,6 +321,97 @@ TEST(TaskLifetime, CloseDestroysTheFramesOfSuspendedTasksAndReportsEach) {
   EXPECT_EQ(log.items.size(), 10u) << "nothing may resume after close()";
 }
 
+// --- Deep chains ----------------------------------------------------------------
+
+// One level of a deep chain of nested awaits. Its frame's destruction is
+// checked against the order the recursive destruction has: innermost first.
+struct Chain {
+  qi::Future<void> never;
+  int next_destroyed = 0;  // the depth whose frame must go next
+  int out_of_order = 0;
+};
+
+struct Level {
+  Chain* chain;
+  int depth;
+  ~Level() {
+    if (depth != chain->next_destroyed++) ++chain->out_of_order;
+  }
+};
+
+qi::Coro<void> nest(Chain& chain, int depth) {
+  Level level{&chain, depth};
+  // Where symmetric transfer is not a tail call (g++ -O0, sanitizers) each
+  // nested await takes stack until something suspends: suspending every
+  // 1000 levels keeps building the chain shallow.
+  if (depth % 1000 == 0) co_await qi::sleep(0);
+  if (depth > 0) {
+    co_await nest(chain, depth - 1);
+  } else {
+    qi::get_running_loop().stop();
+    co_await chain.never;
+  }
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kChainDepth = 300'000;  // still beyond the ~130,000 levels a recursive destruction reaches
+#else
+constexpr int kChainDepth = 1'000'000;
+#endif
+
+// close() destroys a task's frames; a suspended chain of nested awaits used
+// to be destroyed recursively, one stack frame per level (SIGSEGV past about
+// 130,000 levels).
+TEST(TaskLifetime, CloseDestroysAMillionDeepSuspendedChainInnermostFirstInConstantStack) {
+  Log log;
+  QiEventLoop loop;
+  report_into(loop, log);
+  Chain chain{loop.create_future<void>()};
+  qi::Task<void> t = loop.create_task(nest(chain, kChainDepth - 1), "deep");
+  loop.run_forever();  // until the innermost level awaits `never`
+  ASSERT_EQ(chain.next_destroyed, 0);
+  loop.close();
+  EXPECT_EQ(chain.next_destroyed, kChainDepth);
+  EXPECT_EQ(chain.out_of_order, 0);
+  EXPECT_EQ(log.items, (Strings{"report: Task was destroyed but it is pending! [Task 'deep']"}));
+  EXPECT_TRUE(t.cancelled());
+}
+
+// Tasks awaiting each other never finish: shutdown cancels them (each request
+// goes round the cycle once), reports both after its rounds and closes the
+// loop, which destroys their frames. The cancel used to recurse round the
+// cycle until the stack overflowed.
+qi::Coro<void> await_other(Log& log, std::string name, const qi::Task<void>* other) {
+  Probe probe(log, name);
+  co_await *other;
+  log(name + " resumed");
+}
+
+TEST_P(TaskLifetimeTest, TasksDeadlockedAwaitingEachOtherAreReportedAtShutdownAndTheProgramEnds) {
+  Log log;
+  qi::Task<void> a, b;
+  const auto start = std::chrono::steady_clock::now();
+  run_program(mode(), [](Log& log, qi::Task<void>& a, qi::Task<void>& b) -> qi::Coro<void> {
+    QiEventLoop& loop = qi::get_running_loop();
+    report_into(loop, log);
+    QObject::connect(&loop, &QObject::destroyed, [&log] { log("loop destroyed"); });
+    a = qi::create_task(await_other(log, "a", &b), "a");
+    b = qi::create_task(await_other(log, "b", &a), "b");
+    co_await qi::sleep(0);
+    log("main returns");
+  }(log, a, b));
+  log("program ended");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  const std::string refused = " did not finish after being cancelled at shutdown";
+  EXPECT_EQ(log.items, (Strings{"main returns", "report: Task 'b'" + refused + " [Task 'b']",
+                                "report: Task 'a'" + refused + " [Task 'a']",
+                                "report: Task was destroyed but it is pending! [Task 'b']", "b frame destroyed",
+                                "report: Task was destroyed but it is pending! [Task 'a']", "a frame destroyed",
+                                "loop destroyed", "program ended"}));
+  EXPECT_TRUE(a.cancelled());
+  EXPECT_TRUE(b.cancelled());
+}
+
 // "exception was never retrieved", named after the task, when its last
 // handle goes; not for a task whose exception was looked at, nor for a
 // cancelled one.
