@@ -826,14 +826,8 @@ TEST(TaskEntryPoints, ACoroThatAlreadyRanIsRefusedWithRuntimeErrorNamingTheFix) 
       [](QiEventLoop& loop) {
         qi::Coro<int> c = value_now(1);
         if (loop.is_running()) {
-          // Inside a task: run it through a nested await of this very step.
-          bool done = false;
-          auto drive = [&]() -> qi::Coro<void> {
-            (void)co_await c;
-            done = true;
-          }();
-          (void)loop.run_task(std::move(drive));
-          EXPECT_TRUE(done);
+          // run_task's first step awaits it to the end, here and now.
+          EXPECT_TRUE(loop.run_task(await_lvalue(c)).done());
         } else {
           loop.run_until_complete(await_lvalue(c));
         }
