@@ -22,7 +22,15 @@
 // yet started never runs. The coroutine may catch qi::CancelledError and
 // return normally: the task then finishes with that result (cancelling()
 // still counts the request; uncancel() takes one back). cancel() returns
-// false when the task is already done.
+// false when the task is already done. Cancelling a task that awaits a task
+// cancels that one too, down a chain of any length without growing the
+// stack; tasks awaiting each other in a cycle each count the request once
+// and stay deadlocked (shutdown reports them).
+//
+// One wait at a time: a task is suspended on one future or sleep. When a
+// coroutine the task did not await (an eager coroutine of another library)
+// awaits a qi future during a step, the task must co_await that coroutine
+// next; awaiting anything else first throws qi::RuntimeError.
 //
 // An exception escaping the coroutine is stored in the task; if nobody
 // retrieves it, it is reported when the last handle goes ("Task exception
