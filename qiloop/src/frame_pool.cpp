@@ -6,8 +6,10 @@
 #include "loop_impl.h"
 
 #include <cstdlib>
-#include <new>
 #include <cstdint>
+#include <new>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace qi::detail {
@@ -111,6 +113,13 @@ void destroy_awaited_chain(PromiseBase& top) noexcept {
     std::exchange(*p->owner, nullptr).destroy();
     p = parent;
   }
+}
+
+void throw_not_runnable(const char* api, bool empty) {
+  if (empty) throw std::invalid_argument(std::string(api) + ": the Coro is empty (default-constructed or moved from)");
+  throw RuntimeError(std::string(api) +
+                     ": this Coro already ran (it was awaited or given to a task); a coroutine runs once: call its "
+                     "coroutine function again for a new Coro");
 }
 
 void report_never_awaited() noexcept {

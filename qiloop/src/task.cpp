@@ -58,10 +58,6 @@ void TaskCore::set_name(std::string name) { name_ = std::make_unique<std::string
 
 TaskCore::~TaskCore() { destroy_root(); }
 
-void TaskCore::destroy_root() noexcept {
-  if (root_) std::exchange(root_, nullptr).destroy();
-}
-
 TaskCore* TaskCore::current() noexcept { return t_current_task; }
 
 void TaskCore::start(bool eager) {
@@ -78,8 +74,8 @@ void TaskCore::schedule_step() {
 }
 
 // What woke the task is spent; a timer is cancelled in case something else
-// woke it first.
-void TaskCore::clear_wait() noexcept {
+// woke it first. (Inline: it is part of every step.)
+inline void TaskCore::clear_wait() noexcept {
   fut_waiter_ = nullptr;
   waiter_callback_ = 0;
   if (sleep_timer_) [[unlikely]] {
@@ -221,12 +217,11 @@ void TaskCore::check_must_cancel(bool awaited_cancelled) {
 
 // A task has one wait slot: a second wait in one step would silently replace
 // the first, whose wake-up would then resume the wrong coroutine early.
-void TaskCore::check_no_wait(const char* what) const {
-  if (resume_) [[unlikely]]
-    throw RuntimeError(std::string(what) + ": " + fut_->describe() +
-                       " already waits on something in this step (a coroutine it did not await, e.g. an eager "
-                       "coroutine of another library, awaited a qi future); a task waits for one thing at a time: "
-                       "co_await that coroutine first, or run it as a task of its own (create_task)");
+void TaskCore::refuse_second_wait(const char* what) const {
+  throw RuntimeError(std::string(what) + ": " + fut_->describe() +
+                     " already waits on something in this step (a coroutine it did not await, e.g. an eager "
+                     "coroutine of another library, awaited a qi future); a task waits for one thing at a time: "
+                     "co_await that coroutine first, or run it as a task of its own (create_task)");
 }
 
 void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {

@@ -37,7 +37,6 @@
 #include <exception>
 #include <optional>
 #include <stdexcept>
-#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -70,6 +69,8 @@ namespace detail {
 QILOOP_EXPORT void* alloc_frame(std::size_t size);
 QILOOP_EXPORT void free_frame(void* p, std::size_t size) noexcept;
 QILOOP_EXPORT void report_never_awaited() noexcept;
+// Out of line: building the message inline would cost every co_await.
+[[noreturn]] QILOOP_EXPORT void throw_not_runnable(const char* api, bool empty);
 
 struct PromiseBase;
 // Destroys the chain of Coros that `top` is suspended in (top awaits one,
@@ -217,21 +218,17 @@ class [[nodiscard]] Coro {
   // std::invalid_argument for an empty Coro and qi::RuntimeError for one that
   // already ran (awaited, or given to a task), naming `api`.
   void check_runnable(const char* api) const {
-    if (!frame_)
-      throw std::invalid_argument(std::string(api) + ": the Coro is empty (default-constructed or moved from)");
-    if (handle().promise().started)
-      throw RuntimeError(std::string(api) +
-                         ": this Coro already ran (it was awaited or given to a task); a coroutine runs once: "
-                         "call its coroutine function again for a new Coro");
+    if (!frame_) [[unlikely]]
+      detail::throw_not_runnable(api, true);
+    if (handle().promise().started) [[unlikely]]
+      detail::throw_not_runnable(api, false);
   }
 
-  // Internal: hands the frame to a task, which then owns it. Throws as
-  // check_runnable, so that a task never resumes a frame that already ran.
-  handle_type release() {
-    check_runnable("create_task");
+  // Internal: hands the frame to a task, which then owns it (the caller
+  // checked it with check_runnable).
+  handle_type release() noexcept {
     handle_type h = handle();
     h.promise().started = true;
-    h.promise().owner = nullptr;  // a task's root is nobody's awaited child
     frame_ = nullptr;
     return h;
   }

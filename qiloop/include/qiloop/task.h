@@ -48,6 +48,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 class QiEventLoop;
 
@@ -106,16 +107,24 @@ class QILOOP_EXPORT TaskCore {
   // after this base, which therefore cannot take it as an argument).
   void bind_future(FutureStateBase& fut) noexcept { fut_ = &fut; }
   // Destroys the coroutine frames, if still there (before the result slot goes).
-  void destroy_root() noexcept;
+  void destroy_root() noexcept {
+    if (root_) std::exchange(root_, nullptr).destroy();
+  }
   std::coroutine_handle<> root() const noexcept { return root_; }
-  bool must_cancel_ = false;
+  // Small fields packed together from here to num_cancels_ (declaration
+  // order is layout order): the task stays within the size it had.
   std::string must_cancel_msg_;
+  bool must_cancel_ = false;
 
  private:
   void schedule_step();
   void step() noexcept;
   void complete() noexcept;
-  void check_no_wait(const char* what) const;
+  void check_no_wait(const char* what) const {
+    if (resume_) [[unlikely]]
+      refuse_second_wait(what);
+  }
+  [[noreturn]] void refuse_second_wait(const char* what) const;
   void clear_wait() noexcept;
   void drop_wait() noexcept;
   // One link of request_cancel's walk: the task it must cancel next, if any.
@@ -123,6 +132,10 @@ class QILOOP_EXPORT TaskCore {
   TaskCore* awaited_task() const noexcept;
   void release_self() noexcept;
 
+  bool started_ = false;
+  bool in_cancel_walk_ = false;     // request_cancel's walk passed here (cuts cycles)
+  bool sleep_interrupted_ = false;  // cancel() cut a sleep short: deliver its error whatever follows
+  int num_cancels_ = 0;
   FutureStateBase* fut_ = nullptr;
   QiEventLoop* loop_;
   std::coroutine_handle<> root_;
@@ -132,11 +145,7 @@ class QILOOP_EXPORT TaskCore {
   FutureStateBase* fut_waiter_ = nullptr;
   uint64_t waiter_callback_ = 0;
   TimerHandle sleep_timer_;
-  bool started_ = false;
-  bool in_cancel_walk_ = false;     // request_cancel's walk passed here (cuts cycles)
-  bool sleep_interrupted_ = false;  // cancel() cut a sleep short: deliver its error whatever follows
   std::string sleep_interrupt_msg_;
-  int num_cancels_ = 0;
   uint64_t number_;                    // N of the default name "Task-N"
   std::unique_ptr<std::string> name_;  // set only when named explicitly
   std::shared_ptr<FutureStateBase> self_;  // the loop's reference while pending
