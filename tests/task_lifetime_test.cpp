@@ -7,6 +7,7 @@
 
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <chrono>
 #include <coroutine>
 #include <exception>
@@ -14,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 using qt::Log;
@@ -406,6 +408,36 @@ TEST_P(TaskLifetimeTest, TasksDeadlockedAwaitingEachOtherAreReportedAtShutdownAn
                                 "loop destroyed", "program ended"}));
   EXPECT_TRUE(a.cancelled());
   EXPECT_TRUE(b.cancelled());
+}
+
+qi::Coro<void> await_next(qi::Task<void> next) { co_await next; }
+
+// A long chain of tasks, each awaiting the next, left behind: shutdown
+// cancels every one of them. Each request reaches what the task awaits only
+// if no request reached that already, so the whole round is linear (it was
+// a recursion per task; a walk to the end of the chain per task would be
+// quadratic) and no task counts more than one request per round beyond the
+// first walk's.
+TEST_P(TaskLifetimeTest, ALongChainOfTasksLeftBehindIsCancelledAtShutdownInLinearTime) {
+  constexpr int kTasks = 2'000;
+  Log log;
+  std::vector<qi::Task<void>> chain;
+  run_program(mode(), [](Log& log, std::vector<qi::Task<void>>& chain) -> qi::Coro<void> {
+    QiEventLoop& loop = qi::get_running_loop();
+    report_into(loop, log);
+    chain.push_back(loop.create_task(suspended(log, "end", [] { return qi::sleep(1h); }), "end"));
+    for (int i = 1; i < kTasks; ++i) chain.push_back(loop.create_task(await_next(chain.back())));
+    co_await qi::sleep(0);
+    log("main returns");
+  }(log, chain));
+  EXPECT_EQ(log.items, (Strings{"main returns", "end frame destroyed"}));
+  int most = 0, pending = 0;
+  for (const qi::Task<void>& t : chain) {
+    most = std::max(most, t.cancelling());
+    pending += !t.cancelled();
+  }
+  EXPECT_EQ(pending, 0);
+  EXPECT_LE(most, QiEventLoop::kShutdownCancelRounds + 1);
 }
 
 // "exception was never retrieved", named after the task, when its last

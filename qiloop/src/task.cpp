@@ -95,6 +95,7 @@ void TaskCore::drop_wait() noexcept {
 void TaskCore::step() noexcept {
   if (fut_->done()) return;
   clear_wait();
+  cancel_in_flight_ = false;  // a request from now on must reach what it awaits next
   if (!started_ && must_cancel_) {
     // Cancelled before its first step: the coroutine never runs.
     fut_->mark_cancelled(must_cancel_msg_);
@@ -149,18 +150,8 @@ void TaskCore::release_self() noexcept {
 bool TaskCore::request_cancel(std::string msg) {
   if (fut_->done()) return false;
   // asyncio's cancel() recurses into the awaited task's cancel(): here the
-  // chain is walked in a loop, marking each task, so that neither a long
-  // chain nor a cycle grows the stack. The marks go when the walk ends.
-  struct Unmark {
-    TaskCore* first;
-    ~Unmark() {
-      for (TaskCore* t = first; t && t->in_cancel_walk_; t = t->awaited_task()) t->in_cancel_walk_ = false;
-    }
-  } unmark{this};
-  for (TaskCore* t = this; t;) {
-    t->in_cancel_walk_ = true;
-    t = t->cancel_one(msg);
-  }
+  // chain is walked in a loop, so that a long chain does not grow the stack.
+  for (TaskCore* t = this; t;) t = t->cancel_one(msg);
   return true;
 }
 
@@ -170,12 +161,16 @@ TaskCore* TaskCore::awaited_task() const noexcept { return dynamic_cast<TaskCore
 
 TaskCore* TaskCore::cancel_one(const std::string& msg) {
   ++num_cancels_;
+  cancel_in_flight_ = true;
   if (TaskCore* awaited = awaited_task()) {
     // Cancelling a pending task succeeds (its cancel() would return true),
-    // so its done callback wakes this one with the CancelledError; a task
-    // already marked is in a cycle of tasks awaiting each other, which only
-    // shutdown's report and close() can end.
-    if (!awaited->fut_->done()) return awaited->in_cancel_walk_ ? nullptr : awaited;
+    // so its done callback wakes this one with the CancelledError. One that
+    // a request already reached since it last ran is not cancelled again:
+    // it may await this one (a cycle, which only shutdown's report and
+    // close() can end), and walking on would make cancelling every task of
+    // a chain quadratic. This task then hears of it at its resumption, as
+    // when what it awaits is already done.
+    if (!awaited->fut_->done() && !awaited->cancel_in_flight_) return awaited;
   } else if (fut_waiter_ && fut_waiter_->cancel(msg)) {
     // The waiter's done callback wakes us; its CancelledError carries msg.
     return nullptr;
@@ -197,7 +192,7 @@ TaskCore* TaskCore::cancel_one(const std::string& msg) {
 
 int TaskCore::uncancel() noexcept {
   if (num_cancels_ > 0) --num_cancels_;
-  if (num_cancels_ == 0) must_cancel_ = false;
+  if (num_cancels_ == 0) must_cancel_ = cancel_in_flight_ = false;
   return num_cancels_;
 }
 

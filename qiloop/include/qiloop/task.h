@@ -24,8 +24,9 @@
 // still counts the request; uncancel() takes one back). cancel() returns
 // false when the task is already done. Cancelling a task that awaits a task
 // cancels that one too, down a chain of any length without growing the
-// stack; tasks awaiting each other in a cycle each count the request once
-// and stay deadlocked (shutdown reports them).
+// stack, unless a cancel request already reached that one since it last ran
+// (it is not cancelled again): tasks awaiting each other in a cycle each
+// count the first request once and stay deadlocked (shutdown reports them).
 //
 // One wait at a time: a task is suspended on one future or sleep. When a
 // coroutine the task did not await (an eager coroutine of another library)
@@ -69,8 +70,9 @@ class QILOOP_EXPORT TaskCore {
   void start(bool eager);
   // asyncio's Task.cancel(). A task awaiting a task cancels that one too,
   // and so on down the chain, in a loop (a chain may be as long as memory
-  // allows); a task met twice — tasks awaiting each other in a cycle — is
-  // not cancelled again.
+  // allows). The walk stops at a task a cancel request already reached since
+  // its last step: its wake-up is on its way, and that cuts cycles of tasks
+  // awaiting each other (and keeps cancelling every task of a chain linear).
   bool request_cancel(std::string msg);
   int cancelling() const noexcept { return num_cancels_; }
   int uncancel() noexcept;
@@ -133,7 +135,7 @@ class QILOOP_EXPORT TaskCore {
   void release_self() noexcept;
 
   bool started_ = false;
-  bool in_cancel_walk_ = false;     // request_cancel's walk passed here (cuts cycles)
+  bool cancel_in_flight_ = false;   // a cancel request reached it since its last step
   bool sleep_interrupted_ = false;  // cancel() cut a sleep short: deliver its error whatever follows
   int num_cancels_ = 0;
   FutureStateBase* fut_ = nullptr;
