@@ -11,6 +11,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 using qt::Log;
@@ -376,6 +377,84 @@ TEST_P(CancellationTest, DoneCallbacksOfACancelledTaskRunInOrderAndResultThrowsW
   } catch (const qi::CancelledError& e) {
     EXPECT_EQ(e.message(), "stop now");
   }
+}
+
+// Tasks awaiting each other are a deadlock asyncio lets one write. A cancel
+// request goes round the cycle once: each task counts it, nobody wakes (what
+// would wake them is each other), a second request stops at the task the
+// first one already reached, and shutdown reports both and ends. It used to
+// recurse between the two until the stack overflowed.
+TEST_P(CancellationTest, OfTasksAwaitingEachOtherReachesEachOnceAndShutdownReportsTheDeadlock) {
+  qi::Task<void> a, b;
+  a = start_victim([&b] { return b; }, "a");
+  b = start_victim([&a] { return a; }, "b");
+  auto main = [&]() -> qi::Coro<void> {
+    log_("main cancels");
+    EXPECT_TRUE(a.cancel("cycle"));
+    EXPECT_EQ(a.cancelling(), 1);
+    EXPECT_EQ(b.cancelling(), 1);
+    EXPECT_TRUE(b.cancel("again"));
+    EXPECT_EQ(a.cancelling(), 1);
+    EXPECT_EQ(b.cancelling(), 2);
+    co_await qi::sleep(20ms);
+    log_("main returns");
+  };
+  const auto start = std::chrono::steady_clock::now();
+  run_until_done(loop_.create_task(main(), "main"));
+  if (mode() == Mode::kNested) {
+    EXPECT_FALSE(a.done());
+    EXPECT_FALSE(b.done());
+    loop_.shutdown();  // what qi::run does; attached mode's runner did it
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  const std::string refused = " did not finish after being cancelled at shutdown";
+  EXPECT_EQ(log_.items, (Strings{"a suspends", "b suspends", "main cancels", "main returns",
+                                 "report: Task 'b'" + refused, "report: Task 'a'" + refused,
+                                 "report: Task was destroyed but it is pending!",
+                                 "report: Task was destroyed but it is pending!"}));
+  EXPECT_EQ(outcome(a), "cancelled: the event loop was closed");
+  EXPECT_EQ(outcome(b), "cancelled: the event loop was closed");
+}
+
+// A request stops at an awaited task that a request already reached since it
+// last ran (what cuts cycles and keeps chains linear), but it is not lost: if
+// that task swallows its own cancellation and returns, the awaiter still
+// gets its CancelledError when it resumes.
+TEST_P(CancellationTest, StoppingAtAnAwaitedTaskAlreadyBeingCancelledStillReachesTheAwaiter) {
+  auto fut = loop_.create_future<void>();
+  qi::Task<int> inner = loop_.create_task(swallow(log_, fut), "inner");
+  qi::Task<void> outer = start_victim([inner] { return inner; }, "outer");
+  cancel_from_main(outer, [inner, outer] {
+    EXPECT_TRUE(inner.cancel("inner first"));
+    EXPECT_TRUE(outer.cancel("outer"));
+    EXPECT_EQ(inner.cancelling(), 1) << "not cancelled again";
+    EXPECT_EQ(outer.cancelling(), 1);
+  });
+  EXPECT_EQ(log_.items, (Strings{"victim suspends", "outer suspends", "main cancels", "swallowed: inner first",
+                                 "yielded again", "outer caught: outer", "main sees: outer"}));
+  EXPECT_EQ(inner.result(), 42);
+  EXPECT_EQ(outcome(outer), "cancelled: outer");
+}
+
+qi::Coro<void> await_link(qi::Task<void> next) { co_await next; }
+qi::Coro<void> await_end(qi::Future<void> fut) { co_await fut; }
+
+// Each task awaits the next; the last awaits a future. Cancelling the head
+// reaches the future through every task, then the error travels back up one
+// wake-up at a time. The request used to recurse once per task (SIGSEGV).
+TEST_P(CancellationTest, OfTheHeadOfAHundredThousandTaskChainReachesItsEndWithoutRecursion) {
+  constexpr int kTasks = 100'000;
+  auto fut = loop_.create_future<void>();
+  std::vector<qi::Task<void>> chain;
+  chain.reserve(kTasks);
+  chain.push_back(loop_.create_task(await_end(fut)));
+  for (int i = 1; i < kTasks; ++i) chain.push_back(loop_.create_task(await_link(chain.back())));
+  cancel_from_main(chain.back(), [head = chain.back()] { EXPECT_TRUE(head.cancel("chain")); });
+  EXPECT_EQ(log_.items, (Strings{"main cancels", "main sees: chain"}));
+  EXPECT_EQ(outcome(fut), "cancelled: chain");
+  int wrong = 0;
+  for (const qi::Task<void>& t : chain) wrong += outcome(t) != "cancelled: chain" || t.cancelling() != 1;
+  EXPECT_EQ(wrong, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CancellationTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);

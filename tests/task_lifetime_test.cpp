@@ -7,6 +7,7 @@
 
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <chrono>
 #include <coroutine>
 #include <exception>
@@ -14,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 using qt::Log;
@@ -319,6 +321,123 @@ TEST(TaskLifetime, CloseDestroysTheFramesOfSuspendedTasksAndReportsEach) {
     EXPECT_THROW(h.result(), qi::CancelledError);
   }
   EXPECT_EQ(log.items.size(), 10u) << "nothing may resume after close()";
+}
+
+// --- Deep chains ----------------------------------------------------------------
+
+// One level of a deep chain of nested awaits. Its frame's destruction is
+// checked against the order the recursive destruction has: innermost first.
+struct Chain {
+  qi::Future<void> never;
+  int next_destroyed = 0;  // the depth whose frame must go next
+  int out_of_order = 0;
+};
+
+struct Level {
+  Chain* chain;
+  int depth;
+  ~Level() {
+    if (depth != chain->next_destroyed++) ++chain->out_of_order;
+  }
+};
+
+qi::Coro<void> nest(Chain& chain, int depth) {
+  Level level{&chain, depth};
+  // Where symmetric transfer is not a tail call (g++ -O0, sanitizers) each
+  // nested await takes stack until something suspends: suspending every
+  // 1000 levels keeps building the chain shallow.
+  if (depth % 1000 == 0) co_await qi::sleep(0);
+  if (depth > 0) {
+    co_await nest(chain, depth - 1);
+  } else {
+    qi::get_running_loop().stop();
+    co_await chain.never;
+  }
+}
+
+constexpr int kChainDepth = 1'000'000;  // a recursive destruction overflowed at about 130,000
+
+// close() destroys a task's frames; a suspended chain of nested awaits used
+// to be destroyed recursively, one stack frame per level (SIGSEGV past about
+// 130,000 levels).
+TEST(TaskLifetime, CloseDestroysAMillionDeepSuspendedChainInnermostFirstInConstantStack) {
+  Log log;
+  QiEventLoop loop;
+  report_into(loop, log);
+  Chain chain{loop.create_future<void>()};
+  qi::Task<void> t = loop.create_task(nest(chain, kChainDepth - 1), "deep");
+  loop.run_forever();  // until the innermost level awaits `never`
+  ASSERT_EQ(chain.next_destroyed, 0);
+  loop.close();
+  EXPECT_EQ(chain.next_destroyed, kChainDepth);
+  EXPECT_EQ(chain.out_of_order, 0);
+  EXPECT_EQ(log.items, (Strings{"report: Task was destroyed but it is pending! [Task 'deep']"}));
+  EXPECT_TRUE(t.cancelled());
+}
+
+// Tasks awaiting each other never finish: shutdown cancels them (each request
+// goes round the cycle once), reports both after its rounds and closes the
+// loop, which destroys their frames. The cancel used to recurse round the
+// cycle until the stack overflowed.
+qi::Coro<void> await_other(Log& log, std::string name, const qi::Task<void>* other) {
+  Probe probe(log, name);
+  co_await *other;
+  log(name + " resumed");
+}
+
+TEST_P(TaskLifetimeTest, TasksDeadlockedAwaitingEachOtherAreReportedAtShutdownAndTheProgramEnds) {
+  Log log;
+  qi::Task<void> a, b;
+  const auto start = std::chrono::steady_clock::now();
+  run_program(mode(), [](Log& log, qi::Task<void>& a, qi::Task<void>& b) -> qi::Coro<void> {
+    QiEventLoop& loop = qi::get_running_loop();
+    report_into(loop, log);
+    QObject::connect(&loop, &QObject::destroyed, [&log] { log("loop destroyed"); });
+    a = qi::create_task(await_other(log, "a", &b), "a");
+    b = qi::create_task(await_other(log, "b", &a), "b");
+    co_await qi::sleep(0);
+    log("main returns");
+  }(log, a, b));
+  log("program ended");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  const std::string refused = " did not finish after being cancelled at shutdown";
+  EXPECT_EQ(log.items, (Strings{"main returns", "report: Task 'b'" + refused + " [Task 'b']",
+                                "report: Task 'a'" + refused + " [Task 'a']",
+                                "report: Task was destroyed but it is pending! [Task 'b']", "b frame destroyed",
+                                "report: Task was destroyed but it is pending! [Task 'a']", "a frame destroyed",
+                                "loop destroyed", "program ended"}));
+  EXPECT_TRUE(a.cancelled());
+  EXPECT_TRUE(b.cancelled());
+}
+
+qi::Coro<void> await_next(qi::Task<void> next) { co_await next; }
+
+// A long chain of tasks, each awaiting the next, left behind: shutdown
+// cancels every one of them. Each request reaches what the task awaits only
+// if no request reached that already, so the whole round is linear (it was
+// a recursion per task; a walk to the end of the chain per task would be
+// quadratic) and no task counts more than one request per round beyond the
+// first walk's.
+TEST_P(TaskLifetimeTest, ALongChainOfTasksLeftBehindIsCancelledAtShutdownInLinearTime) {
+  constexpr int kTasks = 2'000;
+  Log log;
+  std::vector<qi::Task<void>> chain;
+  run_program(mode(), [](Log& log, std::vector<qi::Task<void>>& chain) -> qi::Coro<void> {
+    QiEventLoop& loop = qi::get_running_loop();
+    report_into(loop, log);
+    chain.push_back(loop.create_task(suspended(log, "end", [] { return qi::sleep(1h); }), "end"));
+    for (int i = 1; i < kTasks; ++i) chain.push_back(loop.create_task(await_next(chain.back())));
+    co_await qi::sleep(0);
+    log("main returns");
+  }(log, chain));
+  EXPECT_EQ(log.items, (Strings{"main returns", "end frame destroyed"}));
+  int most = 0, pending = 0;
+  for (const qi::Task<void>& t : chain) {
+    most = std::max(most, t.cancelling());
+    pending += !t.cancelled();
+  }
+  EXPECT_EQ(pending, 0);
+  EXPECT_LE(most, QiEventLoop::kShutdownCancelRounds + 1);
 }
 
 // "exception was never retrieved", named after the task, when its last

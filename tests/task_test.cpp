@@ -6,11 +6,16 @@
 #include <QtCore/QObject>
 #include <QtCore/QTimer>
 
+#include <array>
+#include <chrono>
+#include <coroutine>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -775,6 +780,226 @@ TEST(TaskShutdown, ALeftoverThatFailsWhileBeingCancelledIsReported) {
   ASSERT_EQ(reports.size(), 1u);
   EXPECT_NE(reports[0].find("unhandled exception during shutdown in Task 'fragile'"), std::string::npos)
       << reports[0];
+}
+
+}  // namespace
+
+namespace {
+
+// --- Coros that cannot run -------------------------------------------------------
+
+qi::Coro<void> await_lvalue(qi::Coro<int>& c) { (void)co_await c; }
+
+// Every entry point that takes a Coro refuses `make()`'s with E, its message
+// naming the entry point and `part`.
+template <class E, class Make>
+void expect_every_entry_point_refuses(Make make, const std::string& part) {
+  QiEventLoop loop;
+  auto refused = [&](const std::string& api, auto&& call) {
+    try {
+      call();
+      ADD_FAILURE() << api << " accepted it";
+    } catch (const E& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(api + ": ", 0), 0u) << e.what();
+      EXPECT_TRUE(contains(e.what(), part)) << e.what();
+    }
+  };
+  refused("create_task", [&] { (void)loop.create_task(make(loop)); });
+  refused("run_until_complete", [&] { loop.run_until_complete(make(loop)); });
+  refused("qi::run", [&] { qi::run(make(loop)); });
+  // The other two need the loop running.
+  bool inside = false;
+  loop.run_until_complete([&]() -> qi::Coro<void> {
+    refused("run_task", [&] { (void)loop.run_task(make(loop)); });
+    refused("create_task", [&] { (void)qi::create_task(make(loop)); });
+    inside = true;
+    co_return;
+  }());
+  EXPECT_TRUE(inside);
+  EXPECT_EQ(loop.pending_tasks(), 0u);
+}
+
+// A Coro runs once: one that was awaited (as an lvalue, so it survives) used
+// to be accepted and its finished frame resumed (SIGSEGV).
+TEST(TaskEntryPoints, ACoroThatAlreadyRanIsRefusedWithRuntimeErrorNamingTheFix) {
+  expect_every_entry_point_refuses<qi::RuntimeError>(
+      [](QiEventLoop& loop) {
+        qi::Coro<int> c = value_now(1);
+        if (loop.is_running()) {
+          // run_task's first step awaits it to the end, here and now.
+          EXPECT_TRUE(loop.run_task(await_lvalue(c)).done());
+        } else {
+          loop.run_until_complete(await_lvalue(c));
+        }
+        return c;
+      },
+      "already ran");
+}
+
+TEST(TaskEntryPoints, AnEmptyOrMovedFromCoroIsRefusedWithInvalidArgument) {
+  expect_every_entry_point_refuses<std::invalid_argument>(
+      [](QiEventLoop&) {
+        qi::Coro<int> c = value_now(1);
+        qi::Coro<int> taken = std::move(c);
+        return c;  // NOLINT(bugprone-use-after-move): the point of the test
+      },
+      "empty");
+}
+
+// --- A coroutine of another library inside a task's step ---------------------------
+
+// QCoro's shape: starts at once, keeps its frame until its handle goes, and
+// resumes whoever awaits it when it finishes.
+class Eager {
+ public:
+  struct promise_type {
+    std::coroutine_handle<> awaiter;
+    Eager get_return_object() noexcept { return Eager(std::coroutine_handle<promise_type>::from_promise(*this)); }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    auto final_suspend() noexcept {
+      struct Final {
+        bool await_ready() noexcept { return false; }
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<promise_type> h) noexcept {
+          return h.promise().awaiter ? h.promise().awaiter : std::noop_coroutine();
+        }
+        void await_resume() noexcept {}
+      };
+      return Final{};
+    }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+  explicit Eager(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+  Eager(Eager&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  ~Eager() {
+    if (h_) h_.destroy();
+  }
+  bool await_ready() const noexcept { return h_.done(); }
+  void await_suspend(std::coroutine_handle<> h) noexcept { h_.promise().awaiter = h; }
+  void await_resume() const noexcept {}
+
+ private:
+  std::coroutine_handle<promise_type> h_;
+};
+
+Eager foreign_wait(Log& log, qi::Future<void> fut) {
+  co_await fut;
+  log("foreign coroutine resumed");
+}
+
+long ms_since(std::chrono::steady_clock::time_point start) {
+  return static_cast<long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
+}
+
+// The foreign coroutine's await takes the task's wait slot first; the task's
+// own sleep in the same step used to replace it silently, so the foreign
+// future's completion (5 ms) woke the sleep early and the sleep's stale timer
+// later resumed whatever the task awaited next.
+qi::Coro<void> mixes_waits(Log& log, qi::Future<void> fast, qi::Future<void> never) {
+  Eager foreign = foreign_wait(log, fast);
+  auto start = std::chrono::steady_clock::now();
+  try {
+    co_await qi::sleep(50ms);
+    log("the first sleep returned");
+  } catch (const qi::RuntimeError& e) {
+    log(std::string("refused: ") + e.what());
+  }
+  EXPECT_LT(ms_since(start), 40) << "refused at once";
+  co_await foreign;  // what the slot is for: the foreign coroutine resumes, then the task
+  log("foreign coroutine awaited");
+  start = std::chrono::steady_clock::now();
+  co_await qi::sleep(50ms);
+  const long slept = ms_since(start);
+  log(slept >= 50 ? "slept at least 50 ms" : "woke after " + std::to_string(slept) + " ms");
+  try {
+    co_await never;
+    log("the never-completing future returned");
+  } catch (const qi::CancelledError&) {
+    log("cancelled while awaiting the never-completing future");
+    throw;
+  }
+}
+
+TEST_P(TaskTest, ASecondWaitInOneStepIsRefusedAndTheTasksOwnSleepsKeepTheirLength) {
+  QiEventLoop loop;
+  Log log;
+  Reports reports(loop);
+  auto fast = loop.create_future<void>();
+  auto never = loop.create_future<void>();
+  loop.call_later(5ms, [fast] { fast.set_result(); });
+  qi::Task<void> t = loop.create_task(mixes_waits(log, fast, never), "mixer");
+  // Cancels the task 100 ms after it started awaiting `never`: long after
+  // any stale timer of the sleeps would have fired.
+  loop.call_later(250ms, [t] { t.cancel(); });
+  stop_when_done(loop, t);
+  run(loop);
+  ASSERT_EQ(log.items.size(), 5u) << testing::PrintToString(log.items);
+  EXPECT_TRUE(log.items[0].starts_with("refused: qi::sleep: Task 'mixer' already waits")) << log.items[0];
+  EXPECT_TRUE(contains(log.items[0], "co_await that coroutine first")) << log.items[0];
+  EXPECT_EQ(Strings(log.items.begin() + 1, log.items.end()),
+            (Strings{"foreign coroutine resumed", "foreign coroutine awaited", "slept at least 50 ms",
+                     "cancelled while awaiting the never-completing future"}));
+  EXPECT_TRUE(t.cancelled());
+  EXPECT_TRUE(reports.contexts.empty());
+}
+
+// The task returns without awaiting the foreign coroutine that holds its wait:
+// the wait is unhooked (the future's completion must not step a finished,
+// destroyed task) and the misuse is reported.
+qi::Coro<void> abandons(Log& log, qi::Future<void> fut) {
+  Eager foreign = foreign_wait(log, fut);
+  log("task returns");
+  co_return;
+}
+
+TEST(TaskForeignCoroutine, ATaskThatReturnsWhileAForeignCoroutineHoldsItsWaitUnhooksItAndSaysSo) {
+  QiEventLoop loop;
+  Log log;
+  Reports reports(loop);
+  auto fut = loop.create_future<void>();
+  {
+    qi::Task<void> t = loop.create_task(abandons(log, fut), "abandoner");
+    stop_when_done(loop, t);
+    loop.run_forever();
+    EXPECT_TRUE(t.done());
+  }
+  // The task is gone with its last handle; its former wait completes.
+  fut.set_result();
+  loop.call_soon([&] { loop.call_soon([&] { loop.stop(); }); });
+  loop.run_forever();
+  EXPECT_EQ(log.items, (Strings{"task returns"}));
+  ASSERT_EQ(reports.contexts.size(), 1u);
+  EXPECT_TRUE(contains(reports.contexts[0].message, "Task 'abandoner' finished while a coroutine it did not await"))
+      << reports.contexts[0].message;
+}
+
+// --- Results of any size -------------------------------------------------------------
+
+struct Huge {
+  std::array<unsigned char, 2 << 20> bytes;  // 2 MiB
+};
+
+qi::Coro<Huge> huge(unsigned char fill) {
+  co_await qi::sleep(0ms);
+  auto h = std::make_unique<Huge>();  // not on the stack
+  h->bytes.fill(fill);
+  co_return *h;
+}
+
+// UBSan (asan-ubsan preset) used to abort: the result lay inline before the
+// task's polymorphic base, more than 1 MiB from the object's start.
+TEST(TaskResult, AResultOfTwoMebibytesIsStoredAndReadBack) {
+  QiEventLoop loop;
+  qi::Task<Huge> t = loop.create_task(huge(7), "huge");
+  stop_when_done(loop, t);
+  loop.run_forever();
+  ASSERT_TRUE(t.done());
+  const Huge& r = t.result();
+  EXPECT_EQ(r.bytes.front(), 7);
+  EXPECT_EQ(r.bytes.back(), 7);
+  EXPECT_EQ(t.get_name(), "huge");
+  EXPECT_FALSE(t.cancel());
 }
 
 }  // namespace

@@ -6,8 +6,10 @@
 #include "loop_impl.h"
 
 #include <cstdlib>
-#include <new>
 #include <cstdint>
+#include <new>
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace qi::detail {
@@ -92,6 +94,33 @@ void* alloc_frame(std::size_t size) { return ::operator new(size); }
 void free_frame(void* f, std::size_t) noexcept { ::operator delete(f); }
 
 #endif
+
+void destroy_awaited_chain(PromiseBase& top) noexcept {
+  // Each frame's destruction would destroy its child through the Coro it
+  // holds, one stack frame per level. Instead: reverse the downward links
+  // (each `awaited` then points at the parent), and destroy from the
+  // innermost frame up, emptying the Coro that holds each one first, so
+  // every destruction is one level deep. This is also the order the
+  // recursive destruction has: the child goes before the rest of its parent.
+  PromiseBase* innermost = nullptr;
+  for (PromiseBase* p = std::exchange(top.awaited, nullptr); p;) {
+    PromiseBase* child = std::exchange(p->awaited, innermost);
+    innermost = p;
+    p = child;
+  }
+  for (PromiseBase* p = innermost; p;) {
+    PromiseBase* parent = p->awaited;
+    std::exchange(*p->owner, nullptr).destroy();
+    p = parent;
+  }
+}
+
+void throw_not_runnable(const char* api, bool empty) {
+  if (empty) throw std::invalid_argument(std::string(api) + ": the Coro is empty (default-constructed or moved from)");
+  throw RuntimeError(std::string(api) +
+                     ": this Coro already ran (it was awaited or given to a task); a coroutine runs once: call its "
+                     "coroutine function again for a new Coro");
+}
 
 void report_never_awaited() noexcept {
   try {

@@ -45,9 +45,8 @@ TaskCore& require_current(const char* what) {
 
 }  // namespace
 
-TaskCore::TaskCore(FutureStateBase& fut, QiEventLoop& loop, std::coroutine_handle<> root, std::string name)
-    : fut_(fut),
-      loop_(&loop),
+TaskCore::TaskCore(QiEventLoop& loop, std::coroutine_handle<> root, std::string name)
+    : loop_(&loop),
       root_(root),
       resume_(root),
       number_(next_task_number()),
@@ -57,14 +56,12 @@ std::string TaskCore::name() const { return name_ ? *name_ : "Task-" + std::to_s
 
 void TaskCore::set_name(std::string name) { name_ = std::make_unique<std::string>(std::move(name)); }
 
-TaskCore::~TaskCore() {
-  if (root_) root_.destroy();
-}
+TaskCore::~TaskCore() { destroy_root(); }
 
 TaskCore* TaskCore::current() noexcept { return t_current_task; }
 
 void TaskCore::start(bool eager) {
-  self_ = fut_.shared_from_this();
+  self_ = fut_->shared_from_this();
   loop_->register_task(this);
   if (eager)
     step();
@@ -76,18 +73,32 @@ void TaskCore::schedule_step() {
   loop_->call_soon([this] { step(); });
 }
 
-void TaskCore::clear_wait() noexcept {
+// What woke the task is spent; a timer is cancelled in case something else
+// woke it first. (Inline: it is part of every step.)
+inline void TaskCore::clear_wait() noexcept {
   fut_waiter_ = nullptr;
   waiter_callback_ = 0;
-  sleep_timer_ = TimerHandle();
+  if (sleep_timer_) [[unlikely]] {
+    sleep_timer_.cancel();
+    sleep_timer_ = TimerHandle();
+  }
+}
+
+// Unhooks a wait that will not be resumed through (its frames are going, or
+// the task finished without resuming it).
+void TaskCore::drop_wait() noexcept {
+  if (fut_waiter_ && waiter_callback_) fut_waiter_->remove_done_callback(waiter_callback_);
+  clear_wait();
+  resume_ = nullptr;
 }
 
 void TaskCore::step() noexcept {
-  if (fut_.done()) return;
+  if (fut_->done()) return;
   clear_wait();
+  cancel_in_flight_ = false;  // a request from now on must reach what it awaits next
   if (!started_ && must_cancel_) {
     // Cancelled before its first step: the coroutine never runs.
-    fut_.mark_cancelled(must_cancel_msg_);
+    fut_->mark_cancelled(must_cancel_msg_);
     release_self();
     return;
   }
@@ -100,24 +111,34 @@ void TaskCore::step() noexcept {
 }
 
 void TaskCore::complete() noexcept {
+  if (resume_) [[unlikely]] {
+    // A coroutine the task never awaited (an eager one of another library)
+    // registered a wait in this step: nothing will resume it now.
+    drop_wait();
+    ExceptionContext ctx;
+    ctx.message = fut_->describe() +
+                  " finished while a coroutine it did not await still waited on a future; that coroutine will "
+                  "never resume: co_await every coroutine started inside a task before the task returns";
+    ctx.task = TaskRef(fut_->shared_from_this());
+    loop_->call_exception_handler(ctx);
+  }
   try {
     complete_from_root();
   } catch (...) {
     // Moving the result out threw (T's move constructor), or scheduling the
     // done callbacks did: report it, and never leave the task pending.
     ExceptionContext ctx;
-    ctx.message = "error while completing " + fut_.describe();
+    ctx.message = "error while completing " + fut_->describe();
     ctx.exception = std::current_exception();
     loop_->call_exception_handler(ctx);
-    if (!fut_.done()) {
+    if (!fut_->done()) {
       try {
-        fut_.finish_with_exception(ctx.exception);
+        fut_->finish_with_exception(ctx.exception);
       } catch (...) {
       }
     }
   }
-  root_.destroy();
-  root_ = nullptr;
+  destroy_root();
   release_self();
 }
 
@@ -127,12 +148,33 @@ void TaskCore::release_self() noexcept {
 }
 
 bool TaskCore::request_cancel(std::string msg) {
-  if (fut_.done()) return false;
-  fut_.check_call("cancel", true);  // before anything changes
+  if (fut_->done()) return false;
+  fut_->check_call("cancel", true);  // before anything changes
+  // asyncio's cancel() recurses into the awaited task's cancel(): here the
+  // chain is walked in a loop, so that a long chain does not grow the stack.
+  for (TaskCore* t = this; t;) t = t->cancel_one(msg);
+  return true;
+}
+
+// The task awaited by this one, or null (it awaits a plain future, sleeps,
+// or runs). Cancelling is rare enough for a dynamic_cast.
+TaskCore* TaskCore::awaited_task() const noexcept { return dynamic_cast<TaskCore*>(fut_waiter_); }
+
+TaskCore* TaskCore::cancel_one(const std::string& msg) {
   ++num_cancels_;
-  if (fut_waiter_ && fut_waiter_->cancel(msg)) {
+  cancel_in_flight_ = true;
+  if (TaskCore* awaited = awaited_task()) {
+    // Cancelling a pending task succeeds (its cancel() would return true),
+    // so its done callback wakes this one with the CancelledError. One that
+    // a request already reached since it last ran is not cancelled again:
+    // it may await this one (a cycle, which only shutdown's report and
+    // close() can end), and walking on would make cancelling every task of
+    // a chain quadratic. This task then hears of it at its resumption, as
+    // when what it awaits is already done.
+    if (!awaited->fut_->done() && !awaited->cancel_in_flight_) return awaited;
+  } else if (fut_waiter_ && fut_waiter_->cancel(msg)) {
     // The waiter's done callback wakes us; its CancelledError carries msg.
-    return true;
+    return nullptr;
   }
   if (sleep_timer_) {
     // Like cancelling the future of asyncio's sleep: this error is delivered
@@ -140,18 +182,18 @@ bool TaskCore::request_cancel(std::string msg) {
     sleep_timer_.cancel();
     sleep_timer_ = TimerHandle();
     sleep_interrupted_ = true;
-    sleep_interrupt_msg_ = std::move(msg);
+    sleep_interrupt_msg_ = msg;
     schedule_step();
-    return true;
+    return nullptr;
   }
   must_cancel_ = true;
-  must_cancel_msg_ = std::move(msg);
-  return true;
+  must_cancel_msg_ = msg;
+  return nullptr;
 }
 
 int TaskCore::uncancel() noexcept {
   if (num_cancels_ > 0) --num_cancels_;
-  if (num_cancels_ == 0) must_cancel_ = false;
+  if (num_cancels_ == 0) must_cancel_ = cancel_in_flight_ = false;
   return num_cancels_;
 }
 
@@ -169,12 +211,22 @@ void TaskCore::check_must_cancel(bool awaited_cancelled) {
   throw CancelledError(std::exchange(must_cancel_msg_, {}));
 }
 
+// A task has one wait slot: a second wait in one step would silently replace
+// the first, whose wake-up would then resume the wrong coroutine early.
+void TaskCore::refuse_second_wait(const char* what) const {
+  throw RuntimeError(std::string(what) + ": " + fut_->describe() +
+                     " already waits on something in this step (a coroutine it did not await, e.g. an eager "
+                     "coroutine of another library, awaited a qi future); a task waits for one thing at a time: "
+                     "co_await that coroutine first, or run it as a task of its own (create_task)");
+}
+
 void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {
   if (fut.loop() != loop_)
     throw RuntimeError(
         "co_await: the future belongs to another event loop; await it from a task of that loop, or hand the "
         "result over with call_soon_threadsafe");
-  if (&fut == &fut_) throw RuntimeError("co_await: a task cannot await itself");
+  if (&fut == fut_) throw RuntimeError("co_await: a task cannot await itself");
+  check_no_wait("co_await");
   // Hooked only once nothing can throw: a failed await leaves no wake-up behind.
   const uint64_t id = fut.add_done_callback([this](FutureStateBase&) { step(); });
   resume_ = h;
@@ -192,6 +244,7 @@ void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {
 }
 
 void TaskCore::wait_for_time(std::chrono::steady_clock::duration d, std::coroutine_handle<> h) {
+  check_no_wait("qi::sleep");
   resume_ = h;
   if (d <= std::chrono::steady_clock::duration::zero() || must_cancel_)
     schedule_step();  // sleep(0): exactly one iteration
@@ -200,20 +253,15 @@ void TaskCore::wait_for_time(std::chrono::steady_clock::duration d, std::corouti
 }
 
 void TaskCore::destroy_pending() noexcept {
-  if (fut_waiter_ && waiter_callback_) fut_waiter_->remove_done_callback(waiter_callback_);
-  sleep_timer_.cancel();
-  clear_wait();
+  drop_wait();
   ExceptionContext ctx;
   ctx.message = "Task was destroyed but it is pending!";
-  ctx.task = TaskRef(fut_.shared_from_this());
+  ctx.task = TaskRef(fut_->shared_from_this());
   loop_->call_exception_handler(ctx);
   // The frames go first (their destructors may look at the task), then the
   // result slot is marked cancelled so awaiting handles do not hang.
-  if (root_) {
-    root_.destroy();
-    root_ = nullptr;
-  }
-  fut_.mark_cancelled("the event loop was closed");
+  destroy_root();
+  fut_->mark_cancelled("the event loop was closed");
   release_self();
 }
 

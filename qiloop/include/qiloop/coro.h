@@ -14,6 +14,10 @@
 // symmetric transfer (clang; g++ with optimization and no sanitizer), a
 // million nested (recursive) awaits do too.
 //
+// Destroying a suspended chain of nested awaits (close(), a task's frames
+// going away) destroys the innermost frame first, iteratively: a million-deep
+// chain is destroyed in constant stack too, in every build.
+//
 // Exceptions escape a Coro into its awaiter with their original type.
 //
 // Frames come from a per-thread recycling allocator (plain new/delete in
@@ -65,10 +69,25 @@ namespace detail {
 QILOOP_EXPORT void* alloc_frame(std::size_t size);
 QILOOP_EXPORT void free_frame(void* p, std::size_t size) noexcept;
 QILOOP_EXPORT void report_never_awaited() noexcept;
+// Out of line: building the message inline would cost every co_await.
+[[noreturn]] QILOOP_EXPORT void throw_not_runnable(const char* api, bool empty);
+
+struct PromiseBase;
+// Destroys the chain of Coros that `top` is suspended in (top awaits one,
+// which awaits the next, ...), innermost first, without recursion; `top`
+// itself is left to its owner.
+QILOOP_EXPORT void destroy_awaited_chain(PromiseBase& top) noexcept;
 
 struct PromiseBase {
   std::coroutine_handle<> continuation;  // the awaiting coroutine; null for a task's root
   std::exception_ptr exception;
+  // While suspended in `co_await child` (a Coro): the child's promise.
+  // Destroying a frame destroys the child through the Coro it holds, and so
+  // on down the chain; this link lets destroy_awaited_chain do it innermost
+  // first in a loop instead.
+  PromiseBase* awaited = nullptr;
+  // The Coro holding this frame (valid while it is someone's `awaited`).
+  std::coroutine_handle<>* owner = nullptr;
   bool started = false;       // taken by an awaiter or a task
   bool inline_await = false;  // the awaiter's await_suspend is still on the stack
 
@@ -131,11 +150,12 @@ class [[nodiscard]] Coro {
   using value_type = T;
 
   Coro() noexcept = default;
-  Coro(Coro&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  Coro(Coro&& o) noexcept : frame_(std::exchange(o.frame_, nullptr)) { adopt(); }
   Coro& operator=(Coro&& o) noexcept {
     if (this != &o) {
       reset();
-      h_ = std::exchange(o.h_, nullptr);
+      frame_ = std::exchange(o.frame_, nullptr);
+      adopt();
     }
     return *this;
   }
@@ -144,22 +164,23 @@ class [[nodiscard]] Coro {
   ~Coro() { reset(); }
 
   // False for a default-constructed or moved-from Coro.
-  bool valid() const noexcept { return static_cast<bool>(h_); }
+  bool valid() const noexcept { return static_cast<bool>(frame_); }
 
   struct [[nodiscard]] Awaiter {
     handle_type child;
+    detail::PromiseBase* parent = nullptr;  // the awaiting Coro's promise; null for another coroutine type
     bool await_ready() const noexcept { return false; }
 #if QILOOP_TAIL_CALLS
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) const noexcept {
-      child.promise().continuation = parent;
-      child.promise().started = true;
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+      link(h);
       return child;
     }
 #else
-    bool await_suspend(std::coroutine_handle<> parent) const {
+    template <class P>
+    bool await_suspend(std::coroutine_handle<P> h) {
       auto& p = child.promise();
-      p.continuation = parent;
-      p.started = true;
+      link(h);
       p.inline_await = true;
       child.resume();
       if (child.done()) return false;  // finished synchronously: the parent goes on here
@@ -167,36 +188,71 @@ class [[nodiscard]] Coro {
       return true;
     }
 #endif
-    T await_resume() const { return child.promise().take(); }
+    T await_resume() const {
+      if (parent) parent->awaited = nullptr;
+      return child.promise().take();
+    }
+
+   private:
+    template <class P>
+    void link(std::coroutine_handle<P> h) noexcept {
+      auto& p = child.promise();
+      p.continuation = h;
+      p.started = true;
+      if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
+        parent = &h.promise();
+        parent->awaited = &p;
+      }
+    }
   };
 
   // co_await coro: runs it inline; yields its result or rethrows. Throws
   // std::invalid_argument for an empty Coro and qi::RuntimeError for one
   // that already ran.
-  Awaiter operator co_await() && { return Awaiter{checked()}; }
-  Awaiter operator co_await() & { return Awaiter{checked()}; }
+  Awaiter operator co_await() && {
+    check_runnable("co_await");
+    return Awaiter{handle()};
+  }
+  Awaiter operator co_await() & {
+    check_runnable("co_await");
+    return Awaiter{handle()};
+  }
 
-  // Internal: hands the frame to a task, which then owns it.
+  // Internal (the entry points that hand a Coro to a task): throws
+  // std::invalid_argument for an empty Coro and qi::RuntimeError for one that
+  // already ran (awaited, or given to a task), naming `api`.
+  void check_runnable(const char* api) const {
+    if (!frame_) [[unlikely]]
+      detail::throw_not_runnable(api, true);
+    if (handle().promise().started) [[unlikely]]
+      detail::throw_not_runnable(api, false);
+  }
+
+  // Internal: hands the frame to a task, which then owns it (the caller
+  // checked it with check_runnable).
   handle_type release() noexcept {
-    if (h_) h_.promise().started = true;
-    return std::exchange(h_, nullptr);
+    handle_type h = handle();
+    h.promise().started = true;
+    frame_ = nullptr;
+    return h;
   }
 
  private:
-  explicit Coro(handle_type h) noexcept : h_(h) {}
-  handle_type checked() const {
-    if (!h_) throw std::invalid_argument("co_await: the Coro is empty (default-constructed or moved from)");
-    if (h_.promise().started)
-      throw RuntimeError("co_await: this Coro already ran; a coroutine runs once, call its function again");
-    return h_;
+  explicit Coro(handle_type h) noexcept : frame_(h) { adopt(); }
+  handle_type handle() const noexcept { return handle_type::from_address(frame_.address()); }
+  // The frame's back-reference follows the Coro that holds it, wherever it moves.
+  void adopt() noexcept {
+    if (frame_) handle().promise().owner = &frame_;
   }
   void reset() noexcept {
-    if (!h_) return;
-    if (!h_.promise().started) detail::report_never_awaited();
-    h_.destroy();
-    h_ = nullptr;
+    if (!frame_) return;
+    auto& p = handle().promise();
+    if (!p.started) detail::report_never_awaited();
+    if (p.awaited) detail::destroy_awaited_chain(p);
+    std::exchange(frame_, nullptr).destroy();
   }
-  handle_type h_;
+  // Type-erased so that a child's promise can point at it (PromiseBase::owner).
+  std::coroutine_handle<> frame_;
 };
 
 }  // namespace qi

@@ -190,7 +190,8 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // QiEventLoop::create_task()
   // Wraps coro in a task whose first step runs on a later iteration (works
   // before the loop runs). An empty name becomes "Task-N". Throws
-  // qi::RuntimeError on a closed loop, std::invalid_argument for an empty Coro.
+  // qi::RuntimeError on a closed loop or for a Coro that already ran
+  // (awaited, or given to a task), std::invalid_argument for an empty Coro.
   template <class T>
   qi::Task<T> create_task(qi::Coro<T> coro, std::string name = {}) {
     return make_task(std::move(coro), std::move(name), false, "create_task");
@@ -235,6 +236,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // Also takes a Coro (wrapped in a task) or a Task.
   template <class T>
   T run_until_complete(qi::Coro<T> coro) {
+    coro.check_runnable("run_until_complete");
     check_can_run("run_until_complete");
     return run_until_complete(create_task(std::move(coro)));
   }
@@ -341,8 +343,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
 
   template <class T>
   qi::Task<T> make_task(qi::Coro<T> coro, std::string name, bool eager, const char* api) {
-    if (!coro.valid())
-      throw std::invalid_argument(std::string(api) + ": the Coro is empty (default-constructed or moved from)");
+    coro.check_runnable(api);  // empty, or already ran
     bool admitted = true;
     if (closed_ || debug_) [[unlikely]]
       admitted = admit(api);
@@ -470,6 +471,7 @@ Task<T> create_task(Coro<T> coro, std::string name = {}) {
 // qi::RuntimeError when a loop already runs on this thread.
 template <class T>
 T run(Coro<T> coro) {
+  coro.check_runnable("qi::run");
   if (running_loop())
     throw RuntimeError("qi::run: a loop is already running on this thread; await the coroutine instead");
   QiEventLoop loop;

@@ -22,7 +22,16 @@
 // yet started never runs. The coroutine may catch qi::CancelledError and
 // return normally: the task then finishes with that result (cancelling()
 // still counts the request; uncancel() takes one back). cancel() returns
-// false when the task is already done.
+// false when the task is already done. Cancelling a task that awaits a task
+// cancels that one too, down a chain of any length without growing the
+// stack, unless a cancel request already reached that one since it last ran
+// (it is not cancelled again): tasks awaiting each other in a cycle each
+// count the first request once and stay deadlocked (shutdown reports them).
+//
+// One wait at a time: a task is suspended on one future or sleep. When a
+// coroutine the task did not await (an eager coroutine of another library)
+// awaits a qi future during a step, the task must co_await that coroutine
+// next; awaiting anything else first throws qi::RuntimeError.
 //
 // An exception escaping the coroutine is stored in the task; if nobody
 // retrieves it, it is reported when the last handle goes ("Task exception
@@ -40,6 +49,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 class QiEventLoop;
 
@@ -50,7 +60,7 @@ namespace detail {
 // The type-independent half of a task: stepping, waiting, cancelling.
 class QILOOP_EXPORT TaskCore {
  public:
-  TaskCore(FutureStateBase& fut, QiEventLoop& loop, std::coroutine_handle<> root, std::string name);
+  TaskCore(QiEventLoop& loop, std::coroutine_handle<> root, std::string name);
   TaskCore(const TaskCore&) = delete;
   TaskCore& operator=(const TaskCore&) = delete;
   virtual ~TaskCore();
@@ -58,7 +68,11 @@ class QILOOP_EXPORT TaskCore {
   // Registers with the loop and keeps the task alive while pending; then
   // either schedules the first step (create_task) or runs it now (run_task).
   void start(bool eager);
-  // asyncio's Task.cancel().
+  // asyncio's Task.cancel(). A task awaiting a task cancels that one too,
+  // and so on down the chain, in a loop (a chain may be as long as memory
+  // allows). The walk stops at a task a cancel request already reached since
+  // its last step: its wake-up is on its way, and that cuts cycles of tasks
+  // awaiting each other (and keeps cancelling every task of a chain linear).
   bool request_cancel(std::string msg);
   int cancelling() const noexcept { return num_cancels_; }
   int uncancel() noexcept;
@@ -66,12 +80,16 @@ class QILOOP_EXPORT TaskCore {
   // formatting a name per task would cost more than creating the task).
   std::string name() const;
   void set_name(std::string name);
-  FutureStateBase& future() noexcept { return fut_; }
+  FutureStateBase& future() noexcept { return *fut_; }
 
   // The task running on this thread, or null.
   static TaskCore* current() noexcept;
 
   // --- Used by awaiters -------------------------------------------------------
+  // Register what the task waits for until its next step: one thing at a
+  // time. Throw qi::RuntimeError when a wait is already registered in this
+  // step (a coroutine the task's chain did not await, e.g. an eager one of
+  // another library, awaited a qi future first); nothing is registered then.
   void wait_on(FutureStateBase& fut, std::coroutine_handle<> h);
   void wait_for_time(std::chrono::steady_clock::duration d, std::coroutine_handle<> h);
   // On resumption: throws qi::CancelledError when a cancel request cut a
@@ -87,18 +105,40 @@ class QILOOP_EXPORT TaskCore {
  protected:
   // Moves the finished root coroutine's outcome into the future.
   virtual void complete_from_root() = 0;
+  // The derived class's future part, set by its constructor (constructed
+  // after this base, which therefore cannot take it as an argument).
+  void bind_future(FutureStateBase& fut) noexcept { fut_ = &fut; }
+  // Destroys the coroutine frames, if still there (before the result slot goes).
+  void destroy_root() noexcept {
+    if (root_) std::exchange(root_, nullptr).destroy();
+  }
   std::coroutine_handle<> root() const noexcept { return root_; }
-  bool must_cancel_ = false;
+  // Small fields packed together from here to num_cancels_ (declaration
+  // order is layout order): the task stays within the size it had.
   std::string must_cancel_msg_;
+  bool must_cancel_ = false;
 
  private:
   void schedule_step();
   void step() noexcept;
   void complete() noexcept;
+  void check_no_wait(const char* what) const {
+    if (resume_) [[unlikely]]
+      refuse_second_wait(what);
+  }
+  [[noreturn]] void refuse_second_wait(const char* what) const;
   void clear_wait() noexcept;
+  void drop_wait() noexcept;
+  // One link of request_cancel's walk: the task it must cancel next, if any.
+  TaskCore* cancel_one(const std::string& msg);
+  TaskCore* awaited_task() const noexcept;
   void release_self() noexcept;
 
-  FutureStateBase& fut_;
+  bool started_ = false;
+  bool cancel_in_flight_ = false;   // a cancel request reached it since its last step
+  bool sleep_interrupted_ = false;  // cancel() cut a sleep short: deliver its error whatever follows
+  int num_cancels_ = 0;
+  FutureStateBase* fut_ = nullptr;
   QiEventLoop* loop_;
   std::coroutine_handle<> root_;
   std::coroutine_handle<> resume_;  // where the next step resumes
@@ -107,23 +147,27 @@ class QILOOP_EXPORT TaskCore {
   FutureStateBase* fut_waiter_ = nullptr;
   uint64_t waiter_callback_ = 0;
   TimerHandle sleep_timer_;
-  bool started_ = false;
-  bool sleep_interrupted_ = false;  // cancel() cut a sleep short: deliver its error whatever follows
   std::string sleep_interrupt_msg_;
-  int num_cancels_ = 0;
   uint64_t number_;                    // N of the default name "Task-N"
   std::unique_ptr<std::string> name_;  // set only when named explicitly
   std::shared_ptr<FutureStateBase> self_;  // the loop's reference while pending
 };
 
+// TaskCore comes first: the result (inline in FutureState<T>, of any size)
+// then lies after both polymorphic bases, whose offsets stay small whatever
+// T is (UBSan rejects a vptr beyond 1 MiB from the object's start).
 template <class T>
-class TaskState final : public FutureState<T>, public TaskCore {
+class TaskState final : public TaskCore, public FutureState<T> {
  public:
   TaskState(QiEventLoop& loop, typename Coro<T>::handle_type root, std::string name)
-      : FutureState<T>(loop), TaskCore(*this, loop, root, std::move(name)) {
+      : TaskCore(loop, root, std::move(name)), FutureState<T>(loop) {
     this->is_task_ = true;
+    bind_future(*this);
   }
-  ~TaskState() override { this->report_unretrieved(); }
+  ~TaskState() override {
+    this->report_unretrieved();
+    destroy_root();
+  }
 
   bool cancel(std::string msg) override { return request_cancel(std::move(msg)); }
   std::string describe() const override { return "Task '" + name() + "'"; }
