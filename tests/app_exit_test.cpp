@@ -12,21 +12,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A task whose clean-up awaits once cancelled (a catch block cannot
-// co_await, so the error is kept and rethrown after).
-qi::Coro<void> cleans_up_with_awaits(int& cleaned) {
-  std::exception_ptr cancelled;
-  try {
-    co_await qi::sleep(1h);
-  } catch (const qi::CancelledError&) {
-    cancelled = std::current_exception();
-  }
-  co_await qi::sleep(1ms);
-  co_await qi::sleep(1ms);
-  ++cleaned;
-  if (cancelled) std::rethrow_exception(cancelled);
-}
-
 // qi::run's shutdown runs whatever Qt's quit flag says: the main task and the
 // leftovers get their CancelledError and their clean-up awaits complete.
 TEST(AppExit, QiRunWhoseMainCallsExitWithoutExecLetsTasksCleanUp) {
@@ -36,9 +21,9 @@ TEST(AppExit, QiRunWhoseMainCallsExitWithoutExecLetsTasksCleanUp) {
   auto main = [&]() -> qi::Coro<void> {
     QiEventLoop& loop = qi::get_running_loop();
     loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& ctx) { reports.push_back(ctx.message); });
-    qi::create_task(cleans_up_with_awaits(cleaned));
+    qi::create_task(qt::cleans_up_with_awaits(cleaned));
     loop.call_later(10ms, [] { QCoreApplication::exit(0); });
-    co_await cleans_up_with_awaits(cleaned);
+    co_await qt::cleans_up_with_awaits(cleaned);
   };
   const auto started = std::chrono::steady_clock::now();
   try {

@@ -10,6 +10,7 @@
 #include <QtCore/QTimer>
 
 #include <chrono>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -65,5 +66,21 @@ class ModeTest : public testing::TestWithParam<Mode> {
   Mode mode() const { return GetParam(); }
   void run(QiEventLoop& loop) { run_until_stopped(loop, mode()); }
 };
+
+// A task whose clean-up awaits once cancelled, as shutdown must let it (a
+// catch block cannot co_await, so the error is kept and rethrown after);
+// `cleaned` counts the clean-ups that completed.
+inline qi::Coro<void> cleans_up_with_awaits(int& cleaned) {
+  std::exception_ptr cancelled;
+  try {
+    co_await qi::sleep(std::chrono::hours(1));
+  } catch (const qi::CancelledError&) {
+    cancelled = std::current_exception();
+  }
+  co_await qi::sleep(std::chrono::milliseconds(1));
+  co_await qi::sleep(std::chrono::milliseconds(1));
+  ++cleaned;
+  if (cancelled) std::rethrow_exception(cancelled);
+}
 
 }  // namespace qt

@@ -332,21 +332,6 @@ TEST(ThreadsafeQThread, ALoopCreatedInAQThreadRunsWhatTheMainThreadSends) {
   expect_all_in_order(received, kCount);
 }
 
-// A leftover task whose clean-up awaits (a catch block cannot co_await, so
-// the error is kept and rethrown after). `cleaned` is the loop thread's.
-qi::Coro<void> cleans_up_with_awaits(int& cleaned) {
-  std::exception_ptr cancelled;
-  try {
-    co_await qi::sleep(1h);
-  } catch (const qi::CancelledError&) {
-    cancelled = std::current_exception();
-  }
-  co_await qi::sleep(1ms);
-  co_await qi::sleep(1ms);
-  ++cleaned;
-  if (cancelled) std::rethrow_exception(cancelled);
-}
-
 // What a worker thread's shutdown reported through the exception handler.
 struct ShutdownReport {
   int cleaned = 0;
@@ -366,7 +351,7 @@ TEST(ThreadsafeQThread, ARunnerLeftAfterQThreadQuitLetsLeftoversCleanUp) {
     {
       QiRunner runner;
       report.watch(runner.loop());
-      for (int i = 0; i < 3; ++i) runner.loop().create_task(cleans_up_with_awaits(report.cleaned));
+      for (int i = 0; i < 3; ++i) runner.loop().create_task(qt::cleans_up_with_awaits(report.cleaned));
       runner.loop().call_later(10ms, [] { QThread::currentThread()->quit(); });
       QEventLoop().exec();  // what QThread::exec() runs
     }
@@ -392,9 +377,9 @@ TEST(ThreadsafeQThread, QiRunEndedByQThreadQuitLetsTasksCleanUp) {
     std::string error;
     auto main = [](ShutdownReport& report) -> qi::Coro<void> {
       report.watch(qi::get_running_loop());
-      qi::create_task(cleans_up_with_awaits(report.cleaned));
+      qi::create_task(qt::cleans_up_with_awaits(report.cleaned));
       qi::get_running_loop().call_later(10ms, [] { QThread::currentThread()->quit(); });
-      co_await cleans_up_with_awaits(report.cleaned);
+      co_await qt::cleans_up_with_awaits(report.cleaned);
     };
     try {
       qi::run(main(report));
