@@ -331,6 +331,59 @@ TEST_P(CallbackNodeTest, TimersAndFdHandlersSurviveTrims) {
   EXPECT_EQ(reads, 1u);
 }
 
+// Loops on several threads at once, each with bursts separated by idle
+// windows, with producers and handles kept on other threads. The cache
+// arrays grew and shrank with mremap, which ThreadSanitizer does not see:
+// an address range one thread had left was then reported as raced by the
+// thread whose array landed there.
+TEST_P(CallbackNodeTest, LoopsOnManyThreadsBurstAndTrimAtOnce) {
+  const std::size_t n = std::max<std::size_t>(burst_size() / 20, 1000);
+  constexpr int kLoops = 4;
+  constexpr std::size_t kRounds = 3;  // bursts per loop, one window apart
+  std::mutex kept_mu;
+  std::vector<qi::Handle> kept;  // under kept_mu
+  std::atomic<std::size_t> total{0};
+  std::vector<std::thread> loops;
+  for (int l = 0; l < kLoops; ++l)
+    loops.emplace_back([&] {
+      QiEventLoop loop;
+      std::size_t ran = 0;
+      std::thread producer;
+      loop.call_soon([&] {
+        producer = std::thread([&] {
+          std::vector<qi::Handle> hs;
+          for (std::size_t i = 0; i < n; ++i) {
+            qi::Handle h = loop.call_soon_threadsafe([&ran] { ++ran; });
+            if (i % 7 == 0) hs.push_back(std::move(h));
+          }
+          std::lock_guard lock(kept_mu);
+          for (auto& h : hs) kept.push_back(std::move(h));
+        });
+      });
+      for (std::size_t r = 0; r < kRounds; ++r)
+        loop.call_later(std::chrono::milliseconds(600 * r), [&] {
+          for (std::size_t i = 0; i < n; ++i) loop.call_soon([&ran] { ++ran; });
+        });
+      std::function<void()> check = [&] {
+        if (ran == (kRounds + 1) * n) return loop.stop();
+        loop.call_later(50ms, check);
+      };
+      loop.call_later(600ms * kRounds, check);
+      loop.run_forever();
+      producer.join();
+      total += ran;
+    });
+  // The kept handles die here, a few at a time, while the loops trim.
+  for (int round = 0; round < 20; ++round) {
+    std::this_thread::sleep_for(100ms);
+    std::lock_guard lock(kept_mu);
+    kept.erase(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(kept.size() / 2));
+  }
+  for (auto& t : loops) t.join();
+  kept.clear();
+  EXPECT_EQ(total.load(), kLoops * (kRounds + 1) * n);
+}
+
 }  // namespace
 
 INSTANTIATE_TEST_SUITE_P(Modes, CallbackNodeTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);

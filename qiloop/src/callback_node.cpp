@@ -70,6 +70,17 @@ constexpr std::size_t kSharedCap = 2 * kBatch;
 constexpr std::size_t kCarvePages = 16;
 constexpr std::size_t kSharedCarvePages = std::max<std::size_t>(1, kBatch / kNodesPerPage);
 constexpr std::size_t kPrefetchAhead = 8;
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kTsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kTsan = true;
+#else
+constexpr bool kTsan = false;
+#endif
+#else
+constexpr bool kTsan = false;
+#endif
 
 static_assert(kPageBytes % alignof(CallbackNode) == 0);
 static_assert(kNodesPerPage >= 1 && kNodesPerPage < 0xFE, "page counts are bytes with two marks");
@@ -144,9 +155,19 @@ class NodeArray {
   }
   bool remap(std::size_t entries) noexcept {
     entries = round_up(entries);
-    void* p = data_ ? mremap(data_, cap_ * sizeof(CallbackNode*), entries * sizeof(CallbackNode*), MREMAP_MAYMOVE)
-                    : mmap(nullptr, entries * sizeof(CallbackNode*), PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = MAP_FAILED;
+    if (data_ && !kTsan) {
+      p = mremap(data_, cap_ * sizeof(CallbackNode*), entries * sizeof(CallbackNode*), MREMAP_MAYMOVE);
+    } else {
+      p = mmap(nullptr, entries * sizeof(CallbackNode*), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      // ThreadSanitizer does not intercept mremap, so the range an array
+      // left would keep its accesses, and the next thread to map it would be
+      // reported as racing with them: it sees a copy and a munmap instead.
+      if (data_ && p != MAP_FAILED) {
+        std::memcpy(p, data_, size_ * sizeof(CallbackNode*));
+        munmap(data_, cap_ * sizeof(CallbackNode*));
+      }
+    }
     if (p == MAP_FAILED) return false;
     data_ = static_cast<CallbackNode**>(p);
     cap_ = entries;
