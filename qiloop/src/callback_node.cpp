@@ -36,7 +36,10 @@ namespace qi::detail {
 //   last one's nodes. The loop calls trim_node_pool at the start of every
 //   slice: the bottom `low_water` entries of the array were not touched
 //   since the window began (the array is a LIFO stack), and once the window
-//   is over their pages are given back, less kKeep nodes.
+//   is over their pages are given back, less kKeep nodes. Those of them
+//   whose page is not whole in the array (a refill from the depot takes a
+//   page's nodes apart) go to the depot's cold end: split between two
+//   arrays, a page would never be given back.
 // - `shared` (call_soon_threadsafe: made on a producer, freed on the loop's
 //   thread) is bounded: overflow goes to the depot in batches, from which
 //   producers refill. So nodes flow back to producers without an atomic per
@@ -67,6 +70,17 @@ constexpr std::size_t kSharedCap = 2 * kBatch;
 constexpr std::size_t kCarvePages = 16;
 constexpr std::size_t kSharedCarvePages = std::max<std::size_t>(1, kBatch / kNodesPerPage);
 constexpr std::size_t kPrefetchAhead = 8;
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kTsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kTsan = true;
+#else
+constexpr bool kTsan = false;
+#endif
+#else
+constexpr bool kTsan = false;
+#endif
 
 static_assert(kPageBytes % alignof(CallbackNode) == 0);
 static_assert(kNodesPerPage >= 1 && kNodesPerPage < 0xFE, "page counts are bytes with two marks");
@@ -111,6 +125,14 @@ class NodeArray {
     data_[size_++] = n;
     return true;
   }
+  // Inserts k entries below the others.
+  bool insert_bottom(CallbackNode* const* p, std::size_t k) noexcept {
+    if (!reserve(size_ + k)) return false;
+    std::memmove(data_ + k, data_, size_ * sizeof(CallbackNode*));
+    std::memcpy(data_, p, k * sizeof(CallbackNode*));
+    size_ += k;
+    return true;
+  }
   // Drops the entries [from, to).
   void erase(std::size_t from, std::size_t to) noexcept {
     std::memmove(data_ + from, data_ + to, (size_ - to) * sizeof(CallbackNode*));
@@ -133,9 +155,19 @@ class NodeArray {
   }
   bool remap(std::size_t entries) noexcept {
     entries = round_up(entries);
-    void* p = data_ ? mremap(data_, cap_ * sizeof(CallbackNode*), entries * sizeof(CallbackNode*), MREMAP_MAYMOVE)
-                    : mmap(nullptr, entries * sizeof(CallbackNode*), PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = MAP_FAILED;
+    if (data_ && !kTsan) {
+      p = mremap(data_, cap_ * sizeof(CallbackNode*), entries * sizeof(CallbackNode*), MREMAP_MAYMOVE);
+    } else {
+      p = mmap(nullptr, entries * sizeof(CallbackNode*), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      // ThreadSanitizer does not intercept mremap, so the range an array
+      // left would keep its accesses, and the next thread to map it would be
+      // reported as racing with them: it sees a copy and a munmap instead.
+      if (data_ && p != MAP_FAILED) {
+        std::memcpy(p, data_, size_ * sizeof(CallbackNode*));
+        munmap(data_, cap_ * sizeof(CallbackNode*));
+      }
+    }
     if (p == MAP_FAILED) return false;
     data_ = static_cast<CallbackNode**>(p);
     cap_ = entries;
@@ -290,8 +322,13 @@ void give_back_pages(Global& g, CallbackNode** pages, std::size_t n) noexcept {
 // Of the candidates v[0, end) — nodes that sat unused for a window — gives
 // back the pages all of whose nodes are candidates, at most max_pages of
 // them, scanning from the bottom (the coldest end) up. Touches no node.
-void release_unused(Global& g, NodeArray& v, std::size_t end, std::size_t max_pages) noexcept {
-  if (max_pages == 0 || end < kNodesPerPage) return;
+// With `strays`, the candidates whose page-mates are elsewhere (in another
+// array, or in use) move there: a page split between two arrays would never
+// be whole in either, so a loop's cache hands such nodes to the depot, where
+// the rest of their page gathers (every array but the loops' caches either
+// empties into the depot or is bounded).
+void release_unused(Global& g, NodeArray& v, std::size_t end, std::size_t max_pages, NodeArray* strays) noexcept {
+  if (end == 0 || (max_pages == 0 && !strays)) return;
   CallbackNode** d = v.data();
   for (std::size_t i = 0; i < end; ++i) ++arena_of(d[i])->count[page_index(d[i])];
   NodeArray pages;  // mmap'd scratch: page addresses
@@ -305,13 +342,18 @@ void release_unused(Global& g, NodeArray& v, std::size_t end, std::size_t max_pa
   }
   std::size_t kept = 0;
   for (std::size_t i = 0; i < end; ++i) {
-    std::uint8_t& c = arena_of(d[i])->count[page_index(d[i])];
+    const std::uint8_t c = arena_of(d[i])->count[page_index(d[i])];
     // A free node owns nothing (its callable is empty): its page simply goes,
     // without a destructor call that would read every node.
     if (c == kRelease) continue;
-    c = 0;
+    if (c != kFullKept && strays && strays->push(d[i])) continue;
     d[kept++] = d[i];
   }
+  // The counts of the pages that stay are cleared only now: the pass above
+  // reads each page's mark once per node.
+  for (std::size_t i = 0; i < kept; ++i) arena_of(d[i])->count[page_index(d[i])] = 0;
+  if (strays)
+    for (std::size_t i = 0; i < strays->size(); ++i) arena_of((*strays)[i])->count[page_index((*strays)[i])] = 0;
   v.erase(kept, end);
   give_back_pages(g, pages.data(), pages.size());
 }
@@ -454,7 +496,7 @@ void trim_depot(clock::time_point now) noexcept {
   Global& g = global();
   std::lock_guard lock(g.mu);
   if (now - g.depot_window_start < kWindow) return;  // another loop was first
-  release_unused(g, g.depot, g.depot_low_water, g.depot.size());
+  release_unused(g, g.depot, g.depot_low_water, g.depot.size(), nullptr);
   g.depot.shrink();
   g.depot_low_water = g.depot.size();
   g.depot_window_start = now;
@@ -501,10 +543,18 @@ void trim_node_pool(std::chrono::steady_clock::time_point now, std::chrono::stea
     if (idle_long || now - c->window_start >= kWindow) {
       // Idle that long, nothing was taken from the cache meanwhile.
       const std::size_t unused = idle_long ? c->local.size() : c->low_water;
-      if (unused >= kKeep + kNodesPerPage) {
+      if (unused != 0) {
         Global& g = global();
+        NodeArray strays;
         std::lock_guard lock(g.mu);
-        release_unused(g, c->local, unused, (unused - kKeep) / kNodesPerPage);
+        release_unused(g, c->local, unused, unused > kKeep ? (unused - kKeep) / kNodesPerPage : 0, &strays);
+        // They sat unused for a window already: to the depot's cold end, so
+        // that its next trim counts them. (Should the depot fail to grow,
+        // the cache keeps them.)
+        if (!strays.empty() && !g.depot.insert_bottom(strays.data(), strays.size()))
+          c->local.append(strays.data(), strays.size());
+        else
+          g.depot_low_water += strays.size();
       }
       c->local.shrink();
       c->low_water = c->local.size();
