@@ -10,6 +10,7 @@
 // test prints its figures as "[rss] ...".
 #include "test_util.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +56,11 @@ constexpr std::size_t kDefaultCallbacks = 50'000;
 constexpr bool kRssMeaningful = true;
 constexpr std::size_t kDefaultCallbacks = 1'000'000;
 #endif
+
+// The tests' own big vectors (handles, shuffles) must not stay resident in
+// malloc's heap and pass for the pool's memory: glibc raises its mmap
+// threshold after the first big free, unless the threshold is set.
+[[maybe_unused]] const bool kFixedMmapThreshold = mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1;
 
 // Resident memory may exceed its level before the burst by this much...
 constexpr double kSlackMb = 16;
