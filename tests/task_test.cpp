@@ -609,7 +609,7 @@ TEST_P(TaskTest, ATaskKeepsItsCoroutineAliveAfterItsLastHandleGoes) {
   auto fut = loop.create_future<int>();
   { qi::Task<void> dropped = loop.create_task(outlive_handles(loop, log, fut, FrameGuard(log))); }
   EXPECT_TRUE(log.items.empty()) << "dropping the handle must not destroy the frame";
-  loop.call_later(3ms, [&] {
+  loop.call_later(100ms, [&] {  // well after the 1 ms sleep, even on a loaded machine
     log("future set");
     fut.set_result(1);
   });
