@@ -471,3 +471,35 @@ TEST(ThreadsafeSameThread, OnTheLoopsOwnThreadItKeepsCallSoonOrder) {
 }
 
 }  // namespace
+
+namespace {
+
+// QCoreApplication::removePostedEvents is thread-safe: another thread may
+// delete the loop's wake event. Its record is cleared without a data race
+// (TSan) and each removed wake-up is recovered: every callback runs.
+TEST(ThreadsafeQThread, WakeEventsRemovedFromAnotherThreadAreRecovered) {
+  constexpr int kCount = 5000;
+  std::promise<QiEventLoop*> running;
+  std::promise<void> finished;
+  std::atomic<int> ran{0};
+  auto thread = std::make_unique<BodyThread>([&] {
+    QiEventLoop loop;
+    loop.call_soon([&] { running.set_value(&loop); });
+    loop.run_forever();
+    loop.close();
+    finished.set_value();
+  });
+  thread->start();
+  QiEventLoop* loop = running.get_future().get();
+  for (int i = 0; i < kCount; ++i) {
+    loop->call_soon_threadsafe([&] { ran.fetch_add(1, std::memory_order_relaxed); });
+    QCoreApplication::removePostedEvents(loop);
+  }
+  loop->call_soon_threadsafe([loop] { loop->stop(); });
+  ASSERT_EQ(finished.get_future().wait_for(10s), std::future_status::ready) << "the loop did not stop";
+  EXPECT_TRUE(thread->wait(QDeadlineTimer(5000)));
+  retire(std::move(thread));
+  EXPECT_EQ(ran.load(), kCount);
+}
+
+}  // namespace

@@ -551,3 +551,27 @@ TEST_P(WakeupModelTest, WakeupsArrivingWhileACallbackBlocksAreDeferredNotSpunOn)
 INSTANTIATE_TEST_SUITE_P(Modes, WakeupModelTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
 }  // namespace
+
+namespace {
+
+// A removed wake event is recovered, not merely forgotten: the work it was
+// posted for runs without waiting for some later wake-up (here there is
+// none). Removed before the loop's first slice (the wake-up run_forever /
+// the runner posts) and after an injected call_soon.
+TEST_P(WakeupModelTest, WorkWhoseWakeEventWasRemovedStillRuns) {
+  QiEventLoop loop;
+  Log log;
+  loop.call_soon(log.recorder("scheduled before the loop ran"));
+  QTimer::singleShot(0, [&] { QCoreApplication::removePostedEvents(&loop); });
+  QTimer::singleShot(kIdle, [&] {
+    loop.call_soon([&] {
+      log("injected");
+      loop.stop();
+    });
+    QCoreApplication::removePostedEvents(&loop);
+  });
+  qt::run_until_stopped(loop, mode(), 3s);
+  EXPECT_EQ(log.items, (Strings{"scheduled before the loop ran", "injected"}));
+}
+
+}  // namespace

@@ -29,23 +29,30 @@ namespace {
 const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventType());
 
 // The loop's posted wake-up. The loop's record of it (LoopImpl::wake_event)
-// cannot outlive it: however the event ends — delivered, or deleted unseen by
-// QCoreApplication::removePostedEvents or a dying application — the record is
-// cleared, so a lost wake event never stops the next one from being posted.
+// cannot outlive it, and neither can the wake-up itself: deleted unseen — by
+// QCoreApplication::removePostedEvents (on any thread: it is thread-safe) or
+// a dying application — the event clears the record and rings the epoll fd,
+// so the loop still runs the work it was posted for. (Not by posting again:
+// a dying application deletes its events under the lock postEvent takes.)
 class WakeEvent final : public QEvent {
  public:
-  explicit WakeEvent(QEvent** record) : QEvent(kWakeEvent), record_(record) { *record_ = this; }
+  explicit WakeEvent(LoopImpl* loop) : QEvent(kWakeEvent), loop_(loop) {
+    loop_->wake_event.store(this, std::memory_order_relaxed);
+  }
   ~WakeEvent() override {
-    if (record_ && *record_ == this) *record_ = nullptr;
+    QEvent* self = this;
+    if (loop_ && loop_->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel))
+      loop_->selector.wake();  // a no-op once the loop is closed
   }
   // Delivered: the loop may be destroyed before Qt deletes the event.
   void disarm() noexcept {
-    if (*record_ == this) *record_ = nullptr;
-    record_ = nullptr;
+    QEvent* self = this;
+    loop_->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel);
+    loop_ = nullptr;
   }
 
  private:
-  QEvent** record_;
+  LoopImpl* loop_;
 };
 
 bool env_debug() {
@@ -169,12 +176,12 @@ void QiEventLoop::wake_from_outside() {
   // Injected code (a slot, a QTimer, a nested QEventLoop, code before
   // run_forever) changed what the loop waits for: behave as if it had been
   // made with call_soon_threadsafe. See docs/wakeup-model.md.
-  if (running_ && !impl_->wake_event && !impl_->exiting) post_wake();
+  if (running_ && !impl_->wake_event.load(std::memory_order_relaxed) && !impl_->exiting) post_wake();
 }
 
 void QiEventLoop::post_wake() {
   ++impl_->stats.posted_wakeups;
-  QCoreApplication::postEvent(this, new WakeEvent(&impl_->wake_event));
+  QCoreApplication::postEvent(this, new WakeEvent(impl_.get()));
 }
 
 void QiEventLoop::schedule_timer(CallbackNode* n) {
@@ -302,7 +309,7 @@ void QiEventLoop::start_running(bool attached) {
   I.attached = attached;
   running_ = true;
   qi::detail::set_running_loop(this);
-  if (!I.wake_event) post_wake();
+  if (!I.wake_event.load(std::memory_order_relaxed)) post_wake();
 }
 
 void QiEventLoop::finish_running() {
@@ -602,7 +609,7 @@ void QiEventLoop::end_slice() {
         ++I.stats.timer_arms;
     }
   }
-  if (work && !I.wake_event) post_wake();
+  if (work && !I.wake_event.load(std::memory_order_relaxed)) post_wake();
   watch_epoll_fd();
 }
 

@@ -9,6 +9,8 @@
 
 #include <QtCore/QLoggingCategory>
 
+#include <atomic>
+
 class QEvent;
 class QEventLoop;
 class QSocketNotifier;
@@ -39,7 +41,9 @@ struct LoopImpl {
   void enable_notifier(bool on);
   static void post_wake(QiEventLoop& loop);
   QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
-  QEvent* wake_event = nullptr;  // our posted wake event, while Qt holds it
+  // Our posted wake event, while Qt holds it (atomic: removePostedEvents may
+  // delete it on another thread).
+  std::atomic<QEvent*> wake_event{nullptr};
 
   bool attached = false;       // a QiRunner owns the running state
   bool stopping = false;       // stop() was called; honoured at the iteration's end
