@@ -457,6 +457,45 @@ TEST_P(CancellationTest, OfTheHeadOfAHundredThousandTaskChainReachesItsEndWithou
   EXPECT_EQ(wrong, 0);
 }
 
+// Swallows its first cancellation and takes it back with uncancel() (what a
+// timeout helper does when the deadline was its own), then awaits again.
+qi::Coro<void> take_back_then_await(Log& log, qi::Task<void>* self, qi::Future<void> first, qi::Future<void> next) {
+  try {
+    co_await first;
+  } catch (const qi::CancelledError& e) {
+    log("inner took back: " + e.message() + ", left " + std::to_string(self->uncancel()));
+  }
+  try {
+    co_await next;
+    log("inner resumed normally");
+  } catch (const qi::CancelledError& e) {
+    log("inner caught: " + e.message());
+    throw;
+  }
+}
+
+// A request that stopped at an awaited task whose own cancellation was in
+// flight still counts there (as asyncio's inner cancel() would): when that
+// task takes its own request back with uncancel() and awaits again, the
+// stopped one lands at that await. It used to be dropped: the awaiter,
+// cancelled, stayed pending until the awaited task finished by itself.
+TEST_P(CancellationTest, ARequestStoppedAtAnAwaitedTaskLandsThereWhenItUncancelsItsOwn) {
+  auto first = loop_.create_future<void>();
+  auto next = loop_.create_future<void>();
+  qi::Task<void> inner;
+  inner = loop_.create_task(take_back_then_await(log_, &inner, first, next), "inner");
+  qi::Task<void> outer = start_victim([inner] { return inner; }, "outer");
+  cancel_from_main(outer, [inner, outer] {
+    EXPECT_TRUE(inner.cancel("inner's own"));
+    EXPECT_TRUE(outer.cancel("outer"));
+  });
+  EXPECT_EQ(log_.items, (Strings{"outer suspends", "main cancels", "inner took back: inner's own, left 1",
+                                 "inner caught: outer", "outer caught: outer", "main sees: outer"}));
+  EXPECT_EQ(outcome(next), "cancelled: outer");
+  EXPECT_EQ(outcome(inner), "cancelled: outer");
+  EXPECT_EQ(outcome(outer), "cancelled: outer");
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, CancellationTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
 }  // namespace

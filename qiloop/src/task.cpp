@@ -171,7 +171,14 @@ TaskCore* TaskCore::cancel_one(const std::string& msg) {
     // close() can end), and walking on would make cancelling every task of
     // a chain quadratic. This task then hears of it at its resumption, as
     // when what it awaits is already done.
-    if (!awaited->fut_->done() && !awaited->cancel_in_flight_) return awaited;
+    if (!awaited->fut_->done()) {
+      if (!awaited->cancel_in_flight_) return awaited;
+      // Still, asyncio's inner cancel() would count there: should that task
+      // take its own request back (uncancel(), as a timeout helper does) and
+      // run on, this one lands then, instead of leaving this task waiting
+      // for it to finish by itself.
+      if (!awaited->held_cancel_) awaited->held_cancel_ = std::make_unique<std::string>(msg);
+    }
   } else if (fut_waiter_ && fut_waiter_->cancel(msg)) {
     // The waiter's done callback wakes us; its CancelledError carries msg.
     return nullptr;
@@ -193,8 +200,27 @@ TaskCore* TaskCore::cancel_one(const std::string& msg) {
 
 int TaskCore::uncancel() noexcept {
   if (num_cancels_ > 0) --num_cancels_;
-  if (num_cancels_ == 0) must_cancel_ = cancel_in_flight_ = false;
+  if (num_cancels_ == 0) {
+    must_cancel_ = cancel_in_flight_ = false;
+    if (held_cancel_) [[unlikely]]
+      land_held_cancel();
+  }
   return num_cancels_;
+}
+
+// The request an awaiter's cancel left here (cancel_one) becomes this task's
+// own now that its earlier ones were taken back: delivered like a cancel().
+void TaskCore::land_held_cancel() noexcept {
+  const std::unique_ptr<std::string> msg = std::move(held_cancel_);
+  try {
+    for (TaskCore* t = this; t;) t = t->cancel_one(*msg);
+  } catch (...) {
+    // Cancelling what it awaits failed (out of memory): it lands at the
+    // next resumption instead.
+    if (num_cancels_ == 0) num_cancels_ = 1;
+    must_cancel_ = true;
+    must_cancel_msg_ = *msg;
+  }
 }
 
 void TaskCore::check_must_cancel(bool awaited_cancelled) {

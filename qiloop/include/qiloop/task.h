@@ -27,6 +27,9 @@
 // stack, unless a cancel request already reached that one since it last ran
 // (it is not cancelled again): tasks awaiting each other in a cycle each
 // count the first request once and stay deadlocked (shutdown reports them).
+// Such a stopped request is held there: if that task takes its own requests
+// back with uncancel() and runs on, the held one lands then (uncancel()
+// counts it), so the awaiter is not left waiting for it to finish.
 //
 // One wait at a time: a task is suspended on one future or sleep. When a
 // coroutine the task did not await (an eager coroutine of another library)
@@ -133,6 +136,7 @@ class QILOOP_EXPORT TaskCore {
   TaskCore* cancel_one(const std::string& msg);
   TaskCore* awaited_task() const noexcept;
   void release_self() noexcept;
+  void land_held_cancel() noexcept;
 
   bool started_ = false;
   bool cancel_in_flight_ = false;   // a cancel request reached it since its last step
@@ -151,6 +155,9 @@ class QILOOP_EXPORT TaskCore {
   uint64_t number_;                    // N of the default name "Task-N"
   std::unique_ptr<std::string> name_;  // set only when named explicitly
   std::shared_ptr<FutureStateBase> self_;  // the loop's reference while pending
+  // The message of an awaiter's request that stopped here while this task's
+  // own was in flight; it lands if uncancel() takes the task's own back.
+  std::unique_ptr<std::string> held_cancel_;
 };
 
 // TaskCore comes first: the result (inline in FutureState<T>, of any size)
