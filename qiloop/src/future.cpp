@@ -14,7 +14,7 @@ namespace qi::detail {
 uint64_t DoneCallbacks::push_back(Callback&& cb) {
   uint32_t i = free_;
   if (i == kNone) {
-    if (slots_.size() >= kNone) throw std::length_error("add_done_callback: too many done callbacks");
+    if (slots_.size() >= kMaxSlots) throw std::length_error("add_done_callback: too many done callbacks");
     i = static_cast<uint32_t>(slots_.size());
     slots_.emplace_back(std::move(cb));
   } else {
@@ -28,10 +28,11 @@ uint64_t DoneCallbacks::push_back(Callback&& cb) {
   (tail_ == kNone ? head_ : all[tail_].next) = i;
   tail_ = i;
   ++live_;
-  return (uint64_t{s.serial} << 32) | i;
+  return ((uint64_t{s.serial} << 32) | i) ^ key();
 }
 
 bool DoneCallbacks::remove(uint64_t id) noexcept {
+  id ^= key();
   const auto i = static_cast<uint32_t>(id);
   if (i >= slots_.size() || slots_[i].serial != static_cast<uint32_t>(id >> 32) || !slots_[i].cb) return false;
   Callback dead = std::move(slots_[i].cb);  // destroyed last: its destructor may call back

@@ -63,13 +63,20 @@ class FutureStateBase;
 // live callbacks form a list through slots_ from head_ to tail_; a slot
 // never moves while linked, so an id is its index with its serial (bumped
 // at each reuse, so a stale id matches nothing) and remove() finds its
-// callback without a scan. remove() leaves an empty slot linked; they are
+// callback without a scan. Ids are scrambled with a key drawn from this
+// list's address, so another future's id (the same index and serial there)
+// matches nothing here either. remove() leaves an empty slot linked; they are
 // unlinked once they outnumber the live ones, so a removal costs O(1)
 // amortised. One inline slot: a future is usually awaited by one task.
 // Internal to src/future.cpp (not exported, so its calls stay direct).
 class DoneCallbacks {
  public:
   using Callback = absl::AnyInvocable<void(FutureStateBase&)>;
+
+  DoneCallbacks() = default;
+  // Pinned: its ids depend on its address (it lives in a future's state).
+  DoneCallbacks(const DoneCallbacks&) = delete;
+  DoneCallbacks& operator=(const DoneCallbacks&) = delete;
 
   uint32_t size() const noexcept { return live_; }
   // Appends cb; returns its id (never 0). Throws only std::bad_alloc /
@@ -90,6 +97,12 @@ class DoneCallbacks {
 
  private:
   static constexpr uint32_t kNone = UINT32_MAX;
+  // Slot indices stay below 2^31 and the key's bit 31 is set: no id is 0.
+  static constexpr uint32_t kMaxSlots = uint32_t{1} << 31;
+  uint64_t key() const noexcept {
+    // Bijective in the address: two living futures never share a key.
+    return (reinterpret_cast<uintptr_t>(this) * UINT64_C(0x9E3779B97F4A7C15)) | kMaxSlots;
+  }
   struct Slot {
     explicit Slot(Callback&& c) noexcept : cb(std::move(c)) {}
     Callback cb;             // empty when free, or removed but still linked
@@ -349,7 +362,8 @@ class Future {
     });
   }
   // Future::remove_done_callback()
-  // Returns how many callbacks were removed (0 or 1).
+  // Returns how many callbacks were removed (0 or 1). An id this future did
+  // not hand out (another future's, or one already removed) removes nothing.
   std::size_t remove_done_callback(uint64_t id) const { return state_->remove_done_callback(id); }
 
   // A type-erased reference to this future (for comparisons and diagnostics).
