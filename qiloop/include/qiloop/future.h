@@ -100,7 +100,8 @@ class DoneCallbacks {
   // Slot indices stay below 2^31 and the key's bit 31 is set: no id is 0.
   static constexpr uint32_t kMaxSlots = uint32_t{1} << 31;
   uint64_t key() const noexcept {
-    // Bijective in the address: two living futures never share a key.
+    // The product is bijective in the address: two living futures share a
+    // key only in the rare case that their products differ in bit 31 alone.
     return (reinterpret_cast<uintptr_t>(this) * UINT64_C(0x9E3779B97F4A7C15)) | kMaxSlots;
   }
   struct Slot {
