@@ -344,7 +344,8 @@ class Future {
   uint64_t add_done_callback(F&& cb) const {
     using D = std::decay_t<F>;
     constexpr bool kTakesFuture = std::is_invocable_v<D&, Future<T>>;
-    static_assert(kTakesFuture || std::is_invocable_v<D&>,
+    detail::check_not_coro_object<D>();
+    static_assert(kTakesFuture || std::is_invocable_v<D&> || detail::is_coro<D>::value,
                   "qiloop: add_done_callback: the callback must take this future (qi::Future<T>, or const "
                   "qi::Future<T>&, with this future's own T) or no argument");
     if constexpr (kTakesFuture)
