@@ -127,6 +127,7 @@ void TaskCore::release_self() noexcept {
 }
 
 bool TaskCore::request_cancel(std::string msg) {
+  fut_.check_thread_first("cancel");  // before reading the task
   if (fut_.done()) return false;
   fut_.check_call("cancel", true);  // before anything changes
   ++num_cancels_;

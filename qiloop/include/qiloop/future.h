@@ -26,8 +26,11 @@
 //
 // Thread-safety: a future belongs to its loop's thread. Use
 // loop.call_soon_threadsafe to complete one from another thread. In debug
-// mode a call from another thread throws qi::RuntimeError before it changes
-// anything; so does completing a future with done callbacks on a closed loop.
+// mode a call that changes or may change a future (set_result,
+// set_exception, cancel, add/remove_done_callback), made from another thread,
+// throws qi::RuntimeError before it reads or changes anything, even when the
+// future is done; completing a future with done callbacks on a closed loop
+// throws before it changes anything.
 #pragma once
 
 #include <qiloop/detail/invoke.h>
@@ -160,6 +163,10 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   // will schedule done callbacks, so also what call_soon checks (a closed
   // loop).
   void check_call(const char* api, bool schedules) const;
+  // Internal: debug mode's thread check alone, made before the call reads
+  // anything of this future (off the loop's thread, the loop may be
+  // changing it).
+  void check_thread_first(const char* api) const;
 
  protected:
   // Throws qi::InvalidStateError when done, qi::RuntimeError for a task
