@@ -591,4 +591,29 @@ TEST(FutureTest, RunUntilCompleteWithDoneCallbacksRunsThemToo) {
   EXPECT_EQ(log.items, (Strings{"done callback"}));
 }
 
+// An id names a callback of the future that returned it only: handed to
+// another future (a mix-up of the caller's), it removes nothing there. The
+// first callback of every future used to get the same id, so it removed the
+// other future's first callback (a task awaiting it then never woke).
+TEST(FutureTest, AnIdOfAnotherFutureRemovesNothing) {
+  QiEventLoop loop;
+  constexpr int kFutures = 50;
+  std::vector<qi::Future<int>> futures;
+  std::vector<std::vector<uint64_t>> ids(kFutures);
+  int ran = 0;
+  for (int i = 0; i < kFutures; ++i) {
+    futures.push_back(loop.create_future<int>());
+    // The second slot reused a few times: serials other than the first too.
+    for (int k = 0; k < 3; ++k) futures[i].remove_done_callback(futures[i].add_done_callback([] {}));
+    for (int k = 0; k < 3; ++k) ids[i].push_back(futures[i].add_done_callback([&] { ++ran; }));
+  }
+  for (int i = 0; i < kFutures; ++i)
+    for (int j = 0; j < kFutures; ++j)
+      if (i != j)
+        for (uint64_t id : ids[j]) ASSERT_EQ(futures[i].remove_done_callback(id), 0u) << i << " " << j;
+  for (auto& f : futures) f.set_result(1);
+  run_one_iteration(loop);
+  EXPECT_EQ(ran, kFutures * 3);
+}
+
 }  // namespace

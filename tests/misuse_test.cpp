@@ -502,4 +502,31 @@ TEST(Misuse, MovingALoopThatRanAndStoppedWorks) {
   EXPECT_EQ(loop.thread(), main_thread);
 }
 
+// Debug mode checks the thread before it reads the future: a worker calling
+// on a future (or task) that is already done gets the wrong-thread error too,
+// not a silent false from cancel() or an InvalidStateError that only says
+// what it read while the loop's thread may have been changing it.
+TEST(Misuse, DebugModeChecksTheThreadBeforeReadingTheFuture) {
+  QiEventLoop loop;
+  loop.set_debug(true);
+  constexpr std::string_view kFix = "use call_soon_threadsafe";
+  auto fut = loop.create_future<int>();
+  fut.set_result(1);
+  auto answer = []() -> qi::Coro<int> { co_return 42; };
+  qi::Task<int> task = loop.create_task(answer());
+  loop.run_until_complete(task);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.cancel(); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.set_result(2); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.set_exception(std::make_exception_ptr(1)); }); },
+               kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { fut.add_done_callback([] {}); }); }, kFix);
+  EXPECT_ERROR(qi::RuntimeError, [&] { on_other_thread([&] { task.cancel(); }); }, kFix);
+  // On the loop's thread, as before.
+  EXPECT_FALSE(fut.cancel());
+  EXPECT_THROW(fut.set_result(2), qi::InvalidStateError);
+  EXPECT_FALSE(task.cancel());
+  EXPECT_EQ(fut.result(), 1);
+  EXPECT_EQ(task.result(), 42);
+}
+
 }  // namespace

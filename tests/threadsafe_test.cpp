@@ -470,6 +470,61 @@ TEST(ThreadsafeSameThread, OnTheLoopsOwnThreadItKeepsCallSoonOrder) {
   EXPECT_EQ(log, (std::vector<std::string>{"a", "b (threadsafe)", "c", "d", "e (threadsafe)", "f"}));
 }
 
+// Debug mode's wrong-thread check on a future must not itself race: a worker
+// keeps calling on a future whose done callbacks the loop keeps changing;
+// every call is refused before it reads the future (TSan saw the reads of
+// its state and callback count racing with the loop), and nothing changes.
+TEST(ThreadsafeDebug, RejectedFutureCallsFromAWorkerReadNothingTheLoopChanges) {
+  QiEventLoop loop;
+  loop.set_debug(true);
+  auto fut = loop.create_future<int>();
+  auto answer = []() -> qi::Coro<int> { co_return 42; };
+  qi::Task<int> task = loop.create_task(answer());  // done (and read) by the time the worker runs
+  std::atomic<bool> stop{false};
+  std::atomic<int> rejected{0};
+  std::atomic<int> other{0};
+  std::latch started(1);
+  std::thread worker([&] {
+    auto attempt = [&](auto call) {
+      try {
+        call();
+        ++other;
+      } catch (const qi::RuntimeError&) {
+        ++rejected;
+      } catch (...) {
+        ++other;
+      }
+    };
+    started.count_down();
+    while (!stop.load()) {
+      attempt([&] { fut.set_result(1); });
+      attempt([&] { fut.cancel(); });
+      attempt([&] { fut.add_done_callback([] {}); });
+      attempt([&] { task.cancel(); });
+    }
+  });
+  int rounds = 0;
+  std::function<void()> churn = [&] {
+    const uint64_t id = fut.add_done_callback([] {});
+    EXPECT_EQ(fut.remove_done_callback(id), 1u);
+    if (++rounds < 2000)
+      loop.call_soon(churn);
+    else
+      loop.stop();
+  };
+  EXPECT_EQ(loop.run_until_complete(task), 42);
+  started.wait();
+  loop.call_soon(churn);
+  loop.run_forever();
+  stop = true;
+  worker.join();
+  EXPECT_FALSE(fut.done()) << "a rejected call must leave the future pending";
+  EXPECT_GT(rejected.load(), 0);
+  EXPECT_EQ(other.load(), 0) << "a call from the worker got through, or failed with another error";
+  fut.set_result(7);
+  EXPECT_EQ(fut.result(), 7);
+}
+
 }  // namespace
 
 namespace {

@@ -14,7 +14,7 @@ namespace qi::detail {
 uint64_t DoneCallbacks::push_back(Callback&& cb) {
   uint32_t i = free_;
   if (i == kNone) {
-    if (slots_.size() >= kNone) throw std::length_error("add_done_callback: too many done callbacks");
+    if (slots_.size() >= kMaxSlots) throw std::length_error("add_done_callback: too many done callbacks");
     i = static_cast<uint32_t>(slots_.size());
     slots_.emplace_back(std::move(cb));
   } else {
@@ -28,10 +28,11 @@ uint64_t DoneCallbacks::push_back(Callback&& cb) {
   (tail_ == kNone ? head_ : all[tail_].next) = i;
   tail_ = i;
   ++live_;
-  return (uint64_t{s.serial} << 32) | i;
+  return ((uint64_t{s.serial} << 32) | i) ^ key();
 }
 
 bool DoneCallbacks::remove(uint64_t id) noexcept {
+  id ^= key();
   const auto i = static_cast<uint32_t>(id);
   if (i >= slots_.size() || slots_[i].serial != static_cast<uint32_t>(id >> 32) || !slots_[i].cb) return false;
   Callback dead = std::move(slots_[i].cb);  // destroyed last: its destructor may call back
@@ -157,20 +158,32 @@ void FutureStateBase::check_call(const char* api, bool schedules) const {
     l->check_thread(api);
 }
 
+void FutureStateBase::check_thread_first(const char* api) const {
+  const QiEventLoop* l = loop_.data();
+  if (loop_checks(l) && l->debug_) [[unlikely]]
+    l->check_thread(api);
+}
+
 void FutureStateBase::check_settable(const char* api) const {
+  const bool checks = loop_checks(loop_.data());
+  if (checks) [[unlikely]]
+    check_thread_first(api);
   if (is_task_)
     throw RuntimeError(std::string(api) +
                        ": a Task's result comes from its coroutine (co_return / throw); cancel() it instead");
   if (status_ != Status::kPending)
     throw InvalidStateError(std::string(api) + ": the future is already " +
                             (status_ == Status::kCancelled ? "cancelled" : "done") + "; check done() first");
-  if (loop_checks(loop_.data())) [[unlikely]]
+  if (checks) [[unlikely]]
     check_call(api, callbacks_.size() != 0);
 }
 
 bool FutureStateBase::cancel(std::string msg) {
+  const bool checks = loop_checks(loop_.data());
+  if (checks) [[unlikely]]
+    check_thread_first("cancel");
   if (status_ != Status::kPending) return false;
-  if (loop_checks(loop_.data())) [[unlikely]]
+  if (checks) [[unlikely]]
     check_call("cancel", callbacks_.size() != 0);
   if (!msg.empty()) cancel_message_ = std::make_unique<std::string>(std::move(msg));
   finish(Status::kCancelled);
@@ -209,9 +222,12 @@ void FutureStateBase::check_result() {
 uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
   if (!cb) throw std::invalid_argument("add_done_callback: the callback is empty; pass a callable");
   QiEventLoop* l = loop_.data();
+  const bool checks = loop_checks(l);
+  if (checks) [[unlikely]]
+    check_thread_first("add_done_callback");
   const bool now = done();
   if (now && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
-  if (loop_checks(l)) [[unlikely]]
+  if (checks) [[unlikely]]
     check_call("add_done_callback", now);
   const uint64_t id = callbacks_.push_back(std::move(cb));
   if (now) {

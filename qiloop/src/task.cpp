@@ -148,6 +148,7 @@ void TaskCore::release_self() noexcept {
 }
 
 bool TaskCore::request_cancel(std::string msg) {
+  fut_->check_thread_first("cancel");  // before reading the task
   if (fut_->done()) return false;
   fut_->check_call("cancel", true);  // before anything changes
   // asyncio's cancel() recurses into the awaited task's cancel(): here the

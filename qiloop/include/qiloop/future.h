@@ -26,8 +26,11 @@
 //
 // Thread-safety: a future belongs to its loop's thread. Use
 // loop.call_soon_threadsafe to complete one from another thread. In debug
-// mode a call from another thread throws qi::RuntimeError before it changes
-// anything; so does completing a future with done callbacks on a closed loop.
+// mode a call that changes or may change a future (set_result,
+// set_exception, cancel, add/remove_done_callback), made from another thread,
+// throws qi::RuntimeError before it reads or changes anything, even when the
+// future is done; completing a future with done callbacks on a closed loop
+// throws before it changes anything.
 #pragma once
 
 #include <qiloop/detail/invoke.h>
@@ -63,13 +66,20 @@ class FutureStateBase;
 // live callbacks form a list through slots_ from head_ to tail_; a slot
 // never moves while linked, so an id is its index with its serial (bumped
 // at each reuse, so a stale id matches nothing) and remove() finds its
-// callback without a scan. remove() leaves an empty slot linked; they are
+// callback without a scan. Ids are scrambled with a key drawn from this
+// list's address, so another future's id (the same index and serial there)
+// matches nothing here either. remove() leaves an empty slot linked; they are
 // unlinked once they outnumber the live ones, so a removal costs O(1)
 // amortised. One inline slot: a future is usually awaited by one task.
 // Internal to src/future.cpp (not exported, so its calls stay direct).
 class DoneCallbacks {
  public:
   using Callback = absl::AnyInvocable<void(FutureStateBase&)>;
+
+  DoneCallbacks() = default;
+  // Pinned: its ids depend on its address (it lives in a future's state).
+  DoneCallbacks(const DoneCallbacks&) = delete;
+  DoneCallbacks& operator=(const DoneCallbacks&) = delete;
 
   uint32_t size() const noexcept { return live_; }
   // Appends cb; returns its id (never 0). Throws only std::bad_alloc /
@@ -90,6 +100,13 @@ class DoneCallbacks {
 
  private:
   static constexpr uint32_t kNone = UINT32_MAX;
+  // Slot indices stay below 2^31 and the key's bit 31 is set: no id is 0.
+  static constexpr uint32_t kMaxSlots = uint32_t{1} << 31;
+  uint64_t key() const noexcept {
+    // The product is bijective in the address: two living futures share a
+    // key only in the rare case that their products differ in bit 31 alone.
+    return (reinterpret_cast<uintptr_t>(this) * UINT64_C(0x9E3779B97F4A7C15)) | kMaxSlots;
+  }
   struct Slot {
     explicit Slot(Callback&& c) noexcept : cb(std::move(c)) {}
     Callback cb;             // empty when free, or removed but still linked
@@ -146,6 +163,10 @@ class QILOOP_EXPORT FutureStateBase : public std::enable_shared_from_this<Future
   // will schedule done callbacks, so also what call_soon checks (a closed
   // loop).
   void check_call(const char* api, bool schedules) const;
+  // Internal: debug mode's thread check alone, made before the call reads
+  // anything of this future (off the loop's thread, the loop may be
+  // changing it).
+  void check_thread_first(const char* api) const;
 
  protected:
   // Throws qi::InvalidStateError when done, qi::RuntimeError for a task
@@ -330,7 +351,8 @@ class Future {
   uint64_t add_done_callback(F&& cb) const {
     using D = std::decay_t<F>;
     constexpr bool kTakesFuture = std::is_invocable_v<D&, Future<T>>;
-    static_assert(kTakesFuture || std::is_invocable_v<D&>,
+    detail::check_not_coro_object<D>();
+    static_assert(kTakesFuture || std::is_invocable_v<D&> || detail::is_coro<D>::value,
                   "qiloop: add_done_callback: the callback must take this future (qi::Future<T>, or const "
                   "qi::Future<T>&, with this future's own T) or no argument");
     if constexpr (kTakesFuture)
@@ -349,7 +371,8 @@ class Future {
     });
   }
   // Future::remove_done_callback()
-  // Returns how many callbacks were removed (0 or 1).
+  // Returns how many callbacks were removed (0 or 1). An id this future did
+  // not hand out (another future's, or one already removed) removes nothing.
   std::size_t remove_done_callback(uint64_t id) const { return state_->remove_done_callback(id); }
 
   // A type-erased reference to this future (for comparisons and diagnostics).

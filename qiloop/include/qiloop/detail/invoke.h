@@ -33,6 +33,14 @@ constexpr void check_callback_result() noexcept {
                 "callback");
 }
 
+// The same mistake one step earlier: the Coro itself handed over as the
+// callback (make_callback, add_done_callback).
+template <class D>
+constexpr void check_not_coro_object() noexcept {
+  static_assert(!is_coro<D>::value,
+                "qiloop: a qi::Coro is not a callback: run it as a task with loop.create_task(std::move(coro))");
+}
+
 template <class T> struct is_nullable_function : std::false_type {};
 template <class S> struct is_nullable_function<std::function<S>> : std::true_type {};
 template <class S> struct is_nullable_function<absl::AnyInvocable<S>> : std::true_type {};
@@ -60,8 +68,7 @@ bool is_empty_callable(const F& f) noexcept {
 template <bool Repeating = false, class F, class... Args>
 auto make_callback(const char* api, F&& f, Args&&... args) {
   using D = std::decay_t<F>;
-  static_assert(!is_coro<D>::value,
-                "qiloop: a qi::Coro is not a callback: run it as a task with loop.create_task(std::move(coro))");
+  check_not_coro_object<D>();
   if (is_empty_callable(f)) throw_empty_callable(api);
   if constexpr (sizeof...(Args) == 0) {
     static_assert(std::is_invocable_v<D&>, "qiloop: the callback must be callable with no arguments");
