@@ -307,6 +307,10 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // Runs f(args...) on every iteration while fd is readable (level-
   // triggered), replacing a previous reader of fd. Throws
   // std::invalid_argument when fd is not an open, pollable descriptor.
+  // Call remove_reader() / remove_writer() before closing fd: a handler of
+  // a closed fd is dropped and reported through the exception handler when
+  // the loop next touches that fd number, and never runs for another file
+  // that reuses the number.
   template <class F, class... Args>
   void add_reader(int fd, F&& f, Args&&... args) {
     add_fd_handler(fd, false, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_reader",
