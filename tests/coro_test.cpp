@@ -281,7 +281,7 @@ TEST_F(CoroTest, AChildThatSuspendsResumesItsParentsWholeChain) {
     v += co_await one();  // synchronous again after a suspension
     co_return v;
   };
-  loop.call_later(5ms, [&] {
+  loop.call_later(100ms, [&] {  // well after the 1 ms sleep, even on a loaded machine
     log("future set");
     fut.set_result(10);
   });
