@@ -14,6 +14,7 @@
 #include <QtCore/QSocketNotifier>
 #include <QtCore/QThread>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -36,23 +37,28 @@ const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventT
 // a dying application deletes its events under the lock postEvent takes.)
 class WakeEvent final : public QEvent {
  public:
-  explicit WakeEvent(LoopImpl* loop) : QEvent(kWakeEvent), loop_(loop) {
-    loop_->wake_event.store(this, std::memory_order_relaxed);
+  explicit WakeEvent(LoopImpl* loop) : QEvent(kWakeEvent) {
+    loop->wake_event.store(this, std::memory_order_relaxed);
+    // Released here and acquired in the destructor: another thread may
+    // delete the event, and Qt's own hand-over (its posted-event lock) is
+    // invisible to ThreadSanitizer.
+    loop_.store(loop, std::memory_order_release);
   }
   ~WakeEvent() override {
     QEvent* self = this;
-    if (loop_ && loop_->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel))
-      loop_->selector.wake();  // a no-op once the loop is closed
+    LoopImpl* loop = loop_.load(std::memory_order_acquire);
+    if (loop && loop->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel))
+      loop->selector.wake();  // a no-op once the loop is closed
   }
   // Delivered: the loop may be destroyed before Qt deletes the event.
   void disarm() noexcept {
     QEvent* self = this;
-    loop_->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel);
-    loop_ = nullptr;
+    if (LoopImpl* loop = loop_.exchange(nullptr, std::memory_order_acq_rel))
+      loop->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel);
   }
 
  private:
-  LoopImpl* loop_;
+  std::atomic<LoopImpl*> loop_;
 };
 
 bool env_debug() {
