@@ -151,10 +151,14 @@ bool TaskCore::request_cancel(std::string msg) {
   fut_->check_thread_first("cancel");  // before reading the task
   if (fut_->done()) return false;
   fut_->check_call("cancel", true);  // before anything changes
-  // asyncio's cancel() recurses into the awaited task's cancel(): here the
-  // chain is walked in a loop, so that a long chain does not grow the stack.
-  for (TaskCore* t = this; t;) t = t->cancel_one(msg);
+  cancel_chain(msg);
   return true;
+}
+
+// asyncio's cancel() recurses into the awaited task's cancel(): here the
+// chain is walked in a loop, so that a long chain does not grow the stack.
+void TaskCore::cancel_chain(const std::string& msg) {
+  for (TaskCore* t = this; t;) t = t->cancel_one(msg);
 }
 
 // The task awaited by this one, or null (it awaits a plain future, sleeps,
@@ -214,7 +218,7 @@ int TaskCore::uncancel() noexcept {
 void TaskCore::land_held_cancel() noexcept {
   const std::unique_ptr<std::string> msg = std::move(held_cancel_);
   try {
-    for (TaskCore* t = this; t;) t = t->cancel_one(*msg);
+    cancel_chain(*msg);
   } catch (...) {
     // Cancelling what it awaits failed (out of memory): it lands at the
     // next resumption instead.

@@ -132,7 +132,9 @@ class QILOOP_EXPORT TaskCore {
   [[noreturn]] void refuse_second_wait(const char* what) const;
   void clear_wait() noexcept;
   void drop_wait() noexcept;
-  // One link of request_cancel's walk: the task it must cancel next, if any.
+  // Cancels this task and, link by link, what it awaits (a loop, not recursion).
+  void cancel_chain(const std::string& msg);
+  // One link of that walk: the task it must cancel next, if any.
   TaskCore* cancel_one(const std::string& msg);
   TaskCore* awaited_task() const noexcept;
   void release_self() noexcept;
