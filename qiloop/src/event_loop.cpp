@@ -651,9 +651,9 @@ void QiEventLoop::cancel_leftover_tasks() {
   QAbstractEventDispatcher* dispatcher = QAbstractEventDispatcher::instance();
   if (!I.tasks_head || !QCoreApplication::instance() || !dispatcher || qi::running_loop()) return;
   for (int round = 0; round < kShutdownCancelRounds && I.tasks_head; ++round) {
-    std::vector<std::shared_ptr<qi::detail::FutureStateBase>> pending;
-    for (auto* t = I.tasks_head; t; t = t->next_in_loop) pending.push_back(t->future().shared_from_this());
-    for (auto& f : pending) f->cancel("the event loop is shutting down");
+    std::vector<qi::TaskRef> pending;
+    for (auto* t = I.tasks_head; t; t = t->next_in_loop) pending.emplace_back(t);
+    for (auto& f : pending) f.cancel("the event loop is shutting down");
     // Run until every task is done (unregister_task stops the loop) or the
     // round's time is up.
     I.stop_when_no_tasks = true;
@@ -663,12 +663,12 @@ void QiEventLoop::cancel_leftover_tasks() {
     limit.cancel();
     // asyncio.run reports what failed otherwise while being cancelled.
     for (auto& f : pending) {
-      if (!f->done() || f->cancelled()) continue;
-      if (std::exception_ptr e = f->exception()) {
+      if (!f.done() || f.cancelled()) continue;
+      if (std::exception_ptr e = f.state()->exception()) {
         qi::ExceptionContext ctx;
-        ctx.message = "unhandled exception during shutdown in " + f->describe();
+        ctx.message = "unhandled exception during shutdown in " + f.describe();
         ctx.exception = e;
-        ctx.task = qi::TaskRef(f);
+        ctx.task = f;
         call_exception_handler(ctx);
       }
     }
@@ -676,7 +676,7 @@ void QiEventLoop::cancel_leftover_tasks() {
   for (auto* t = I.tasks_head; t; t = t->next_in_loop) {
     qi::ExceptionContext ctx;
     ctx.message = t->future().describe() + " did not finish after being cancelled at shutdown";
-    ctx.task = qi::TaskRef(t->future().shared_from_this());
+    ctx.task = qi::TaskRef(t);
     call_exception_handler(ctx);
   }
 }

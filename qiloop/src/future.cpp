@@ -3,38 +3,81 @@
 
 #include "loop_impl.h"
 
+#include <absl/container/inlined_vector.h>
+
+#include <memory>
 #include <stdexcept>
 
 namespace qi::detail {
 
 // --- DoneCallbacks ---------------------------------------------------------------
 
+// The out-of-line list. Invariant: the live callbacks form a list through
+// slots_ from head_ to tail_; a slot never moves while linked, so an id is
+// its index with its serial (bumped at each reuse, so a stale id matches
+// nothing) and remove() finds its callback without a scan. remove() leaves an
+// empty slot linked; they are unlinked once they outnumber the live ones, so
+// a removal costs O(1) amortised. Ids here are raw (DoneCallbacks scrambles
+// them); serial 0 marks the task wake-up that moved in from the inline word,
+// whose id stays raw 0 (public ids carry serial >= 1).
+class DoneCallbacks::List {
+ public:
+  uint32_t size() const noexcept { return live_; }
+  // Makes slot 0 the moved-in wake-up of t (on a new, empty list).
+  void adopt_waker(TaskCore& t) {
+    slots_.emplace_back(Callback([&t](FutureStateBase&) { wake_task(t); }), 0);
+    head_ = tail_ = 0;
+    live_ = 1;
+  }
+  uint64_t push_back(Callback&& cb);
+  bool remove(uint64_t raw_id) noexcept;
+  Callback pop_front() noexcept;
+
+ private:
+  static constexpr uint32_t kNone = UINT32_MAX;
+  // Slot indices stay below 2^31 and the key's bit 31 is set: no id is 0.
+  static constexpr uint32_t kMaxSlots = uint32_t{1} << 31;
+  struct Slot {
+    Slot(Callback&& c, uint32_t s) noexcept : cb(std::move(c)), serial(s) {}
+    Callback cb;             // empty when free, or removed but still linked
+    uint32_t serial = 0;     // of the callback last put here; ids carry it
+    uint32_t next = kNone;   // the next in add order, or in the free list
+  };
+  void compact() noexcept;
+
+  absl::InlinedVector<Slot, 2> slots_;
+  uint32_t head_ = kNone;
+  uint32_t tail_ = kNone;
+  uint32_t free_ = kNone;  // free slots, linked through next
+  uint32_t live_ = 0;      // linked callbacks not removed
+  uint32_t removed_ = 0;   // linked callbacks removed
+};
+
 // (Indexing through data(): operator[]'s hardening checks would cost more
 // than the rest of these hot paths.)
-uint64_t DoneCallbacks::push_back(Callback&& cb) {
+uint64_t DoneCallbacks::List::push_back(Callback&& cb) {
   uint32_t i = free_;
   if (i == kNone) {
     if (slots_.size() >= kMaxSlots) throw std::length_error("add_done_callback: too many done callbacks");
     i = static_cast<uint32_t>(slots_.size());
-    slots_.emplace_back(std::move(cb));
+    slots_.emplace_back(std::move(cb), 0);
   } else {
     free_ = slots_.data()[i].next;
     slots_.data()[i].cb = std::move(cb);
   }
   Slot* all = slots_.data();
   Slot& s = all[i];
-  if (++s.serial == 0) s.serial = 1;  // ids are never 0
+  if (++s.serial == 0) s.serial = 1;  // serial 0 is the moved-in wake-up's
   s.next = kNone;
   (tail_ == kNone ? head_ : all[tail_].next) = i;
   tail_ = i;
   ++live_;
-  return ((uint64_t{s.serial} << 32) | i) ^ key();
+  return (uint64_t{s.serial} << 32) | i;
 }
 
-bool DoneCallbacks::remove(uint64_t id) noexcept {
-  id ^= key();
-  const auto i = static_cast<uint32_t>(id);
-  if (i >= slots_.size() || slots_[i].serial != static_cast<uint32_t>(id >> 32) || !slots_[i].cb) return false;
+bool DoneCallbacks::List::remove(uint64_t raw_id) noexcept {
+  const auto i = static_cast<uint32_t>(raw_id);
+  if (i >= slots_.size() || slots_[i].serial != static_cast<uint32_t>(raw_id >> 32) || !slots_[i].cb) return false;
   Callback dead = std::move(slots_[i].cb);  // destroyed last: its destructor may call back
   slots_[i].cb = nullptr;                   // (a moved-from AnyInvocable need not be empty)
   --live_;
@@ -42,7 +85,7 @@ bool DoneCallbacks::remove(uint64_t id) noexcept {
   return true;
 }
 
-void DoneCallbacks::compact() noexcept {
+void DoneCallbacks::List::compact() noexcept {
   uint32_t* link = &head_;
   uint32_t last = kNone;
   for (uint32_t i = head_; i != kNone;) {
@@ -62,11 +105,12 @@ void DoneCallbacks::compact() noexcept {
   removed_ = 0;
 }
 
-DoneCallbacks::Callback DoneCallbacks::pop_front() noexcept {
+DoneCallbacks::Callback DoneCallbacks::List::pop_front() noexcept {
   if (removed_ != 0) compact();
   const uint32_t i = head_;
   Slot& s = slots_.data()[i];
   Callback cb = std::move(s.cb);
+  s.cb = nullptr;
   head_ = s.next;
   if (head_ == kNone) tail_ = kNone;
   --live_;
@@ -75,16 +119,57 @@ DoneCallbacks::Callback DoneCallbacks::pop_front() noexcept {
   return cb;
 }
 
-void DoneCallbacks::clear_slow() noexcept {
-  if (live_ == 0 && removed_ == 0) {
-    slots_.clear();  // nothing left to call back
-    free_ = kNone;
+uint32_t DoneCallbacks::size() const noexcept {
+  if (word_ == 0) return 0;
+  if (List* l = list()) return l->size();
+  return 1;
+}
+
+DoneCallbacks::List& DoneCallbacks::make_list() {
+  if (List* l = list()) return *l;
+  auto l = std::make_unique<List>();
+  if (TaskCore* t = waker()) l->adopt_waker(*t);  // keeps its place (first) and its id
+  word_ = reinterpret_cast<uintptr_t>(l.release());
+  return *list();
+}
+
+uint64_t DoneCallbacks::push_back(Callback&& cb) { return make_list().push_back(std::move(cb)) ^ key(); }
+
+uint64_t DoneCallbacks::push_waker(TaskCore& t) {
+  if (word_ != 0) return push_back(Callback([&t](FutureStateBase&) { wake_task(t); }));
+  word_ = reinterpret_cast<uintptr_t>(&t) | kWakerTag;
+  return key();  // raw id 0: slot 0, serial 0
+}
+
+bool DoneCallbacks::remove(uint64_t id) noexcept {
+  id ^= key();
+  if (waker()) {
+    if (id != 0) return false;
+    word_ = 0;
+    return true;
+  }
+  List* l = list();
+  return l && l->remove(id);
+}
+
+void DoneCallbacks::run_front(FutureStateBase& s) {
+  if (TaskCore* t = waker()) {
+    word_ = 0;
+    wake_task(*t);
     return;
   }
-  head_ = tail_ = free_ = kNone;
-  live_ = removed_ = 0;
-  decltype(slots_) dead;
-  dead.swap(slots_);
+  List* l = list();
+  Callback cb = l->pop_front();
+  // The list's memory goes back once its last scheduled callback is out
+  // (before the call, which may add callbacks of its own).
+  if (l->size() == 0) clear_slow();
+  cb(s);
+}
+
+void DoneCallbacks::clear_slow() noexcept {
+  // Taken out first: a callback's destructor may call back into the future.
+  std::unique_ptr<List> dead(list());
+  word_ = 0;
 }
 
 // --- FutureStateBase --------------------------------------------------------------
@@ -98,25 +183,29 @@ inline bool loop_checks(const QiEventLoop* l) noexcept { return l && (l->is_clos
 }  // namespace
 
 // The ready-queue entry of one scheduled done callback: runs the first of
-// its future's callbacks. Small enough (a pointer) for the callback node's
-// inline storage, so completing a future allocates nothing.
+// its future's callbacks. Holds one reference to the state. Small enough for
+// the callback node's inline storage, so completing a future allocates
+// nothing.
 struct FiringEntry {
   FutureStateBase* state;
+  bool ran = false;
   explicit FiringEntry(FutureStateBase* s) noexcept : state(s) {}
-  FiringEntry(FiringEntry&& o) noexcept : state(std::exchange(o.state, nullptr)) {}
+  FiringEntry(FiringEntry&& o) noexcept : state(std::exchange(o.state, nullptr)), ran(o.ran) {}
   FiringEntry& operator=(FiringEntry&&) = delete;
   ~FiringEntry() {
     if (!state) return;
-    // Run or dropped (close()): the last entry releases the state, after
-    // the callbacks whose entries were dropped.
-    if (--state->firing_entries_ == 0) {
-      auto self = std::move(state->firing_self_);
-      state->callbacks_.clear();
+    if (!ran) {
+      // Dropped: by close(), which drops every entry of a closed loop (so
+      // none of the callbacks will run: they go now), or by a call_soon that
+      // failed (its caller takes its callback back).
+      const QiEventLoop* l = state->loop();
+      if (!l || l->is_closed()) state->callbacks_.clear();
     }
+    state->release();
   }
   void operator()() {
-    FutureStateBase::DoneCallback cb = state->callbacks_.pop_front();
-    cb(*state);
+    ran = true;
+    state->callbacks_.run_front(*state);
   }
 };
 
@@ -126,9 +215,14 @@ FutureStateBase::~FutureStateBase() { report_unretrieved(); }
 
 std::string FutureStateBase::describe() const { return "Future"; }
 
+RareState& FutureStateBase::rare() {
+  if (!rare_) rare_ = std::make_unique<RareState>();
+  return *rare_;
+}
+
 void FutureStateBase::report_unretrieved() noexcept {
-  if (status_ != Status::kFinished || !exception_ || retrieved_) return;
-  retrieved_ = true;  // once
+  if (status_ != Status::kFinished || !exception_ || (flags_ & kRetrieved)) return;
+  flags_ |= kRetrieved;  // once
   try {
     ExceptionContext ctx;
     // describe() is virtual: a derived destructor calls this while it still
@@ -145,7 +239,7 @@ void FutureStateBase::report_unretrieved() noexcept {
 
 void FutureStateBase::mark_cancelled(std::string msg) {
   if (done()) return;
-  if (!msg.empty()) cancel_message_ = std::make_unique<std::string>(std::move(msg));
+  if (!msg.empty() || rare_) rare().cancel_message = std::move(msg);
   finish(Status::kCancelled);
 }
 
@@ -168,7 +262,7 @@ void FutureStateBase::check_settable(const char* api) const {
   const bool checks = loop_checks(loop_.data());
   if (checks) [[unlikely]]
     check_thread_first(api);
-  if (is_task_)
+  if (is_task())
     throw RuntimeError(std::string(api) +
                        ": a Task's result comes from its coroutine (co_return / throw); cancel() it instead");
   if (status_ != Status::kPending)
@@ -185,7 +279,7 @@ bool FutureStateBase::cancel(std::string msg) {
   if (status_ != Status::kPending) return false;
   if (checks) [[unlikely]]
     check_call("cancel", callbacks_.size() != 0);
-  if (!msg.empty()) cancel_message_ = std::make_unique<std::string>(std::move(msg));
+  if (!msg.empty() || rare_) rare().cancel_message = std::move(msg);
   finish(Status::kCancelled);
   return true;
 }
@@ -207,7 +301,7 @@ std::exception_ptr FutureStateBase::exception() {
   if (status_ == Status::kCancelled) throw CancelledError(cancel_message());
   if (status_ == Status::kPending)
     throw InvalidStateError("exception: the future is not done yet; wait for it (add_done_callback) first");
-  retrieved_ = true;
+  flags_ |= kRetrieved;
   return exception_;
 }
 
@@ -215,12 +309,12 @@ void FutureStateBase::check_result() {
   if (status_ == Status::kCancelled) throw CancelledError(cancel_message());
   if (status_ == Status::kPending)
     throw InvalidStateError("result: the future is not done yet; wait for it (add_done_callback) first");
-  retrieved_ = true;
+  flags_ |= kRetrieved;
   if (exception_) std::rethrow_exception(exception_);
 }
 
-uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
-  if (!cb) throw std::invalid_argument("add_done_callback: the callback is empty; pass a callable");
+template <class Push>
+uint64_t FutureStateBase::hook(Push&& push) {
   QiEventLoop* l = loop_.data();
   const bool checks = loop_checks(l);
   if (checks) [[unlikely]]
@@ -229,7 +323,7 @@ uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
   if (now && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
   if (checks) [[unlikely]]
     check_call("add_done_callback", now);
-  const uint64_t id = callbacks_.push_back(std::move(cb));
+  const uint64_t id = push();
   if (now) {
     try {
       schedule_entries(*l, 1);
@@ -239,6 +333,15 @@ uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
     }
   }
   return id;
+}
+
+uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
+  if (!cb) throw std::invalid_argument("add_done_callback: the callback is empty; pass a callable");
+  return hook([&] { return callbacks_.push_back(std::move(cb)); });
+}
+
+uint64_t FutureStateBase::add_waker(TaskCore& t) {
+  return hook([&] { return callbacks_.push_waker(t); });
 }
 
 std::size_t FutureStateBase::remove_done_callback(uint64_t id) {
@@ -269,9 +372,8 @@ void FutureStateBase::finish(Status s) {
 // entries to make here is the caller's: an entry that is running still
 // counts as outstanding.)
 void FutureStateBase::schedule_entries(QiEventLoop& l, std::size_t n) {
-  if (!firing_self_) firing_self_ = shared_from_this();
   for (std::size_t i = 0; i < n; ++i) {
-    ++firing_entries_;
+    retain();  // the entry's, released when it goes (run, dropped or refused)
     l.call_soon(FiringEntry(this));
   }
 }

@@ -1,10 +1,10 @@
 // task.cpp — asyncio's Task.__step / __wakeup for C++ coroutines.
 //
-// Invariant: a pending task is registered with its loop and holds a
-// reference to itself (self_), so it lives until it finishes or the loop
-// destroys it; at most one of {a scheduled step, a done callback on
-// fut_waiter_, a sleep timer} will resume it, and resume_ is the innermost
-// suspended coroutine that the next step resumes.
+// Invariant (see detail/task_core.h): a pending task is registered with its
+// loop and holds a reference to itself, so it lives until it finishes or the
+// loop destroys it; at most one of {a scheduled step, its wake-up among the
+// done callbacks of fut_waiter_, a sleep timer} will resume it, and resume_
+// is the innermost suspended coroutine that the next step resumes.
 #include <qiloop/event_loop.h>
 #include <qiloop/task.h>
 
@@ -45,24 +45,36 @@ TaskCore& require_current(const char* what) {
 
 }  // namespace
 
+// What the memory benchmark (bench_coro, scenario 4) holds a suspended task
+// to: one heap chunk of at most 128 bytes (120 requested, 8 of malloc's
+// header) beyond its coroutine frame.
+static_assert(sizeof(void*) != 8 || sizeof(TaskState<void>) <= 120,
+              "a task's state outgrew its 128-byte heap chunk: move what is rarely used to RareState");
+
 TaskCore::TaskCore(QiEventLoop& loop, std::coroutine_handle<> root, std::string name)
-    : loop_(&loop),
-      root_(root),
-      resume_(root),
-      number_(next_task_number()),
-      name_(name.empty() ? nullptr : std::make_unique<std::string>(std::move(name))) {}
+    : FutureStateBase(loop), root_(root), resume_(root), number_(next_task_number()) {
+  set_is_task();
+  if (!name.empty()) rare().name = std::move(name);
+}
 
-std::string TaskCore::name() const { return name_ ? *name_ : "Task-" + std::to_string(number_); }
+std::string TaskCore::name() const {
+  const RareState* r = rare_if();
+  return r && r->name ? *r->name : "Task-" + std::to_string(number_);
+}
 
-void TaskCore::set_name(std::string name) { name_ = std::make_unique<std::string>(std::move(name)); }
+void TaskCore::set_name(std::string name) { rare().name = std::move(name); }
 
 TaskCore::~TaskCore() { destroy_root(); }
 
 TaskCore* TaskCore::current() noexcept { return t_current_task; }
 
+void TaskCore::set_message(std::string RareState::*field, const std::string& msg) {
+  if (!msg.empty() || rare_if()) rare().*field = msg;
+}
+
 void TaskCore::start(bool eager) {
-  self_ = fut_->shared_from_this();
-  loop_->register_task(this);
+  retain();  // the loop's, while pending (release_self)
+  loop_ref().register_task(this);
   if (eager)
     step();
   else
@@ -70,18 +82,21 @@ void TaskCore::start(bool eager) {
 }
 
 void TaskCore::schedule_step() {
-  loop_->call_soon([this] { step(); });
+  loop_ref().call_soon([this] { step(); });
 }
+
+void wake_task(TaskCore& t) noexcept { t.step(); }
 
 // What woke the task is spent; a timer is cancelled in case something else
 // woke it first. (Inline: it is part of every step.)
 inline void TaskCore::clear_wait() noexcept {
+  if (!fut_waiter_ && sleep_node_) [[unlikely]] {
+    CallbackNode* n = std::exchange(sleep_node_, nullptr);
+    cancel_node(n);
+    release_node(n);
+  }
   fut_waiter_ = nullptr;
   waiter_callback_ = 0;
-  if (sleep_timer_) [[unlikely]] {
-    sleep_timer_.cancel();
-    sleep_timer_ = TimerHandle();
-  }
 }
 
 // Unhooks a wait that will not be resumed through (its frames are going, or
@@ -93,16 +108,16 @@ void TaskCore::drop_wait() noexcept {
 }
 
 void TaskCore::step() noexcept {
-  if (fut_->done()) return;
+  if (done()) return;
   clear_wait();
-  cancel_in_flight_ = false;  // a request from now on must reach what it awaits next
-  if (!started_ && must_cancel_) {
+  set_flag(kCancelInFlight, false);  // a request from now on must reach what it awaits next
+  if (!flag(kStarted) && must_cancel()) {
     // Cancelled before its first step: the coroutine never runs.
-    fut_->mark_cancelled(must_cancel_msg_);
+    mark_cancelled(must_cancel_msg());
     release_self();
     return;
   }
-  started_ = true;
+  set_flag(kStarted, true);
   TaskCore* outer = std::exchange(t_current_task, this);
   std::coroutine_handle<> h = std::exchange(resume_, nullptr);
   h.resume();  // exceptions stay in the coroutine's promise
@@ -116,11 +131,11 @@ void TaskCore::complete() noexcept {
     // registered a wait in this step: nothing will resume it now.
     drop_wait();
     ExceptionContext ctx;
-    ctx.message = fut_->describe() +
+    ctx.message = describe() +
                   " finished while a coroutine it did not await still waited on a future; that coroutine will "
                   "never resume: co_await every coroutine started inside a task before the task returns";
-    ctx.task = TaskRef(fut_->shared_from_this());
-    loop_->call_exception_handler(ctx);
+    ctx.task = TaskRef(this);
+    loop_ref().call_exception_handler(ctx);
   }
   try {
     complete_from_root();
@@ -128,12 +143,12 @@ void TaskCore::complete() noexcept {
     // Moving the result out threw (T's move constructor), or scheduling the
     // done callbacks did: report it, and never leave the task pending.
     ExceptionContext ctx;
-    ctx.message = "error while completing " + fut_->describe();
+    ctx.message = "error while completing " + describe();
     ctx.exception = std::current_exception();
-    loop_->call_exception_handler(ctx);
-    if (!fut_->done()) {
+    loop_ref().call_exception_handler(ctx);
+    if (!done()) {
       try {
-        fut_->finish_with_exception(ctx.exception);
+        finish_with_exception(ctx.exception);
       } catch (...) {
       }
     }
@@ -143,14 +158,14 @@ void TaskCore::complete() noexcept {
 }
 
 void TaskCore::release_self() noexcept {
-  loop_->unregister_task(this);
-  auto self = std::move(self_);  // may destroy *this when it goes
+  loop_ref().unregister_task(this);
+  release();  // may destroy *this
 }
 
-bool TaskCore::request_cancel(std::string msg) {
-  fut_->check_thread_first("cancel");  // before reading the task
-  if (fut_->done()) return false;
-  fut_->check_call("cancel", true);  // before anything changes
+bool TaskCore::cancel(std::string msg) {
+  check_thread_first("cancel");  // before reading the task
+  if (done()) return false;
+  check_call("cancel", true);  // before anything changes
   cancel_chain(msg);
   return true;
 }
@@ -163,11 +178,13 @@ void TaskCore::cancel_chain(const std::string& msg) {
 
 // The task awaited by this one, or null (it awaits a plain future, sleeps,
 // or runs). Cancelling is rare enough for a dynamic_cast.
-TaskCore* TaskCore::awaited_task() const noexcept { return dynamic_cast<TaskCore*>(fut_waiter_); }
+TaskCore* TaskCore::awaited_task() const noexcept {
+  return fut_waiter_ && fut_waiter_->is_task() ? static_cast<TaskCore*>(fut_waiter_) : nullptr;
+}
 
 TaskCore* TaskCore::cancel_one(const std::string& msg) {
   ++num_cancels_;
-  cancel_in_flight_ = true;
+  set_flag(kCancelInFlight, true);
   if (TaskCore* awaited = awaited_task()) {
     // Cancelling a pending task succeeds (its cancel() would return true),
     // so its done callback wakes this one with the CancelledError. One that
@@ -176,38 +193,38 @@ TaskCore* TaskCore::cancel_one(const std::string& msg) {
     // close() can end), and walking on would make cancelling every task of
     // a chain quadratic. This task then hears of it at its resumption, as
     // when what it awaits is already done.
-    if (!awaited->fut_->done()) {
-      if (!awaited->cancel_in_flight_) return awaited;
+    if (!awaited->done()) {
+      if (!awaited->flag(kCancelInFlight)) return awaited;
       // Still, asyncio's inner cancel() would count there: should that task
       // take its own request back (uncancel(), as a timeout helper does) and
       // run on, this one lands then, instead of leaving this task waiting
       // for it to finish by itself.
-      if (!awaited->held_cancel_) awaited->held_cancel_ = std::make_unique<std::string>(msg);
+      RareState& r = awaited->rare();
+      if (!r.held_cancel) r.held_cancel = msg;
     }
   } else if (fut_waiter_ && fut_waiter_->cancel(msg)) {
     // The waiter's done callback wakes us; its CancelledError carries msg.
     return nullptr;
   }
-  if (sleep_timer_) {
+  if (!fut_waiter_ && sleep_node_) {
     // Like cancelling the future of asyncio's sleep: this error is delivered
     // even if uncancel() takes the request back before the task resumes.
-    sleep_timer_.cancel();
-    sleep_timer_ = TimerHandle();
-    sleep_interrupted_ = true;
-    sleep_interrupt_msg_ = msg;
+    set_message(&RareState::sleep_interrupt_msg, msg);
+    clear_wait();
+    set_flag(kSleepInterrupted, true);
     schedule_step();
     return nullptr;
   }
-  must_cancel_ = true;
-  must_cancel_msg_ = msg;
+  set_message(&RareState::must_cancel_msg, msg);
+  set_flag(kMustCancel, true);
   return nullptr;
 }
 
 int TaskCore::uncancel() noexcept {
   if (num_cancels_ > 0) --num_cancels_;
   if (num_cancels_ == 0) {
-    must_cancel_ = cancel_in_flight_ = false;
-    if (held_cancel_) [[unlikely]]
+    set_flag(kMustCancel | kCancelInFlight, false);
+    if (rare_if() && rare_if()->held_cancel) [[unlikely]]
       land_held_cancel();
   }
   return num_cancels_;
@@ -216,56 +233,60 @@ int TaskCore::uncancel() noexcept {
 // The request an awaiter's cancel left here (cancel_one) becomes this task's
 // own now that its earlier ones were taken back: delivered like a cancel().
 void TaskCore::land_held_cancel() noexcept {
-  const std::unique_ptr<std::string> msg = std::move(held_cancel_);
+  RareState& r = *rare_if();
+  const std::string msg = std::move(*r.held_cancel);
+  r.held_cancel.reset();
   try {
-    cancel_chain(*msg);
+    cancel_chain(msg);
   } catch (...) {
     // Cancelling what it awaits failed (out of memory): it lands at the
     // next resumption instead.
     if (num_cancels_ == 0) num_cancels_ = 1;
-    must_cancel_ = true;
-    must_cancel_msg_ = *msg;
+    set_flag(kMustCancel, true);
+    r.must_cancel_msg = msg;
   }
 }
 
 void TaskCore::check_must_cancel(bool awaited_cancelled) {
-  if (sleep_interrupted_) {
-    sleep_interrupted_ = false;
-    must_cancel_ = false;  // a later cancel() while this one was in flight: one error, the first message
-    throw CancelledError(std::exchange(sleep_interrupt_msg_, {}));
+  if (flag(kSleepInterrupted)) {
+    // A later cancel() while this one was in flight: one error, the first message.
+    set_flag(kSleepInterrupted | kMustCancel, false);
+    RareState* r = rare_if();
+    throw CancelledError(r ? std::exchange(r->sleep_interrupt_msg, {}) : std::string());
   }
-  if (!must_cancel_) return;
-  must_cancel_ = false;
+  if (!must_cancel()) return;
+  set_flag(kMustCancel, false);
   // What it awaited was cancelled: its own CancelledError (with the first
   // message) is delivered next; asyncio keeps that one too.
   if (awaited_cancelled) return;
-  throw CancelledError(std::exchange(must_cancel_msg_, {}));
+  RareState* r = rare_if();
+  throw CancelledError(r ? std::exchange(r->must_cancel_msg, {}) : std::string());
 }
 
 // A task has one wait slot: a second wait in one step would silently replace
 // the first, whose wake-up would then resume the wrong coroutine early.
 void TaskCore::refuse_second_wait(const char* what) const {
-  throw RuntimeError(std::string(what) + ": " + fut_->describe() +
+  throw RuntimeError(std::string(what) + ": " + describe() +
                      " already waits on something in this step (a coroutine it did not await, e.g. an eager "
                      "coroutine of another library, awaited a qi future); a task waits for one thing at a time: "
                      "co_await that coroutine first, or run it as a task of its own (create_task)");
 }
 
 void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {
-  if (fut.loop() != loop_)
+  if (fut.loop() != loop())
     throw RuntimeError(
         "co_await: the future belongs to another event loop; await it from a task of that loop, or hand the "
         "result over with call_soon_threadsafe");
-  if (&fut == fut_) throw RuntimeError("co_await: a task cannot await itself");
+  if (&fut == this) throw RuntimeError("co_await: a task cannot await itself");
   check_no_wait("co_await");
   // Hooked only once nothing can throw: a failed await leaves no wake-up behind.
-  const uint64_t id = fut.add_done_callback([this](FutureStateBase&) { step(); });
+  const uint64_t id = fut.add_waker(*this);
   resume_ = h;
   fut_waiter_ = &fut;
   waiter_callback_ = id;
-  if (must_cancel_) {
+  if (must_cancel()) {
     try {
-      if (fut.cancel(must_cancel_msg_)) must_cancel_ = false;
+      if (fut.cancel(must_cancel_msg())) set_flag(kMustCancel, false);
     } catch (...) {
       fut.remove_done_callback(id);
       clear_wait();
@@ -277,22 +298,22 @@ void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {
 void TaskCore::wait_for_time(std::chrono::steady_clock::duration d, std::coroutine_handle<> h) {
   check_no_wait("qi::sleep");
   resume_ = h;
-  if (d <= std::chrono::steady_clock::duration::zero() || must_cancel_)
+  if (d <= std::chrono::steady_clock::duration::zero() || must_cancel())
     schedule_step();  // sleep(0): exactly one iteration
   else
-    sleep_timer_ = loop_->call_later(d, [this] { step(); });
+    sleep_node_ = loop_ref().call_later(d, [this] { step(); }).release();  // a node from the loop's pool
 }
 
 void TaskCore::destroy_pending() noexcept {
   drop_wait();
   ExceptionContext ctx;
   ctx.message = "Task was destroyed but it is pending!";
-  ctx.task = TaskRef(fut_->shared_from_this());
-  loop_->call_exception_handler(ctx);
+  ctx.task = TaskRef(this);
+  loop_ref().call_exception_handler(ctx);
   // The frames go first (their destructors may look at the task), then the
   // result slot is marked cancelled so awaiting handles do not hang.
   destroy_root();
-  fut_->mark_cancelled("the event loop was closed");
+  mark_cancelled("the event loop was closed");
   release_self();
 }
 
@@ -313,7 +334,7 @@ namespace qi {
 
 TaskRef current_task() {
   detail::TaskCore* t = detail::TaskCore::current();
-  return t ? TaskRef(t->future().shared_from_this()) : TaskRef();
+  return TaskRef(t);
 }
 
 }  // namespace qi

@@ -254,15 +254,15 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
       qi::detail::FutureStateBase* s;
       uint64_t id;
       ~Remove() { s->remove_done_callback(id); }
-    } remove{st.get(), id};
+    } remove{st, id};
     run_forever();
     if (!st->done()) throw qi::RuntimeError("Event loop stopped before Future completed.");
     // The future stays intact for its other handles (asyncio returns
     // future.result()); only a move-only result is moved out.
     if constexpr (std::is_void_v<T> || std::is_copy_constructible_v<T>)
-      return st->result();
+      return qi::detail::result_of<T>(*st);
     else
-      return st->take_result();
+      return qi::detail::take_result_of<T>(*st);
   }
 
   // QiEventLoop::stop()
@@ -355,12 +355,13 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
       throw qi::RuntimeError(
           "run_task: the event loop is not running; run_task runs the coroutine now, inside a running loop: "
           "use create_task before the loop runs");
-    auto st = std::make_shared<qi::detail::TaskState<T>>(*this, coro.release(), std::move(name));
+    auto* st = new qi::detail::TaskState<T>(*this, coro.release(), std::move(name));
+    qi::Task<T> task = qi::Task<T>::adopt(st);
     if (admitted)
       st->start(eager);
     else
       st->mark_cancelled("the event loop is closed");  // created by a destructor during close()
-    return qi::Task<T>(std::move(st));
+    return task;
   }
   void register_task(qi::detail::TaskCore* t) noexcept;
   void unregister_task(qi::detail::TaskCore* t) noexcept;

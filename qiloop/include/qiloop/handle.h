@@ -60,6 +60,8 @@ class Handle {
     h.node_ = n;
     return h;
   }
+  // Internal: hands the reference over to the caller (release_node() drops it).
+  detail::CallbackNode* release() noexcept { return std::exchange(node_, nullptr); }
 
  protected:
   detail::CallbackNode* node_ = nullptr;
