@@ -2,6 +2,7 @@
 //
 //   qi::Coro<int> answer() { co_await qi::sleep(10ms); co_return 42; }
 //   qi::Coro<void> main_coro() { int v = co_await answer(); ... }
+//   int v = qi::run(answer());             // or loop.create_task(answer())
 //
 // A Coro is lazy: calling answer() only creates the frame. It runs when
 // awaited (`co_await answer()` runs it inline, with no trip through the
@@ -12,11 +13,10 @@
 // the stack, so a million sequential `co_await child()` run in constant
 // stack in every build. Where the compiler guarantees tail calls for
 // symmetric transfer (clang; g++ with optimization and no sanitizer), a
-// million nested (recursive) awaits do too.
-//
+// million nested (recursive) awaits do too (QILOOP_TAIL_CALLS below).
 // Destroying a suspended chain of nested awaits (close(), a task's frames
-// going away) destroys the innermost frame first, iteratively: a million-deep
-// chain is destroyed in constant stack too, in every build.
+// going away) destroys the innermost frame first, iteratively: a
+// million-deep chain is destroyed in constant stack too, in every build.
 //
 // Exceptions escape a Coro into its awaiter with their original type.
 //
@@ -27,16 +27,14 @@
 // without ever having run is reported ("coroutine was never awaited").
 //
 // Thread-safety: a Coro runs on the thread of the loop that runs its task.
+//
+// The promise types and awaiter are in <qiloop/detail/promise.h>.
 #pragma once
 
 #include <qiloop/errors.h>
 #include <qiloop/export.h>
 
 #include <coroutine>
-#include <cstddef>
-#include <exception>
-#include <optional>
-#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
@@ -60,83 +58,11 @@
 #endif
 #endif
 
+#include <qiloop/detail/promise.h>
+
 namespace qi {
 
-template <class T = void> class Coro;
-
-namespace detail {
-
-QILOOP_EXPORT void* alloc_frame(std::size_t size);
-QILOOP_EXPORT void free_frame(void* p, std::size_t size) noexcept;
-QILOOP_EXPORT void report_never_awaited() noexcept;
-// Out of line: building the message inline would cost every co_await.
-[[noreturn]] QILOOP_EXPORT void throw_not_runnable(const char* api, bool empty);
-
-struct PromiseBase;
-// Destroys the chain of Coros that `top` is suspended in (top awaits one,
-// which awaits the next, ...), innermost first, without recursion; `top`
-// itself is left to its owner.
-QILOOP_EXPORT void destroy_awaited_chain(PromiseBase& top) noexcept;
-
-struct PromiseBase {
-  std::coroutine_handle<> continuation;  // the awaiting coroutine; null for a task's root
-  std::exception_ptr exception;
-  // While suspended in `co_await child` (a Coro): the child's promise.
-  // Destroying a frame destroys the child through the Coro it holds, and so
-  // on down the chain; this link lets destroy_awaited_chain do it innermost
-  // first in a loop instead.
-  PromiseBase* awaited = nullptr;
-  // The Coro holding this frame (valid while it is someone's `awaited`).
-  std::coroutine_handle<>* owner = nullptr;
-  bool started = false;       // taken by an awaiter or a task
-  bool inline_await = false;  // the awaiter's await_suspend is still on the stack
-
-  static void* operator new(std::size_t n) { return alloc_frame(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { free_frame(p, n); }
-
-  std::suspend_always initial_suspend() noexcept { return {}; }
-
-  struct FinalAwaiter {
-    bool await_ready() const noexcept { return false; }
-    template <class P>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) const noexcept {
-      PromiseBase& p = h.promise();
-      // Finished inside the awaiter's await_suspend (which then returns
-      // false), or a task's root: nobody to transfer to.
-      if (p.inline_await || !p.continuation) return std::noop_coroutine();
-      return p.continuation;
-    }
-    void await_resume() const noexcept {}
-  };
-  FinalAwaiter final_suspend() noexcept { return {}; }
-  void unhandled_exception() noexcept { exception = std::current_exception(); }
-};
-
-template <class T>
-struct Promise : PromiseBase {
-  std::optional<T> value;
-  template <class U = T>
-    requires std::is_constructible_v<T, U&&>
-  void return_value(U&& v) {
-    value.emplace(std::forward<U>(v));
-  }
-  T take() {
-    if (exception) std::rethrow_exception(exception);
-    return std::move(*value);
-  }
-};
-
-template <>
-struct Promise<void> : PromiseBase {
-  void return_void() noexcept {}
-  void take() {
-    if (exception) std::rethrow_exception(exception);
-  }
-};
-
-}  // namespace detail
-
-template <class T>
+template <class T = void>
 class [[nodiscard]] Coro {
   static_assert(!std::is_reference_v<T> && !std::is_array_v<T> && !std::is_function_v<T>,
                 "qiloop: qi::Coro<T> returns its result by value: T cannot be a reference, array or function type; "
@@ -148,7 +74,10 @@ class [[nodiscard]] Coro {
   };
   using handle_type = std::coroutine_handle<promise_type>;
   using value_type = T;
+  using Awaiter = detail::CoroAwaiter<T, handle_type>;
 
+  // Coro::Coro()
+  // An empty Coro (valid() is false). Moving leaves the source empty.
   Coro() noexcept = default;
   Coro(Coro&& o) noexcept : frame_(std::exchange(o.frame_, nullptr)) { adopt(); }
   Coro& operator=(Coro&& o) noexcept {
@@ -161,54 +90,21 @@ class [[nodiscard]] Coro {
   }
   Coro(const Coro&) = delete;
   Coro& operator=(const Coro&) = delete;
+  // Coro::~Coro()
+  // Destroys the frame (and a suspended chain below it, innermost first).
+  // One that never ran is reported in debug mode. Never throws.
   ~Coro() { reset(); }
 
+  // Coro::valid()
   // False for a default-constructed or moved-from Coro.
   bool valid() const noexcept { return static_cast<bool>(frame_); }
 
-  struct [[nodiscard]] Awaiter {
-    handle_type child;
-    detail::PromiseBase* parent = nullptr;  // the awaiting Coro's promise; null for another coroutine type
-    bool await_ready() const noexcept { return false; }
-#if QILOOP_TAIL_CALLS
-    template <class P>
-    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-      link(h);
-      return child;
-    }
-#else
-    template <class P>
-    bool await_suspend(std::coroutine_handle<P> h) {
-      auto& p = child.promise();
-      link(h);
-      p.inline_await = true;
-      child.resume();
-      if (child.done()) return false;  // finished synchronously: the parent goes on here
-      p.inline_await = false;          // it suspended: its final_suspend resumes the parent
-      return true;
-    }
-#endif
-    T await_resume() const {
-      if (parent) parent->awaited = nullptr;
-      return child.promise().take();
-    }
-
-   private:
-    template <class P>
-    void link(std::coroutine_handle<P> h) noexcept {
-      auto& p = child.promise();
-      p.continuation = h;
-      p.started = true;
-      if constexpr (std::is_base_of_v<detail::PromiseBase, P>) {
-        parent = &h.promise();
-        parent->awaited = &p;
-      }
-    }
-  };
-
-  // co_await coro: runs it inline; yields its result or rethrows. Throws
-  // std::invalid_argument for an empty Coro and qi::RuntimeError for one
-  // that already ran.
+  // Coro::operator co_await()
+  // Runs the coroutine inline, inside the awaiting one (no trip through the
+  // loop), and yields its result or rethrows its exception. Throws
+  // std::invalid_argument for an empty Coro and qi::RuntimeError for one that
+  // already ran (awaited, or given to a task). Awaited from a task or from
+  // another coroutine type alike.
   Awaiter operator co_await() && {
     check_runnable("co_await");
     return Awaiter{handle()};
