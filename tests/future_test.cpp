@@ -7,6 +7,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -614,6 +615,80 @@ TEST(FutureTest, AnIdOfAnotherFutureRemovesNothing) {
   for (auto& f : futures) f.set_result(1);
   run_one_iteration(loop);
   EXPECT_EQ(ran, kFutures * 3);
+}
+
+// cancel() from a done callback: the future is done before its callbacks
+// run, so the call returns false and changes nothing (a plain future and a
+// task alike).
+TEST(FutureTest, CancelFromADoneCallbackReturnsFalseAndChangesNothing) {
+  QiEventLoop loop;
+  auto f = loop.create_future<int>();
+  std::vector<bool> returned;
+  f.add_done_callback([&](qi::Future<int> g) { returned.push_back(g.cancel("too late")); });
+  auto t = loop.create_task([]() -> qi::Coro<int> { co_return 7; }());
+  t.add_done_callback([&](qi::Future<int> g) { returned.push_back(g.cancel("too late")); });
+  f.set_result(1);
+  EXPECT_EQ(loop.run_until_complete(t), 7);
+  run_one_iteration(loop);
+  EXPECT_EQ(returned, (std::vector<bool>{false, false}));
+  EXPECT_EQ(f.result(), 1);
+  EXPECT_FALSE(t.cancelled());
+  EXPECT_EQ(t.result(), 7);
+}
+
+// A task's wake-up is kept inline in the future it awaits until another
+// callback comes; then both move to the future's list, in the order added.
+TEST(FutureTest, AnAwaitingTaskAndPlainCallbacksRunInTheOrderAdded) {
+  QiEventLoop loop;
+  Log log;
+  auto f = loop.create_future<int>();
+  auto waiter = [&](qi::Future<int> g) -> qi::Coro<void> {
+    log("task got " + std::to_string(co_await g));
+  };
+  loop.create_task(waiter(f));
+  run_one_iteration(loop);  // the task now awaits f
+  f.add_done_callback([&] { log("callback"); });
+  loop.create_task(waiter(f));
+  run_one_iteration(loop);
+  f.add_done_callback([&] { log("last callback"); });
+  f.set_result(3);
+  run_one_iteration(loop);  // the callbacks; the tasks' steps run in it too
+  EXPECT_EQ(log.items, (Strings{"task got 3", "callback", "task got 3", "last callback"}));
+
+  // Taking it back: close() unhooks a pending task's wake-up from the list
+  // it moved to, so g then has no callback left and completes on the closed
+  // loop (with one left, set_result would refuse: nothing could run it).
+  auto g = loop.create_future<int>();
+  loop.create_task(waiter(g));
+  run_one_iteration(loop);
+  const uint64_t id = g.add_done_callback([&] { log("never"); });
+  EXPECT_EQ(g.remove_done_callback(id), 1u);
+  loop.set_exception_handler([](QiEventLoop&, const qi::ExceptionContext&) {});  // "destroyed but pending"
+  loop.close();
+  EXPECT_NO_THROW(g.set_result(1));
+}
+
+// Handles are counted atomically: one may be copied and dropped on another
+// thread, e.g. captured in a call_soon_threadsafe callback that completes it
+// (run under ThreadSanitizer too), while the loop's thread copies its own.
+TEST(FutureTest, HandlesMayBeCopiedAndDroppedOnOtherThreads) {
+  QiEventLoop loop;
+  constexpr int kFutures = 200;
+  std::vector<qi::Future<int>> futures;
+  for (int i = 0; i < kFutures; ++i) futures.push_back(loop.create_future<int>());
+  std::thread worker([&loop, copies = futures] {
+    for (int i = 0; i < kFutures; ++i) {
+      qi::Future<int> f = copies[i];
+      loop.call_soon_threadsafe([f, i] { f.set_result(i); });
+    }
+  });
+  int sum = 0;
+  for (int i = 0; i < kFutures; ++i) {
+    qi::Future<int> mine = futures[i];  // copied here while the worker copies its own
+    sum += loop.run_until_complete(mine);
+  }
+  worker.join();
+  EXPECT_EQ(sum, kFutures * (kFutures - 1) / 2);
 }
 
 }  // namespace

@@ -24,8 +24,16 @@
 //   exception()) is reported to the loop's exception handler when the last
 //   handle goes away.
 //
-// Thread-safety: a future belongs to its loop's thread. Use
-// loop.call_soon_threadsafe to complete one from another thread. In debug
+// - cancel() from a done callback (of this future or another) returns false
+//   and changes nothing: the future is already done when its callbacks run.
+//
+// Memory: one heap allocation per future; a task's state is 128 bytes
+// beyond its coroutine frame (see detail/future_state.h).
+//
+// Thread-safety: a future belongs to its loop's thread. Handles may be
+// copied and destroyed on any thread (the reference count is atomic), so a
+// handle can ride in a callback for loop.call_soon_threadsafe, which is how
+// another thread completes a future; every other call is the loop thread's. In debug
 // mode a call that changes or may change a future (set_result,
 // set_exception, cancel, add/remove_done_callback), made from another thread,
 // throws qi::RuntimeError before it reads or changes anything, even when the
