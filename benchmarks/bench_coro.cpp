@@ -375,10 +375,10 @@ void qi_yields(benchmark::State& state) {
 // emptied, n tasks are created from the coroutines, one iteration runs so
 // each reaches its suspension point, and the node pool is emptied again. The
 // window's net heap growth over n is what a suspended task holds beyond its
-// frame: its task state (Future + TaskCore + shared_ptr control block), the
-// registration of what it waits for (a done-callback entry on the future, or
-// a timer node and its slot in the loop's timer heap, growth amortized), with
-// malloc's chunk overhead. Emptying the node pool at both ends of the window
+// frame: its task state (future state and TaskCore, intrusively counted: one
+// allocation), the registration of what it waits for (the wake-up sits in
+// the awaited future's inline word; a timer node and its slot in the loop's
+// timer heap, growth amortized), with malloc's chunk overhead. Emptying the node pool at both ends of the window
 // makes that independent of the pool: nodes still in use (a pending timer)
 // count, nodes merely recycled (the first steps) do not. The loop is fresh,
 // so its containers' growth counts too.
