@@ -6,6 +6,7 @@
 #include <gtest/gtest-spi.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -252,4 +253,52 @@ TEST(KitAccessors, ClockAndSetTimeoutOutsideABodyThrow) {
     co_return;
   }());
   EXPECT_TRUE(failures.empty()) << ::testing::PrintToString(failures);
+}
+
+// --- docs/testing.md's example, verbatim --------------------------------------------
+
+qi::Coro<int> retry(std::function<qi::Coro<int>()> fetch, int attempts) {
+  auto delay = 1s;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      co_return co_await fetch();
+    } catch (const std::runtime_error&) {
+      if (attempt == attempts) throw;
+    }
+    co_await qi::sleep(delay);  // not inside the catch: C++ cannot co_await there
+    delay *= 2;
+  }
+}
+
+QILOOP_TEST_VT(Retry, SucceedsOnTheThirdAttemptAfterOneAndTwoSeconds) {
+  auto& loop = qi::get_running_loop();
+  const auto t0 = loop.time();
+  std::vector<QiEventLoop::duration> calls;  // when fetch was called
+  int value = co_await retry(
+      [&]() -> qi::Coro<int> {
+        calls.push_back(loop.time() - t0);
+        if (calls.size() < 3) throw std::runtime_error("unavailable");
+        co_return 42;
+      },
+      5);
+  EXPECT_EQ(value, 42);
+  EXPECT_EQ(calls, (std::vector<QiEventLoop::duration>{0s, 1s, 3s}));  // exact
+}
+
+QILOOP_TEST_VT(Retry, GivesUpAfterTheLastAttemptWithoutWaitingAgain) {
+  auto& loop = qi::get_running_loop();
+  const auto t0 = loop.time();
+  bool gave_up = false;
+  try {
+    co_await retry(
+        []() -> qi::Coro<int> {
+          throw std::runtime_error("down");
+          co_return 0;
+        },
+        4);
+  } catch (const std::runtime_error&) {
+    gave_up = true;
+  }
+  EXPECT_TRUE(gave_up);
+  EXPECT_EQ(loop.time() - t0, 7s);  // 1 + 2 + 4, and no wait after the 4th try
 }
