@@ -126,6 +126,7 @@ QiEventLoop::~QiEventLoop() {
   if (impl_->attached)
     qFatal("QiEventLoop destroyed while a QiRunner is attached to it: destroy the QiRunner first");
   close();
+  if (clock_) clock_->loop_ = nullptr;
   // A pending wake event refers to impl_, which goes before ~QObject would
   // delete the event.
   QCoreApplication::removePostedEvents(this, kWakeEvent);
@@ -479,7 +480,7 @@ void QiEventLoop::run_slice() {
     }
     if (I.slice_over) break;
     if (ready_.empty() && !I.inbox.maybe_nonempty() && !I.io_was_ready &&
-        (I.timers.empty() || I.timers.top().when > clock::now()))
+        (I.timers.empty() || I.timers.top().when > time()))
       break;
   }
   in_slice_ = false;
@@ -505,7 +506,7 @@ void QiEventLoop::begin_iteration() {
   if (!I.timers.empty()) {
     I.timers.collect();
     if (!I.timers.empty()) {
-      const auto now = clock::now();
+      const auto now = time();
       while (!I.timers.empty() && I.timers.top().when <= now) {
         CallbackNode* n = I.timers.pop().node;
         if (qi::detail::is_cancelled(n))
@@ -609,10 +610,7 @@ void QiEventLoop::end_slice() {
   if (!work && !I.timers.empty()) {
     I.timers.collect();
     if (!I.timers.empty()) {
-      if (I.timers.top().when <= clock::now())
-        work = true;
-      else if (I.selector.arm_timer(I.timers.top().when))
-        ++I.stats.timer_arms;
+      if (I.timers.top().when <= time() || arm_timer_wakeup(I.timers.top().when)) work = true;
     }
   }
   if (work && !I.wake_event.load(std::memory_order_relaxed)) post_wake();

@@ -23,3 +23,9 @@ execute_process(COMMAND ${CMAKE_COMMAND} -E env QT_QPA_PLATFORM=offscreen
 if(rc)
   message(FATAL_ERROR "the consumer failed: ${rc}")
 endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -E env QT_QPA_PLATFORM=offscreen
+                        LD_LIBRARY_PATH=${WORK_DIR}/moved-prefix/lib:${WORK_DIR}/moved-prefix/lib/x86_64-linux-gnu ${WORK_DIR}/build/consumer_test
+                RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "the consumer's QILOOP_TEST failed: ${rc}")
+endif()

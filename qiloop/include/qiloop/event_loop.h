@@ -50,6 +50,7 @@
 // (after close() such calls throw; after destruction they are undefined).
 #pragma once
 
+#include <qiloop/clock.h>
 #include <qiloop/detail/callback_node.h>
 #include <qiloop/detail/invoke.h>
 #include <qiloop/errors.h>
@@ -175,8 +176,23 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   }
 
   // QiEventLoop::time()
-  // The loop's monotonic clock (std::chrono::steady_clock).
-  time_point time() const noexcept { return clock::now(); }
+  // The loop's monotonic clock: std::chrono::steady_clock, or the qi::Clock
+  // given to set_clock().
+  time_point time() const noexcept {
+    if (!clock_) [[likely]]
+      return clock::now();
+    return clock_->now();
+  }
+
+  // QiEventLoop::set_clock()
+  // Makes c the loop's clock (see <qiloop/clock.h>); null restores the real
+  // steady clock. Every timer decision follows it; the slice budget stays on
+  // real time. The loop does not own c. Loop thread only. Throws
+  // qi::RuntimeError while the loop runs, while timers are pending (their
+  // deadlines belong to the old clock), and when c serves another loop.
+  void set_clock(qi::Clock* c);
+  // The clock given to set_clock(), or null (the real steady clock).
+  qi::Clock* get_clock() const noexcept { return clock_; }
 
   // --- Futures -------------------------------------------------------------
 
@@ -344,6 +360,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend class qi::detail::FutureStateBase;  // checks a completion before it changes the future
   friend void qi::detail::cancel_node(qi::detail::CallbackNode*) noexcept;
   friend struct qi::detail::LoopImpl;
+  friend class qi::Clock;  // notify_changed(), and its destructor detaches it
 
   template <class T>
   qi::Task<T> make_task(qi::Coro<T> coro, std::string name, bool eager, const char* api) {
@@ -447,6 +464,12 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void post_wake();
   void shutdown_attached();
   void destroy_pending_tasks() noexcept;
+  // The clock hook (clock.cpp): arms the wake-up for the earliest timer, at
+  // the real time the clock gives; true when the loop must look again now.
+  bool arm_timer_wakeup(time_point next_timer);
+  void on_clock_changed();
+  void on_clock_destroyed() noexcept;
+  const char* clock_refusal() const noexcept;
 
   // The hot fields live here, where the inline scheduling paths reach them.
   qi::detail::ReadyQueue ready_;
@@ -456,6 +479,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool running_ = false;
   // The head of the thread inbox (in impl_), read by push_ready.
   const std::atomic<qi::detail::CallbackNode*>* inbox_head_ = nullptr;
+  qi::Clock* clock_ = nullptr;  // null: the real steady clock
   std::unique_ptr<qi::detail::LoopImpl> impl_;
 };
 

@@ -1,6 +1,7 @@
 // qiloop/qiloop.h — the whole public API of qiloop.
 #pragma once
 
+#include <qiloop/clock.h>
 #include <qiloop/coro.h>
 #include <qiloop/errors.h>
 #include <qiloop/event_loop.h>

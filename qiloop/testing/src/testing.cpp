@@ -1,0 +1,197 @@
+// testing.cpp — run_test(): a coroutine test body on a fresh loop, with a
+// watchdog and the checks that turn leftovers into failures.
+#include <qiloop/testing.h>
+
+#include <QtCore/QCoreApplication>
+#include <QtCore/QTimer>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+
+namespace qi::testing {
+namespace {
+
+std::string what(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return std::string("std::exception: ") + x.what();
+  } catch (const qi::CancelledError& c) {
+    return std::string("qi::CancelledError: ") + c.what();
+  } catch (const detail::AbortBody&) {
+    return "a failed QILOOP_CO_ASSERT (reported above)";
+  } catch (...) {
+    return "an exception of unknown type";
+  }
+}
+
+std::string seconds(std::chrono::milliseconds d) {
+  std::ostringstream s;
+  s << std::chrono::duration<double>(d).count() << " s";
+  return s.str();
+}
+
+std::string current_test_name() {
+  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  return info ? std::string(info->test_suite_name()) + "." + info->name() : std::string("a qiloop test body");
+}
+
+// The last resort: a thread whose test never gives control back to Qt (a
+// blocking callback) cannot be stopped, so the process ends with a message
+// instead of hanging.
+class HardWatchdog {
+ public:
+  HardWatchdog() : thread_([this] { watch(); }) {}
+  ~HardWatchdog() {
+    {
+      std::lock_guard lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void arm(std::chrono::milliseconds soft) {
+    std::lock_guard lock(mu_);
+    limit_ = soft + std::max(soft, std::chrono::milliseconds(std::chrono::seconds(1)));
+    deadline_ = std::chrono::steady_clock::now() + limit_;
+    name_ = current_test_name();
+    cv_.notify_all();
+  }
+
+ private:
+  void watch() {
+    std::unique_lock lock(mu_);
+    while (!quit_) {
+      if (deadline_ && std::chrono::steady_clock::now() >= *deadline_) {
+        std::fprintf(stderr,
+                     "\nqiloop testing: %s did not finish within %s and its thread never returned to the event "
+                     "loop (a callback or the body blocks it), so the watchdog cannot stop it; aborting\n",
+                     name_.c_str(), seconds(limit_).c_str());
+        std::fflush(stderr);
+        std::abort();
+      }
+      if (deadline_)
+        cv_.wait_until(lock, *deadline_);
+      else
+        cv_.wait(lock);
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool quit_ = false;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::chrono::milliseconds limit_{};
+  std::string name_;
+  std::thread thread_;
+};
+
+// The running body's watchdog, for set_timeout().
+struct Watchdog {
+  QTimer timer;
+  HardWatchdog hard;
+  std::chrono::milliseconds timeout{};
+  bool fired = false;
+  void arm(std::chrono::milliseconds d) {
+    timeout = d;
+    timer.start(d);
+    hard.arm(d);
+  }
+};
+thread_local Watchdog* t_watchdog = nullptr;
+
+void ensure_application() {
+  if (QCoreApplication::instance()) return;
+  static int argc = 1;
+  static char name[] = "qiloop-test";
+  static char* argv[] = {name, nullptr};
+  // Kept until the process ends (reachable through instance()).
+  new QCoreApplication(argc, argv);
+}
+
+std::string describe(const qi::ExceptionContext& ctx) {
+  std::string text = ctx.message.empty() ? "an exception" : ctx.message;
+  if (ctx.exception) text += ": " + what(ctx.exception);
+  if (ctx.task) text += " [" + ctx.task.describe() + "]";
+  return text;
+}
+
+}  // namespace
+
+void run_test(qi::Coro<void> body, const TestOptions& options) {
+  if (qi::running_loop()) {
+    ADD_FAILURE() << "qi::testing::run_test: a QiEventLoop already runs on this thread; run_test runs the body on "
+                     "a loop of its own: call it from a plain test, not from a loop's callback";
+    return;
+  }
+  ensure_application();
+  std::optional<VirtualClock> clock;
+  if (options.virtual_time) clock.emplace();
+  QiEventLoop loop;  // after the clock: destroyed before it
+  if (clock) loop.set_clock(&*clock);
+  loop.set_exception_handler([](QiEventLoop&, const qi::ExceptionContext& ctx) {
+    ADD_FAILURE() << "the event loop reported " << describe(ctx);
+  });
+
+  Watchdog watchdog;
+  watchdog.timer.setSingleShot(true);
+  watchdog.timer.setTimerType(Qt::PreciseTimer);
+  QObject::connect(&watchdog.timer, &QTimer::timeout, [&] {
+    watchdog.fired = true;
+    loop.stop();
+  });
+  watchdog.arm(options.timeout);
+  t_watchdog = &watchdog;
+  struct Clear {
+    ~Clear() { t_watchdog = nullptr; }
+  } clear;
+
+  qi::Task<void> task = loop.create_task(std::move(body), "test body");
+  try {
+    loop.run_until_complete(task);
+  } catch (const detail::AbortBody&) {
+    // A QILOOP_CO_ASSERT failed and said so.
+  } catch (...) {
+    if (watchdog.fired)
+      ADD_FAILURE() << "the test body did not finish within " << seconds(watchdog.timeout)
+                    << " (the watchdog stopped it): it waits for something that never happens"
+                    << (clock && !clock->autojump() ? " (autojump is off: advance the clock)" : "")
+                    << "; qi::testing::set_timeout() gives a slow test more time";
+    else
+      ADD_FAILURE() << "the test body threw " << what(std::current_exception());
+  }
+  watchdog.timer.stop();
+  if (!watchdog.fired) {
+    if (std::size_t left = loop.pending_tasks())
+      ADD_FAILURE() << left << " task(s) still pending when the test body returned: await or cancel every task "
+                    << "the test starts (they are cancelled now)";
+  }
+  task.cancel();  // the watchdog stopped the loop: the body is still pending
+  // Shutdown's own time limits must pass, even on a clock moved by hand.
+  if (clock) clock->set_autojump(true);
+  loop.shutdown();
+}
+
+VirtualClock& clock() {
+  QiEventLoop* loop = qi::running_loop();
+  auto* c = loop ? dynamic_cast<VirtualClock*>(loop->get_clock()) : nullptr;
+  if (!c)
+    throw qi::RuntimeError(
+        "qi::testing::clock(): the running loop has no VirtualClock; write the test as QILOOP_TEST_VT (or "
+        "QILOOP_TEST_F_VT), or give the loop one with set_clock()");
+  return *c;
+}
+
+void set_timeout(std::chrono::milliseconds d) {
+  if (!t_watchdog)
+    throw qi::RuntimeError("qi::testing::set_timeout(): no test body is running; call it from a QILOOP_TEST body");
+  t_watchdog->arm(d);
+}
+
+}  // namespace qi::testing
