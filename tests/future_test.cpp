@@ -610,8 +610,9 @@ TEST(FutureTest, AnIdOfAnotherFutureRemovesNothing) {
   }
   for (int i = 0; i < kFutures; ++i)
     for (int j = 0; j < kFutures; ++j)
-      if (i != j)
+      if (i != j) {
         for (uint64_t id : ids[j]) ASSERT_EQ(futures[i].remove_done_callback(id), 0u) << i << " " << j;
+      }
   for (auto& f : futures) f.set_result(1);
   run_one_iteration(loop);
   EXPECT_EQ(ran, kFutures * 3);
