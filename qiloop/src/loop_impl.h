@@ -7,11 +7,11 @@
 #include "thread_inbox.h"
 #include "timer_heap.h"
 
+#include <QtCore/QEvent>
 #include <QtCore/QLoggingCategory>
 
 #include <atomic>
 
-class QEvent;
 class QEventLoop;
 class QSocketNotifier;
 
@@ -70,6 +70,14 @@ struct LoopImpl {
   QiEventLoop::ExceptionHandler handler;
   qi::LoopStats stats;
 };
+
+// The type of the loop's posted wake event (run_modes.cpp).
+QEvent::Type wake_event_type() noexcept;
+
+// Reports the registrations the selector dropped as stale (an fd closed
+// while watched) and releases their handlers (event_loop.cpp). Each selector
+// call that can find one is followed by this.
+void report_stale_fds(QiEventLoop& loop, Selector& selector) noexcept;
 
 // The running-loop registry (one per process: the library is shared).
 void set_running_loop(QiEventLoop* loop) noexcept;

@@ -1,0 +1,232 @@
+// run_modes.cpp — how QiEventLoop runs: nested mode (run_forever, stop), the
+// wake event Qt delivers, Qt's watch on the epoll fd, and attached mode
+// (QiRunner, which lives here with the calls it makes).
+#include <qiloop/event_loop.h>
+#include <qiloop/runner.h>
+
+#include "loop_impl.h"
+
+#include <QtCore/QAbstractEventDispatcher>
+#include <QtCore/QCoreApplication>
+#include <QtCore/QEvent>
+#include <QtCore/QEventLoop>
+#include <QtCore/QSocketNotifier>
+#include <QtCore/QThread>
+
+#include <atomic>
+
+using qi::detail::LoopImpl;
+
+namespace {
+
+const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventType());
+
+// The loop's posted wake-up. The loop's record of it (LoopImpl::wake_event)
+// cannot outlive it, and neither can the wake-up itself: deleted unseen — by
+// QCoreApplication::removePostedEvents (on any thread: it is thread-safe) or
+// a dying application — the event clears the record and rings the epoll fd,
+// so the loop still runs the work it was posted for. (Not by posting again:
+// a dying application deletes its events under the lock postEvent takes.)
+class WakeEvent final : public QEvent {
+ public:
+  explicit WakeEvent(LoopImpl* loop) : QEvent(kWakeEvent) {
+    loop->wake_event.store(this, std::memory_order_relaxed);
+    // Released here and acquired in the destructor: another thread may
+    // delete the event, and Qt's own hand-over (its posted-event lock) is
+    // invisible to ThreadSanitizer.
+    loop_.store(loop, std::memory_order_release);
+  }
+  ~WakeEvent() override {
+    QEvent* self = this;
+    LoopImpl* loop = loop_.load(std::memory_order_acquire);
+    if (loop && loop->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel))
+      loop->selector.wake();  // a no-op once the loop is closed
+  }
+  // Delivered: the loop may be destroyed before Qt deletes the event.
+  void disarm() noexcept {
+    QEvent* self = this;
+    if (LoopImpl* loop = loop_.exchange(nullptr, std::memory_order_acq_rel))
+      loop->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel);
+  }
+
+ private:
+  std::atomic<LoopImpl*> loop_;
+};
+
+}  // namespace
+
+QEvent::Type qi::detail::wake_event_type() noexcept { return kWakeEvent; }
+
+void QiEventLoop::post_wake() {
+  ++impl_->stats.posted_wakeups;
+  QCoreApplication::postEvent(this, new WakeEvent(impl_.get()));
+}
+
+// --- Qt's watch on the epoll fd ------------------------------------------------
+
+void LoopImpl::post_wake(QiEventLoop& loop) { loop.post_wake(); }
+
+void LoopImpl::enable_notifier(bool on) {
+  if (!notifier || notifier_enabled == on) return;
+  notifier->setEnabled(on);
+  notifier_enabled = on;
+}
+
+namespace {
+
+// Counts the QCoreApplications made since the first notifier: a socket
+// notifier is registered with the event dispatcher of the application that
+// existed when it was enabled, and dies deaf with it.
+std::atomic<unsigned> g_app_generation{0};
+
+// Runs in every later QCoreApplication's constructor (qAddPreRoutine keeps
+// it for re-created applications), on its thread, with the new dispatcher
+// in place: the thread's running loop, whose notifier is now deaf, gets a
+// wake event, and the slice it runs makes a new notifier (watch_epoll_fd).
+void on_new_application() {
+  g_app_generation.fetch_add(1, std::memory_order_relaxed);
+  if (QiEventLoop* loop = qi::running_loop()) LoopImpl::post_wake(*loop);
+}
+
+}  // namespace
+
+// Makes Qt watch the epoll fd, through the current application's dispatcher.
+void QiEventLoop::watch_epoll_fd() {
+  LoopImpl& I = *impl_;
+  static const bool registered = (qAddPreRoutine(on_new_application), true);
+  (void)registered;
+  const unsigned generation = g_app_generation.load(std::memory_order_relaxed);
+  if (!I.notifier || I.notifier_generation != generation) {
+    delete I.notifier;
+    I.notifier = new QSocketNotifier(I.selector.fd(), QSocketNotifier::Read, this);
+    I.notifier_enabled = true;
+    I.notifier_generation = generation;
+    connect(I.notifier, &QSocketNotifier::activated, this, [this] { on_wake(true); });
+  }
+  I.enable_notifier(true);
+}
+
+// --- Running ------------------------------------------------------------------
+
+void QiEventLoop::start_running(bool attached) {
+  LoopImpl& I = *impl_;
+  watch_epoll_fd();
+  I.attached = attached;
+  running_ = true;
+  qi::detail::set_running_loop(this);
+  if (!I.wake_event.load(std::memory_order_relaxed)) post_wake();
+}
+
+void QiEventLoop::finish_running() {
+  LoopImpl& I = *impl_;
+  running_ = false;
+  I.stopping = false;
+  I.exiting = false;
+  if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
+  I.enable_notifier(false);
+}
+
+void QiEventLoop::run_forever() {
+  check_can_run("run_forever");
+  LoopImpl& I = *impl_;
+  bool ended_by_qt = false;
+  {
+    QEventLoop qloop;
+    I.qloop = &qloop;
+    start_running(false);
+    struct Finish {
+      QiEventLoop* self;
+      bool& ended_by_qt;
+      ~Finish() {
+        self->impl_->qloop = nullptr;
+        ended_by_qt = !self->impl_->exiting;
+        self->finish_running();
+      }
+    } finish{this, ended_by_qt};
+    qloop.exec();
+  }
+  // Nothing of the loop is touched after stopped(): a slot may destroy it.
+  if (!I.shutting_down) Q_EMIT stopped();
+  if (ended_by_qt)
+    throw qi::RuntimeError(
+        "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() (or QThread::quit() / "
+        "exit() in a worker thread) ends every event loop of the thread, and until the thread's exec() runs again "
+        "Qt ends new ones at once. Call loop.stop() to end run_forever()");
+}
+
+void QiEventLoop::stop() {
+  check_thread("stop");
+  impl_->stopping = true;
+  if (!in_slice_) wake_from_outside();
+}
+
+void QiEventLoop::stop_now() {
+  // Called at an iteration boundary, inside a slice.
+  LoopImpl& I = *impl_;
+  I.stopping = false;
+  if (I.attached) {
+    finish_running();
+    I.emit_stopped = true;  // once the slice is off the stack
+  } else {
+    // Still running (as asyncio's is_running() is until run_forever returns)
+    // until exec() returns; no iteration starts meanwhile.
+    I.exiting = true;
+    if (I.qloop)
+      I.qloop->exit(0);
+    else if (QAbstractEventDispatcher* d = QAbstractEventDispatcher::instance())
+      d->interrupt();  // run_shutdown_round's pump
+  }
+}
+
+
+bool QiEventLoop::event(QEvent* e) {
+  // Qt sends ThreadChange just before a move and cannot refuse one: a loop
+  // moved while running would run callbacks on the new thread while the old
+  // one still calls it its running loop. Fatal, as destroying it would be.
+  if (e->type() == QEvent::ThreadChange && (running_ || in_slice_ || impl_->attached))
+    qFatal("QiEventLoop moved to another thread while running or attached to a QiRunner: stop it and let "
+           "run_forever() return (attached mode: destroy the QiRunner) before moveToThread(), or create the loop "
+           "on the thread that runs it");
+  if (e->type() == kWakeEvent) {
+    static_cast<WakeEvent*>(e)->disarm();  // the next wake-up may be posted
+    on_wake(false);
+    return true;
+  }
+  return QObject::event(e);
+}
+
+
+// --- Attached mode ------------------------------------------------------------
+
+void QiEventLoop::shutdown_attached() {
+  if (in_slice_)
+    qFatal("QiRunner destroyed from inside a callback of its own loop: destroy it after the loop's callbacks "
+           "return (e.g. after app.exec())");
+  const bool was_running = running_;
+  if (running_) finish_running();
+  impl_->attached = false;
+  shutdown();
+  // Last, once the loop has run its final iterations: a slot may destroy it.
+  if (was_running) Q_EMIT stopped();
+}
+
+QiRunner::QiRunner() : owned_(std::make_unique<QiEventLoop>()), loop_(owned_.get()) {
+  loop_->check_can_run("QiRunner");
+  loop_->start_running(true);
+}
+
+QiRunner::QiRunner(QiEventLoop& loop) : loop_(&loop) {
+  loop_->check_can_run("QiRunner");
+  loop_->start_running(true);
+}
+
+void QiRunner::restart() {
+  loop_->check_can_run("QiRunner::restart", true);
+  loop_->start_running(true);
+}
+
+QiRunner::~QiRunner() {
+  if (loop_->thread() != QThread::currentThread())
+    qFatal("QiRunner destroyed on a thread that does not own its loop: destroy it where it was created");
+  loop_->shutdown_attached();
+}
