@@ -117,11 +117,10 @@ void QiEventLoop::wake_from_outside() {
   // Injected code (a slot, a QTimer, a nested QEventLoop, code before
   // run_forever) changed what the loop waits for: behave as if it had been
   // made with call_soon_threadsafe. See docs/wakeup-model.md.
-  if (running_ && !impl_->wake_event.load(std::memory_order_relaxed) && !impl_->exiting) post_wake();
+  if (running_ && !impl_->exiting) ensure_wake_posted();
 }
 
 void QiEventLoop::schedule_timer(CallbackNode* n) {
-  n->timer_loop = this;
   impl_->timers.push(n);
   if (!in_slice_) wake_from_outside();
 }

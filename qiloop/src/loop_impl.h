@@ -39,7 +39,6 @@ struct LoopImpl {
   // or before the notifier exists): it is off while the loop is not running
   // and while a wake-up is deferred, so Qt never spins on a level-triggered fd.
   void enable_notifier(bool on);
-  static void post_wake(QiEventLoop& loop);
   QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
   // Our posted wake event, while Qt holds it (atomic: removePostedEvents may
   // delete it on another thread).
@@ -49,7 +48,6 @@ struct LoopImpl {
   bool stopping = false;       // stop() was called; honoured at the iteration's end
   bool tearing_down = false;   // close() is destroying callbacks
   bool poll_pending = false;   // the epoll fd fired: poll at the next iteration start
-  bool slice_over = false;     // the current slice's budget is spent
   bool exiting = false;        // nested mode: stop() asked the QEventLoop to exit
   bool shutting_down = false;  // shutdown() runs the loop: no stopped() for those runs
   bool emit_stopped = false;   // attached mode: stopped() is due after the slice

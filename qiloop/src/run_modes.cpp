@@ -64,8 +64,6 @@ void QiEventLoop::post_wake() {
 
 // --- Qt's watch on the epoll fd ------------------------------------------------
 
-void LoopImpl::post_wake(QiEventLoop& loop) { loop.post_wake(); }
-
 void LoopImpl::enable_notifier(bool on) {
   if (!notifier || notifier_enabled == on) return;
   notifier->setEnabled(on);
@@ -79,21 +77,21 @@ namespace {
 // existed when it was enabled, and dies deaf with it.
 std::atomic<unsigned> g_app_generation{0};
 
+}  // namespace
+
 // Runs in every later QCoreApplication's constructor (qAddPreRoutine keeps
 // it for re-created applications), on its thread, with the new dispatcher
 // in place: the thread's running loop, whose notifier is now deaf, gets a
 // wake event, and the slice it runs makes a new notifier (watch_epoll_fd).
-void on_new_application() {
+void QiEventLoop::on_new_application() {
   g_app_generation.fetch_add(1, std::memory_order_relaxed);
-  if (QiEventLoop* loop = qi::running_loop()) LoopImpl::post_wake(*loop);
+  if (QiEventLoop* loop = qi::running_loop()) loop->post_wake();
 }
-
-}  // namespace
 
 // Makes Qt watch the epoll fd, through the current application's dispatcher.
 void QiEventLoop::watch_epoll_fd() {
   LoopImpl& I = *impl_;
-  static const bool registered = (qAddPreRoutine(on_new_application), true);
+  static const bool registered = (qAddPreRoutine(&QiEventLoop::on_new_application), true);
   (void)registered;
   const unsigned generation = g_app_generation.load(std::memory_order_relaxed);
   if (!I.notifier || I.notifier_generation != generation) {
@@ -109,12 +107,21 @@ void QiEventLoop::watch_epoll_fd() {
 // --- Running ------------------------------------------------------------------
 
 void QiEventLoop::start_running(bool attached) {
-  LoopImpl& I = *impl_;
   watch_epoll_fd();
-  I.attached = attached;
+  impl_->attached = attached;
+  mark_running();
+  ensure_wake_posted();
+}
+
+// is_running() turns true, and the loop becomes the thread's running loop
+// unless another one is (shutdown() called from that loop's callback).
+void QiEventLoop::mark_running() noexcept {
   running_ = true;
-  qi::detail::set_running_loop(this);
-  if (!I.wake_event.load(std::memory_order_relaxed)) post_wake();
+  if (!qi::running_loop()) qi::detail::set_running_loop(this);
+}
+
+void QiEventLoop::ensure_wake_posted() {
+  if (!impl_->wake_event.load(std::memory_order_relaxed)) post_wake();
 }
 
 void QiEventLoop::finish_running() {
@@ -160,10 +167,9 @@ void QiEventLoop::stop() {
   if (!in_slice_) wake_from_outside();
 }
 
-void QiEventLoop::stop_now() {
-  // Called at an iteration boundary, inside a slice.
+// Ends this run at an iteration boundary (honour_stop, inside a slice).
+void QiEventLoop::end_run() {
   LoopImpl& I = *impl_;
-  I.stopping = false;
   if (I.attached) {
     finish_running();
     I.emit_stopped = true;  // once the slice is off the stack

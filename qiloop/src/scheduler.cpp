@@ -1,33 +1,33 @@
 // scheduler.cpp — QiEventLoop's scheduler proper: the slice Qt calls and the
-// iterations it runs (the code docs/design.md walks through).
+// steps of one iteration (the code docs/design.md walks through).
 //
-// Reading guide: run_slice() is what Qt calls; it runs begin_iteration() +
-// run_ready() (asyncio's _run_once) back to back within the slice budget, and
-// end_slice() then tells Qt when to call again. drain_ready() runs leftover
-// iterations for shutdown.
+// Reading guide: run_slice() is what Qt calls. It runs iterations back to
+// back — run_iteration(): poll_io(), take_inbox(), move_due_timers(), then
+// run_ready() (asyncio's _run_once) — and after each honour_stop(), until
+// has_work() says nothing is left or the budget is spent; end_slice() then
+// tells Qt when to call again. drain_ready() runs shutdown's last iterations
+// through the same steps.
 #include <qiloop/event_loop.h>
 
 #include "loop_impl.h"
 
 using qi::detail::CallbackNode;
-using qi::detail::LoopImpl;
 using qi::detail::release_node;
 
 void QiEventLoop::on_wake(bool from_notifier) {
-  LoopImpl& I = *impl_;
-  if (from_notifier) I.poll_pending = true;
+  if (from_notifier) impl_->poll_pending = true;
   // A callback of ours on the stack runs a nested Qt event loop: no
   // iteration may start inside it, so the wake-up is parked until it returns
   // (end_slice re-arms). Not running: nothing to wake. Either way the
   // (level-triggered) notifier is silenced so Qt does not spin on it.
-  if (in_slice_ || !running_ || I.exiting) {
-    if (in_slice_) ++I.stats.deferred_wakeups;
-    if (from_notifier) I.enable_notifier(false);
+  if (in_slice_ || !running_ || impl_->exiting) {
+    if (in_slice_) ++impl_->stats.deferred_wakeups;
+    if (from_notifier) impl_->enable_notifier(false);
     return;
   }
   run_slice();
-  if (I.emit_stopped) {
-    I.emit_stopped = false;
+  if (impl_->emit_stopped) {
+    impl_->emit_stopped = false;
     Q_EMIT stopped();
   }
 }
@@ -35,69 +35,64 @@ void QiEventLoop::on_wake(bool from_notifier) {
 // One slice: iterations back to back until nothing is ready, the loop stops,
 // or the budget is spent (then Qt gets its turn and we are called again).
 void QiEventLoop::run_slice() {
-  LoopImpl& I = *impl_;
-  ++I.stats.slices;
-  in_slice_ = true;
-  I.inbox.set_awake(true);
-  I.slice_over = false;
-  I.since_budget_check = 0;
+  ++impl_->stats.slices;
   const auto start = clock::now();
   // The node pool gives back what a burst left unused (callback_node.cpp).
-  qi::detail::trim_node_pool(start, start - I.last_slice_end);
+  qi::detail::trim_node_pool(start, start - impl_->last_slice_end);
   // Saturated: an unbounded budget (duration::max()) means one slice.
-  I.slice_deadline = I.slice_budget < clock::time_point::max() - start ? start + I.slice_budget
-                                                                       : clock::time_point::max();
+  const duration budget = impl_->slice_budget;
+  enter_slice(budget < time_point::max() - start ? start + budget : time_point::max());
   for (;;) {
-    if (I.iter_remaining == 0) begin_iteration();
-    if (!run_ready()) break;  // budget spent inside the iteration: resume it next slice
-    if (I.stopping) {
-      stop_now();
-      break;
-    }
-    if (I.slice_over) break;
-    if (ready_.empty() && !I.inbox.maybe_nonempty() && !I.io_was_ready &&
-        (I.timers.empty() || I.timers.top().when > clock::now()))
-      break;
+    const Budget left = run_iteration();
+    if (impl_->iter_remaining > 0) break;  // spent inside the iteration: the rest runs next slice
+    if (honour_stop()) break;
+    if (left == Budget::kSpent || !has_work(WorkCheck::kInSlice)) break;
   }
-  in_slice_ = false;
+  leave_slice();
   end_slice();
-  I.last_slice_end = clock::now();
+  impl_->last_slice_end = clock::now();
 }
 
-// The first phases of asyncio's _run_once: I/O, the thread inbox, due timers;
-// then the iteration's size is fixed.
-void QiEventLoop::begin_iteration() {
-  LoopImpl& I = *impl_;
-  ++I.stats.iterations;
-  // 1. I/O: poll without blocking, only while there is something to poll.
-  I.io_was_ready = false;
-  if (I.poll_pending || I.selector.has_user_fds()) {
-    I.poll_pending = false;
-    I.io_was_ready = I.selector.poll(ready_) > 0;
-    report_stale_fds(*this, I.selector);
-  }
-  // 2. Callbacks sent from other threads, oldest first.
-  if (I.inbox.maybe_nonempty()) take_inbox();
-  // 3. Timers: drop cancelled ones, move the due ones to the ready queue.
-  if (!I.timers.empty()) {
-    I.timers.collect();
-    if (!I.timers.empty()) {
-      const auto now = clock::now();
-      while (!I.timers.empty() && I.timers.top().when <= now) {
-        CallbackNode* n = I.timers.pop().node;
-        if (qi::detail::is_cancelled(n))
-          release_node(n);
-        else
-          ready_.push(n);
-      }
-    }
-  }
-  // 4. This iteration runs exactly what is ready now.
-  I.iter_remaining = ready_.size();
+// Callbacks run only between these two: wake-ups that arrive meanwhile wait
+// for the slice to end, and other threads need not ring the loop.
+void QiEventLoop::enter_slice(time_point budget_deadline) noexcept {
+  in_slice_ = true;
+  impl_->inbox.set_awake(true);
+  impl_->since_budget_check = 0;
+  impl_->slice_deadline = budget_deadline;
 }
 
-// Appends what other threads sent, oldest first: at an iteration's start,
-// and before a call_soon that may have been caused by one of those sends.
+void QiEventLoop::leave_slice() noexcept {
+  in_slice_ = false;
+  impl_->inbox.set_awake(false);  // before has_work's re-check of the inbox (thread_inbox.h)
+}
+
+// One iteration (asyncio's _run_once) up to its end or the budget's: resumes
+// the iteration a spent budget interrupted, else begins the next.
+QiEventLoop::Budget QiEventLoop::run_iteration() {
+  if (impl_->iter_remaining == 0) {
+    ++impl_->stats.iterations;
+    poll_io();
+    take_inbox();
+    move_due_timers();
+    impl_->iter_remaining = ready_.size();  // this iteration runs exactly what is ready now
+  }
+  return run_ready();
+}
+
+// Step 1: polls the fds without blocking — only when some are registered or
+// the epoll fd fired — and queues the handlers of the ready ones.
+void QiEventLoop::poll_io() {
+  qi::detail::LoopImpl& loop = *impl_;
+  loop.io_was_ready = false;
+  if (!loop.poll_pending && !loop.selector.has_user_fds()) return;
+  loop.poll_pending = false;
+  loop.io_was_ready = loop.selector.poll(ready_) > 0;
+  report_stale_fds(*this, loop.selector);
+}
+
+// Step 2: appends what other threads sent, oldest first. Also run before a
+// call_soon that may have been caused by one of those sends (push_ready).
 void QiEventLoop::take_inbox() noexcept {
   for (CallbackNode* n = impl_->inbox.take_all(); n;) {
     CallbackNode* next = n->next;
@@ -106,115 +101,139 @@ void QiEventLoop::take_inbox() noexcept {
   }
 }
 
-// Runs the rest of the current iteration; returns false when the slice budget
-// ran out before the iteration finished.
-bool QiEventLoop::run_ready() {
-  LoopImpl& I = *impl_;
-  while (I.iter_remaining > 0) {
-    --I.iter_remaining;
+// Step 3: drops cancelled timers, moves the due ones to the ready queue.
+void QiEventLoop::move_due_timers() {
+  qi::detail::TimerHeap& timers = impl_->timers;
+  if (timers.empty()) return;
+  timers.collect();
+  if (timers.empty()) return;
+  const time_point t = now();
+  while (!timers.empty() && timers.top().when <= t) {
+    CallbackNode* n = timers.pop().node;
+    if (qi::detail::is_cancelled(n))
+      release_node(n);
+    else
+      ready_.push(n);
+  }
+}
+
+// Step 5: runs the rest of the current iteration, or as much as the slice
+// budget allows (the clock is read once per kBudgetCheckEvery callbacks).
+QiEventLoop::Budget QiEventLoop::run_ready() {
+  qi::detail::LoopImpl& loop = *impl_;
+  while (loop.iter_remaining > 0) {
+    --loop.iter_remaining;
     run_node(ready_.pop());
-    if (++I.since_budget_check == LoopImpl::kBudgetCheckEvery) {
-      I.since_budget_check = 0;
-      if (clock::now() >= I.slice_deadline) {
-        I.slice_over = true;
-        return I.iter_remaining == 0;
-      }
+    if (++loop.since_budget_check == qi::detail::LoopImpl::kBudgetCheckEvery) {
+      loop.since_budget_check = 0;
+      if (clock::now() >= loop.slice_deadline) return Budget::kSpent;
     }
   }
+  return Budget::kLeft;
+}
+
+// The one place callbacks run: run it, report what escaped.
+void QiEventLoop::run_node(CallbackNode* n) {
+  if (n->begin_run()) [[likely]] {
+    clock::time_point started{};
+    if (debug_) [[unlikely]]
+      started = clock::now();
+    try {
+      n->fn();
+    } catch (...) {
+      qi::ExceptionContext ctx;
+      ctx.message = "Exception in callback";
+      ctx.exception = std::current_exception();
+      n->retain();
+      ctx.handle = qi::Handle::adopt(n);
+      call_exception_handler(ctx);
+    }
+    if (debug_) [[unlikely]]
+      warn_if_slow(clock::now() - started);
+    n->end_run();
+  }
+  release_node(n);
+}
+
+void QiEventLoop::warn_if_slow(duration took) const {
+  if (took >= impl_->slow_callback)
+    qCWarning(lcQiloop, "Executing a callback took %.3f seconds (slow_callback_duration is %.3f s)",
+              std::chrono::duration<double>(took).count(),
+              std::chrono::duration<double>(impl_->slow_callback).count());
+}
+
+// Step 6: a stop() made before the iteration's end ends the run at its
+// boundary (so stop() before run_forever() runs exactly one iteration).
+bool QiEventLoop::honour_stop() {
+  if (!impl_->stopping) return false;
+  impl_->stopping = false;
+  end_run();
   return true;
 }
 
-// The one place callbacks run. kStarted (or kCancelled) is set before a
-// callable is destroyed here, so a capture's destructor that cancels the
-// handle returns early instead of destroying it a second time.
-void QiEventLoop::run_node(CallbackNode* n) {
-  const bool repeating = n->flags & CallbackNode::kRepeating;
-  if (repeating) {
-    // An fd handler runs again on later iterations: kStarted is set only
-    // while it runs, so that remove_reader() from inside it leaves the
-    // running callable alone (it is dropped below).
-    uint8_t st = n->load_state() & ~CallbackNode::kQueued;
-    n->state.store(st | CallbackNode::kStarted, std::memory_order_relaxed);
-    if (st & CallbackNode::kCancelled) {
-      n->fn = nullptr;
-      release_node(n);
-      return;
-    }
-  } else if (n->set_state(CallbackNode::kStarted) & CallbackNode::kCancelled) {
-    n->fn = nullptr;
-    release_node(n);
-    return;
+// Whether there is work to do now rather than when Qt next wakes the loop:
+// the one test behind the slice loop, end_slice and shutdown's drain. Who
+// asks changes two things, deliberately:
+// - I/O. Inside a slice, fds the last poll found ready are polled again at
+//   once (their handlers often leave them ready). Leaving it, Qt's watch on
+//   the epoll fd reports I/O instead. The drain, which Qt does not call,
+//   polls when that watch fired while the loop was not running.
+// - Timers. A due timer is work while the loop runs; the drain runs only what
+//   was already scheduled to run (close() drops the timers).
+bool QiEventLoop::has_work(WorkCheck check) {
+  qi::detail::LoopImpl& loop = *impl_;
+  if (!ready_.empty()) return true;
+  // Leaving a slice, the re-check after set_awake(false) must be ordered
+  // against producers' pushes (thread_inbox.h).
+  if (check == WorkCheck::kLeavingSlice ? loop.inbox.nonempty() : loop.inbox.maybe_nonempty()) return true;
+  switch (check) {
+    case WorkCheck::kInSlice:
+      if (loop.io_was_ready) return true;
+      break;
+    case WorkCheck::kLeavingSlice:
+      break;
+    case WorkCheck::kDrain:
+      return loop.poll_pending;
   }
-  clock::time_point started{};
-  if (debug_) [[unlikely]]
-    started = clock::now();
-  try {
-    n->fn();
-  } catch (...) {
-    qi::ExceptionContext ctx;
-    ctx.message = "Exception in callback";
-    ctx.exception = std::current_exception();
-    n->retain();
-    ctx.handle = qi::Handle::adopt(n);
-    call_exception_handler(ctx);
-  }
-  if (debug_) [[unlikely]] {
-    auto took = clock::now() - started;
-    if (took >= impl_->slow_callback)
-      qCWarning(lcQiloop, "Executing a callback took %.3f seconds (slow_callback_duration is %.3f s)",
-                std::chrono::duration<double>(took).count(),
-                std::chrono::duration<double>(impl_->slow_callback).count());
-  }
-  if (repeating) {
-    uint8_t st = n->load_state() & ~CallbackNode::kStarted;
-    n->state.store(st, std::memory_order_relaxed);
-    if (st & CallbackNode::kCancelled) n->fn = nullptr;
-  } else {
-    // Drop what the callback captured now, even if a Handle keeps the node.
-    n->fn = nullptr;
-  }
-  release_node(n);
+  return timer_due();
+}
+
+// Whether the earliest live timer is due (cancelled ones on top are dropped).
+bool QiEventLoop::timer_due() {
+  qi::detail::TimerHeap& timers = impl_->timers;
+  if (timers.empty()) return false;
+  timers.collect();
+  return !timers.empty() && timers.top().when <= now();
 }
 
 // Tells Qt when to call again: now (work is left), at the earliest timer
 // (the timerfd), or when an fd or another thread rings the epoll fd.
 void QiEventLoop::end_slice() {
-  LoopImpl& I = *impl_;
-  I.inbox.set_awake(false);
-  if (!running_ || I.exiting) return;
-  bool work = !ready_.empty() || I.iter_remaining > 0 || I.stopping || I.inbox.nonempty();
-  if (!work && !I.timers.empty()) {
-    I.timers.collect();
-    if (!I.timers.empty()) {
-      if (I.timers.top().when <= clock::now())
-        work = true;
-      else if (I.selector.arm_timer(I.timers.top().when))
-        ++I.stats.timer_arms;
-    }
-  }
-  if (work && !I.wake_event.load(std::memory_order_relaxed)) post_wake();
+  if (!running_ || impl_->exiting) return;
+  if (has_work(WorkCheck::kLeavingSlice))
+    ensure_wake_posted();
+  else
+    arm_timer_wakeup();
   watch_epoll_fd();
 }
 
+// Nothing to run now: the one precise wake-up goes to the earliest timer
+// (has_work just dropped the cancelled ones on top).
+void QiEventLoop::arm_timer_wakeup() {
+  qi::detail::LoopImpl& loop = *impl_;
+  if (!loop.timers.empty() && loop.selector.arm_timer(loop.timers.top().when)) ++loop.stats.timer_arms;
+}
+
+// Shutdown's last iterations, through the same steps as a slice without a
+// budget and outside Qt: stop() is not honoured (the drain is not a run of
+// the loop a caller could stop) and due timers do not keep it going.
 void QiEventLoop::drain_ready(int max_iterations) {
-  LoopImpl& I = *impl_;
   if (closed_) return;
-  QiEventLoop* other = qi::running_loop();
-  if (!other) qi::detail::set_running_loop(this);
-  running_ = true;
-  in_slice_ = true;
-  I.slice_deadline = clock::time_point::max();
-  int rounds = 0;
-  while (rounds < max_iterations &&
-         (I.iter_remaining > 0 || !ready_.empty() || I.inbox.maybe_nonempty() || I.poll_pending)) {
-    if (I.iter_remaining == 0) begin_iteration();
-    run_ready();
-    ++rounds;
-  }
-  in_slice_ = false;
-  running_ = false;
-  I.stopping = false;
-  if (!other) qi::detail::set_running_loop(nullptr);
+  mark_running();
+  enter_slice(time_point::max());
+  for (int i = 0; i < max_iterations && has_work(WorkCheck::kDrain); ++i) run_iteration();
+  leave_slice();
+  finish_running();
   if (!ready_.empty())
     qCWarning(lcQiloop, "shutdown: %zu callbacks were still scheduling more after %d iterations; they are dropped",
               ready_.size(), max_iterations);

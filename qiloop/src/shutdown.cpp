@@ -123,7 +123,7 @@ void QiEventLoop::cancel_leftover_tasks() {
 // finishing. Not through QEventLoop::exec(), which returns at once while the
 // thread's quit flag is set (after QThread::quit() in a worker, or
 // QCoreApplication::exit()): clean-up must run whatever Qt was told, so the
-// thread's events are pumped directly until stop_now() interrupts the pump.
+// thread's events are pumped directly until end_run() interrupts the pump.
 void QiEventLoop::run_shutdown_round(QAbstractEventDispatcher* dispatcher) {
   LoopImpl& I = *impl_;
   start_running(false);

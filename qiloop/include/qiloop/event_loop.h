@@ -342,8 +342,6 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend class QiRunner;
   friend class qi::detail::TaskCore;
   friend class qi::detail::FutureStateBase;  // checks a completion before it changes the future
-  friend void qi::detail::cancel_node(qi::detail::CallbackNode*) noexcept;
-  friend struct qi::detail::LoopImpl;
 
   template <class T>
   qi::Task<T> make_task(qi::Coro<T> coro, std::string name, bool eager, const char* api) {
@@ -433,19 +431,38 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // restart: QiRunner::restart() runs its own (attached) loop again.
   void check_can_run(const char* api, bool restart = false) const;
 
+  // run_modes.cpp: how the loop runs.
+  static void on_new_application();
   void watch_epoll_fd();
   void start_running(bool attached);
+  void mark_running() noexcept;
   void finish_running();
-  void on_wake(bool from_notifier);
-  void run_slice();
-  void begin_iteration();
-  bool run_ready();
-  void run_node(qi::detail::CallbackNode* n);
-  void stop_now();
-  void end_slice();
+  void end_run();
+  void ensure_wake_posted();
   void post_wake();
   void shutdown_attached();
   void destroy_pending_tasks() noexcept;
+
+  // scheduler.cpp: the slice and the steps of one iteration.
+  enum class Budget : bool { kLeft, kSpent };
+  enum class WorkCheck { kInSlice, kLeavingSlice, kDrain };  // who asks has_work()
+  void on_wake(bool from_notifier);
+  void run_slice();
+  void enter_slice(time_point budget_deadline) noexcept;
+  void leave_slice() noexcept;
+  Budget run_iteration();
+  void poll_io();
+  void move_due_timers();
+  Budget run_ready();
+  void run_node(qi::detail::CallbackNode* n);
+  void warn_if_slow(duration took) const;
+  bool honour_stop();
+  bool has_work(WorkCheck check);
+  bool timer_due();
+  void end_slice();
+  void arm_timer_wakeup();
+  // The clock timers are due by: every deadline is compared with this.
+  time_point now() const noexcept { return time(); }
 
   // The hot fields live here, where the inline scheduling paths reach them.
   qi::detail::ReadyQueue ready_;

@@ -20,9 +20,9 @@
 #include <chrono>
 #include <cstdint>
 
-class QiEventLoop;
-
 namespace qi::detail {
+
+class TimerHeap;
 
 struct CallbackNode {
   // Flags, fixed at creation.
@@ -39,8 +39,9 @@ struct CallbackNode {
   std::atomic<uint32_t> refs{0};
   std::atomic<uint8_t> state{0};
   uint8_t flags = 0;
-  // The loop whose timer heap holds this node; null once it left the heap.
-  QiEventLoop* timer_loop = nullptr;
+  // The timer heap that holds this node (it counts cancelled entries); null
+  // once the node left it.
+  TimerHeap* heap = nullptr;
   std::chrono::steady_clock::time_point when{};
   absl::AnyInvocable<void()> fn;
 
@@ -60,6 +61,38 @@ struct CallbackNode {
     return r == 0;
   }
   uint8_t load_state() const noexcept { return state.load(std::memory_order_acquire); }
+
+  // The loop's run of the node, between these two. kStarted (or kCancelled)
+  // is set before the callable is destroyed, so a capture's destructor that
+  // cancels the handle returns early instead of destroying it a second time.
+  // Returns false, the callable destroyed, when the node was cancelled.
+  bool begin_run() noexcept {
+    uint8_t was;
+    if (flags & kRepeating) {
+      // An fd handler runs again on later iterations: kStarted is set only
+      // while it runs, so that remove_reader() from inside it leaves the
+      // running callable alone (end_run destroys it).
+      was = load_state() & ~kQueued;
+      state.store(was | kStarted, std::memory_order_relaxed);
+    } else {
+      was = set_state(kStarted);
+    }
+    if (was & kCancelled) [[unlikely]] {
+      fn = nullptr;
+      return false;
+    }
+    return true;
+  }
+  // Destroys what the callback captured now, even if a Handle keeps the
+  // node — unless it is an fd handler that stays registered.
+  void end_run() noexcept {
+    if (flags & kRepeating) {
+      const uint8_t st = load_state() & ~kStarted;
+      state.store(st, std::memory_order_relaxed);
+      if (!(st & kCancelled)) return;
+    }
+    fn = nullptr;
+  }
   // Sets bits and returns the previous state.
   uint8_t set_state(uint8_t bits) noexcept {
     if (threadsafe()) return state.fetch_or(bits, std::memory_order_acq_rel);
