@@ -20,14 +20,10 @@ using qi::detail::CallbackNode;
 using qi::detail::LoopImpl;
 using qi::detail::release_node;
 
-namespace {
-
-bool env_debug() {
+bool qi::detail::debug_from_env() noexcept {
   const char* v = std::getenv("QILOOP_DEBUG");
   return v && *v && std::string_view(v) != "0";
 }
-
-}  // namespace
 
 void qi::detail::report_stale_fds(QiEventLoop& loop, qi::detail::Selector& selector) noexcept {
   if (!selector.has_stale()) return;
@@ -47,7 +43,7 @@ void qi::detail::report_stale_fds(QiEventLoop& loop, qi::detail::Selector& selec
 }
 
 QiEventLoop::QiEventLoop(QObject* parent)
-    : QObject(parent), debug_(env_debug()), impl_(std::make_unique<LoopImpl>()) {
+    : QObject(parent), debug_(qi::detail::debug_from_env()), impl_(std::make_unique<LoopImpl>()) {
   inbox_head_ = &impl_->inbox.head();
 }
 
@@ -75,7 +71,7 @@ void QiEventLoop::check_thread(const char* api) const {
                            "thread (QObject::thread()) or use call_soon_threadsafe");
 }
 
-bool QiEventLoop::admit(const char* api) {
+bool QiEventLoop::check_can_schedule(const char* api) {
   if (closed_) {
     if (impl_->tearing_down) return false;  // a destructor run by close(): ignored
     throw qi::RuntimeError(std::string(api) +
@@ -85,14 +81,14 @@ bool QiEventLoop::admit(const char* api) {
   return true;
 }
 
-void QiEventLoop::check_can_run(const char* api, bool restart) const {
+void QiEventLoop::check_can_run(const char* api, RunBy by) const {
   check_thread(api);
   if (closed_) throw qi::RuntimeError(std::string(api) + ": the event loop is closed; create a new QiEventLoop");
   if (running_)
     throw qi::RuntimeError(std::string(api) +
                            ": this event loop is already running; schedule work with call_soon() instead of "
                            "running the loop again");
-  if (impl_->attached && !restart)
+  if (impl_->attached && by != RunBy::kItsRunner)
     throw qi::RuntimeError(std::string(api) +
                            ": the loop is in attached mode: a QiRunner owns it, and only that runner runs it "
                            "(run_forever / run_until_complete are nested-mode calls). It is stopped: call "
@@ -143,20 +139,18 @@ bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
     case qi::detail::ThreadInbox::Push::kSealed:
       break;
   }
-  n->drop();
-  release_node(n);
+  qi::detail::free_node(n);  // no queue holds it and no handle will
   // tearing_down is only read on the loop's own thread, where close() runs.
   if (thread() == QThread::currentThread() && impl_->tearing_down) return false;
   throw qi::RuntimeError(
       "call_soon_threadsafe: the event loop is closed; schedule work before close(), or create a new QiEventLoop");
 }
 
-void QiEventLoop::add_fd_handler(int fd, bool write, CallbackNode* n) {
-  n->drop();  // no handle is returned: the selector keeps the only reference
+void QiEventLoop::add_fd_handler(int fd, FdEvent event, CallbackNode* n) {
   if (closed_ || debug_) {
     bool ok = false;
     try {
-      ok = admit(write ? "add_writer" : "add_reader");
+      ok = check_can_schedule(event == FdEvent::kWrite ? "add_writer" : "add_reader");
     } catch (...) {
       release_node(n);
       throw;
@@ -168,7 +162,7 @@ void QiEventLoop::add_fd_handler(int fd, bool write, CallbackNode* n) {
   }
   CallbackNode* old;
   try {
-    old = impl_->selector.set_handler(fd, write, n);
+    old = impl_->selector.set_handler(fd, event == FdEvent::kWrite, n);
   } catch (...) {
     release_node(n);
     report_stale_fds(*this, impl_->selector);
@@ -182,10 +176,10 @@ void QiEventLoop::add_fd_handler(int fd, bool write, CallbackNode* n) {
   if (!in_slice_) wake_from_outside();
 }
 
-bool QiEventLoop::remove_fd_handler(int fd, bool write) {
+bool QiEventLoop::remove_fd_handler(int fd, FdEvent event) {
   if (closed_) return false;
-  if (debug_) check_thread(write ? "remove_writer" : "remove_reader");
-  CallbackNode* old = impl_->selector.take_handler(fd, write);
+  if (debug_) check_thread(event == FdEvent::kWrite ? "remove_writer" : "remove_reader");
+  CallbackNode* old = impl_->selector.take_handler(fd, event == FdEvent::kWrite);
   report_stale_fds(*this, impl_->selector);
   if (!old) return false;
   qi::detail::cancel_node(old);

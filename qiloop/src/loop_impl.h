@@ -77,6 +77,9 @@ QEvent::Type wake_event_type() noexcept;
 // call that can find one is followed by this.
 void report_stale_fds(QiEventLoop& loop, Selector& selector) noexcept;
 
+// Debug mode's default: QILOOP_DEBUG is set, and not to "" or "0".
+bool debug_from_env() noexcept;
+
 // The running-loop registry (one per process: the library is shared).
 void set_running_loop(QiEventLoop* loop) noexcept;
 

@@ -90,25 +90,24 @@ void QiEventLoop::on_new_application() {
 
 // Makes Qt watch the epoll fd, through the current application's dispatcher.
 void QiEventLoop::watch_epoll_fd() {
-  LoopImpl& I = *impl_;
   static const bool registered = (qAddPreRoutine(&QiEventLoop::on_new_application), true);
   (void)registered;
   const unsigned generation = g_app_generation.load(std::memory_order_relaxed);
-  if (!I.notifier || I.notifier_generation != generation) {
-    delete I.notifier;
-    I.notifier = new QSocketNotifier(I.selector.fd(), QSocketNotifier::Read, this);
-    I.notifier_enabled = true;
-    I.notifier_generation = generation;
-    connect(I.notifier, &QSocketNotifier::activated, this, [this] { on_wake(true); });
+  if (!impl_->notifier || impl_->notifier_generation != generation) {
+    delete impl_->notifier;
+    impl_->notifier = new QSocketNotifier(impl_->selector.fd(), QSocketNotifier::Read, this);
+    impl_->notifier_enabled = true;
+    impl_->notifier_generation = generation;
+    connect(impl_->notifier, &QSocketNotifier::activated, this, [this] { on_wake(Wake::kEpollFd); });
   }
-  I.enable_notifier(true);
+  impl_->enable_notifier(true);
 }
 
 // --- Running ------------------------------------------------------------------
 
-void QiEventLoop::start_running(bool attached) {
+void QiEventLoop::start_running(RunMode mode) {
   watch_epoll_fd();
-  impl_->attached = attached;
+  impl_->attached = mode == RunMode::kAttached;
   mark_running();
   ensure_wake_posted();
 }
@@ -125,22 +124,20 @@ void QiEventLoop::ensure_wake_posted() {
 }
 
 void QiEventLoop::finish_running() {
-  LoopImpl& I = *impl_;
   running_ = false;
-  I.stopping = false;
-  I.exiting = false;
+  impl_->stopping = false;
+  impl_->exiting = false;
   if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
-  I.enable_notifier(false);
+  impl_->enable_notifier(false);
 }
 
 void QiEventLoop::run_forever() {
   check_can_run("run_forever");
-  LoopImpl& I = *impl_;
   bool ended_by_qt = false;
   {
     QEventLoop qloop;
-    I.qloop = &qloop;
-    start_running(false);
+    impl_->qloop = &qloop;
+    start_running(RunMode::kNested);
     struct Finish {
       QiEventLoop* self;
       bool& ended_by_qt;
@@ -153,7 +150,7 @@ void QiEventLoop::run_forever() {
     qloop.exec();
   }
   // Nothing of the loop is touched after stopped(): a slot may destroy it.
-  if (!I.shutting_down) Q_EMIT stopped();
+  if (!impl_->shutting_down) Q_EMIT stopped();
   if (ended_by_qt)
     throw qi::RuntimeError(
         "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() (or QThread::quit() / "
@@ -169,16 +166,15 @@ void QiEventLoop::stop() {
 
 // Ends this run at an iteration boundary (honour_stop, inside a slice).
 void QiEventLoop::end_run() {
-  LoopImpl& I = *impl_;
-  if (I.attached) {
+  if (impl_->attached) {
     finish_running();
-    I.emit_stopped = true;  // once the slice is off the stack
+    impl_->emit_stopped = true;  // once the slice is off the stack
   } else {
     // Still running (as asyncio's is_running() is until run_forever returns)
     // until exec() returns; no iteration starts meanwhile.
-    I.exiting = true;
-    if (I.qloop)
-      I.qloop->exit(0);
+    impl_->exiting = true;
+    if (impl_->qloop)
+      impl_->qloop->exit(0);
     else if (QAbstractEventDispatcher* d = QAbstractEventDispatcher::instance())
       d->interrupt();  // run_shutdown_round's pump
   }
@@ -195,7 +191,7 @@ bool QiEventLoop::event(QEvent* e) {
            "on the thread that runs it");
   if (e->type() == kWakeEvent) {
     static_cast<WakeEvent*>(e)->disarm();  // the next wake-up may be posted
-    on_wake(false);
+    on_wake(Wake::kPostedEvent);
     return true;
   }
   return QObject::event(e);
@@ -218,17 +214,17 @@ void QiEventLoop::shutdown_attached() {
 
 QiRunner::QiRunner() : owned_(std::make_unique<QiEventLoop>()), loop_(owned_.get()) {
   loop_->check_can_run("QiRunner");
-  loop_->start_running(true);
+  loop_->start_running(QiEventLoop::RunMode::kAttached);
 }
 
 QiRunner::QiRunner(QiEventLoop& loop) : loop_(&loop) {
   loop_->check_can_run("QiRunner");
-  loop_->start_running(true);
+  loop_->start_running(QiEventLoop::RunMode::kAttached);
 }
 
 void QiRunner::restart() {
-  loop_->check_can_run("QiRunner::restart", true);
-  loop_->start_running(true);
+  loop_->check_can_run("QiRunner::restart", QiEventLoop::RunBy::kItsRunner);
+  loop_->start_running(QiEventLoop::RunMode::kAttached);
 }
 
 QiRunner::~QiRunner() {

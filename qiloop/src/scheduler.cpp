@@ -14,15 +14,15 @@
 using qi::detail::CallbackNode;
 using qi::detail::release_node;
 
-void QiEventLoop::on_wake(bool from_notifier) {
-  if (from_notifier) impl_->poll_pending = true;
+void QiEventLoop::on_wake(Wake source) {
+  if (source == Wake::kEpollFd) impl_->poll_pending = true;
   // A callback of ours on the stack runs a nested Qt event loop: no
   // iteration may start inside it, so the wake-up is parked until it returns
   // (end_slice re-arms). Not running: nothing to wake. Either way the
   // (level-triggered) notifier is silenced so Qt does not spin on it.
   if (in_slice_ || !running_ || impl_->exiting) {
     if (in_slice_) ++impl_->stats.deferred_wakeups;
-    if (from_notifier) impl_->enable_notifier(false);
+    if (source == Wake::kEpollFd) impl_->enable_notifier(false);
     return;
   }
   run_slice();
@@ -83,12 +83,11 @@ QiEventLoop::Budget QiEventLoop::run_iteration() {
 // Step 1: polls the fds without blocking — only when some are registered or
 // the epoll fd fired — and queues the handlers of the ready ones.
 void QiEventLoop::poll_io() {
-  qi::detail::LoopImpl& loop = *impl_;
-  loop.io_was_ready = false;
-  if (!loop.poll_pending && !loop.selector.has_user_fds()) return;
-  loop.poll_pending = false;
-  loop.io_was_ready = loop.selector.poll(ready_) > 0;
-  report_stale_fds(*this, loop.selector);
+  impl_->io_was_ready = false;
+  if (!impl_->poll_pending && !impl_->selector.has_user_fds()) return;
+  impl_->poll_pending = false;
+  impl_->io_was_ready = impl_->selector.poll(ready_) > 0;
+  report_stale_fds(*this, impl_->selector);
 }
 
 // Step 2: appends what other threads sent, oldest first. Also run before a
@@ -120,13 +119,12 @@ void QiEventLoop::move_due_timers() {
 // Step 5: runs the rest of the current iteration, or as much as the slice
 // budget allows (the clock is read once per kBudgetCheckEvery callbacks).
 QiEventLoop::Budget QiEventLoop::run_ready() {
-  qi::detail::LoopImpl& loop = *impl_;
-  while (loop.iter_remaining > 0) {
-    --loop.iter_remaining;
+  while (impl_->iter_remaining > 0) {
+    --impl_->iter_remaining;
     run_node(ready_.pop());
-    if (++loop.since_budget_check == qi::detail::LoopImpl::kBudgetCheckEvery) {
-      loop.since_budget_check = 0;
-      if (clock::now() >= loop.slice_deadline) return Budget::kSpent;
+    if (++impl_->since_budget_check == qi::detail::LoopImpl::kBudgetCheckEvery) {
+      impl_->since_budget_check = 0;
+      if (clock::now() >= impl_->slice_deadline) return Budget::kSpent;
     }
   }
   return Budget::kLeft;
@@ -181,19 +179,18 @@ bool QiEventLoop::honour_stop() {
 // - Timers. A due timer is work while the loop runs; the drain runs only what
 //   was already scheduled to run (close() drops the timers).
 bool QiEventLoop::has_work(WorkCheck check) {
-  qi::detail::LoopImpl& loop = *impl_;
   if (!ready_.empty()) return true;
   // Leaving a slice, the re-check after set_awake(false) must be ordered
   // against producers' pushes (thread_inbox.h).
-  if (check == WorkCheck::kLeavingSlice ? loop.inbox.nonempty() : loop.inbox.maybe_nonempty()) return true;
+  if (check == WorkCheck::kLeavingSlice ? impl_->inbox.nonempty() : impl_->inbox.maybe_nonempty()) return true;
   switch (check) {
     case WorkCheck::kInSlice:
-      if (loop.io_was_ready) return true;
+      if (impl_->io_was_ready) return true;
       break;
     case WorkCheck::kLeavingSlice:
       break;
     case WorkCheck::kDrain:
-      return loop.poll_pending;
+      return impl_->poll_pending;
   }
   return timer_due();
 }
@@ -220,8 +217,7 @@ void QiEventLoop::end_slice() {
 // Nothing to run now: the one precise wake-up goes to the earliest timer
 // (has_work just dropped the cancelled ones on top).
 void QiEventLoop::arm_timer_wakeup() {
-  qi::detail::LoopImpl& loop = *impl_;
-  if (!loop.timers.empty() && loop.selector.arm_timer(loop.timers.top().when)) ++loop.stats.timer_arms;
+  if (!impl_->timers.empty() && impl_->selector.arm_timer(impl_->timers.top().when)) ++impl_->stats.timer_arms;
 }
 
 // Shutdown's last iterations, through the same steps as a slice without a

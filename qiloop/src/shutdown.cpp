@@ -16,12 +16,18 @@ using qi::detail::release_node;
 
 namespace {
 
-// Destroys a detached list of nodes linked through next.
-void release_list(CallbackNode* n) noexcept {
+// What close() does to each node it takes: the callback is destroyed now,
+// not whenever a Handle (which may outlive the loop) lets go of the node.
+void discard(CallbackNode* n) noexcept {
+  qi::detail::destroy_callback(n);
+  release_node(n);
+}
+
+// Discards a detached list of nodes linked through next.
+void discard_list(CallbackNode* n) noexcept {
   while (n) {
     CallbackNode* next = n->next;
-    qi::detail::drop_callback(n);
-    release_node(n);
+    discard(n);
     n = next;
   }
 }
@@ -35,16 +41,15 @@ void QiEventLoop::close() {
         "close: cannot close a running event loop; call stop() and let run_forever() return first (attached "
         "mode: destroy the QiRunner)");
   if (closed_) return;
-  LoopImpl& I = *impl_;
   closed_ = true;
   // From here on, scheduling from the destructors of the callbacks we drop
-  // is ignored (admit() returns false while tearing_down).
-  I.tearing_down = true;
-  delete I.notifier;
-  I.notifier = nullptr;
-  CallbackNode* inbox = I.inbox.seal();
-  std::vector<CallbackNode*> handlers = I.selector.close();
-  std::vector<qi::detail::TimerHeap::Entry> timers = I.timers.take_all();
+  // is ignored (check_can_schedule() returns false while tearing_down).
+  impl_->tearing_down = true;
+  delete impl_->notifier;
+  impl_->notifier = nullptr;
+  CallbackNode* inbox = impl_->inbox.seal();
+  std::vector<CallbackNode*> handlers = impl_->selector.close();
+  std::vector<qi::detail::TimerHeap::Entry> timers = impl_->timers.take_all();
   CallbackNode* ready = nullptr;
   CallbackNode** tail = &ready;
   while (!ready_.empty()) {
@@ -53,20 +58,16 @@ void QiEventLoop::close() {
     tail = &n->next;
   }
   *tail = nullptr;
-  I.iter_remaining = 0;
-  release_list(ready);
-  release_list(inbox);
-  for (auto& e : timers) {
-    qi::detail::drop_callback(e.node);
-    release_node(e.node);
-  }
+  impl_->iter_remaining = 0;
+  discard_list(ready);
+  discard_list(inbox);
+  for (auto& e : timers) discard(e.node);
   for (CallbackNode* n : handlers) {
     qi::detail::cancel_node(n);
-    qi::detail::drop_callback(n);
-    release_node(n);
+    discard(n);
   }
   destroy_pending_tasks();
-  I.tearing_down = false;
+  impl_->tearing_down = false;
 }
 
 void QiEventLoop::shutdown() {
@@ -83,21 +84,20 @@ void QiEventLoop::shutdown() {
 }
 
 void QiEventLoop::cancel_leftover_tasks() {
-  LoopImpl& I = *impl_;
   // Running the loop needs Qt's event loop (for timers and I/O) and this
   // thread free of other running loops.
   QAbstractEventDispatcher* dispatcher = QAbstractEventDispatcher::instance();
-  if (!I.tasks_head || !QCoreApplication::instance() || !dispatcher || qi::running_loop()) return;
-  for (int round = 0; round < kShutdownCancelRounds && I.tasks_head; ++round) {
+  if (!impl_->tasks_head || !QCoreApplication::instance() || !dispatcher || qi::running_loop()) return;
+  for (int round = 0; round < kShutdownCancelRounds && impl_->tasks_head; ++round) {
     std::vector<std::shared_ptr<qi::detail::FutureStateBase>> pending;
-    for (auto* t = I.tasks_head; t; t = t->next_in_loop) pending.push_back(t->future().shared_from_this());
+    for (auto* t = impl_->tasks_head; t; t = t->next_in_loop) pending.push_back(t->future().shared_from_this());
     for (auto& f : pending) f->cancel("the event loop is shutting down");
     // Run until every task is done (unregister_task stops the loop) or the
     // round's time is up.
-    I.stop_when_no_tasks = true;
+    impl_->stop_when_no_tasks = true;
     qi::TimerHandle limit = call_later(kShutdownRoundTime, [this] { stop(); });
     run_shutdown_round(dispatcher);
-    I.stop_when_no_tasks = false;
+    impl_->stop_when_no_tasks = false;
     limit.cancel();
     // asyncio.run reports what failed otherwise while being cancelled.
     for (auto& f : pending) {
@@ -111,7 +111,7 @@ void QiEventLoop::cancel_leftover_tasks() {
       }
     }
   }
-  for (auto* t = I.tasks_head; t; t = t->next_in_loop) {
+  for (auto* t = impl_->tasks_head; t; t = t->next_in_loop) {
     qi::ExceptionContext ctx;
     ctx.message = t->future().describe() + " did not finish after being cancelled at shutdown";
     ctx.task = qi::TaskRef(t->future().shared_from_this());
@@ -125,31 +125,28 @@ void QiEventLoop::cancel_leftover_tasks() {
 // QCoreApplication::exit()): clean-up must run whatever Qt was told, so the
 // thread's events are pumped directly until end_run() interrupts the pump.
 void QiEventLoop::run_shutdown_round(QAbstractEventDispatcher* dispatcher) {
-  LoopImpl& I = *impl_;
-  start_running(false);
-  while (!I.exiting) dispatcher->processEvents(QEventLoop::AllEvents | QEventLoop::WaitForMoreEvents);
+  start_running(RunMode::kNested);
+  while (!impl_->exiting) dispatcher->processEvents(QEventLoop::AllEvents | QEventLoop::WaitForMoreEvents);
   finish_running();
 }
 
 // --- Tasks ----------------------------------------------------------------------
 
 void QiEventLoop::register_task(qi::detail::TaskCore* t) noexcept {
-  LoopImpl& I = *impl_;
   t->prev_in_loop = nullptr;
-  t->next_in_loop = I.tasks_head;
-  if (I.tasks_head) I.tasks_head->prev_in_loop = t;
-  I.tasks_head = t;
-  ++I.task_count;
+  t->next_in_loop = impl_->tasks_head;
+  if (impl_->tasks_head) impl_->tasks_head->prev_in_loop = t;
+  impl_->tasks_head = t;
+  ++impl_->task_count;
 }
 
 void QiEventLoop::unregister_task(qi::detail::TaskCore* t) noexcept {
-  LoopImpl& I = *impl_;
-  (t->prev_in_loop ? t->prev_in_loop->next_in_loop : I.tasks_head) = t->next_in_loop;
+  (t->prev_in_loop ? t->prev_in_loop->next_in_loop : impl_->tasks_head) = t->next_in_loop;
   if (t->next_in_loop) t->next_in_loop->prev_in_loop = t->prev_in_loop;
   t->prev_in_loop = t->next_in_loop = nullptr;
-  --I.task_count;
-  if (I.task_count == 0 && I.stop_when_no_tasks && running_) {
-    I.stopping = true;
+  --impl_->task_count;
+  if (impl_->task_count == 0 && impl_->stop_when_no_tasks && running_) {
+    impl_->stopping = true;
     if (!in_slice_) wake_from_outside();
   }
 }
