@@ -46,7 +46,7 @@ void QiEventLoop::run_slice() {
     const Budget left = run_iteration();
     if (impl_->iter_remaining > 0) break;  // spent inside the iteration: the rest runs next slice
     if (honour_stop()) break;
-    if (left == Budget::kSpent || !has_work(WorkCheck::kInSlice)) break;
+    if (left == Budget::kSpent || !has_work<WorkCheck::kInSlice>()) break;
   }
   leave_slice();
   end_slice();
@@ -70,21 +70,23 @@ void QiEventLoop::leave_slice() noexcept {
 // One iteration (asyncio's _run_once) up to its end or the budget's: resumes
 // the iteration a spent budget interrupted, else begins the next.
 QiEventLoop::Budget QiEventLoop::run_iteration() {
-  if (impl_->iter_remaining == 0) {
-    ++impl_->stats.iterations;
-    poll_io();
-    take_inbox();
-    move_due_timers();
-    impl_->iter_remaining = ready_.size();  // this iteration runs exactly what is ready now
+  qi::detail::LoopImpl& state = *impl_;
+  if (state.iter_remaining == 0) {
+    ++state.stats.iterations;
+    // The tests up front keep an iteration with nothing to poll, take or
+    // move as cheap as a call_soon chain needs it to be.
+    state.io_was_ready = false;
+    if (state.poll_pending || state.selector.has_user_fds()) poll_io();
+    if (state.inbox.maybe_nonempty()) take_inbox();
+    if (!state.timers.empty()) move_due_timers();
+    state.iter_remaining = ready_.size();  // this iteration runs exactly what is ready now
   }
   return run_ready();
 }
 
-// Step 1: polls the fds without blocking — only when some are registered or
-// the epoll fd fired — and queues the handlers of the ready ones.
+// Step 1: polls the fds without blocking (only when some are registered or
+// the epoll fd fired) and queues the handlers of the ready ones.
 void QiEventLoop::poll_io() {
-  impl_->io_was_ready = false;
-  if (!impl_->poll_pending && !impl_->selector.has_user_fds()) return;
   impl_->poll_pending = false;
   impl_->io_was_ready = impl_->selector.poll(ready_) > 0;
   report_stale_fds(*this, impl_->selector);
@@ -103,7 +105,6 @@ void QiEventLoop::take_inbox() noexcept {
 // Step 3: drops cancelled timers, moves the due ones to the ready queue.
 void QiEventLoop::move_due_timers() {
   qi::detail::TimerHeap& timers = impl_->timers;
-  if (timers.empty()) return;
   timers.collect();
   if (timers.empty()) return;
   const time_point t = now();
@@ -119,12 +120,13 @@ void QiEventLoop::move_due_timers() {
 // Step 5: runs the rest of the current iteration, or as much as the slice
 // budget allows (the clock is read once per kBudgetCheckEvery callbacks).
 QiEventLoop::Budget QiEventLoop::run_ready() {
-  while (impl_->iter_remaining > 0) {
-    --impl_->iter_remaining;
+  qi::detail::LoopImpl& state = *impl_;
+  while (state.iter_remaining > 0) {
+    --state.iter_remaining;
     run_node(ready_.pop());
-    if (++impl_->since_budget_check == qi::detail::LoopImpl::kBudgetCheckEvery) {
-      impl_->since_budget_check = 0;
-      if (clock::now() >= impl_->slice_deadline) return Budget::kSpent;
+    if (++state.since_budget_check == qi::detail::LoopImpl::kBudgetCheckEvery) {
+      state.since_budget_check = 0;
+      if (clock::now() >= state.slice_deadline) return Budget::kSpent;
     }
   }
   return Budget::kLeft;
@@ -133,27 +135,40 @@ QiEventLoop::Budget QiEventLoop::run_ready() {
 // The one place callbacks run: run it, report what escaped.
 void QiEventLoop::run_node(CallbackNode* n) {
   if (n->begin_run()) [[likely]] {
-    clock::time_point started{};
     if (debug_) [[unlikely]]
-      started = clock::now();
-    try {
-      n->fn();
-    } catch (...) {
-      qi::ExceptionContext ctx;
-      ctx.message = "Exception in callback";
-      ctx.exception = std::current_exception();
-      n->retain();
-      ctx.handle = qi::Handle::adopt(n);
-      call_exception_handler(ctx);
-    }
-    if (debug_) [[unlikely]]
-      warn_if_slow(clock::now() - started);
+      run_timed(n);
+    else
+      run_callback(n);
     n->end_run();
   }
   release_node(n);
 }
 
-void QiEventLoop::warn_if_slow(duration took) const {
+void QiEventLoop::run_callback(CallbackNode* n) noexcept {
+  try {
+    n->fn();
+  } catch (...) {
+    report_escaped(n);
+  }
+}
+
+[[gnu::cold]] void QiEventLoop::report_escaped(CallbackNode* n) noexcept {
+  qi::ExceptionContext ctx;
+  try {
+    ctx.message = "Exception in callback";
+  } catch (...) {
+  }
+  ctx.exception = std::current_exception();
+  n->retain();
+  ctx.handle = qi::Handle::adopt(n);
+  call_exception_handler(ctx);
+}
+
+// Debug mode: run_callback, and a warning when it took too long.
+void QiEventLoop::run_timed(CallbackNode* n) noexcept {
+  const auto started = clock::now();
+  run_callback(n);
+  const duration took = clock::now() - started;
   if (took >= impl_->slow_callback)
     qCWarning(lcQiloop, "Executing a callback took %.3f seconds (slow_callback_duration is %.3f s)",
               std::chrono::duration<double>(took).count(),
@@ -178,19 +193,17 @@ bool QiEventLoop::honour_stop() {
 //   polls when that watch fired while the loop was not running.
 // - Timers. A due timer is work while the loop runs; the drain runs only what
 //   was already scheduled to run (close() drops the timers).
-bool QiEventLoop::has_work(WorkCheck check) {
+template <QiEventLoop::WorkCheck check>
+bool QiEventLoop::has_work() {
   if (!ready_.empty()) return true;
+  qi::detail::LoopImpl& state = *impl_;
   // Leaving a slice, the re-check after set_awake(false) must be ordered
   // against producers' pushes (thread_inbox.h).
-  if (check == WorkCheck::kLeavingSlice ? impl_->inbox.nonempty() : impl_->inbox.maybe_nonempty()) return true;
-  switch (check) {
-    case WorkCheck::kInSlice:
-      if (impl_->io_was_ready) return true;
-      break;
-    case WorkCheck::kLeavingSlice:
-      break;
-    case WorkCheck::kDrain:
-      return impl_->poll_pending;
+  if (check == WorkCheck::kLeavingSlice ? state.inbox.nonempty() : state.inbox.maybe_nonempty()) return true;
+  if constexpr (check == WorkCheck::kInSlice) {
+    if (state.io_was_ready) return true;
+  } else if constexpr (check == WorkCheck::kDrain) {
+    return state.poll_pending;
   }
   return timer_due();
 }
@@ -207,7 +220,7 @@ bool QiEventLoop::timer_due() {
 // (the timerfd), or when an fd or another thread rings the epoll fd.
 void QiEventLoop::end_slice() {
   if (!running_ || impl_->exiting) return;
-  if (has_work(WorkCheck::kLeavingSlice))
+  if (has_work<WorkCheck::kLeavingSlice>())
     ensure_wake_posted();
   else
     arm_timer_wakeup();
@@ -227,7 +240,7 @@ void QiEventLoop::drain_ready(int max_iterations) {
   if (closed_) return;
   mark_running();
   enter_slice(time_point::max());
-  for (int i = 0; i < max_iterations && has_work(WorkCheck::kDrain); ++i) run_iteration();
+  for (int i = 0; i < max_iterations && has_work<WorkCheck::kDrain>(); ++i) run_iteration();
   leave_slice();
   finish_running();
   if (!ready_.empty())

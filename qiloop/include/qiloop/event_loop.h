@@ -451,7 +451,10 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void shutdown_attached();
   void destroy_pending_tasks() noexcept;
 
-  // scheduler.cpp: the slice and the steps of one iteration.
+  // scheduler.cpp: the slice and the steps of one iteration. The steps every
+  // callback goes through are inline (defined in scheduler.cpp, the only
+  // place that calls them): a call_soon chain runs one iteration of one
+  // callback per step, where calls would cost as much as their bodies.
   enum class Budget : bool { kLeft, kSpent };
   enum class WorkCheck { kInSlice, kLeavingSlice, kDrain };  // who asks has_work()
   enum class Wake : bool { kPostedEvent, kEpollFd };  // what Qt delivered
@@ -459,14 +462,17 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void run_slice();
   void enter_slice(time_point budget_deadline) noexcept;
   void leave_slice() noexcept;
-  Budget run_iteration();
+  [[gnu::always_inline]] inline Budget run_iteration();
   void poll_io();
   void move_due_timers();
-  Budget run_ready();
-  void run_node(qi::detail::CallbackNode* n);
-  void warn_if_slow(duration took) const;
+  inline Budget run_ready();
+  inline void run_node(qi::detail::CallbackNode* n);
+  void run_callback(qi::detail::CallbackNode* n) noexcept;
+  void run_timed(qi::detail::CallbackNode* n) noexcept;
+  void report_escaped(qi::detail::CallbackNode* n) noexcept;
   bool honour_stop();
-  bool has_work(WorkCheck check);
+  template <WorkCheck check>
+  bool has_work();
   bool timer_due();
   void end_slice();
   void arm_timer_wakeup();
