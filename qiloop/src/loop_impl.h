@@ -1,4 +1,6 @@
-// loop_impl.h — QiEventLoop's private state. Internal.
+// loop_impl.h — QiEventLoop's private state, shared by the files it is split
+// into (event_loop.cpp, scheduler.cpp, run_modes.cpp, shutdown.cpp,
+// exception_handler.cpp). Internal.
 #pragma once
 
 #include <qiloop/event_loop.h>

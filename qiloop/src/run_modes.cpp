@@ -1,6 +1,9 @@
 // run_modes.cpp — how QiEventLoop runs: nested mode (run_forever, stop), the
-// wake event Qt delivers, Qt's watch on the epoll fd, and attached mode
-// (QiRunner, which lives here with the calls it makes).
+// wake event Qt delivers, Qt's watch on the epoll fd (all of it in one
+// section: the QSocketNotifier, the application generation it belongs to,
+// watch_epoll_fd), and attached mode (QiRunner, which lives here with the
+// calls it makes). A run starts with start_running() and ends with end_run()
+// at an iteration boundary (scheduler.cpp's honour_stop) and finish_running().
 #include <qiloop/event_loop.h>
 #include <qiloop/runner.h>
 
