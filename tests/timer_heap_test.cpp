@@ -46,13 +46,9 @@ class TimerHeapTest : public testing::Test {
     heap.push(n);
     return n;
   }
-  // Handle::cancel() as the loop sees it: cancel_node marks the node and the
-  // loop's heap counts it (the loop finds its heap through timer_loop, which
-  // these nodes do not have).
-  void cancel(CallbackNode* n) {
-    qi::detail::cancel_node(n);
-    heap.note_cancelled();
-  }
+  // Handle::cancel() as the loop sees it: cancel_node marks the node and
+  // its heap (the node's heap pointer) counts it.
+  void cancel(CallbackNode* n) { qi::detail::cancel_node(n); }
   // One iteration's timer phase at virtual time `now`: drop cancelled
   // timers, then run every due one in order.
   void advance_to(time_point now) {
@@ -311,7 +307,7 @@ TEST_F(TimerHeapTest, TakeAllReturnsEveryEntryAndResetsTheCounters) {
     EXPECT_FALSE(seen[it - nodes.begin()]) << "entry returned twice";
     seen[it - nodes.begin()] = true;
     EXPECT_EQ(e.when, e.node->when);
-    EXPECT_EQ(e.node->timer_loop, nullptr);
+    EXPECT_EQ(e.node->heap, nullptr);
     qi::detail::release_node(e.node);
   }
   // The heap is reusable, and its counters start from zero: a new cancel

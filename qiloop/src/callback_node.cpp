@@ -1,8 +1,7 @@
 #include <qiloop/detail/callback_node.h>
 #include <qiloop/detail/invoke.h>
-#include <qiloop/event_loop.h>
 
-#include "loop_impl.h"
+#include "timer_heap.h"
 
 #ifndef QILOOP_NO_POOL
 #include <sys/mman.h>
@@ -523,7 +522,7 @@ void free_node(CallbackNode* n) noexcept {
   if (n->fn) n->fn = nullptr;
   n->state.store(0, std::memory_order_relaxed);
   n->refs.store(0, std::memory_order_relaxed);
-  n->timer_loop = nullptr;
+  n->heap = nullptr;
   if (ThreadCache* c = t_cache) [[likely]] {
     if (!(n->flags & CallbackNode::kThreadsafe)) {
       if (c->local.try_push(n)) [[likely]]
@@ -582,7 +581,7 @@ void cancel_node(CallbackNode* n) noexcept {
   uint8_t old = n->set_state(CallbackNode::kCancelled);
   if (old & (CallbackNode::kCancelled | CallbackNode::kStarted)) return;
   if (n->flags & CallbackNode::kTimer) {
-    if (QiEventLoop* loop = n->timer_loop) loop->impl_->timers.note_cancelled();
+    if (TimerHeap* heap = n->heap) heap->note_cancelled();
   }
   // Release what the callback captured now, as asyncio drops _callback on
   // cancel. A threadsafe node's callable may be read by the loop's thread at

@@ -60,15 +60,3 @@ void QiEventLoop::on_clock_changed() {
   // Inside a slice the next "is a timer due?" check reads the clock anyway.
   if (!in_slice_) wake_from_outside();
 }
-
-bool QiEventLoop::arm_timer_wakeup(time_point next_timer) {
-  qi::detail::LoopImpl& impl = *impl_;
-  time_point at = next_timer;
-  if (clock_) [[unlikely]] {
-    at = clock_->idle(next_timer, impl.selector.has_user_fds());
-    if (at <= clock::now()) return true;
-    if (at == time_point::max()) return false;  // wait for fds, threads, notify_changed()
-  }
-  if (impl.selector.arm_timer(at)) ++impl.stats.timer_arms;
-  return false;
-}

@@ -5,7 +5,6 @@
 
 #include "loop_impl.h"
 
-#include <cstdlib>
 #include <cstdint>
 #include <new>
 #include <stdexcept>
@@ -125,8 +124,7 @@ void throw_not_runnable(const char* api, bool empty) {
 void report_never_awaited() noexcept {
   try {
     QiEventLoop* loop = qi::running_loop();
-    const char* env = std::getenv("QILOOP_DEBUG");
-    const bool debug = loop ? loop->get_debug() : (env && *env && std::string_view(env) != "0");
+    const bool debug = loop ? loop->get_debug() : debug_from_env();
     if (!debug) return;
     ExceptionContext ctx;
     ctx.message = "coroutine was never awaited (a qi::Coro was destroyed without running: co_await it or "

@@ -247,7 +247,7 @@ void FutureStateBase::check_call(const char* api, bool schedules) const {
   QiEventLoop* l = loop_.data();
   if (!loop_checks(l)) return;
   if (schedules)
-    l->admit(api);  // what the call_soon to come would check, made now
+    l->check_can_schedule(api);  // what the call_soon to come would check, made now
   else if (l->debug_)
     l->check_thread(api);
 }

@@ -1,4 +1,6 @@
-// loop_impl.h — QiEventLoop's private state. Internal.
+// loop_impl.h — QiEventLoop's private state, shared by the files it is split
+// into (event_loop.cpp, scheduler.cpp, run_modes.cpp, shutdown.cpp,
+// exception_handler.cpp). Internal.
 #pragma once
 
 #include <qiloop/event_loop.h>
@@ -7,11 +9,11 @@
 #include "thread_inbox.h"
 #include "timer_heap.h"
 
+#include <QtCore/QEvent>
 #include <QtCore/QLoggingCategory>
 
 #include <atomic>
 
-class QEvent;
 class QEventLoop;
 class QSocketNotifier;
 
@@ -39,7 +41,6 @@ struct LoopImpl {
   // or before the notifier exists): it is off while the loop is not running
   // and while a wake-up is deferred, so Qt never spins on a level-triggered fd.
   void enable_notifier(bool on);
-  static void post_wake(QiEventLoop& loop);
   QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
   // Our posted wake event, while Qt holds it (atomic: removePostedEvents may
   // delete it on another thread).
@@ -49,7 +50,6 @@ struct LoopImpl {
   bool stopping = false;       // stop() was called; honoured at the iteration's end
   bool tearing_down = false;   // close() is destroying callbacks
   bool poll_pending = false;   // the epoll fd fired: poll at the next iteration start
-  bool slice_over = false;     // the current slice's budget is spent
   bool exiting = false;        // nested mode: stop() asked the QEventLoop to exit
   bool shutting_down = false;  // shutdown() runs the loop: no stopped() for those runs
   bool emit_stopped = false;   // attached mode: stopped() is due after the slice
@@ -70,6 +70,17 @@ struct LoopImpl {
   QiEventLoop::ExceptionHandler handler;
   qi::LoopStats stats;
 };
+
+// The type of the loop's posted wake event (run_modes.cpp).
+QEvent::Type wake_event_type() noexcept;
+
+// Reports the registrations the selector dropped as stale (an fd closed
+// while watched) and releases their handlers (event_loop.cpp). Each selector
+// call that can find one is followed by this.
+void report_stale_fds(QiEventLoop& loop, Selector& selector) noexcept;
+
+// Debug mode's default: QILOOP_DEBUG is set, and not to "" or "0".
+bool debug_from_env() noexcept;
 
 // The running-loop registry (one per process: the library is shared).
 void set_running_loop(QiEventLoop* loop) noexcept;

@@ -5,6 +5,7 @@
 namespace qi::detail {
 
 void TimerHeap::push(CallbackNode* n) {
+  n->heap = this;
   heap_.push_back(Entry{n->when, next_seq_++, n});
   std::push_heap(heap_.begin(), heap_.end(), later);
 }
@@ -13,7 +14,7 @@ TimerHeap::Entry TimerHeap::pop() {
   std::pop_heap(heap_.begin(), heap_.end(), later);
   Entry e = heap_.back();
   heap_.pop_back();
-  e.node->timer_loop = nullptr;
+  e.node->heap = nullptr;
   if (is_cancelled(e.node)) --cancelled_;
   return e;
 }
@@ -25,7 +26,7 @@ void TimerHeap::collect() {
     dead.reserve(cancelled_);
     auto live_end = std::partition(heap_.begin(), heap_.end(), [](const Entry& e) { return !is_cancelled(e.node); });
     for (auto it = live_end; it != heap_.end(); ++it) {
-      it->node->timer_loop = nullptr;
+      it->node->heap = nullptr;
       dead.push_back(it->node);
     }
     heap_.erase(live_end, heap_.end());
@@ -40,7 +41,7 @@ void TimerHeap::collect() {
 std::vector<TimerHeap::Entry> TimerHeap::take_all() {
   std::vector<Entry> all;
   all.swap(heap_);
-  for (Entry& e : all) e.node->timer_loop = nullptr;
+  for (Entry& e : all) e.node->heap = nullptr;
   cancelled_ = 0;
   return all;
 }

@@ -4,7 +4,8 @@
 // taken at push, so timers with equal deadlines come out in the order they
 // were scheduled. The heap holds one reference to each node.
 //
-// Cancelling is O(1): Handle::cancel marks the node and bumps cancelled_.
+// Cancelling is O(1): Handle::cancel marks the node and bumps cancelled_
+// through the node's heap pointer (set by push, cleared when it leaves).
 // Cancelled entries are dropped lazily when they reach the top, or all at
 // once by compaction when they are most of the heap (see collect()).
 #pragma once

@@ -130,7 +130,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   template <class F, class... Args>
   qi::Handle call_soon(F&& f, Args&&... args) {
     if (closed_ || debug_) [[unlikely]] {
-      if (!admit("call_soon")) return {};
+      if (!check_can_schedule("call_soon")) return {};
     }
     qi::detail::CallbackNode* n = make_node(0, "call_soon", std::forward<F>(f), std::forward<Args>(args)...);
     push_ready(n);
@@ -210,7 +210,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // (awaited, or given to a task), std::invalid_argument for an empty Coro.
   template <class T>
   qi::Task<T> create_task(qi::Coro<T> coro, std::string name = {}) {
-    return make_task(std::move(coro), std::move(name), false, "create_task");
+    return make_task(std::move(coro), std::move(name), TaskStart::kNextIteration, "create_task");
   }
 
   // QiEventLoop::run_task()
@@ -222,7 +222,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // not running.
   template <class T>
   qi::Task<T> run_task(qi::Coro<T> coro, std::string name = {}) {
-    return make_task(std::move(coro), std::move(name), true, "run_task");
+    return make_task(std::move(coro), std::move(name), TaskStart::kNow, "run_task");
   }
 
   // QiEventLoop::shutdown()
@@ -329,17 +329,17 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // that reuses the number.
   template <class F, class... Args>
   void add_reader(int fd, F&& f, Args&&... args) {
-    add_fd_handler(fd, false, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_reader",
+    add_fd_handler(fd, FdEvent::kRead, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_reader",
                                               std::forward<F>(f), std::forward<Args>(args)...));
   }
   template <class F, class... Args>
   void add_writer(int fd, F&& f, Args&&... args) {
-    add_fd_handler(fd, true, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_writer",
+    add_fd_handler(fd, FdEvent::kWrite, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_writer",
                                              std::forward<F>(f), std::forward<Args>(args)...));
   }
   // Returns whether fd had a reader (writer).
-  bool remove_reader(int fd) { return remove_fd_handler(fd, false); }
-  bool remove_writer(int fd) { return remove_fd_handler(fd, true); }
+  bool remove_reader(int fd) { return remove_fd_handler(fd, FdEvent::kRead); }
+  bool remove_writer(int fd) { return remove_fd_handler(fd, FdEvent::kWrite); }
 
  Q_SIGNALS:
   // Emitted when the loop stops running (both modes), after its last
@@ -358,24 +358,23 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend class QiRunner;
   friend class qi::detail::TaskCore;
   friend class qi::detail::FutureStateBase;  // checks a completion before it changes the future
-  friend void qi::detail::cancel_node(qi::detail::CallbackNode*) noexcept;
-  friend struct qi::detail::LoopImpl;
   friend class qi::Clock;  // notify_changed(), and its destructor detaches it
 
+  enum class TaskStart : bool { kNextIteration, kNow };  // create_task, run_task
   template <class T>
-  qi::Task<T> make_task(qi::Coro<T> coro, std::string name, bool eager, const char* api) {
+  qi::Task<T> make_task(qi::Coro<T> coro, std::string name, TaskStart start, const char* api) {
     coro.check_runnable(api);  // empty, or already ran
-    bool admitted = true;
+    bool schedulable = true;
     if (closed_ || debug_) [[unlikely]]
-      admitted = admit(api);
-    if (eager && admitted && !running_)
+      schedulable = check_can_schedule(api);
+    if (start == TaskStart::kNow && schedulable && !running_)
       throw qi::RuntimeError(
           "run_task: the event loop is not running; run_task runs the coroutine now, inside a running loop: "
           "use create_task before the loop runs");
     auto* st = new qi::detail::TaskState<T>(*this, coro.release(), std::move(name));
     qi::Task<T> task = qi::Task<T>::adopt(st);
-    if (admitted)
-      st->start(eager);
+    if (schedulable)
+      st->start(start == TaskStart::kNow);
     else
       st->mark_cancelled("the event loop is closed");  // created by a destructor during close()
     return task;
@@ -400,8 +399,9 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
       qi::detail::free_node(n);
       throw;
     }
-    // One reference for the queue that will hold it, one for the returned handle.
-    n->refs.store(2, std::memory_order_relaxed);
+    // One reference for the queue that will hold it, one for the returned
+    // handle; an fd handler has no handle (the selector holds it alone).
+    n->refs.store(Repeating ? 1 : 2, std::memory_order_relaxed);
     return n;
   }
   // base + delay on the loop clock, saturated to time_point::min()/max().
@@ -422,7 +422,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   template <class F, class... Args>
   qi::TimerHandle schedule_at(time_point when, const char* api, F&& f, Args&&... args) {
     if (closed_ || debug_) [[unlikely]] {
-      if (!admit(api)) return {};
+      if (!check_can_schedule(api)) return {};
     }
     qi::detail::CallbackNode* n =
         make_node(qi::detail::CallbackNode::kTimer, api, std::forward<F>(f), std::forward<Args>(args)...);
@@ -441,35 +441,65 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   }
   void take_inbox() noexcept;
 
-  bool admit(const char* api);
+  // Whether a scheduling call goes ahead: throws qi::RuntimeError on a
+  // closed loop, except for calls from the destructors close() runs, which
+  // are ignored (false); checks the thread in debug mode.
+  bool check_can_schedule(const char* api);
   void wake_from_outside();
   void schedule_timer(qi::detail::CallbackNode* n);
   bool schedule_threadsafe(qi::detail::CallbackNode* n);
-  void add_fd_handler(int fd, bool write, qi::detail::CallbackNode* n);
-  bool remove_fd_handler(int fd, bool write);
+  enum class FdEvent : bool { kRead, kWrite };
+  void add_fd_handler(int fd, FdEvent event, qi::detail::CallbackNode* n);
+  bool remove_fd_handler(int fd, FdEvent event);
   void check_thread(const char* api) const;
-  // restart: QiRunner::restart() runs its own (attached) loop again.
-  void check_can_run(const char* api, bool restart = false) const;
+  // kItsRunner: QiRunner::restart() runs its own (attached) loop again.
+  enum class RunBy : bool { kCaller, kItsRunner };
+  void check_can_run(const char* api, RunBy by = RunBy::kCaller) const;
 
+  // run_modes.cpp: how the loop runs.
+  static void on_new_application();
   void watch_epoll_fd();
-  void start_running(bool attached);
+  enum class RunMode : bool { kNested, kAttached };
+  void start_running(RunMode mode);
+  void mark_running() noexcept;
   void finish_running();
-  void on_wake(bool from_notifier);
-  void run_slice();
-  void begin_iteration();
-  bool run_ready();
-  void run_node(qi::detail::CallbackNode* n);
-  void stop_now();
-  void end_slice();
+  void end_run();
+  void ensure_wake_posted();
   void post_wake();
   void shutdown_attached();
   void destroy_pending_tasks() noexcept;
-  // The clock hook (clock.cpp): arms the wake-up for the earliest timer, at
-  // the real time the clock gives; true when the loop must look again now.
-  bool arm_timer_wakeup(time_point next_timer);
+  // The clock hook (clock.cpp).
   void on_clock_changed();
   void on_clock_destroyed() noexcept;
   const char* clock_refusal() const noexcept;
+
+  // scheduler.cpp: the slice and the steps of one iteration. The steps every
+  // callback goes through are inline (defined in scheduler.cpp, the only
+  // place that calls them): a call_soon chain runs one iteration of one
+  // callback per step, where calls would cost as much as their bodies.
+  enum class Budget : bool { kLeft, kSpent };
+  enum class WorkCheck { kInSlice, kLeavingSlice, kDrain };  // who asks has_work()
+  enum class Wake : bool { kPostedEvent, kEpollFd };  // what Qt delivered
+  void on_wake(Wake source);
+  void run_slice();
+  void enter_slice(time_point budget_deadline) noexcept;
+  void leave_slice() noexcept;
+  [[gnu::always_inline]] inline Budget run_iteration();
+  void poll_io();
+  void move_due_timers();
+  inline Budget run_ready();
+  inline void run_node(qi::detail::CallbackNode* n);
+  void run_callback(qi::detail::CallbackNode* n) noexcept;
+  void run_timed(qi::detail::CallbackNode* n) noexcept;
+  void report_escaped(qi::detail::CallbackNode* n) noexcept;
+  bool honour_stop();
+  template <WorkCheck check>
+  bool has_work();
+  bool timer_due();
+  void end_slice();
+  bool arm_timer_wakeup();
+  // The clock timers are due by: every deadline is compared with this.
+  time_point now() const noexcept { return time(); }
 
   // The hot fields live here, where the inline scheduling paths reach them.
   qi::detail::ReadyQueue ready_;

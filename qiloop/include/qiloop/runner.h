@@ -15,10 +15,16 @@
 // scheduled meanwhile then runs); run_forever / run_until_complete, which are
 // nested-mode calls, throw for a loop a runner owns.
 //
-// Leaving the runner stops the loop if it still runs, runs the callbacks that
-// are already ready for a bounded number of rounds (so cleanup code
-// scheduled with call_soon still happens), then closes the loop. Pending
-// timers are dropped.
+// Leaving the runner stops the loop if it still runs, then does what
+// QiEventLoop::shutdown() does: cancels the tasks still pending and runs the
+// loop — timers and I/O included — while they finish (bounded: at most
+// kShutdownCancelRounds rounds of kShutdownRoundTime; skipped without a
+// QCoreApplication), reports the tasks that failed or did not finish through
+// the exception handler, runs the callbacks already ready (at most 100
+// iterations, so cleanup scheduled with call_soon still happens; timers do
+// not keep it going), and closes the loop, which drops the timers still
+// pending and destroys the unfinished tasks. stopped() comes last, if the
+// loop was running.
 //
 // Throws (from the constructor) qi::RuntimeError when there is no
 // QCoreApplication, when another loop runs on this thread, or when the loop

@@ -1,9 +1,21 @@
 // qiloop/detail/callback_node.h — the scheduler's unit of work. Internal.
 //
 // Invariant: a node is in at most one of {the ready queue, the timer heap,
-// the thread inbox} at a time, and each of those holds one reference to it;
-// every qi::Handle holds one more. A node whose count drops to zero goes back
-// to the node pool (the freeing thread's cache).
+// the thread inbox} at a time (an fd handler is in the selector as well, and
+// in the ready queue at most once), and each of those holds one reference to
+// it; every qi::Handle holds one more. A node whose count drops
+// to zero goes back to the node pool (the freeing thread's cache).
+//
+// Vocabulary — one verb per meaning, here and at every call site:
+// - retain / release: take or give up one reference. release_node(n) gives
+//   one up and frees the node with the last.
+// - free: hand a node nobody references back to the pool (free_node).
+// - cancel: mark a node so that it never runs (cancel_node, Handle::cancel);
+//   its callable is destroyed at once when that is safe, else when the loop
+//   next meets the node.
+// - destroy the callback: destroy the callable and what it captured now,
+//   while the node itself may live on (destroy_callback; close() does it to
+//   everything it lets go of, and the loop after running a one-shot node).
 //
 // Reference counts and the state byte are atomics so that handles returned by
 // call_soon_threadsafe may be copied and cancelled on any thread. Nodes made on
@@ -20,9 +32,9 @@
 #include <chrono>
 #include <cstdint>
 
-class QiEventLoop;
-
 namespace qi::detail {
+
+class TimerHeap;
 
 struct CallbackNode {
   // Flags, fixed at creation.
@@ -39,8 +51,9 @@ struct CallbackNode {
   std::atomic<uint32_t> refs{0};
   std::atomic<uint8_t> state{0};
   uint8_t flags = 0;
-  // The loop whose timer heap holds this node; null once it left the heap.
-  QiEventLoop* timer_loop = nullptr;
+  // The timer heap that holds this node (it counts cancelled entries); null
+  // once the node left it.
+  TimerHeap* heap = nullptr;
   std::chrono::steady_clock::time_point when{};
   absl::AnyInvocable<void()> fn;
 
@@ -52,14 +65,47 @@ struct CallbackNode {
     else
       refs.store(refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
-  // Returns true when this was the last reference (the caller frees the node).
-  bool drop() noexcept {
+  // Returns true when this was the last reference (the caller frees the node:
+  // release_node does both).
+  [[nodiscard]] bool release() noexcept {
     if (threadsafe()) return refs.fetch_sub(1, std::memory_order_acq_rel) == 1;
     uint32_t r = refs.load(std::memory_order_relaxed) - 1;
     refs.store(r, std::memory_order_relaxed);
     return r == 0;
   }
   uint8_t load_state() const noexcept { return state.load(std::memory_order_acquire); }
+
+  // The loop's run of the node, between these two. kStarted (or kCancelled)
+  // is set before the callable is destroyed, so a capture's destructor that
+  // cancels the handle returns early instead of destroying it a second time.
+  // Returns false, the callable destroyed, when the node was cancelled.
+  bool begin_run() noexcept {
+    uint8_t was;
+    if (flags & kRepeating) {
+      // An fd handler runs again on later iterations: kStarted is set only
+      // while it runs, so that remove_reader() from inside it leaves the
+      // running callable alone (end_run destroys it).
+      was = load_state() & ~kQueued;
+      state.store(was | kStarted, std::memory_order_relaxed);
+    } else {
+      was = set_state(kStarted);
+    }
+    if (was & kCancelled) [[unlikely]] {
+      fn = nullptr;
+      return false;
+    }
+    return true;
+  }
+  // Destroys what the callback captured now, even if a Handle keeps the
+  // node — unless it is an fd handler that stays registered.
+  void end_run() noexcept {
+    if (flags & kRepeating) {
+      const uint8_t st = load_state() & ~kStarted;
+      state.store(st, std::memory_order_relaxed);
+      if (!(st & kCancelled)) return;
+    }
+    fn = nullptr;
+  }
   // Sets bits and returns the previous state.
   uint8_t set_state(uint8_t bits) noexcept {
     if (threadsafe()) return state.fetch_or(bits, std::memory_order_acq_rel);
@@ -91,12 +137,12 @@ QILOOP_EXPORT void cancel_node(CallbackNode* n) noexcept;
 // Destroys n's callable (and what it captured). Moving it out first means a
 // capture's destructor that reaches back into the node (cancelling its own
 // handle, say) finds it already empty instead of destroying it twice.
-inline void drop_callback(CallbackNode* n) noexcept {
+inline void destroy_callback(CallbackNode* n) noexcept {
   if (n->fn) absl::AnyInvocable<void()> dead = std::move(n->fn);
 }
 
 inline void release_node(CallbackNode* n) noexcept {
-  if (n->drop()) free_node(n);
+  if (n->release()) free_node(n);
 }
 
 // An intrusive FIFO of nodes: push and pop are O(1) and never allocate.

@@ -1,0 +1,237 @@
+// run_modes.cpp — how QiEventLoop runs: nested mode (run_forever, stop), the
+// wake event Qt delivers, Qt's watch on the epoll fd (all of it in one
+// section: the QSocketNotifier, the application generation it belongs to,
+// watch_epoll_fd), and attached mode (QiRunner, which lives here with the
+// calls it makes). A run starts with start_running() and ends with end_run()
+// at an iteration boundary (scheduler.cpp's honour_stop) and finish_running().
+#include <qiloop/event_loop.h>
+#include <qiloop/runner.h>
+
+#include "loop_impl.h"
+
+#include <QtCore/QAbstractEventDispatcher>
+#include <QtCore/QCoreApplication>
+#include <QtCore/QEvent>
+#include <QtCore/QEventLoop>
+#include <QtCore/QSocketNotifier>
+#include <QtCore/QThread>
+
+#include <atomic>
+
+using qi::detail::LoopImpl;
+
+namespace {
+
+const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventType());
+
+// The loop's posted wake-up. The loop's record of it (LoopImpl::wake_event)
+// cannot outlive it, and neither can the wake-up itself: deleted unseen — by
+// QCoreApplication::removePostedEvents (on any thread: it is thread-safe) or
+// a dying application — the event clears the record and rings the epoll fd,
+// so the loop still runs the work it was posted for. (Not by posting again:
+// a dying application deletes its events under the lock postEvent takes.)
+class WakeEvent final : public QEvent {
+ public:
+  explicit WakeEvent(LoopImpl* loop) : QEvent(kWakeEvent) {
+    loop->wake_event.store(this, std::memory_order_relaxed);
+    // Released here and acquired in the destructor: another thread may
+    // delete the event, and Qt's own hand-over (its posted-event lock) is
+    // invisible to ThreadSanitizer.
+    loop_.store(loop, std::memory_order_release);
+  }
+  ~WakeEvent() override {
+    QEvent* self = this;
+    LoopImpl* loop = loop_.load(std::memory_order_acquire);
+    if (loop && loop->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel))
+      loop->selector.wake();  // a no-op once the loop is closed
+  }
+  // Delivered: the loop may be destroyed before Qt deletes the event.
+  void disarm() noexcept {
+    QEvent* self = this;
+    if (LoopImpl* loop = loop_.exchange(nullptr, std::memory_order_acq_rel))
+      loop->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel);
+  }
+
+ private:
+  std::atomic<LoopImpl*> loop_;
+};
+
+}  // namespace
+
+QEvent::Type qi::detail::wake_event_type() noexcept { return kWakeEvent; }
+
+void QiEventLoop::post_wake() {
+  ++impl_->stats.posted_wakeups;
+  QCoreApplication::postEvent(this, new WakeEvent(impl_.get()));
+}
+
+// --- Qt's watch on the epoll fd ------------------------------------------------
+
+void LoopImpl::enable_notifier(bool on) {
+  if (!notifier || notifier_enabled == on) return;
+  notifier->setEnabled(on);
+  notifier_enabled = on;
+}
+
+namespace {
+
+// Counts the QCoreApplications made since the first notifier: a socket
+// notifier is registered with the event dispatcher of the application that
+// existed when it was enabled, and dies deaf with it.
+std::atomic<unsigned> g_app_generation{0};
+
+}  // namespace
+
+// Runs in every later QCoreApplication's constructor (qAddPreRoutine keeps
+// it for re-created applications), on its thread, with the new dispatcher
+// in place: the thread's running loop, whose notifier is now deaf, gets a
+// wake event, and the slice it runs makes a new notifier (watch_epoll_fd).
+void QiEventLoop::on_new_application() {
+  g_app_generation.fetch_add(1, std::memory_order_relaxed);
+  if (QiEventLoop* loop = qi::running_loop()) loop->post_wake();
+}
+
+// Makes Qt watch the epoll fd, through the current application's dispatcher.
+void QiEventLoop::watch_epoll_fd() {
+  static const bool registered = (qAddPreRoutine(&QiEventLoop::on_new_application), true);
+  (void)registered;
+  const unsigned generation = g_app_generation.load(std::memory_order_relaxed);
+  if (!impl_->notifier || impl_->notifier_generation != generation) {
+    delete impl_->notifier;
+    impl_->notifier = new QSocketNotifier(impl_->selector.fd(), QSocketNotifier::Read, this);
+    impl_->notifier_enabled = true;
+    impl_->notifier_generation = generation;
+    connect(impl_->notifier, &QSocketNotifier::activated, this, [this] { on_wake(Wake::kEpollFd); });
+  }
+  impl_->enable_notifier(true);
+}
+
+// --- Running ------------------------------------------------------------------
+
+void QiEventLoop::start_running(RunMode mode) {
+  watch_epoll_fd();
+  impl_->attached = mode == RunMode::kAttached;
+  mark_running();
+  ensure_wake_posted();
+}
+
+// is_running() turns true, and the loop becomes the thread's running loop
+// unless another one is (shutdown() called from that loop's callback).
+void QiEventLoop::mark_running() noexcept {
+  running_ = true;
+  if (!qi::running_loop()) qi::detail::set_running_loop(this);
+}
+
+void QiEventLoop::ensure_wake_posted() {
+  if (!impl_->wake_event.load(std::memory_order_relaxed)) post_wake();
+}
+
+void QiEventLoop::finish_running() {
+  running_ = false;
+  impl_->stopping = false;
+  impl_->exiting = false;
+  if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
+  impl_->enable_notifier(false);
+}
+
+void QiEventLoop::run_forever() {
+  check_can_run("run_forever");
+  bool ended_by_qt = false;
+  {
+    QEventLoop qloop;
+    impl_->qloop = &qloop;
+    start_running(RunMode::kNested);
+    struct Finish {
+      QiEventLoop* self;
+      bool& ended_by_qt;
+      ~Finish() {
+        self->impl_->qloop = nullptr;
+        ended_by_qt = !self->impl_->exiting;
+        self->finish_running();
+      }
+    } finish{this, ended_by_qt};
+    qloop.exec();
+  }
+  // Nothing of the loop is touched after stopped(): a slot may destroy it.
+  if (!impl_->shutting_down) Q_EMIT stopped();
+  if (ended_by_qt)
+    throw qi::RuntimeError(
+        "run_forever: Qt ended the event loop, not stop(): QCoreApplication::exit() / quit() (or QThread::quit() / "
+        "exit() in a worker thread) ends every event loop of the thread, and until the thread's exec() runs again "
+        "Qt ends new ones at once. Call loop.stop() to end run_forever()");
+}
+
+void QiEventLoop::stop() {
+  check_thread("stop");
+  impl_->stopping = true;
+  if (!in_slice_) wake_from_outside();
+}
+
+// Ends this run at an iteration boundary (honour_stop, inside a slice).
+void QiEventLoop::end_run() {
+  if (impl_->attached) {
+    finish_running();
+    impl_->emit_stopped = true;  // once the slice is off the stack
+  } else {
+    // Still running (as asyncio's is_running() is until run_forever returns)
+    // until exec() returns; no iteration starts meanwhile.
+    impl_->exiting = true;
+    if (impl_->qloop)
+      impl_->qloop->exit(0);
+    else if (QAbstractEventDispatcher* d = QAbstractEventDispatcher::instance())
+      d->interrupt();  // run_shutdown_round's pump
+  }
+}
+
+
+bool QiEventLoop::event(QEvent* e) {
+  // Qt sends ThreadChange just before a move and cannot refuse one: a loop
+  // moved while running would run callbacks on the new thread while the old
+  // one still calls it its running loop. Fatal, as destroying it would be.
+  if (e->type() == QEvent::ThreadChange && (running_ || in_slice_ || impl_->attached))
+    qFatal("QiEventLoop moved to another thread while running or attached to a QiRunner: stop it and let "
+           "run_forever() return (attached mode: destroy the QiRunner) before moveToThread(), or create the loop "
+           "on the thread that runs it");
+  if (e->type() == kWakeEvent) {
+    static_cast<WakeEvent*>(e)->disarm();  // the next wake-up may be posted
+    on_wake(Wake::kPostedEvent);
+    return true;
+  }
+  return QObject::event(e);
+}
+
+
+// --- Attached mode ------------------------------------------------------------
+
+void QiEventLoop::shutdown_attached() {
+  if (in_slice_)
+    qFatal("QiRunner destroyed from inside a callback of its own loop: destroy it after the loop's callbacks "
+           "return (e.g. after app.exec())");
+  const bool was_running = running_;
+  if (running_) finish_running();
+  impl_->attached = false;
+  shutdown();
+  // Last, once the loop has run its final iterations: a slot may destroy it.
+  if (was_running) Q_EMIT stopped();
+}
+
+QiRunner::QiRunner() : owned_(std::make_unique<QiEventLoop>()), loop_(owned_.get()) {
+  loop_->check_can_run("QiRunner");
+  loop_->start_running(QiEventLoop::RunMode::kAttached);
+}
+
+QiRunner::QiRunner(QiEventLoop& loop) : loop_(&loop) {
+  loop_->check_can_run("QiRunner");
+  loop_->start_running(QiEventLoop::RunMode::kAttached);
+}
+
+void QiRunner::restart() {
+  loop_->check_can_run("QiRunner::restart", QiEventLoop::RunBy::kItsRunner);
+  loop_->start_running(QiEventLoop::RunMode::kAttached);
+}
+
+QiRunner::~QiRunner() {
+  if (loop_->thread() != QThread::currentThread())
+    qFatal("QiRunner destroyed on a thread that does not own its loop: destroy it where it was created");
+  loop_->shutdown_attached();
+}

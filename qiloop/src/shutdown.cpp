@@ -1,0 +1,158 @@
+// shutdown.cpp — the end of a QiEventLoop: shutdown() (cancel the leftover
+// tasks, run their clean-up, close), close(), and the registry of pending
+// tasks both walk.
+#include <qiloop/event_loop.h>
+
+#include "loop_impl.h"
+
+#include <QtCore/QAbstractEventDispatcher>
+#include <QtCore/QCoreApplication>
+#include <QtCore/QEventLoop>
+#include <QtCore/QSocketNotifier>
+
+using qi::detail::CallbackNode;
+using qi::detail::LoopImpl;
+using qi::detail::release_node;
+
+namespace {
+
+// What close() does to each node it takes: the callback is destroyed now,
+// not whenever a Handle (which may outlive the loop) lets go of the node.
+void discard(CallbackNode* n) noexcept {
+  qi::detail::destroy_callback(n);
+  release_node(n);
+}
+
+// Discards a detached list of nodes linked through next.
+void discard_list(CallbackNode* n) noexcept {
+  while (n) {
+    CallbackNode* next = n->next;
+    discard(n);
+    n = next;
+  }
+}
+
+}  // namespace
+
+void QiEventLoop::close() {
+  check_thread("close");
+  if (running_)
+    throw qi::RuntimeError(
+        "close: cannot close a running event loop; call stop() and let run_forever() return first (attached "
+        "mode: destroy the QiRunner)");
+  if (closed_) return;
+  closed_ = true;
+  // From here on, scheduling from the destructors of the callbacks we drop
+  // is ignored (check_can_schedule() returns false while tearing_down).
+  impl_->tearing_down = true;
+  delete impl_->notifier;
+  impl_->notifier = nullptr;
+  CallbackNode* inbox = impl_->inbox.seal();
+  std::vector<CallbackNode*> handlers = impl_->selector.close();
+  std::vector<qi::detail::TimerHeap::Entry> timers = impl_->timers.take_all();
+  CallbackNode* ready = nullptr;
+  CallbackNode** tail = &ready;
+  while (!ready_.empty()) {
+    CallbackNode* n = ready_.pop();
+    *tail = n;
+    tail = &n->next;
+  }
+  *tail = nullptr;
+  impl_->iter_remaining = 0;
+  discard_list(ready);
+  discard_list(inbox);
+  for (auto& e : timers) discard(e.node);
+  for (CallbackNode* n : handlers) {
+    qi::detail::cancel_node(n);
+    discard(n);
+  }
+  destroy_pending_tasks();
+  impl_->tearing_down = false;
+}
+
+void QiEventLoop::shutdown() {
+  check_thread("shutdown");
+  if (running_) throw qi::RuntimeError("shutdown: the loop is running; stop it first (shutdown runs it itself)");
+  if (closed_) return;
+  // The runs below are shutdown's own: they do not emit stopped().
+  impl_->shutting_down = true;
+  cancel_leftover_tasks();
+  // Let cleanup that is already scheduled run, as a running loop would.
+  drain_ready(LoopImpl::kShutdownRounds);
+  impl_->shutting_down = false;
+  close();
+}
+
+void QiEventLoop::cancel_leftover_tasks() {
+  // Running the loop needs Qt's event loop (for timers and I/O) and this
+  // thread free of other running loops.
+  QAbstractEventDispatcher* dispatcher = QAbstractEventDispatcher::instance();
+  if (!impl_->tasks_head || !QCoreApplication::instance() || !dispatcher || qi::running_loop()) return;
+  for (int round = 0; round < kShutdownCancelRounds && impl_->tasks_head; ++round) {
+    std::vector<qi::TaskRef> pending;
+    for (auto* t = impl_->tasks_head; t; t = t->next_in_loop) pending.emplace_back(t);
+    for (auto& f : pending) f.cancel("the event loop is shutting down");
+    // Run until every task is done (unregister_task stops the loop) or the
+    // round's time is up.
+    impl_->stop_when_no_tasks = true;
+    qi::TimerHandle limit = call_later(kShutdownRoundTime, [this] { stop(); });
+    run_shutdown_round(dispatcher);
+    impl_->stop_when_no_tasks = false;
+    limit.cancel();
+    // asyncio.run reports what failed otherwise while being cancelled.
+    for (auto& f : pending) {
+      if (!f.done() || f.cancelled()) continue;
+      if (std::exception_ptr e = f.state()->exception()) {
+        qi::ExceptionContext ctx;
+        ctx.message = "unhandled exception during shutdown in " + f.describe();
+        ctx.exception = e;
+        ctx.task = f;
+        call_exception_handler(ctx);
+      }
+    }
+  }
+  for (auto* t = impl_->tasks_head; t; t = t->next_in_loop) {
+    qi::ExceptionContext ctx;
+    ctx.message = t->future().describe() + " did not finish after being cancelled at shutdown";
+    ctx.task = qi::TaskRef(t);
+    call_exception_handler(ctx);
+  }
+}
+
+// Runs the loop until stop() — the round's time limit, or the last task
+// finishing. Not through QEventLoop::exec(), which returns at once while the
+// thread's quit flag is set (after QThread::quit() in a worker, or
+// QCoreApplication::exit()): clean-up must run whatever Qt was told, so the
+// thread's events are pumped directly until end_run() interrupts the pump.
+void QiEventLoop::run_shutdown_round(QAbstractEventDispatcher* dispatcher) {
+  start_running(RunMode::kNested);
+  while (!impl_->exiting) dispatcher->processEvents(QEventLoop::AllEvents | QEventLoop::WaitForMoreEvents);
+  finish_running();
+}
+
+// --- Tasks ----------------------------------------------------------------------
+
+void QiEventLoop::register_task(qi::detail::TaskCore* t) noexcept {
+  t->prev_in_loop = nullptr;
+  t->next_in_loop = impl_->tasks_head;
+  if (impl_->tasks_head) impl_->tasks_head->prev_in_loop = t;
+  impl_->tasks_head = t;
+  ++impl_->task_count;
+}
+
+void QiEventLoop::unregister_task(qi::detail::TaskCore* t) noexcept {
+  (t->prev_in_loop ? t->prev_in_loop->next_in_loop : impl_->tasks_head) = t->next_in_loop;
+  if (t->next_in_loop) t->next_in_loop->prev_in_loop = t->prev_in_loop;
+  t->prev_in_loop = t->next_in_loop = nullptr;
+  --impl_->task_count;
+  if (impl_->task_count == 0 && impl_->stop_when_no_tasks && running_) {
+    impl_->stopping = true;
+    if (!in_slice_) wake_from_outside();
+  }
+}
+
+std::size_t QiEventLoop::pending_tasks() const noexcept { return impl_->task_count; }
+
+void QiEventLoop::destroy_pending_tasks() noexcept {
+  while (qi::detail::TaskCore* t = impl_->tasks_head) t->destroy_pending();
+}
