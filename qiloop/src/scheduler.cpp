@@ -73,15 +73,15 @@ QiEventLoop::Budget QiEventLoop::run_iteration() {
   qi::detail::LoopImpl& state = *impl_;
   if (state.iter_remaining == 0) {
     ++state.stats.iterations;
-    // The tests up front keep an iteration with nothing to poll, take or
-    // move as cheap as a call_soon chain needs it to be.
+    // Each step is a test when its source is empty: a call_soon chain runs
+    // an iteration per callback.
     state.io_was_ready = false;
-    if (state.poll_pending || state.selector.has_user_fds()) poll_io();
-    if (state.inbox.maybe_nonempty()) take_inbox();
-    if (!state.timers.empty()) move_due_timers();
-    state.iter_remaining = ready_.size();  // this iteration runs exactly what is ready now
+    if (state.poll_pending || state.selector.has_user_fds()) poll_io();  // 1
+    if (state.inbox.maybe_nonempty()) take_inbox();                      // 2
+    if (!state.timers.empty()) move_due_timers();                        // 3
+    state.iter_remaining = ready_.size();  // 4: the iteration runs exactly what is ready now
   }
-  return run_ready();
+  return run_ready();  // 5
 }
 
 // Step 1: polls the fds without blocking (only when some are registered or
