@@ -29,10 +29,10 @@ bool env_debug() {
 
 }  // namespace
 
-void qi::detail::report_stale_fds(QiEventLoop& loop, qi::detail::Selector& selector) noexcept {
-  if (!selector.has_stale()) return;
-  for (const qi::detail::Selector::Stale& s : selector.take_stale()) {
-    for (CallbackNode* n : {s.reader, s.writer}) {
+void qi::detail::report_stale_fds(QiEventLoop& loop, qi::detail::Backend& backend) noexcept {
+  if (!backend.has_stale()) return;
+  for (const qi::detail::StaleRegistration& s : backend.take_stale()) {
+    for (CallbackNode* n : {s.handlers.reader, s.handlers.writer}) {
       if (!n) continue;
       qi::detail::cancel_node(n);
       release_node(n);
@@ -47,7 +47,7 @@ void qi::detail::report_stale_fds(QiEventLoop& loop, qi::detail::Selector& selec
 }
 
 QiEventLoop::QiEventLoop(QObject* parent)
-    : QObject(parent), debug_(env_debug()), impl_(std::make_unique<LoopImpl>()) {
+    : QObject(parent), debug_(env_debug()), impl_(std::make_unique<LoopImpl>(*this)) {
   inbox_head_ = &impl_->inbox.head();
 }
 
@@ -139,7 +139,7 @@ bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
     case qi::detail::ThreadInbox::Push::kQueued:
       return true;
     case qi::detail::ThreadInbox::Push::kWake:
-      impl_->selector.wake();
+      impl_->backend.wake();
       return true;
     case qi::detail::ThreadInbox::Push::kSealed:
       break;
@@ -153,7 +153,7 @@ bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
 }
 
 void QiEventLoop::add_fd_handler(int fd, bool write, CallbackNode* n) {
-  n->drop();  // no handle is returned: the selector keeps the only reference
+  n->drop();  // no handle is returned: the backend keeps the only reference
   if (closed_ || debug_) {
     bool ok = false;
     try {
@@ -169,13 +169,13 @@ void QiEventLoop::add_fd_handler(int fd, bool write, CallbackNode* n) {
   }
   CallbackNode* old;
   try {
-    old = impl_->selector.set_handler(fd, write, n);
+    old = impl_->backend.set_handler(fd, write ? qi::detail::FdDirection::kWrite : qi::detail::FdDirection::kRead, n);
   } catch (...) {
     release_node(n);
-    report_stale_fds(*this, impl_->selector);
+    report_stale_fds(*this, impl_->backend);
     throw;
   }
-  report_stale_fds(*this, impl_->selector);
+  report_stale_fds(*this, impl_->backend);
   if (old) {
     qi::detail::cancel_node(old);
     release_node(old);
@@ -186,8 +186,9 @@ void QiEventLoop::add_fd_handler(int fd, bool write, CallbackNode* n) {
 bool QiEventLoop::remove_fd_handler(int fd, bool write) {
   if (closed_) return false;
   if (debug_) check_thread(write ? "remove_writer" : "remove_reader");
-  CallbackNode* old = impl_->selector.take_handler(fd, write);
-  report_stale_fds(*this, impl_->selector);
+  CallbackNode* old =
+      impl_->backend.take_handler(fd, write ? qi::detail::FdDirection::kWrite : qi::detail::FdDirection::kRead);
+  report_stale_fds(*this, impl_->backend);
   if (!old) return false;
   qi::detail::cancel_node(old);
   release_node(old);

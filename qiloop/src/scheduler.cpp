@@ -22,7 +22,7 @@ void QiEventLoop::on_wake(bool from_notifier) {
   // (level-triggered) notifier is silenced so Qt does not spin on it.
   if (in_slice_ || !running_ || I.exiting) {
     if (in_slice_) ++I.stats.deferred_wakeups;
-    if (from_notifier) I.enable_notifier(false);
+    if (from_notifier) I.backend.unwatch();
     return;
   }
   run_slice();
@@ -71,10 +71,10 @@ void QiEventLoop::begin_iteration() {
   ++I.stats.iterations;
   // 1. I/O: poll without blocking, only while there is something to poll.
   I.io_was_ready = false;
-  if (I.poll_pending || I.selector.has_user_fds()) {
+  if (I.poll_pending || I.backend.has_user_fds()) {
     I.poll_pending = false;
-    I.io_was_ready = I.selector.poll(ready_) > 0;
-    report_stale_fds(*this, I.selector);
+    I.io_was_ready = I.backend.poll(ready_) > 0;
+    report_stale_fds(*this, I.backend);
   }
   // 2. Callbacks sent from other threads, oldest first.
   if (I.inbox.maybe_nonempty()) take_inbox();
@@ -177,7 +177,7 @@ void QiEventLoop::run_node(CallbackNode* n) {
 }
 
 // Tells Qt when to call again: now (work is left), at the earliest timer
-// (the timerfd), or when an fd or another thread rings the epoll fd.
+// (the backend's timer), or when an fd or another thread wakes the backend.
 void QiEventLoop::end_slice() {
   LoopImpl& I = *impl_;
   I.inbox.set_awake(false);
@@ -188,12 +188,12 @@ void QiEventLoop::end_slice() {
     if (!I.timers.empty()) {
       if (I.timers.top().when <= clock::now())
         work = true;
-      else if (I.selector.arm_timer(I.timers.top().when))
+      else if (I.backend.arm_timer(I.timers.top().when))
         ++I.stats.timer_arms;
     }
   }
   if (work && !I.wake_event.load(std::memory_order_relaxed)) post_wake();
-  watch_epoll_fd();
+  I.backend.watch();
 }
 
 void QiEventLoop::drain_ready(int max_iterations) {

@@ -8,7 +8,6 @@
 #include <QtCore/QAbstractEventDispatcher>
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEventLoop>
-#include <QtCore/QSocketNotifier>
 
 using qi::detail::CallbackNode;
 using qi::detail::LoopImpl;
@@ -40,10 +39,8 @@ void QiEventLoop::close() {
   // From here on, scheduling from the destructors of the callbacks we drop
   // is ignored (admit() returns false while tearing_down).
   I.tearing_down = true;
-  delete I.notifier;
-  I.notifier = nullptr;
   CallbackNode* inbox = I.inbox.seal();
-  std::vector<CallbackNode*> handlers = I.selector.close();
+  std::vector<CallbackNode*> handlers = I.backend.close();
   std::vector<qi::detail::TimerHeap::Entry> timers = I.timers.take_all();
   CallbackNode* ready = nullptr;
   CallbackNode** tail = &ready;

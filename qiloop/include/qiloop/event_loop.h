@@ -433,7 +433,6 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // restart: QiRunner::restart() runs its own (attached) loop again.
   void check_can_run(const char* api, bool restart = false) const;
 
-  void watch_epoll_fd();
   void start_running(bool attached);
   void finish_running();
   void on_wake(bool from_notifier);
