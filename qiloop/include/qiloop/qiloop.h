@@ -2,6 +2,7 @@
 #pragma once
 
 #include <qiloop/coro.h>
+#include <qiloop/config.h>
 #include <qiloop/errors.h>
 #include <qiloop/event_loop.h>
 #include <qiloop/future.h>
