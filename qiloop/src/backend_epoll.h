@@ -74,8 +74,9 @@ class EpollBackend {
   // Rings the eventfd. Any thread; a no-op after close().
   void wake() noexcept;
 
-  // Deletes the notifier and closes every fd. Returns the user handlers (each with the selector's
-  // reference, stale ones included) for the caller to release.
+  // Deletes the notifier and closes every fd. Returns the user handlers (each
+  // with the backend's reference, stale ones included) for the caller to
+  // release.
   std::vector<CallbackNode*> close();
 
   // Installs n (taking over one reference) as fd's reader or writer; returns

@@ -27,6 +27,14 @@ constexpr QSocketNotifier::Type notifier_type(FdDirection d) noexcept {
 
 constexpr FdDirection kDirections[] = {FdDirection::kRead, FdDirection::kWrite};
 
+// The errno a registration is reported stale with when its number now names
+// another file (not every C library has ESTALE).
+#ifdef ESTALE
+constexpr int kNumberReused = ESTALE;
+#else
+constexpr int kNumberReused = EBADF;
+#endif
+
 }  // namespace
 
 QtBackend::QtBackend(QObject& owner, ReadyCallback on_ready) : owner_(owner), on_ready_(on_ready) {}
@@ -209,7 +217,7 @@ CallbackNode* QtBackend::set_handler(int fd, FdDirection direction, CallbackNode
     }
     // The number is closed, or names another file now: the old handlers must
     // not move to it.
-    drop_stale(it, error ? error : ESTALE);
+    drop_stale(it, error ? error : kNumberReused);
   }
   if (error != 0) throw_unwatchable(fd, error);
   Watch w;
@@ -233,7 +241,7 @@ CallbackNode* QtBackend::take_handler(int fd, FdDirection direction) noexcept {
     delete_notifiers(it->second);
     fds_.erase(it);
   } else if (const auto [error, file] = identify(fd); error != 0 || !(file == it->second.file)) {
-    drop_stale(it, error ? error : ESTALE);
+    drop_stale(it, error ? error : kNumberReused);
   }
   return old;
 }

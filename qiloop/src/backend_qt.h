@@ -85,27 +85,15 @@ class QtBackend {
   // another thread). Notifiers and the timer report at most once anyway.
   void unwatch();
 
-  // Arms the timer for `when` unless already armed for it. Returns whether
-  // it was (re)started.
-  bool arm_timer(time_point when);
-
-  // Rings the doorbell. Any thread; a no-op after close().
+  // The rest as backend.h says; what is particular to this backend is at the
+  // top of this file.
+  bool arm_timer(time_point when);  // (re)starts the QTimer
   void wake() noexcept;
-
-  // Deletes every Qt watch. Returns the user handlers (each with the
-  // backend's reference, stale ones included) for the caller to release.
-  std::vector<CallbackNode*> close();
-
-  // As EpollBackend's: installs n as fd's handler for `direction`, returns
-  // the one it replaced; a stale registration of fd is dropped first. Throws
-  // std::invalid_argument when fd cannot be watched.
+  std::vector<CallbackNode*> close();  // deletes every Qt watch
   CallbackNode* set_handler(int fd, FdDirection direction, CallbackNode* n);
   CallbackNode* take_handler(int fd, FdDirection direction) noexcept;
+  int poll(ReadyQueue& ready);  // a zero-timeout POSIX poll() of every registered fd
   bool has_user_fds() const noexcept { return !fds_.empty(); }
-
-  // Non-blocking: appends the handler of each ready fd (see backend.h).
-  int poll(ReadyQueue& ready);
-
   bool has_stale() const noexcept { return !stale_.empty(); }
   std::vector<StaleRegistration> take_stale() noexcept { return std::exchange(stale_, {}); }
 
