@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds and runs every test: g++ (plain, ASan+UBSan, TSan on the thread
-# tests), clang (plain), the install-consumer test, and a short smoke run of
-# every benchmark. This is what CI (.ci/run) runs.
+# tests), clang (plain), the whole suite again on the portable (Qt-only)
+# backend, the install-consumer test, and a short smoke run of every
+# benchmark with both backends. This is what CI (.ci/run) runs.
 #
 # Usage: scripts/test.sh            everything
-#        QILOOP_PRESETS="dev" scripts/test.sh   a subset of: dev asan-ubsan tsan clang bench
+#        QILOOP_PRESETS="dev" scripts/test.sh   a subset of: dev asan-ubsan tsan clang portable bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-presets=${QILOOP_PRESETS:-"dev asan-ubsan tsan clang bench"}
+presets=${QILOOP_PRESETS:-"dev asan-ubsan tsan clang portable bench"}
 
 # g++ 12 / clang 14 sanitizer runtimes abort when ASLR uses 32 bits of mmap
 # randomness; run them without ASLR then.
@@ -37,8 +38,6 @@ run_ctest() {
 for p in $presets; do
   t0=$(date +%s)
   if [ "$p" = bench ]; then
-    cmake --preset release >/dev/null
-    cmake --build --preset release
     scripts/bench.sh --smoke
   else
     cmake --preset "$p" >/dev/null

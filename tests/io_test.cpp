@@ -452,10 +452,13 @@ TEST_P(IoTest, AddingToAClosedWatchedFdThrowsAndDropsItsStaleHandler) {
 
 // A closed fd removed only afterwards leaves its file, kept open by a dup, in
 // the epoll set under the old number: its events reach no handler and the
-// selector rebuilds the set without it. The rebuild must not carry over a
+// backend rebuilds the set without it. The rebuild must not carry over a
 // registration whose number now names another file (here: fd `a`, closed
 // without remove_reader and reused): that one is dropped and reported.
 TEST_P(IoTest, RebuildingTheEpollSetLeavesStaleRegistrationsBehind) {
+  if (QILOOP_BACKEND_PORTABLE)
+    GTEST_SKIP() << "the portable backend watches fd numbers, not files: it has no closed file's events to notice "
+                    "a reused number by (documented in qiloop/src/backend_qt.h)";
   QiEventLoop loop;
   StaleReports reports(loop);
   auto old_a = std::make_unique<Channel>(Kind::kPipe);

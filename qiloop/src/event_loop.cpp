@@ -25,10 +25,10 @@ bool qi::detail::debug_from_env() noexcept {
   return v && *v && std::string_view(v) != "0";
 }
 
-void qi::detail::report_stale_fds(QiEventLoop& loop, qi::detail::Selector& selector) noexcept {
-  if (!selector.has_stale()) return;
-  for (const qi::detail::Selector::Stale& s : selector.take_stale()) {
-    for (CallbackNode* n : {s.reader, s.writer}) {
+void qi::detail::report_stale_fds(QiEventLoop& loop, qi::detail::Backend& backend) noexcept {
+  if (!backend.has_stale()) return;
+  for (const qi::detail::StaleRegistration& s : backend.take_stale()) {
+    for (CallbackNode* n : {s.handlers.reader, s.handlers.writer}) {
       if (!n) continue;
       qi::detail::cancel_node(n);
       release_node(n);
@@ -43,7 +43,7 @@ void qi::detail::report_stale_fds(QiEventLoop& loop, qi::detail::Selector& selec
 }
 
 QiEventLoop::QiEventLoop(QObject* parent)
-    : QObject(parent), debug_(qi::detail::debug_from_env()), impl_(std::make_unique<LoopImpl>()) {
+    : QObject(parent), debug_(qi::detail::debug_from_env()), impl_(std::make_unique<LoopImpl>(*this, &QiEventLoop::on_backend_ready)) {
   inbox_head_ = &impl_->inbox.head();
 }
 
@@ -135,7 +135,7 @@ bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
     case qi::detail::ThreadInbox::Push::kQueued:
       return true;
     case qi::detail::ThreadInbox::Push::kWake:
-      impl_->selector.wake();
+      impl_->backend.wake();
       return true;
     case qi::detail::ThreadInbox::Push::kSealed:
       break;
@@ -147,11 +147,11 @@ bool QiEventLoop::schedule_threadsafe(CallbackNode* n) {
       "call_soon_threadsafe: the event loop is closed; schedule work before close(), or create a new QiEventLoop");
 }
 
-void QiEventLoop::add_fd_handler(int fd, FdEvent event, CallbackNode* n) {
+void QiEventLoop::add_fd_handler(int fd, qi::detail::FdDirection direction, CallbackNode* n) {
   if (closed_ || debug_) {
     bool ok = false;
     try {
-      ok = check_can_schedule(event == FdEvent::kWrite ? "add_writer" : "add_reader");
+      ok = check_can_schedule(direction == qi::detail::FdDirection::kWrite ? "add_writer" : "add_reader");
     } catch (...) {
       release_node(n);
       throw;
@@ -163,13 +163,13 @@ void QiEventLoop::add_fd_handler(int fd, FdEvent event, CallbackNode* n) {
   }
   CallbackNode* old;
   try {
-    old = impl_->selector.set_handler(fd, event == FdEvent::kWrite, n);
+    old = impl_->backend.set_handler(fd, direction, n);
   } catch (...) {
     release_node(n);
-    report_stale_fds(*this, impl_->selector);
+    report_stale_fds(*this, impl_->backend);
     throw;
   }
-  report_stale_fds(*this, impl_->selector);
+  report_stale_fds(*this, impl_->backend);
   if (old) {
     qi::detail::cancel_node(old);
     release_node(old);
@@ -177,11 +177,11 @@ void QiEventLoop::add_fd_handler(int fd, FdEvent event, CallbackNode* n) {
   if (!in_slice_) wake_from_outside();
 }
 
-bool QiEventLoop::remove_fd_handler(int fd, FdEvent event) {
+bool QiEventLoop::remove_fd_handler(int fd, qi::detail::FdDirection direction) {
   if (closed_) return false;
-  if (debug_) check_thread(event == FdEvent::kWrite ? "remove_writer" : "remove_reader");
-  CallbackNode* old = impl_->selector.take_handler(fd, event == FdEvent::kWrite);
-  report_stale_fds(*this, impl_->selector);
+  if (debug_) check_thread(direction == qi::detail::FdDirection::kWrite ? "remove_writer" : "remove_reader");
+  CallbackNode* old = impl_->backend.take_handler(fd, direction);
+  report_stale_fds(*this, impl_->backend);
   if (!old) return false;
   qi::detail::cancel_node(old);
   release_node(old);

@@ -5,7 +5,7 @@
 
 #include <qiloop/event_loop.h>
 
-#include "selector.h"
+#include "backend.h"
 #include "thread_inbox.h"
 #include "timer_heap.h"
 
@@ -15,7 +15,6 @@
 #include <atomic>
 
 class QEventLoop;
-class QSocketNotifier;
 
 Q_DECLARE_LOGGING_CATEGORY(lcQiloop)
 
@@ -24,6 +23,9 @@ namespace qi::detail {
 struct LoopImpl {
   using clock = std::chrono::steady_clock;
 
+  // on_ready: what the backend reports through (QiEventLoop::on_backend_ready).
+  LoopImpl(QObject& loop, qi::detail::ReadyCallback on_ready) : backend(loop, on_ready) {}
+
   // The budget is checked once per this many callbacks: reading the clock
   // costs ~20 ns, a callback as little as ~15 ns.
   static constexpr unsigned kBudgetCheckEvery = 32;
@@ -31,16 +33,9 @@ struct LoopImpl {
   static constexpr int kShutdownRounds = 100;
 
   TimerHeap timers;
-  Selector selector;
+  Backend backend;  // fds, the timer wake-up and the inbox's doorbell (backend.h)
   ThreadInbox inbox;
 
-  QSocketNotifier* notifier = nullptr;
-  bool notifier_enabled = false;
-  unsigned notifier_generation = 0;  // the QCoreApplication it was made under
-  // Turns Qt's watch on the epoll fd on or off (a no-op when it already is,
-  // or before the notifier exists): it is off while the loop is not running
-  // and while a wake-up is deferred, so Qt never spins on a level-triggered fd.
-  void enable_notifier(bool on);
   QEventLoop* qloop = nullptr;  // nested mode: the QEventLoop of run_forever
   // Our posted wake event, while Qt holds it (atomic: removePostedEvents may
   // delete it on another thread).
@@ -49,7 +44,7 @@ struct LoopImpl {
   bool attached = false;       // a QiRunner owns the running state
   bool stopping = false;       // stop() was called; honoured at the iteration's end
   bool tearing_down = false;   // close() is destroying callbacks
-  bool poll_pending = false;   // the epoll fd fired: poll at the next iteration start
+  bool poll_pending = false;   // the backend reported: poll at the next iteration start
   bool exiting = false;        // nested mode: stop() asked the QEventLoop to exit
   bool shutting_down = false;  // shutdown() runs the loop: no stopped() for those runs
   bool emit_stopped = false;   // attached mode: stopped() is due after the slice
@@ -74,10 +69,10 @@ struct LoopImpl {
 // The type of the loop's posted wake event (run_modes.cpp).
 QEvent::Type wake_event_type() noexcept;
 
-// Reports the registrations the selector dropped as stale (an fd closed
-// while watched) and releases their handlers (event_loop.cpp). Each selector
+// Reports the registrations the backend dropped as stale (an fd closed
+// while watched) and releases their handlers (event_loop.cpp). Each backend
 // call that can find one is followed by this.
-void report_stale_fds(QiEventLoop& loop, Selector& selector) noexcept;
+void report_stale_fds(QiEventLoop& loop, Backend& backend) noexcept;
 
 // Debug mode's default: QILOOP_DEBUG is set, and not to "" or "0".
 bool debug_from_env() noexcept;

@@ -1,9 +1,8 @@
 // run_modes.cpp — how QiEventLoop runs: nested mode (run_forever, stop), the
-// wake event Qt delivers, Qt's watch on the epoll fd (all of it in one
-// section: the QSocketNotifier, the application generation it belongs to,
-// watch_epoll_fd), and attached mode (QiRunner, which lives here with the
-// calls it makes). A run starts with start_running() and ends with end_run()
-// at an iteration boundary (scheduler.cpp's honour_stop) and finish_running().
+// wake event Qt delivers, what the backend reports, and attached mode
+// (QiRunner, which lives here with the calls it makes). A run starts with
+// start_running() and ends with end_run() at an iteration boundary
+// (scheduler.cpp's honour_stop) and finish_running().
 #include <qiloop/event_loop.h>
 #include <qiloop/runner.h>
 
@@ -13,7 +12,6 @@
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEvent>
 #include <QtCore/QEventLoop>
-#include <QtCore/QSocketNotifier>
 #include <QtCore/QThread>
 
 #include <atomic>
@@ -27,7 +25,7 @@ const QEvent::Type kWakeEvent = static_cast<QEvent::Type>(QEvent::registerEventT
 // The loop's posted wake-up. The loop's record of it (LoopImpl::wake_event)
 // cannot outlive it, and neither can the wake-up itself: deleted unseen — by
 // QCoreApplication::removePostedEvents (on any thread: it is thread-safe) or
-// a dying application — the event clears the record and rings the epoll fd,
+// a dying application — the event clears the record and rings the backend,
 // so the loop still runs the work it was posted for. (Not by posting again:
 // a dying application deletes its events under the lock postEvent takes.)
 class WakeEvent final : public QEvent {
@@ -43,7 +41,7 @@ class WakeEvent final : public QEvent {
     QEvent* self = this;
     LoopImpl* loop = loop_.load(std::memory_order_acquire);
     if (loop && loop->wake_event.compare_exchange_strong(self, nullptr, std::memory_order_acq_rel))
-      loop->selector.wake();  // a no-op once the loop is closed
+      loop->backend.wake();  // a no-op once the loop is closed
   }
   // Delivered: the loop may be destroyed before Qt deletes the event.
   void disarm() noexcept {
@@ -65,51 +63,27 @@ void QiEventLoop::post_wake() {
   QCoreApplication::postEvent(this, new WakeEvent(impl_.get()));
 }
 
-// --- Qt's watch on the epoll fd ------------------------------------------------
+// --- What the backend reports ------------------------------------------------
 
-void LoopImpl::enable_notifier(bool on) {
-  if (!notifier || notifier_enabled == on) return;
-  notifier->setEnabled(on);
-  notifier_enabled = on;
-}
-
-namespace {
-
-// Counts the QCoreApplications made since the first notifier: a socket
-// notifier is registered with the event dispatcher of the application that
-// existed when it was enabled, and dies deaf with it.
-std::atomic<unsigned> g_app_generation{0};
-
-}  // namespace
+// The backend's report (backend.h): run a slice now, or defer it.
+void QiEventLoop::on_backend_ready(QObject& loop) { static_cast<QiEventLoop&>(loop).on_wake(Wake::kBackend); }
 
 // Runs in every later QCoreApplication's constructor (qAddPreRoutine keeps
 // it for re-created applications), on its thread, with the new dispatcher
-// in place: the thread's running loop, whose notifier is now deaf, gets a
-// wake event, and the slice it runs makes a new notifier (watch_epoll_fd).
+// in place: the backends' Qt watches are deaf now, so the thread's running
+// loop gets a wake event, and the slice it runs ends by making them again
+// (Backend::watch()).
 void QiEventLoop::on_new_application() {
-  g_app_generation.fetch_add(1, std::memory_order_relaxed);
+  qi::detail::count_new_application();
   if (QiEventLoop* loop = qi::running_loop()) loop->post_wake();
-}
-
-// Makes Qt watch the epoll fd, through the current application's dispatcher.
-void QiEventLoop::watch_epoll_fd() {
-  static const bool registered = (qAddPreRoutine(&QiEventLoop::on_new_application), true);
-  (void)registered;
-  const unsigned generation = g_app_generation.load(std::memory_order_relaxed);
-  if (!impl_->notifier || impl_->notifier_generation != generation) {
-    delete impl_->notifier;
-    impl_->notifier = new QSocketNotifier(impl_->selector.fd(), QSocketNotifier::Read, this);
-    impl_->notifier_enabled = true;
-    impl_->notifier_generation = generation;
-    connect(impl_->notifier, &QSocketNotifier::activated, this, [this] { on_wake(Wake::kEpollFd); });
-  }
-  impl_->enable_notifier(true);
 }
 
 // --- Running ------------------------------------------------------------------
 
 void QiEventLoop::start_running(RunMode mode) {
-  watch_epoll_fd();
+  static const bool counting_applications = (qAddPreRoutine(&QiEventLoop::on_new_application), true);
+  (void)counting_applications;
+  impl_->backend.watch();
   impl_->attached = mode == RunMode::kAttached;
   mark_running();
   ensure_wake_posted();
@@ -131,7 +105,7 @@ void QiEventLoop::finish_running() {
   impl_->stopping = false;
   impl_->exiting = false;
   if (qi::running_loop() == this) qi::detail::set_running_loop(nullptr);
-  impl_->enable_notifier(false);
+  impl_->backend.unwatch();
 }
 
 void QiEventLoop::run_forever() {

@@ -15,14 +15,14 @@ using qi::detail::CallbackNode;
 using qi::detail::release_node;
 
 void QiEventLoop::on_wake(Wake source) {
-  if (source == Wake::kEpollFd) impl_->poll_pending = true;
+  if (source == Wake::kBackend) impl_->poll_pending = true;
   // A callback of ours on the stack runs a nested Qt event loop: no
   // iteration may start inside it, so the wake-up is parked until it returns
   // (end_slice re-arms). Not running: nothing to wake. Either way the
   // (level-triggered) notifier is silenced so Qt does not spin on it.
   if (in_slice_ || !running_ || impl_->exiting) {
     if (in_slice_) ++impl_->stats.deferred_wakeups;
-    if (source == Wake::kEpollFd) impl_->enable_notifier(false);
+    if (source == Wake::kBackend) impl_->backend.unwatch();
     return;
   }
   run_slice();
@@ -76,7 +76,7 @@ QiEventLoop::Budget QiEventLoop::run_iteration() {
     // Each step is a test when its source is empty: a call_soon chain runs
     // an iteration per callback.
     state.io_was_ready = false;
-    if (state.poll_pending || state.selector.has_user_fds()) poll_io();  // 1
+    if (state.poll_pending || state.backend.has_user_fds()) poll_io();  // 1
     if (state.inbox.maybe_nonempty()) take_inbox();                      // 2
     if (!state.timers.empty()) move_due_timers();                        // 3
     state.iter_remaining = ready_.size();  // 4: the iteration runs exactly what is ready now
@@ -88,8 +88,8 @@ QiEventLoop::Budget QiEventLoop::run_iteration() {
 // the epoll fd fired) and queues the handlers of the ready ones.
 void QiEventLoop::poll_io() {
   impl_->poll_pending = false;
-  impl_->io_was_ready = impl_->selector.poll(ready_) > 0;
-  report_stale_fds(*this, impl_->selector);
+  impl_->io_was_ready = impl_->backend.poll(ready_) > 0;
+  report_stale_fds(*this, impl_->backend);
 }
 
 // Step 2: appends what other threads sent, oldest first. Also run before a
@@ -217,11 +217,11 @@ bool QiEventLoop::timer_due() {
 }
 
 // Tells Qt when to call again: now (work is left), at the earliest timer
-// (the timerfd), or when an fd or another thread rings the epoll fd.
+// (the backend's timer), or when an fd or another thread wakes the backend.
 void QiEventLoop::end_slice() {
   if (!running_ || impl_->exiting) return;
   if (has_work<WorkCheck::kLeavingSlice>() || arm_timer_wakeup()) ensure_wake_posted();
-  watch_epoll_fd();
+  impl_->backend.watch();
 }
 
 // Nothing to run now: the one precise wake-up goes to the earliest timer
@@ -232,11 +232,11 @@ bool QiEventLoop::arm_timer_wakeup() {
   if (impl_->timers.empty()) return false;
   time_point at = impl_->timers.top().when;
   if (clock_) [[unlikely]] {
-    at = clock_->idle(at, impl_->selector.has_user_fds());
+    at = clock_->idle(at, impl_->backend.has_user_fds());
     if (at <= clock::now()) return true;
     if (at == time_point::max()) return false;  // fds, other threads or notify_changed() wake it
   }
-  if (impl_->selector.arm_timer(at)) ++impl_->stats.timer_arms;
+  if (impl_->backend.arm_timer(at)) ++impl_->stats.timer_arms;
   return false;
 }
 

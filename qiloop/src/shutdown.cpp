@@ -8,7 +8,6 @@
 #include <QtCore/QAbstractEventDispatcher>
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEventLoop>
-#include <QtCore/QSocketNotifier>
 
 using qi::detail::CallbackNode;
 using qi::detail::LoopImpl;
@@ -45,10 +44,8 @@ void QiEventLoop::close() {
   // From here on, scheduling from the destructors of the callbacks we drop
   // is ignored (check_can_schedule() returns false while tearing_down).
   impl_->tearing_down = true;
-  delete impl_->notifier;
-  impl_->notifier = nullptr;
   CallbackNode* inbox = impl_->inbox.seal();
-  std::vector<CallbackNode*> handlers = impl_->selector.close();
+  std::vector<CallbackNode*> handlers = impl_->backend.close();
   std::vector<qi::detail::TimerHeap::Entry> timers = impl_->timers.take_all();
   CallbackNode* ready = nullptr;
   CallbackNode** tail = &ready;

@@ -329,17 +329,17 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // that reuses the number.
   template <class F, class... Args>
   void add_reader(int fd, F&& f, Args&&... args) {
-    add_fd_handler(fd, FdEvent::kRead, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_reader",
+    add_fd_handler(fd, qi::detail::FdDirection::kRead, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_reader",
                                               std::forward<F>(f), std::forward<Args>(args)...));
   }
   template <class F, class... Args>
   void add_writer(int fd, F&& f, Args&&... args) {
-    add_fd_handler(fd, FdEvent::kWrite, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_writer",
+    add_fd_handler(fd, qi::detail::FdDirection::kWrite, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_writer",
                                              std::forward<F>(f), std::forward<Args>(args)...));
   }
   // Returns whether fd had a reader (writer).
-  bool remove_reader(int fd) { return remove_fd_handler(fd, FdEvent::kRead); }
-  bool remove_writer(int fd) { return remove_fd_handler(fd, FdEvent::kWrite); }
+  bool remove_reader(int fd) { return remove_fd_handler(fd, qi::detail::FdDirection::kRead); }
+  bool remove_writer(int fd) { return remove_fd_handler(fd, qi::detail::FdDirection::kWrite); }
 
  Q_SIGNALS:
   // Emitted when the loop stops running (both modes), after its last
@@ -448,9 +448,8 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void wake_from_outside();
   void schedule_timer(qi::detail::CallbackNode* n);
   bool schedule_threadsafe(qi::detail::CallbackNode* n);
-  enum class FdEvent : bool { kRead, kWrite };
-  void add_fd_handler(int fd, FdEvent event, qi::detail::CallbackNode* n);
-  bool remove_fd_handler(int fd, FdEvent event);
+  void add_fd_handler(int fd, qi::detail::FdDirection direction, qi::detail::CallbackNode* n);
+  bool remove_fd_handler(int fd, qi::detail::FdDirection direction);
   void check_thread(const char* api) const;
   // kItsRunner: QiRunner::restart() runs its own (attached) loop again.
   enum class RunBy : bool { kCaller, kItsRunner };
@@ -458,7 +457,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
 
   // run_modes.cpp: how the loop runs.
   static void on_new_application();
-  void watch_epoll_fd();
+  static void on_backend_ready(QObject& loop);
   enum class RunMode : bool { kNested, kAttached };
   void start_running(RunMode mode);
   void mark_running() noexcept;
@@ -479,7 +478,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // callback per step, where calls would cost as much as their bodies.
   enum class Budget : bool { kLeft, kSpent };
   enum class WorkCheck { kInSlice, kLeavingSlice, kDrain };  // who asks has_work()
-  enum class Wake : bool { kPostedEvent, kEpollFd };  // what Qt delivered
+  enum class Wake : bool { kPostedEvent, kBackend };  // what Qt delivered
   void on_wake(Wake source);
   void run_slice();
   void enter_slice(time_point budget_deadline) noexcept;

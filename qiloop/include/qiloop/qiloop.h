@@ -3,6 +3,7 @@
 
 #include <qiloop/clock.h>
 #include <qiloop/coro.h>
+#include <qiloop/config.h>
 #include <qiloop/errors.h>
 #include <qiloop/event_loop.h>
 #include <qiloop/future.h>

@@ -34,6 +34,9 @@
 
 namespace qi::detail {
 
+// Which handler of an fd: add_reader / add_writer.
+enum class FdDirection : bool { kRead, kWrite };
+
 class TimerHeap;
 
 struct CallbackNode {

@@ -1,6 +1,9 @@
-#include "selector.h"
+// backend_epoll.cpp — the Linux backend (see backend_epoll.h).
+#include "backend.h"
 
 #include <qiloop/errors.h>
+
+#include <QtCore/QSocketNotifier>
 
 #include <algorithm>
 #include <cerrno>
@@ -22,18 +25,6 @@ namespace {
   throw qi::RuntimeError(std::string("QiEventLoop: ") + what + " failed: " + std::strerror(errno));
 }
 
-[[noreturn]] void throw_unwatchable(int fd, int err) {
-  std::string msg = "fd " + std::to_string(fd);
-  if (err == EBADF)
-    msg += " is not an open file descriptor (EBADF); pass an open socket, pipe or other pollable fd";
-  else if (err == EPERM)
-    msg += " cannot be polled (EPERM: regular files and directories are always ready); read it directly, "
-           "or in a thread";
-  else
-    msg += " cannot be watched: " + std::string(std::strerror(err));
-  throw std::invalid_argument(msg);
-}
-
 // An event's data: the fd in the low half, its registration's generation in
 // the high half (0 for the loop's own fds).
 constexpr uint64_t tag(int fd, uint32_t gen) noexcept {
@@ -45,11 +36,11 @@ constexpr uint32_t kOwnEvents = EPOLLIN | EPOLLET;
 // poll()'s buffer never holds fewer events than this.
 constexpr std::size_t kMinEvents = 64;
 
-bool cancelled(const CallbackNode* n) noexcept { return n && (n->load_state() & CallbackNode::kCancelled); }
-
 }  // namespace
 
-Selector::Selector() {
+static_assert(LoopBackend<EpollBackend>);
+
+EpollBackend::EpollBackend(QObject& owner, ReadyCallback on_ready) : owner_(owner), on_ready_(on_ready) {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) throw_sys("epoll_create1");
   timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -76,11 +67,33 @@ Selector::Selector() {
   }
 }
 
-Selector::~Selector() {
+EpollBackend::~EpollBackend() {
   for (CallbackNode* n : close()) release_node(n);
 }
 
-bool Selector::arm_timer(time_point when) {
+void EpollBackend::watch() {
+  if (closed_) return;
+  const unsigned generation = application_generation();
+  if (!notifier_ || notifier_generation_ != generation) {
+    delete notifier_;
+    notifier_ = new QSocketNotifier(epoll_fd_, QSocketNotifier::Read, &owner_);
+    notifier_enabled_ = true;
+    notifier_generation_ = generation;
+    QObject::connect(notifier_, &QSocketNotifier::activated, &owner_, [this] { on_ready_(owner_); });
+  }
+  if (!notifier_enabled_) {
+    notifier_->setEnabled(true);
+    notifier_enabled_ = true;
+  }
+}
+
+void EpollBackend::unwatch() {
+  if (!notifier_ || !notifier_enabled_) return;
+  notifier_->setEnabled(false);
+  notifier_enabled_ = false;
+}
+
+bool EpollBackend::arm_timer(time_point when) {
   if (when == armed_ || closed_) return false;
   armed_ = when;
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
@@ -92,14 +105,16 @@ bool Selector::arm_timer(time_point when) {
   return true;
 }
 
-void Selector::wake() noexcept {
+void EpollBackend::wake() noexcept {
   std::lock_guard lock(wake_mu_);
   if (closed_) return;
   uint64_t one = 1;
   [[maybe_unused]] ssize_t r = ::write(event_fd_, &one, sizeof one);
 }
 
-std::vector<CallbackNode*> Selector::close() {
+std::vector<CallbackNode*> EpollBackend::close() {
+  delete notifier_;
+  notifier_ = nullptr;
   {
     std::lock_guard lock(wake_mu_);
     if (closed_) return {};
@@ -110,58 +125,45 @@ std::vector<CallbackNode*> Selector::close() {
     }
   }
   std::vector<CallbackNode*> handlers;
-  auto keep = [&handlers](CallbackNode* reader, CallbackNode* writer) {
-    for (CallbackNode* n : {reader, writer})
-      if (n) handlers.push_back(n);
-  };
-  for (auto& [fd, w] : fds_) keep(w.reader, w.writer);
+  for (auto& [fd, w] : fds_) w.handlers.move_to(handlers);
   fds_.clear();
-  for (const Stale& s : take_stale()) keep(s.reader, s.writer);
+  for (StaleRegistration& s : take_stale()) s.handlers.move_to(handlers);
   return handlers;
 }
 
-std::string Selector::Stale::message() const {
-  const bool both = reader && writer;
-  std::string what = both ? "reader and writer" : reader ? "reader" : "writer";
-  std::string fix = both ? "remove_reader() and remove_writer()" : reader ? "remove_reader()" : "remove_writer()";
-  return "fd " + std::to_string(fd) + " was closed while its " + what + (both ? " were" : " was") +
-         " registered (epoll: " + std::strerror(error) + "); the " + what +
-         " will not run again, nor for a file that reuses the number. Call " + fix + " before closing an fd";
+uint32_t EpollBackend::interest(const Watch& w) noexcept {
+  return (w.handlers.reader ? EPOLLIN : 0u) | (w.handlers.writer ? EPOLLOUT : 0u);
 }
 
-uint32_t Selector::interest(const Watch& w) noexcept {
-  return (w.reader ? EPOLLIN : 0u) | (w.writer ? EPOLLOUT : 0u);
-}
-
-int Selector::apply(int op, int fd, const Watch& w) noexcept {
+int EpollBackend::apply(int op, int fd, const Watch& w) noexcept {
   epoll_event ev{};
   ev.events = interest(w);
   ev.data.u64 = tag(fd, w.gen);
   return ::epoll_ctl(epoll_fd_, op, fd, &ev) == 0 ? 0 : errno;
 }
 
-void Selector::drop_stale(int fd, int error) {
+void EpollBackend::drop_stale(int fd, int error) {
   auto it = fds_.find(fd);
-  stale_.push_back(Stale{fd, error, it->second.reader, it->second.writer});
+  stale_.push_back(StaleRegistration{fd, error, it->second.handlers});
   fds_.erase(it);
 }
 
-CallbackNode* Selector::set_handler(int fd, bool write, CallbackNode* n) {
+CallbackNode* EpollBackend::set_handler(int fd, FdDirection direction, CallbackNode* n) {
   if (fd < 0) throw std::invalid_argument("fd " + std::to_string(fd) + " is negative; pass an open file descriptor");
   if (fd == epoll_fd_ || fd == timer_fd_ || fd == event_fd_ || fd == spare_fd_)
     throw std::invalid_argument("fd " + std::to_string(fd) + " belongs to the event loop itself");
   if (auto it = fds_.find(fd); it != fds_.end()) {
     Watch next = it->second;
-    (write ? next.writer : next.reader) = n;
+    next.handlers[direction] = n;
     int err = apply(EPOLL_CTL_MOD, fd, next);
-    if (err == 0) return std::exchange(write ? it->second.writer : it->second.reader, n);
+    if (err == 0) return std::exchange(it->second.handlers[direction], n);
     // MOD fails this way only when the number no longer names the registered
     // file: the old handlers must not move to whatever file has it now.
     if (err != ENOENT && err != EBADF) throw_unwatchable(fd, err);
     drop_stale(fd, err);
   }
   Watch w;
-  (write ? w.writer : w.reader) = n;
+  w.handlers[direction] = n;
   w.gen = next_gen_++;
   if (next_gen_ == 0) next_gen_ = 1;
   auto it = fds_.try_emplace(fd, w).first;
@@ -176,17 +178,17 @@ CallbackNode* Selector::set_handler(int fd, bool write, CallbackNode* n) {
   return nullptr;
 }
 
-CallbackNode* Selector::take_handler(int fd, bool write) noexcept {
+CallbackNode* EpollBackend::take_handler(int fd, FdDirection direction) noexcept {
   auto it = fds_.find(fd);
   if (it == fds_.end()) return nullptr;
-  CallbackNode* old = std::exchange(write ? it->second.writer : it->second.reader, nullptr);
+  CallbackNode* old = std::exchange(it->second.handlers[direction], nullptr);
   if (old) reregister(it);
   return old;
 }
 
-void Selector::reregister(absl::flat_hash_map<int, Watch>::iterator it) noexcept {
+void EpollBackend::reregister(absl::flat_hash_map<int, Watch>::iterator it) noexcept {
   const int fd = it->first;
-  if (it->second.reader || it->second.writer) {
+  if (!it->second.handlers.empty()) {
     if (int err = apply(EPOLL_CTL_MOD, fd, it->second)) drop_stale(fd, err);
   } else {
     // Fails when fd was closed first: the kernel then dropped the
@@ -196,17 +198,7 @@ void Selector::reregister(absl::flat_hash_map<int, Watch>::iterator it) noexcept
   }
 }
 
-bool Selector::enqueue(ReadyQueue& ready, CallbackNode* n) noexcept {
-  // An fd handler is linked into the ready queue at most once (it runs at
-  // most once per iteration, as in asyncio).
-  if (!n || (n->load_state() & (CallbackNode::kQueued | CallbackNode::kCancelled))) return false;
-  n->set_state(CallbackNode::kQueued);
-  n->retain();
-  ready.push(n);
-  return true;
-}
-
-int Selector::poll(ReadyQueue& ready) {
+int EpollBackend::poll(ReadyQueue& ready) {
   // Room for every registration: one epoll_wait returns all that is ready.
   // Grown with slack, shrunk once far too big, so it is not reallocated as
   // fds come and go.
@@ -232,25 +224,20 @@ int Selector::poll(ReadyQueue& ready) {
         ghosts = true;  // a closed file still open elsewhere, under an old registration
         continue;
       }
-      Watch w = it->second;
       // A handler cancelled through its handle (ExceptionContext::handle) is
-      // unregistered, as asyncio's _process_events does: a level-triggered fd
-      // nobody serves would otherwise keep the loop spinning.
-      // Both at once: taking one first would MOD the fd for the other, and a
-      // closed fd would make the other, cancelled too, a stale registration.
-      if (cancelled(w.reader) || cancelled(w.writer)) {
-        if (cancelled(w.reader)) it->second.reader = nullptr;
-        if (cancelled(w.writer)) it->second.writer = nullptr;
+      // unregistered: a level-triggered fd nobody serves would otherwise keep
+      // the loop spinning. Both at once: taking one first would MOD the fd
+      // for the other, and a closed fd would make the other, cancelled too, a
+      // stale registration.
+      if (FdHandlers cancelled = it->second.handlers.take_cancelled(); !cancelled.empty()) {
         reregister(it);
-        for (CallbackNode* n : {w.reader, w.writer})
-          if (cancelled(n)) release_node(n);
+        cancelled.release();
         it = fds_.find(fd);
         if (it == fds_.end()) continue;  // nothing left, or found stale
-        w = it->second;
       }
       const uint32_t ev = events_[i].events;
-      if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) queued += enqueue(ready, w.reader);
-      if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) queued += enqueue(ready, w.writer);
+      queued += it->second.handlers.enqueue(ready, ev & (EPOLLIN | EPOLLHUP | EPOLLERR),
+                                            ev & (EPOLLOUT | EPOLLHUP | EPOLLERR));
     }
     if (n < static_cast<int>(events_.size())) break;
     // Full, so ghosts took room: more may be ready. Level-triggered fds come
@@ -261,7 +248,7 @@ int Selector::poll(ReadyQueue& ready) {
   return queued;
 }
 
-bool Selector::rebuild() noexcept {
+bool EpollBackend::rebuild() noexcept {
   // A ghost cannot be deleted: epoll_ctl needs an fd of its file, and we have
   // none. A new set without it takes over the same number, so Qt's notifier
   // keeps watching the right fd. The new set is the spare made beforehand: a

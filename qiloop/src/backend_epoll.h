@@ -1,9 +1,11 @@
-// selector.h — the loop's epoll set. Internal.
+// backend_epoll.h — the Linux backend: the loop's epoll set. Internal;
+// include backend.h, which states the contract this class keeps.
 //
 // One epoll fd holds: a timerfd (the single wake-up for the earliest timer,
 // armed with an absolute CLOCK_MONOTONIC deadline, so sub-millisecond), an
 // eventfd (the thread inbox's doorbell) and the user's fds. Qt watches only
-// the epoll fd, through one QSocketNotifier owned by the loop.
+// the epoll fd, through one QSocketNotifier (level-triggered: unwatch()
+// disables it while the loop cannot poll, so Qt does not spin on it).
 //
 // Thread-safety: wake() may be called from any thread until close(); every
 // other member belongs to the loop's thread.
@@ -29,7 +31,7 @@
 // check identity.
 #pragma once
 
-#include <qiloop/detail/callback_node.h>
+#include "backend.h"
 
 #include <absl/container/flat_hash_map.h>
 
@@ -42,29 +44,28 @@
 
 #include <sys/epoll.h>
 
+class QSocketNotifier;
+
 namespace qi::detail {
 
-class Selector {
+class EpollBackend {
  public:
-  using time_point = std::chrono::steady_clock::time_point;
+  using time_point = BackendClock::time_point;
 
-  // A registration found stale; its handlers (each with the selector's
-  // reference, either may be null) are the caller's to cancel and release.
-  struct Stale {
-    int fd = -1;
-    int error = 0;  // the errno that revealed it
-    CallbackNode* reader = nullptr;
-    CallbackNode* writer = nullptr;
-    // The report for the exception handler: names the fd and the fix.
-    std::string message() const;
-  };
+  // Throws qi::RuntimeError when the kernel refuses an fd (out of fds).
+  EpollBackend(QObject& owner, ReadyCallback on_ready);
+  EpollBackend(const EpollBackend&) = delete;
+  EpollBackend& operator=(const EpollBackend&) = delete;
+  ~EpollBackend();
 
-  Selector();
-  Selector(const Selector&) = delete;
-  Selector& operator=(const Selector&) = delete;
-  ~Selector();
+  // The epoll fd Qt watches (for the Linux-only tests).
+  int epoll_fd() const noexcept { return epoll_fd_; }
 
-  int fd() const noexcept { return epoll_fd_; }
+  // Makes Qt watch the epoll fd through the current application's event
+  // dispatcher (a new notifier after a new QCoreApplication), enabled.
+  void watch();
+  // Disables the notifier: the epoll fd stays readable while an fd is ready.
+  void unwatch();
 
   // Arms the timerfd for `when` unless already armed for it. Returns whether
   // a syscall was made.
@@ -73,8 +74,9 @@ class Selector {
   // Rings the eventfd. Any thread; a no-op after close().
   void wake() noexcept;
 
-  // Closes every fd. Returns the user handlers (each with the selector's
-  // reference, stale ones included) for the caller to release.
+  // Deletes the notifier and closes every fd. Returns the user handlers (each
+  // with the backend's reference, stale ones included) for the caller to
+  // release.
   std::vector<CallbackNode*> close();
 
   // Installs n (taking over one reference) as fd's reader or writer; returns
@@ -82,10 +84,10 @@ class Selector {
   // first (see take_stale): then only n is registered and null is returned.
   // Throws std::invalid_argument when fd cannot be watched (the stale
   // registration, if any, is still dropped).
-  CallbackNode* set_handler(int fd, bool write, CallbackNode* n);
+  CallbackNode* set_handler(int fd, FdDirection direction, CallbackNode* n);
   // Removes and returns fd's reader or writer (null when none). Never throws:
   // if fd's other handler turns out stale it is dropped (see take_stale).
-  CallbackNode* take_handler(int fd, bool write) noexcept;
+  CallbackNode* take_handler(int fd, FdDirection direction) noexcept;
   bool has_user_fds() const noexcept { return !fds_.empty(); }
 
   // Non-blocking poll. Consumes timerfd / eventfd wake-ups (edge-triggered) and
@@ -96,12 +98,11 @@ class Selector {
 
   // Stale registrations dropped since the last call, in the order found.
   bool has_stale() const noexcept { return !stale_.empty(); }
-  std::vector<Stale> take_stale() noexcept { return std::exchange(stale_, {}); }
+  std::vector<StaleRegistration> take_stale() noexcept { return std::exchange(stale_, {}); }
 
  private:
   struct Watch {
-    CallbackNode* reader = nullptr;
-    CallbackNode* writer = nullptr;
+    FdHandlers handlers;
     uint32_t gen = 0;  // tags this registration's events; 0 is the loop's own fds
   };
   static uint32_t interest(const Watch& w) noexcept;
@@ -116,8 +117,12 @@ class Selector {
   // Rebuilds the epoll set from fds_, on the same fd number, leaving behind
   // the registrations of closed files. Returns whether it could.
   bool rebuild() noexcept;
-  static bool enqueue(ReadyQueue& ready, CallbackNode* n) noexcept;
 
+  QObject& owner_;
+  ReadyCallback on_ready_;
+  QSocketNotifier* notifier_ = nullptr;  // Qt's watch on epoll_fd_, a child of owner_
+  bool notifier_enabled_ = false;
+  unsigned notifier_generation_ = 0;  // the application_generation() it was made under
   int epoll_fd_ = -1;
   int timer_fd_ = -1;
   int event_fd_ = -1;
@@ -126,7 +131,7 @@ class Selector {
   absl::flat_hash_map<int, Watch> fds_;
   uint32_t next_gen_ = 1;
   std::vector<epoll_event> events_;  // poll()'s buffer, sized to the registrations
-  std::vector<Stale> stale_;
+  std::vector<StaleRegistration> stale_;
   std::mutex wake_mu_;  // orders wake() against close()
   bool closed_ = false; // guarded by wake_mu_
 };
