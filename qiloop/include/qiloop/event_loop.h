@@ -52,6 +52,7 @@
 
 #include <qiloop/clock.h>
 #include <qiloop/detail/callback_node.h>
+#include <qiloop/detail/deadline.h>
 #include <qiloop/detail/invoke.h>
 #include <qiloop/errors.h>
 #include <qiloop/export.h>
@@ -62,7 +63,6 @@
 #include <QtCore/QObject>
 
 #include <chrono>
-#include <cmath>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -76,13 +76,15 @@ class QAbstractEventDispatcher;
 
 namespace qi {
 
-// What the exception handler receives (asyncio's context dict).
+// qi::ExceptionContext
+// What the exception handler receives (asyncio's context dict). Its
+// references keep what they name alive, also when the handler keeps a copy.
 struct ExceptionContext {
   std::string message;
   std::exception_ptr exception;    // may be null
   std::optional<Handle> handle;    // the callback that raised, when there is one
-  TaskRef task;                    // the task concerned, when there is one
-  TaskRef future;                  // the future concerned, when there is one
+  TaskRef task;                    // the task whose run is concerned, when there is one
+  FutureRef future;                // the future (or task) whose exception nobody retrieved
 };
 
 // Counters for tests and diagnostics; they only grow.
@@ -145,7 +147,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // overflow into the past.
   template <class Dur, class F, class... Args>
   qi::TimerHandle call_at(std::chrono::time_point<clock, Dur> when, F&& f, Args&&... args) {
-    return schedule_at(saturate(duration::zero(), when.time_since_epoch()), "call_at", std::forward<F>(f),
+    return schedule_at(qi::detail::deadline_at(when, "call_at"), "call_at", std::forward<F>(f),
                        std::forward<Args>(args)...);
   }
 
@@ -154,7 +156,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // std::invalid_argument for a NaN floating-point delay.
   template <class Rep, class Period, class F, class... Args>
   qi::TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F&& f, Args&&... args) {
-    return schedule_at(saturate(time().time_since_epoch(), delay), "call_later", std::forward<F>(f),
+    return schedule_at(qi::detail::deadline_after(time(), delay, "call_later"), "call_later", std::forward<F>(f),
                        std::forward<Args>(args)...);
   }
   // Delay in seconds.
@@ -404,21 +406,6 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
     n->refs.store(2, std::memory_order_relaxed);
     return n;
   }
-  // base + delay on the loop clock, saturated to time_point::min()/max().
-  template <class Rep, class Period>
-  static time_point saturate(duration base, std::chrono::duration<Rep, Period> delay = {}) {
-    using Wide = std::chrono::duration<long double, std::nano>;
-    const long double d = Wide(delay).count();
-    if constexpr (std::is_floating_point_v<Rep>) {
-      if (std::isnan(d)) throw_nan_delay();
-    }
-    const long double t = Wide(base).count() + d;
-    if (t >= static_cast<long double>(duration::max().count())) return time_point::max();
-    if (t <= static_cast<long double>(duration::min().count())) return time_point::min();
-    return time_point(base + duration(static_cast<duration::rep>(d)));
-  }
-  [[noreturn]] static void throw_nan_delay();
-
   template <class F, class... Args>
   qi::TimerHandle schedule_at(time_point when, const char* api, F&& f, Args&&... args) {
     if (closed_ || debug_) [[unlikely]] {
