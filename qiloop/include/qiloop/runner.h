@@ -15,14 +15,18 @@
 // scheduled meanwhile then runs); run_forever / run_until_complete, which are
 // nested-mode calls, throw for a loop a runner owns.
 //
-// Leaving the runner stops the loop if it still runs, runs the callbacks that
-// are already ready for a bounded number of rounds (so cleanup code
-// scheduled with call_soon still happens), then closes the loop. Pending
-// timers are dropped.
+// Leaving the runner (its destructor) stops the loop if it still runs and
+// then does what qi::run does on exit — QiEventLoop::shutdown(): cancels the
+// tasks still pending and runs the loop until they finish (bounded rounds),
+// reports those that refused, runs the callbacks already ready (bounded, so
+// cleanup code scheduled with call_soon still happens), then closes the
+// loop; timers still pending then are dropped. stopped() is emitted last if
+// the loop was running.
 //
 // Throws (from the constructor) qi::RuntimeError when there is no
 // QCoreApplication, when another loop runs on this thread, or when the loop
-// is closed. Thread-safety: construct and destroy on the loop's thread.
+// is closed. Thread-safety: construct and destroy on the loop's thread;
+// destroying it from a callback of its own loop is fatal (qFatal).
 #pragma once
 
 #include <qiloop/event_loop.h>
@@ -32,13 +36,16 @@
 
 class QILOOP_EXPORT QiRunner {
  public:
-  // Creates and owns a new loop.
+  // QiRunner::QiRunner()
+  // Creates and owns a new loop, or attaches an existing one (which must
+  // outlive the runner, and which the runner shuts down when it goes), and
+  // makes it the running loop of this thread.
   QiRunner();
-  // Attaches an existing loop (which must outlive the runner); the runner
-  // closes it when it goes.
   explicit QiRunner(QiEventLoop& loop);
   QiRunner(const QiRunner&) = delete;
   QiRunner& operator=(const QiRunner&) = delete;
+  // QiRunner::~QiRunner()
+  // Stops and shuts the loop down (see the file comment). Never throws.
   ~QiRunner();
 
   // QiRunner::restart()
@@ -48,6 +55,8 @@ class QILOOP_EXPORT QiRunner {
   // no QCoreApplication, or off the loop's thread.
   void restart();
 
+  // QiRunner::loop()
+  // The loop, for the runner's lifetime.
   QiEventLoop& loop() noexcept { return *loop_; }
 
  private:
