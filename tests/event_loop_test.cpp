@@ -2,8 +2,12 @@
 // semantics, timer ordering, stop(), the exception handler.
 #include "test_util.h"
 
+#include <functional>
+#include <limits>
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using qt::Log;
@@ -377,6 +381,79 @@ TEST_P(EventLoopTest, HugeDelaysMeanNeverAndHugeNegativeOnesMeanNow) {
   loop.call_later(5ms, [&] { loop.stop(); });
   run(loop);
   EXPECT_EQ(log.items, (Strings{"seconds::min", "-1e300 s"}));
+}
+
+// One deadline helper serves call_later and call_at (and qi::sleep,
+// task_test.cpp): NaN is refused naming the call, infinities and what
+// steady_clock cannot hold saturate, whole-nanosecond delays stay exact.
+TEST(EventLoopDeadlines, CallLaterRefusesNaNAndSaturatesInfiniteOrHugeDelays) {
+  QiEventLoop loop;
+  using namespace std::chrono;
+  using time_point = QiEventLoop::time_point;
+  const double inf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (auto call : std::vector<std::function<void()>>{
+           [&] { loop.call_later(nan, [] {}); },
+           [&] { loop.call_later(duration<float, std::milli>(nan), [] {}); }}) {
+    try {
+      call();
+      ADD_FAILURE() << "a NaN delay was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("call_later: the delay is NaN"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(loop.call_later(inf, [] {}).when(), time_point::max());
+  EXPECT_EQ(loop.call_later(duration<double, std::milli>(inf), [] {}).when(), time_point::max());
+  EXPECT_EQ(loop.call_later(QiEventLoop::duration::max(), [] {}).when(), time_point::max());
+  EXPECT_EQ(loop.call_later(hours::max(), [] {}).when(), time_point::max());
+  EXPECT_EQ(loop.call_later(1e300, [] {}).when(), time_point::max());
+  // A delay that a double cannot hold to the nanosecond.
+  const nanoseconds odd((int64_t{1} << 53) + 1);
+  const time_point before = loop.time();
+  const time_point when = loop.call_later(odd, [] {}).when();
+  const time_point after = loop.time();
+  EXPECT_GE(when - before, odd);
+  EXPECT_LE(when - after, odd);
+  loop.close();
+}
+
+TEST_P(EventLoopTest, CallLaterOfANegativeOrMinusInfiniteDelayIsDueNow) {
+  QiEventLoop loop;
+  Log log;
+  using namespace std::chrono;
+  const auto now = loop.time();
+  EXPECT_LE(loop.call_later(-std::numeric_limits<double>::infinity(), log.recorder("-inf")).when(), now);
+  EXPECT_LE(loop.call_later(QiEventLoop::duration::min(), log.recorder("duration::min")).when(), now);
+  EXPECT_LE(loop.call_later(-1h, log.recorder("-1h")).when(), now);
+  loop.call_later(5ms, [&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"-inf", "duration::min", "-1h"}));
+}
+
+TEST_P(EventLoopTest, CallAtRefusesNaNAndSaturatesTimesBeyondTheClock) {
+  QiEventLoop loop;
+  Log log;
+  using namespace std::chrono;
+  using time_point = QiEventLoop::time_point;
+  using DoubleTime = std::chrono::time_point<steady_clock, duration<double>>;
+  const double inf = std::numeric_limits<double>::infinity();
+  try {
+    loop.call_at(DoubleTime(duration<double>(std::numeric_limits<double>::quiet_NaN())), [] {});
+    ADD_FAILURE() << "a NaN time was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("call_at: the time is NaN"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(loop.call_at(DoubleTime(duration<double>(inf)), log.recorder("+inf")).when(), time_point::max());
+  EXPECT_EQ(loop.call_at(std::chrono::time_point<steady_clock, hours>::max(), log.recorder("hours")).when(),
+            time_point::max());
+  EXPECT_EQ(loop.call_at(time_point::max(), log.recorder("max")).when(), time_point::max());
+  EXPECT_EQ(loop.call_at(DoubleTime(duration<double>(-inf)), log.recorder("-inf")).when(), time_point::min());
+  EXPECT_EQ(loop.call_at(std::chrono::time_point<steady_clock, hours>::min(), log.recorder("hours::min")).when(),
+            time_point::min());
+  EXPECT_EQ(loop.call_at(time_point::min(), log.recorder("min")).when(), time_point::min());
+  loop.call_later(5ms, [&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"-inf", "hours::min", "min"}));
 }
 
 TEST_P(EventLoopTest, StoppedIsEmittedOutsideTheLoopsCallbacks) {

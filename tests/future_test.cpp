@@ -534,9 +534,54 @@ TEST(FutureTest, ADoneCallbackThatReadsTheExceptionRetrievesIt) {
   EXPECT_TRUE(reports.items.empty());
 }
 
+TEST(FutureTest, TheNeverRetrievedReportNamesTheFutureInContextFuture) {
+  QiEventLoop loop;
+  Reports reports;
+  reports.install(loop);
+  std::vector<std::string> seen_in_handler;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) {
+    // The future is whole while the handler runs.
+    seen_in_handler.push_back(c.future ? c.future.describe() + (c.future.done() ? " done" : " pending") : "none");
+    reports.items.push_back(c);
+  });
+  {
+    auto f = loop.create_future<int>();
+    f.set_exception(range_error("lost"));
+  }
+  ASSERT_EQ(reports.items.size(), 1u);
+  EXPECT_EQ(seen_in_handler, (std::vector<std::string>{"Future done"}));
+  EXPECT_FALSE(reports.items[0].task) << "a plain future is not a task";
+  // The kept context keeps the future alive (asyncio's context holds it too)...
+  const qi::FutureRef kept = reports.items[0].future;
+  ASSERT_TRUE(kept);
+  EXPECT_TRUE(kept.done());
+  EXPECT_FALSE(kept.cancelled());
+  EXPECT_FALSE(kept.cancel("too late"));
+  EXPECT_THROW(std::rethrow_exception(kept.state()->exception()), std::out_of_range);
+  // ...and letting it go does not report it again.
+  reports.items.clear();
+  EXPECT_TRUE(reports.items.empty());
+}
+
+TEST(FutureTest, FutureRefComparesWithFuturesAndTaskRefs) {
+  QiEventLoop loop;
+  auto a = loop.create_future<int>();
+  auto b = loop.create_future<int>();
+  const qi::FutureRef ra = a.ref();
+  EXPECT_TRUE(a == ra);
+  EXPECT_FALSE(b == ra);
+  EXPECT_TRUE(ra == a.ref());
+  EXPECT_FALSE(ra == qi::FutureRef());
+  EXPECT_TRUE(qi::FutureRef() == qi::TaskRef()) << "empty references are equal, whatever their kind";
+  EXPECT_FALSE(ra == qi::current_task()) << "no task runs here";
+  EXPECT_EQ(ra.describe(), "Future");
+  EXPECT_TRUE(ra.cancel("via the reference"));
+  EXPECT_TRUE(a.cancelled());
+}
+
 // --- Identity and lifetime ------------------------------------------------------
 
-TEST(FutureTest, EqualityAndTaskRefFollowTheSharedState) {
+TEST(FutureTest, EqualityAndFutureRefFollowTheSharedState) {
   QiEventLoop loop;
   auto a = loop.create_future<int>();
   auto b = loop.create_future<int>();

@@ -3,6 +3,8 @@
 // run_until_complete / qi::run, lifetime and never-retrieved reporting.
 #include "test_util.h"
 
+#include <qiloop/testing.h>
+
 #include <QtCore/QObject>
 #include <QtCore/QTimer>
 
@@ -11,6 +13,7 @@
 #include <coroutine>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -645,6 +648,37 @@ TEST_P(TaskTest, AnExceptionNeverRetrievedIsReportedWithTheNameWhenTheLastHandle
   }
 }
 
+// A report about the task's run fills ctx.task; the never-retrieved report,
+// like asyncio's, names the task in ctx.future (a task is a future). The
+// kept context keeps the task alive.
+TEST_P(TaskTest, TheNeverRetrievedReportNamesTheTaskInContextFuture) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  auto doomed = std::make_optional(loop.create_task(throw_after_yield(std::runtime_error("lost")), "doomed"));
+  stop_when_done(loop, *doomed);
+  run(loop);
+  doomed.reset();
+  const qi::ExceptionContext* lost = never_retrieved(reports.contexts);
+  ASSERT_NE(lost, nullptr);
+  ASSERT_TRUE(lost->future);
+  EXPECT_EQ(lost->future.describe(), "Task 'doomed'");
+  EXPECT_TRUE(lost->future.done());
+  EXPECT_FALSE(lost->task);
+}
+
+TEST(TaskReports, ATaskDestroyedPendingIsNamedInContextTask) {
+  QiEventLoop loop;
+  Reports reports(loop);
+  qi::Task<void> stuck = loop.create_task([]() -> qi::Coro<void> { co_await qi::sleep(1h); }(), "stuck");
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  loop.close();
+  ASSERT_EQ(reports.contexts.size(), 1u);
+  EXPECT_TRUE(contains(reports.contexts[0].message, "destroyed but it is pending")) << reports.contexts[0].message;
+  EXPECT_TRUE(stuck == reports.contexts[0].task);
+  EXPECT_FALSE(reports.contexts[0].future);
+}
+
 TEST_P(TaskTest, ATaskWithNoHandleLeftIsReportedWhenItFails) {
   QiEventLoop loop;
   Reports reports(loop);
@@ -1003,3 +1037,75 @@ TEST(TaskResult, AResultOfTwoMebibytesIsStoredAndReadBack) {
 }
 
 }  // namespace
+
+// --- qi::sleep's delay, on virtual time -----------------------------------------------
+// One deadline helper serves sleep, call_later and call_at (event_loop_test.cpp).
+
+QILOOP_TEST_VT(TaskSleep, ANaNDelayIsRefusedWhereSleepIsCalledNamingIt) {
+  for (auto make : std::vector<std::function<void()>>{
+           [] { (void)qi::sleep(std::numeric_limits<double>::quiet_NaN()); },
+           [] { (void)qi::sleep(std::chrono::duration<float>(std::numeric_limits<float>::quiet_NaN())); }}) {
+    try {
+      make();
+      ADD_FAILURE() << "a NaN delay was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("qi::sleep: the delay is NaN"), std::string::npos) << e.what();
+    }
+  }
+  co_return;
+}
+
+QILOOP_TEST_VT(TaskSleep, InfiniteOrHugeDelaysNeverFireAndTimeStillJumpsToOtherDeadlines) {
+  QiEventLoop& loop = qi::get_running_loop();
+  const auto t0 = loop.time();
+  std::vector<qi::Task<void>> sleepers;
+  sleepers.push_back(qi::create_task([]() -> qi::Coro<void> {
+    co_await qi::sleep(std::numeric_limits<double>::infinity());
+  }()));
+  sleepers.push_back(qi::create_task([]() -> qi::Coro<void> { co_await qi::sleep(1e300); }()));
+  sleepers.push_back(qi::create_task([]() -> qi::Coro<void> { co_await qi::sleep(std::chrono::hours::max()); }()));
+  sleepers.push_back(
+      qi::create_task([]() -> qi::Coro<void> { co_await qi::sleep(QiEventLoop::duration::max()); }()));
+  co_await qi::sleep(1h);
+  EXPECT_EQ(loop.time() - t0, 1h) << "autojump went to the next real deadline, not to 'never'";
+  for (auto& t : sleepers) {
+    EXPECT_FALSE(t.done());
+    t.cancel();
+  }
+  for (auto& t : sleepers) {
+    try {
+      co_await t;
+    } catch (const qi::CancelledError&) {
+    }
+    EXPECT_TRUE(t.cancelled());
+  }
+  EXPECT_EQ(loop.time() - t0, 1h);
+}
+
+QILOOP_TEST_VT(TaskSleep, NegativeDelaysYieldOneIterationWithoutTimePassing) {
+  QiEventLoop& loop = qi::get_running_loop();
+  const auto t0 = loop.time();
+  std::vector<uint64_t> spent;
+  for (auto d : {qi::sleep(-1ns), qi::sleep(-std::numeric_limits<double>::infinity()), qi::sleep(-1e300),
+                 qi::sleep(QiEventLoop::duration::min()), qi::sleep(std::chrono::hours::min())}) {
+    const uint64_t before = loop.stats().iterations;
+    co_await d;
+    spent.push_back(loop.stats().iterations - before);
+  }
+  EXPECT_EQ(spent, (std::vector<uint64_t>{1, 1, 1, 1, 1}));
+  EXPECT_EQ(loop.time(), t0);
+}
+
+QILOOP_TEST_VT(TaskSleep, SleepsExactlyItsDelayWhateverTheUnit) {
+  QiEventLoop& loop = qi::get_running_loop();
+  const std::chrono::nanoseconds odd((int64_t{1} << 53) + 1);  // beyond a double's precision
+  auto t = loop.time();
+  co_await qi::sleep(odd);
+  EXPECT_EQ(loop.time() - t, odd);
+  t = loop.time();
+  co_await qi::sleep(1.5);
+  EXPECT_EQ(loop.time() - t, 1500ms);
+  t = loop.time();
+  co_await qi::sleep(std::chrono::duration<int, std::ratio<1, 3>>(1));  // a third of a second, truncated
+  EXPECT_EQ(loop.time() - t, std::chrono::nanoseconds(333333333));
+}

@@ -1,4 +1,8 @@
+#include <qiloop/detail/deadline.h>
 #include <qiloop/errors.h>
+
+#include <stdexcept>
+#include <string>
 
 namespace qi {
 
@@ -10,3 +14,12 @@ TimeoutError::~TimeoutError() = default;
 CancelledError::~CancelledError() = default;
 
 }  // namespace qi
+
+namespace qi::detail {
+
+void throw_nan_delay(const char* api, const char* what) {
+  throw std::invalid_argument(std::string(api) + ": the " + what +
+                              " is NaN; pass a number of seconds (or a std::chrono duration)");
+}
+
+}  // namespace qi::detail

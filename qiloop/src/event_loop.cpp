@@ -104,10 +104,6 @@ void QiEventLoop::check_can_run(const char* api, RunBy by) const {
                            "before running the loop");
 }
 
-void QiEventLoop::throw_nan_delay() {
-  throw std::invalid_argument("call_later: the delay is NaN; pass a number of seconds (or a std::chrono duration)");
-}
-
 // --- Scheduling (enqueue only) --------------------------------------------------
 
 void QiEventLoop::wake_from_outside() {

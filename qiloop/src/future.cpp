@@ -211,7 +211,7 @@ struct FiringEntry {
 
 FutureStateBase::FutureStateBase(QiEventLoop& loop) : loop_(&loop) {}
 
-FutureStateBase::~FutureStateBase() { report_unretrieved(); }
+FutureStateBase::~FutureStateBase() = default;
 
 std::string FutureStateBase::describe() const { return "Future"; }
 
@@ -220,15 +220,22 @@ RareState& FutureStateBase::rare() {
   return *rare_;
 }
 
+void FutureStateBase::last_release() noexcept {
+  if (status_ == Status::kFinished && exception_ && !(flags_ & kRetrieved)) {
+    refs_.store(1, std::memory_order_relaxed);  // the report's own, while it runs
+    report_unretrieved();
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;  // the handler kept it
+  }
+  delete this;
+}
+
 void FutureStateBase::report_unretrieved() noexcept {
-  if (status_ != Status::kFinished || !exception_ || (flags_ & kRetrieved)) return;
   flags_ |= kRetrieved;  // once
   try {
     ExceptionContext ctx;
-    // describe() is virtual: a derived destructor calls this while it still
-    // knows its own name.
     ctx.message = describe() + " exception was never retrieved";
     ctx.exception = exception_;
+    ctx.future = FutureRef(this);  // a task too, as asyncio's context["future"]
     if (QiEventLoop* l = loop_.data())
       l->call_exception_handler(ctx);
     else

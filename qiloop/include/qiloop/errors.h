@@ -1,4 +1,8 @@
-// qiloop/errors.h — the exceptions qiloop throws.
+// -----------------------------------------------------------------------------
+// File: qiloop/errors.h
+// -----------------------------------------------------------------------------
+//
+// The exceptions qiloop throws.
 //
 // They mirror asyncio's exception classes so that ported code keeps its
 // `except` clauses as `catch` clauses:
@@ -20,6 +24,7 @@
 
 namespace qi {
 
+// qi::RuntimeError
 // Misuse of the loop: a closed loop, a loop that is already running, a call
 // from the wrong thread, a missing QCoreApplication. The message names the fix.
 class QILOOP_EXPORT RuntimeError : public std::runtime_error {
@@ -28,6 +33,7 @@ class QILOOP_EXPORT RuntimeError : public std::runtime_error {
   ~RuntimeError() override;
 };
 
+// qi::InvalidStateError
 // An operation on a future in the wrong state: result() while pending,
 // set_result() on a done future.
 class QILOOP_EXPORT InvalidStateError : public std::logic_error {
@@ -36,6 +42,7 @@ class QILOOP_EXPORT InvalidStateError : public std::logic_error {
   ~InvalidStateError() override;
 };
 
+// qi::TimeoutError
 // A deadline expired (wait_for, timeout).
 class QILOOP_EXPORT TimeoutError : public std::runtime_error {
  public:
@@ -43,14 +50,19 @@ class QILOOP_EXPORT TimeoutError : public std::runtime_error {
   ~TimeoutError() override;
 };
 
-// The operation was cancelled. Not a std::exception (see the file comment).
+// qi::CancelledError
+// The operation was cancelled. Not a std::exception (see the file comment);
+// what() and message() mirror std::exception's for logging.
 class QILOOP_EXPORT CancelledError {
  public:
   CancelledError() = default;
   explicit CancelledError(std::string message) : message_(std::move(message)) {}
   virtual ~CancelledError();
 
+  // CancelledError::message()
   // The message given to cancel(msg); empty when none was given.
+  // CancelledError::what()
+  // The message, or "cancelled" when empty.
   const std::string& message() const noexcept { return message_; }
   const char* what() const noexcept { return message_.empty() ? "cancelled" : message_.c_str(); }
 

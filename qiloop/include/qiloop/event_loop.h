@@ -52,6 +52,7 @@
 
 #include <qiloop/clock.h>
 #include <qiloop/detail/callback_node.h>
+#include <qiloop/detail/deadline.h>
 #include <qiloop/detail/invoke.h>
 #include <qiloop/errors.h>
 #include <qiloop/export.h>
@@ -62,7 +63,6 @@
 #include <QtCore/QObject>
 
 #include <chrono>
-#include <cmath>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -76,15 +76,18 @@ class QAbstractEventDispatcher;
 
 namespace qi {
 
-// What the exception handler receives (asyncio's context dict).
+// qi::ExceptionContext
+// What the exception handler receives (asyncio's context dict). Its
+// references keep what they name alive, also when the handler keeps a copy.
 struct ExceptionContext {
   std::string message;
   std::exception_ptr exception;    // may be null
   std::optional<Handle> handle;    // the callback that raised, when there is one
-  TaskRef task;                    // the task concerned, when there is one
-  TaskRef future;                  // the future concerned, when there is one
+  TaskRef task;                    // the task whose run is concerned, when there is one
+  FutureRef future;                // the future (or task) whose exception nobody retrieved
 };
 
+// qi::LoopStats
 // Counters for tests and diagnostics; they only grow.
 struct LoopStats {
   uint64_t iterations = 0;       // logical iterations begun
@@ -99,9 +102,12 @@ struct LoopImpl;
 }
 
 // qi::get_running_loop()
-// The loop running on the calling thread. Throws qi::RuntimeError when none.
+// The loop running on the calling thread (nested, attached, or inside
+// shutdown). Any thread. Throws qi::RuntimeError when none.
 QILOOP_EXPORT QiEventLoop& get_running_loop();
-// The running loop of the calling thread, or null.
+
+// qi::running_loop()
+// The same, or null when none runs. Any thread; never throws.
 QILOOP_EXPORT QiEventLoop* running_loop() noexcept;
 
 }  // namespace qi
@@ -115,7 +121,14 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   using duration = clock::duration;
   using ExceptionHandler = std::function<void(QiEventLoop&, const qi::ExceptionContext&)>;
 
+  // QiEventLoop::QiEventLoop()
+  // A loop bound to the calling thread, not running. No QCoreApplication is
+  // needed until it runs. Throws qi::RuntimeError when the OS refuses its
+  // descriptors (epoll, timerfd, eventfd).
   explicit QiEventLoop(QObject* parent = nullptr);
+  // QiEventLoop::~QiEventLoop()
+  // Closes the loop (see close()). Fatal (qFatal) while running or from
+  // another thread (see "Lifetime" above).
   ~QiEventLoop() override;
 
   // --- Scheduling ----------------------------------------------------------
@@ -145,7 +158,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // overflow into the past.
   template <class Dur, class F, class... Args>
   qi::TimerHandle call_at(std::chrono::time_point<clock, Dur> when, F&& f, Args&&... args) {
-    return schedule_at(saturate(duration::zero(), when.time_since_epoch()), "call_at", std::forward<F>(f),
+    return schedule_at(qi::detail::deadline_at(when, "call_at"), "call_at", std::forward<F>(f),
                        std::forward<Args>(args)...);
   }
 
@@ -154,10 +167,10 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // std::invalid_argument for a NaN floating-point delay.
   template <class Rep, class Period, class F, class... Args>
   qi::TimerHandle call_later(std::chrono::duration<Rep, Period> delay, F&& f, Args&&... args) {
-    return schedule_at(saturate(time().time_since_epoch(), delay), "call_later", std::forward<F>(f),
+    return schedule_at(qi::detail::deadline_after(time(), delay, "call_later"), "call_later", std::forward<F>(f),
                        std::forward<Args>(args)...);
   }
-  // Delay in seconds.
+  // The delay in seconds; the same contract.
   template <class F, class... Args>
   qi::TimerHandle call_later(double seconds, F&& f, Args&&... args) {
     return call_later(std::chrono::duration<double>(seconds), std::forward<F>(f), std::forward<Args>(args)...);
@@ -191,11 +204,17 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // qi::RuntimeError while the loop runs, while timers are pending (their
   // deadlines belong to the old clock), and when c serves another loop.
   void set_clock(qi::Clock* c);
+  // QiEventLoop::get_clock()
   // The clock given to set_clock(), or null (the real steady clock).
   qi::Clock* get_clock() const noexcept { return clock_; }
 
   // --- Futures -------------------------------------------------------------
 
+  // QiEventLoop::create_future()
+  // A pending qi::Future<T> bound to this loop (asyncio's
+  // loop.create_future()). Works before the loop runs and on a closed loop
+  // (completing it then throws when it has done callbacks to schedule).
+  // Loop thread. Throws only std::bad_alloc.
   template <class T = void>
   [[nodiscard]] qi::Future<T> create_future() {
     return qi::Future<T>(*this);
@@ -231,10 +250,16 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // (at most kShutdownCancelRounds rounds of cancelling, each waiting at
   // most kShutdownRoundTime), reports those that refused, runs the
   // callbacks already ready (bounded), then closes the loop.
+  // Loop thread. Throws qi::RuntimeError while the loop runs (so also from
+  // its own callbacks: shutdown runs the loop itself); on a closed loop it
+  // does nothing.
   void shutdown();
   static constexpr int kShutdownCancelRounds = 2;
   static constexpr std::chrono::milliseconds kShutdownRoundTime{500};
-  // How many tasks are pending on this loop.
+
+  // QiEventLoop::pending_tasks()
+  // How many tasks of this loop are not done yet (created and not finished,
+  // whether or not a handle remains). Loop thread.
   std::size_t pending_tasks() const noexcept;
 
   // --- Running and stopping -------------------------------------------------
@@ -288,56 +313,104 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void stop();
 
   // QiEventLoop::close()
-  // Destroys pending callbacks and releases the loop's fds. Idempotent.
-  // Throws qi::RuntimeError while running.
+  // Destroys pending callbacks (and the frames of pending tasks, each
+  // reported) and releases the loop's fds. Idempotent. Loop thread. Throws
+  // qi::RuntimeError while running.
   void close();
 
+  // QiEventLoop::is_running()
+  // QiEventLoop::is_closed()
+  // Whether the loop runs (nested or attached; false again once stop() took
+  // effect), and whether close() was called. Loop thread.
   bool is_running() const noexcept { return running_; }
   bool is_closed() const noexcept { return closed_; }
 
   // --- Errors --------------------------------------------------------------
 
-  // A null handler restores the default one.
+  // QiEventLoop::set_exception_handler()
+  // handler(loop, context) receives what escapes callbacks and tasks and
+  // what the loop reports (see qi::ExceptionContext), on the loop's thread,
+  // before the next callback runs. A null handler restores the default one.
+  // Loop thread; may be called from the handler itself (the running call
+  // finishes on its own copy).
   void set_exception_handler(ExceptionHandler handler);
+
+  // QiEventLoop::get_exception_handler()
+  // The handler set, or null for the default one. Loop thread.
   ExceptionHandler get_exception_handler() const;
-  // Calls the handler; never throws (a throwing handler is logged).
+
+  // QiEventLoop::call_exception_handler()
+  // Calls the handler with context, or default_exception_handler() when none
+  // is set. Never throws: an exception escaping the handler is logged with
+  // the context. Loop thread; re-entrant (a handler may call it).
   void call_exception_handler(const qi::ExceptionContext& context) noexcept;
-  // Logs the context through Qt's message handler (category "qiloop").
+
+  // QiEventLoop::default_exception_handler()
+  // Logs the context through Qt's message handler (category "qiloop",
+  // critical): the message, the exception's what(), and the task or future
+  // concerned. Never throws. Any handler may call it to keep the default log.
   void default_exception_handler(const qi::ExceptionContext& context) noexcept;
 
   // --- Debug and tuning -----------------------------------------------------
 
+  // QiEventLoop::set_debug()
+  // QiEventLoop::get_debug()
+  // Debug mode (also QILOOP_DEBUG=1 in the environment): thread checks on
+  // every call, slow callbacks logged, coroutines never awaited reported.
+  // Loop thread, any time.
   void set_debug(bool enabled) noexcept { debug_ = enabled; }
   bool get_debug() const noexcept { return debug_; }
-  // Debug mode logs callbacks that take longer than this (default 100 ms).
+
+  // QiEventLoop::set_slow_callback_duration()
+  // In debug mode, callbacks (and task steps) that take longer than d (real
+  // time; default 100 ms) are logged. Loop thread.
   void set_slow_callback_duration(duration d) noexcept;
-  // Longest time one slice keeps Qt waiting (default 1 ms). Must be > 0;
-  // duration::max() means no limit (a slice runs until nothing is ready).
+
+  // QiEventLoop::set_slice_budget()
+  // QiEventLoop::slice_budget()
+  // The longest real time one slice keeps Qt waiting (default 1 ms): the
+  // loop then returns to Qt and goes on when Qt next wakes it. duration::max()
+  // means no limit (a slice runs until nothing is ready). Loop thread; takes
+  // effect from the next slice. Throws std::invalid_argument for a budget
+  // <= 0.
   void set_slice_budget(duration budget);
   duration slice_budget() const noexcept;
+
+  // QiEventLoop::stats()
+  // A copy of the loop's counters (qi::LoopStats). Loop thread.
   qi::LoopStats stats() const noexcept;
 
   // --- File descriptors -----------------------------------------------------
 
   // QiEventLoop::add_reader()
   // Runs f(args...) on every iteration while fd is readable (level-
-  // triggered), replacing a previous reader of fd. Throws
-  // std::invalid_argument when fd is not an open, pollable descriptor.
-  // Call remove_reader() / remove_writer() before closing fd: a handler of
-  // a closed fd is dropped and reported through the exception handler when
-  // the loop next touches that fd number, and never runs for another file
-  // that reuses the number.
+  // triggered: once per iteration, in the ready queue like any callback),
+  // replacing a previous reader of fd. Loop thread; callable from callbacks,
+  // including fd's own. Throws std::invalid_argument when fd is not an open,
+  // pollable descriptor or for an empty callable, qi::RuntimeError on a
+  // closed loop. Call remove_reader() / remove_writer() before closing fd: a
+  // handler of a closed fd is dropped and reported through the exception
+  // handler when the loop next touches that fd number, and never runs for
+  // another file that reuses the number.
   template <class F, class... Args>
   void add_reader(int fd, F&& f, Args&&... args) {
     add_fd_handler(fd, qi::detail::FdDirection::kRead, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_reader",
                                               std::forward<F>(f), std::forward<Args>(args)...));
   }
+
+  // QiEventLoop::add_writer()
+  // The same while fd is writable.
   template <class F, class... Args>
   void add_writer(int fd, F&& f, Args&&... args) {
     add_fd_handler(fd, qi::detail::FdDirection::kWrite, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_writer",
                                              std::forward<F>(f), std::forward<Args>(args)...));
   }
-  // Returns whether fd had a reader (writer).
+
+  // QiEventLoop::remove_reader()
+  // QiEventLoop::remove_writer()
+  // Stops watching fd for reading (writing); returns whether it had such a
+  // handler. A run already queued for this iteration does not happen. Loop
+  // thread; callable from callbacks, including the handler itself.
   bool remove_reader(int fd) { return remove_fd_handler(fd, qi::detail::FdDirection::kRead); }
   bool remove_writer(int fd) { return remove_fd_handler(fd, qi::detail::FdDirection::kWrite); }
 
@@ -400,25 +473,10 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
       throw;
     }
     // One reference for the queue that will hold it, one for the returned
-    // handle; an fd handler has no handle (the selector holds it alone).
+    // handle; an fd handler has no handle (the backend holds it alone).
     n->refs.store(Repeating ? 1 : 2, std::memory_order_relaxed);
     return n;
   }
-  // base + delay on the loop clock, saturated to time_point::min()/max().
-  template <class Rep, class Period>
-  static time_point saturate(duration base, std::chrono::duration<Rep, Period> delay = {}) {
-    using Wide = std::chrono::duration<long double, std::nano>;
-    const long double d = Wide(delay).count();
-    if constexpr (std::is_floating_point_v<Rep>) {
-      if (std::isnan(d)) throw_nan_delay();
-    }
-    const long double t = Wide(base).count() + d;
-    if (t >= static_cast<long double>(duration::max().count())) return time_point::max();
-    if (t <= static_cast<long double>(duration::min().count())) return time_point::min();
-    return time_point(base + duration(static_cast<duration::rep>(d)));
-  }
-  [[noreturn]] static void throw_nan_delay();
-
   template <class F, class... Args>
   qi::TimerHandle schedule_at(time_point when, const char* api, F&& f, Args&&... args) {
     if (closed_ || debug_) [[unlikely]] {

@@ -1,44 +1,50 @@
-// qiloop/future.h — qi::Future<T>, asyncio.Future for C++.
+// -----------------------------------------------------------------------------
+// File: qiloop/future.h
+// -----------------------------------------------------------------------------
+//
+// qi::Future<T> is asyncio.Future for C++: a slot that is filled once — with a
+// value, an exception, or cancellation — and callbacks that the loop runs
+// when it is. qi::FutureRef names any future (or task) without its type.
+//
+// Example:
 //
 //   qi::Future<int> f = loop.create_future<int>();
 //   f.add_done_callback([](qi::Future<int> done) { use(done.result()); });
-//   f.set_result(42);          // the callback runs on a later loop iteration
-//   int v = loop.run_until_complete(f);
+//   f.set_result(42);                   // the callback runs on a later iteration
+//   int v = loop.run_until_complete(f); // or, in a coroutine: co_await f
 //
 // A Future is a copyable shared handle to one result slot: every copy sees the
-// same state. It is bound to the loop that created it.
+// same state, and the state lives as long as a handle (or a scheduled done
+// callback) refers to it — also past its loop. It is bound to the loop that
+// created it. A qi::Task<T> (<qiloop/task.h>) is a Future<T> whose result comes
+// from a coroutine.
 //
-// Contract (asyncio's):
-// - result() throws qi::InvalidStateError while pending, qi::CancelledError
-//   (with the cancel message) when cancelled, the stored exception with its
-//   original type when one was set; otherwise returns the value.
-// - set_result / set_exception on a done future throw qi::InvalidStateError;
-//   on a Future<T> handle of a task they throw qi::RuntimeError (a task's
-//   result comes from its coroutine, as in asyncio).
-// - cancel(msg) returns false when already done.
-// - Done callbacks never run inside set_result / set_exception / cancel: each
-//   is scheduled with loop.call_soon when the future completes, in the order
-//   they were added (so they run on the next iteration). A callback added to a
-//   done future is scheduled at once.
-// - An exception that was set and never retrieved (by result() or
-//   exception()) is reported to the loop's exception handler when the last
-//   handle goes away.
+// Ordering: done callbacks never run inside set_result / set_exception /
+// cancel. When the future completes, each is scheduled with the loop's
+// call_soon in the order it was added, so they run on the next iteration; one
+// added to a done future is scheduled at once. The future is done before any
+// of them runs, so cancel() from a done callback returns false.
 //
-// - cancel() from a done callback (of this future or another) returns false
-//   and changes nothing: the future is already done when its callbacks run.
+// Thread-safety: a future belongs to its loop's thread. Handles (and
+// FutureRefs) may be copied and destroyed on any thread — the reference count
+// is atomic — so a handle can ride in a callback given to
+// call_soon_threadsafe, which is how another thread completes a future. Every
+// other call is the loop thread's. In debug mode a call that changes or may
+// change a future (set_result, set_exception, cancel, add/remove_done_callback)
+// made from another thread throws qi::RuntimeError before it reads or changes
+// anything, even when the future is done.
 //
-// Memory: one heap allocation per future; a task's state is 128 bytes
-// beyond its coroutine frame (see detail/future_state.h).
+// Re-entrancy: every call may be made from a done callback, of this future or
+// another.
 //
-// Thread-safety: a future belongs to its loop's thread. Handles may be
-// copied and destroyed on any thread (the reference count is atomic), so a
-// handle can ride in a callback for loop.call_soon_threadsafe, which is how
-// another thread completes a future; every other call is the loop thread's. In debug
-// mode a call that changes or may change a future (set_result,
-// set_exception, cancel, add/remove_done_callback), made from another thread,
-// throws qi::RuntimeError before it reads or changes anything, even when the
-// future is done; completing a future with done callbacks on a closed loop
-// throws before it changes anything.
+// Unretrieved exceptions: an exception that was set and never retrieved (by
+// result(), exception() or co_await) is reported to the loop's exception
+// handler when the last handle goes ("Future exception was never retrieved",
+// with ExceptionContext::future naming the future).
+//
+// Memory: one heap allocation per future (intrusive count; what few futures
+// need — a cancel message, a second done callback — is allocated when first
+// needed). The state is in <qiloop/detail/future_state.h>.
 #pragma once
 
 #include <qiloop/detail/awaiters.h>
@@ -64,28 +70,63 @@ namespace detail {
 template <class T> FutureStateBase* state_of(const Future<T>& f) noexcept;
 }  // namespace detail
 
-// A nullable, type-erased reference to a future or task, for diagnostics and
-// identity (ExceptionContext::task, qi::current_task()). Compares equal when
-// both refer to the same state (or both are empty).
-class TaskRef {
+// qi::FutureRef
+//
+// A nullable, type-erased reference to a future or task, for identity and
+// diagnostics (ExceptionContext::future). It keeps the state alive like a
+// handle. Two FutureRefs compare equal when they refer to the same state (or
+// are both empty); a FutureRef compares with any Future<T> / Task<T>.
+// Thread-safety and re-entrancy: as the future's (see the file comment).
+class FutureRef {
  public:
-  TaskRef() noexcept = default;
-  // Takes a new reference to s (may be null).
-  explicit TaskRef(detail::FutureStateBase* s) noexcept : state_(s) {}
+  // FutureRef::FutureRef()
+  // An empty reference: operator bool is false and every other call but
+  // state() and comparison is undefined.
+  FutureRef() noexcept = default;
+
+  // FutureRef::operator bool()
+  // True when it refers to a future.
   explicit operator bool() const noexcept { return static_cast<bool>(state_); }
-  detail::FutureStateBase* state() const noexcept { return state_.get(); }
-  // For a non-empty reference: as on the Task / Future it refers to.
+
+  // FutureRef::done()
+  // FutureRef::cancelled()
+  // FutureRef::cancel()
+  // As on the Future / Task it refers to: cancel() of a task cancels the
+  // task (not only its result slot). Loop thread only (cancel is checked in
+  // debug mode).
   bool done() const noexcept { return state_->done(); }
   bool cancelled() const noexcept { return state_->cancelled(); }
   bool cancel(std::string msg = {}) const { return state_->cancel(std::move(msg)); }
-  // "Future", or "Task 'name'".
+
+  // FutureRef::describe()
+  // "Future", or "Task 'name'" for a task. Loop thread only.
   std::string describe() const { return state_->describe(); }
-  friend bool operator==(const TaskRef& a, const TaskRef& b) noexcept { return a.state_ == b.state_; }
+
+  friend bool operator==(const FutureRef& a, const FutureRef& b) noexcept { return a.state_ == b.state_; }
+
+  // Internal: takes a new reference to s (may be null); the state.
+  explicit FutureRef(detail::FutureStateBase* s) noexcept : state_(s) {}
+  detail::FutureStateBase* state() const noexcept { return state_.get(); }
 
  private:
   detail::StateRef<detail::FutureStateBase> state_;
 };
 
+// qi::TaskRef
+//
+// A FutureRef that refers to a task (or is empty): what qi::current_task()
+// returns and ExceptionContext::task holds. Equal to the Task<T> it refers to.
+class TaskRef : public FutureRef {
+ public:
+  TaskRef() noexcept = default;
+  // Internal: takes a new reference to the state of a task (may be null).
+  explicit TaskRef(detail::FutureStateBase* s) noexcept : FutureRef(s) {}
+};
+
+// qi::Future<T>
+//
+// T is held by value: not a reference, array or function type (refused at
+// compile time; use a pointer or std::reference_wrapper<T>).
 template <class T>
 class Future {
   static_assert(!std::is_reference_v<T> && !std::is_array_v<T> && !std::is_function_v<T>,
@@ -95,24 +136,47 @@ class Future {
  public:
   using value_type = T;
 
-  // An empty handle: valid() is false and every other call is undefined.
+  // Future::Future()
+  // The default constructor makes an empty handle: valid() is false and
+  // every other call but comparison is undefined. Future(loop) makes a
+  // pending future bound to loop (asyncio.Future(loop=loop); the usual
+  // spelling is loop.create_future<T>()). Throws only std::bad_alloc.
   Future() noexcept = default;
-  // A pending future bound to loop (asyncio.Future(loop=loop)).
   explicit Future(QiEventLoop& loop) : state_(state_type::adopt(new detail::FutureState<T>(loop))) {}
 
+  // Future::valid()
+  // False for a default-constructed (or moved-from) handle.
   bool valid() const noexcept { return static_cast<bool>(state_); }
+
+  // Future::get_loop()
+  // The loop the future is bound to; null once that loop was destroyed.
   QiEventLoop* get_loop() const noexcept { return state_->loop(); }
+
+  // Future::done()
+  // Future::cancelled()
+  // done(): finished with a value or an exception, or cancelled.
   bool done() const noexcept { return state_->done(); }
   bool cancelled() const noexcept { return state_->cancelled(); }
 
   // Future::result()
-  // See the file comment for what it throws. For T = void returns nothing.
+  // The value (a const reference; nothing for T = void). Throws
+  // qi::InvalidStateError while pending, qi::CancelledError (with the cancel
+  // message) when cancelled, and the stored exception with its original type
+  // when one was set — which counts as retrieving it.
   decltype(auto) result() const { return detail::result_of<T>(*state_); }
+
   // Future::exception()
-  // The stored exception, or null when finished with a value. Throws
-  // qi::CancelledError when cancelled, qi::InvalidStateError while pending.
+  // The stored exception (retrieving it), or null when finished with a
+  // value. Throws qi::CancelledError when cancelled, qi::InvalidStateError
+  // while pending.
   std::exception_ptr exception() const { return state_->exception(); }
 
+  // Future::set_result()
+  // Finishes the future with a value (nothing for T = void) and schedules
+  // its done callbacks. Throws qi::InvalidStateError when it is done,
+  // qi::RuntimeError on a handle of a task (a task's result comes from its
+  // coroutine, as in asyncio) and, when there are done callbacks to
+  // schedule, on a closed loop — before it changes anything.
   template <class U = T>
     requires(!std::is_void_v<T> && std::is_constructible_v<T, U &&>)
   void set_result(U&& v) const {
@@ -125,52 +189,51 @@ class Future {
     state_->check_settable("set_result");
     plain().finish_with_value();
   }
-  // Throws std::invalid_argument for a null exception_ptr.
+
+  // Future::set_exception()
+  // Finishes the future with e, as set_result does with a value; also
+  // throws std::invalid_argument for a null exception_ptr.
   void set_exception(std::exception_ptr e) const { state_->set_exception(std::move(e)); }
+
+  // Future::cancel()
+  // Cancels the future with an optional message (carried by the
+  // qi::CancelledError that result() throws) and schedules its done
+  // callbacks; returns false and changes nothing when it is already done.
+  // On a handle of a task it requests the task's cancellation (see
+  // <qiloop/task.h>).
   bool cancel(std::string msg = {}) const { return state_->cancel(std::move(msg)); }
 
   // Future::add_done_callback()
-  // cb is called as cb(future) (or cb() if it takes no argument) through the
-  // loop's ready queue. Returns an id for remove_done_callback. A callback
-  // that is a coroutine (returns qi::Coro) or takes another type is refused
-  // at compile time. Both calls take O(1), however many callbacks there are.
+  // Adds cb, called as cb(future) — or cb() if it takes no argument — through
+  // the loop's ready queue once the future is done (see "Ordering" above).
+  // Returns an id for remove_done_callback. O(1), however many callbacks
+  // there are. A callback that is a coroutine (returns qi::Coro) or takes
+  // another future type is refused at compile time; throws
+  // std::invalid_argument for an empty callable.
   template <class F>
-  uint64_t add_done_callback(F&& cb) const {
-    using D = std::decay_t<F>;
-    constexpr bool kTakesFuture = std::is_invocable_v<D&, Future<T>>;
-    detail::check_not_coro_object<D>();
-    static_assert(kTakesFuture || std::is_invocable_v<D&> || detail::is_coro<D>::value,
-                  "qiloop: add_done_callback: the callback must take this future (qi::Future<T>, or const "
-                  "qi::Future<T>&, with this future's own T) or no argument");
-    if constexpr (kTakesFuture)
-      detail::check_callback_result<std::invoke_result_t<D&, Future<T>>>();
-    else if constexpr (std::is_invocable_v<D&>)
-      detail::check_callback_result<std::invoke_result_t<D&>>();
-    if (detail::is_empty_callable(cb)) detail::throw_empty_callable("add_done_callback");
-    return state_->add_done_callback([cb = std::forward<F>(cb)](detail::FutureStateBase& s) mutable {
-      if constexpr (kTakesFuture) {
-        Future<T> self;
-        self.state_ = state_type(&s);
-        cb(std::move(self));
-      } else if constexpr (std::is_invocable_v<D&>) {
-        cb();
-      }
-    });
-  }
+  uint64_t add_done_callback(F&& cb) const;
+
   // Future::remove_done_callback()
-  // Returns how many callbacks were removed (0 or 1). An id this future did
-  // not hand out (another future's, or one already removed) removes nothing.
+  // Removes the callback with this id; returns how many were removed (0 or
+  // 1). An id this future did not hand out (another future's, or one
+  // already removed) removes nothing. O(1).
   std::size_t remove_done_callback(uint64_t id) const { return state_->remove_done_callback(id); }
 
-  // A type-erased reference to this future (for comparisons and diagnostics).
-  TaskRef ref() const noexcept { return TaskRef(state_.get()); }
+  // Future::ref()
+  // A type-erased reference to this future.
+  FutureRef ref() const noexcept { return FutureRef(state_.get()); }
 
+  // Future::operator==()
+  // Equal when both refer to the same state (or both are empty); compares
+  // with a FutureRef or TaskRef the same way.
   friend bool operator==(const Future& a, const Future& b) noexcept { return a.state_ == b.state_; }
-  friend bool operator==(const Future& a, const TaskRef& b) noexcept { return a.state_.get() == b.state(); }
+  friend bool operator==(const Future& a, const FutureRef& b) noexcept { return a.state_.get() == b.state(); }
 
-  // co_await future: suspends the current task until the future is done,
-  // then yields its value (a copy; `co_await std::move(f)` moves it out) or
-  // throws its exception. Awaiting a done future does not suspend.
+  // Future::operator co_await()
+  // Suspends the current task until the future is done, then yields its
+  // value — a copy; `co_await std::move(f)` moves it out — or throws its
+  // exception. Awaiting a done future does not suspend. Throws
+  // qi::RuntimeError outside a task, or for a future of another loop.
   detail::FutureAwaiter<T, false> operator co_await() const& { return {state_}; }
   detail::FutureAwaiter<T, true> operator co_await() && { return {std::move(state_)}; }
 
@@ -184,6 +247,33 @@ class Future {
   detail::FutureState<T>& plain() const noexcept { return static_cast<detail::FutureState<T>&>(*state_); }
   state_type state_;
 };
+
+// --- Implementation -----------------------------------------------------------
+
+template <class T>
+template <class F>
+uint64_t Future<T>::add_done_callback(F&& cb) const {
+  using D = std::decay_t<F>;
+  constexpr bool kTakesFuture = std::is_invocable_v<D&, Future<T>>;
+  detail::check_not_coro_object<D>();
+  static_assert(kTakesFuture || std::is_invocable_v<D&> || detail::is_coro<D>::value,
+                "qiloop: add_done_callback: the callback must take this future (qi::Future<T>, or const "
+                "qi::Future<T>&, with this future's own T) or no argument");
+  if constexpr (kTakesFuture)
+    detail::check_callback_result<std::invoke_result_t<D&, Future<T>>>();
+  else if constexpr (std::is_invocable_v<D&>)
+    detail::check_callback_result<std::invoke_result_t<D&>>();
+  if (detail::is_empty_callable(cb)) detail::throw_empty_callable("add_done_callback");
+  return state_->add_done_callback([cb = std::forward<F>(cb)](detail::FutureStateBase& s) mutable {
+    if constexpr (kTakesFuture) {
+      Future<T> self;
+      self.state_ = state_type(&s);
+      cb(std::move(self));
+    } else if constexpr (std::is_invocable_v<D&>) {
+      cb();
+    }
+  });
+}
 
 template <class T>
 detail::FutureStateBase* detail::state_of(const Future<T>& f) noexcept {

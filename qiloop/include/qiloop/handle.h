@@ -1,4 +1,10 @@
-// qiloop/handle.h — qi::Handle and qi::TimerHandle, what call_soon / call_later return.
+// -----------------------------------------------------------------------------
+// File: qiloop/handle.h
+// -----------------------------------------------------------------------------
+//
+// qi::Handle and qi::TimerHandle: what call_soon / call_later return.
+//
+// Example:
 //
 //   qi::Handle h = loop.call_soon(cb);
 //   h.cancel();                 // cb will not run; idempotent
@@ -13,6 +19,8 @@
 // call_soon_threadsafe handle, whose callable the loop's thread destroys when
 // it next looks (or at close()). cancel() while the callback runs or after it
 // ran only marks the handle. cancelled() reports whether cancel() was called.
+// Re-entrancy: cancel() may be called from any callback, the handle's own
+// included (it then only marks it).
 //
 // Thread-safety: a handle from call_soon_threadsafe may be copied, destroyed
 // and cancelled on any thread. Other handles belong to their loop's thread.
@@ -25,8 +33,13 @@
 
 namespace qi {
 
+// qi::Handle
+// What call_soon and call_soon_threadsafe return.
 class Handle {
  public:
+  // Handle::Handle()
+  // An empty handle (operator bool is false; cancel() does nothing). Copies
+  // refer to the same callback.
   Handle() noexcept = default;
   Handle(const Handle& o) noexcept : node_(o.node_) {
     if (node_) node_->retain();
@@ -46,12 +59,16 @@ class Handle {
     if (node_) detail::cancel_node(node_);
   }
   // Handle::cancelled()
+  // Whether cancel() was called (through any copy). False when empty.
   bool cancelled() const noexcept {
     return node_ && (node_->load_state() & detail::CallbackNode::kCancelled);
   }
+  // Handle::operator bool()
   // False for a default-constructed handle (or one moved from).
   explicit operator bool() const noexcept { return node_ != nullptr; }
 
+  // Handle::operator==()
+  // Equal when both refer to the same scheduled callback (or both are empty).
   friend bool operator==(const Handle& a, const Handle& b) noexcept { return a.node_ == b.node_; }
 
   // Internal: takes over one reference the caller already counted.
@@ -67,6 +84,8 @@ class Handle {
   detail::CallbackNode* node_ = nullptr;
 };
 
+// qi::TimerHandle
+// What call_later and call_at return: a Handle that also knows its deadline.
 class TimerHandle : public Handle {
  public:
   using time_point = std::chrono::steady_clock::time_point;
@@ -76,6 +95,7 @@ class TimerHandle : public Handle {
   // The loop.time() at which the callback is due; time_point{} when empty.
   time_point when() const noexcept { return node_ ? node_->when : time_point{}; }
 
+  // Internal: takes over one reference the caller already counted.
   static TimerHandle adopt(detail::CallbackNode* n) noexcept {
     TimerHandle h;
     h.node_ = n;

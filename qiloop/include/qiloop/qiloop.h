@@ -1,4 +1,23 @@
-// qiloop/qiloop.h — the whole public API of qiloop.
+// qiloop/qiloop.h — the whole public API of qiloop, in one include.
+//
+//   #include <qiloop/qiloop.h>
+//   qi::Coro<int> answer() { co_await qi::sleep(0.01); co_return 42; }
+//   int main(int argc, char** argv) {
+//     QCoreApplication app(argc, argv);
+//     return qi::run(answer()) == 42 ? 0 : 1;
+//   }
+//
+// Where each part is described:
+//   event_loop.h  QiEventLoop (scheduling, running, errors), qi::run,
+//                 qi::create_task, qi::ExceptionContext
+//   runner.h      QiRunner: attached mode inside app.exec()
+//   coro.h        qi::Coro<T>, the coroutine type
+//   task.h        qi::Task<T>, qi::sleep, qi::current_task
+//   future.h      qi::Future<T>, qi::FutureRef, qi::TaskRef
+//   handle.h      qi::Handle, qi::TimerHandle
+//   clock.h       qi::Clock, the loop's source of "now"
+//   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
+// The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
 #include <qiloop/clock.h>

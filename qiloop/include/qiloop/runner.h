@@ -28,7 +28,8 @@
 //
 // Throws (from the constructor) qi::RuntimeError when there is no
 // QCoreApplication, when another loop runs on this thread, or when the loop
-// is closed. Thread-safety: construct and destroy on the loop's thread.
+// is closed. Thread-safety: construct and destroy on the loop's thread;
+// destroying it from a callback of its own loop is fatal (qFatal).
 #pragma once
 
 #include <qiloop/event_loop.h>
@@ -38,13 +39,16 @@
 
 class QILOOP_EXPORT QiRunner {
  public:
-  // Creates and owns a new loop.
+  // QiRunner::QiRunner()
+  // Creates and owns a new loop, or attaches an existing one (which must
+  // outlive the runner, and which the runner shuts down when it goes), and
+  // makes it the running loop of this thread.
   QiRunner();
-  // Attaches an existing loop (which must outlive the runner); the runner
-  // closes it when it goes.
   explicit QiRunner(QiEventLoop& loop);
   QiRunner(const QiRunner&) = delete;
   QiRunner& operator=(const QiRunner&) = delete;
+  // QiRunner::~QiRunner()
+  // Stops and shuts the loop down (see the file comment). Never throws.
   ~QiRunner();
 
   // QiRunner::restart()
@@ -54,6 +58,8 @@ class QILOOP_EXPORT QiRunner {
   // no QCoreApplication, or off the loop's thread.
   void restart();
 
+  // QiRunner::loop()
+  // The loop, for the runner's lifetime.
   QiEventLoop& loop() noexcept { return *loop_; }
 
  private:

@@ -112,7 +112,7 @@ class QILOOP_EXPORT FutureStateBase {
 
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) last_release();
   }
 
   QiEventLoop* loop() const noexcept { return loop_.data(); }
@@ -161,8 +161,6 @@ class QILOOP_EXPORT FutureStateBase {
 
   // Marks finished and schedules the done callbacks.
   void finish(Status s);
-  // Reports an exception nobody retrieved (called by the destructors).
-  void report_unretrieved() noexcept;
   RareState& rare();
   RareState* rare_if() const noexcept { return rare_.get(); }
   DoneCallbacks& callbacks() noexcept { return callbacks_; }
@@ -174,6 +172,13 @@ class QILOOP_EXPORT FutureStateBase {
   uint64_t hook(Push&& push);
   // Schedules n ready-queue entries, each running the next done callback.
   void schedule_entries(QiEventLoop& l, std::size_t n);
+  // The last reference went: reports an exception nobody retrieved, then
+  // deletes the state — unless the exception handler kept a reference to it
+  // (ctx.future / ctx.task), as asyncio's context keeps the future alive.
+  void last_release() noexcept;
+  // Reports an exception nobody retrieved, the state still whole (describe()
+  // is virtual) and held by the report's context.
+  void report_unretrieved() noexcept;
 
   // Layout: pointers first, then the small fields, whose tail padding a
   // derived TaskCore fills (see its layout note).

@@ -25,10 +25,7 @@ class TaskState final : public FutureState<T, TaskCore> {
  public:
   TaskState(QiEventLoop& loop, typename Coro<T>::handle_type root, std::string name)
       : FutureState<T, TaskCore>(loop, root, std::move(name)) {}
-  ~TaskState() override {
-    this->report_unretrieved();
-    this->destroy_root();
-  }
+  ~TaskState() override { this->destroy_root(); }
 
  private:
   void complete_from_root() override {
