@@ -435,7 +435,7 @@ TEST(FutureTest, ClosingALoopWithManyTasksAwaitingOneFutureIsLinear) {
   EXPECT_EQ(loop.pending_tasks(), static_cast<std::size_t>(kTasks));
   const auto start = std::chrono::steady_clock::now();
   loop.close();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);  // quadratic would take minutes
   EXPECT_EQ(reports, static_cast<std::size_t>(kTasks));
   EXPECT_EQ(loop.pending_tasks(), 0u);
   EXPECT_FALSE(shared.done());
