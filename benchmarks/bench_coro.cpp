@@ -1,4 +1,4 @@
-// bench_coro.cpp — the benchmarks of issue 3 (coroutines and tasks), qiloop
+// bench_coro.cpp — the coroutine and task benchmarks, qiloop
 // beside QCoro (the Qt coroutine library; Debian: qcoro-qt6-dev) in the same
 // binary and run:
 //

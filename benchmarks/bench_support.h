@@ -1,6 +1,6 @@
 // bench_support.h — what every benchmark binary shares: the --smoke switch,
 // main(), timing and percentiles, CPU pinning, and the end-of-run summary that
-// sets qiloop's figures beside its peers' and checks the issue's targets.
+// sets qiloop's figures beside its peers' and checks the targets (ratios to a peer of the same run, or bounds).
 //
 //   void register_all(const bench::Options& o) {
 //     // qiloop's callbacks/s at least 5 times Qt's, checked at the end
@@ -87,7 +87,7 @@ struct Distribution {
 };
 // Nearest-rank percentiles of the samples.
 Distribution distribution(std::vector<double> samples);
-// Several runs of one measurement, summarized as the issue asks ("median of
+// Several runs of one measurement, summarized as the targets ask ("median of
 // 3 runs"): the median of the runs' p50s and of their p99s; the largest max
 // and the total count of negative samples over all runs.
 Distribution median_of_runs(const std::vector<Distribution>& runs);
@@ -139,7 +139,7 @@ inline constexpr const char* kEarly = "early fires";
 void record_us(benchmark::State& state, std::string_view scenario, std::string_view impl, const Distribution& d,
                bool early = false);
 
-// A target of the issue, checked against the summary at the end of the run:
+// A target, checked against the summary at the end of the run:
 //   kValue:      qiloop's figure            <cmp> bound
 //   kRatioTo:    qiloop's figure / peer's   <cmp> bound
 //   kExcessOver: qiloop's figure - peer's   <cmp> bound

@@ -1,4 +1,4 @@
-// scenarios.h — the benchmark scenarios of issue 2, each written once over the
+// scenarios.h — the scheduler's benchmark scenarios, each written once over the
 // driver interface (drivers.h) and registered per implementation by the
 // add_* functions, qiloop first so that its peers can report "qiloop/this".
 //
@@ -390,7 +390,7 @@ std::vector<double> timer_lateness(std::size_t ticks) {
   return std::move(metronome.samples());
 }
 
-// The floor the issue names: what a thread that sleeps 1 ms gets.
+// The floor: what a thread that sleeps 1 ms gets.
 inline std::vector<double> sleep_lateness(std::size_t ticks) {
   std::vector<double> late_us;
   late_us.reserve(ticks);
@@ -427,7 +427,7 @@ inline std::vector<double> timerfd_lateness(std::size_t ticks) {
 inline constexpr const char* kSleepFloor = "sleep_for (floor)";
 inline constexpr const char* kTimerfdFloor = "timerfd read";
 
-// Latency figures are the median of this many runs (the issue's rule).
+// Latency figures are the median of this many runs (one run moves with the VM's neighbours).
 inline constexpr int kRuns = 3;
 
 inline void lateness(benchmark::State& state, const char* impl, std::vector<double> (*sample)(std::size_t)) {

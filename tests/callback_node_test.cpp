@@ -1,4 +1,4 @@
-// The node pool gives a burst's memory back (issue 6, defect 10): resident
+// The node pool gives a burst's memory back: resident
 // memory (/proc/self/statm) returns near its level before a burst within
 // about a second of the burst's end — with a short timer ticking, with the
 // producers of call_soon_threadsafe idle but alive, and on a loop that idled.

@@ -320,7 +320,7 @@ struct StaleReports {
   }
 };
 
-// Issue 6 #7: a reader left on a closed fd must not come back to life for the
+// A reader left on a closed fd must not come back to life for the
 // file that gets the number next. Adding a writer there drops the stale
 // reader (reported), and only the writer is registered, although the new
 // file is readable too.
@@ -380,7 +380,7 @@ struct SpinProbe {
   }
 };
 
-// Issue 6 #3: reader and writer on one fd; the reader raises, and the
+// Reader and writer on one fd; the reader raises, and the
 // exception handler cancels it and closes the fd while a dup keeps the file
 // in the epoll set. Unregistering the reader then finds the fd closed: the
 // writer's registration is stale. It is dropped and reported, no exception
@@ -487,7 +487,7 @@ TEST_P(IoTest, RebuildingTheEpollSetLeavesStaleRegistrationsBehind) {
   ::close(keep_b);
 }
 
-// Issue 6 #19: one iteration serves every fd that was ready when it polled,
+// One iteration serves every fd that was ready when it polled,
 // however many (asyncio's select returns them all).
 TEST_P(IoTest, OneIterationServesThousandsOfReadyFds) {
   constexpr int kFds = 10000;

@@ -66,6 +66,19 @@ namespace qi::detail {
 
 using BackendClock = std::chrono::steady_clock;
 
+// What both backends share: the clock, and no copies (the loop holds its
+// backend by value, and the backend's Qt watches point back at it).
+class BackendBase {
+ public:
+  using time_point = BackendClock::time_point;
+  BackendBase(const BackendBase&) = delete;
+  BackendBase& operator=(const BackendBase&) = delete;
+
+ protected:
+  BackendBase() = default;
+  ~BackendBase() = default;
+};
+
 // The callback a backend reports through (see "Reporting" above).
 using ReadyCallback = void (*)(QObject& owner);
 

@@ -48,14 +48,10 @@ class QSocketNotifier;
 
 namespace qi::detail {
 
-class EpollBackend {
+class EpollBackend : public BackendBase {
  public:
-  using time_point = BackendClock::time_point;
-
   // Throws qi::RuntimeError when the kernel refuses an fd (out of fds).
   EpollBackend(QObject& owner, ReadyCallback on_ready);
-  EpollBackend(const EpollBackend&) = delete;
-  EpollBackend& operator=(const EpollBackend&) = delete;
   ~EpollBackend();
 
   // The epoll fd Qt watches (for the Linux-only tests).

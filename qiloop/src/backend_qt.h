@@ -68,13 +68,9 @@ class QTimer;
 
 namespace qi::detail {
 
-class QtBackend {
+class QtBackend : public BackendBase {
  public:
-  using time_point = BackendClock::time_point;
-
   QtBackend(QObject& owner, ReadyCallback on_ready);
-  QtBackend(const QtBackend&) = delete;
-  QtBackend& operator=(const QtBackend&) = delete;
   ~QtBackend();
 
   // Makes Qt watch the fds (notifiers made or re-enabled), the deadline and
