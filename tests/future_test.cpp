@@ -737,4 +737,27 @@ TEST(FutureTest, HandlesMayBeCopiedAndDroppedOnOtherThreads) {
   EXPECT_EQ(sum, kFutures * (kFutures - 1) / 2);
 }
 
+
+// The exception handler runs on the loop's thread: a last handle dropped on
+// another thread sends the "never retrieved" report there (it ran on the
+// dropping thread, racing with the loop).
+TEST(FutureTest, AnUnretrievedExceptionWhoseLastHandleGoesOnAnotherThreadIsReportedOnTheLoopsThread) {
+  QiEventLoop loop;
+  std::vector<std::thread::id> reported_on;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& ctx) {
+    reported_on.push_back(std::this_thread::get_id());
+    EXPECT_NE(ctx.message.find("exception was never retrieved"), std::string::npos) << ctx.message;
+    EXPECT_TRUE(ctx.future.done());
+  });
+  {
+    auto f = loop.create_future<int>();
+    f.set_exception(std::make_exception_ptr(std::runtime_error("lost")));
+    std::thread([f = std::move(f)]() mutable { f = {}; }).join();
+  }
+  EXPECT_TRUE(reported_on.empty());
+  run_one_iteration(loop);
+  EXPECT_EQ(reported_on, std::vector<std::thread::id>{std::this_thread::get_id()});
+}
+
 }  // namespace
+

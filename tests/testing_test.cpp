@@ -255,6 +255,54 @@ TEST(KitAccessors, ClockAndSetTimeoutOutsideABodyThrow) {
   EXPECT_TRUE(failures.empty()) << ::testing::PrintToString(failures);
 }
 
+// A handler the body installs may capture the body's locals: once the
+// body's frame is gone, the shutdown's reports go to the kit's handler again
+// (under ASan a late call here was a heap-use-after-free of `seen`).
+TEST(KitFailures, AHandlerTheBodyInstalledIsReplacedByTheKitsWhenTheBodyEnds) {
+  auto failures = failures_of(
+      []() -> qi::Coro<void> {
+        auto body_alive = std::make_shared<bool>(true);
+        struct EndsWithTheBody {
+          std::shared_ptr<bool> alive;
+          ~EndsWithTheBody() { *alive = false; }
+        } ends{body_alive};
+        std::vector<std::string> seen;
+        qi::get_running_loop().set_exception_handler(
+            [&seen, body_alive](QiEventLoop&, const qi::ExceptionContext& ctx) {
+              if (!*body_alive) return ADD_FAILURE() << "the body's handler ran after the body ended";
+              seen.push_back(ctx.message);
+            });
+        qi::create_task([]() -> qi::Coro<void> {  // left pending: cancelled at shutdown, then throws
+          try {
+            co_await qi::sleep(1h);
+          } catch (const qi::CancelledError&) {
+          }
+          throw std::runtime_error("on the way out");
+        }());
+        co_await qi::sleep(0ms);
+      }(),
+      {.virtual_time = true});
+  ASSERT_EQ(failures.size(), 2u) << ::testing::PrintToString(failures);
+  EXPECT_NE(failures[0].find("1 task(s) still pending"), std::string::npos) << failures[0];
+  EXPECT_NE(failures[1].find("on the way out"), std::string::npos) << failures[1];
+}
+
+TEST(KitAccessors, SetTimeoutRefusesANonPositiveTimeoutAndCapsAHugeOne) {
+  // milliseconds::max() overflowed the hard watchdog's deadline, which then
+  // aborted the process at once; -5ms made QTimer warn and fire at once.
+  auto failures = failures_of([]() -> qi::Coro<void> {
+    EXPECT_THROW(qi::testing::set_timeout(-5ms), std::invalid_argument);
+    EXPECT_THROW(qi::testing::set_timeout(0ms), std::invalid_argument);
+    qi::testing::set_timeout(std::chrono::milliseconds::max());
+    co_await qi::sleep(1100ms);  // past the hard watchdog's 1 s minimum
+    qi::testing::set_timeout(std::chrono::hours(1'000'000));
+    co_await qi::sleep(1ms);
+  }());
+  EXPECT_TRUE(failures.empty()) << ::testing::PrintToString(failures);
+  expect_one_failure(failures_of([]() -> qi::Coro<void> { co_return; }(), {.timeout = -1ms}),
+                     {"run_test", "not positive"});
+}
+
 // --- docs/testing.md's example, verbatim --------------------------------------------
 
 qi::Coro<int> retry(std::function<qi::Coro<int>()> fetch, int attempts) {
@@ -302,3 +350,4 @@ QILOOP_TEST_VT(Retry, GivesUpAfterTheLastAttemptWithoutWaitingAgain) {
   EXPECT_TRUE(gave_up);
   EXPECT_EQ(loop.time() - t0, 7s);  // 1 + 2 + 4, and no wait after the 4th try
 }
+

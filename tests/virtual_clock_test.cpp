@@ -220,6 +220,23 @@ TEST(VirtualClock, ASleepForeverIsNeverJumpedTo) {
   loop.shutdown();
 }
 
+// duration::max() is a threshold never reached (real_now + threshold
+// overflowed: UBSan's signed-integer-overflow).
+TEST_P(VirtualClockTest, AnEndlessThresholdNeverJumps) {
+  VirtualClock clock;
+  clock.set_autojump_threshold(std::chrono::steady_clock::duration::max());
+  QiEventLoop loop;
+  loop.set_clock(&clock);
+  Log log;
+  loop.call_later(1s, [&] { log("jumped at " + at(loop)); });
+  from_qt_after(50ms, [&] { loop.stop(); });
+  run(loop);
+  EXPECT_TRUE(log.items.empty()) << ::testing::PrintToString(log.items);
+  EXPECT_EQ(loop.time(), time_point{});
+  EXPECT_EQ(clock.autojumps(), 0u);
+  loop.shutdown();
+}
+
 TEST(VirtualClock, TimeOnlyMovesForwardAndByTheLoopsThread) {
   VirtualClock clock(time_point(1h));
   EXPECT_EQ(clock.now(), time_point(1h));

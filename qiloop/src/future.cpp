@@ -3,6 +3,8 @@
 
 #include "loop_impl.h"
 
+#include <QtCore/QThread>
+
 #include <absl/container/inlined_vector.h>
 
 #include <memory>
@@ -223,8 +225,18 @@ RareState& FutureStateBase::rare() {
 void FutureStateBase::last_release() noexcept {
   if (status_ == Status::kFinished && exception_ && !(flags_ & kRetrieved)) {
     refs_.store(1, std::memory_order_relaxed);  // the report's own, while it runs
-    report_unretrieved();
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;  // the handler kept it
+    // The handler runs on the loop's thread: a last handle dropped on
+    // another thread sends the report there, with a reference of its own.
+    if (QiEventLoop* l = loop_.data(); l && l->thread() != QThread::currentThread()) {
+      try {
+        l->call_soon_threadsafe([self = StateRef<FutureStateBase>(this)] { self->report_unretrieved(); });
+      } catch (...) {
+        report_unretrieved();  // a closed loop runs nothing more: here, as with no loop
+      }
+    } else {
+      report_unretrieved();
+    }
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;  // the handler (or the report sent) kept it
   }
   delete this;
 }

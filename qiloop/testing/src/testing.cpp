@@ -9,9 +9,11 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -92,6 +94,17 @@ class HardWatchdog {
   std::thread thread_;
 };
 
+// The longest watchdog QTimer can run (an int of milliseconds, ~24.8 days):
+// a longer timeout is as good as none, and capping it keeps the hard
+// watchdog's sums from overflowing.
+constexpr std::chrono::milliseconds kLongestTimeout{std::numeric_limits<int>::max()};
+
+void check_timeout(std::chrono::milliseconds d, const char* api) {
+  if (d <= std::chrono::milliseconds::zero())
+    throw std::invalid_argument(std::string(api) +
+                                ": the timeout is not positive; pass the real time the body may take (e.g. 5s)");
+}
+
 // The running body's watchdog, for set_timeout().
 struct Watchdog {
   QTimer timer;
@@ -100,6 +113,7 @@ struct Watchdog {
   bool fired = false;
   void arm(std::chrono::milliseconds d) {
     timeout = d;
+    d = std::min(d, kLongestTimeout);
     timer.start(d);
     hard.arm(d);
   }
@@ -122,6 +136,20 @@ std::string describe(const qi::ExceptionContext& ctx) {
   return text;
 }
 
+// The body, then the kit's handler back: a handler the body installed may
+// capture the body's locals, which go with its frame, while shutdown may
+// still report. Restored right after the frame is destroyed (locals go in
+// reverse order), before anything else runs.
+qi::Coro<void> body_then_kit_handler(qi::Coro<void> body, QiEventLoop::ExceptionHandler kit) {
+  struct Restore {
+    QiEventLoop& loop;
+    QiEventLoop::ExceptionHandler& kit;
+    ~Restore() { loop.set_exception_handler(std::move(kit)); }
+  } restore{qi::get_running_loop(), kit};
+  qi::Coro<void> frame = std::move(body);
+  co_await frame;
+}
+
 }  // namespace
 
 void run_test(qi::Coro<void> body, const TestOptions& options) {
@@ -130,14 +158,21 @@ void run_test(qi::Coro<void> body, const TestOptions& options) {
                      "a loop of its own: call it from a plain test, not from a loop's callback";
     return;
   }
+  try {
+    check_timeout(options.timeout, "qi::testing::run_test");
+  } catch (const std::invalid_argument& e) {
+    ADD_FAILURE() << e.what();
+    return;
+  }
   ensure_application();
   std::optional<VirtualClock> clock;
   if (options.virtual_time) clock.emplace();
   QiEventLoop loop;  // after the clock: destroyed before it
   if (clock) loop.set_clock(&*clock);
-  loop.set_exception_handler([](QiEventLoop&, const qi::ExceptionContext& ctx) {
+  QiEventLoop::ExceptionHandler kit_handler = [](QiEventLoop&, const qi::ExceptionContext& ctx) {
     ADD_FAILURE() << "the event loop reported " << describe(ctx);
-  });
+  };
+  loop.set_exception_handler(kit_handler);
 
   Watchdog watchdog;
   watchdog.timer.setSingleShot(true);
@@ -152,7 +187,7 @@ void run_test(qi::Coro<void> body, const TestOptions& options) {
     ~Clear() { t_watchdog = nullptr; }
   } clear;
 
-  qi::Task<void> task = loop.create_task(std::move(body), "test body");
+  qi::Task<void> task = loop.create_task(body_then_kit_handler(std::move(body), kit_handler), "test body");
   try {
     loop.run_until_complete(task);
   } catch (const detail::AbortBody&) {
@@ -191,6 +226,7 @@ VirtualClock& clock() {
 void set_timeout(std::chrono::milliseconds d) {
   if (!t_watchdog)
     throw qi::RuntimeError("qi::testing::set_timeout(): no test body is running; call it from a QILOOP_TEST body");
+  check_timeout(d, "qi::testing::set_timeout()");
   t_watchdog->arm(d);
 }
 

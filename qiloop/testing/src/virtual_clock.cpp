@@ -1,5 +1,6 @@
 #include <qiloop/testing/virtual_clock.h>
 
+#include <qiloop/detail/deadline.h>
 #include <qiloop/errors.h>
 #include <qiloop/event_loop.h>
 
@@ -23,7 +24,8 @@ Clock::time_point VirtualClock::idle(time_point next_timer, bool io_watched) noe
   const std::uint64_t iterations = loop()->stats().iterations;
   const bool quiet = primed_ && iterations == primed_iterations_ + 1 && next_timer == primed_timer_;
   if (quiet && real_now >= primed_until_) return jump(next_timer, real_now);
-  if (!quiet) primed_until_ = real_now + threshold_;  // threshold 0: look again (poll) at once
+  // Threshold 0: look again (poll) at once; duration::max(): never.
+  if (!quiet) primed_until_ = qi::detail::saturating_add(real_now, threshold_);
   primed_ = true;
   primed_iterations_ = iterations;
   primed_timer_ = next_timer;
@@ -50,7 +52,7 @@ void VirtualClock::set(time_point t, const char* api) {
 void VirtualClock::advance(duration d) {
   if (d < duration::zero())
     throw std::invalid_argument("VirtualClock::advance: the duration is negative; virtual time only moves forward");
-  set(d >= time_point::max() - now_ ? time_point::max() : now_ + d, "VirtualClock::advance");
+  set(qi::detail::saturating_add(now_, d), "VirtualClock::advance");
 }
 
 void VirtualClock::jump_to(time_point t) {

@@ -20,7 +20,8 @@
 // - the loop's exception handler gets a report: an exception nobody
 //   retrieved, one escaping a callback, a task destroyed pending. A body that
 //   expects reports installs its own handler (loop.set_exception_handler),
-//   which replaces the kit's for the rest of the test;
+//   which replaces the kit's until the body ends (it may capture the body's
+//   locals: the kit's is back, for the shutdown, once the body's frame goes);
 // - the body has not finished after the watchdog's time (real time;
 //   kDefaultTimeout, or set_timeout() from the body): the loop is stopped
 //   and the test fails with a message. A thread that never returns to the
@@ -67,8 +68,10 @@ void run_test(qi::Coro<void> body, const TestOptions& options = {});
 VirtualClock& clock();
 
 // qi::testing::set_timeout()
-// Restarts the running test body's watchdog with d from now. Throws
-// qi::RuntimeError outside a run_test() body.
+// Restarts the running test body's watchdog with d from now (capped at
+// ~24.8 days, QTimer's longest). Throws qi::RuntimeError outside a
+// run_test() body, std::invalid_argument for d <= 0 (run_test fails the test
+// for such a TestOptions::timeout).
 void set_timeout(std::chrono::milliseconds d);
 
 namespace detail {
