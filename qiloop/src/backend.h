@@ -49,6 +49,10 @@
 //   without remove_reader()/remove_writer() — is dropped and queued for
 //   take_stale(), its handlers never moved to the file that reuses the number.
 //   close() returns every handler (stale ones too) with its reference.
+//   When a stale registration is found differs: EpollBackend finds it when
+//   the fd number is next added or removed (the kernel drops a closed file
+//   from the set silently); QtBackend also at its next poll (POLLNVAL).
+//   Either way the old handler never runs again.
 #pragma once
 
 #include <qiloop/config.h>
