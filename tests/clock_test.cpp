@@ -41,11 +41,6 @@ class ManualClock final : public qi::Clock {
   }
 };
 
-// Runs f from Qt's event loop (injected code) after `after` of real time.
-void from_qt_after(std::chrono::milliseconds after, std::function<void()> f) {
-  QTimer::singleShot(after, QCoreApplication::instance(), std::move(f));
-}
-
 class ClockTest : public qt::ModeTest {};
 INSTANTIATE_TEST_SUITE_P(Modes, ClockTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
@@ -80,11 +75,11 @@ TEST_P(ClockTest, ATimerRunsWhenTheClockReachesItsDeadlineAndNotBefore) {
     loop.stop();
   });
   // Injected code moves the clock: notify_changed() wakes the idle loop.
-  from_qt_after(20ms, [&] {
+  qt::from_qt_after(20ms, [&] {
     log("move to 4999 ms");
     clock.move_to(deadline - 1ms);
   });
-  from_qt_after(60ms, [&] {
+  qt::from_qt_after(60ms, [&] {
     log("move to 5000 ms");
     clock.move_to(deadline);
   });
@@ -126,7 +121,7 @@ TEST(Clock, IdleSaysWhetherFdsAreWatched) {
   qt::Channel ch(qt::Kind::kPipe);
   loop.add_reader(ch.in, [] {});
   loop.call_later(1s, [] {});
-  loop.call_soon([&] { from_qt_after(20ms, [&] { loop.stop(); }); });
+  loop.call_soon([&] { qt::from_qt_after(20ms, [&] { loop.stop(); }); });
   loop.run_forever();
   ASSERT_FALSE(clock.idles.empty());
   EXPECT_EQ(clock.idles.back(), std::make_pair(clock.t + 1s, true));

@@ -11,10 +11,16 @@
 
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace qt {
+
+// Runs f from Qt's event loop (injected code) after `after` of real time.
+inline void from_qt_after(std::chrono::milliseconds after, std::function<void()> f) {
+  QTimer::singleShot(after, QCoreApplication::instance(), std::move(f));
+}
 
 enum class Mode { kNested, kAttached };
 

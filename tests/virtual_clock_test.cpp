@@ -29,10 +29,6 @@ std::string at(const QiEventLoop& loop) {
          " ms";
 }
 
-void from_qt_after(std::chrono::milliseconds after, std::function<void()> f) {
-  QTimer::singleShot(after, QCoreApplication::instance(), std::move(f));
-}
-
 class VirtualClockTest : public qt::ModeTest {};
 INSTANTIATE_TEST_SUITE_P(Modes, VirtualClockTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
@@ -69,11 +65,11 @@ TEST_P(VirtualClockTest, WithAutojumpOffTimeMovesOnlyByAdvanceFromInjectedCode) 
     log("timer at " + at(loop));
     loop.stop();
   });
-  from_qt_after(20ms, [&] {
+  qt::from_qt_after(20ms, [&] {
     clock.advance(9999ms);
     log("advanced to " + at(loop));
   });
-  from_qt_after(60ms, [&] {
+  qt::from_qt_after(60ms, [&] {
     clock.advance(1ms);
     log("advanced to " + at(loop));
   });
@@ -113,7 +109,7 @@ TEST_P(VirtualClockTest, TurningAutojumpOnWakesAnIdleLoop) {
     log("timer at " + at(loop));
     loop.stop();
   });
-  from_qt_after(20ms, [&] {
+  qt::from_qt_after(20ms, [&] {
     log("autojump on");
     clock.set_autojump(true);
   });
@@ -229,7 +225,7 @@ TEST_P(VirtualClockTest, AnEndlessThresholdNeverJumps) {
   loop.set_clock(&clock);
   Log log;
   loop.call_later(1s, [&] { log("jumped at " + at(loop)); });
-  from_qt_after(50ms, [&] { loop.stop(); });
+  qt::from_qt_after(50ms, [&] { loop.stop(); });
   run(loop);
   EXPECT_TRUE(log.items.empty()) << ::testing::PrintToString(log.items);
   EXPECT_EQ(loop.time(), time_point{});

@@ -17,15 +17,15 @@ execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIAB
 if(rc)
   message(FATAL_ERROR "building the consumer failed: ${rc}")
 endif()
-execute_process(COMMAND ${CMAKE_COMMAND} -E env QT_QPA_PLATFORM=offscreen
-                        LD_LIBRARY_PATH=${WORK_DIR}/moved-prefix/lib:${WORK_DIR}/moved-prefix/lib/x86_64-linux-gnu ${WORK_DIR}/build/consumer
-                RESULT_VARIABLE rc)
-if(rc)
-  message(FATAL_ERROR "the consumer failed: ${rc}")
-endif()
-execute_process(COMMAND ${CMAKE_COMMAND} -E env QT_QPA_PLATFORM=offscreen
-                        LD_LIBRARY_PATH=${WORK_DIR}/moved-prefix/lib:${WORK_DIR}/moved-prefix/lib/x86_64-linux-gnu ${WORK_DIR}/build/consumer_test
-                RESULT_VARIABLE rc)
-if(rc)
-  message(FATAL_ERROR "the consumer's QILOOP_TEST failed: ${rc}")
-endif()
+# Runs a consumer binary from the moved install tree; `what` names it in the failure.
+function(run_consumer binary what)
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env QT_QPA_PLATFORM=offscreen
+                          LD_LIBRARY_PATH=${WORK_DIR}/moved-prefix/lib:${WORK_DIR}/moved-prefix/lib/x86_64-linux-gnu
+                          ${WORK_DIR}/build/${binary}
+                  RESULT_VARIABLE rc)
+  if(rc)
+    message(FATAL_ERROR "${what} failed: ${rc}")
+  endif()
+endfunction()
+run_consumer(consumer "the consumer")
+run_consumer(consumer_test "the consumer's QILOOP_TEST")
