@@ -3,6 +3,8 @@
 // failures are captured and checked.
 #include <qiloop/testing.h>
 
+#include <QtCore/QThread>
+
 #include <gtest/gtest-spi.h>
 
 #include <chrono>
@@ -54,6 +56,23 @@ QILOOP_TEST(Kit, BodyRunsAsATaskOnARunningLoopInNestedMode) {
   auto t0 = loop.time();
   co_await qi::sleep(1ms);
   EXPECT_GE(loop.time() - t0, 1ms);
+}
+
+QILOOP_TEST_MODES_VT(Kit, ModesRunTheBodyOnceEach) {
+  static int runs[2] = {0, 0};
+  const auto mode = qi::testing::run_mode();
+  ++runs[mode == qi::testing::RunMode::kAttached];
+  QiEventLoop& loop = qi::get_running_loop();
+  EXPECT_TRUE(loop.is_running());
+  auto t0 = loop.time();
+  co_await qi::sleep(1h);
+  EXPECT_EQ(loop.time() - t0, 1h);
+  // Each mode's test runs its own body once (the other may not have run yet).
+  EXPECT_EQ(runs[mode == qi::testing::RunMode::kAttached], 1);
+  if (mode == qi::testing::RunMode::kAttached) {
+    // Attached: the application's exec() drives the loop.
+    EXPECT_EQ(QThread::currentThread()->loopLevel(), 1);
+  }
 }
 
 QILOOP_TEST_VT(Kit, VirtualTimeSleepsAnHourExactlyAndAtOnce) {

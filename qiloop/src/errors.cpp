@@ -1,8 +1,11 @@
 #include <qiloop/detail/deadline.h>
 #include <qiloop/errors.h>
 
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace qi {
 
@@ -12,6 +15,40 @@ RuntimeError::~RuntimeError() = default;
 InvalidStateError::~InvalidStateError() = default;
 TimeoutError::~TimeoutError() = default;
 CancelledError::~CancelledError() = default;
+ValueError::~ValueError() = default;
+QueueEmpty::~QueueEmpty() = default;
+QueueFull::~QueueFull() = default;
+QueueShutDown::~QueueShutDown() = default;
+BrokenBarrierError::~BrokenBarrierError() = default;
+ExceptionGroup::~ExceptionGroup() = default;
+
+namespace {
+
+std::string describe_one(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (const CancelledError& c) {
+    return std::string("qi::CancelledError: ") + c.what();
+  } catch (...) {
+    return "an exception of unknown type";
+  }
+}
+
+}  // namespace
+
+ExceptionGroup::ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions)
+    : message_(std::move(message)), exceptions_(std::move(exceptions)) {
+  if (exceptions_.empty())
+    throw std::invalid_argument("qi::ExceptionGroup: no exceptions given; an ExceptionGroup holds at least one");
+  for (const auto& e : exceptions_)
+    if (!e) throw std::invalid_argument("qi::ExceptionGroup: a null exception_ptr; pass only exceptions that happened");
+  what_ = message_ + " (" + std::to_string(exceptions_.size()) + " sub-exception" +
+          (exceptions_.size() == 1 ? "" : "s") + ")";
+  for (std::size_t i = 0; i < exceptions_.size(); ++i)
+    what_ += "\n  [" + std::to_string(i + 1) + "] " + describe_one(exceptions_[i]);
+}
 
 }  // namespace qi
 

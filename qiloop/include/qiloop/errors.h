@@ -19,8 +19,10 @@
 
 #include <qiloop/export.h>
 
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace qi {
 
@@ -68,6 +70,71 @@ class QILOOP_EXPORT CancelledError {
 
  private:
   std::string message_;
+};
+
+// qi::ValueError
+// A value out of range for the call: releasing a BoundedSemaphore more
+// often than it was acquired, one Queue::task_done() too many, a negative
+// count (asyncio's ValueError).
+class QILOOP_EXPORT ValueError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+  ~ValueError() override;
+};
+
+// qi::ExceptionGroup
+// Several failures at once: TaskGroup::wait() throws it when two or more
+// children failed (one failure is rethrown as itself). exceptions() lists
+// them in the order the children failed.
+class QILOOP_EXPORT ExceptionGroup : public std::exception {
+ public:
+  ExceptionGroup(std::string message, std::vector<std::exception_ptr> exceptions);
+  ~ExceptionGroup() override;
+  // ExceptionGroup::what()
+  // The message, then how many exceptions it holds and each one's what().
+  const char* what() const noexcept override { return what_.c_str(); }
+  // ExceptionGroup::message()
+  // The message alone.
+  const std::string& message() const noexcept { return message_; }
+  // ExceptionGroup::exceptions()
+  // The exceptions, in the order they happened; never empty.
+  const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+
+ private:
+  std::string message_;
+  std::vector<std::exception_ptr> exceptions_;
+  std::string what_;
+};
+
+// qi::QueueEmpty
+// qi::QueueFull
+// qi::QueueShutDown
+// Queue::get_nowait() on an empty queue; put_nowait() on a full one;
+// put / get (and their _nowait forms) once shutdown() was called — get only
+// once the queue is also empty, or at once after shutdown(immediate = true).
+class QILOOP_EXPORT QueueEmpty : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  ~QueueEmpty() override;
+};
+class QILOOP_EXPORT QueueFull : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  ~QueueFull() override;
+};
+class QILOOP_EXPORT QueueShutDown : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  ~QueueShutDown() override;
+};
+
+// qi::BrokenBarrierError
+// A Barrier was aborted or reset while (or before) a task waited on it. A
+// qi::RuntimeError, as asyncio's derives from RuntimeError.
+class QILOOP_EXPORT BrokenBarrierError : public RuntimeError {
+ public:
+  using RuntimeError::RuntimeError;
+  ~BrokenBarrierError() override;
 };
 
 }  // namespace qi

@@ -110,6 +110,7 @@ struct Watchdog {
   QTimer timer;
   HardWatchdog hard;
   std::chrono::milliseconds timeout{};
+  RunMode mode = RunMode::kNested;
   bool fired = false;
   void arm(std::chrono::milliseconds d) {
     timeout = d;
@@ -177,19 +178,32 @@ void run_test(qi::Coro<void> body, const TestOptions& options) {
   Watchdog watchdog;
   watchdog.timer.setSingleShot(true);
   watchdog.timer.setTimerType(Qt::PreciseTimer);
+  const bool attached = options.mode == RunMode::kAttached;
   QObject::connect(&watchdog.timer, &QTimer::timeout, [&] {
     watchdog.fired = true;
     loop.stop();
+    if (attached) QCoreApplication::exit(1);
   });
+  watchdog.mode = options.mode;
   watchdog.arm(options.timeout);
   t_watchdog = &watchdog;
   struct Clear {
     ~Clear() { t_watchdog = nullptr; }
   } clear;
 
+  std::optional<QiRunner> runner;
+  if (attached) runner.emplace(loop);
   qi::Task<void> task = loop.create_task(body_then_kit_handler(std::move(body), kit_handler), "test body");
   try {
-    loop.run_until_complete(task);
+    if (attached) {
+      // The application's exec() drives the loop until the body is done.
+      task.add_done_callback([] { QCoreApplication::exit(0); });
+      QCoreApplication::exec();
+      if (watchdog.fired) throw qi::RuntimeError("the watchdog stopped the loop");
+      task.result();
+    } else {
+      loop.run_until_complete(task);
+    }
   } catch (const detail::AbortBody&) {
     // A QILOOP_CO_ASSERT failed and said so.
   } catch (...) {
@@ -210,7 +224,11 @@ void run_test(qi::Coro<void> body, const TestOptions& options) {
   task.cancel();  // the watchdog stopped the loop: the body is still pending
   // Shutdown's own time limits must pass, even on a clock moved by hand.
   if (clock) clock->set_autojump(true);
-  loop.shutdown();
+  if (runner) {
+    runner.reset();  // shuts the loop down as an application's runner does
+  } else {
+    loop.shutdown();
+  }
 }
 
 VirtualClock& clock() {
@@ -221,6 +239,12 @@ VirtualClock& clock() {
         "qi::testing::clock(): the running loop has no VirtualClock; write the test as QILOOP_TEST_VT (or "
         "QILOOP_TEST_F_VT), or give the loop one with set_clock()");
   return *c;
+}
+
+RunMode run_mode() {
+  if (!t_watchdog)
+    throw qi::RuntimeError("qi::testing::run_mode(): no test body is running; call it from a QILOOP_TEST body");
+  return t_watchdog->mode;
 }
 
 void set_timeout(std::chrono::milliseconds d) {

@@ -34,6 +34,11 @@
 // a fatal assertion as QILOOP_CO_ASSERT(ASSERT_EQ(a, b)) — on failure it ends
 // the body (by an exception the kit recognises; also from nested coroutines).
 //
+// QILOOP_TEST_MODES(Suite, Name) / QILOOP_TEST_MODES_VT register one body as
+// two tests, Name_nested and Name_attached: the body runs once on a loop in
+// nested mode and once on a loop attached by a QiRunner under
+// QCoreApplication::exec() (qi::testing::run_mode() says which).
+//
 // QILOOP_TEST_F(Fixture, Name) / QILOOP_TEST_F_VT are the fixture forms
 // (TEST_F: the body sees the fixture's members; SetUp/TearDown run outside
 // the loop). For parameterized tests or other options call run_test() from a
@@ -52,9 +57,15 @@ namespace qi::testing {
 
 inline constexpr std::chrono::milliseconds kDefaultTimeout{std::chrono::seconds(20)};
 
+// How the body's loop runs: nested (loop.run_until_complete, a QEventLoop of
+// the loop's own) or attached (a QiRunner, driven by
+// QCoreApplication::exec(), as in an application).
+enum class RunMode { kNested, kAttached };
+
 struct TestOptions {
   bool virtual_time = false;                      // a VirtualClock with autojump
   std::chrono::milliseconds timeout = kDefaultTimeout;  // the watchdog, real time
+  RunMode mode = RunMode::kNested;
 };
 
 // qi::testing::run_test()
@@ -66,6 +77,11 @@ void run_test(qi::Coro<void> body, const TestOptions& options = {});
 // The VirtualClock of the running loop. Throws qi::RuntimeError when it has
 // none (use QILOOP_TEST_VT, or loop.set_clock()).
 VirtualClock& clock();
+
+// qi::testing::run_mode()
+// How the running test body's loop runs. Throws qi::RuntimeError outside a
+// run_test() body.
+RunMode run_mode();
 
 // qi::testing::set_timeout()
 // Restarts the running test body's watchdog with d from now (capped at
@@ -91,6 +107,9 @@ struct AbortBody {};
 #define QILOOP_TEST_F_VT(fixture, name) \
   QILOOP_TEST_IMPL_(fixture, name, fixture, ::testing::internal::GetTypeId<fixture>(), true)
 
+#define QILOOP_TEST_MODES(suite, name) QILOOP_TEST_MODES_IMPL_(suite, name, false)
+#define QILOOP_TEST_MODES_VT(suite, name) QILOOP_TEST_MODES_IMPL_(suite, name, true)
+
 #define QILOOP_CO_ASSERT(...)                                                 \
   do {                                                                        \
     bool qiloop_assert_passed_ = false;                                       \
@@ -113,4 +132,19 @@ struct AbortBody {};
   GTEST_TEST_(suite, name, QILOOP_TEST_CLASS_(suite, name), parent_id) {                               \
     ::qi::testing::run_test(qiloop_test_body(), ::qi::testing::TestOptions{.virtual_time = (vt)});     \
   }                                                                                                    \
+  ::qi::Coro<void> QILOOP_TEST_CLASS_(suite, name)::qiloop_test_body()
+
+#define QILOOP_TEST_MODE_CASE_(suite, name, mode_suffix, run_mode_value, vt)                                        \
+  GTEST_TEST_(suite, name##_##mode_suffix, QILOOP_TEST_CLASS_(suite, name),                               \
+              ::testing::internal::GetTestTypeId()) {                                                     \
+    ::qi::testing::run_test(qiloop_test_body(),                                                           \
+                            ::qi::testing::TestOptions{.virtual_time = (vt), .mode = (run_mode_value)});            \
+  }
+#define QILOOP_TEST_MODES_IMPL_(suite, name, vt)                                                          \
+  class QILOOP_TEST_CLASS_(suite, name) : public ::testing::Test {                                        \
+   protected:                                                                                             \
+    ::qi::Coro<void> qiloop_test_body();                                                                  \
+  };                                                                                                      \
+  QILOOP_TEST_MODE_CASE_(suite, name, nested, ::qi::testing::RunMode::kNested, vt)                        \
+  QILOOP_TEST_MODE_CASE_(suite, name, attached, ::qi::testing::RunMode::kAttached, vt)                    \
   ::qi::Coro<void> QILOOP_TEST_CLASS_(suite, name)::qiloop_test_body()
