@@ -217,12 +217,6 @@ benchmark::internal::Benchmark* add(const std::string& name, const char* impl, F
 // interleaved — one run of each per benchmark iteration — so that every
 // ratio compares runs made under the same conditions.
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // Like bench::run_timed, but returns the median iteration's seconds.
 template <class Body>
 double median_timed(benchmark::State& state, Body&& body) {
@@ -240,36 +234,6 @@ void record_ns(benchmark::State& state, const char* scen, const char* met, const
                int64_t items_per_iteration) {
   state.SetItemsProcessed(state.iterations() * items_per_iteration);
   record(state, scen, met, Unit::kNanoseconds, impl, median_s / static_cast<double>(items_per_iteration) * 1e9);
-}
-
-// One implementation of an interleaved scenario: run(k) does k items and
-// returns the seconds it measured; `items` is k for one measured run.
-struct Contender {
-  const char* impl;
-  int64_t items;
-  std::function<double(int64_t)> run;
-};
-
-// Each benchmark iteration runs every contender once, in order (qiloop first;
-// its time is the iteration's manual time). Records each contender's median
-// ns per item; the peers' figures also go to counters "<impl> <metric>".
-void interleaved(benchmark::State& state, const char* scen, const char* met, std::vector<Contender> cs) {
-  for (auto& c : cs) c.run(std::max<int64_t>(c.items / 10, 1));  // warm: pools, caches, Qt's lazy state
-  std::vector<std::vector<double>> per_item(cs.size());
-  for (auto _ : state) {
-    for (std::size_t i = 0; i < cs.size(); ++i)
-      per_item[i].push_back(cs[i].run(cs[i].items) / static_cast<double>(cs[i].items));
-    state.SetIterationTime(per_item[0].back() * static_cast<double>(cs[0].items));
-  }
-  state.SetItemsProcessed(state.iterations() * cs[0].items);
-  const double q = median(per_item[0]) * 1e9;
-  record(state, scen, met, Unit::kNanoseconds, cs[0].impl, q);
-  for (std::size_t i = 1; i < cs.size(); ++i) {
-    const double v = median(per_item[i]) * 1e9;
-    note(scen, met, Unit::kNanoseconds, cs[i].impl, v);
-    state.counters[std::string(cs[i].impl) + " " + met] = v;
-    if (v != 0) state.counters["qiloop/" + std::string(cs[i].impl)] = q / v;
-  }
 }
 
 // === qiloop ==============================================================================

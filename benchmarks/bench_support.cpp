@@ -17,6 +17,12 @@
 
 namespace bench {
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 // --- Distributions ---------------------------------------------------------------
 
 Distribution distribution(std::vector<double> samples) {
@@ -38,14 +44,13 @@ Distribution distribution(std::vector<double> samples) {
 Distribution median_of_runs(const std::vector<Distribution>& runs) {
   Distribution out;
   if (runs.empty()) return out;
-  auto median = [&](double Distribution::*field) {
+  auto median_of = [&](double Distribution::*field) {
     std::vector<double> v;
     for (const Distribution& d : runs) v.push_back(d.*field);
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    return median(std::move(v));
   };
-  out.p50 = median(&Distribution::p50);
-  out.p99 = median(&Distribution::p99);
+  out.p50 = median_of(&Distribution::p50);
+  out.p99 = median_of(&Distribution::p99);
   out.min = runs.front().min;
   out.max = runs.front().max;
   for (const Distribution& d : runs) {
@@ -248,6 +253,25 @@ void print_summary(std::FILE* out, const char* program, bool smoke) {
 }
 
 // --- main ------------------------------------------------------------------------------
+
+void interleaved(benchmark::State& state, const char* scen, const char* met, std::vector<Contender> cs) {
+  for (auto& c : cs) c.run(std::max<int64_t>(c.items / 10, 1));  // warm: pools, caches, lazy state
+  std::vector<std::vector<double>> per_item(cs.size());
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < cs.size(); ++i)
+      per_item[i].push_back(cs[i].run(cs[i].items) / static_cast<double>(cs[i].items));
+    state.SetIterationTime(per_item[0].back() * static_cast<double>(cs[0].items));
+  }
+  state.SetItemsProcessed(state.iterations() * cs[0].items);
+  const double q = median(per_item[0]) * 1e9;
+  record(state, scen, met, Unit::kNanoseconds, cs[0].impl, q);
+  for (std::size_t i = 1; i < cs.size(); ++i) {
+    const double v = median(per_item[i]) * 1e9;
+    note(scen, met, Unit::kNanoseconds, cs[i].impl, v);
+    state.counters[std::string(cs[i].impl) + " " + met] = v;
+    if (v != 0) state.counters["qiloop/" + std::string(cs[i].impl)] = q / v;
+  }
+}
 
 int bench_main(int argc, char** argv, void (*register_all)(const Options&)) {
   Options opt;

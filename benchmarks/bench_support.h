@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -78,6 +79,29 @@ class Gate {
  private:
   std::atomic<bool> open_{false};
 };
+
+// The median of v (the upper one for an even count); 0 when empty.
+double median(std::vector<double> v);
+
+// --- Interleaved contenders ----------------------------------------------------------
+//
+// Ratio scenarios run qiloop and its peers interleaved — one run of each per
+// benchmark iteration — so that every ratio compares runs made under the same
+// machine load.
+
+// One implementation of an interleaved scenario: run(k) does k items and
+// returns the seconds it measured; `items` is k for one measured run.
+struct Contender {
+  const char* impl;
+  int64_t items;
+  std::function<double(int64_t)> run;
+};
+
+// Each benchmark iteration runs every contender once, in order (qiloop first;
+// its time is the iteration's manual time). Records each contender's median
+// ns per item; the peers' figures also go to counters "<impl> <metric>".
+// Register it with UseManualTime().
+void interleaved(benchmark::State& state, const char* scen, const char* met, std::vector<Contender> cs);
 
 // --- Distributions ---------------------------------------------------------------
 
