@@ -5,6 +5,7 @@
 namespace qi {
 
 Barrier::Barrier(std::size_t parties) : parties_(parties) {
+  cond_.name_ = "qi::Barrier";
   if (parties < 1) throw ValueError("qi::Barrier: parties must be >= 1");
 }
 

@@ -12,7 +12,7 @@ Coro<void> Condition::wait() {
         "qi::Condition::wait(): cannot wait on an un-acquired lock; acquire it first (co_await cond.scoped())");
   std::exception_ptr err;
   {
-    detail::WaiterQueue::Entry w(waiters_, "qi::Condition");
+    detail::WaiterQueue::Entry w(waiters_, name_);
     lock_.release();
     try {
       co_await w;

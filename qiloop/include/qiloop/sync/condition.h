@@ -116,8 +116,10 @@ class QILOOP_EXPORT Condition {
   std::size_t waiters() const noexcept { return waiters_.size(); }
 
  private:
+  friend class Barrier;  // names itself in the loop-binding error
   void wake(std::size_t n);
 
+  const char* name_ = "qi::Condition";
   Lock own_lock_;  // unused when the lock is passed in
   Lock& lock_;
   detail::WaiterQueue waiters_;

@@ -109,7 +109,7 @@ class QILOOP_EXPORT Lock {
 // LockGuard(lock, std::adopt_lock) for a lock the caller acquired.
 // If the lock was released behind the guard's back (lock.release()), the
 // destructor does not release it a second time.
-class LockGuard {
+class QILOOP_EXPORT LockGuard {
  public:
   LockGuard() noexcept = default;
   LockGuard(Lock& lock, std::adopt_lock_t) noexcept : lock_(&lock) {}
