@@ -20,14 +20,16 @@
 //   it fills again; a task arriving while it drains waits for the next round.
 // - Cancellation: a task cancelled while it waits leaves (n_waiting() drops)
 //   and gets qi::CancelledError; the barrier is not broken, the others keep
-//   waiting for a full count.
+//   waiting for a full count. The index is the count on arrival, so after
+//   such a departure two tasks of one round may get the same index (as in
+//   asyncio).
 // - abort() breaks the barrier: every waiting task, and every later wait(),
 //   throws qi::BrokenBarrierError until reset(). reset() returns it to
 //   empty: tasks waiting then throw qi::BrokenBarrierError; a broken barrier
 //   becomes usable again.
-// - abort() and reset() are coroutines, as in asyncio: they take the
-//   barrier's internal lock (a qi::Condition), so they queue behind tasks
-//   that are entering or leaving the barrier.
+// - abort() and reset() are coroutines, as in asyncio (`await
+//   barrier.abort()`): they take the barrier's internal lock. Nothing holds
+//   that lock across a suspension, so they take effect without suspending.
 // - parties < 1 throws qi::ValueError.
 // - Loops: constructible before any loop runs; bound by its first wait.
 //   Thread-safety: the bound loop's thread only.
