@@ -17,6 +17,8 @@
 //   handle.h      qi::Handle, qi::TimerHandle
 //   clock.h       qi::Clock, the loop's source of "now"
 //   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
+//   sync/event.h, sync/lock.h, sync/semaphore.h, sync/condition.h, sync/barrier.h
+//                 qi::Event, Lock (LockGuard), Semaphore, BoundedSemaphore, Condition, Barrier
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -29,3 +31,8 @@
 #include <qiloop/handle.h>
 #include <qiloop/runner.h>
 #include <qiloop/task.h>
+#include <qiloop/sync/barrier.h>
+#include <qiloop/sync/condition.h>
+#include <qiloop/sync/event.h>
+#include <qiloop/sync/lock.h>
+#include <qiloop/sync/semaphore.h>
