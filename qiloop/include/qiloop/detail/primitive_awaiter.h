@@ -12,10 +12,6 @@
 #pragma once
 
 #include <qiloop/detail/waiter_queue.h>
-// The future inside a WaiterQueue::Entry needs QiEventLoop complete by the
-// end of the translation unit (QPointer<QiEventLoop>): the sync headers
-// stand alone.
-#include <qiloop/event_loop.h>
 
 #include <coroutine>
 #include <mutex>

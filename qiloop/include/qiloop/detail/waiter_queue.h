@@ -26,6 +26,10 @@
 #pragma once
 
 #include <qiloop/detail/awaiters.h>
+// The future inside an Entry needs QiEventLoop complete by the end of the
+// translation unit (QPointer<QiEventLoop>): the primitives' headers stand
+// alone.
+#include <qiloop/event_loop.h>
 #include <qiloop/export.h>
 #include <qiloop/future.h>
 
