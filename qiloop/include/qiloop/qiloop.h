@@ -17,6 +17,7 @@
 //   handle.h      qi::Handle, qi::TimerHandle
 //   clock.h       qi::Clock, the loop's source of "now"
 //   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
+//   sync/queue.h  qi::Queue, qi::PriorityQueue, qi::LifoQueue
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -28,4 +29,5 @@
 #include <qiloop/future.h>
 #include <qiloop/handle.h>
 #include <qiloop/runner.h>
+#include <qiloop/sync/queue.h>
 #include <qiloop/task.h>
