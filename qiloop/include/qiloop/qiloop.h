@@ -19,6 +19,7 @@
 //   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
 //   sync/event.h, sync/lock.h, sync/semaphore.h, sync/condition.h, sync/barrier.h
 //                 qi::Event, Lock (LockGuard), Semaphore, BoundedSemaphore, Condition, Barrier
+//   sync/queue.h  qi::Queue, qi::PriorityQueue, qi::LifoQueue
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -30,6 +31,7 @@
 #include <qiloop/future.h>
 #include <qiloop/handle.h>
 #include <qiloop/runner.h>
+#include <qiloop/sync/queue.h>
 #include <qiloop/task.h>
 #include <qiloop/sync/barrier.h>
 #include <qiloop/sync/condition.h>
