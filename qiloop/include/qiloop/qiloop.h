@@ -17,6 +17,8 @@
 //   handle.h      qi::Handle, qi::TimerHandle
 //   clock.h       qi::Clock, the loop's source of "now"
 //   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
+//   structured/gather.h, outcome.h, wait.h, as_completed.h, shield.h
+//                 qi::gather, gather_settled, Outcome, wait, as_completed, shield
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -28,4 +30,9 @@
 #include <qiloop/future.h>
 #include <qiloop/handle.h>
 #include <qiloop/runner.h>
+#include <qiloop/structured/as_completed.h>
+#include <qiloop/structured/gather.h>
+#include <qiloop/structured/outcome.h>
+#include <qiloop/structured/shield.h>
+#include <qiloop/structured/wait.h>
 #include <qiloop/task.h>

@@ -1,0 +1,1 @@
+#include <qiloop/testing.h>
