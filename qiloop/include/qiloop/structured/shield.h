@@ -19,8 +19,8 @@
 //   cancelled when x is cancelled.
 // - Cancelling the outer future — as cancelling the task awaiting it does —
 //   cancels only the outer: the awaiter gets qi::CancelledError, x runs on.
-//   Whatever x then ends with is retrieved by shield (asyncio does the
-//   same): keep a handle to x to read it, or it is dropped unreported.
+//   shield then lets go of x: what x ends with is x's own (keep a handle to
+//   read it; an exception nobody retrieves is reported, as in asyncio).
 // - When x is already done, shield returns x itself (as a Future<T>).
 // - The value is moved out of x when x is shield's own (a Coro) or was
 //   passed as an rvalue; otherwise it is copied.
@@ -52,8 +52,8 @@ Future<detail::arg_value_t<A>> shield(A&& aw) {
   const uint64_t id = inner.add_done_callback([outer](Future<T> in) {
     detail::FutureStateBase& s = *detail::state_of(in);
     if (outer.done()) {
-      // The awaiter gave up (cancelled): mark what the inner ended with as
-      // retrieved, as asyncio does.
+      // The outer was cancelled with this callback already scheduled (else
+      // it was unhooked): asyncio marks the inner's outcome retrieved.
       if (!s.cancelled()) s.exception();
       return;
     }
