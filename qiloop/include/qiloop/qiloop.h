@@ -20,6 +20,8 @@
 //   sync/event.h, sync/lock.h, sync/semaphore.h, sync/condition.h, sync/barrier.h
 //                 qi::Event, Lock (LockGuard), Semaphore, BoundedSemaphore, Condition, Barrier
 //   sync/queue.h  qi::Queue, qi::PriorityQueue, qi::LifoQueue
+//   structured/gather.h, outcome.h, wait.h, as_completed.h, shield.h
+//                 qi::gather, gather_settled, Outcome, wait, as_completed, shield
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -32,6 +34,11 @@
 #include <qiloop/handle.h>
 #include <qiloop/runner.h>
 #include <qiloop/sync/queue.h>
+#include <qiloop/structured/as_completed.h>
+#include <qiloop/structured/gather.h>
+#include <qiloop/structured/outcome.h>
+#include <qiloop/structured/shield.h>
+#include <qiloop/structured/wait.h>
 #include <qiloop/task.h>
 #include <qiloop/sync/barrier.h>
 #include <qiloop/sync/condition.h>

@@ -1,0 +1,202 @@
+// qiloop/structured/detail/gather.h — the gathering future behind
+// qi::gather / qi::gather_settled (asyncio's _GatheringFuture and its
+// _done_callback). Internal; the contract is in <qiloop/structured/gather.h>.
+#pragma once
+
+#include <qiloop/structured/detail/children.h>
+#include <qiloop/structured/outcome.h>
+
+#include <array>
+#include <cstddef>
+#include <exception>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace qi::detail {
+
+// The type-independent bookkeeping of one gather (src/structured/gather.cpp).
+// Invariant: `finished` counts the children whose done callback ran; the
+// outer future is done once a child failed (not `settled`) or all finished.
+struct QILOOP_EXPORT GatherCore {
+  FutureStateBase* outer = nullptr;
+  const StateRef<FutureStateBase>* children = nullptr;
+  std::size_t count = 0;
+  std::size_t finished = 0;
+  bool settled = false;           // return_exceptions=True
+  bool cancel_requested = false;  // cancel() reached a child (asyncio's _cancel_requested)
+
+  // A child's done callback. True when every child finished and the typed
+  // layer must complete the outer future with their results; otherwise it
+  // did what there was to do (failed the outer, or retrieved the child's
+  // exception for a gather already done).
+  bool child_done(FutureStateBase& child);
+  // _GatheringFuture.cancel(): cancels every child; true if one was.
+  bool cancel(const std::string& msg);
+  // Building the result threw (a copy constructor): the outer fails with it.
+  void fail(std::exception_ptr e) noexcept;
+};
+
+// The gathering future: a plain future (FutureState<R>, so every Future<R>
+// handle reads it) whose cancel() cancels the children instead.
+template <class R>
+class GatherState : public FutureState<R> {
+ public:
+  GatherState(QiEventLoop& loop, bool settled) : FutureState<R>(loop) { core_.settled = settled; }
+  bool cancel(std::string msg) override { return core_.cancel(msg); }
+
+ protected:
+  // One done callback per child (holding this state); called by the derived
+  // constructor once `children` is filled. No child: done at once.
+  void watch(const StateRef<FutureStateBase>* children, std::size_t n) {
+    core_.outer = this;
+    core_.children = children;
+    core_.count = n;
+    if (n == 0) complete();
+    for (std::size_t i = 0; i < n; ++i)
+      children[i]->add_done_callback(
+          [self = StateRef<GatherState>(this)](FutureStateBase& child) { self->child_done(child); });
+  }
+  // Every child's result, in argument order (all finished).
+  virtual R build() = 0;
+
+ private:
+  void child_done(FutureStateBase& child) {
+    if (core_.child_done(child)) complete();
+  }
+  void complete() {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        build();
+        this->finish_with_value();
+      } else {
+        this->finish_with_value(build());
+      }
+    } catch (...) {
+      core_.fail(std::current_exception());
+    }
+  }
+  GatherCore core_;
+};
+
+// One argument of a variadic gather: its value type, and whether its result
+// is moved out (moves_result_v).
+template <class T, bool Move>
+struct GatherArg {
+  using value_type = T;
+  static constexpr bool move = Move;
+};
+
+// A gather's element for a child: its value (std::monostate for void), or
+// for gather_settled its Outcome (a cancelled child: a qi::CancelledError).
+template <class T, bool Settled>
+using gather_element_t =
+    std::conditional_t<Settled, Outcome<T>, std::conditional_t<std::is_void_v<T>, std::monostate, T>>;
+
+// Only for a finished child (the gather waited for it).
+template <class T, bool Move, bool Settled>
+gather_element_t<T, Settled> gather_element(FutureStateBase& c) {
+  if constexpr (!Settled) {
+    if constexpr (std::is_void_v<T>) {
+      child_value<void, Move>(c);
+      return {};
+    } else {
+      return child_value<T, Move>(c);
+    }
+  } else {
+    if (c.cancelled()) return Outcome<T>(std::make_exception_ptr(CancelledError(c.cancel_message())));
+    if (std::exception_ptr e = c.exception()) return Outcome<T>(std::move(e));
+    if constexpr (std::is_void_v<T>)
+      return Outcome<void>();
+    else
+      return Outcome<T>(std::in_place, child_value<T, Move>(c));
+  }
+}
+
+template <bool Settled, class... Args>
+using gather_tuple_t = std::tuple<gather_element_t<typename Args::value_type, Settled>...>;
+
+// gather(a, b, ...): the children in a fixed array.
+template <bool Settled, class... Args>
+class TupleGather final : public GatherState<gather_tuple_t<Settled, Args...>> {
+  using R = gather_tuple_t<Settled, Args...>;
+
+ public:
+  TupleGather(QiEventLoop& loop, std::array<StateRef<FutureStateBase>, sizeof...(Args)> children)
+      : GatherState<R>(loop, Settled), children_(std::move(children)) {
+    this->watch(children_.data(), children_.size());
+  }
+
+ private:
+  R build() override { return build(std::index_sequence_for<Args...>{}); }
+  template <std::size_t... I>
+  R build(std::index_sequence<I...>) {
+    return R{gather_element<typename Args::value_type, Args::move, Settled>(*children_[I])...};
+  }
+  std::array<StateRef<FutureStateBase>, sizeof...(Args)> children_;
+};
+
+// gather(vector): a vector of results; a vector of void children gathers to
+// void (gather_settled: a vector of Outcome<void>).
+template <class T, bool Settled>
+using gather_vector_t =
+    std::conditional_t<Settled, std::vector<Outcome<T>>, std::conditional_t<std::is_void_v<T>, void, std::vector<T>>>;
+
+template <class T, bool Move, bool Settled>
+class VectorGather final : public GatherState<gather_vector_t<T, Settled>> {
+  using R = gather_vector_t<T, Settled>;
+
+ public:
+  VectorGather(QiEventLoop& loop, std::vector<StateRef<FutureStateBase>> children)
+      : GatherState<R>(loop, Settled), children_(std::move(children)) {
+    this->watch(children_.data(), children_.size());
+  }
+
+ private:
+  R build() override {
+    if constexpr (!std::is_void_v<R>) {
+      R out;
+      out.reserve(children_.size());
+      for (const auto& c : children_) out.push_back(gather_element<T, Move, Settled>(*c));
+      return out;
+    }
+  }
+  std::vector<StateRef<FutureStateBase>> children_;
+};
+
+template <bool Settled, class... A>
+Future<gather_tuple_t<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>> gather_args(const char* api,
+                                                                                               A&&... aws) {
+  using R = gather_tuple_t<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>;
+  QiEventLoop* seen = nullptr;
+  (check_child(aws, seen, api), ...);
+  QiEventLoop& loop = children_loop(seen);
+  std::array<StateRef<FutureStateBase>, sizeof...(A)> children{
+      StateRef<FutureStateBase>(state_of(make_child(std::forward<A>(aws), loop)))...};
+  return FutureFromState<R>::adopt(
+      new TupleGather<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>(loop, std::move(children)));
+}
+
+template <bool Settled, class V>
+Future<gather_vector_t<typename AwaitableArg<vector_element_t<V>>::value_type, Settled>> gather_vector(
+    const char* api, V&& v) {
+  using T = typename AwaitableArg<vector_element_t<V>>::value_type;
+  QiEventLoop* seen = nullptr;
+  for (const auto& a : v) check_child(a, seen, api);
+  QiEventLoop& loop = children_loop(seen);
+  std::vector<StateRef<FutureStateBase>> children;
+  children.reserve(v.size());
+  for (auto& a : v) {
+    if constexpr (AwaitableArg<vector_element_t<V>>::is_coro)
+      children.emplace_back(state_of(make_child(std::move(a), loop)));
+    else
+      children.emplace_back(state_of(a));
+  }
+  return FutureFromState<gather_vector_t<T, Settled>>::adopt(
+      new VectorGather<T, vector_moves_result_v<V>, Settled>(loop, std::move(children)));
+}
+
+}  // namespace qi::detail

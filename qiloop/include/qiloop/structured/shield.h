@@ -1,0 +1,76 @@
+// -----------------------------------------------------------------------------
+// File: qiloop/structured/shield.h
+// -----------------------------------------------------------------------------
+//
+// qi::shield protects a task from the cancellation of whoever awaits it
+// (asyncio.shield).
+//
+// Example:
+//
+//   qi::Task<void> save = qi::create_task(write_file());
+//   co_await qi::shield(save);   // if this task is cancelled here, it gets
+//                                // qi::CancelledError at once, and the save
+//                                // runs on to its end
+//
+// Contract (asyncio 3.13):
+// - qi::shield(x) takes a qi::Coro<T> (made a task at once), a qi::Task<T>
+//   or a qi::Future<T>, and returns a qi::Future<T> (the outer future) that
+//   finishes as x does: its value, its exception (original type), or
+//   cancelled when x is cancelled.
+// - Cancelling the outer future — as cancelling the task awaiting it does —
+//   cancels only the outer: the awaiter gets qi::CancelledError, x runs on.
+//   shield then lets go of x: what x ends with is x's own (keep a handle to
+//   read it; an exception nobody retrieves is reported, as in asyncio).
+// - When x is already done, shield returns x itself (as a Future<T>).
+// - The value is moved out of x when x is shield's own (a Coro) or was
+//   passed as an rvalue; otherwise it is copied.
+// Throws at the call: std::invalid_argument for an empty handle or Coro,
+// qi::RuntimeError for a Coro that already ran, or for a Coro with no loop
+// running. Thread-safety: the loop's thread.
+#pragma once
+
+#include <qiloop/structured/detail/children.h>
+
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+namespace qi {
+
+// qi::shield()
+// See the file comment.
+template <detail::awaitable_arg A>
+[[nodiscard("co_await the shield (the task runs on anyway, but its result would be lost)")]]
+Future<detail::arg_value_t<A>> shield(A&& aw) {
+  using T = detail::arg_value_t<A>;
+  constexpr bool kMove = detail::moves_result_v<A>;
+  QiEventLoop* seen = nullptr;
+  detail::check_child(aw, seen, "qi::shield");
+  Future<T> inner = detail::make_child(std::forward<A>(aw), detail::children_loop(seen));
+  if (inner.done()) return inner;
+  Future<T> outer = inner.get_loop()->template create_future<T>();
+  const uint64_t id = inner.add_done_callback([outer](Future<T> in) {
+    detail::FutureStateBase& s = *detail::state_of(in);
+    if (outer.done()) {
+      // The outer was cancelled with this callback already scheduled (else
+      // it was unhooked): asyncio marks the inner's outcome retrieved.
+      if (!s.cancelled()) s.exception();
+      return;
+    }
+    if (s.cancelled()) {
+      outer.cancel(s.cancel_message());
+    } else if (std::exception_ptr e = s.exception()) {
+      outer.set_exception(std::move(e));
+    } else if constexpr (std::is_void_v<T>) {
+      outer.set_result();
+    } else {
+      outer.set_result(detail::child_value<T, kMove>(s));
+    }
+  });
+  outer.add_done_callback([inner, id] {
+    if (!inner.done()) inner.remove_done_callback(id);
+  });
+  return outer;
+}
+
+}  // namespace qi
