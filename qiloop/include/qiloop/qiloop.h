@@ -17,6 +17,8 @@
 //   handle.h      qi::Handle, qi::TimerHandle
 //   clock.h       qi::Clock, the loop's source of "now"
 //   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
+//   structured/timeout.h     qi::timeout, timeout_at, Timeout, wait_for
+//   structured/task_group.h  qi::TaskGroup
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -28,4 +30,6 @@
 #include <qiloop/future.h>
 #include <qiloop/handle.h>
 #include <qiloop/runner.h>
+#include <qiloop/structured/task_group.h>
+#include <qiloop/structured/timeout.h>
 #include <qiloop/task.h>
