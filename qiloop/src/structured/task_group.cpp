@@ -6,6 +6,7 @@
 
 #include <absl/container/flat_hash_map.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,9 @@ class TaskGroupState {
   struct Child {
     TaskRef task;
     uint64_t callback;
+    uint64_t seq;  // creation order
   };
+  std::vector<Child*> in_order();
   TaskRef parent;
   absl::flat_hash_map<FutureStateBase*, Child> children;
   std::vector<std::exception_ptr> errors;
@@ -36,16 +39,31 @@ class TaskGroupState {
   bool finished = false;      // wait() saw the last child done
   bool aborting = false;
   bool parent_cancel_requested = false;
+  // The group is gone: a done callback that was already scheduled when it
+  // went (removing it was too late) finds this and does nothing.
+  bool detached = false;
+  uint64_t next_seq = 0;
 };
+
+// In the order the children were created (the map has none), so that
+// children cancelled together finish — and fail — in a reproducible order.
+std::vector<TaskGroupState::Child*> TaskGroupState::in_order() {
+  std::vector<Child*> all;
+  all.reserve(children.size());
+  for (auto& entry : children) all.push_back(&entry.second);
+  std::sort(all.begin(), all.end(), [](const Child* a, const Child* b) { return a->seq < b->seq; });
+  return all;
+}
 
 void TaskGroupState::abort() {
   aborting = true;
   // cancel() schedules callbacks and runs none: `children` stays as it is.
-  for (auto& [state, child] : children)
-    if (!state->done()) child.task.cancel();
+  for (Child* child : in_order())
+    if (!child->task.done()) child->task.cancel();
 }
 
 void TaskGroupState::on_task_done(FutureStateBase& task) {
+  if (detached) return;
   children.erase(&task);
   if (on_completed.valid() && children.empty() && !on_completed.done()) on_completed.set_result();
   if (task.cancelled()) return;
@@ -81,18 +99,20 @@ TaskGroup::TaskGroup() {
         "qi::TaskGroup cannot determine the parent task: create the group inside a task (a coroutine run by "
         "create_task or qi::run)");
   loop_ = &get_running_loop();
-  state_ = std::make_unique<detail::TaskGroupState>(std::move(parent));
+  state_ = std::make_shared<detail::TaskGroupState>(std::move(parent));
 }
 
 TaskGroup::~TaskGroup() {
   detail::TaskGroupState& s = *state_;
+  s.detached = true;
   std::size_t cancelled = 0;
-  for (auto& [state, child] : s.children) {
-    state->remove_done_callback(child.callback);
+  for (detail::TaskGroupState::Child* child : s.in_order()) {
+    detail::FutureStateBase* state = child->task.state();
+    state->remove_done_callback(child->callback);
     if (!state->done()) {
       ++cancelled;
       try {
-        child.task.cancel();
+        child->task.cancel();
       } catch (...) {
         // The loop is closed: it destroys the child itself, and reports it.
       }
@@ -137,10 +157,10 @@ void TaskGroup::throw_refused(const char* why) const {
 void TaskGroup::adopt(TaskRef child) {
   detail::TaskGroupState& s = *state_;
   detail::FutureStateBase* key = child.state();
-  auto [it, inserted] = s.children.try_emplace(key, detail::TaskGroupState::Child{std::move(child), 0});
+  auto [it, inserted] = s.children.try_emplace(key, detail::TaskGroupState::Child{std::move(child), 0, s.next_seq++});
   try {
     it->second.callback =
-        key->add_done_callback([state = &s](detail::FutureStateBase& task) { state->on_task_done(task); });
+        key->add_done_callback([state = state_](detail::FutureStateBase& task) { state->on_task_done(task); });
   } catch (...) {
     // Out of memory: a child the group cannot follow must not run unseen.
     TaskRef orphan = std::move(it->second.task);

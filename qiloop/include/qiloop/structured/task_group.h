@@ -54,8 +54,9 @@
 //
 // Thread-safety: the loop's thread only. Re-entrancy: create_task may be
 // called from the children, other tasks and callbacks of that loop.
-// Memory: one allocation per group (its book of children), one hash-map
-// slot and one done callback per pending child.
+// Memory: one allocation per group (its book of children, shared with the
+// children's done callbacks), one hash-map slot and one done callback per
+// pending child.
 #pragma once
 
 #include <qiloop/coro.h>
@@ -125,7 +126,7 @@ class QILOOP_EXPORT TaskGroup {
   void adopt(TaskRef child);
 
   QiEventLoop* loop_;
-  std::unique_ptr<detail::TaskGroupState> state_;
+  std::shared_ptr<detail::TaskGroupState> state_;  // shared with the children's done callbacks
 };
 
 }  // namespace qi
