@@ -121,6 +121,17 @@ class TaskRef : public FutureRef {
   TaskRef() noexcept = default;
   // Internal: takes a new reference to the state of a task (may be null).
   explicit TaskRef(detail::FutureStateBase* s) noexcept : FutureRef(s) {}
+
+  // TaskRef::cancelling()
+  // TaskRef::uncancel()
+  // As Task<T>'s (<qiloop/task.h>): how many cancel requests are pending;
+  // take one back. What qi::timeout and qi::TaskGroup keep their books with
+  // on qi::current_task(). Loop thread only.
+  int cancelling() const noexcept { return core()->cancelling(); }
+  int uncancel() const noexcept { return core()->uncancel(); }
+
+ private:
+  detail::TaskCore* core() const noexcept { return static_cast<detail::TaskCore*>(state()); }
 };
 
 // qi::Future<T>

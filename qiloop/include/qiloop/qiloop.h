@@ -22,6 +22,8 @@
 //   sync/queue.h  qi::Queue, qi::PriorityQueue, qi::LifoQueue
 //   structured/gather.h, outcome.h, wait.h, as_completed.h, shield.h
 //                 qi::gather, gather_settled, Outcome, wait, as_completed, shield
+//   structured/timeout.h     qi::timeout, timeout_at, Timeout, wait_for
+//   structured/task_group.h  qi::TaskGroup
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -39,6 +41,8 @@
 #include <qiloop/structured/outcome.h>
 #include <qiloop/structured/shield.h>
 #include <qiloop/structured/wait.h>
+#include <qiloop/structured/task_group.h>
+#include <qiloop/structured/timeout.h>
 #include <qiloop/task.h>
 #include <qiloop/sync/barrier.h>
 #include <qiloop/sync/condition.h>
