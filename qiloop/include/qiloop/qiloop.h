@@ -17,9 +17,11 @@
 //   handle.h      qi::Handle, qi::TimerHandle
 //   clock.h       qi::Clock, the loop's source of "now"
 //   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
+//   async_generator.h  qi::AsyncGenerator<T>: co_await and co_yield in one coroutine
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
+#include <qiloop/async_generator.h>
 #include <qiloop/clock.h>
 #include <qiloop/coro.h>
 #include <qiloop/config.h>
