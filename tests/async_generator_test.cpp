@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <exception>
+#include <functional>
+#include <type_traits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -42,6 +44,15 @@ qi::AsyncGenerator<int> ticks(Log& log, int n) {
     co_yield i;
   }
   log.push_back("returned");
+}
+
+// Suspended `depth` Coros deep, each logging its destruction.
+qi::Coro<void> nested_wait(Log& log, std::string name, int depth) {
+  Guard g{&log, name};
+  if (depth > 0)
+    co_await nested_wait(log, name + "+", depth - 1);
+  else
+    co_await qi::sleep(1h);
 }
 
 qi::Coro<int> twice(int v) {
@@ -318,6 +329,51 @@ QILOOP_TEST_MODES_VT(AsyncGenerator, CancellingTheConsumerCancelsTheAwaitInsideA
   EXPECT_EQ(co_await gen.next(), std::nullopt);
 }
 
+QILOOP_TEST_MODES_VT(AsyncGenerator, ItRunsInsideTheConsumersTask) {
+  auto gen = []() -> qi::AsyncGenerator<qi::TaskRef> {
+    co_yield qi::current_task();
+    co_await qi::sleep(1s);
+    co_yield qi::current_task();
+  }();
+  auto consumer = qi::create_task([](qi::AsyncGenerator<qi::TaskRef>& g) -> qi::Coro<qi::TaskRef> {
+    co_return *co_await g.next();
+  }(gen));
+  EXPECT_EQ(co_await consumer, consumer);
+  EXPECT_EQ(*co_await gen.next(), qi::current_task());
+}
+
+// The cancel reaches a generator suspended in a chain of Coros, unwinds it
+// innermost first, and ends the consumer's next() with the CancelledError.
+QILOOP_TEST_MODES_VT(AsyncGenerator, CancellingTheConsumerReachesACoroChainInside) {
+  Log log;
+  auto gen = [](Log& l) -> qi::AsyncGenerator<int> {
+    Guard g{&l, "gen"};
+    co_await nested_wait(l, "coro", 1);
+    co_yield 1;
+  }(log);
+  auto consumer = qi::create_task([](qi::AsyncGenerator<int>& g) -> qi::Coro<void> { co_await g.next(); }(gen));
+  co_await qi::sleep(1s);
+  consumer.cancel();
+  EXPECT_THROW(co_await consumer, qi::CancelledError);
+  EXPECT_EQ(log, (Log{"coro+ destroyed", "coro destroyed", "gen destroyed"}));
+  EXPECT_TRUE(gen.finished());
+}
+
+// A task holding a generator suspended at a co_yield is cancelled: the
+// task's frame goes, and the generator's destructors run with it.
+QILOOP_TEST_MODES_VT(AsyncGenerator, ACancelledTaskHoldingAGeneratorDestroysIt) {
+  Log log;
+  auto holder = qi::create_task([](Log& l) -> qi::Coro<void> {
+    auto gen = closable(l);
+    co_await gen.next();
+    co_await qi::sleep(1h);
+  }(log));
+  co_await qi::sleep(1s);
+  holder.cancel();
+  EXPECT_THROW(co_await holder, qi::CancelledError);
+  EXPECT_EQ(log, (Log{"closable destroyed"}));
+}
+
 // Cancellation at the aclose() clean-up's own await.
 QILOOP_TEST_MODES_VT(AsyncGenerator, CancellingAnAcloseCancelsItsCleanup) {
   Log log;
@@ -356,6 +412,22 @@ QILOOP_TEST_MODES_VT(AsyncGenerator, AnEmptyGeneratorIsRefused) {
 }
 
 // --- shutdown_asyncgens ------------------------------------------------------
+
+// Cancelling shutdown_asyncgens() cancels every closer (gather's rule).
+QILOOP_TEST_MODES_VT(ShutdownAsyncgens, CancellingItCancelsTheClosers) {
+  auto& loop = qi::get_running_loop();
+  Log la, lb;
+  auto a = closable(la), b = closable(lb);
+  co_await a.next();
+  co_await b.next();
+  auto shutting = qi::create_task(loop.shutdown_asyncgens());
+  co_await qi::sleep(0.5s);  // both clean-ups are in their sleep
+  shutting.cancel();
+  EXPECT_THROW(co_await shutting, qi::CancelledError);
+  co_await qi::sleep(0);  // the second closer's cancellation lands
+  EXPECT_EQ(la, (Log{"GeneratorExit", "closable destroyed"}));
+  EXPECT_EQ(lb, la);
+}
 
 // async def main():
 //     a = closable(); await anext(a)         # suspended: closed
@@ -515,24 +587,53 @@ TEST(ShutdownAsyncgens, TheRunnersDestructorClosesThem) {
   EXPECT_EQ(log, (Log{"GeneratorExit", "cleaned", "closable destroyed"}));
 }
 
-// The loop closed under a task that is inside a generator (close() without
-// shutdown: the task is destroyed pending). The generator is finished; its
-// frame goes with its owner, which outlives the loop.
-TEST(ShutdownAsyncgens, ALoopClosedUnderAConsumerLeavesTheGeneratorFinished) {
+namespace {
+
+// Runs a task that is inside `gen` (awaiting next()), then closes the loop
+// under it, without shutdown: the task is destroyed pending (reported).
+// `before_close` runs while the task is still inside.
+void close_loop_under_a_consumer(qi::AsyncGenerator<int>& gen, const std::function<void()>& before_close = {}) {
+  QiEventLoop loop;
+  std::vector<std::string> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
+  loop.create_task([](qi::AsyncGenerator<int>& g) -> qi::Coro<void> { co_await g.next(); }(gen));
+  loop.call_later(10ms, [&] { loop.stop(); });
+  loop.run_forever();
+  if (before_close) before_close();
+  loop.close();
+  EXPECT_EQ(reports, (std::vector<std::string>{"Task was destroyed but it is pending!"}));
+}
+
+}  // namespace
+
+// The generator is finished; its frame goes with its owner, which outlives
+// the loop, innermost Coro first.
+TEST(AsyncGeneratorLifetime, ALoopClosedUnderAConsumerLeavesTheGeneratorFinished) {
   Log log;
-  qi::AsyncGenerator<int> kept = ticks(log, 2);
-  {
-    QiEventLoop loop;
-    std::vector<std::string> reports;
-    loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
-    loop.create_task([](qi::AsyncGenerator<int>& g) -> qi::Coro<void> { co_await g.next(); }(kept));
-    loop.call_later(10ms, [&] { loop.stop(); });
-    loop.run_forever();
-    loop.close();
-    EXPECT_EQ(reports, (std::vector<std::string>{"Task was destroyed but it is pending!"}));
-  }
+  qi::AsyncGenerator<int> kept = [](Log& l) -> qi::AsyncGenerator<int> {
+    Guard g{&l, "gen"};
+    co_await nested_wait(l, "coro", 2);
+    co_yield 1;
+  }(log);
+  close_loop_under_a_consumer(kept);
   EXPECT_TRUE(kept.finished());
-  EXPECT_EQ(log, (Log{"started"}));
+  EXPECT_TRUE(log.empty());
   kept = {};
+  EXPECT_EQ(log, (Log{"coro++ destroyed", "coro+ destroyed", "coro destroyed", "gen destroyed"}));
+}
+
+// Its owner went first (while the task was inside): the frame goes with the
+// task.
+TEST(AsyncGeneratorLifetime, AnOrphanedGeneratorGoesWithItsConsumer) {
+  Log log;
+  auto owned = std::make_unique<qi::AsyncGenerator<int>>(ticks(log, 2));
+  qi::AsyncGenerator<int>& gen = *owned;
+  close_loop_under_a_consumer(gen, [&] {
+    owned.reset();
+    EXPECT_EQ(log, (Log{"started"}));
+  });
   EXPECT_EQ(log, (Log{"started", "ticks destroyed"}));
 }
+
+static_assert(!std::is_base_of_v<std::exception, qi::GeneratorExit>,
+              "a catch (const std::exception&) in a generator must not swallow its closing");
