@@ -402,6 +402,18 @@ QILOOP_TEST_MODES_VT(AsyncGenerator, AGeneratorDroppedWhileRunningGoesWhenTheOpe
   EXPECT_EQ(log, (Log{"started", "ticks destroyed"}));
 }
 
+// A value yielded without suspending returns to the consumer without
+// growing the stack, in every build (as awaiting a Coro that finishes
+// synchronously does).
+QILOOP_TEST_MODES_VT(AsyncGenerator, AMillionSynchronousYieldsRunInConstantStack) {
+  auto count = [](int n) -> qi::AsyncGenerator<int> {
+    for (int i = 0; i < n; ++i) co_yield i;
+  }(1'000'000);
+  long long sum = 0;
+  while (std::optional<int> v = co_await count.next()) sum += *v;
+  EXPECT_EQ(sum, 999'999LL * 1'000'000 / 2);
+}
+
 QILOOP_TEST_MODES_VT(AsyncGenerator, AnEmptyGeneratorIsRefused) {
   qi::AsyncGenerator<int> empty;
   EXPECT_FALSE(empty.valid());

@@ -19,7 +19,8 @@
 //   while (std::optional<int> i = co_await gen.next()) {
 //     if (*i == 3) break;
 //   }
-//   co_await gen.aclose();                    // optional: the destructor closes it too
+//   co_await gen.aclose();                    // GeneratorExit at its co_yield (optional:
+//                                             // destroying it runs its destructors too)
 //
 // Contract (asyncio 3.13's, see docs/concurrency.md):
 // - Lazy: calling ticks() creates the frame; the body runs from the first
@@ -35,7 +36,9 @@
 //   and the generator is finished.
 // - `co_await gen.aclose()` closes a generator suspended at a co_yield: that
 //   co_yield throws qi::GeneratorExit, so the body's catch clauses and
-//   destructors run (and its clean-up may co_await). aclose() returns when
+//   destructors run, and its clean-up may co_await (after the catch clause:
+//   C++ allows no co_await inside one; keep std::current_exception() and
+//   rethrow it once the clean-up awaited). aclose() returns when
 //   the body ended, with GeneratorExit or normally; what else the body
 //   throws, aclose() rethrows. A body that co_yields again makes aclose()
 //   throw qi::RuntimeError ("async generator ignored GeneratorExit"; the
@@ -47,11 +50,13 @@
 //   qi::RuntimeError ("already running").
 // - Destroying a generator suspended at a co_yield (or never started, or
 //   finished) destroys its frame before the destructor returns: the
-//   destructors of its locals run (innermost Coro first, when it is
-//   suspended in a chain), but not its catch clauses, and it cannot
-//   co_await; aclose() first if the clean-up must await. Destroyed while an
-//   operation runs inside it (the owner and the consumer differ), the frame
-//   goes when that operation ends.
+//   destructors of its locals run, but not its catch clauses, and nothing
+//   can co_await; aclose() first if the clean-up must await. Destroyed
+//   while an operation runs inside it (the owner and the consumer differ),
+//   the frame goes when that operation ends. A generator whose consumer's
+//   task was destroyed while inside it (loop.close() with the task pending)
+//   is finished; its frame, still suspended in its co_await, goes with its
+//   owner, a chain of Coros it awaits innermost first.
 // - The loop keeps a weak registry of its started, unfinished generators:
 //   loop.shutdown_asyncgens() closes them, and QiRunner, qi::run and
 //   QiEventLoop::shutdown() call it (after cancelling the leftover tasks).

@@ -249,8 +249,9 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // What QiRunner and qi::run do on exit, for a loop that is not running:
   // cancels the tasks still pending and runs the loop until they finish
   // (at most kShutdownCancelRounds rounds of cancelling, each waiting at
-  // most kShutdownRoundTime), reports those that refused, runs the
-  // callbacks already ready (bounded), then closes the loop.
+  // most kShutdownRoundTime), reports those that refused, closes the async
+  // generators still suspended (shutdown_asyncgens(), one more such round),
+  // runs the callbacks already ready (bounded), then closes the loop.
   // Loop thread. Throws qi::RuntimeError while the loop runs (so also from
   // its own callbacks: shutdown runs the loop itself); on a closed loop it
   // does nothing.
