@@ -15,6 +15,7 @@ RuntimeError::~RuntimeError() = default;
 InvalidStateError::~InvalidStateError() = default;
 TimeoutError::~TimeoutError() = default;
 CancelledError::~CancelledError() = default;
+GeneratorExit::~GeneratorExit() = default;
 ValueError::~ValueError() = default;
 QueueEmpty::~QueueEmpty() = default;
 QueueFull::~QueueFull() = default;

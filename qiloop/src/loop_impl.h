@@ -62,6 +62,12 @@ struct LoopImpl {
   std::size_t task_count = 0;
   bool stop_when_no_tasks = false;  // shutdown: the last task to finish stops the loop
 
+  // Started, unfinished async generators (a weak registry: each unlinks
+  // itself when it finishes or goes), and those shutdown_asyncgens() took
+  // and has yet to close. Intrusive lists through AsyncGenBase::next_in_list.
+  qi::detail::AsyncGenBase* asyncgens = nullptr;
+  qi::detail::AsyncGenBase* closing_asyncgens = nullptr;
+
   QiEventLoop::ExceptionHandler handler;
   qi::LoopStats stats;
 };

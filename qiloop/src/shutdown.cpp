@@ -1,6 +1,7 @@
 // shutdown.cpp — the end of a QiEventLoop: shutdown() (cancel the leftover
-// tasks, run their clean-up, close), close(), and the registry of pending
-// tasks both walk.
+// tasks, close the leftover async generators, run their clean-up, close),
+// close(), and the registry of pending tasks both walk.
+#include <qiloop/async_generator.h>
 #include <qiloop/event_loop.h>
 
 #include "loop_impl.h"
@@ -20,6 +21,15 @@ namespace {
 void discard(CallbackNode* n) noexcept {
   qi::detail::destroy_callback(n);
   release_node(n);
+}
+
+// The dispatcher shutdown runs the loop with, or null when it cannot run it:
+// that needs Qt's event loop (for timers and I/O) and this thread free of
+// other running loops.
+QAbstractEventDispatcher* shutdown_dispatcher() {
+  QAbstractEventDispatcher* dispatcher = QAbstractEventDispatcher::instance();
+  if (!QCoreApplication::instance() || qi::running_loop()) return nullptr;
+  return dispatcher;
 }
 
 // Discards a detached list of nodes linked through next.
@@ -64,6 +74,7 @@ void QiEventLoop::close() {
     discard(n);
   }
   destroy_pending_tasks();
+  qi::detail::AsyncGenBase::forget_all(*this);
   impl_->tearing_down = false;
 }
 
@@ -74,6 +85,7 @@ void QiEventLoop::shutdown() {
   // The runs below are shutdown's own: they do not emit stopped().
   impl_->shutting_down = true;
   cancel_leftover_tasks();
+  close_leftover_asyncgens();
   // Let cleanup that is already scheduled run, as a running loop would.
   drain_ready(LoopImpl::kShutdownRounds);
   impl_->shutting_down = false;
@@ -81,21 +93,13 @@ void QiEventLoop::shutdown() {
 }
 
 void QiEventLoop::cancel_leftover_tasks() {
-  // Running the loop needs Qt's event loop (for timers and I/O) and this
-  // thread free of other running loops.
-  QAbstractEventDispatcher* dispatcher = QAbstractEventDispatcher::instance();
-  if (!impl_->tasks_head || !QCoreApplication::instance() || !dispatcher || qi::running_loop()) return;
+  QAbstractEventDispatcher* dispatcher = shutdown_dispatcher();
+  if (!impl_->tasks_head || !dispatcher) return;
   for (int round = 0; round < kShutdownCancelRounds && impl_->tasks_head; ++round) {
     std::vector<qi::TaskRef> pending;
     for (auto* t = impl_->tasks_head; t; t = t->next_in_loop) pending.emplace_back(t);
     for (auto& f : pending) f.cancel("the event loop is shutting down");
-    // Run until every task is done (unregister_task stops the loop) or the
-    // round's time is up.
-    impl_->stop_when_no_tasks = true;
-    qi::TimerHandle limit = call_later(kShutdownRoundTime, [this] { stop(); });
     run_shutdown_round(dispatcher);
-    impl_->stop_when_no_tasks = false;
-    limit.cancel();
     // asyncio.run reports what failed otherwise while being cancelled.
     for (auto& f : pending) {
       if (!f.done() || f.cancelled()) continue;
@@ -116,15 +120,31 @@ void QiEventLoop::cancel_leftover_tasks() {
   }
 }
 
-// Runs the loop until stop() — the round's time limit, or the last task
-// finishing. Not through QEventLoop::exec(), which returns at once while the
-// thread's quit flag is set (after QThread::quit() in a worker, or
-// QCoreApplication::exit()): clean-up must run whatever Qt was told, so the
-// thread's events are pumped directly until end_run() interrupts the pump.
+// asyncio.Runner.close() runs loop.shutdown_asyncgens() after cancelling the
+// tasks: generators the tasks left suspended (held beyond them) are closed
+// with aclose(), so their clean-up may still await. Bounded by one round; a
+// closer still pending after it is destroyed (and reported) by close().
+void QiEventLoop::close_leftover_asyncgens() {
+  QAbstractEventDispatcher* dispatcher = shutdown_dispatcher();
+  if (!impl_->asyncgens || !dispatcher) return;
+  qi::Task<void> closing = create_task(shutdown_asyncgens(), "shutdown_asyncgens");
+  run_shutdown_round(dispatcher);
+}
+
+// Runs the loop until every task is done (unregister_task stops the loop) or
+// the round's time is up. Not through QEventLoop::exec(), which returns at
+// once while the thread's quit flag is set (after QThread::quit() in a
+// worker, or QCoreApplication::exit()): clean-up must run whatever Qt was
+// told, so the thread's events are pumped directly until end_run()
+// interrupts the pump.
 void QiEventLoop::run_shutdown_round(QAbstractEventDispatcher* dispatcher) {
+  impl_->stop_when_no_tasks = true;
+  qi::TimerHandle limit = call_later(kShutdownRoundTime, [this] { stop(); });
   start_running(RunMode::kNested);
   while (!impl_->exiting) dispatcher->processEvents(QEventLoop::AllEvents | QEventLoop::WaitForMoreEvents);
   finish_running();
+  impl_->stop_when_no_tasks = false;
+  limit.cancel();
 }
 
 // --- Tasks ----------------------------------------------------------------------

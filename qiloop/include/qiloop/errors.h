@@ -72,6 +72,19 @@ class QILOOP_EXPORT CancelledError {
   std::string message_;
 };
 
+// qi::GeneratorExit
+// Thrown by aclose() (and loop.shutdown_asyncgens()) at the co_yield where
+// a qi::AsyncGenerator is suspended, so that its catch clauses and
+// destructors run. Not a std::exception, as Python's derives from
+// BaseException: a generic catch (const std::exception&) lets it through.
+// Rethrow it or return; a generator that co_yields again makes aclose()
+// throw qi::RuntimeError.
+class QILOOP_EXPORT GeneratorExit {
+ public:
+  virtual ~GeneratorExit();
+  const char* what() const noexcept { return "qi::GeneratorExit"; }
+};
+
 // qi::ValueError
 // A value out of range for the call: releasing a BoundedSemaphore more
 // often than it was acquired, one Queue::task_done() too many, a negative

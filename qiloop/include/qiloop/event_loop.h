@@ -99,6 +99,7 @@ struct LoopStats {
 
 namespace detail {
 struct LoopImpl;
+struct AsyncGenBase;
 }
 
 // qi::get_running_loop()
@@ -248,13 +249,24 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // What QiRunner and qi::run do on exit, for a loop that is not running:
   // cancels the tasks still pending and runs the loop until they finish
   // (at most kShutdownCancelRounds rounds of cancelling, each waiting at
-  // most kShutdownRoundTime), reports those that refused, runs the
-  // callbacks already ready (bounded), then closes the loop.
+  // most kShutdownRoundTime), reports those that refused, closes the async
+  // generators still suspended (shutdown_asyncgens(), one more such round),
+  // runs the callbacks already ready (bounded), then closes the loop.
   // Loop thread. Throws qi::RuntimeError while the loop runs (so also from
   // its own callbacks: shutdown runs the loop itself); on a closed loop it
   // does nothing.
   void shutdown();
   static constexpr int kShutdownCancelRounds = 2;
+
+  // QiEventLoop::shutdown_asyncgens()
+  // `co_await loop.shutdown_asyncgens()`: asyncio's loop.shutdown_asyncgens().
+  // Closes (aclose()) every qi::AsyncGenerator started on this loop and not
+  // finished, each in a task of its own, concurrently, and returns when all
+  // are closed; a generator whose aclose() throws is reported through the
+  // exception handler. Generators started afterwards are not closed by this
+  // call. shutdown() (so QiRunner and qi::run) calls it after cancelling the
+  // leftover tasks. Loop thread.
+  qi::Coro<void> shutdown_asyncgens();
   static constexpr std::chrono::milliseconds kShutdownRoundTime{500};
 
   // QiEventLoop::pending_tasks()
@@ -432,6 +444,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend class qi::detail::TaskCore;
   friend class qi::detail::FutureStateBase;  // checks a completion before it changes the future
   friend class qi::Clock;  // notify_changed(), and its destructor detaches it
+  friend struct qi::detail::AsyncGenBase;  // the registry of generators
 
   enum class TaskStart : bool { kNextIteration, kNow };  // create_task, run_task
   template <class T>
@@ -455,6 +468,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void register_task(qi::detail::TaskCore* t) noexcept;
   void unregister_task(qi::detail::TaskCore* t) noexcept;
   void cancel_leftover_tasks();
+  void close_leftover_asyncgens();
   void run_shutdown_round(QAbstractEventDispatcher* dispatcher);
   void drain_ready(int max_iterations);
 

@@ -24,9 +24,11 @@
 //                 qi::gather, gather_settled, Outcome, wait, as_completed, shield
 //   structured/timeout.h     qi::timeout, timeout_at, Timeout, wait_for
 //   structured/task_group.h  qi::TaskGroup
+//   async_generator.h  qi::AsyncGenerator<T>: co_await and co_yield in one coroutine
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
+#include <qiloop/async_generator.h>
 #include <qiloop/clock.h>
 #include <qiloop/coro.h>
 #include <qiloop/config.h>
