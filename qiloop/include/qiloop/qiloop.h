@@ -16,10 +16,12 @@
 //   future.h      qi::Future<T>, qi::FutureRef, qi::TaskRef
 //   handle.h      qi::Handle, qi::TimerHandle
 //   clock.h       qi::Clock, the loop's source of "now"
+//   call_graph.h  the await graph: qi::capture_call_graph, format/print_call_graph
 //   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
+#include <qiloop/call_graph.h>
 #include <qiloop/clock.h>
 #include <qiloop/coro.h>
 #include <qiloop/config.h>

@@ -3,6 +3,7 @@
 // is in <qiloop/coro.h> (which defines QILOOP_TAIL_CALLS before including this).
 #pragma once
 
+#include <qiloop/detail/call_graph.h>
 #include <qiloop/export.h>
 
 #include <coroutine>
@@ -36,6 +37,9 @@ struct PromiseBase {
   PromiseBase* awaited = nullptr;
   // The Coro holding this frame (valid while it is someone's `awaited`).
   std::coroutine_handle<>* owner = nullptr;
+  // The site of the current (while suspended) or last co_await: the await
+  // graph's file:line and function name (qi::capture_call_graph).
+  AwaitSite where{};
   bool started = false;       // taken by an awaiter or a task
   bool inline_await = false;  // the awaiter's await_suspend is still on the stack
 
@@ -57,7 +61,20 @@ struct PromiseBase {
     void await_resume() const noexcept {}
   };
   FinalAwaiter final_suspend() noexcept { return {}; }
-  void unhandled_exception() noexcept { exception = std::current_exception(); }
+  void unhandled_exception() noexcept {
+    exception = std::current_exception();
+    note_exception_escaped(*this);
+  }
+
+  // Every co_await in the coroutine passes through here: the awaitable is
+  // forwarded unchanged (a temporary lives until the end of the full
+  // expression, across the suspension), and its site recorded — the await
+  // graph's whole cost on the hot path.
+  template <class A>
+  A&& await_transform(A&& awaitable, AwaitSite site = AwaitSite::current()) noexcept {
+    where = site;
+    return static_cast<A&&>(awaitable);
+  }
 };
 
 template <class T>
