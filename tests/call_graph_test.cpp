@@ -437,3 +437,27 @@ QILOOP_TEST_MODES_VT(CallGraph, AllTasksAndDumpTasksListEveryPendingTask) {
   co_await qi::sleep(0);
   EXPECT_THAT(loop.dump_tasks(), HasSubstr("1 pending task\n"));
 }
+
+namespace {
+
+// Copyable, and counts on itself: a copy would count elsewhere.
+struct CountingAwaiter {
+  int resumed = 0;
+  bool await_ready() const noexcept { return true; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  int await_resume() noexcept { return ++resumed; }
+};
+
+}  // namespace
+
+// Recording the site must leave every co_await as it was: an lvalue awaiter
+// is awaited itself, not a copy (g++ 12 copies one that await_transform
+// returns by reference).
+QILOOP_TEST_MODES_VT(CallGraph, RecordingTheSiteAwaitsTheAwaiterItself) {
+  CountingAwaiter a;
+  EXPECT_EQ(co_await a, 1);
+  EXPECT_EQ(co_await a, 2);
+  EXPECT_EQ(a.resumed, 2);
+  EXPECT_EQ(co_await CountingAwaiter{}, 1);
+  co_await std::suspend_never{};
+}

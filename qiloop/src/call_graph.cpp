@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string_view>
 #include <unordered_map>
 
 namespace qi::detail {
@@ -105,14 +105,14 @@ class GraphBuilder {
     std::vector<FrameCallGraphEntry> stack;
     if (t.done()) {
       if (const EscapeRecord* e = t.escape()) {
-        for (std::size_t i = 0; i < e->sites.size(); ++i) stack.push_back(entry_of(e->sites[i], i == 0));
+        for (std::size_t i = 0; i < e->sites.size(); ++i) stack.push_back(entry_of(to_site(e->sites[i]), i == 0));
       }
     } else if (t.started()) {
       const std::vector<PromiseBase*> frames = frames_of(t);
       const bool running = &t == TaskCore::current();
       for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
         const bool innermost = it == frames.rbegin();
-        stack.push_back(entry_of(running && innermost ? site_ : (*it)->where, false));
+        stack.push_back(entry_of(running && innermost ? site_ : to_site((*it)->where), false));
       }
     }
     trim(stack, limit_);
@@ -205,7 +205,7 @@ void note_exception_escaped(PromiseBase& from) noexcept {
     // type stands between (the chain then ends above it).
     auto it = std::find(frames.begin(), frames.end(), &from);
     record->sites.push_back(from.where);
-    for (auto up = std::make_reverse_iterator(it == frames.end() ? frames.end() : it); up != frames.rend(); ++up)
+    for (auto up = std::make_reverse_iterator(it); up != frames.rend(); ++up)
       record->sites.push_back((*up)->where);
     t->set_escape(std::move(record));
   } catch (...) {

@@ -39,7 +39,7 @@ struct PromiseBase {
   std::coroutine_handle<>* owner = nullptr;
   // The site of the current (while suspended) or last co_await: the await
   // graph's file:line and function name (qi::capture_call_graph).
-  AwaitSite where{};
+  SiteRecord where{};
   bool started = false;       // taken by an awaiter or a task
   bool inline_await = false;  // the awaiter's await_suspend is still on the stack
 
@@ -66,14 +66,13 @@ struct PromiseBase {
     note_exception_escaped(*this);
   }
 
-  // Every co_await in the coroutine passes through here: the awaitable is
-  // forwarded unchanged (a temporary lives until the end of the full
-  // expression, across the suspension), and its site recorded — the await
-  // graph's whole cost on the hot path.
+  // Every co_await in the coroutine passes through here: its site is
+  // recorded — the await graph's whole cost on the hot path — and the
+  // awaitable goes on as the co_await would take it (awaiter_for).
   template <class A>
-  A&& await_transform(A&& awaitable, AwaitSite site = AwaitSite::current()) noexcept {
+  decltype(auto) await_transform(A&& awaitable, SiteRecord site = QILOOP_DETAIL_SITE_HERE) {
     where = site;
-    return static_cast<A&&>(awaitable);
+    return awaiter_for(static_cast<A&&>(awaitable));
   }
 };
 
