@@ -52,7 +52,9 @@
 // - Function names are the compiler's: g++ gives the qualified name with
 //   parameter types (`ns::Client::fetch(int)`); clang 14 the bare name
 //   (`fetch`). Cost: recording a co_await's site is one store (three with
-//   clang 14, which lacks std::source_location); capturing walks the frames
+//   clang 14, which lacks std::source_location); a Coro frame is 8 bytes
+//   larger and starts with no site (one store at creation, so that a frame
+//   that never reached a co_await is told apart). Capturing walks the frames
 //   and, for awaited_by, the loop's pending tasks once.
 //
 // Thread-safety: the loop's thread only (the frames and tasks belong to it).
