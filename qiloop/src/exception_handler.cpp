@@ -53,6 +53,8 @@ void QiEventLoop::default_exception_handler(const qi::ExceptionContext& context)
     if (context.handle) text += " [callback handle]";
     if (context.task) text += " [" + context.task.describe() + "]";
     if (context.future) text += " [" + context.future.describe() + "]";
+    // Where the task is (or was, when its exception escaped): the await graph.
+    text += qi::detail::call_graph_for_report(context.task ? context.task.state() : context.future.state());
     qCCritical(lcQiloop, "%s", text.c_str());
   } catch (...) {
   }

@@ -7,6 +7,7 @@
 
 #include <absl/container/inlined_vector.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 
@@ -213,13 +214,37 @@ struct FiringEntry {
 
 FutureStateBase::FutureStateBase(QiEventLoop& loop) : loop_(&loop) {}
 
-FutureStateBase::~FutureStateBase() = default;
+FutureStateBase::~FutureStateBase() {
+  if (rare_)
+    for (FutureStateBase* t : rare_->awaited_by) t->release();
+}
 
 std::string FutureStateBase::describe() const { return "Future"; }
 
 RareState& FutureStateBase::rare() {
   if (!rare_) rare_ = std::make_unique<RareState>();
   return *rare_;
+}
+
+void FutureStateBase::add_awaited_by(TaskCore& task) {
+  std::vector<FutureStateBase*>& v = rare().awaited_by;
+  FutureStateBase* t = &task;
+  if (std::find(v.begin(), v.end(), t) != v.end()) return;
+  v.push_back(t);
+  t->retain();
+}
+
+void FutureStateBase::remove_awaited_by(TaskCore& task) noexcept {
+  if (!rare_) return;
+  std::vector<FutureStateBase*>& v = rare_->awaited_by;
+  auto it = std::find(v.begin(), v.end(), static_cast<FutureStateBase*>(&task));
+  if (it == v.end()) return;
+  v.erase(it);
+  task.release();  // may destroy it: nothing of it is read after
+}
+
+std::vector<FutureStateBase*> FutureStateBase::linked_awaiters() const {
+  return rare_ ? rare_->awaited_by : std::vector<FutureStateBase*>{};
 }
 
 void FutureStateBase::last_release() noexcept {
@@ -251,7 +276,7 @@ void FutureStateBase::report_unretrieved() noexcept {
     if (QiEventLoop* l = loop_.data())
       l->call_exception_handler(ctx);
     else
-      qCCritical(lcQiloop, "%s (its loop is gone)", ctx.message.c_str());
+      qCCritical(lcQiloop, "%s (its loop is gone)%s", ctx.message.c_str(), call_graph_for_report(this).c_str());
   } catch (...) {
   }
 }

@@ -68,6 +68,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 class QiEventLoop;
 class QiRunner;
@@ -110,6 +111,12 @@ QILOOP_EXPORT QiEventLoop& get_running_loop();
 // qi::running_loop()
 // The same, or null when none runs. Any thread; never throws.
 QILOOP_EXPORT QiEventLoop* running_loop() noexcept;
+
+// qi::all_tasks()
+// The tasks of `loop` not done yet (asyncio.all_tasks), oldest first. Loop
+// thread. Each one's chain: qi::format_call_graph (<qiloop/call_graph.h>),
+// or all at once: QiEventLoop::dump_tasks().
+QILOOP_EXPORT std::vector<TaskRef> all_tasks(const QiEventLoop& loop);
 
 }  // namespace qi
 
@@ -273,6 +280,14 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // How many tasks of this loop are not done yet (created and not finished,
   // whether or not a handle remains). Loop thread.
   std::size_t pending_tasks() const noexcept;
+
+  // QiEventLoop::dump_tasks()
+  // "Where is my program stuck?": every pending task (qi::all_tasks), oldest
+  // first, in qi::format_call_graph's layout — its call stack and the tasks
+  // awaiting it (named, one level: each is listed on its own). A first line
+  // counts them. Loop thread; any time (in a callback, a handler, a
+  // debugger: `call loop.dump_tasks()`).
+  std::string dump_tasks() const;
 
   // --- Running and stopping -------------------------------------------------
 
@@ -445,6 +460,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend class qi::detail::FutureStateBase;  // checks a completion before it changes the future
   friend class qi::Clock;  // notify_changed(), and its destructor detaches it
   friend struct qi::detail::AsyncGenBase;  // the registry of generators
+  friend std::vector<qi::TaskRef> qi::all_tasks(const QiEventLoop&);  // walks the task registry
 
   enum class TaskStart : bool { kNextIteration, kNow };  // create_task, run_task
   template <class T>

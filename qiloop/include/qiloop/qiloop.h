@@ -16,6 +16,7 @@
 //   future.h      qi::Future<T>, qi::FutureRef, qi::TaskRef
 //   handle.h      qi::Handle, qi::TimerHandle
 //   clock.h       qi::Clock, the loop's source of "now"
+//   call_graph.h  the await graph: qi::capture_call_graph, format/print_call_graph
 //   errors.h      qi::RuntimeError, InvalidStateError, TimeoutError, CancelledError
 //   sync/event.h, sync/lock.h, sync/semaphore.h, sync/condition.h, sync/barrier.h
 //                 qi::Event, Lock (LockGuard), Semaphore, BoundedSemaphore, Condition, Barrier
@@ -29,6 +30,7 @@
 #pragma once
 
 #include <qiloop/async_generator.h>
+#include <qiloop/call_graph.h>
 #include <qiloop/clock.h>
 #include <qiloop/coro.h>
 #include <qiloop/config.h>

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 class QiEventLoop;
 
@@ -28,6 +29,7 @@ namespace qi::detail {
 
 class FutureStateBase;
 class TaskCore;
+struct EscapeRecord;
 
 // A task's wake-up, run as a done callback of what it awaits (src/task.cpp).
 QILOOP_EXPORT void wake_task(TaskCore& t) noexcept;
@@ -92,6 +94,8 @@ struct RareState {
   std::string must_cancel_msg;               // a task's request that waits for its next resumption
   std::string sleep_interrupt_msg;           // the request that cut a task's sleep short
   std::optional<std::string> held_cancel;    // an awaiter's request held while the task's own is in flight
+  std::vector<FutureStateBase*> awaited_by;  // tasks linked by add_awaited_by, one reference each
+  std::shared_ptr<const EscapeRecord> escape;  // a task's: where its latest exception left its coroutines
 };
 
 // The type-independent part of a future's state. Intrusively counted:
@@ -135,6 +139,12 @@ class QILOOP_EXPORT FutureStateBase {
   uint64_t add_waker(TaskCore& t);
   std::size_t remove_done_callback(uint64_t id);
   std::string cancel_message() const { return rare_ ? rare_->cancel_message : std::string(); }
+  // The await graph's explicit links (detail::add_awaited_by): tasks that
+  // wait for this future without a wake-up among its done callbacks (a
+  // combinator's). A set: adding twice links once. Each holds a reference.
+  void add_awaited_by(TaskCore& task);
+  void remove_awaited_by(TaskCore& task) noexcept;
+  std::vector<FutureStateBase*> linked_awaiters() const;
   // For diagnostics: "Future", or "Task 'name'".
   virtual std::string describe() const;
   // Internal (tasks): finishes as cancelled with `msg`, bypassing the task's

@@ -3,6 +3,7 @@
 // is in <qiloop/coro.h> (which defines QILOOP_TAIL_CALLS before including this).
 #pragma once
 
+#include <qiloop/detail/call_graph.h>
 #include <qiloop/export.h>
 
 #include <coroutine>
@@ -36,6 +37,9 @@ struct PromiseBase {
   PromiseBase* awaited = nullptr;
   // The Coro holding this frame (valid while it is someone's `awaited`).
   std::coroutine_handle<>* owner = nullptr;
+  // The site of the current (while suspended) or last co_await: the await
+  // graph's file:line and function name (qi::capture_call_graph).
+  SiteRecord where{};
   bool started = false;       // taken by an awaiter or a task
   bool inline_await = false;  // the awaiter's await_suspend is still on the stack
 
@@ -57,7 +61,19 @@ struct PromiseBase {
     void await_resume() const noexcept {}
   };
   FinalAwaiter final_suspend() noexcept { return {}; }
-  void unhandled_exception() noexcept { exception = std::current_exception(); }
+  void unhandled_exception() noexcept {
+    exception = std::current_exception();
+    note_exception_escaped(*this);
+  }
+
+  // Every co_await in the coroutine passes through here: its site is
+  // recorded — the await graph's whole cost on the hot path — and the
+  // awaitable goes on as the co_await would take it (awaiter_for).
+  template <class A>
+  decltype(auto) await_transform(A&& awaitable, SiteRecord site = QILOOP_DETAIL_SITE_HERE) {
+    where = site;
+    return awaiter_for(static_cast<A&&>(awaitable));
+  }
 };
 
 template <class T>

@@ -17,6 +17,8 @@ class QiEventLoop;
 namespace qi::detail {
 
 struct CallbackNode;
+struct PromiseBase;
+struct EscapeRecord;
 
 // A task is a future (its state derives from FutureStateBase) that steps a
 // coroutine. Invariant: a pending task is registered with its loop and holds
@@ -65,6 +67,17 @@ class QILOOP_EXPORT TaskCore : public FutureStateBase {
   // On resumption: throws qi::CancelledError when a cancel request cut a
   // sleep short, or could not be delivered through what the task awaited.
   void check_must_cancel(bool awaited_cancelled);
+
+  // --- Used by the await graph (src/call_graph.cpp) ---------------------------
+  // The root coroutine's promise: the top of the chain of Coros the task is
+  // suspended in (linked by PromiseBase::awaited); null once it finished.
+  virtual PromiseBase* root_promise() const noexcept = 0;
+  // The future (or task) the task waits for; null while it sleeps or runs.
+  FutureStateBase* awaiting() const noexcept { return fut_waiter_; }
+  bool started() const noexcept { return flag(kStarted); }
+  // Where the latest exception left the task's coroutines (see EscapeRecord).
+  const EscapeRecord* escape() const noexcept { return rare_if() ? rare_if()->escape.get() : nullptr; }
+  void set_escape(std::shared_ptr<const EscapeRecord> e) { rare().escape = std::move(e); }
 
   // --- Used by the loop ---------------------------------------------------------
   // close(): destroys the frames of a task that is still pending.

@@ -27,6 +27,10 @@ class TaskState final : public FutureState<T, TaskCore> {
       : FutureState<T, TaskCore>(loop, root, std::move(name)) {}
   ~TaskState() override { this->destroy_root(); }
 
+  PromiseBase* root_promise() const noexcept override {
+    return this->root() ? &Coro<T>::handle_type::from_address(this->root().address()).promise() : nullptr;
+  }
+
  private:
   void complete_from_root() override {
     auto& p = Coro<T>::handle_type::from_address(this->root().address()).promise();
