@@ -30,7 +30,9 @@ std::vector<qi::Task<int>> three_tasks(milliseconds da, milliseconds db, millise
 QILOOP_TEST_MODES_VT(Wait, FirstCompletedReturnsAtTheFirstAndKeepsInputOrder) {
   const auto t0 = qi::get_running_loop().time();
   auto ts = three_tasks(3s, 1s, 2s);
-  auto [done, pending] = co_await qi::wait(ts, qi::FIRST_COMPLETED);
+  auto waited = co_await qi::wait(ts, qi::FIRST_COMPLETED);
+  auto& done = waited.done;  // not a structured binding: clang 14 cannot capture one in a lambda
+  auto& pending = waited.pending;
   EXPECT_EQ(since(t0), 1s);
   QILOOP_CO_ASSERT(ASSERT_EQ(done.size(), 1u));
   EXPECT_TRUE(done[0] == ts[1]);
@@ -54,7 +56,9 @@ QILOOP_TEST_MODES_VT(Wait, FirstExceptionIgnoresCancellations) {
   ts.push_back(qi::create_task(boom_after(2s, "y")));
   ts.push_back(qi::create_task(value_after(5s, 3)));
   ts[0].cancel();
-  auto [done, pending] = co_await qi::wait(ts, qi::FIRST_EXCEPTION);
+  auto waited = co_await qi::wait(ts, qi::FIRST_EXCEPTION);
+  auto& done = waited.done;  // not a structured binding: clang 14 cannot capture one in a lambda
+  auto& pending = waited.pending;
   EXPECT_EQ(since(t0), 2s);
   EXPECT_EQ(done.size(), 2u);
   EXPECT_EQ(pending.size(), 1u);
@@ -69,7 +73,9 @@ QILOOP_TEST_MODES_VT(Wait, FirstExceptionIgnoresCancellations) {
 QILOOP_TEST_MODES_VT(Wait, TheTimeoutReturnsWhatIsPendingWithoutRaising) {
   const auto t0 = qi::get_running_loop().time();
   auto ts = three_tasks(1s, 2s, 3s);
-  auto [done, pending] = co_await qi::wait(ts, 1500ms);
+  auto waited = co_await qi::wait(ts, 1500ms);
+  auto& done = waited.done;  // not a structured binding: clang 14 cannot capture one in a lambda
+  auto& pending = waited.pending;
   EXPECT_EQ(since(t0), 1500ms);
   EXPECT_EQ(done.size(), 1u);
   EXPECT_EQ(pending.size(), 2u);
@@ -106,7 +112,9 @@ QILOOP_TEST_MODES_VT(Wait, AcceptsFuturesAndTypeErasedRefs) {
   f.set_result("done");
   auto t = qi::create_task(nothing_after(1s));
   std::vector<qi::FutureRef> refs{f.ref(), t.ref()};
-  auto [done, pending] = co_await qi::wait(refs, qi::FIRST_COMPLETED);
+  auto waited = co_await qi::wait(refs, qi::FIRST_COMPLETED);
+  auto& done = waited.done;  // not a structured binding: clang 14 cannot capture one in a lambda
+  auto& pending = waited.pending;
   EXPECT_EQ(done.size(), 1u);
   EXPECT_TRUE(done[0] == f);
   EXPECT_TRUE(pending[0] == t);
