@@ -54,6 +54,10 @@ bool GatherCore::child_done(FutureStateBase& child) {
       outer->finish_with_exception(std::move(e));
       return false;
     }
+  } else if (!child.cancelled()) {
+    // Retrieved now: a cancelled gather_settled yields no Outcome for it,
+    // and asyncio reads every child's exception before it checks that.
+    child.exception();
   }
   if (finished < count) return false;
   if (cancel_requested) {
