@@ -187,3 +187,17 @@ QILOOP_TEST_MODES_VT(AsCompleted, MisuseThrowsAtTheCall) {
   EXPECT_TRUE(coros[0].valid());  // nothing was started
   co_await coros[0];
 }
+
+// for f in as_completed([t, t]): await f -> t's result twice (as gather).
+// A vector handed over as an rvalue moved it out once per occurrence.
+QILOOP_TEST_MODES_VT(AsCompleted, TheSameTaskTwiceYieldsItsResultTwice) {
+  auto t = qi::create_task([]() -> qi::Coro<std::string> {
+    co_await qi::sleep(1ms);
+    co_return std::string(40, 'x');
+  }());
+  std::vector<qi::Task<std::string>> v{t, t};
+  std::vector<std::string> got;
+  for (auto next : qi::as_completed(std::move(v))) got.push_back(co_await next);
+  EXPECT_EQ(got, (std::vector<std::string>(2, std::string(40, 'x'))));
+  EXPECT_EQ(t.result(), std::string(40, 'x'));
+}

@@ -1,6 +1,7 @@
 // qi::shield: the awaiter's cancellation stops at the shield, the inner task
 // runs on; results, exceptions and the inner's own cancellation pass through.
 #include <qiloop/structured/shield.h>
+#include <qiloop/structured/timeout.h>
 #include <qiloop/testing.h>
 
 #include "combinator_util.h"
@@ -79,9 +80,12 @@ QILOOP_TEST_MODES_VT(Shield, ADoneInnerIsReturnedItself) {
   auto& loop = qi::get_running_loop();
   auto f = loop.create_future<int>();
   f.set_result(3);
-  auto s = qi::shield(f);
+  auto s = qi::shield(qi::Future<int>(f));  // an rvalue handle: its own state
   EXPECT_TRUE(s == f);
   EXPECT_EQ(co_await s, 3);
+  auto copy = qi::shield(f);  // an lvalue handle: a done copy, so f keeps its result
+  EXPECT_TRUE(copy.done());
+  EXPECT_EQ(co_await copy, 3);
 }
 
 // async def outer(): return await shield(boom())   # raises after 2 s
@@ -106,4 +110,28 @@ QILOOP_TEST_MODES_VT(Shield, MisuseThrowsAtTheCall) {
   EXPECT_THROW((void)qi::shield(qi::Task<int>()), std::invalid_argument);
   EXPECT_THROW((void)qi::shield(qi::Coro<int>()), std::invalid_argument);
   co_return;
+}
+
+// A done lvalue handle: `co_await qi::shield(t)` awaits an rvalue future, so
+// returning t's own state let it move t's result out, and a throwing copy
+// (done or not) left the outer future never finished. asyncio has no moves:
+// t.result() is intact after `await shield(t)`.
+QILOOP_TEST_MODES_VT(Shield, AnLvalueHandleKeepsItsResultAndAThrowingCopyFailsTheOuter) {
+  auto t = qi::create_task([]() -> qi::Coro<std::string> { co_return std::string(40, 'x'); }());
+  co_await t;
+  EXPECT_EQ(co_await qi::shield(t), std::string(40, 'x'));
+  EXPECT_EQ(t.result(), std::string(40, 'x'));
+
+  struct CopyThrows {
+    CopyThrows() = default;
+    CopyThrows(const CopyThrows&) { throw Boom("copy"); }
+    CopyThrows(CopyThrows&&) noexcept = default;
+  };
+  auto c = qi::create_task([]() -> qi::Coro<CopyThrows> {
+    co_await qi::sleep(1ms);
+    co_return CopyThrows{};
+  }());
+  auto pending = qi::shield(c);
+  EXPECT_THROW(co_await qi::wait_for(pending, 1s), Boom);  // was: qi::TimeoutError
+  EXPECT_THROW(co_await qi::shield(c), Boom);              // done: was no copy at all
 }

@@ -3,6 +3,7 @@
 // every combinator shares (ensure_future's).
 #include <qiloop/structured/detail/gather.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -26,6 +27,16 @@ void check_child_future(FutureStateBase* f, QiEventLoop*& loop, const char* api)
 
 QiEventLoop& children_loop(QiEventLoop* seen) { return seen ? *seen : get_running_loop(); }
 
+bool shared_children(const FutureStateBase** states, std::size_t n, bool copyable, const char* api) {
+  std::sort(states, states + n);
+  if (std::adjacent_find(states, states + n) == states + n) return false;
+  if (!copyable)
+    throw ValueError(std::string(api) +
+                     ": the same task or future is passed twice and its result type cannot be copied, so it cannot "
+                     "be yielded twice; pass it once");
+  return true;
+}
+
 bool GatherCore::child_done(FutureStateBase& child) {
   ++finished;
   if (outer->done()) {
@@ -43,6 +54,10 @@ bool GatherCore::child_done(FutureStateBase& child) {
       outer->finish_with_exception(std::move(e));
       return false;
     }
+  } else if (!child.cancelled()) {
+    // Retrieved now: a cancelled gather_settled yields no Outcome for it,
+    // and asyncio reads every child's exception before it checks that.
+    child.exception();
   }
   if (finished < count) return false;
   if (cancel_requested) {

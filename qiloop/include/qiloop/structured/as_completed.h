@@ -35,12 +35,15 @@
 //   range is dropped early); dropping the range and its awaitables unhooks
 //   it from the children.
 // - `co_await next` moves the result out when the children are its own (a
-//   vector of Coro, or a vector passed as an rvalue), else copies it.
+//   vector of Coro, or a vector passed as an rvalue), else copies it; a
+//   child passed twice is copied, so both occurrences yield its result.
 // - Cancelling a task awaiting `next` throws qi::CancelledError there and
 //   loses nothing: a child that finished meanwhile goes to the next await.
 // Throws at the call: std::invalid_argument for an empty handle or Coro,
 // qi::RuntimeError for a Coro that already ran or when only coroutines are
-// given and no loop runs, qi::ValueError for futures of different loops.
+// given and no loop runs, qi::ValueError for futures of different loops,
+// or for a child passed twice in an rvalue vector whose result type cannot
+// be copied.
 // Thread-safety: the loop's thread.
 #pragma once
 
@@ -81,7 +84,7 @@ class AsCompleted {
     explicit Next(State* s) : s_(s) {}
     static Coro<T> result(detail::AsCompletedUser<State> s) {
       const std::size_t i = co_await s->next_index();
-      co_return detail::child_value<T, Move>(*detail::state_of(s->at(i)));
+      co_return detail::child_value<T, Move>(*detail::state_of(s->at(i)), s->shared());
     }
     static Coro<F> original(detail::AsCompletedUser<State> s) {
       const std::size_t i = co_await s->next_index();
@@ -137,6 +140,7 @@ auto as_completed_impl(V&& aws, std::optional<LoopDuration> timeout) {
   QiEventLoop* seen = nullptr;
   for (const auto& a : aws) check_child(a, seen, "qi::as_completed");
   QiEventLoop& loop = children_loop(seen);
+  const bool shared = vector_shared<kMove>(aws, "qi::as_completed");
   std::vector<F> fs;
   fs.reserve(aws.size());
   for (auto& a : aws) {
@@ -145,7 +149,7 @@ auto as_completed_impl(V&& aws, std::optional<LoopDuration> timeout) {
     else
       fs.push_back(a);
   }
-  return AsCompleted<F, kMove>(new AsCompletedState<F>(loop, std::move(fs), timeout));
+  return AsCompleted<F, kMove>(new AsCompletedState<F>(loop, std::move(fs), timeout, shared));
 }
 
 }  // namespace detail

@@ -27,7 +27,8 @@
 //   gather() / empty vector    done at once: std::tuple<> / an empty vector
 // A result is moved out of a child gather owns (made from a Coro) or that was
 // passed as an rvalue (std::move(task), a vector by rvalue); an lvalue
-// handle's result is copied, so its other holders still read it.
+// handle's result is copied, so its other holders still read it. A child
+// passed twice yields its result at both positions (copied).
 //
 // Contract (asyncio 3.13's gather):
 // - The first child to fail fails the gather at once with that exception
@@ -49,7 +50,8 @@
 // Throws at the call: std::invalid_argument for an empty handle or Coro,
 // qi::RuntimeError for a Coro that already ran, or when only coroutines are
 // given and no loop is running, qi::ValueError for futures of different
-// loops. Nothing is started then.
+// loops, or for a child passed twice whose result would be moved out and
+// cannot be copied. Nothing is started then.
 //
 // Thread-safety: the loop's thread. Cost: one future for the gather, one
 // done callback per child; no coroutine frame of its own.

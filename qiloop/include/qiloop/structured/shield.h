@@ -21,7 +21,8 @@
 //   cancels only the outer: the awaiter gets qi::CancelledError, x runs on.
 //   shield then lets go of x: what x ends with is x's own (keep a handle to
 //   read it; an exception nobody retrieves is reported, as in asyncio).
-// - When x is already done, shield returns x itself (as a Future<T>).
+// - When x is already done, shield returns x itself (as a Future<T>); for
+//   an lvalue handle, a done future holding a copy of its outcome instead.
 // - The value is moved out of x when x is shield's own (a Coro) or was
 //   passed as an rvalue; otherwise it is copied.
 // Throws at the call: std::invalid_argument for an empty handle or Coro,
@@ -47,16 +48,8 @@ Future<detail::arg_value_t<A>> shield(A&& aw) {
   QiEventLoop* seen = nullptr;
   detail::check_child(aw, seen, "qi::shield");
   Future<T> inner = detail::make_child(std::forward<A>(aw), detail::children_loop(seen));
-  if (inner.done()) return inner;
-  Future<T> outer = inner.get_loop()->template create_future<T>();
-  const uint64_t id = inner.add_done_callback([outer](Future<T> in) {
-    detail::FutureStateBase& s = *detail::state_of(in);
-    if (outer.done()) {
-      // The outer was cancelled with this callback already scheduled (else
-      // it was unhooked): asyncio marks the inner's outcome retrieved.
-      if (!s.cancelled()) s.exception();
-      return;
-    }
+  // The inner's outcome passed on to the outer.
+  auto settle = [](Future<T>& outer, detail::FutureStateBase& s) {
     if (s.cancelled()) {
       outer.cancel(s.cancel_message());
     } else if (std::exception_ptr e = s.exception()) {
@@ -64,8 +57,35 @@ Future<detail::arg_value_t<A>> shield(A&& aw) {
     } else if constexpr (std::is_void_v<T>) {
       outer.set_result();
     } else {
-      outer.set_result(detail::child_value<T, kMove>(s));
+      std::exception_ptr copy_error;
+      try {
+        outer.set_result(detail::child_value<T, kMove>(s));
+      } catch (...) {
+        copy_error = std::current_exception();  // T's copy threw: the outer fails with it
+      }
+      if (copy_error) outer.set_exception(std::move(copy_error));
     }
+  };
+  Future<T> outer = inner;
+  if (inner.done()) {
+    // asyncio returns the inner itself; for an lvalue handle that would let
+    // `co_await qi::shield(t)` move t's result out, so it gets a copy.
+    if constexpr (!kMove) {
+      outer = inner.get_loop()->template create_future<T>();
+      settle(outer, *detail::state_of(inner));
+    }
+    return outer;
+  }
+  outer = inner.get_loop()->template create_future<T>();
+  const uint64_t id = inner.add_done_callback([outer, settle](Future<T> in) mutable {
+    detail::FutureStateBase& s = *detail::state_of(in);
+    if (outer.done()) {
+      // The outer was cancelled with this callback already scheduled (else
+      // it was unhooked): asyncio marks the inner's outcome retrieved.
+      if (!s.cancelled()) s.exception();
+      return;
+    }
+    settle(outer, s);
   });
   outer.add_done_callback([inner, id] {
     if (!inner.done()) inner.remove_done_callback(id);

@@ -69,7 +69,8 @@ class QILOOP_EXPORT AsCompletedCore {
 template <class F>
 class AsCompletedState final : public AsCompletedCore {
  public:
-  AsCompletedState(QiEventLoop& loop, std::vector<F> fs, std::optional<LoopDuration> timeout) : fs_(std::move(fs)) {
+  AsCompletedState(QiEventLoop& loop, std::vector<F> fs, std::optional<LoopDuration> timeout, bool shared)
+      : fs_(std::move(fs)), shared_(shared) {
     std::vector<FutureStateBase*> states;
     states.reserve(fs_.size());
     for (const F& f : fs_) states.push_back(state_of(f));
@@ -77,9 +78,12 @@ class AsCompletedState final : public AsCompletedCore {
   }
   const F& at(std::size_t i) const noexcept { return fs_[i]; }
   std::size_t size() const noexcept { return fs_.size(); }
+  // A child passed twice: its results are copied (child_value).
+  bool shared() const noexcept { return shared_; }
 
  private:
   std::vector<F> fs_;
+  bool shared_;
 };
 
 // A counted user reference (see AsCompletedCore).

@@ -5,11 +5,14 @@
 #pragma once
 
 #include <qiloop/coro.h>
+#include <qiloop/errors.h>
 #include <qiloop/event_loop.h>
 #include <qiloop/export.h>
 #include <qiloop/future.h>
 #include <qiloop/task.h>
 
+#include <cstddef>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -92,13 +95,15 @@ void check_child(const A& a, QiEventLoop*& loop, const char* api) {
     check_child_future(state_of(a), loop, api);
 }
 
-// Second pass: the child's handle (a Coro becomes a task on `loop`).
+// Second pass: the child's handle (a Coro becomes a task on `loop`). A
+// handle is copied even from an rvalue: the same one may be passed twice
+// (gather(std::move(t), std::move(t))), and must not be found empty.
 template <class A>
 arg_handle_t<A> make_child(A&& a, QiEventLoop& loop) {
   if constexpr (AwaitableArg<std::remove_cvref_t<A>>::is_coro)
     return loop.create_task(std::move(a));
   else
-    return a;
+    return std::as_const(a);
 }
 
 // A Future<T> handle on a state made here (a combinator's own future type):
@@ -116,14 +121,44 @@ class FutureFromState : public Future<T> {
 };
 
 // The value a finished child yields: moved out or copied (see moves_result_v).
+// `shared`: the child appears more than once among the arguments, so each
+// occurrence yields a copy (asyncio's gather(t, t) yields t's result twice).
 template <class T, bool Move>
-T child_value(FutureStateBase& s) {
+T child_value(FutureStateBase& s, bool shared = false) {
   if constexpr (std::is_void_v<T>)
     result_of<void>(s);
+  else if constexpr (Move && std::is_copy_constructible_v<T>)
+    return shared ? result_of<T>(s) : take_result_of<T>(s);
   else if constexpr (Move)
     return take_result_of<T>(s);
   else
     return result_of<T>(s);
+}
+
+// Checked at the call, before anything starts: whether a child is passed
+// twice among the `n` states (reordered); then child_value copies each
+// occurrence's result. `copyable`: whether the results moved out can be
+// copied; if not, a child passed twice is a qi::ValueError.
+QILOOP_EXPORT bool shared_children(const FutureStateBase** states, std::size_t n, bool copyable, const char* api);
+
+// Whether an argument's result is moved out and cannot be copied.
+template <class T, bool Move>
+inline constexpr bool moved_uncopyable_v = Move && !std::is_void_v<T> && !std::is_copy_constructible_v<T>;
+
+// shared_children for a vector of arguments whose results are moved out
+// when Move (Coros never share: each becomes its own task).
+template <bool Move, class V>
+bool vector_shared(const V& v, const char* api) {
+  using E = vector_element_t<V>;
+  using T = typename AwaitableArg<E>::value_type;
+  if constexpr (!Move || std::is_void_v<T> || AwaitableArg<E>::is_coro) {
+    return false;
+  } else {
+    std::vector<const FutureStateBase*> handles;
+    handles.reserve(v.size());
+    for (const auto& a : v) handles.push_back(state_of(a));
+    return shared_children(handles.data(), handles.size(), !moved_uncopyable_v<T, Move>, api);
+  }
 }
 
 }  // namespace qi::detail

@@ -98,13 +98,13 @@ using gather_element_t =
 
 // Only for a finished child (the gather waited for it).
 template <class T, bool Move, bool Settled>
-gather_element_t<T, Settled> gather_element(FutureStateBase& c) {
+gather_element_t<T, Settled> gather_element(FutureStateBase& c, bool shared) {
   if constexpr (!Settled) {
     if constexpr (std::is_void_v<T>) {
       child_value<void, Move>(c);
       return {};
     } else {
-      return child_value<T, Move>(c);
+      return child_value<T, Move>(c, shared);
     }
   } else {
     if (c.cancelled()) return Outcome<T>(std::make_exception_ptr(CancelledError(c.cancel_message())));
@@ -112,7 +112,7 @@ gather_element_t<T, Settled> gather_element(FutureStateBase& c) {
     if constexpr (std::is_void_v<T>)
       return Outcome<void>();
     else
-      return Outcome<T>(std::in_place, child_value<T, Move>(c));
+      return Outcome<T>(std::in_place, child_value<T, Move>(c, shared));
   }
 }
 
@@ -125,8 +125,8 @@ class TupleGather final : public GatherState<gather_tuple_t<Settled, Args...>> {
   using R = gather_tuple_t<Settled, Args...>;
 
  public:
-  TupleGather(QiEventLoop& loop, std::array<StateRef<FutureStateBase>, sizeof...(Args)> children)
-      : GatherState<R>(loop, Settled), children_(std::move(children)) {
+  TupleGather(QiEventLoop& loop, std::array<StateRef<FutureStateBase>, sizeof...(Args)> children, bool shared)
+      : GatherState<R>(loop, Settled), children_(std::move(children)), shared_(shared) {
     this->watch(children_.data(), children_.size());
   }
 
@@ -134,9 +134,10 @@ class TupleGather final : public GatherState<gather_tuple_t<Settled, Args...>> {
   R build() override { return build(std::index_sequence_for<Args...>{}); }
   template <std::size_t... I>
   R build(std::index_sequence<I...>) {
-    return R{gather_element<typename Args::value_type, Args::move, Settled>(*children_[I])...};
+    return R{gather_element<typename Args::value_type, Args::move, Settled>(*children_[I], shared_)...};
   }
   std::array<StateRef<FutureStateBase>, sizeof...(Args)> children_;
+  bool shared_;  // a child passed twice: results are copied (child_value)
 };
 
 // gather(vector): a vector of results; a vector of void children gathers to
@@ -150,8 +151,8 @@ class VectorGather final : public GatherState<gather_vector_t<T, Settled>> {
   using R = gather_vector_t<T, Settled>;
 
  public:
-  VectorGather(QiEventLoop& loop, std::vector<StateRef<FutureStateBase>> children)
-      : GatherState<R>(loop, Settled), children_(std::move(children)) {
+  VectorGather(QiEventLoop& loop, std::vector<StateRef<FutureStateBase>> children, bool shared)
+      : GatherState<R>(loop, Settled), children_(std::move(children)), shared_(shared) {
     this->watch(children_.data(), children_.size());
   }
 
@@ -160,11 +161,12 @@ class VectorGather final : public GatherState<gather_vector_t<T, Settled>> {
     if constexpr (!std::is_void_v<R>) {
       R out;
       out.reserve(children_.size());
-      for (const auto& c : children_) out.push_back(gather_element<T, Move, Settled>(*c));
+      for (const auto& c : children_) out.push_back(gather_element<T, Move, Settled>(*c, shared_));
       return out;
     }
   }
   std::vector<StateRef<FutureStateBase>> children_;
+  bool shared_;  // a child passed twice: results are copied (child_value)
 };
 
 template <bool Settled, class... A>
@@ -174,10 +176,18 @@ Future<gather_tuple_t<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>>
   QiEventLoop* seen = nullptr;
   (check_child(aws, seen, api), ...);
   QiEventLoop& loop = children_loop(seen);
+  std::array<const FutureStateBase*, sizeof...(A) + 1> handles{};
+  std::size_t n = 0;
+  auto note = [&](const auto& a) {
+    if constexpr (!AwaitableArg<std::remove_cvref_t<decltype(a)>>::is_coro) handles[n++] = state_of(a);
+  };
+  (note(aws), ...);
+  const bool shared =
+      shared_children(handles.data(), n, !(moved_uncopyable_v<arg_value_t<A>, moves_result_v<A>> || ...), api);
   std::array<StateRef<FutureStateBase>, sizeof...(A)> children{
       StateRef<FutureStateBase>(state_of(make_child(std::forward<A>(aws), loop)))...};
   return FutureFromState<R>::adopt(
-      new TupleGather<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>(loop, std::move(children)));
+      new TupleGather<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>(loop, std::move(children), shared));
 }
 
 template <bool Settled, class V>
@@ -187,8 +197,10 @@ Future<gather_vector_t<typename AwaitableArg<vector_element_t<V>>::value_type, S
   QiEventLoop* seen = nullptr;
   for (const auto& a : v) check_child(a, seen, api);
   QiEventLoop& loop = children_loop(seen);
+  constexpr bool kMove = vector_moves_result_v<V>;
   std::vector<StateRef<FutureStateBase>> children;
   children.reserve(v.size());
+  const bool shared = vector_shared<kMove>(v, api);
   for (auto& a : v) {
     if constexpr (AwaitableArg<vector_element_t<V>>::is_coro)
       children.emplace_back(state_of(make_child(std::move(a), loop)));
@@ -196,7 +208,7 @@ Future<gather_vector_t<typename AwaitableArg<vector_element_t<V>>::value_type, S
       children.emplace_back(state_of(a));
   }
   return FutureFromState<gather_vector_t<T, Settled>>::adopt(
-      new VectorGather<T, vector_moves_result_v<V>, Settled>(loop, std::move(children)));
+      new VectorGather<T, kMove, Settled>(loop, std::move(children), shared));
 }
 
 }  // namespace qi::detail
