@@ -9,6 +9,8 @@
 #include <qiloop/sync/queue.h>
 #include <qiloop/testing.h>
 
+#include "sync/sync_test_util.h"
+
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -701,4 +703,22 @@ QILOOP_TEST_MODES_VT(PriorityQueue, AThrowingComparisonLeavesTheQueueAsItWas) {
       EXPECT_EQ(out, expected) << "throw at comparison " << throw_at << (on_put ? " of a put" : " of a get");
     }
   }
+}
+
+// A queue destroyed while tasks wait on it (user error; its contract says
+// they wait forever): when they are cancelled later (qi::run cancels the
+// tasks left over), they end with a qi::RuntimeError and do not look at the
+// freed queue (ASan saw a use after free in the getter's and putter's
+// cancellation path).
+QILOOP_TEST_MODES_VT(Queue, WaitersCancelledAfterTheQueueWasDestroyedDoNotTouchIt) {
+  auto empty = std::make_unique<qi::Queue<int>>();
+  auto full = std::make_unique<qi::Queue<int>>(1);
+  full->put_nowait(1);
+  auto getter = qi::create_task([](qi::Queue<int>& q) -> qi::Coro<void> { (void)co_await q.get(); }(*empty));
+  auto putter = qi::create_task([](qi::Queue<int>& q) -> qi::Coro<void> { co_await q.put(2); }(*full));
+  co_await qi::sleep(0);
+  empty.reset();
+  full.reset();
+  co_await sync_test::expect_orphaned_waiter_fails(std::move(getter), "qi::Queue");
+  co_await sync_test::expect_orphaned_waiter_fails(std::move(putter), "qi::Queue");
 }

@@ -40,9 +40,11 @@ Coro<void> QueueCore::wait_while(bool (QueueCore::*blocked)() const, WaiterQueue
     WaiterQueue::Entry waiter(waiters, name_);
     try {
       co_await waiter;
-    } catch (...) {
+    } catch (const CancelledError&) {
       // Woken, then cancelled before it ran: the room / item it was woken
       // for goes to the next waiter, or that one would never hear of it.
+      // (Only a cancel: the other error, qi::RuntimeError, says the queue
+      // was destroyed, and must go through without touching it.)
       if (!(this->*blocked)() && waiter.woken()) waiters.wake_next();
       throw;
     }

@@ -67,7 +67,8 @@
 // another thread with loop.call_soon_threadsafe). Re-entrancy: every call may
 // be made from any task or callback on that thread. Destroying a queue
 // while tasks wait on it leaves them waiting forever (their waiters are
-// unlinked, never woken): shut it down and let them finish first.
+// unlinked, never woken; cancelled, they throw qi::RuntimeError): shut it
+// down and let them finish first.
 //
 // The machinery is in <qiloop/detail/queue.h>.
 #pragma once
