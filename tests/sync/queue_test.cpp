@@ -648,6 +648,40 @@ TEST(Queue, IsBoundToTheFirstLoopThatWaitsAndRefusesAnother) {
   EXPECT_EQ(q.get_nowait(), 2);
 }
 
+// asyncio binds the queue as a whole (one _LoopBoundMixin): once a get waited
+// under one loop, a put or a join that has to wait under another throws
+// (each kind of wait was bound on its own: the put waited forever there).
+TEST(Queue, IsBoundAsAWholeNotPerKindOfWait) {
+  qi::Queue<int> q(1);
+  {
+    QiEventLoop first;
+    first.run_until_complete([](qi::Queue<int>& q) -> qi::Coro<void> {
+      auto t = qi::create_task([](qi::Queue<int>& q) -> qi::Coro<void> { (void)co_await q.get(); }(q));
+      co_await qi::sleep(0);  // the get waits: binds q to this loop
+      q.put_nowait(1);
+      co_await t;
+      q.task_done();
+    }(q));
+  }
+  q.put_nowait(2);  // full, and one unfinished item
+  QiEventLoop second;
+  for (bool join : {false, true}) {
+    second.run_until_complete([](qi::Queue<int>& q, bool join) -> qi::Coro<void> {
+      try {
+        if (join)
+          co_await q.join();
+        else
+          co_await q.put(3);
+        ADD_FAILURE() << "no error";
+      } catch (const qi::RuntimeError& e) {
+        EXPECT_NE(std::string(e.what()).find("qi::Queue is bound to another event loop"), std::string::npos)
+            << e.what();
+      }
+    }(q, join));
+  }
+  EXPECT_EQ(q.get_nowait(), 2);
+}
+
 TEST(Queue, ALoopClosedWhileATaskWaitsLeavesTheQueueUsable) {
   qi::Queue<std::unique_ptr<int>> q;
   int reports = 0;

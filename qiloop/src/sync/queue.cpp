@@ -37,6 +37,7 @@ Coro<void> QueueCore::wait_while(bool (QueueCore::*blocked)() const, WaiterQueue
                                  void (QueueCore::*refuse)() const) {
   while ((this->*blocked)()) {
     if (shut_down_) (this->*refuse)();
+    bind_running_loop();
     WaiterQueue::Entry waiter(waiters, name_);
     try {
       co_await waiter;
@@ -54,8 +55,15 @@ Coro<void> QueueCore::wait_while(bool (QueueCore::*blocked)() const, WaiterQueue
 }
 
 Coro<void> QueueCore::wait_finished() {
+  bind_running_loop();
   WaiterQueue::Entry waiter(joiners_, name_);
   co_await waiter;
+}
+
+void QueueCore::bind_running_loop() {
+  getters_.bind_running_loop(name_);
+  putters_.bind_running_loop(name_);
+  joiners_.bind_running_loop(name_);
 }
 
 void QueueCore::throw_cannot_put() const {

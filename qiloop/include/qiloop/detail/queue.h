@@ -87,6 +87,9 @@ class QILOOP_EXPORT QueueCore {
   // Waits in `waiters` while `blocked`; `refuse` throws once shut down.
   Coro<void> wait_while(bool (QueueCore::*blocked)() const, WaiterQueue& waiters, void (QueueCore::*refuse)() const);
   Coro<void> wait_finished();
+  // Binds the whole queue, not only the waiters' queue a wait joins (a
+  // queue is one loop-bound object, as asyncio's).
+  void bind_running_loop();
   [[noreturn]] void throw_cannot_put() const;
   [[noreturn]] void throw_cannot_get() const;
 
