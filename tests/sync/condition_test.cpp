@@ -215,3 +215,16 @@ TEST(Condition, IsBoundToTheFirstLoopThatWaitsOnIt) {
       });
   EXPECT_FALSE(cond.locked());  // the refused wait left the lock as it found it
 }
+
+// As Lock's: a waiter cancelled after its condition (and the lock it owns)
+// was destroyed does not re-acquire the freed lock.
+QILOOP_TEST_MODES_VT(Condition, AWaiterCancelledAfterTheConditionWasDestroyedDoesNotTouchIt) {
+  auto cond = std::make_unique<qi::Condition>();
+  auto t = qi::create_task([](qi::Condition& c) -> qi::Coro<void> {
+    co_await c.acquire();
+    co_await c.wait();
+  }(*cond));
+  co_await qi::sleep(0);
+  cond.reset();
+  co_await sync_test::expect_orphaned_waiter_fails(std::move(t), "qi::Condition");
+}

@@ -282,3 +282,17 @@ TEST(Lock, IsBoundToTheFirstLoopThatWaitsOnIt) {
         co_return;
       });
 }
+
+
+// A lock destroyed while a task waits on it (user error): when that task is
+// cancelled later (qi::run cancels the tasks left over), its acquire() ends
+// with a qi::RuntimeError naming the lock, and the lock's bookkeeping is not
+// done on freed memory (ASan saw a use after free there).
+QILOOP_TEST_MODES_VT(Lock, AWaiterCancelledAfterTheLockWasDestroyedDoesNotTouchIt) {
+  auto lock = std::make_unique<qi::Lock>();
+  co_await lock->acquire();
+  auto t = qi::create_task([](qi::Lock& l) -> qi::Coro<void> { co_await l.acquire(); }(*lock));
+  co_await qi::sleep(0);
+  lock.reset();
+  co_await sync_test::expect_orphaned_waiter_fails(std::move(t), "qi::Lock");
+}

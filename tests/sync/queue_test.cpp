@@ -9,6 +9,8 @@
 #include <qiloop/sync/queue.h>
 #include <qiloop/testing.h>
 
+#include "sync/sync_test_util.h"
+
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -646,6 +648,40 @@ TEST(Queue, IsBoundToTheFirstLoopThatWaitsAndRefusesAnother) {
   EXPECT_EQ(q.get_nowait(), 2);
 }
 
+// asyncio binds the queue as a whole (one _LoopBoundMixin): once a get waited
+// under one loop, a put or a join that has to wait under another throws
+// (each kind of wait was bound on its own: the put waited forever there).
+TEST(Queue, IsBoundAsAWholeNotPerKindOfWait) {
+  qi::Queue<int> q(1);
+  {
+    QiEventLoop first;
+    first.run_until_complete([](qi::Queue<int>& q) -> qi::Coro<void> {
+      auto t = qi::create_task([](qi::Queue<int>& q) -> qi::Coro<void> { (void)co_await q.get(); }(q));
+      co_await qi::sleep(0);  // the get waits: binds q to this loop
+      q.put_nowait(1);
+      co_await t;
+      q.task_done();
+    }(q));
+  }
+  q.put_nowait(2);  // full, and one unfinished item
+  QiEventLoop second;
+  for (bool join : {false, true}) {
+    second.run_until_complete([](qi::Queue<int>& q, bool join) -> qi::Coro<void> {
+      try {
+        if (join)
+          co_await q.join();
+        else
+          co_await q.put(3);
+        ADD_FAILURE() << "no error";
+      } catch (const qi::RuntimeError& e) {
+        EXPECT_NE(std::string(e.what()).find("qi::Queue is bound to another event loop"), std::string::npos)
+            << e.what();
+      }
+    }(q, join));
+  }
+  EXPECT_EQ(q.get_nowait(), 2);
+}
+
 TEST(Queue, ALoopClosedWhileATaskWaitsLeavesTheQueueUsable) {
   qi::Queue<std::unique_ptr<int>> q;
   int reports = 0;
@@ -661,4 +697,62 @@ TEST(Queue, ALoopClosedWhileATaskWaitsLeavesTheQueueUsable) {
   EXPECT_EQ(reports, 1);  // "Task was destroyed but it is pending!"
   q.put_nowait(std::make_unique<int>(3));
   EXPECT_EQ(*q.get_nowait(), 3);
+}
+
+
+// A comparison that throws at its n-th call (0: never), on unique_ptr items:
+// a moved-from (null) item the heap lost track of would show up as -1.
+struct ThrowingDerefLess {
+  int* countdown;
+  bool operator()(const std::unique_ptr<int>& a, const std::unique_ptr<int>& b) const {
+    if (*countdown > 0 && --*countdown == 0) throw std::runtime_error("compare");
+    return (a ? *a : -1) < (b ? *b : -1);
+  }
+};
+
+// A put or get whose comparison throws changes nothing: every item is still
+// there, once, and they come out smallest first (std::push_heap / pop_heap
+// lost one item and left a null one in its place).
+QILOOP_TEST_MODES_VT(PriorityQueue, AThrowingComparisonLeavesTheQueueAsItWas) {
+  for (bool on_put : {true, false}) {
+    // A put of a 21st item compares up to 4 times, a get of 20 at least 6 times here.
+    for (int throw_at = 1; throw_at <= (on_put ? 4 : 6); ++throw_at) {
+      int countdown = 0;
+      qi::PriorityQueue<std::unique_ptr<int>, ThrowingDerefLess> q(0, ThrowingDerefLess{&countdown});
+      for (int i = 20; i > 0; --i) q.put_nowait(std::make_unique<int>(i));
+      countdown = throw_at;
+      if (on_put)
+        EXPECT_THROW(co_await q.put(std::make_unique<int>(0)), std::runtime_error);
+      else
+        EXPECT_THROW((void)q.get_nowait(), std::runtime_error);
+      std::vector<int> expected;
+      for (int i = 1; i <= 20; ++i) expected.push_back(i);
+      countdown = 0;
+      EXPECT_EQ(q.qsize(), 20u);
+      std::vector<int> out;
+      while (!q.empty()) {
+        auto p = co_await q.get();
+        out.push_back(p ? *p : -1);
+      }
+      EXPECT_EQ(out, expected) << "throw at comparison " << throw_at << (on_put ? " of a put" : " of a get");
+    }
+  }
+}
+
+// A queue destroyed while tasks wait on it (user error; its contract says
+// they wait forever): when they are cancelled later (qi::run cancels the
+// tasks left over), they end with a qi::RuntimeError and do not look at the
+// freed queue (ASan saw a use after free in the getter's and putter's
+// cancellation path).
+QILOOP_TEST_MODES_VT(Queue, WaitersCancelledAfterTheQueueWasDestroyedDoNotTouchIt) {
+  auto empty = std::make_unique<qi::Queue<int>>();
+  auto full = std::make_unique<qi::Queue<int>>(1);
+  full->put_nowait(1);
+  auto getter = qi::create_task([](qi::Queue<int>& q) -> qi::Coro<void> { (void)co_await q.get(); }(*empty));
+  auto putter = qi::create_task([](qi::Queue<int>& q) -> qi::Coro<void> { co_await q.put(2); }(*full));
+  co_await qi::sleep(0);
+  empty.reset();
+  full.reset();
+  co_await sync_test::expect_orphaned_waiter_fails(std::move(getter), "qi::Queue");
+  co_await sync_test::expect_orphaned_waiter_fails(std::move(putter), "qi::Queue");
 }

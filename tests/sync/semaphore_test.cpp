@@ -187,3 +187,13 @@ TEST(Semaphore, IsBoundToTheFirstLoopThatWaitsOnIt) {
         co_return;
       });
 }
+
+// As Lock's: a waiter cancelled after its semaphore was destroyed does not
+// give the value back to freed memory.
+QILOOP_TEST_MODES_VT(Semaphore, AWaiterCancelledAfterTheSemaphoreWasDestroyedDoesNotTouchIt) {
+  auto sem = std::make_unique<qi::Semaphore>(0);
+  auto t = qi::create_task([](qi::Semaphore& s) -> qi::Coro<void> { co_await s.acquire(); }(*sem));
+  co_await qi::sleep(0);
+  sem.reset();
+  co_await sync_test::expect_orphaned_waiter_fails(std::move(t), "qi::Semaphore");
+}

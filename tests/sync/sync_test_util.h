@@ -35,4 +35,18 @@ void expect_bound_to_first_loop(const std::string& name, Block block, Unblock un
   }
 }
 
+// A task waiting on a primitive that was destroyed under it (user error),
+// then cancelled: it ends with a qi::RuntimeError naming the primitive,
+// without touching it (ASan watches that).
+inline qi::Coro<void> expect_orphaned_waiter_fails(qi::Task<void> waiter, std::string name) {
+  waiter.cancel();
+  try {
+    co_await waiter;
+    ADD_FAILURE() << name << ": no error";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find(name + " was destroyed while a task waited on it"), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace sync_test

@@ -37,12 +37,15 @@ Coro<void> QueueCore::wait_while(bool (QueueCore::*blocked)() const, WaiterQueue
                                  void (QueueCore::*refuse)() const) {
   while ((this->*blocked)()) {
     if (shut_down_) (this->*refuse)();
+    bind_running_loop();
     WaiterQueue::Entry waiter(waiters, name_);
     try {
       co_await waiter;
-    } catch (...) {
+    } catch (const CancelledError&) {
       // Woken, then cancelled before it ran: the room / item it was woken
       // for goes to the next waiter, or that one would never hear of it.
+      // (Only a cancel: the other error, qi::RuntimeError, says the queue
+      // was destroyed, and must go through without touching it.)
       if (!(this->*blocked)() && waiter.woken()) waiters.wake_next();
       throw;
     }
@@ -52,8 +55,15 @@ Coro<void> QueueCore::wait_while(bool (QueueCore::*blocked)() const, WaiterQueue
 }
 
 Coro<void> QueueCore::wait_finished() {
+  bind_running_loop();
   WaiterQueue::Entry waiter(joiners_, name_);
   co_await waiter;
+}
+
+void QueueCore::bind_running_loop() {
+  getters_.bind_running_loop(name_);
+  putters_.bind_running_loop(name_);
+  joiners_.bind_running_loop(name_);
 }
 
 void QueueCore::throw_cannot_put() const {

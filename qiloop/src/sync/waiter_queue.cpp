@@ -8,7 +8,10 @@
 namespace qi::detail {
 
 WaiterQueue::~WaiterQueue() {
-  while (head_) unlink(*head_);
+  while (Entry* e = head_) {
+    unlink(*e);
+    e->orphaned_ = true;
+  }
 }
 
 bool WaiterQueue::all_cancelled() const noexcept {
@@ -68,7 +71,9 @@ void WaiterQueue::unlink(Entry& e) noexcept {
   --size_;
 }
 
-WaiterQueue::Entry::Entry(WaiterQueue& q, const char* owner) : fut_(q.bind_running_loop(owner)) { q.link(*this); }
+WaiterQueue::Entry::Entry(WaiterQueue& q, const char* owner) : fut_(q.bind_running_loop(owner)), owner_(owner) {
+  q.link(*this);
+}
 
 bool WaiterQueue::Entry::wake() {
   if (fut_.done()) return false;
@@ -78,6 +83,12 @@ bool WaiterQueue::Entry::wake() {
 
 void WaiterQueue::Entry::await_resume() {
   unlink();
+  // Before after_resume, whose CancelledError the primitives catch to do
+  // their bookkeeping on themselves; a pending cancel is delivered later.
+  if (orphaned_) [[unlikely]]
+    throw qi::RuntimeError(std::string(owner_) +
+                           " was destroyed while a task waited on it; keep a primitive alive until the tasks "
+                           "waiting on it are done (shut a queue down, cancel and await its waiters)");
   if (suspended_) after_resume(fut_.cancelled());
   fut_.result();  // qi::CancelledError when the wait was cancelled
 }

@@ -87,6 +87,9 @@ class QILOOP_EXPORT QueueCore {
   // Waits in `waiters` while `blocked`; `refuse` throws once shut down.
   Coro<void> wait_while(bool (QueueCore::*blocked)() const, WaiterQueue& waiters, void (QueueCore::*refuse)() const);
   Coro<void> wait_finished();
+  // Binds the whole queue, not only the waiters' queue a wait joins (a
+  // queue is one loop-bound object, as asyncio's).
+  void bind_running_loop();
   [[noreturn]] void throw_cannot_put() const;
   [[noreturn]] void throw_cannot_get() const;
 
@@ -222,20 +225,51 @@ class LifoOrder {
   std::vector<T> items_;
 };
 
-// Smallest first (by Compare): a binary heap. std::push_heap / pop_heap keep
-// the largest at the front, so they get the comparison reversed. Ties come
-// out in no promised order, as with heapq.
+// Smallest first (by Compare): a binary heap, the smallest at the front.
+// Ties come out in no promised order, as with heapq. It sifts by swaps, not
+// std::push_heap / pop_heap's hole: when Compare throws, the swaps are undone
+// (swaps never compare), so the queue is as it was — std's heap functions
+// would lose an item there and leave a moved-from one in its place.
 template <class T, class Compare>
 class PriorityOrder {
  public:
   static constexpr const char* kName = "qi::PriorityQueue";
-  explicit PriorityOrder(Compare less) : greater_{std::move(less)} {}
+  explicit PriorityOrder(Compare less) : less_(std::move(less)) {}
   void push(T&& item) {
     items_.push_back(std::move(item));
-    std::push_heap(items_.begin(), items_.end(), greater_);
+    const std::size_t last = items_.size() - 1;
+    std::size_t i = last;
+    try {
+      while (i > 0 && less_(items_[i], items_[parent(i)])) {
+        swap_at(i, parent(i));
+        i = parent(i);
+      }
+    } catch (...) {
+      // Rotates the item back down its path to the back (the path's others
+      // up one step each), then drops it: the heap is as before the push.
+      for (std::size_t j = last; j != i; j = parent(j)) swap_at(j, i);
+      items_.pop_back();
+      throw;
+    }
   }
   T pop() {
-    std::pop_heap(items_.begin(), items_.end(), greater_);
+    const std::size_t last = items_.size() - 1;
+    swap_at(0, last);
+    std::size_t i = 0;
+    try {
+      for (;;) {
+        std::size_t child = 2 * i + 1;
+        if (child >= last) break;
+        if (child + 1 < last && less_(items_[child + 1], items_[child])) ++child;
+        if (!less_(items_[child], items_[i])) break;
+        swap_at(i, child);
+        i = child;
+      }
+    } catch (...) {
+      for (; i != 0; i = parent(i)) swap_at(i, parent(i));
+      swap_at(0, last);
+      throw;
+    }
     T item(std::move(items_.back()));
     items_.pop_back();
     return item;
@@ -243,12 +277,13 @@ class PriorityOrder {
   void clear() noexcept { items_.clear(); }
 
  private:
-  struct Greater {
-    Compare less;
-    bool operator()(const T& a, const T& b) { return less(b, a); }
-  };
+  static std::size_t parent(std::size_t i) noexcept { return (i - 1) / 2; }
+  void swap_at(std::size_t a, std::size_t b) {
+    using std::swap;
+    swap(items_[a], items_[b]);
+  }
   std::vector<T> items_;
-  [[no_unique_address]] Greater greater_;
+  [[no_unique_address]] Compare less_;
 };
 
 }  // namespace qi::detail

@@ -48,7 +48,10 @@ class QILOOP_EXPORT WaiterQueue {
   WaiterQueue(const WaiterQueue&) = delete;
   WaiterQueue& operator=(const WaiterQueue&) = delete;
   // Entries still linked (their tasks' frames outlive the primitive: user
-  // error) are unlinked, so they do not touch freed memory when they go.
+  // error) are unlinked, so they do not touch freed memory when they go, and
+  // orphaned: if their task resumes (it is cancelled, as qi::run does to the
+  // tasks left over), the co_await throws qi::RuntimeError instead of
+  // returning to a primitive that is gone.
   ~WaiterQueue();
 
   bool empty() const noexcept { return head_ == nullptr; }
@@ -87,7 +90,9 @@ class QILOOP_EXPORT WaiterQueue {
 // A waiter: linked at the back of its queue with a fresh future on
 // construction; awaitable once. co_await returns when the future is woken,
 // throws qi::CancelledError when the task is cancelled (also when the
-// cancellation came right after a wake-up: woken() then tells).
+// cancellation came right after a wake-up: woken() then tells), and
+// qi::RuntimeError when the queue was destroyed meanwhile (the primitive is
+// gone: the caller must not touch it; a cancel stays pending).
 class QILOOP_EXPORT WaiterQueue::Entry {
  public:
   // `owner` names the primitive for bind_running_loop's message.
@@ -127,7 +132,9 @@ class QILOOP_EXPORT WaiterQueue::Entry {
   WaiterQueue* queue_ = nullptr;
   Entry* prev_ = nullptr;
   Entry* next_ = nullptr;
+  const char* owner_;
   bool suspended_ = false;
+  bool orphaned_ = false;  // its queue was destroyed while it was linked
 };
 
 }  // namespace qi::detail

@@ -52,9 +52,10 @@
 // - Items: any T that is move constructible, move-only too
 //   (std::unique_ptr); get() moves the item out. put() takes its item by
 //   value, so `put(x)` copies and `put(std::move(x))` moves. T's move
-//   constructor, destructor and Compare should not throw (if T's move throws
-//   in Queue or LifoQueue the item stays where it was); none of them may
-//   call back into the queue.
+//   constructor and destructor should not throw (if T's move throws in Queue
+//   or LifoQueue the item stays where it was); a Compare that throws leaves
+//   the PriorityQueue as it was (the put puts nothing, the get takes
+//   nothing). None of them may call back into the queue.
 // - A queue is constructible before any loop runs, and *_nowait, qsize(),
 //   task_done() and shutdown() work without a loop.
 // - Performance: put / get that need not wait allocate nothing and create
@@ -66,7 +67,8 @@
 // another thread with loop.call_soon_threadsafe). Re-entrancy: every call may
 // be made from any task or callback on that thread. Destroying a queue
 // while tasks wait on it leaves them waiting forever (their waiters are
-// unlinked, never woken): shut it down and let them finish first.
+// unlinked, never woken; cancelled, they throw qi::RuntimeError): shut it
+// down and let them finish first.
 //
 // The machinery is in <qiloop/detail/queue.h>.
 #pragma once
