@@ -107,8 +107,11 @@ class QILOOP_EXPORT Lock {
 // a task lock). Movable, not copyable; a moved-from or released guard holds
 // nothing. Made by co_await lock.scoped() (or Condition::scoped()), or by
 // LockGuard(lock, std::adopt_lock) for a lock the caller acquired.
-// If the lock was released behind the guard's back (lock.release()), the
-// destructor does not release it a second time.
+// The destructor releases the lock if it is locked, as `async with lock:`
+// does on exit: it does not throw for a lock released behind the guard's
+// back (lock.release()), but if another task acquired it meanwhile, that
+// task's hold is released. Release through the guard (guard.release()), not
+// the lock, while a guard holds it.
 class QILOOP_EXPORT LockGuard {
  public:
   LockGuard() noexcept = default;
