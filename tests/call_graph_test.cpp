@@ -448,6 +448,27 @@ struct CountingAwaiter {
   int await_resume() noexcept { return ++resumed; }
 };
 
+struct NonCopyableAwaiter {
+  int resumed = 0;
+  NonCopyableAwaiter() = default;
+  NonCopyableAwaiter(const NonCopyableAwaiter&) = delete;
+  NonCopyableAwaiter& operator=(const NonCopyableAwaiter&) = delete;
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<>) noexcept { return false; }
+  int await_resume() noexcept { return ++resumed; }
+};
+
+// Awaitables whose operator co_await returns a reference to an awaiter they
+// hold: that awaiter is the one awaited.
+struct HoldsAnAwaiter {
+  NonCopyableAwaiter inner;
+  NonCopyableAwaiter& operator co_await() & { return inner; }
+};
+struct HoldsAnAwaiterForAFreeOperator {
+  NonCopyableAwaiter inner;
+};
+NonCopyableAwaiter& operator co_await(HoldsAnAwaiterForAFreeOperator& h) { return h.inner; }
+
 }  // namespace
 
 // Recording the site must leave every co_await as it was: an lvalue awaiter
@@ -461,3 +482,18 @@ QILOOP_TEST_MODES_VT(CallGraph, RecordingTheSiteAwaitsTheAwaiterItself) {
   EXPECT_EQ(co_await CountingAwaiter{}, 1);
   co_await std::suspend_never{};
 }
+
+QILOOP_TEST_MODES_VT(CallGraph, AnOperatorCoAwaitReturningAReferenceAwaitsThatAwaiter) {
+  NonCopyableAwaiter a;
+  EXPECT_EQ(co_await a, 1);
+  EXPECT_EQ(co_await NonCopyableAwaiter{}, 1);
+  HoldsAnAwaiter member;
+  EXPECT_EQ(co_await member, 1);
+  EXPECT_EQ(co_await member, 2);
+  EXPECT_EQ(member.inner.resumed, 2);
+  HoldsAnAwaiterForAFreeOperator free;
+  EXPECT_EQ(co_await free, 1);
+  EXPECT_EQ(co_await free, 2);
+  EXPECT_EQ(free.inner.resumed, 2);
+}
+
