@@ -497,3 +497,24 @@ QILOOP_TEST_MODES_VT(CallGraph, AnOperatorCoAwaitReturningAReferenceAwaitsThatAw
   EXPECT_EQ(free.inner.resumed, 2);
 }
 
+
+// An operator co_await that only the awaiting code's scope sees (declared
+// after qiloop's headers, for a type of another namespace, so neither the
+// library's lookup nor ADL finds it) is found as it is without the await graph.
+namespace app_scope {
+
+struct Seconds {
+  std::chrono::seconds d;
+  bool await_ready() const noexcept { return true; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  long await_resume() const noexcept { return static_cast<long>(d.count()); }
+};
+Seconds operator co_await(std::chrono::seconds d) { return {d}; }
+
+qi::Coro<long> awaits_a_duration() { co_return co_await std::chrono::seconds(7); }
+
+}  // namespace app_scope
+
+QILOOP_TEST_MODES_VT(CallGraph, AnOperatorCoAwaitSeenOnlyFromTheAwaitingScopeIsFound) {
+  EXPECT_EQ(co_await app_scope::awaits_a_duration(), 7);
+}

@@ -105,8 +105,13 @@ decltype(auto) awaiter_for(A&& a) {
     } else {
       return operator co_await(static_cast<A&&>(a));
     }
-  } else {
+  } else if constexpr (requires { a.await_ready(); }) {
     return AwaiterRef<std::remove_reference_t<A>>{&a};
+  } else {
+    // An operator co_await this header cannot see (declared after it, in
+    // the awaiting code's scope, for a type of another namespace): the
+    // co_await looks it up from its own scope, as without await_transform.
+    return static_cast<A&&>(a);
   }
 }
 
