@@ -518,3 +518,20 @@ qi::Coro<long> awaits_a_duration() { co_return co_await std::chrono::seconds(7);
 QILOOP_TEST_MODES_VT(CallGraph, AnOperatorCoAwaitSeenOnlyFromTheAwaitingScopeIsFound) {
   EXPECT_EQ(co_await app_scope::awaits_a_duration(), 7);
 }
+
+// A name is written as Python's repr() writes it (asyncio formats
+// `name={task.get_name()!r}`): a newline in it cannot break the layout.
+//     t = asyncio.create_task(sleeper(), name="a\nb'c\\d\t")
+//     asyncio.format_call_graph(t).splitlines()[0] -> * Task(name="a\nb'c\\d\t", id=0x...)
+QILOOP_TEST_MODES_VT(CallGraph, ANameIsQuotedAsPythonsReprQuotesIt) {
+  auto odd = qi::create_task(sleeper(), "a\nb'c\\d\t");
+  auto plain = qi::create_task(sleeper(), "say \"hi\"\x01");
+  auto both = qi::create_task(sleeper(), "it's \"x\"");
+  EXPECT_EQ(qi::format_call_graph(odd), "* Task(name=\"a\\nb'c\\\\d\\t\", id=" + id_of(odd.ref()) + ")\n  + Not started yet");
+  EXPECT_EQ(qi::format_call_graph(plain),
+            "* Task(name='say \"hi\"\\x01', id=" + id_of(plain.ref()) + ")\n  + Not started yet");
+  EXPECT_EQ(qi::format_call_graph(both),
+            "* Task(name='it\\'s \"x\"', id=" + id_of(both.ref()) + ")\n  + Not started yet");
+  for (auto* t : {&odd, &plain, &both}) t->cancel();
+  for (auto* t : {&odd, &plain, &both}) EXPECT_THROW(co_await *t, qi::CancelledError);
+}
