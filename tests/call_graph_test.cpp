@@ -448,6 +448,27 @@ struct CountingAwaiter {
   int await_resume() noexcept { return ++resumed; }
 };
 
+struct NonCopyableAwaiter {
+  int resumed = 0;
+  NonCopyableAwaiter() = default;
+  NonCopyableAwaiter(const NonCopyableAwaiter&) = delete;
+  NonCopyableAwaiter& operator=(const NonCopyableAwaiter&) = delete;
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<>) noexcept { return false; }
+  int await_resume() noexcept { return ++resumed; }
+};
+
+// Awaitables whose operator co_await returns a reference to an awaiter they
+// hold: that awaiter is the one awaited.
+struct HoldsAnAwaiter {
+  NonCopyableAwaiter inner;
+  NonCopyableAwaiter& operator co_await() & { return inner; }
+};
+struct HoldsAnAwaiterForAFreeOperator {
+  NonCopyableAwaiter inner;
+};
+NonCopyableAwaiter& operator co_await(HoldsAnAwaiterForAFreeOperator& h) { return h.inner; }
+
 }  // namespace
 
 // Recording the site must leave every co_await as it was: an lvalue awaiter
@@ -460,4 +481,57 @@ QILOOP_TEST_MODES_VT(CallGraph, RecordingTheSiteAwaitsTheAwaiterItself) {
   EXPECT_EQ(a.resumed, 2);
   EXPECT_EQ(co_await CountingAwaiter{}, 1);
   co_await std::suspend_never{};
+}
+
+QILOOP_TEST_MODES_VT(CallGraph, AnOperatorCoAwaitReturningAReferenceAwaitsThatAwaiter) {
+  NonCopyableAwaiter a;
+  EXPECT_EQ(co_await a, 1);
+  EXPECT_EQ(co_await NonCopyableAwaiter{}, 1);
+  HoldsAnAwaiter member;
+  EXPECT_EQ(co_await member, 1);
+  EXPECT_EQ(co_await member, 2);
+  EXPECT_EQ(member.inner.resumed, 2);
+  HoldsAnAwaiterForAFreeOperator free;
+  EXPECT_EQ(co_await free, 1);
+  EXPECT_EQ(co_await free, 2);
+  EXPECT_EQ(free.inner.resumed, 2);
+}
+
+
+// An operator co_await that only the awaiting code's scope sees (declared
+// after qiloop's headers, for a type of another namespace, so neither the
+// library's lookup nor ADL finds it) is found as it is without the await graph.
+namespace app_scope {
+
+struct Seconds {
+  std::chrono::seconds d;
+  bool await_ready() const noexcept { return true; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  long await_resume() const noexcept { return static_cast<long>(d.count()); }
+};
+Seconds operator co_await(std::chrono::seconds d) { return {d}; }
+
+qi::Coro<long> awaits_a_duration() { co_return co_await std::chrono::seconds(7); }
+
+}  // namespace app_scope
+
+QILOOP_TEST_MODES_VT(CallGraph, AnOperatorCoAwaitSeenOnlyFromTheAwaitingScopeIsFound) {
+  EXPECT_EQ(co_await app_scope::awaits_a_duration(), 7);
+}
+
+// A name is written as Python's repr() writes it (asyncio formats
+// `name={task.get_name()!r}`): a newline in it cannot break the layout.
+//     t = asyncio.create_task(sleeper(), name="a\nb'c\\d\t")
+//     asyncio.format_call_graph(t).splitlines()[0] -> * Task(name="a\nb'c\\d\t", id=0x...)
+QILOOP_TEST_MODES_VT(CallGraph, ANameIsQuotedAsPythonsReprQuotesIt) {
+  auto odd = qi::create_task(sleeper(), "a\nb'c\\d\t");
+  auto plain = qi::create_task(sleeper(), "say \"hi\"\x01");
+  auto both = qi::create_task(sleeper(), "it's \"x\"");
+  EXPECT_EQ(qi::format_call_graph(odd), "* Task(name=\"a\\nb'c\\\\d\\t\", id=" + id_of(odd.ref()) + ")\n  + Not started yet");
+  EXPECT_EQ(qi::format_call_graph(plain),
+            "* Task(name='say \"hi\"\\x01', id=" + id_of(plain.ref()) + ")\n  + Not started yet");
+  EXPECT_EQ(qi::format_call_graph(both),
+            "* Task(name='it\\'s \"x\"', id=" + id_of(both.ref()) + ")\n  + Not started yet");
+  for (auto* t : {&odd, &plain, &both}) t->cancel();
+  for (auto* t : {&odd, &plain, &both}) EXPECT_THROW(co_await *t, qi::CancelledError);
 }

@@ -156,6 +156,35 @@ FutureStateBase& require(const FutureRef& f, const char* api) {
   return *f.state();
 }
 
+// Python's repr() of a str, as asyncio writes a task's name: quoted with '
+// (with " when the text has a ' and no "), backslash, the quote and control
+// characters escaped, so that no name can break the layout.
+std::string repr(const std::string& text) {
+  const char quote = text.find('\'') != std::string::npos && text.find('"') == std::string::npos ? '"' : '\'';
+  std::string out(1, quote);
+  for (const char c : text) {
+    switch (c) {
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\\': out += "\\\\"; break;
+      default:
+        if (c == quote) {
+          out += '\\';
+          out += c;
+        } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          char escaped[5];
+          std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += quote;
+  return out;
+}
+
 void render(const FutureCallGraph& g, std::string& out, int level) {
   const std::string indent(static_cast<std::size_t>(level) * 4, ' ');
   auto line = [&](const std::string& text) {
@@ -167,7 +196,7 @@ void render(const FutureCallGraph& g, std::string& out, int level) {
   std::snprintf(id, sizeof id, "%#llx",
                 static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(g.future.state())));
   TaskCore* t = as_task(g.future.state());
-  line(t ? "* Task(name='" + t->name() + "', id=" + id + ")" : std::string("* Future(id=") + id + ")");
+  line(t ? "* Task(name=" + repr(t->name()) + ", id=" + id + ")" : std::string("* Future(id=") + id + ")");
   if (t && !t->done() && !t->started()) line("  + Not started yet");
   if (!g.call_stack.empty()) {
     line(t && t->done() ? "  + Call stack (when its exception escaped):" : "  + Call stack:");

@@ -49,6 +49,8 @@
 // - limit (asyncio's): keep at most |limit| entries of each call stack: the
 //   outermost (closest to the task's start) when positive, the innermost
 //   when negative; 0 keeps none; std::nullopt keeps all.
+// - format_call_graph writes a task's name as Python's repr() does (asyncio
+//   formats `name={task.get_name()!r}`): a newline in it stays "\n".
 // - Function names are the compiler's: g++ gives the qualified name with
 //   parameter types (`ns::Client::fetch(int)`); clang 14 the bare name
 //   (`fetch`). Cost: recording a co_await's site is one store (three with

@@ -86,14 +86,33 @@ struct AwaiterRef {
   decltype(auto) await_resume() noexcept(noexcept(awaiter->await_resume())) { return awaiter->await_resume(); }
 };
 
+// An operator co_await that returns a reference hands on that awaiter
+// itself, through an AwaiterRef (for the same reason); one that returns a
+// value hands it on as it is.
 template <class A>
 decltype(auto) awaiter_for(A&& a) {
-  if constexpr (requires { static_cast<A&&>(a).operator co_await(); })
-    return static_cast<A&&>(a).operator co_await();
-  else if constexpr (requires { operator co_await(static_cast<A&&>(a)); })
-    return operator co_await(static_cast<A&&>(a));
-  else
+  if constexpr (requires { static_cast<A&&>(a).operator co_await(); }) {
+    if constexpr (std::is_reference_v<decltype(static_cast<A&&>(a).operator co_await())>) {
+      auto&& awaiter = static_cast<A&&>(a).operator co_await();
+      return AwaiterRef<std::remove_reference_t<decltype(awaiter)>>{&awaiter};
+    } else {
+      return static_cast<A&&>(a).operator co_await();
+    }
+  } else if constexpr (requires { operator co_await(static_cast<A&&>(a)); }) {
+    if constexpr (std::is_reference_v<decltype(operator co_await(static_cast<A&&>(a)))>) {
+      auto&& awaiter = operator co_await(static_cast<A&&>(a));
+      return AwaiterRef<std::remove_reference_t<decltype(awaiter)>>{&awaiter};
+    } else {
+      return operator co_await(static_cast<A&&>(a));
+    }
+  } else if constexpr (requires { a.await_ready(); }) {
     return AwaiterRef<std::remove_reference_t<A>>{&a};
+  } else {
+    // An operator co_await this header cannot see (declared after it, in
+    // the awaiting code's scope, for a type of another namespace): the
+    // co_await looks it up from its own scope, as without await_transform.
+    return static_cast<A&&>(a);
+  }
 }
 
 // The chain a task's coroutines were suspended in when an exception left
