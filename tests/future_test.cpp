@@ -395,6 +395,100 @@ TEST(FutureTest, RemovingEveryDoneCallbackThenAddingAgainWorks) {
   EXPECT_EQ(log.items, (Strings{"b"}));
 }
 
+// --- Done hooks (a combinator's callback object, detail::DoneHook) -----------
+
+namespace {
+
+// Logs its calls; counts the references the futures hold on it.
+struct CountingHook final : qi::detail::DoneHook {
+  explicit CountingHook(Log& l, std::string n) : log(l), name(std::move(n)) {}
+  void on_done(qi::detail::FutureStateBase&) override {
+    log.items.push_back(name);
+    if (throws) throw std::runtime_error("hook failed");
+  }
+  void hook_retain() noexcept override { ++refs; }
+  void hook_release() noexcept override { --refs; }
+  Log& log;
+  std::string name;
+  int refs = 0;
+  bool throws = false;
+};
+
+}  // namespace
+
+TEST(FutureTest, ADoneHookRunsInItsPlaceAndIsHeldUntilItRan) {
+  QiEventLoop loop;
+  Log log;
+  CountingHook h(log, "hook");
+  auto f = loop.create_future<void>();
+  qi::detail::state_of(f)->add_done_hook(h);
+  EXPECT_EQ(h.refs, 1);
+  f.add_done_callback(log.recorder("after"));  // the hook moves into the list, first
+  EXPECT_EQ(h.refs, 1);
+  f.set_result();
+  EXPECT_EQ(h.refs, 1);  // scheduled, not run
+  run_one_iteration(loop);
+  EXPECT_EQ(log.items, (Strings{"hook", "after"}));
+  EXPECT_EQ(h.refs, 0);
+}
+
+TEST(FutureTest, ADoneHookAfterACallbackAndRemovedOnesReleaseTheirReference) {
+  QiEventLoop loop;
+  Log log;
+  CountingHook a(log, "a"), b(log, "b");
+  auto f = loop.create_future<int>();
+  const uint64_t alone = qi::detail::state_of(f)->add_done_hook(a);
+  EXPECT_EQ(f.remove_done_callback(alone), 1u);
+  EXPECT_EQ(a.refs, 0);
+  EXPECT_EQ(f.remove_done_callback(alone), 0u);
+  f.add_done_callback(log.recorder("first"));
+  const uint64_t in_list = qi::detail::state_of(f)->add_done_hook(a);
+  qi::detail::state_of(f)->add_done_hook(b);
+  EXPECT_EQ(a.refs, 1);
+  EXPECT_EQ(f.remove_done_callback(in_list), 1u);
+  EXPECT_EQ(a.refs, 0);
+  f.set_result(1);
+  run_one_iteration(loop);
+  EXPECT_EQ(log.items, (Strings{"first", "b"}));
+  EXPECT_EQ(b.refs, 0);
+}
+
+TEST(FutureTest, AThrowingDoneHookIsReportedAndStillReleased) {
+  QiEventLoop loop;
+  Log log;
+  CountingHook h(log, "hook");
+  h.throws = true;
+  std::vector<std::string> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& ctx) { reports.push_back(ctx.message); });
+  auto f = loop.create_future<void>();
+  qi::detail::state_of(f)->add_done_hook(h);
+  f.set_result();
+  run_one_iteration(loop);
+  EXPECT_EQ(log.items, (Strings{"hook"}));
+  EXPECT_EQ(h.refs, 0);
+  EXPECT_EQ(reports.size(), 1u);
+}
+
+TEST(FutureTest, ADoneHookOnADoneFutureIsScheduledAndOnADroppedOneReleased) {
+  Log log;
+  CountingHook h(log, "late"), dropped(log, "dropped");
+  {
+    QiEventLoop loop;
+    auto f = loop.create_future<void>();
+    f.set_result();
+    qi::detail::state_of(f)->add_done_hook(h);
+    EXPECT_EQ(h.refs, 1);
+    run_one_iteration(loop);
+    auto g = loop.create_future<void>();
+    qi::detail::state_of(g)->add_done_hook(dropped);
+    g.set_result();
+    loop.close();  // drops the scheduled entry: the hook never runs, and is let go
+  }
+  EXPECT_EQ(log.items, (Strings{"late"}));
+  EXPECT_EQ(h.refs, 0);
+  EXPECT_EQ(dropped.refs, 0);
+}
+
 // Each removal must not scan the others: 100,000 removals in either order
 // (the tasks of a closing loop remove theirs one by one) were quadratic.
 TEST(FutureTest, RemovingManyDoneCallbacksIsLinear) {

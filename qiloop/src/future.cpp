@@ -26,9 +26,9 @@ namespace qi::detail {
 class DoneCallbacks::List {
  public:
   uint32_t size() const noexcept { return live_; }
-  // Makes slot 0 the moved-in wake-up of t (on a new, empty list).
-  void adopt_waker(TaskCore& t) {
-    slots_.emplace_back(Callback([&t](FutureStateBase&) { wake_task(t); }), 0);
+  // Makes slot 0 the moved-in inline callback (on a new, empty list).
+  void adopt_inline(Callback&& cb) {
+    slots_.emplace_back(std::move(cb), 0);
     head_ = tail_ = 0;
     live_ = 1;
   }
@@ -128,10 +128,31 @@ uint32_t DoneCallbacks::size() const noexcept {
   return 1;
 }
 
+namespace {
+
+// A hook moved into a list: the reference the inline word held goes with it.
+class HookRef {
+ public:
+  explicit HookRef(DoneHook* h) noexcept : h_(h) {}
+  HookRef(HookRef&& o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+  HookRef& operator=(HookRef&&) = delete;
+  ~HookRef() {
+    if (h_) h_->hook_release();
+  }
+  void operator()(FutureStateBase& f) { h_->on_done(f); }
+
+ private:
+  DoneHook* h_;
+};
+
+}  // namespace
+
 DoneCallbacks::List& DoneCallbacks::make_list() {
   if (List* l = list()) return *l;
   auto l = std::make_unique<List>();
-  if (TaskCore* t = waker()) l->adopt_waker(*t);  // keeps its place (first) and its id
+  // The inline callback keeps its place (first) and its id.
+  if (TaskCore* t = waker()) l->adopt_inline(Callback([t](FutureStateBase&) { wake_task(*t); }));
+  if (DoneHook* h = hook()) l->adopt_inline(Callback(HookRef(h)));  // takes over the word's reference
   word_ = reinterpret_cast<uintptr_t>(l.release());
   return *list();
 }
@@ -144,11 +165,21 @@ uint64_t DoneCallbacks::push_waker(TaskCore& t) {
   return key();  // raw id 0: slot 0, serial 0
 }
 
+uint64_t DoneCallbacks::push_hook(DoneHook& h) {
+  if (word_ != 0) {
+    h.hook_retain();
+    return push_back(Callback(HookRef(&h)));  // on failure, ~HookRef gives the reference back
+  }
+  h.hook_retain();
+  word_ = reinterpret_cast<uintptr_t>(&h) | kHookTag;
+  return key();
+}
+
 bool DoneCallbacks::remove(uint64_t id) noexcept {
   id ^= key();
-  if (waker()) {
+  if (word_ & kTags) {
     if (id != 0) return false;
-    word_ = 0;
+    clear_slow();
     return true;
   }
   List* l = list();
@@ -161,6 +192,12 @@ void DoneCallbacks::run_front(FutureStateBase& s) {
     wake_task(*t);
     return;
   }
+  if (DoneHook* h = hook()) {
+    word_ = 0;
+    HookRef held(h);  // released after the call, even one that throws
+    held(s);
+    return;
+  }
   List* l = list();
   Callback cb = l->pop_front();
   // The list's memory goes back once its last scheduled callback is out
@@ -170,9 +207,12 @@ void DoneCallbacks::run_front(FutureStateBase& s) {
 }
 
 void DoneCallbacks::clear_slow() noexcept {
-  // Taken out first: a callback's destructor may call back into the future.
+  // Taken out first: a callback's destructor (a hook's release) may call
+  // back into the future.
+  DoneHook* h = hook();
   std::unique_ptr<List> dead(list());
   word_ = 0;
+  if (h) h->hook_release();
 }
 
 // --- FutureStateBase --------------------------------------------------------------
@@ -213,6 +253,9 @@ struct FiringEntry {
 };
 
 FutureStateBase::FutureStateBase(QiEventLoop& loop) : loop_(&loop) {}
+
+void* FutureStateBase::operator new(std::size_t n) { return alloc_frame(n); }
+void FutureStateBase::operator delete(void* p, std::size_t n) noexcept { free_frame(p, n); }
 
 FutureStateBase::~FutureStateBase() {
   if (rare_)
@@ -386,6 +429,10 @@ uint64_t FutureStateBase::add_done_callback(DoneCallback cb) {
 
 uint64_t FutureStateBase::add_waker(TaskCore& t) {
   return hook([&] { return callbacks_.push_waker(t); });
+}
+
+uint64_t FutureStateBase::add_done_hook(DoneHook& h) {
+  return hook([&] { return callbacks_.push_hook(h); });
 }
 
 std::size_t FutureStateBase::remove_done_callback(uint64_t id) {

@@ -27,14 +27,18 @@ void check_child_future(FutureStateBase* f, QiEventLoop*& loop, const char* api)
 
 QiEventLoop& children_loop(QiEventLoop* seen) { return seen ? *seen : get_running_loop(); }
 
-bool shared_children(const FutureStateBase** states, std::size_t n, bool copyable, const char* api) {
-  std::sort(states, states + n);
-  if (std::adjacent_find(states, states + n) == states + n) return false;
-  if (!copyable)
-    throw ValueError(std::string(api) +
-                     ": the same task or future is passed twice and its result type cannot be copied, so it cannot "
-                     "be yielded twice; pass it once");
-  return true;
+bool shared_children(FutureStateBase* const* states, std::size_t n, bool copyable, const char* api) {
+  bool twice = false;
+  for (std::size_t i = 0; i < n; ++i) twice |= states[i]->mark_seen();
+  for (std::size_t i = 0; i < n; ++i) states[i]->clear_seen();
+  if (twice && !copyable) throw_shared_uncopyable(api);
+  return twice;
+}
+
+void throw_shared_uncopyable(const char* api) {
+  throw ValueError(std::string(api) +
+                   ": the same task or future is passed twice and its result type cannot be copied, so it cannot "
+                   "be yielded twice; pass it once");
 }
 
 bool GatherCore::child_done(FutureStateBase& child) {

@@ -17,9 +17,19 @@ namespace qi::detail {
 // lists the failures not yet rethrown, in the order their callbacks ran.
 // parent_cancel_requested: the group cancelled the parent once and owes it
 // one uncancel() (taskgroups.py's flag of the same name).
-class TaskGroupState {
+// It is the children's done hook (no allocation per child): registered
+// hooks keep it alive through self_.
+class TaskGroupState final : public DoneHook, public std::enable_shared_from_this<TaskGroupState> {
  public:
   explicit TaskGroupState(TaskRef p) : parent(std::move(p)) {}
+
+  void on_done(FutureStateBase& task) override { on_task_done(task); }
+  void hook_retain() noexcept override {
+    if (hooks_++ == 0) self_ = shared_from_this();  // (owned by a shared_ptr from birth: never throws)
+  }
+  void hook_release() noexcept override {
+    if (--hooks_ == 0) std::shared_ptr<TaskGroupState> last = std::move(self_);  // may destroy *this
+  }
 
   void on_task_done(FutureStateBase& task);
   // Cancels every child still pending; no child may be added from now on.
@@ -43,6 +53,10 @@ class TaskGroupState {
   // went (removing it was too late) finds this and does nothing.
   bool detached = false;
   uint64_t next_seq = 0;
+
+ private:
+  std::size_t hooks_ = 0;  // children whose callbacks hold this hook
+  std::shared_ptr<TaskGroupState> self_;  // while hooks_ > 0
 };
 
 // In the order the children were created (the map has none), so that
@@ -159,8 +173,7 @@ void TaskGroup::adopt(TaskRef child) {
   detail::FutureStateBase* key = child.state();
   auto [it, inserted] = s.children.try_emplace(key, detail::TaskGroupState::Child{std::move(child), 0, s.next_seq++});
   try {
-    it->second.callback =
-        key->add_done_callback([state = state_](detail::FutureStateBase& task) { state->on_task_done(task); });
+    it->second.callback = key->add_done_hook(s);
   } catch (...) {
     // Out of memory: a child the group cannot follow must not run unseen.
     TaskRef orphan = std::move(it->second.task);

@@ -34,11 +34,28 @@ struct EscapeRecord;
 // A task's wake-up, run as a done callback of what it awaits (src/task.cpp).
 QILOOP_EXPORT void wake_task(TaskCore& t) noexcept;
 
+// A done callback that is an object of the caller's: a combinator watching
+// its children (gather, wait, TaskGroup...) implements it once and hooks it
+// on each child, which allocates nothing when it is the child's only
+// callback. The future holds the hook through hook_retain / hook_release
+// while it is registered (as a callback holds what it captured); on_done
+// runs as the callback would, from the loop, and may throw as one may.
+class DoneHook {
+ public:
+  virtual void on_done(FutureStateBase& f) = 0;
+  virtual void hook_retain() noexcept = 0;
+  virtual void hook_release() noexcept = 0;
+
+ protected:
+  ~DoneHook() = default;
+};
+
 // A future's done callbacks, in the order they were added. One word inline:
 // empty, the wake-up of the one task awaiting the future (the usual case,
-// which allocates nothing), or a list out of line (src/future.cpp) holding
-// them all once a plain callback or a second one is added. Ids are stable
-// across that move (the inline wake-up becomes the list's slot 0) and
+// which allocates nothing), one DoneHook (a combinator's: nothing allocated
+// either), or a list out of line (src/future.cpp) holding them all once a
+// plain callback or a second one is added. Ids are stable across that move
+// (the inline wake-up or hook becomes the list's slot 0) and
 // scrambled with a key drawn from this object's address, so an id of another
 // future matches nothing here. Internal to src/future.cpp.
 class DoneCallbacks {
@@ -58,6 +75,9 @@ class DoneCallbacks {
   // Appends t's wake-up; returns its id. Allocates (and may throw) only when
   // other callbacks are already there.
   uint64_t push_waker(TaskCore& t);
+  // Appends h (retained until it runs or goes); returns its id. Allocates
+  // (and may throw) only when other callbacks are already there.
+  uint64_t push_hook(DoneHook& h);
   // Returns whether id named a callback still here.
   bool remove(uint64_t id) noexcept;
   // Takes the first callback out (size() > 0) and runs it on s.
@@ -71,15 +91,20 @@ class DoneCallbacks {
  private:
   class List;
   static constexpr uintptr_t kWakerTag = 1;  // word_ is a TaskCore* | kWakerTag
+  static constexpr uintptr_t kHookTag = 2;   // word_ is a DoneHook* | kHookTag
+  static constexpr uintptr_t kTags = kWakerTag | kHookTag;
   uint64_t key() const noexcept {
     // The product is bijective in the address: two living futures share a
     // key only in the rare case that their products differ in bit 31 alone.
     return (reinterpret_cast<uintptr_t>(this) * UINT64_C(0x9E3779B97F4A7C15)) | (uint64_t{1} << 31);
   }
   TaskCore* waker() const noexcept {
-    return (word_ & kWakerTag) ? reinterpret_cast<TaskCore*>(word_ & ~kWakerTag) : nullptr;
+    return (word_ & kWakerTag) ? reinterpret_cast<TaskCore*>(word_ & ~kTags) : nullptr;
   }
-  List* list() const noexcept { return (word_ & kWakerTag) ? nullptr : reinterpret_cast<List*>(word_); }
+  DoneHook* hook() const noexcept {
+    return (word_ & kHookTag) ? reinterpret_cast<DoneHook*>(word_ & ~kTags) : nullptr;
+  }
+  List* list() const noexcept { return (word_ & kTags) ? nullptr : reinterpret_cast<List*>(word_); }
   List& make_list();
   void clear_slow() noexcept;
 
@@ -110,6 +135,11 @@ class QILOOP_EXPORT FutureStateBase {
   using DoneCallback = DoneCallbacks::Callback;
 
   explicit FutureStateBase(QiEventLoop& loop);
+  // States come from the frames' recycling allocator (detail/promise.h): a
+  // burst of tasks reuses the memory of the last one. The deleting
+  // destructor passes the most derived type's size.
+  static void* operator new(std::size_t n);
+  static void operator delete(void* p, std::size_t n) noexcept;
   FutureStateBase(const FutureStateBase&) = delete;
   FutureStateBase& operator=(const FutureStateBase&) = delete;
   virtual ~FutureStateBase();
@@ -137,6 +167,8 @@ class QILOOP_EXPORT FutureStateBase {
   // The same for a task's wake-up (TaskCore::wait_on): allocates nothing when
   // it is the only callback.
   uint64_t add_waker(TaskCore& t);
+  // The same for a combinator's hook (retained while registered).
+  uint64_t add_done_hook(DoneHook& h);
   std::size_t remove_done_callback(uint64_t id);
   std::string cancel_message() const { return rare_ ? rare_->cancel_message : std::string(); }
   // The await graph's explicit links (detail::add_awaited_by): tasks that
@@ -145,6 +177,11 @@ class QILOOP_EXPORT FutureStateBase {
   void add_awaited_by(TaskCore& task);
   void remove_awaited_by(TaskCore& task) noexcept;
   std::vector<FutureStateBase*> linked_awaiters() const;
+  // A combinator's duplicate check, O(n) over its arguments (loop thread):
+  // marks this state and returns whether it was marked already;
+  // clear_seen() unmarks it, before the combinator returns.
+  bool mark_seen() noexcept { return std::exchange(flags_, static_cast<uint8_t>(flags_ | kSeen)) & kSeen; }
+  void clear_seen() noexcept { flags_ = static_cast<uint8_t>(flags_ & ~kSeen); }
   // For diagnostics: "Future", or "Task 'name'".
   virtual std::string describe() const;
   // Internal (tasks): finishes as cancelled with `msg`, bypassing the task's
@@ -168,6 +205,7 @@ class QILOOP_EXPORT FutureStateBase {
  protected:
   static constexpr uint8_t kRetrieved = 1;  // result() or exception() saw the outcome
   static constexpr uint8_t kIsTask = 2;     // a TaskCore derives from this state
+  static constexpr uint8_t kSeen = 4;       // mark_seen()
 
   // Marks finished and schedules the done callbacks.
   void finish(Status s);

@@ -79,19 +79,10 @@ class Timeout;
 
 namespace detail {
 
-// The awaiter `co_await a` uses, and what it yields (member or free
-// operator co_await, or `a` itself).
+// What `co_await a` yields, through the awaiter the await graph's
+// await_transform picks (detail/call_graph.h).
 template <class A>
-decltype(auto) awaiter_of(A&& a) {
-  if constexpr (requires { std::forward<A>(a).operator co_await(); })
-    return std::forward<A>(a).operator co_await();
-  else if constexpr (requires { operator co_await(std::forward<A>(a)); })
-    return operator co_await(std::forward<A>(a));
-  else
-    return std::forward<A>(a);
-}
-template <class A>
-using await_result_t = decltype(awaiter_of(std::declval<A>()).await_resume());
+using await_result_t = decltype(awaiter_for(std::declval<A>()).await_resume());
 
 template <class T>
 concept FutureLike = requires { typename T::value_type; } &&

@@ -136,10 +136,12 @@ T child_value(FutureStateBase& s, bool shared = false) {
 }
 
 // Checked at the call, before anything starts: whether a child is passed
-// twice among the `n` states (reordered); then child_value copies each
-// occurrence's result. `copyable`: whether the results moved out can be
-// copied; if not, a child passed twice is a qi::ValueError.
-QILOOP_EXPORT bool shared_children(const FutureStateBase** states, std::size_t n, bool copyable, const char* api);
+// twice among the `n` states; then child_value copies each occurrence's
+// result. `copyable`: whether the results moved out can be copied; if not, a
+// child passed twice is a qi::ValueError. O(n): it marks each state.
+QILOOP_EXPORT bool shared_children(FutureStateBase* const* states, std::size_t n, bool copyable, const char* api);
+// The qi::ValueError for a child passed twice whose result cannot be copied.
+[[noreturn]] QILOOP_EXPORT void throw_shared_uncopyable(const char* api);
 
 // Whether an argument's result is moved out and cannot be copied.
 template <class T, bool Move>
@@ -154,10 +156,11 @@ bool vector_shared(const V& v, const char* api) {
   if constexpr (!Move || std::is_void_v<T> || AwaitableArg<E>::is_coro) {
     return false;
   } else {
-    std::vector<const FutureStateBase*> handles;
-    handles.reserve(v.size());
-    for (const auto& a : v) handles.push_back(state_of(a));
-    return shared_children(handles.data(), handles.size(), !moved_uncopyable_v<T, Move>, api);
+    bool twice = false;
+    for (const auto& a : v) twice |= state_of(a)->mark_seen();
+    for (const auto& a : v) state_of(a)->clear_seen();
+    if (twice && moved_uncopyable_v<T, Move>) throw_shared_uncopyable(api);
+    return twice;
   }
 }
 

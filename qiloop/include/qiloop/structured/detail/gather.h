@@ -43,29 +43,36 @@ struct QILOOP_EXPORT GatherCore {
 // The gathering future: a plain future (FutureState<R>, so every Future<R>
 // handle reads it) whose cancel() cancels the children instead.
 template <class R>
-class GatherState : public FutureState<R> {
+class GatherState : public FutureState<R>, private DoneHook {
  public:
   GatherState(QiEventLoop& loop, bool settled) : FutureState<R>(loop) { core_.settled = settled; }
   bool cancel(std::string msg) override { return core_.cancel(msg); }
 
  protected:
-  // One done callback per child (holding this state); called by the derived
-  // constructor once `children` is filled. No child: done at once.
+  // This state hooked on each child (holding a reference); called by the
+  // derived constructor once `children` is filled. No child: done at once.
   void watch(const StateRef<FutureStateBase>* children, std::size_t n) {
     core_.outer = this;
     core_.children = children;
     core_.count = n;
     if (n == 0) complete();
-    for (std::size_t i = 0; i < n; ++i)
-      children[i]->add_done_callback(
-          [self = StateRef<GatherState>(this)](FutureStateBase& child) { self->child_done(child); });
+    for (std::size_t i = 0; i < n; ++i) children[i]->add_done_hook(*this);
   }
   // Every child's result, in argument order (all finished).
   virtual R build() = 0;
 
  private:
-  void child_done(FutureStateBase& child) {
+  void on_done(FutureStateBase& child) override {
     if (core_.child_done(child)) complete();
+  }
+  // One reference for all the hooks (they come and go on the loop's
+  // thread): an atomic count per child would cost more than the rest of the
+  // hook.
+  void hook_retain() noexcept override {
+    if (hooks_++ == 0) this->retain();
+  }
+  void hook_release() noexcept override {
+    if (--hooks_ == 0) this->release();
   }
   void complete() {
     try {
@@ -80,6 +87,7 @@ class GatherState : public FutureState<R> {
     }
   }
   GatherCore core_;
+  std::size_t hooks_ = 0;  // children whose callbacks hold this hook
 };
 
 // One argument of a variadic gather: its value type, and whether its result
@@ -176,7 +184,7 @@ Future<gather_tuple_t<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>>
   QiEventLoop* seen = nullptr;
   (check_child(aws, seen, api), ...);
   QiEventLoop& loop = children_loop(seen);
-  std::array<const FutureStateBase*, sizeof...(A) + 1> handles{};
+  std::array<FutureStateBase*, sizeof...(A) + 1> handles{};
   std::size_t n = 0;
   auto note = [&](const auto& a) {
     if constexpr (!AwaitableArg<std::remove_cvref_t<decltype(a)>>::is_coro) handles[n++] = state_of(a);
