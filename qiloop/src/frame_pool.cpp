@@ -17,15 +17,19 @@ namespace qi::detail {
 
 namespace {
 
-// Frames (and future states) are rounded up to a multiple of kGranule;
-// sizes up to kClasses * kGranule are pooled per class, larger ones go to
-// operator new. Why these values: a typical frame is 100–600 bytes and a
-// task's state 128; 32 classes of 64 bytes cover 2 KiB. A thread keeps up to
+// Frames (and future states) are pooled by size class: class c holds blocks
+// of (c + 1) * kGranule - kMallocOverhead bytes, so that a block the pool
+// takes from operator new is exactly one glibc chunk of a kGranule multiple
+// (a 120-byte task state stays one 128-byte chunk, not 144). Larger sizes
+// go to operator new as they are. Why these values: a typical frame is
+// 100–600 bytes and a task's state 120; 32 classes of 64 bytes cover 2 KiB.
+// A thread keeps up to
 // kKeepBytes of freed blocks: enough for a burst of tens of thousands of
 // tasks (gather of 10,000 is ~2.5 MiB of states and frames), so the next
 // burst reuses warm memory instead of faulting in pages the C heap gave back
 // to the system meanwhile, and a bounded cost after the burst.
 constexpr std::size_t kGranule = 64;
+constexpr std::size_t kMallocOverhead = sizeof(std::size_t);  // glibc's chunk header
 constexpr std::size_t kClasses = 32;
 constexpr std::size_t kKeepBytes = std::size_t{8} << 20;
 
@@ -44,13 +48,21 @@ struct FramePoolOwner {
   FramePoolOwner() { t_frames = &pool; }
 };
 
+void release_all(FramePool& p) noexcept {
+  for (void*& h : p.head) {
+    while (h) ::operator delete(std::exchange(h, *static_cast<void**>(h)));
+  }
+  p.kept = 0;
+}
+
 FramePool::~FramePool() {
   t_frames = nullptr;
   t_frames_gone = true;
-  for (void*& h : head) {
-    while (h) ::operator delete(std::exchange(h, *static_cast<void**>(h)));
-  }
+  release_all(*this);
 }
+
+std::size_t class_of(std::size_t size) noexcept { return (size + kMallocOverhead + kGranule - 1) / kGranule - 1; }
+std::size_t block_size(std::size_t cls) noexcept { return (cls + 1) * kGranule - kMallocOverhead; }
 
 FramePool* frame_pool() noexcept {
   if (FramePool* p = t_frames) [[likely]]
@@ -63,37 +75,42 @@ FramePool* frame_pool() noexcept {
 }  // namespace
 
 void* alloc_frame(std::size_t size) {
-  const std::size_t cls = (size + kGranule - 1) / kGranule - 1;
+  const std::size_t cls = class_of(size);
   if (cls < kClasses) {
     if (FramePool* p = frame_pool()) {
       if (void* f = p->head[cls]) {
         p->head[cls] = *static_cast<void**>(f);
-        p->kept -= (cls + 1) * kGranule;
+        p->kept -= block_size(cls);
         return f;
       }
     }
-    return ::operator new((cls + 1) * kGranule);
+    return ::operator new(block_size(cls));
   }
   return ::operator new(size);
 }
 
 void free_frame(void* f, std::size_t size) noexcept {
-  const std::size_t cls = (size + kGranule - 1) / kGranule - 1;
+  const std::size_t cls = class_of(size);
   if (cls < kClasses) {
     if (FramePool* p = t_frames; p && p->kept < kKeepBytes) {
       *static_cast<void**>(f) = p->head[cls];
       p->head[cls] = f;
-      p->kept += (cls + 1) * kGranule;
+      p->kept += block_size(cls);
       return;
     }
   }
   ::operator delete(f);
 }
 
+void trim_frame_pool() noexcept {
+  if (FramePool* p = t_frames) release_all(*p);
+}
+
 #else
 
 void* alloc_frame(std::size_t size) { return ::operator new(size); }
 void free_frame(void* f, std::size_t) noexcept { ::operator delete(f); }
+void trim_frame_pool() noexcept {}
 
 #endif
 

@@ -17,6 +17,9 @@ namespace qi::detail {
 
 QILOOP_EXPORT void* alloc_frame(std::size_t size);
 QILOOP_EXPORT void free_frame(void* p, std::size_t size) noexcept;
+// Gives the calling thread's cached frames back to the C heap (a benchmark
+// measuring what a task allocates, or a thread done with a burst).
+QILOOP_EXPORT void trim_frame_pool() noexcept;
 QILOOP_EXPORT void report_never_awaited() noexcept;
 // Out of line: building the message inline would cost every co_await.
 [[noreturn]] QILOOP_EXPORT void throw_not_runnable(const char* api, bool empty);
