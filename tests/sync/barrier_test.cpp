@@ -5,6 +5,9 @@
 
 #include "sync/sync_test_util.h"
 
+#include <memory>
+#include <string>
+
 using namespace std::chrono_literals;
 using sync_test::Strings;
 
@@ -38,7 +41,31 @@ qi::Coro<void> settle(qi::Task<T>& t) {
 
 TEST(Barrier, NeedsAtLeastOneParty) {
   EXPECT_THROW(qi::Barrier(0), qi::ValueError);
+  // A negative count was taken as a huge unsigned one: a barrier that never trips.
+  EXPECT_THROW(qi::Barrier(-1), qi::ValueError);
   EXPECT_EQ(qi::Barrier(1).parties(), 1u);
+}
+
+// A barrier destroyed while tasks waited in it used to leave them suspended
+// in its freed memory (found by the attack round): now they throw
+// BrokenBarrierError and their frames unwind cleanly.
+QILOOP_TEST_MODES_VT(Barrier, DestroyingItBreaksItForTheTasksWaiting) {
+  auto b = std::make_unique<qi::Barrier>(3);
+  auto waiter = [](qi::Barrier& bar) -> qi::Coro<std::string> {
+    try {
+      co_await bar.wait();
+      co_return "passed";
+    } catch (const qi::BrokenBarrierError& e) {
+      co_return e.what();
+    }
+  };
+  auto x = qi::create_task(waiter(*b));
+  auto y = qi::create_task(waiter(*b));
+  co_await qi::sleep(0);
+  EXPECT_EQ(b->n_waiting(), 2u);
+  b.reset();
+  EXPECT_EQ(co_await x, "qi::Barrier destroyed while waiting");
+  EXPECT_EQ(co_await y, "qi::Barrier destroyed while waiting");
 }
 
 QILOOP_TEST_MODES_VT(Barrier, OnePartyPassesAtOnce) {

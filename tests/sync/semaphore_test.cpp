@@ -6,6 +6,10 @@
 
 #include "sync/sync_test_util.h"
 
+#include <gmock/gmock.h>
+
+#include <limits>
+
 using namespace std::chrono_literals;
 using sync_test::Strings;
 
@@ -30,6 +34,20 @@ TEST(Semaphore, ANegativeInitialValueIsRefused) {
   EXPECT_THROW(qi::Semaphore(-1), qi::ValueError);
   EXPECT_THROW(qi::BoundedSemaphore(-1), qi::ValueError);
   EXPECT_NO_THROW(qi::Semaphore(0));
+}
+
+// A plain Semaphore released past long long's range is refused with its own
+// message (it named BoundedSemaphore, which the user never made).
+TEST(Semaphore, AReleaseThatWouldOverflowIsRefusedNamingSemaphore) {
+  qi::Semaphore s(std::numeric_limits<long long>::max());
+  try {
+    s.release();
+    ADD_FAILURE() << "release() past the range was accepted";
+  } catch (const qi::ValueError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("qi::Semaphore::release()"));
+    EXPECT_THAT(e.what(), ::testing::Not(::testing::HasSubstr("Bounded")));
+  }
+  EXPECT_FALSE(s.locked());
 }
 
 QILOOP_TEST_MODES_VT(Semaphore, AcquiresWithoutSuspendingWhileTheValueAllows) {

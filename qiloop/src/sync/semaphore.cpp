@@ -2,6 +2,8 @@
 #include <qiloop/errors.h>
 #include <qiloop/sync/semaphore.h>
 
+#include <limits>
+
 namespace qi {
 
 Semaphore::Semaphore(long long value, long long bound) : value_(value), bound_(bound) {
@@ -27,7 +29,10 @@ void Semaphore::finish_wait(detail::WaiterQueue::Entry& e) {
   wake_allowed();
 }
 
-void Semaphore::throw_over_released() {
+void Semaphore::throw_over_released(long long bound) {
+  if (bound == std::numeric_limits<long long>::max())
+    throw ValueError("qi::Semaphore::release(): the value would overflow (long long); release() only what "
+                     "acquire() took");
   throw ValueError("qi::BoundedSemaphore released too many times (more release() than acquire())");
 }
 

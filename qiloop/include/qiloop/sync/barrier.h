@@ -28,9 +28,15 @@
 //   empty: tasks waiting then throw qi::BrokenBarrierError; a broken barrier
 //   becomes usable again.
 // - abort() and reset() are coroutines, as in asyncio (`await
-//   barrier.abort()`): they take the barrier's internal lock. Nothing holds
-//   that lock across a suspension, so they take effect without suspending.
-// - parties < 1 throws qi::ValueError.
+//   barrier.abort()`): they take the barrier's internal lock, FIFO. Nothing
+//   holds that lock across a suspension, so they wait at most for the tasks
+//   already queued for it (woken waiters taking it back), never for a task
+//   to make progress of its own.
+// - parties < 1 throws qi::ValueError (a negative count too: it is not
+//   taken as a huge unsigned one).
+// - Destroying a barrier while tasks wait in it breaks it: they throw
+//   qi::BrokenBarrierError (their coroutines share its state, which lives
+//   until the last of them leaves).
 // - Loops: constructible before any loop runs; bound by its first wait.
 //   Thread-safety: the bound loop's thread only.
 #pragma once
@@ -40,6 +46,7 @@
 #include <qiloop/sync/condition.h>
 
 #include <cstddef>
+#include <memory>
 
 namespace qi {
 
@@ -47,21 +54,22 @@ class QILOOP_EXPORT Barrier {
  public:
   // Barrier::Barrier()
   // Throws qi::ValueError for parties < 1.
-  explicit Barrier(std::size_t parties);
+  explicit Barrier(std::ptrdiff_t parties);
   Barrier(const Barrier&) = delete;
   Barrier& operator=(const Barrier&) = delete;
+  // Barrier::~Barrier()
+  // Breaks it for the tasks still waiting (qi::BrokenBarrierError).
+  ~Barrier();
 
   // Barrier::wait()
   // co_await barrier.wait(): the arrival index, once `parties` tasks wait.
-  // Throws qi::BrokenBarrierError when the barrier is (or gets) aborted or
-  // reset, qi::CancelledError when the task is cancelled.
+  // Throws qi::BrokenBarrierError when the barrier is (or gets) aborted,
+  // reset or destroyed, qi::CancelledError when the task is cancelled.
   Coro<std::size_t> wait();
-
   // Barrier::reset()
   // co_await barrier.reset(): back to empty; the tasks waiting throw
   // qi::BrokenBarrierError.
   Coro<void> reset();
-
   // Barrier::abort()
   // co_await barrier.abort(): breaks it; waiting tasks and later wait()s
   // throw qi::BrokenBarrierError (until reset()).
@@ -72,24 +80,13 @@ class QILOOP_EXPORT Barrier {
   // Barrier::broken()
   // The count that trips it; how many wait while it fills (0 while it
   // drains or resets); whether it is broken (aborted).
-  std::size_t parties() const noexcept { return parties_; }
-  std::size_t n_waiting() const noexcept { return state_ == State::kFilling ? count_ : 0; }
-  bool broken() const noexcept { return state_ == State::kBroken; }
+  std::size_t parties() const noexcept;
+  std::size_t n_waiting() const noexcept;
+  bool broken() const noexcept;
 
  private:
-  // Filling: tasks arrive. Draining: the last one arrived; the others leave
-  // (newcomers wait for the next round). Resetting: reset() while tasks
-  // waited; they leave with BrokenBarrierError. Broken: aborted.
-  enum class State { kFilling, kDraining, kResetting, kBroken };
-
-  Coro<void> block();
-  Coro<void> wait_to_be_released();
-  void leave();
-
-  Condition cond_;  // notify_all at every change of state
-  std::size_t parties_;
-  std::size_t count_ = 0;  // tasks inside wait(), between block() and leave()
-  State state_ = State::kFilling;
+  struct State;  // src/sync/barrier.cpp: shared with the waiting coroutines
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace qi

@@ -72,7 +72,7 @@ class QILOOP_EXPORT Semaphore {
   // BoundedSemaphore (also through a Semaphore&), throws qi::ValueError
   // when that would raise the value above the initial one.
   void release() {
-    if (value_ >= bound_) throw_over_released();
+    if (value_ >= bound_) throw_over_released(bound_);
     ++value_;
     wake_up_next();
   }
@@ -97,7 +97,7 @@ class QILOOP_EXPORT Semaphore {
     return true;
   }
 
-  [[noreturn]] static void throw_over_released();
+  [[noreturn]] static void throw_over_released(long long bound);
 
   detail::WaiterQueue waiters_;
   long long value_;
