@@ -151,6 +151,36 @@ QILOOP_TEST_MODES_VT(BoundTask, ATaskThatCatchesTheCancelAndAwaitsAgainIsResumed
   EXPECT_EQ(log, (Log{"caught", "slept"}));
 }
 
+// Its next step already scheduled (sleep(0)): the same.
+QILOOP_TEST_MODES_VT(BoundTask, ATaskWhoseStepIsScheduledIsUnwoundAtOnce) {
+  Log log;
+  int spins = 0;
+  auto* guard = new QObject;
+  auto t = qi::create_task(
+      [](Log& log, int& spins) -> qi::Coro<void> {
+        Unwound u{&log};
+        try {
+          for (;;) {
+            co_await qi::sleep(0);
+            ++spins;
+          }
+        } catch (const qi::CancelledError&) {
+          log.push_back("cancelled");
+          throw;
+        }
+      }(log, spins),
+      guard);
+  co_await qi::sleep(0);
+  co_await qi::sleep(0);
+  const int spins_before = spins;
+  delete guard;
+  log.push_back("deleted");
+  EXPECT_EQ(log, (Log{"cancelled", "frame unwound", "deleted"}));
+  EXPECT_TRUE(t.cancelled());
+  co_await qi::sleep(0);
+  EXPECT_EQ(spins, spins_before);
+}
+
 QILOOP_TEST_MODES_VT(BoundTask, ATaskNotStartedYetNeverRunsAndItsFrameGoesAtOnce) {
   auto held = std::make_shared<int>(1);
   bool ran = false;
