@@ -182,4 +182,35 @@ QILOOP_TEST_MODES(Modal, CancelledWhileFnRunsTheCancelLandsWhenFnReturns) {
   EXPECT_TRUE(fn_returned_at_cancel);
 }
 
+// A task bound to an object unwinds at once when the object goes, even
+// while fn runs; fn's value is then dropped quietly.
+QILOOP_TEST_MODES(Modal, ABoundTaskUnwindsAtOnceWhenItsObjectGoesWhileFnRuns) {
+  std::vector<std::string> log;
+  auto* owner = new QObject;
+  auto t = qi::create_task(
+      [](std::vector<std::string>& log, QObject* owner) -> qi::Coro<void> {
+        try {
+          co_await qi::modal([&log, owner] {
+            QTimer::singleShot(10, [&log, owner] {
+              delete owner;
+              log.push_back("owner deleted");
+            });
+            run_nested_loop(50);
+            log.push_back("fn returned");
+            return 1;
+          });
+        } catch (const qi::CancelledError&) {
+          log.push_back("cancelled");
+          throw;
+        }
+      }(log, owner),
+      owner);
+  co_await qi::gather_settled(t);  // inside fn's nested loop
+  EXPECT_TRUE(t.cancelled());
+  EXPECT_EQ(log, (std::vector<std::string>{"cancelled", "owner deleted"}));
+  while (log.size() < 3) co_await qi::sleep(5ms);
+  EXPECT_EQ(log.back(), "fn returned");
+  EXPECT_EQ(co_await qi::modal([] { return 2; }), 2);  // the slot is free again
+}
+
 #include "modal_test.moc"
