@@ -33,11 +33,14 @@ class Receiver : public QObject {
   std::vector<std::string>* log = nullptr;
   QObject* the_sender() const { return sender(); }
   qi::Coro<void> on_fired(int v) {
-    log->push_back("member " + std::to_string(v));
+    // The cancel comes inside ~QObject, after ~Receiver: the catch block
+    // must not touch the members, so it uses a copy.
+    std::vector<std::string>* out = log;
+    out->push_back("member " + std::to_string(v));
     try {
       co_await qi::sleep(1h);
     } catch (const qi::CancelledError&) {
-      log->push_back("member cancelled");
+      out->push_back("member cancelled");
       throw;
     }
   }
