@@ -126,7 +126,7 @@ class BoundAsyncSlot {
     // The first step ran: if it destroyed the receiver, the task is
     // cancelled now, where it suspended.
     if (!receiver)
-      static_cast<TaskCore*>(state_of<void>(task))->cancel_now("the receiver of the slot was destroyed");
+      static_cast<TaskCore*>(state_of<void>(task))->cancel_now("the QObject the task was bound to was destroyed");
     else
       bind_task(task, receiver.data());
   }
