@@ -108,6 +108,13 @@ void TaskCore::drop_wait() noexcept {
 }
 
 void TaskCore::step() noexcept {
+  if (task_flags_ & kStaleWake) [[unlikely]] {
+    // The wake-up cancel_now went ahead of: it is spent, and so is the
+    // reference that kept the task alive for it.
+    set_flag(kStaleWake, false);
+    release();
+    return;
+  }
   if (done()) return;
   clear_wait();
   set_flag(kCancelInFlight, false);  // a request from now on must reach what it awaits next
@@ -120,7 +127,9 @@ void TaskCore::step() noexcept {
   set_flag(kStarted, true);
   TaskCore* outer = std::exchange(t_current_task, this);
   std::coroutine_handle<> h = std::exchange(resume_, nullptr);
+  set_flag(kRunning, true);
   h.resume();  // exceptions stay in the coroutine's promise
+  set_flag(kRunning, false);
   t_current_task = outer;
   if (root_.done()) complete();
 }
@@ -167,6 +176,41 @@ bool TaskCore::cancel(std::string msg) {
   if (done()) return false;
   check_call("cancel", true);  // before anything changes
   cancel_chain(msg);
+  return true;
+}
+
+bool TaskCore::cancel_now(std::string msg) {
+  check_thread_first("cancel");
+  if (done()) return false;
+  check_call("cancel", true);
+  if (flag(kRunning) || (flag(kStarted) && !resume_) || flag(kStaleWake)) {
+    cancel_chain(msg);  // lands at its next co_await / resumption
+    return true;
+  }
+  // Woken: a step is already scheduled (its first, sleep(0)'s, an interrupted
+  // sleep's) or what it awaits is done (its wake-up is among that future's
+  // scheduled callbacks). Neither can be taken back, so the step below goes
+  // ahead of it and step() drops it when it comes.
+  const bool woken = !flag(kStarted) || (fut_waiter_ ? fut_waiter_->done() : !sleep_node_);
+  if (!woken) {
+    // Unhooked first, so that the step below is the task's only resumption.
+    if (fut_waiter_) {
+      fut_waiter_->remove_done_callback(std::exchange(waiter_callback_, 0));
+    } else {
+      clear_wait();  // the sleep's timer
+    }
+  }
+  cancel_chain(msg);
+  // The step throws even when what it awaited is a task still unwinding.
+  set_message(&RareState::must_cancel_msg, msg);
+  set_flag(kMustCancel, true);
+  retain();  // step() may finish the task; woken: also the dropped wake-up's
+  step();
+  if (done()) destroy_root();  // also the frame of a task that never started
+  if (woken)
+    set_flag(kStaleWake, true);
+  else
+    release();
   return true;
 }
 

@@ -26,6 +26,9 @@
 //   structured/timeout.h     qi::timeout, timeout_at, Timeout, wait_for
 //   structured/task_group.h  qi::TaskGroup
 //   async_generator.h  qi::AsyncGenerator<T>: co_await and co_yield in one coroutine
+//   qt/asyncslot.h   qi::asyncslot: coroutine slots
+//   qt/bound_task.h  qi::create_task(coro, guard), qi::bind_task: tasks bound to a QObject
+//   qt/modal.h       qi::modal: a modal call (nested QEventLoop) with the loop running under it
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -53,3 +56,6 @@
 #include <qiloop/sync/event.h>
 #include <qiloop/sync/lock.h>
 #include <qiloop/sync/semaphore.h>
+#include <qiloop/qt/asyncslot.h>
+#include <qiloop/qt/bound_task.h>
+#include <qiloop/qt/modal.h>

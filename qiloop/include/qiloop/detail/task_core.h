@@ -45,6 +45,20 @@ class QILOOP_EXPORT TaskCore : public FutureStateBase {
   // its last step: its wake-up is on its way, and that cuts cycles of tasks
   // awaiting each other (and keeps cancelling every task of a chain linear).
   bool cancel(std::string msg) override;
+  // cancel(), then the step that delivers it, now, when the task is suspended
+  // and no step of it is on the stack: qi::CancelledError is thrown at its
+  // co_await before this returns, so its frame unwinds (or the coroutine
+  // catches it and awaits again) inside the caller. Used where what the
+  // coroutine refers to is going away (a QObject a task is bound to,
+  // <qiloop/qt/bound_task.h>): no later resumption may see it. What it awaited
+  // is cancelled as by cancel(); a task awaiting a task does not wait for that
+  // one to finish. A wake-up already scheduled for it is dropped when it comes
+  // (the task holds a reference until then). A task that is running, or
+  // suspended by a foreign awaiter, or stepped ahead of a wake-up that has not
+  // come yet, gets cancel(): it lands at its next co_await / resumption. A task
+  // cancelled before its first step never runs, and its frame goes now.
+  // Returns false when the task is done. Loop thread.
+  bool cancel_now(std::string msg);
   int cancelling() const noexcept { return num_cancels_; }
   int uncancel() noexcept;
   // "Task-N" unless set_name() or create_task gave one (built on demand:
@@ -103,6 +117,8 @@ class QILOOP_EXPORT TaskCore : public FutureStateBase {
   static constexpr uint8_t kCancelInFlight = 2;    // a cancel request reached it since its last step
   static constexpr uint8_t kSleepInterrupted = 4;  // cancel() cut a sleep short: deliver its error whatever follows
   static constexpr uint8_t kMustCancel = 8;        // a request waits for the next resumption
+  static constexpr uint8_t kRunning = 16;          // a step of it is on the stack
+  static constexpr uint8_t kStaleWake = 32;        // cancel_now stepped it ahead of a scheduled wake-up
   bool flag(uint8_t f) const noexcept { return task_flags_ & f; }
   void set_flag(uint8_t f, bool on) noexcept { task_flags_ = on ? (task_flags_ | f) : (task_flags_ & ~f); }
   // Stores a message in RareState, allocating it only for a non-empty one.
