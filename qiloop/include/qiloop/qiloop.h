@@ -26,6 +26,8 @@
 //   structured/timeout.h     qi::timeout, timeout_at, Timeout, wait_for
 //   structured/task_group.h  qi::TaskGroup
 //   async_generator.h  qi::AsyncGenerator<T>: co_await and co_yield in one coroutine
+//   qt/asyncsignal.h, qt/signal_stream.h, qt/multisignal.h
+//                 qi::asyncsignal, qi::signal_stream (SignalStream), qi::multisignal
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -53,3 +55,6 @@
 #include <qiloop/sync/event.h>
 #include <qiloop/sync/lock.h>
 #include <qiloop/sync/semaphore.h>
+#include <qiloop/qt/asyncsignal.h>
+#include <qiloop/qt/multisignal.h>
+#include <qiloop/qt/signal_stream.h>

@@ -1,0 +1,2 @@
+#include <qiloop/qt/multisignal.h>
+#include <qiloop/testing.h>

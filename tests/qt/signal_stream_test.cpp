@@ -1,0 +1,2 @@
+#include <qiloop/qt/signal_stream.h>
+#include <qiloop/testing.h>
