@@ -142,6 +142,8 @@ class SignalBuffer {
   }
   FutureStateBase& waiter() noexcept { return *state_of(waiter_); }
   bool waiter_cancelled() const noexcept { return waiter_.cancelled(); }
+  // Throws the waiter's qi::CancelledError when the wait was cancelled.
+  void check_waiter() const { waiter_.result(); }
   // The reader resumed or went (loop thread).
   void end_wait() noexcept {
     std::lock_guard lock(mutex_);
@@ -242,6 +244,7 @@ class [[nodiscard("co_await it")]] SignalNextAwaiter {
       suspended_ = false;
       // A cancel throws here, before anything is taken: the items stay.
       after_resume(buf_->waiter_cancelled());
+      buf_->check_waiter();
       buf_->try_take(item_);
     }
     return std::move(item_);
