@@ -217,21 +217,22 @@ QILOOP_TEST_MODES(SignalStreamThreads, CrossThreadEmissionsArriveInOrderOnTheLoo
   EXPECT_EQ(s.dropped(), 0u);
 }
 
-QILOOP_TEST_MODES(SignalStreamThreads, SenderInAQThreadEndsTheStreamWhenDestroyed) {
-  QThread worker;
-  worker.start();
-  auto* e = new Emitter;
-  auto s = qi::signal_stream(e, &Emitter::one);
-  e->moveToThread(&worker);
-  QMetaObject::invokeMethod(e, [e] {
-    for (int i = 0; i < 100; ++i) emit e->one(i);
-    delete e;
+QILOOP_TEST_MODES(SignalStreamThreads, SenderLivingInAnotherThreadEndsTheStreamWhenDestroyed) {
+  std::atomic<Emitter*> created{nullptr};
+  std::atomic<bool> go{false};
+  std::thread owner([&] {
+    Emitter e;  // lives in this thread, and is destroyed there
+    created = &e;
+    while (!go.load()) std::this_thread::yield();
+    for (int i = 0; i < 100; ++i) emit e.one(i);
   });
+  while (!created.load()) co_await qi::sleep(1ms);
+  auto s = qi::signal_stream(created.load(), &Emitter::one);
+  go = true;
   int n = 0;
   while (std::optional<int> v = co_await s.next()) EXPECT_EQ(*v, n++);
+  owner.join();
   EXPECT_EQ(n, 100);
-  worker.quit();
-  worker.wait();
 }
 
 QILOOP_TEST_MODES(SignalStreamThreads, StreamDestroyedWhileAnotherThreadEmits) {

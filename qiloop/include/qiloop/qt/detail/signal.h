@@ -41,6 +41,20 @@
 #include <utility>
 #include <variant>
 
+#if defined(__SANITIZE_THREAD__)
+#define QILOOP_DETAIL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define QILOOP_DETAIL_TSAN 1
+#endif
+#endif
+#ifndef QILOOP_DETAIL_TSAN
+#define QILOOP_DETAIL_TSAN 0
+#endif
+#if QILOOP_DETAIL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace qi::detail {
 
 template <class... T>
@@ -126,18 +140,59 @@ Item make_item(const A&... a) {
     return Item(a...);
 }
 
-// Builds the hub's value for source I from the emitted arguments.
+// Qt publishes a connection's functor to the emitting threads, and keeps it
+// alive while a call runs, with atomics inside libQt6Core, which TSan does
+// not see (Qt is not built with it). A functor holds one of these as its
+// last member: built (after the functor's state) = published; a call
+// acquires it first and releases it last; destroying it acquires it. This
+// is what Qt guarantees, told to TSan; elsewhere it compiles to nothing.
+class SlotPublication {
+ public:
+  SlotPublication() noexcept { release(); }
+  SlotPublication(const SlotPublication&) noexcept { release(); }
+  SlotPublication& operator=(const SlotPublication&) = delete;
+  ~SlotPublication() { acquire(); }
+  void acquire() const noexcept {
+#if QILOOP_DETAIL_TSAN
+    __tsan_acquire(const_cast<SlotPublication*>(this));
+#endif
+  }
+  void release() const noexcept {
+#if QILOOP_DETAIL_TSAN
+    __tsan_release(const_cast<SlotPublication*>(this));
+#endif
+  }
+};
+
+// The functor connected to source I's signal: hands the arguments to the hub.
 template <class Hub, std::size_t I, class... A>
 struct SignalSlot {
   StateRef<Hub> hub;
-  void operator()(const A&... a) const { hub->template on_signal<I>(a...); }
+  SlotPublication published;
+  void operator()(const A&... a) const {
+    published.acquire();
+    hub->template on_signal<I>(a...);
+    published.release();
+  }
+};
+
+// The functor connected to source I's `destroyed`.
+template <class Hub, std::size_t I>
+struct DestroyedSlot {
+  StateRef<Hub> hub;
+  SlotPublication published;
+  void operator()() const {
+    published.acquire();
+    hub->on_source_destroyed(I);
+    published.release();
+  }
 };
 
 template <std::size_t I, class Hub, class Sender, class PMF, class... A>
 QMetaObject::Connection connect_signal(Sender* sender, PMF sig, Hub& hub, TypeList<A...>) {
   // The three-argument form: a direct connection with the sender as context,
   // so the functor runs in the emitting thread and goes with the sender.
-  return QObject::connect(sender, sig, SignalSlot<Hub, I, A...>{StateRef<Hub>(&hub)});
+  return QObject::connect(sender, sig, SignalSlot<Hub, I, A...>{StateRef<Hub>(&hub), {}});
 }
 
 // Connects source I (its signal, then its `destroyed`) to hub: two
@@ -148,8 +203,7 @@ template <std::size_t I, class Hub, class Sender, class PMF>
 bool connect_source(Sender* sender, PMF sig, Hub& hub, QMetaObject::Connection* conns) {
   conns[0] = connect_signal<I>(sender, sig, hub, typename SignalOf<PMF>::Args{});
   if (!conns[0]) return false;
-  conns[1] = QObject::connect(sender, &QObject::destroyed,
-                              [ref = StateRef<Hub>(&hub)] { ref->on_source_destroyed(I); });
+  conns[1] = QObject::connect(sender, &QObject::destroyed, DestroyedSlot<Hub, I>{StateRef<Hub>(&hub), {}});
   return true;
 }
 
