@@ -15,6 +15,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// What co_await on an awaitable of type A yields (a co_await may not appear
+// inside decltype).
+template <class A>
+using AwaitResult = decltype(std::declval<A>().operator co_await().await_resume());
+
 qi::Coro<void> settle() {
   for (int i = 0; i < 3; ++i) co_await qi::sleep(0);
 }
@@ -35,9 +40,9 @@ qi::Coro<Three> first_of(Emitter& a, Emitter& b) {
 
 QILOOP_TEST_MODES_VT(MultiSignal, YieldsTheVariantOfTheSourceThatFiredFirst) {
   Emitter a, b;
-  static_assert(std::is_same_v<decltype(co_await qi::multisignal(std::pair{&a, &Emitter::none},
+  static_assert(std::is_same_v<AwaitResult<decltype(qi::multisignal(std::pair{&a, &Emitter::none},
                                                                  std::pair{&b, &Emitter::one},
-                                                                 std::pair{&b, &Emitter::two})),
+                                                                 std::pair{&b, &Emitter::two}))>,
                                Three>);
   auto t = qi::create_task(first_of(a, b));
   co_await settle();
