@@ -21,6 +21,7 @@ QueueEmpty::~QueueEmpty() = default;
 QueueFull::~QueueFull() = default;
 QueueShutDown::~QueueShutDown() = default;
 BrokenBarrierError::~BrokenBarrierError() = default;
+SignalSourceDestroyed::~SignalSourceDestroyed() = default;
 ExceptionGroup::~ExceptionGroup() = default;
 
 namespace {

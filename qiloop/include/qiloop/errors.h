@@ -150,4 +150,13 @@ class QILOOP_EXPORT BrokenBarrierError : public RuntimeError {
   ~BrokenBarrierError() override;
 };
 
+// qi::SignalSourceDestroyed
+// The QObject whose signal a task awaited (qi::asyncsignal,
+// qi::multisignal) was destroyed before it emitted. A qi::RuntimeError.
+class QILOOP_EXPORT SignalSourceDestroyed : public RuntimeError {
+ public:
+  using RuntimeError::RuntimeError;
+  ~SignalSourceDestroyed() override;
+};
+
 }  // namespace qi

@@ -29,6 +29,8 @@
 //   qt/asyncslot.h   qi::asyncslot: coroutine slots
 //   qt/bound_task.h  qi::create_task(coro, guard), qi::bind_task: tasks bound to a QObject
 //   qt/modal.h       qi::modal: a modal call (nested QEventLoop) with the loop running under it
+//   qt/asyncsignal.h, qt/signal_stream.h, qt/multisignal.h
+//                 qi::asyncsignal, qi::signal_stream (SignalStream), qi::multisignal
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -59,3 +61,6 @@
 #include <qiloop/qt/asyncslot.h>
 #include <qiloop/qt/bound_task.h>
 #include <qiloop/qt/modal.h>
+#include <qiloop/qt/asyncsignal.h>
+#include <qiloop/qt/multisignal.h>
+#include <qiloop/qt/signal_stream.h>

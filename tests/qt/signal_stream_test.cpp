@@ -1,0 +1,253 @@
+// qi::signal_stream: every emission in order, buffering from creation, the
+// bounded buffer's drop-oldest policy, the end after the sender's
+// destruction, disconnect on destruction, cancel-safety of next(), no
+// suspension when an item is ready, and emissions from another thread
+// arriving in order on the loop's thread.
+#include <qiloop/qt/signal_stream.h>
+#include <qiloop/testing.h>
+
+#include "qt/signal_emitter.h"
+
+#include <QtCore/QThread>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+QILOOP_TEST_MODES_VT(SignalStream, ItemTypesAreMonostateValueOrTuple) {
+  Emitter e;
+  static_assert(std::is_same_v<decltype(qi::signal_stream(&e, &Emitter::none)), qi::SignalStream<std::monostate>>);
+  static_assert(std::is_same_v<decltype(qi::signal_stream(&e, &Emitter::text)), qi::SignalStream<QString>>);
+  static_assert(std::is_same_v<decltype(qi::signal_stream(&e, &Emitter::privateOne)), qi::SignalStream<int>>);
+  auto three = qi::signal_stream(&e, &Emitter::three);
+  static_assert(std::is_same_v<decltype(three), qi::SignalStream<std::tuple<std::string, QVariant, double>>>);
+  emit e.three("a", QVariant(1), 0.5);
+  auto item = co_await three.next();
+  QILOOP_CO_ASSERT(ASSERT_TRUE(item.has_value()));
+  EXPECT_EQ(std::get<0>(*item), "a");
+  EXPECT_EQ(std::get<1>(*item).toInt(), 1);
+  EXPECT_EQ(std::get<2>(*item), 0.5);
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, BuffersFromCreationAndDeliversInOrderWithoutSuspending) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::text);
+  EXPECT_TRUE(e.connected(&Emitter::text));
+  for (int i = 0; i < 5; ++i) emit e.text(QString::number(i));
+  EXPECT_EQ(s.size(), 5u);
+  bool other_ran = false;
+  auto other = qi::create_task([](bool& ran) -> qi::Coro<void> {
+    ran = true;
+    co_return;
+  }(other_ran));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(co_await s.next(), std::optional(QString::number(i)));
+  EXPECT_FALSE(other_ran);  // ready items: no trip through the loop
+  co_await other;
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, WaitsForTheNextEmission) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one);
+  auto reader = qi::create_task([](qi::SignalStream<int>& s) -> qi::Coro<std::vector<int>> {
+    std::vector<int> got;
+    while (got.size() < 3) got.push_back(*co_await s.next());
+    co_return got;
+  }(s));
+  for (int i = 0; i < 3; ++i) {
+    co_await qi::sleep(1s);
+    emit e.one(i);
+  }
+  std::vector<int> got = co_await reader;
+  QILOOP_CO_ASSERT(ASSERT_EQ(got.size(), 3u));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(got[i], i);
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, OverflowDropsTheOldestAndCountsIt) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one, 3);
+  EXPECT_EQ(s.capacity(), 3u);
+  for (int i = 0; i < 5; ++i) emit e.one(i);
+  EXPECT_EQ(s.size(), 3u);
+  EXPECT_EQ(s.dropped(), 2u);
+  EXPECT_EQ(co_await s.next(), std::optional(2));
+  EXPECT_EQ(co_await s.next(), std::optional(3));
+  EXPECT_EQ(co_await s.next(), std::optional(4));
+  EXPECT_EQ(s.dropped(), 2u);
+  std::string msg;
+  try {
+    (void)qi::signal_stream(&e, &Emitter::one, 0);
+  } catch (const std::invalid_argument& err) {
+    msg = err.what();
+  }
+  EXPECT_NE(msg.find("capacity is 0"), std::string::npos) << msg;
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, DestroyedSenderDeliversTheBufferThenNullopt) {
+  auto e = std::make_unique<Emitter>();
+  auto s = qi::signal_stream(e.get(), &Emitter::one);
+  emit e->one(1);
+  emit e->one(2);
+  e.reset();
+  EXPECT_FALSE(s.ended());
+  EXPECT_EQ(co_await s.next(), std::optional(1));
+  EXPECT_EQ(co_await s.next(), std::optional(2));
+  EXPECT_TRUE(s.ended());
+  EXPECT_EQ(co_await s.next(), std::nullopt);
+  EXPECT_EQ(co_await s.next(), std::nullopt);
+
+  // A reader waiting when the sender goes gets std::nullopt.
+  auto e2 = std::make_unique<Emitter>();
+  auto s2 = qi::signal_stream(e2.get(), &Emitter::one);
+  auto reader = qi::create_task([](qi::SignalStream<int>& s) -> qi::Coro<std::optional<int>> { co_return co_await s.next(); }(s2));
+  co_await qi::sleep(1s);
+  e2.reset();
+  EXPECT_EQ(co_await reader, std::nullopt);
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, DestroyingTheStreamDisconnects) {
+  Emitter e;
+  {
+    auto s = qi::signal_stream(&e, &Emitter::one);
+    EXPECT_TRUE(e.connected(&Emitter::one));
+    emit e.one(1);
+    auto moved = std::move(s);
+    EXPECT_EQ(co_await s.next(), std::nullopt);  // NOLINT(bugprone-use-after-move): empty
+    EXPECT_EQ(co_await moved.next(), std::optional(1));
+  }
+  EXPECT_FALSE(e.connected(&Emitter::one));
+  EXPECT_FALSE(e.connected(&QObject::destroyed));
+
+  // A reader still waiting when the stream goes gets std::nullopt.
+  auto s = std::make_unique<qi::SignalStream<int>>(qi::signal_stream(&e, &Emitter::one));
+  auto reader = qi::create_task([](qi::SignalStream<int>& s) -> qi::Coro<std::optional<int>> { co_return co_await s.next(); }(*s));
+  co_await qi::sleep(1s);
+  s.reset();
+  EXPECT_EQ(co_await reader, std::nullopt);
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, CancellingAWaitingReaderLosesNoEmission) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one);
+  auto reader = [](qi::SignalStream<int>& s) -> qi::Coro<std::optional<int>> { co_return co_await s.next(); };
+  // Cancelled while waiting, nothing buffered.
+  auto t1 = qi::create_task(reader(s));
+  co_await qi::sleep(1s);
+  t1.cancel();
+  bool cancelled = false;
+  try {
+    (void)co_await t1;
+  } catch (const qi::CancelledError&) {
+    cancelled = true;
+  }
+  EXPECT_TRUE(cancelled);
+  // Cancelled after an emission woke it, before it ran: the item stays.
+  auto t2 = qi::create_task(reader(s));
+  co_await qi::sleep(1s);
+  emit e.one(7);
+  t2.cancel();
+  cancelled = false;
+  try {
+    (void)co_await t2;
+  } catch (const qi::CancelledError&) {
+    cancelled = true;
+  }
+  EXPECT_TRUE(cancelled);
+  EXPECT_EQ(s.size(), 1u);
+  EXPECT_EQ(co_await s.next(), std::optional(7));
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, OneReaderAtATime) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one);
+  auto first = qi::create_task([](qi::SignalStream<int>& s) -> qi::Coro<std::optional<int>> { co_return co_await s.next(); }(s));
+  co_await qi::sleep(1s);
+  std::string msg;
+  try {
+    (void)co_await s.next();
+  } catch (const qi::RuntimeError& err) {
+    msg = err.what();
+  }
+  EXPECT_NE(msg.find("already waiting"), std::string::npos) << msg;
+  emit e.one(1);
+  EXPECT_EQ(co_await first, std::optional(1));
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, SteadyStateKeepsTheRingAtItsWorkingSize) {
+  // 100,000 emissions through a stream with a reader keeping up: in order,
+  // nothing dropped.
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one, 64);
+  constexpr int kCount = 100000;
+  auto reader = qi::create_task([](qi::SignalStream<int>& s) -> qi::Coro<bool> {
+    for (int i = 0; i < kCount; ++i)
+      if (co_await s.next() != std::optional(i)) co_return false;
+    co_return true;
+  }(s));
+  for (int i = 0; i < kCount; i += 32) {
+    for (int j = i; j < i + 32 && j < kCount; ++j) emit e.one(j);
+    co_await qi::sleep(0);
+  }
+  EXPECT_TRUE(co_await reader);
+  EXPECT_EQ(s.dropped(), 0u);
+}
+
+// --- Other threads (real time) ----------------------------------------------------
+
+QILOOP_TEST_MODES(SignalStreamThreads, CrossThreadEmissionsArriveInOrderOnTheLoopThread) {
+  Emitter e;
+  constexpr int kCount = 20000;
+  auto s = qi::signal_stream(&e, &Emitter::one, kCount);
+  auto* loop_thread = QThread::currentThread();
+  auto reader = qi::create_task([](qi::SignalStream<int>& s, QThread* loop_thread) -> qi::Coro<int> {
+    int n = 0;
+    for (; n < kCount; ++n) {
+      std::optional<int> v = co_await s.next();
+      if (v != std::optional(n) || QThread::currentThread() != loop_thread) break;
+    }
+    co_return n;
+  }(s, loop_thread));
+  co_await qi::sleep(0);
+  std::thread emitter([&e] {
+    for (int i = 0; i < kCount; ++i) emit e.one(i);
+  });
+  EXPECT_EQ(co_await reader, kCount);
+  emitter.join();
+  EXPECT_EQ(s.dropped(), 0u);
+}
+
+QILOOP_TEST_MODES(SignalStreamThreads, SenderLivingInAnotherThreadEndsTheStreamWhenDestroyed) {
+  std::atomic<Emitter*> created{nullptr};
+  std::atomic<bool> go{false};
+  std::thread owner([&] {
+    Emitter e;  // lives in this thread, and is destroyed there
+    created = &e;
+    while (!go.load()) std::this_thread::yield();
+    for (int i = 0; i < 100; ++i) emit e.one(i);
+  });
+  while (!created.load()) co_await qi::sleep(1ms);
+  auto s = qi::signal_stream(created.load(), &Emitter::one);
+  go = true;
+  int n = 0;
+  while (std::optional<int> v = co_await s.next()) EXPECT_EQ(*v, n++);
+  owner.join();
+  EXPECT_EQ(n, 100);
+}
+
+QILOOP_TEST_MODES(SignalStreamThreads, StreamDestroyedWhileAnotherThreadEmits) {
+  if (kQtRacesInvisibleToTsan) co_return;  // see signal_emitter.h
+  Emitter e;
+  std::atomic<bool> stop{false};
+  std::thread emitter([&] {
+    int i = 0;
+    while (!stop.load()) emit e.one(i++);
+  });
+  for (int round = 0; round < 100; ++round) {
+    auto s = qi::signal_stream(&e, &Emitter::one, 16);
+    (void)co_await s.next();
+  }
+  stop = true;
+  emitter.join();
+  EXPECT_FALSE(e.connected(&Emitter::one));
+}
