@@ -26,6 +26,8 @@
 //   structured/timeout.h     qi::timeout, timeout_at, Timeout, wait_for
 //   structured/task_group.h  qi::TaskGroup
 //   async_generator.h  qi::AsyncGenerator<T>: co_await and co_yield in one coroutine
+//   threads/thread_pool_executor.h, executor.h, to_thread.h
+//                 qi::ThreadPoolExecutor, qi::Executor, qi::to_thread (run_in_executor is on the loop)
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -48,6 +50,9 @@
 #include <qiloop/structured/task_group.h>
 #include <qiloop/structured/timeout.h>
 #include <qiloop/task.h>
+#include <qiloop/threads/executor.h>
+#include <qiloop/threads/thread_pool_executor.h>
+#include <qiloop/threads/to_thread.h>
 #include <qiloop/sync/barrier.h>
 #include <qiloop/sync/condition.h>
 #include <qiloop/sync/event.h>
