@@ -11,6 +11,7 @@
 #include <QtCore/QThread>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -106,6 +107,13 @@ QILOOP_TEST_MODES(ToThread, TheResultMovesThroughWithoutCopies) {
   // The futures' states (holding the moved-from results) go once the wake-ups that resumed us return.
   co_await qi::sleep(0);
   EXPECT_EQ(Counted::alive.load(), 0);
+}
+
+QILOOP_TEST_MODES(ToThread, RefusesAnEmptyCallable) {
+  EXPECT_THROW((void)qi::to_thread(std::function<int()>{}), std::invalid_argument);
+  int (*none)() = nullptr;
+  EXPECT_THROW((void)qi::get_running_loop().run_in_executor(nullptr, none), std::invalid_argument);
+  co_return;
 }
 
 QILOOP_TEST_MODES(ToThread, ExceptionsKeepTheirType) {
@@ -239,13 +247,22 @@ QILOOP_TEST_MODES(RunInExecutor, CancellingAQueuedJobMeansItNeverRuns) {
     const bool ok = co_await until([&] { return started.is_set(); });
     QILOOP_CO_ASSERT(ASSERT_TRUE(ok));
   }
-  std::atomic<bool> ran{false};
+  std::atomic<bool> ran{false}, ran_awaited{false};
   qi::Future<void> queued = loop.run_in_executor(&pool, [&] { ran = true; });
+  // The same through a task awaiting the job: cancelling the task cancels what it awaits.
+  qi::Task<void> awaiting = loop.create_task([](qi::Future<void> f) -> qi::Coro<void> { co_await f; }(
+      loop.run_in_executor(&pool, [&] { ran_awaited = true; })));
+  co_await qi::sleep(0);
+  EXPECT_TRUE(awaiting.cancel());
   EXPECT_TRUE(queued.cancel());
   EXPECT_TRUE(busy.cancel());  // running: cancelled for the loop, runs on
+  co_await qi::sleep(0);
+  co_await qi::sleep(0);
+  EXPECT_TRUE(awaiting.cancelled());
   release.set();
   pool.shutdown(true);  // every work has ended (or been skipped)
   EXPECT_FALSE(ran.load());
+  EXPECT_FALSE(ran_awaited.load());
   EXPECT_TRUE(queued.cancelled());
   EXPECT_TRUE(busy.cancelled());
   co_await qi::sleep(0);
@@ -346,6 +363,15 @@ QILOOP_TEST_MODES(DefaultExecutor, ShutdownIsBoundedAndReportsWhatStillRuns) {
   pool->shutdown(true);
 }
 
+TEST(ToThread, WithoutARunningLoopThrows) {
+  try {
+    (void)qi::to_thread([] {});
+    ADD_FAILURE() << "no exception";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("no"), std::string::npos) << e.what();
+  }
+}
+
 // A loop closed (and destroyed) while its work runs: the result is dropped
 // on the worker, nothing touches the dead loop, nothing leaks.
 TEST(RunInExecutor, ALoopClosedWhileWorkRunsDropsTheResult) {
@@ -362,6 +388,12 @@ TEST(RunInExecutor, ALoopClosedWhileWorkRunsDropsTheResult) {
     ASSERT_TRUE(started.wait());
     loop.close();
     EXPECT_FALSE(f.done());
+    try {
+      (void)loop.run_in_executor(&pool, [] {});
+      ADD_FAILURE() << "run_in_executor on a closed loop did not throw";
+    } catch (const qi::RuntimeError& e) {
+      EXPECT_NE(std::string(e.what()).find("run_in_executor"), std::string::npos) << e.what();
+    }
   }
   {
     QiEventLoop loop;  // destroyed, not only closed, with its default executor busy
