@@ -261,7 +261,9 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // (at most kShutdownCancelRounds rounds of cancelling, each waiting at
   // most kShutdownRoundTime), reports those that refused, closes the async
   // generators still suspended (shutdown_asyncgens(), one more such round),
-  // runs the callbacks already ready (bounded), then closes the loop.
+  // shuts the default executor down (shutdown_default_executor(): bounded by
+  // executor_shutdown_timeout(), reported past it), runs the callbacks
+  // already ready (bounded), then closes the loop.
   // Loop thread. Throws qi::RuntimeError while the loop runs (so also from
   // its own callbacks: shutdown runs the loop itself); on a closed loop it
   // does nothing.

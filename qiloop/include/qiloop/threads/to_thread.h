@@ -17,8 +17,8 @@
 // qi::get_running_loop() — the job is submitted at once, arguments are
 // decay-copied into it, the outcome comes back on the loop's thread, an
 // exception keeps its type and the reports name this call's file:line
-// ("submitted at ..."; g++ gives the line where the call's argument list
-// closes, clang the line of `to_thread`); cancelling the awaiting task completes the await at
+// ("submitted at ..."; for a call spread over several lines g++ names the
+// line where its argument list closes); cancelling the awaiting task completes the await at
 // once with qi::CancelledError while the worker runs on (a running thread
 // is not interrupted; its result is destroyed when it ends).
 // qi::to_thread is a class template deduced from its arguments (that is how
