@@ -90,7 +90,10 @@ class GraphBuilder {
     FutureCallGraph g;
     g.future = FutureRef(&f);
     if (mode_ == Mode::kDump && depth > 0) return g;
-    if (TaskCore* t = as_task(&f)) g.call_stack = stack_of(*t);
+    if (TaskCore* t = as_task(&f)) {
+      g.call_stack = stack_of(*t);
+      if (const EscapeRecord* e = t->done() ? t->escape() : nullptr; e && e->cause) g.exception_origin = e->cause->origin;
+    }
     if (depth >= kMaxAwaitedByDepth || std::find(path_.begin(), path_.end(), &f) != path_.end()) {
       g.awaited_by_cut = !awaiters_of(f).empty();
       return g;
@@ -211,6 +214,7 @@ void render(const FutureCallGraph& g, std::string& out, int level) {
            ", in async " + fn);
     }
   }
+  if (!g.exception_origin.empty()) line("  + Its exception was thrown by " + g.exception_origin);
   if (!g.awaited_by.empty()) {
     line("  + Awaited by:");
     for (const FutureCallGraph& a : g.awaited_by) render(a, out, level + 1);
@@ -221,6 +225,15 @@ void render(const FutureCallGraph& g, std::string& out, int level) {
 
 }  // namespace
 
+namespace {
+// The record of the exception last rethrown from a plain future on this
+// thread (one at a time: it is consumed by the escape it causes, or
+// replaced by the next).
+thread_local std::shared_ptr<const EscapeRecord> t_rethrown;
+}  // namespace
+
+void note_rethrown(std::shared_ptr<const EscapeRecord> record) noexcept { t_rethrown = std::move(record); }
+
 void note_exception_escaped(PromiseBase& from) noexcept {
   TaskCore* t = TaskCore::current();
   if (!t) return;
@@ -229,6 +242,7 @@ void note_exception_escaped(PromiseBase& from) noexcept {
   try {
     auto record = std::make_shared<EscapeRecord>();
     record->exception = from.exception;
+    if (t_rethrown && t_rethrown->exception == from.exception) record->cause = std::move(t_rethrown);
     const std::vector<PromiseBase*> frames = frames_of(*t);
     // `from` is the innermost of the chain, unless a coroutine of another
     // type stands between (the chain then ends above it).

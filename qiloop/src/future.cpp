@@ -397,7 +397,12 @@ void FutureStateBase::check_result() {
   if (status_ == Status::kPending)
     throw InvalidStateError("result: the future is not done yet; wait for it (add_done_callback) first");
   flags_ |= kRetrieved;
-  if (exception_) std::rethrow_exception(exception_);
+  if (exception_) {
+    // A plain future's record of where its exception came from (work run by
+    // an executor) follows the exception into the task it is rethrown in.
+    if (rare_ && rare_->escape && !is_task()) note_rethrown(rare_->escape);
+    std::rethrow_exception(exception_);
+  }
 }
 
 template <class Push>

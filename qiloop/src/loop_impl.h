@@ -6,6 +6,7 @@
 #include <qiloop/event_loop.h>
 
 #include "backend.h"
+#include "threads/loop_executors.h"
 #include "thread_inbox.h"
 #include "timer_heap.h"
 
@@ -67,6 +68,9 @@ struct LoopImpl {
   // and has yet to close. Intrusive lists through AsyncGenBase::next_in_list.
   qi::detail::AsyncGenBase* asyncgens = nullptr;
   qi::detail::AsyncGenBase* closing_asyncgens = nullptr;
+
+  // run_in_executor's gate and the default executor (threads/executors.cpp).
+  LoopExecutors executors;
 
   QiEventLoop::ExceptionHandler handler;
   qi::LoopStats stats;

@@ -50,6 +50,8 @@ void QiEventLoop::close() {
         "close: cannot close a running event loop; call stop() and let run_forever() return first (attached "
         "mode: destroy the QiRunner)");
   if (closed_) return;
+  // First: no worker sends a completion to this loop from now on.
+  close_executors();
   closed_ = true;
   // From here on, scheduling from the destructors of the callbacks we drop
   // is ignored (check_can_schedule() returns false while tearing_down).
@@ -86,6 +88,7 @@ void QiEventLoop::shutdown() {
   impl_->shutting_down = true;
   cancel_leftover_tasks();
   close_leftover_asyncgens();
+  shutdown_default_executor_at_exit();
   // Let cleanup that is already scheduled run, as a running loop would.
   drain_ready(LoopImpl::kShutdownRounds);
   impl_->shutting_down = false;
@@ -131,15 +134,26 @@ void QiEventLoop::close_leftover_asyncgens() {
   run_shutdown_round(dispatcher);
 }
 
+// asyncio.Runner.close() then runs loop.shutdown_default_executor(): the
+// default executor's threads are waited for, at most
+// executor_shutdown_timeout() (which reports what still runs then). The
+// round's own bound only backs that one up.
+void QiEventLoop::shutdown_default_executor_at_exit() {
+  QAbstractEventDispatcher* dispatcher = shutdown_dispatcher();
+  if (!impl_->executors.default_executor || !dispatcher) return;  // close() shuts it down without waiting
+  qi::Task<void> shutting = create_task(shutdown_default_executor(), "shutdown_default_executor");
+  run_shutdown_round(dispatcher, impl_->executors.shutdown_timeout + kShutdownRoundTime);
+}
+
 // Runs the loop until every task is done (unregister_task stops the loop) or
 // the round's time is up. Not through QEventLoop::exec(), which returns at
 // once while the thread's quit flag is set (after QThread::quit() in a
 // worker, or QCoreApplication::exit()): clean-up must run whatever Qt was
 // told, so the thread's events are pumped directly until end_run()
 // interrupts the pump.
-void QiEventLoop::run_shutdown_round(QAbstractEventDispatcher* dispatcher) {
+void QiEventLoop::run_shutdown_round(QAbstractEventDispatcher* dispatcher, duration limit_time) {
   impl_->stop_when_no_tasks = true;
-  qi::TimerHandle limit = call_later(kShutdownRoundTime, [this] { stop(); });
+  qi::TimerHandle limit = call_later(limit_time, [this] { stop(); });
   start_running(RunMode::kNested);
   while (!impl_->exiting) dispatcher->processEvents(QEventLoop::AllEvents | QEventLoop::WaitForMoreEvents);
   finish_running();

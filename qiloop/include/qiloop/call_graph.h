@@ -100,6 +100,10 @@ struct FutureCallGraph {
   // True when awaited_by was not followed here: the task is already on the
   // path below (a cycle), or kMaxAwaitedByDepth levels were reached.
   bool awaited_by_cut = false;
+  // For a task that finished with an exception thrown by work it awaited
+  // (run_in_executor, qi::to_thread): "work submitted at file:line
+  // (function)"; formatted as "+ Its exception was thrown by ...".
+  std::string exception_origin;
 };
 
 // How deep awaited_by is followed: the graph (and its formatting) then

@@ -59,6 +59,7 @@
 #include <qiloop/future.h>
 #include <qiloop/handle.h>
 #include <qiloop/task.h>
+#include <qiloop/threads/detail/executor_job.h>
 
 #include <QtCore/QObject>
 
@@ -102,6 +103,8 @@ namespace detail {
 struct LoopImpl;
 struct AsyncGenBase;
 }
+template <class F, class... Args>
+class to_thread;
 
 // qi::get_running_loop()
 // The loop running on the calling thread (nested, attached, or inside
@@ -258,7 +261,9 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // (at most kShutdownCancelRounds rounds of cancelling, each waiting at
   // most kShutdownRoundTime), reports those that refused, closes the async
   // generators still suspended (shutdown_asyncgens(), one more such round),
-  // runs the callbacks already ready (bounded), then closes the loop.
+  // shuts the default executor down (shutdown_default_executor(): bounded by
+  // executor_shutdown_timeout(), reported past it), runs the callbacks
+  // already ready (bounded), then closes the loop.
   // Loop thread. Throws qi::RuntimeError while the loop runs (so also from
   // its own callbacks: shutdown runs the loop itself); on a closed loop it
   // does nothing.
@@ -288,6 +293,74 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // counts them. Loop thread; any time (in a callback, a handler, a
   // debugger: `call loop.dump_tasks()`).
   std::string dump_tasks() const;
+
+  // --- Executors (threads) ---------------------------------------------------
+
+  // QiEventLoop::run_in_executor()
+  // asyncio's loop.run_in_executor: runs f(args...) on `executor` (a
+  // qi::Executor*, or a std::shared_ptr to one; nullptr: the default
+  // executor, a qi::ThreadPoolExecutor of ThreadPoolExecutor::
+  // default_max_workers() threads created on first use) and returns a
+  // qi::Future<R> of its result, R being what f returns (void and move-only
+  // types too). f and args are decay-copied (or moved) into the job now, as
+  // std::thread does, invoked as rvalues on the worker and destroyed there.
+  // The outcome comes back through call_soon_threadsafe and completes the
+  // future on this loop's thread; an exception keeps its original type, and
+  // the future records where run_in_executor was called (its describe(), the
+  // "exception was never retrieved" report, and the call graph of a task it
+  // escaped from say "submitted at file:line (function)").
+  // Cancelling the future (or the task awaiting it) completes it at once; a
+  // job not started yet then never runs; a running one is not interrupted
+  // (a thread cannot be) — it runs on, and its result is destroyed when it
+  // ends. A loop closed meanwhile drops the result on the worker.
+  // Loop thread. Throws qi::RuntimeError on a closed loop and, for the
+  // default executor, after shutdown_default_executor(); what the
+  // executor's submit throws (qi::RuntimeError after its shutdown);
+  // std::invalid_argument for an empty callable. f returning a qi::Coro is
+  // refused at compile time.
+  template <class F, class... Args>
+  qi::Future<qi::detail::executor_result_t<F, Args...>> run_in_executor(qi::detail::SubmitTo executor, F&& f,
+                                                                         Args&&... args) {
+    return submit_job("run_in_executor", executor.executor, executor.site, std::forward<F>(f),
+                      std::forward<Args>(args)...);
+  }
+
+  // QiEventLoop::set_default_executor()
+  // Makes `executor` what run_in_executor(nullptr, ...) and qi::to_thread
+  // use from now on (work already submitted stays where it is). The loop
+  // shares its ownership; close() shuts it down without waiting. Loop
+  // thread. Throws std::invalid_argument for null.
+  void set_default_executor(std::shared_ptr<qi::Executor> executor);
+
+  // QiEventLoop::default_executor()
+  // The default executor, or null when none was set or created yet (or
+  // after shutdown_default_executor). Loop thread.
+  std::shared_ptr<qi::Executor> default_executor() const;
+
+  // QiEventLoop::shutdown_default_executor()
+  // `co_await loop.shutdown_default_executor()` (asyncio 3.12's, with its
+  // timeout): shuts the default executor down — work already queued still
+  // runs — and waits, without blocking the loop, for its threads to end, at
+  // most `timeout` (default: executor_shutdown_timeout()). If work still
+  // runs then, the loop's exception handler receives one report naming
+  // each job still running or queued and where it was submitted, and the
+  // call returns: the executor is left to end on its own threads, never
+  // joined by the loop (an application must not hang on exit because of
+  // it). From then on run_in_executor(nullptr, ...) and qi::to_thread throw
+  // qi::RuntimeError. Without a default executor it only does the latter.
+  // QiRunner and qi::run call it (see QiEventLoop::shutdown). Loop thread.
+  qi::Coro<void> shutdown_default_executor();
+  qi::Coro<void> shutdown_default_executor(duration timeout);
+
+  // QiEventLoop::set_executor_shutdown_timeout()
+  // QiEventLoop::executor_shutdown_timeout()
+  // The bound of shutdown_default_executor() without an argument, so also
+  // of QiRunner's and qi::run's exit (default
+  // kDefaultExecutorShutdownTimeout). Loop thread. Throws
+  // std::invalid_argument for a negative duration.
+  void set_executor_shutdown_timeout(duration timeout);
+  duration executor_shutdown_timeout() const noexcept;
+  static constexpr std::chrono::seconds kDefaultExecutorShutdownTimeout{5};
 
   // --- Running and stopping -------------------------------------------------
 
@@ -462,6 +535,35 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend struct qi::detail::AsyncGenBase;  // the registry of generators
   friend std::vector<qi::TaskRef> qi::all_tasks(const QiEventLoop&);  // walks the task registry
 
+  friend class qi::detail::ExecutorJobBase;  // submits through the loop's gate
+  template <class F, class... Args>
+  friend class qi::to_thread;  // submit_job with its own name and site
+
+  // run_in_executor and qi::to_thread: one allocation holds the future,
+  // the work, f with its arguments and the result's staging slot.
+  template <class F, class... Args>
+  qi::Future<qi::detail::executor_result_t<F, Args...>> submit_job(const char* api, qi::Executor* executor,
+                                                                    qi::detail::SiteRecord site, F&& f,
+                                                                    Args&&... args) {
+    using D = std::decay_t<F>;
+    static_assert(std::is_invocable_v<D, std::decay_t<Args>...>,
+                  "qiloop: run_in_executor / to_thread: the callable cannot be called with the given arguments "
+                  "(they are decay-copied and passed as rvalues, as std::thread does; use std::ref for a "
+                  "reference)");
+    using R = qi::detail::executor_result_t<F, Args...>;
+    static_assert(!qi::detail::is_coro<std::remove_cvref_t<R>>::value,
+                  "qiloop: run_in_executor / to_thread: the callable returns a qi::Coro, which a worker thread "
+                  "cannot run (it needs a loop): await it in a task instead, or run blocking code on the thread");
+    if (qi::detail::is_empty_callable(f)) qi::detail::throw_empty_callable(api);
+    auto* job = new qi::detail::ExecutorJob<R, D, std::decay_t<Args>...>(*this, site, std::forward<F>(f),
+                                                                        std::forward<Args>(args)...);
+    auto ref = qi::detail::StateRef<qi::detail::FutureStateBase>::adopt(job);
+    job->submit(*this, executor, api);
+    return qi::detail::JobFuture<R>(std::move(ref));
+  }
+  void close_executors() noexcept;
+  void shutdown_default_executor_at_exit();
+
   enum class TaskStart : bool { kNextIteration, kNow };  // create_task, run_task
   template <class T>
   qi::Task<T> make_task(qi::Coro<T> coro, std::string name, TaskStart start, const char* api) {
@@ -485,7 +587,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void unregister_task(qi::detail::TaskCore* t) noexcept;
   void cancel_leftover_tasks();
   void close_leftover_asyncgens();
-  void run_shutdown_round(QAbstractEventDispatcher* dispatcher);
+  void run_shutdown_round(QAbstractEventDispatcher* dispatcher, duration limit = kShutdownRoundTime);
   void drain_ready(int max_iterations);
 
   template <bool Repeating = false, class F, class... Args>

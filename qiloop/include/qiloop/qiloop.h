@@ -31,6 +31,8 @@
 //   qt/modal.h       qi::modal: a modal call (nested QEventLoop) with the loop running under it
 //   qt/asyncsignal.h, qt/signal_stream.h, qt/multisignal.h
 //                 qi::asyncsignal, qi::signal_stream (SignalStream), qi::multisignal
+//   threads/thread_pool_executor.h, executor.h, to_thread.h
+//                 qi::ThreadPoolExecutor, qi::Executor, qi::to_thread (run_in_executor is on the loop)
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -53,6 +55,9 @@
 #include <qiloop/structured/task_group.h>
 #include <qiloop/structured/timeout.h>
 #include <qiloop/task.h>
+#include <qiloop/threads/executor.h>
+#include <qiloop/threads/thread_pool_executor.h>
+#include <qiloop/threads/to_thread.h>
 #include <qiloop/sync/barrier.h>
 #include <qiloop/sync/condition.h>
 #include <qiloop/sync/event.h>

@@ -20,7 +20,10 @@
 // loop — timers and I/O included — while they finish (bounded: at most
 // kShutdownCancelRounds rounds of kShutdownRoundTime; skipped without a
 // QCoreApplication), reports the tasks that failed or did not finish through
-// the exception handler, runs the callbacks already ready (at most 100
+// the exception handler, shuts the default executor down (waiting at most
+// loop().executor_shutdown_timeout() for its threads; work still running
+// then is reported and left to end on its own: the application never hangs
+// on a worker), runs the callbacks already ready (at most 100
 // iterations, so cleanup scheduled with call_soon still happens; timers do
 // not keep it going), and closes the loop, which drops the timers still
 // pending and destroys the unfinished tasks. stopped() comes last, if the

@@ -10,6 +10,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -117,11 +118,23 @@ decltype(auto) awaiter_for(A&& a) {
 
 // The chain a task's coroutines were suspended in when an exception left
 // its innermost coroutine (innermost first), kept for the reports made once
-// the frames are gone ("Task exception was never retrieved").
+// the frames are gone ("Task exception was never retrieved"). A plain
+// future's record says where its exception came from instead: `origin`
+// ("work submitted at file:line (function)", run_in_executor's job) and the
+// one site of it.
 struct EscapeRecord {
   std::exception_ptr exception;
   std::vector<SiteRecord> sites;
+  std::string origin;
+  // A task's: the record of the future its exception was rethrown from
+  // (co_await), when that future had one.
+  std::shared_ptr<const EscapeRecord> cause;
 };
+
+// Called when a plain future with a record rethrows its exception (on the
+// loop's thread): the next note_exception_escaped for the same exception
+// links the record as its cause.
+QILOOP_EXPORT void note_rethrown(std::shared_ptr<const EscapeRecord> record) noexcept;
 
 // Called by PromiseBase::unhandled_exception (off the hot path): inside a
 // task, records the chain down to `from` unless this very exception was

@@ -120,7 +120,9 @@ struct RareState {
   std::string sleep_interrupt_msg;           // the request that cut a task's sleep short
   std::optional<std::string> held_cancel;    // an awaiter's request held while the task's own is in flight
   std::vector<FutureStateBase*> awaited_by;  // tasks linked by add_awaited_by, one reference each
-  std::shared_ptr<const EscapeRecord> escape;  // a task's: where its latest exception left its coroutines
+  // A task's: where its latest exception left its coroutines. A plain
+  // future's: where its exception came from (run_in_executor's job).
+  std::shared_ptr<const EscapeRecord> escape;
 };
 
 // The type-independent part of a future's state. Intrusively counted:
