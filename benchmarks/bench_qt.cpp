@@ -27,6 +27,10 @@
 //               next round. What the same rounds cost Qt alone; qiloop is
 //               not expected to beat it (no target), it shows what the
 //               coroutine adds.
+//      qiloop, emit in call_soon  qiloop again, the emission made by a loop
+//               callback instead of a Qt event (no target: another emission
+//               mechanism): what qiloop's part of the round costs, Qt's event
+//               queue left out.
 //    "emit to resume" is the time from just before the emit to the first
 //    statement after the co_await (after the slot's first statement, for the
 //    floor), summed over the rounds.
@@ -123,15 +127,13 @@ class Emitter : public QObject {
  public:
   bench::Clock::time_point emitted_at{};  // just before the last ping
 
+  void fire_ping(int v) {
+    emitted_at = bench::Clock::now();
+    emit ping(v);
+  }
   // One Qt event that emits ping(v).
   void post_ping(int v) {
-    QMetaObject::invokeMethod(
-        this,
-        [this, v] {
-          emitted_at = bench::Clock::now();
-          emit ping(v);
-        },
-        Qt::QueuedConnection);
+    QMetaObject::invokeMethod(this, [this, v] { fire_ping(v); }, Qt::QueuedConnection);
   }
   // One Qt event that emits value(first), ..., value(first + count - 1).
   void post_burst(int64_t first, int64_t count) {
@@ -169,6 +171,7 @@ constexpr const char* kPerEmission = "ns per emission";
 }  // namespace metric
 
 constexpr const char* kQiloop = "qiloop";
+constexpr const char* kQiloopInLoop = "qiloop, emit in call_soon";
 constexpr const char* kQCoro = "QCoro";
 constexpr const char* kQCoroFuture = "QCoro co_await QFuture";
 constexpr const char* kQCoroListener = "QCoro listener";
@@ -223,10 +226,15 @@ void check_stream_sum(int64_t sum, int64_t n) { check(sum == n * (n - 1) / 2, "s
 // === qiloop ==============================================================================
 
 #if QILOOP_BENCH_ASYNCSIGNAL
-qi::Coro<double> qi_signal_rounds(Emitter& e, int64_t n, Measure m) {
+// With `emit_in`, the emission is a callback of that loop (call_soon), not a
+// Qt event: the variant kQiloopInLoop.
+qi::Coro<double> qi_signal_rounds(Emitter& e, int64_t n, Measure m, QiEventLoop* emit_in) {
   Rounds r;
   for (int64_t i = 0; i < n; ++i) {
-    e.post_ping(static_cast<int>(i));
+    if (emit_in)
+      emit_in->call_soon([&e, i] { e.fire_ping(static_cast<int>(i)); });
+    else
+      e.post_ping(static_cast<int>(i));
     int v = co_await qi::asyncsignal(&e, &Emitter::ping);
     r.got(e, v);
   }
@@ -378,7 +386,9 @@ void signal_rounds(benchmark::State& state, Measure m) {
   std::vector<Contender> cs;
 #if QILOOP_BENCH_ASYNCSIGNAL
   QiEventLoop loop;
-  cs.push_back({kQiloop, n, [&](int64_t k) { return loop.run_until_complete(qi_signal_rounds(e, k, m)); }});
+  cs.push_back({kQiloop, n, [&](int64_t k) { return loop.run_until_complete(qi_signal_rounds(e, k, m, nullptr)); }});
+  cs.push_back(
+      {kQiloopInLoop, n, [&](int64_t k) { return loop.run_until_complete(qi_signal_rounds(e, k, m, &loop)); }});
 #endif
 #ifdef QILOOP_BENCH_QCORO
   cs.push_back({kQCoro, n, [&](int64_t k) {
