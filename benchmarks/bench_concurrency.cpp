@@ -38,17 +38,10 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include <QtCore/QByteArray>
-#include <QtCore/QJsonDocument>
-#include <QtCore/QJsonObject>
-#include <QtCore/QProcess>
-#include <QtCore/QStringList>
-
 #include <cstdint>
 #include <cstdio>
 #include <string>
 #include <system_error>
-#include <unistd.h>
 #include <vector>
 
 namespace {
@@ -212,38 +205,15 @@ double asio_run(Program program, int64_t n) {
 
 // === Python ==============================================================================
 
-// Debian's interpreter first: python3-uvloop is installed for it, whatever
-// another python3 on PATH has.
-QString python() { return ::access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3"; }
-
-// Runs benchmarks/peers/concurrency.py with the same sizes and notes its
-// figures as the peers "asyncio" and "uvloop" (absent when Python or uvloop
-// is missing: the targets then read n/a).
+// Runs benchmarks/peers/concurrency.py with the same sizes: the peers
+// "asyncio" and "uvloop".
 void run_python(const Options& o) {
   const Sizes s = sizes(o);
-  QProcess p;
-  p.start(python(), {QStringLiteral(QILOOP_BENCH_PEERS_DIR "/concurrency.py"), QString::number(s.gather),
-                     QString::number(s.lock), QString::number(s.queue), QString::number(o.smoke ? 1 : 3)});
-  if (!p.waitForFinished(10 * 60 * 1000) || p.exitCode() != 0) {
-    std::fprintf(stderr, "bench_concurrency: the Python peers did not run (%s): %s\n",
-                 qPrintable(p.errorString()), p.readAllStandardError().constData());
-    return;
-  }
-  const QJsonObject all = QJsonDocument::fromJson(p.readAllStandardOutput()).object();
-  struct Row {
-    const char* key;
-    const char* scen;
-    const char* met;
-  };
-  const Row rows[] = {{"gather", scenario::kGather, metric::kPerTask},
-                      {"lock", scenario::kLock, metric::kPerHandoff},
-                      {"queue", scenario::kQueue, metric::kPerItem}};
-  for (const char* impl : {"asyncio", "uvloop"}) {
-    const QJsonObject figures = all.value(QLatin1String(impl)).toObject();
-    for (const Row& r : rows)
-      if (figures.contains(QLatin1String(r.key)))
-        note(r.scen, r.met, Unit::kNanoseconds, impl, figures.value(QLatin1String(r.key)).toDouble());
-  }
+  run_python_peers("bench_concurrency", "concurrency.py",
+                   {std::to_string(s.gather), std::to_string(s.lock), std::to_string(s.queue), o.smoke ? "1" : "3"},
+                   {{"gather", scenario::kGather, metric::kPerTask},
+                    {"lock", scenario::kLock, metric::kPerHandoff},
+                    {"queue", scenario::kQueue, metric::kPerItem}});
 }
 
 void register_all(const Options& o) {

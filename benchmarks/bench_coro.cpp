@@ -34,6 +34,7 @@
 // replacement costs two relaxed atomic loads per call, for every
 // implementation alike.
 #include "bench_support.h"
+#include "qt_run.h"
 
 #include <qiloop/qiloop.h>
 
@@ -478,28 +479,6 @@ struct QtHop {
     QMetaObject::invokeMethod(context, [h] { h.resume(); }, Qt::QueuedConnection);
   }
   void await_resume() const noexcept {}
-};
-
-// A QCoro driver: the parent coroutine calls finish() when done; run()
-// spins a QEventLoop until then (unless it finished synchronously).
-class QtRun {
- public:
-  void finish() {
-    done_ = true;
-    if (loop_) loop_->quit();
-  }
-  template <class Task>
-  void wait(Task& task) {
-    if (done_ || task.isReady()) return;
-    QEventLoop loop;
-    loop_ = &loop;
-    loop.exec();
-    loop_ = nullptr;
-  }
-
- private:
-  bool done_ = false;
-  QEventLoop* loop_ = nullptr;
 };
 
 // --- 1 ---------------------------------------------------------------------------------------

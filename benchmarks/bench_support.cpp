@@ -1,6 +1,10 @@
 #include "bench_support.h"
 
 #include <QtCore/QCoreApplication>
+#include <QtCore/QJsonDocument>
+#include <QtCore/QJsonObject>
+#include <QtCore/QProcess>
+#include <QtCore/QStringList>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +18,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 namespace bench {
 
@@ -99,6 +104,31 @@ void pin_this_thread(int cpu) { set_this_thread({cpu}); }
 ScopedPin::ScopedPin(int cpu) : saved_(allowed_cpus()) { pin_this_thread(cpu); }
 
 ScopedPin::~ScopedPin() { set_this_thread(saved_); }
+
+// --- Python peers ----------------------------------------------------------------------
+
+void run_python_peers(const char* program, const char* script, const std::vector<std::string>& args,
+                      const std::vector<PeerFigure>& figures) {
+  // Debian's interpreter first: python3-uvloop is installed for it, whatever
+  // another python3 on PATH has.
+  const QString python = ::access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+  QStringList argv{QStringLiteral(QILOOP_BENCH_PEERS_DIR "/") + QString::fromUtf8(script)};
+  for (const std::string& a : args) argv.push_back(QString::fromStdString(a));
+  QProcess p;
+  p.start(python, argv);
+  if (!p.waitForFinished(10 * 60 * 1000) || p.exitCode() != 0) {
+    std::fprintf(stderr, "%s: the Python peers (%s) did not run (%s): %s\n", program, script,
+                 qPrintable(p.errorString()), p.readAllStandardError().constData());
+    return;
+  }
+  const QJsonObject all = QJsonDocument::fromJson(p.readAllStandardOutput()).object();
+  for (const char* impl : {"asyncio", "uvloop"}) {
+    const QJsonObject got = all.value(QLatin1String(impl)).toObject();
+    for (const PeerFigure& f : figures)
+      if (got.contains(QLatin1String(f.key)))
+        note(f.scenario, f.metric, Unit::kNanoseconds, impl, got.value(QLatin1String(f.key)).toDouble());
+  }
+}
 
 // --- Summary --------------------------------------------------------------------------
 

@@ -139,6 +139,27 @@ class ScopedPin {
   std::vector<int> saved_;
 };
 
+// --- Python peers ----------------------------------------------------------------------
+//
+// A Python peer is a script in benchmarks/peers/ running the same programs on
+// asyncio and on uvloop, run once per binary run, before the C++ scenarios.
+// It prints one JSON object {"asyncio": {key: ns per item, ...}, "uvloop":
+// {...}} (uvloop absent when not installed).
+
+// Where a script's figure goes in the summary.
+struct PeerFigure {
+  const char* key;
+  const char* scenario;
+  const char* metric;
+};
+
+// Runs `script` (a file name in benchmarks/peers/) with `args` on Debian's
+// python3 (python3 on PATH otherwise) and note()s each figure found, in ns,
+// under the implementations "asyncio" and "uvloop". When Python or the script
+// fails, says so on stderr and notes nothing (the targets then read n/a).
+void run_python_peers(const char* program, const char* script, const std::vector<std::string>& args,
+                      const std::vector<PeerFigure>& figures);
+
 // --- Summary --------------------------------------------------------------------------
 
 enum class Unit { kRate, kNanoseconds, kMicroseconds, kMilliseconds, kCount };
