@@ -26,6 +26,7 @@
 //   structured/timeout.h     qi::timeout, timeout_at, Timeout, wait_for
 //   structured/task_group.h  qi::TaskGroup
 //   async_generator.h  qi::AsyncGenerator<T>: co_await and co_yield in one coroutine
+//   qt/qfuture.h  co_await a QFuture<T> (QPromise, QtConcurrent::run) in any qi::Coro
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -48,6 +49,7 @@
 #include <qiloop/structured/task_group.h>
 #include <qiloop/structured/timeout.h>
 #include <qiloop/task.h>
+#include <qiloop/qt/qfuture.h>
 #include <qiloop/sync/barrier.h>
 #include <qiloop/sync/condition.h>
 #include <qiloop/sync/event.h>
