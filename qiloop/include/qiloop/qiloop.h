@@ -27,6 +27,8 @@
 //   structured/task_group.h  qi::TaskGroup
 //   async_generator.h  qi::AsyncGenerator<T>: co_await and co_yield in one coroutine
 //   qt/qfuture.h  co_await a QFuture<T> (QPromise, QtConcurrent::run) in any qi::Coro
+//   threads/concurrent_future.h  qi::run_coroutine_threadsafe, ConcurrentFuture, wrap_future
+//   threads/loop_thread.h  qi::LoopThread: a worker QThread running its own loop
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -50,6 +52,8 @@
 #include <qiloop/structured/timeout.h>
 #include <qiloop/task.h>
 #include <qiloop/qt/qfuture.h>
+#include <qiloop/threads/concurrent_future.h>
+#include <qiloop/threads/loop_thread.h>
 #include <qiloop/sync/barrier.h>
 #include <qiloop/sync/condition.h>
 #include <qiloop/sync/event.h>
