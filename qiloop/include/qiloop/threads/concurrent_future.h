@@ -181,7 +181,10 @@ ConcurrentFuture<T> run_coroutine_threadsafe(Coro<T> coro, QiEventLoop& loop) {
 // on that loop's thread. See the file comment.
 template <class T>
 Coro<T> wrap_future(ConcurrentFuture<T> cf) {
-  co_await detail::ConcurrentAwaiter{cf.state_, {}};
+  // A named awaiter: g++ 12 destroys the members of a braced temporary
+  // awaiter twice when it is the operand of co_await.
+  detail::ConcurrentAwaiter awaiter{cf.state_, {}};
+  co_await awaiter;
   cf.state_->rethrow();
   if constexpr (std::is_void_v<T>)
     co_return;
