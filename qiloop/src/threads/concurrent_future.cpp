@@ -107,9 +107,18 @@ void ConcurrentStateBase::attach_task(TaskCore* task) {
 
 void ConcurrentStateBase::detach(const char* why) noexcept {
   std::unique_lock<std::mutex> lock(m_);
+  // A task cancelled before its first step never ran its coroutine (which
+  // would have reported the cancellation); one destroyed by close() is not
+  // cancelled yet when its frame goes.
+  const bool task_cancelled = task_ && task_->cancelled();
   loop_ = nullptr;
   task_ = nullptr;
   if (status_ != Status::kPending) return;
+  if (task_cancelled) {
+    status_ = Status::kCancelled;
+    settle(lock);
+    return;
+  }
   try {
     exception_ = std::make_exception_ptr(RuntimeError(why));
   } catch (...) {

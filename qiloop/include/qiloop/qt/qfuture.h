@@ -15,11 +15,13 @@
 //
 // The contract of `co_await future` (and of `co_await std::move(future)`):
 // - Result: QFuture::result(), a copy (the first result of a QFuture with
-//   several); `co_await std::move(future)` moves it out with takeResult()
-//   (the form a move-only T needs). Qt then resets the QFuture and every
-//   copy of it to a never-started state: awaiting one again waits for a
-//   start that never comes, so take a result out only where nothing else
-//   awaits it.
+//   several). For a move-only T, `co_await std::move(future)` moves it out
+//   with takeResult(); Qt then resets the QFuture and every copy of it to a
+//   never-started state (awaiting one again waits for a start that never
+//   comes), so take a result out only where nothing else awaits it. A
+//   copyable T is copied even from an rvalue: takeResult() also races, in Qt
+//   6.4, with the destructor of a QtConcurrent task still ending on its pool
+//   thread (ThreadSanitizer shows it), and Qt's own types copy cheaply.
 //   QFuture<void> yields nothing.
 // - Exception: the one stored in the QFuture (QPromise::setException, or
 //   thrown inside QtConcurrent::run) is rethrown with its original type:
@@ -86,7 +88,7 @@ struct [[nodiscard]] QFutureAwaiter {
     check_qfuture(QFutureInterfaceBase::get(future), !std::is_void_v<T>);
     if constexpr (std::is_void_v<T>)
       return;
-    else if constexpr (Move)
+    else if constexpr (Move && !std::is_copy_constructible_v<T>)
       return future.takeResult();
     else
       return future.result();
