@@ -43,8 +43,10 @@ qi::Coro<int> throws_later() {
   throw Boom("remote");
 }
 
-// Sleeps "forever"; says whether it was cancelled.
-qi::Coro<int> sleeps_until_cancelled(std::shared_ptr<std::atomic<bool>> cancelled) {
+// Sleeps "forever"; says whether it started and whether it was cancelled.
+qi::Coro<int> sleeps_until_cancelled(std::shared_ptr<std::atomic<bool>> cancelled,
+                                     std::shared_ptr<std::atomic<bool>> started = nullptr) {
+  if (started) *started = true;
   try {
     co_await qi::sleep(1h);
   } catch (const qi::CancelledError&) {
@@ -119,8 +121,9 @@ TEST(ConcurrentFuture, ATimeoutLeavesTheCoroutineRunning) {
 TEST(ConcurrentFuture, CancelCancelsTheRemoteTaskAndTheFutureAtOnce) {
   qi::LoopThread worker;
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  auto cf = qi::run_coroutine_threadsafe(sleeps_until_cancelled(cancelled), worker.loop());
-  std::this_thread::sleep_for(5ms);
+  auto started = std::make_shared<std::atomic<bool>>(false);
+  auto cf = qi::run_coroutine_threadsafe(sleeps_until_cancelled(cancelled, started), worker.loop());
+  for (int i = 0; i < 5000 && !*started; ++i) std::this_thread::sleep_for(1ms);
   EXPECT_TRUE(cf.cancel());
   EXPECT_TRUE(cf.done());
   EXPECT_TRUE(cf.cancelled());
@@ -309,9 +312,11 @@ QILOOP_TEST_MODES(WrapFuture, TheRemoteExceptionKeepsItsType) {
 QILOOP_TEST_MODES(WrapFuture, CancellingTheAwaitingTaskCancelsTheRemoteTask) {
   qi::LoopThread worker;
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  auto cf = qi::run_coroutine_threadsafe(sleeps_until_cancelled(cancelled), worker.loop());
+  auto started = std::make_shared<std::atomic<bool>>(false);
+  auto cf = qi::run_coroutine_threadsafe(sleeps_until_cancelled(cancelled, started), worker.loop());
   auto waiter = qi::create_task(qi::wrap_future(cf));
-  co_await qi::sleep(5ms);
+  co_await qi::sleep(0);  // the waiter's first step: it awaits cf now
+  EXPECT_TRUE(co_await eventually(*started));  // else the cancel stops the remote one before it runs
   waiter.cancel();
   bool got_cancel = false;
   try {
