@@ -10,6 +10,7 @@
 #include <QtCore/QPromise>
 
 #include <atomic>
+#include <coroutine>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
@@ -37,6 +38,25 @@ extern "C" const char* __tsan_default_suppressions() {
          "race:QtPrivate::ResultStoreBase::clear\n";
 }
 #endif
+
+// What QCoro declares (qcorofuture.h): a global operator co_await for every
+// QFuture. Inside a qi::Coro, qiloop's await (await_transform's adapter)
+// must win without ambiguity; this one marks that it was used.
+namespace {
+bool g_global_operator_used = false;
+struct GlobalFutureAwaiter {
+  bool await_ready() const noexcept { return true; }
+  void await_suspend(std::coroutine_handle<>) const noexcept {}
+  int await_resume() const noexcept {
+    g_global_operator_used = true;
+    return -1;
+  }
+};
+}  // namespace
+template <class T>
+GlobalFutureAwaiter operator co_await(QFuture<T>) {
+  return {};
+}
 
 namespace {
 
@@ -281,6 +301,15 @@ QILOOP_TEST_MODES(QFuture, ATimedOutQFutureIsCancelled) {
   EXPECT_TRUE(timed_out);
   EXPECT_TRUE(p.isCanceled());
   p.finish();
+}
+
+QILOOP_TEST_MODES(QFuture, QiloopsAwaitWinsOverAGlobalOperatorCoAwaitSuchAsQCoros) {
+  QPromise<int> p;
+  QFuture<int> f = p.future();
+  auto producer = qi::create_task(finish_later(p, 8));
+  EXPECT_EQ(co_await f, 8);
+  EXPECT_FALSE(g_global_operator_used);
+  co_await producer;
 }
 
 // --- Other threads ----------------------------------------------------------
