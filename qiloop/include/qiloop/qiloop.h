@@ -33,6 +33,9 @@
 //                 qi::asyncsignal, qi::signal_stream (SignalStream), qi::multisignal
 //   threads/thread_pool_executor.h, executor.h, to_thread.h
 //                 qi::ThreadPoolExecutor, qi::Executor, qi::to_thread (run_in_executor is on the loop)
+//   qt/qfuture.h  co_await a QFuture<T> (QPromise, QtConcurrent::run) in any qi::Coro
+//   threads/concurrent_future.h  qi::run_coroutine_threadsafe, ConcurrentFuture, wrap_future
+//   threads/loop_thread.h  qi::LoopThread: a worker QThread running its own loop
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -58,6 +61,9 @@
 #include <qiloop/threads/executor.h>
 #include <qiloop/threads/thread_pool_executor.h>
 #include <qiloop/threads/to_thread.h>
+#include <qiloop/qt/qfuture.h>
+#include <qiloop/threads/concurrent_future.h>
+#include <qiloop/threads/loop_thread.h>
 #include <qiloop/sync/barrier.h>
 #include <qiloop/sync/condition.h>
 #include <qiloop/sync/event.h>

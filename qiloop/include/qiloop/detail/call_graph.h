@@ -87,12 +87,24 @@ struct AwaiterRef {
   decltype(auto) await_resume() noexcept(noexcept(awaiter->await_resume())) { return awaiter->await_resume(); }
 };
 
+// The customization point that makes a type of another library awaitable
+// in a qi::Coro without a global operator co_await (which would clash with
+// that library's own, e.g. QCoro's for QFuture): a specialization for the
+// type (without cv or reference) with a static adapt(A&&) returning the
+// awaiter. It wins over any operator co_await, inside qi::Coro only; declare
+// it before the first co_await of that type in every translation unit (the
+// header that defines it is in the umbrella: <qiloop/qt/qfuture.h>).
+template <class T>
+struct AwaitAdapter {};
+
 // An operator co_await that returns a reference hands on that awaiter
 // itself, through an AwaiterRef (for the same reason); one that returns a
 // value hands it on as it is.
 template <class A>
 decltype(auto) awaiter_for(A&& a) {
-  if constexpr (requires { static_cast<A&&>(a).operator co_await(); }) {
+  if constexpr (requires { AwaitAdapter<std::remove_cvref_t<A>>::adapt(static_cast<A&&>(a)); }) {
+    return AwaitAdapter<std::remove_cvref_t<A>>::adapt(static_cast<A&&>(a));
+  } else if constexpr (requires { static_cast<A&&>(a).operator co_await(); }) {
     if constexpr (std::is_reference_v<decltype(static_cast<A&&>(a).operator co_await())>) {
       auto&& awaiter = static_cast<A&&>(a).operator co_await();
       return AwaiterRef<std::remove_reference_t<decltype(awaiter)>>{&awaiter};
