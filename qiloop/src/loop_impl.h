@@ -61,6 +61,7 @@ struct LoopImpl {
   // Pending tasks (an intrusive list through TaskCore::next_in_loop).
   qi::detail::TaskCore* tasks_head = nullptr;
   std::size_t task_count = 0;
+  std::vector<qi::detail::TaskCore*> stale_wakes;  // see hold_stale_wake
   bool stop_when_no_tasks = false;  // shutdown: the last task to finish stops the loop
 
   // Started, unfinished async generators (a weak registry: each unlinks

@@ -6,6 +6,8 @@
 
 #include "loop_impl.h"
 
+#include <algorithm>
+
 #include <QtCore/QAbstractEventDispatcher>
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEventLoop>
@@ -76,6 +78,8 @@ void QiEventLoop::close() {
     discard(n);
   }
   destroy_pending_tasks();
+  // Their wake-ups were dropped above, unrun: the references held for them go.
+  for (qi::detail::TaskCore* t : std::exchange(impl_->stale_wakes, {})) t->forget_stale_wake();
   qi::detail::AsyncGenBase::forget_all(*this);
   impl_->tearing_down = false;
 }
@@ -180,6 +184,13 @@ void QiEventLoop::unregister_task(qi::detail::TaskCore* t) noexcept {
     impl_->stopping = true;
     if (!in_slice_) wake_from_outside();
   }
+}
+
+void QiEventLoop::hold_stale_wake(qi::detail::TaskCore* t) { impl_->stale_wakes.push_back(t); }
+
+void QiEventLoop::drop_stale_wake(qi::detail::TaskCore* t) noexcept {
+  auto& v = impl_->stale_wakes;
+  if (auto it = std::find(v.begin(), v.end(), t); it != v.end()) v.erase(it);
 }
 
 std::size_t QiEventLoop::pending_tasks() const noexcept { return impl_->task_count; }

@@ -111,8 +111,8 @@ void TaskCore::step() noexcept {
   if (task_flags_ & kStaleWake) [[unlikely]] {
     // The wake-up cancel_now went ahead of: it is spent, and so is the
     // reference that kept the task alive for it.
-    set_flag(kStaleWake, false);
-    release();
+    if (QiEventLoop* l = loop()) l->drop_stale_wake(this);
+    forget_stale_wake();
     return;
   }
   if (done()) return;
@@ -207,11 +207,23 @@ bool TaskCore::cancel_now(std::string msg) {
   retain();  // step() may finish the task; woken: also the dropped wake-up's
   step();
   if (done()) destroy_root();  // also the frame of a task that never started
-  if (woken)
+  if (woken) {
     set_flag(kStaleWake, true);
-  else
+    try {
+      loop_ref().hold_stale_wake(this);
+    } catch (...) {
+      // Out of memory: the reference stays until the wake-up comes (a leak
+      // only if close() drops it first).
+    }
+  } else {
     release();
+  }
   return true;
+}
+
+void TaskCore::forget_stale_wake() noexcept {
+  set_flag(kStaleWake, false);
+  release();  // may destroy *this
 }
 
 // asyncio's cancel() recurses into the awaited task's cancel(): here the

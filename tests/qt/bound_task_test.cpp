@@ -275,3 +275,27 @@ QILOOP_TEST_MODES_VT(BoundTask, ANullGuardOrOneOfAnotherThreadIsRefused) {
   EXPECT_EQ(qi::all_tasks(qi::get_running_loop()).size(), tasks_before);  // no task left behind
   co_return;
 }
+
+// The reference cancel_now holds for a wake-up it went ahead of was only
+// released when that wake-up came: a loop closed first (close(), not
+// shutdown(), which runs the ready callbacks) dropped the wake-up unrun and
+// leaked the task's state (LeakSanitizer, in the asan-ubsan preset).
+TEST(BoundTask, ClosingTheLoopBeforeADroppedWakeupCameReleasesTheTask) {
+  QiEventLoop loop;
+  Log log;
+  auto fut = loop.create_future<int>();
+  auto* guard = new QObject;
+  {
+    qi::Task<void> t = loop.run_until_complete([](QiEventLoop& l, Log& log, qi::Future<int> f,
+                                                   QObject* g) -> qi::Coro<qi::Task<void>> {
+      auto task = qi::create_task(logged(log, f), g);
+      co_await qi::sleep(0);  // the task runs its first step and waits for f
+      co_return task;
+    }(loop, log, fut, guard));
+    fut.set_result(1);  // its wake-up is scheduled, not run
+    delete guard;       // unwinds it now, ahead of the wake-up
+    EXPECT_EQ(log, (Log{"cancelled: the QObject the task was bound to was destroyed", "frame unwound"}));
+    EXPECT_TRUE(t.cancelled());
+  }
+  loop.close();  // drops the wake-up unrun; the task's state must go with it
+}

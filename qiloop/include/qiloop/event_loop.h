@@ -585,6 +585,11 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   }
   void register_task(qi::detail::TaskCore* t) noexcept;
   void unregister_task(qi::detail::TaskCore* t) noexcept;
+  // A task cancel_now stepped ahead of a wake-up already scheduled holds a
+  // reference for that wake-up (TaskCore::cancel_now); close() drops the
+  // wake-up unrun, so it releases the references still held.
+  void hold_stale_wake(qi::detail::TaskCore* t);
+  void drop_stale_wake(qi::detail::TaskCore* t) noexcept;
   void cancel_leftover_tasks();
   void close_leftover_asyncgens();
   void run_shutdown_round(QAbstractEventDispatcher* dispatcher, duration limit = kShutdownRoundTime);

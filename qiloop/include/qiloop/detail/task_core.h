@@ -59,6 +59,9 @@ class QILOOP_EXPORT TaskCore : public FutureStateBase {
   // cancelled before its first step never runs, and its frame goes now.
   // Returns false when the task is done. Loop thread.
   bool cancel_now(std::string msg);
+  // The reference cancel_now held for a dropped wake-up goes (its wake-up
+  // came, or close() dropped it unrun). May destroy *this.
+  void forget_stale_wake() noexcept;
   int cancelling() const noexcept { return num_cancels_; }
   int uncancel() noexcept;
   // "Task-N" unless set_name() or create_task gave one (built on demand:
