@@ -4,6 +4,7 @@
 // misuse, and emissions from other threads resuming on the loop's thread
 // (QCoro once resumed on the emitting thread).
 #include <qiloop/qt/asyncsignal.h>
+#include <qiloop/structured/timeout.h>
 #include <qiloop/testing.h>
 
 #include "qt/signal_emitter.h"
@@ -319,3 +320,61 @@ QILOOP_TEST_MODES(AsyncSignalThreads, CancelRacingAnEmissionOnAnotherThreadIsCle
   EXPECT_FALSE(e.connected(&Emitter::one));
 }
 
+
+// A copy of the arguments that throws inside emit used to leave the wait
+// closed but never finished: the task hung forever, later emissions ignored,
+// and the exception escaped into Qt's emit (undefined behaviour for Qt).
+// It now ends the wait with that exception, and emit does not throw.
+QILOOP_TEST_MODES_VT(AsyncSignal, ThrowingArgumentCopyEndsTheWaitWithItsException) {
+  Emitter e;
+  auto t = qi::create_task([](Emitter& e) -> qi::Coro<int> {
+    co_return (co_await qi::asyncsignal(&e, &Emitter::copyThrows)).v;
+  }(e));
+  co_await settle();
+  CopyThrows::fail_copies = true;
+  bool emit_threw = false;
+  try {
+    emit e.copyThrows(CopyThrows(1));
+  } catch (...) {
+    emit_threw = true;
+  }
+  CopyThrows::fail_copies = false;
+  EXPECT_FALSE(emit_threw);
+  EXPECT_FALSE(e.connected(&Emitter::copyThrows));
+  EXPECT_FALSE(e.connected(&QObject::destroyed));
+  bool rethrown = false;
+  try {
+    (void)co_await qi::wait_for(t, 1s);
+  } catch (const std::runtime_error& x) {
+    rethrown = std::string(x.what()) == "CopyThrows: copy failed";
+  }
+  EXPECT_TRUE(rethrown);
+}
+
+QILOOP_TEST_MODES(AsyncSignalThreads, ThrowingArgumentCopyOnAnotherThreadEndsTheWait) {
+  Emitter e;
+  auto t = qi::create_task([](Emitter& e) -> qi::Coro<int> {
+    co_return (co_await qi::asyncsignal(&e, &Emitter::copyThrows)).v;
+  }(e));
+  co_await settle();
+  CopyThrows::fail_copies = true;
+  bool emit_threw = false;
+  std::thread emitter([&] {
+    try {
+      emit e.copyThrows(CopyThrows(1));
+    } catch (...) {
+      emit_threw = true;
+    }
+  });
+  emitter.join();
+  CopyThrows::fail_copies = false;
+  EXPECT_FALSE(emit_threw);
+  bool rethrown = false;
+  try {
+    (void)co_await qi::wait_for(t, 5s);
+  } catch (const std::runtime_error&) {
+    rethrown = true;
+  }
+  EXPECT_TRUE(rethrown);
+  EXPECT_FALSE(e.connected(&Emitter::copyThrows));
+}
