@@ -76,6 +76,9 @@ struct ThreadPoolExecutor::Pool {
 
 namespace {
 
+// The pool whose work_loop runs on this thread, if any.
+thread_local const void* t_worker_of = nullptr;
+
 void name_this_thread(const std::string& name) {
 #if defined(__linux__)
   // Linux keeps 15 characters.
@@ -99,6 +102,7 @@ void join_all(std::vector<std::thread>& threads) noexcept {
 
 void ThreadPoolExecutor::Pool::work_loop(std::list<std::thread>::iterator self, int number) {
   Pool& p = *this;
+  t_worker_of = this;
   name_this_thread(p.name_prefix + "-" + std::to_string(number));
   std::unique_lock lock(p.mutex);
   for (;;) {
@@ -188,7 +192,15 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_pending) {
     dropped = next;
   }
   if (!wait) return;
-  std::lock_guard joining(p.join_mutex);
+  std::unique_lock joining(p.join_mutex, std::defer_lock);
+  if (t_worker_of == &p) {
+    // From one of our own works: a shutdown(wait) holding join_mutex may be
+    // joining this very thread, so waiting for it would deadlock; it joins
+    // the other threads itself.
+    if (!joining.try_lock()) return;
+  } else {
+    joining.lock();
+  }
   std::vector<std::thread> to_join;
   {
     std::lock_guard lock(p.mutex);
