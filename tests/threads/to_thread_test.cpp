@@ -469,3 +469,30 @@ TEST(DefaultExecutor, QiRunExitsPromptlyWhileAWorkerStillRuns) {
 }
 
 }  // namespace
+
+namespace {
+// A result whose move throws on the loop's thread (not on the worker's).
+struct MoveThrowsOnLoop {
+  static inline std::thread::id loop_thread;
+  int v = 0;
+  explicit MoveThrowsOnLoop(int x) : v(x) {}
+  MoveThrowsOnLoop(MoveThrowsOnLoop&& o) : v(o.v) {
+    if (std::this_thread::get_id() == loop_thread) throw std::runtime_error("move failed");
+  }
+};
+}  // namespace
+
+// The result's move into the future, on the loop's thread, ran in a noexcept
+// callback: a throwing move constructor called std::terminate. The awaiter
+// now gets that exception.
+QILOOP_TEST_MODES(ToThread, AResultWhoseMoveThrowsOnTheLoopReachesTheAwaiter) {
+  MoveThrowsOnLoop::loop_thread = std::this_thread::get_id();
+  auto f = qi::to_thread([] { return MoveThrowsOnLoop(3); });
+  bool threw = false;
+  try {
+    (void)co_await std::move(f);
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
+  EXPECT_TRUE(threw);
+}
