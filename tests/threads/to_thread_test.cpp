@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 using qi::testing_threads::eventually;
@@ -495,4 +496,26 @@ QILOOP_TEST_MODES(ToThread, AResultWhoseMoveThrowsOnTheLoopReachesTheAwaiter) {
     threw = true;
   }
   EXPECT_TRUE(threw);
+}
+
+// 10,000 jobs queued behind two blocked ones, all cancelled: none of the
+// queued ones runs, every future ends cancelled, nothing leaks.
+QILOOP_TEST_MODES(ToThread, TenThousandQueuedJobsCancelledNeverRun) {
+  qi::ThreadPoolExecutor pool(2);
+  std::atomic<int> ran{0};
+  Flag release;
+  std::vector<qi::Future<int>> fs;
+  fs.reserve(10002);
+  for (int i = 0; i < 10002; ++i)
+    fs.push_back(qi::get_running_loop().run_in_executor(&pool, [&ran, &release, i] {
+      if (i < 2) release.wait();
+      ++ran;
+      return i;
+    }));
+  for (auto& f : fs) f.cancel();
+  for (auto& f : fs) EXPECT_TRUE(f.cancelled());
+  release.set();
+  pool.shutdown(true);
+  EXPECT_LE(ran.load(), 2);
+  co_await qi::sleep(10ms);  // the completions come back and are dropped
 }
