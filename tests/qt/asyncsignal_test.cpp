@@ -378,3 +378,32 @@ QILOOP_TEST_MODES(AsyncSignalThreads, ThrowingArgumentCopyOnAnotherThreadEndsThe
   EXPECT_TRUE(rethrown);
   EXPECT_FALSE(e.connected(&Emitter::copyThrows));
 }
+
+// Memory after bursts (ASan's allocator counts live bytes): 20,000 waits,
+// then 20,000 stream reads, leave the heap where it was after the first
+// 2,000 (no per-wait growth: connections, states and wake-ups all go).
+#if defined(__SANITIZE_ADDRESS__)
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+QILOOP_TEST_MODES_VT(AsyncSignal, NoMemoryGrowthOverManyWaitsAndStreamReads) {
+  Emitter e;
+  auto& loop = qi::get_running_loop();
+  size_t base = 0;
+  for (int i = 0; i < 20000; ++i) {
+    if (i == 2000) base = __sanitizer_get_current_allocated_bytes();
+    loop.call_soon([&e, i] { emit e.one(i); });
+    int v = co_await qi::asyncsignal(&e, &Emitter::one);
+    if (v != i) ADD_FAILURE();
+  }
+  size_t end = __sanitizer_get_current_allocated_bytes();
+  EXPECT_LT(end, base + 64 * 1024) << base << " -> " << end;
+  auto s = qi::signal_stream(&e, &Emitter::one, 16);
+  for (int i = 0; i < 20000; ++i) {
+    if (i == 2000) base = __sanitizer_get_current_allocated_bytes();
+    loop.call_soon([&e, i] { emit e.one(i); });
+    auto v = co_await s.next();
+    if (!v || *v != i) ADD_FAILURE();
+  }
+  end = __sanitizer_get_current_allocated_bytes();
+  EXPECT_LT(end, base + 64 * 1024) << base << " -> " << end;
+}
+#endif
