@@ -362,3 +362,31 @@ QILOOP_TEST_MODES(SignalStreamThreads, HundredThousandEmissionsFromFourThreadsKe
   EXPECT_TRUE(ordered);
   EXPECT_EQ(s.dropped(), 0u);
 }
+
+// A stream read under one loop, then under another on the same thread (an
+// app calling qi::run twice): the stream stayed bound to the first loop, and
+// an emission from another thread posted its wake-up to that destroyed loop
+// (use after free). The stream now binds to the loop of each wait.
+TEST(SignalStreamLoops, ReadUnderTwoLoopsInTurnWithEmissionsFromAnotherThread) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one);
+  auto read_one = [&]() -> qi::Coro<int> {
+    std::thread t([&e] {
+      std::this_thread::sleep_for(20ms);
+      emit e.one(1);
+    });
+    auto v = co_await qi::wait_for(next_of(s), 5s);
+    t.join();
+    co_return v ? *v : -1;
+  };
+  {
+    QiEventLoop loop1;
+    EXPECT_EQ(loop1.run_until_complete(read_one()), 1);
+    loop1.shutdown();
+  }
+  {
+    QiEventLoop loop2;
+    EXPECT_EQ(loop2.run_until_complete(read_one()), 1);
+    loop2.shutdown();
+  }
+}

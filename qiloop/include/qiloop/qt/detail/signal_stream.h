@@ -145,7 +145,13 @@ class SignalBuffer {
       throw qi::RuntimeError(
           "qi::SignalStream::next: another task is already waiting on this stream; one task reads a stream "
           "(hand items on through a qi::Queue to share them)");
-    if (!binding_.bound()) binding_.bind(loop);
+    // Bound at each wait: the stream may outlive the loop of an earlier
+    // wait (read under one loop, then under the next on the same thread), and
+    // a wake-up posted to that loop died with it, so wake_posted_ is reset
+    // too (a stale one still alive only finds waiting_ false, or wakes this
+    // wait early; both harmless).
+    binding_.bind(loop);
+    wake_posted_ = false;
     waiter_ = Future<void>(loop);
     waiting_ = true;
     return true;
