@@ -259,6 +259,29 @@ TEST(ThreadPoolExecutor, AWorkShuttingDownWhileTheOwnerShutsDownDoesNotDeadlock)
   if (in_time) owner.join(); else owner.detach();
 }
 
+// The destructor run by one of the pool's own works, with works still
+// queued behind it: its thread is left to go on with the queue.
+TEST(ThreadPoolExecutor, DestroyedFromItsOwnWorkStillRunsTheQueuedWorks) {
+  auto* pool = new qi::ThreadPoolExecutor(1);
+  std::atomic<int> ran{0};
+  Countdown all(4);
+  Flag submitted;
+  submit(*pool, [&] {
+    submitted.wait();
+    delete pool;  // its own thread: detached, goes on with the queue
+    ++ran;
+    all.done();
+  });
+  for (int i = 0; i < 3; ++i)
+    submit(*pool, [&] {
+      ++ran;
+      all.done();
+    });
+  submitted.set();
+  EXPECT_TRUE(all.wait());
+  EXPECT_EQ(ran.load(), 4);
+}
+
 TEST(ThreadPoolExecutor, DefaultSizeIsAsyncios) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   EXPECT_EQ(qi::ThreadPoolExecutor::default_max_workers(), std::min(32, cores + 4));
