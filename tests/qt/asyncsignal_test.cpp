@@ -12,6 +12,7 @@
 #include <QtCore/QThread>
 
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <thread>
 
@@ -407,3 +408,33 @@ QILOOP_TEST_MODES_VT(AsyncSignal, NoMemoryGrowthOverManyWaitsAndStreamReads) {
   EXPECT_LT(end, base + 64 * 1024) << base << " -> " << end;
 }
 #endif
+
+// The timed form converted its timeout with a plain duration_cast: hours::max()
+// or 1000 years overflowed (signed overflow, UBSan), wrapping to a negative
+// timeout that fired at once. It now saturates, as call_later and qi::sleep do.
+QILOOP_TEST_MODES_VT(AsyncSignal, HugeTimeoutsSaturateInsteadOfOverflowing) {
+  Emitter e;
+  auto t = qi::create_task([](Emitter& e) -> qi::Coro<int> {
+    auto v = co_await qi::asyncsignal(&e, &Emitter::one, std::chrono::hours::max());
+    co_return v ? *v : -1;
+  }(e));
+  auto t2 = qi::create_task([](Emitter& e) -> qi::Coro<int> {
+    auto v = co_await qi::asyncsignal(&e, &Emitter::one, std::chrono::years(1000));
+    co_return v ? *v : -1;
+  }(e));
+  co_await qi::sleep(24h);
+  EXPECT_FALSE(t.done());
+  EXPECT_FALSE(t2.done());
+  emit e.one(4);
+  EXPECT_EQ(co_await t, 4);
+  EXPECT_EQ(co_await t2, 4);
+  auto neg = co_await qi::asyncsignal(&e, &Emitter::one, -5s);
+  EXPECT_FALSE(neg.has_value());
+  bool nan_refused = false;
+  try {
+    (void)qi::asyncsignal(&e, &Emitter::one, std::chrono::duration<double>(std::nan("")));
+  } catch (const std::invalid_argument&) {
+    nan_refused = true;
+  }
+  EXPECT_TRUE(nan_refused);
+}
