@@ -282,6 +282,21 @@ TEST(ThreadPoolExecutor, DestroyedFromItsOwnWorkStillRunsTheQueuedWorks) {
   EXPECT_EQ(ran.load(), 4);
 }
 
+// An idle timeout of milliseconds::max() ("never exit") overflowed inside
+// condition_variable::wait_for (signed overflow: UBSan; in practice a
+// wrapped deadline). It is now capped at a century.
+TEST(ThreadPoolExecutor, AHugeIdleTimeoutMeansNeverAndDoesNotOverflow) {
+  qi::ThreadPoolExecutor pool(1, "huge", std::chrono::milliseconds::max());
+  Flag ran;
+  submit(pool, [&] { ran.set(); });
+  EXPECT_TRUE(ran.wait());
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(pool.threads(), 1);  // idle, not exited
+  Flag again;
+  submit(pool, [&] { again.set(); });
+  EXPECT_TRUE(again.wait());
+}
+
 TEST(ThreadPoolExecutor, DefaultSizeIsAsyncios) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   EXPECT_EQ(qi::ThreadPoolExecutor::default_max_workers(), std::min(32, cores + 4));

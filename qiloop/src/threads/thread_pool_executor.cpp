@@ -88,6 +88,14 @@ void name_this_thread(const std::string& name) {
 #endif
 }
 
+// wait_for adds its timeout to steady_clock::now() in nanoseconds: a longer
+// idle timeout (milliseconds::max() meaning "never") would overflow it.
+// A century is never enough.
+std::chrono::milliseconds idle_wait(std::chrono::milliseconds t) noexcept {
+  constexpr std::chrono::milliseconds kCentury = std::chrono::hours(24 * 365 * 100);
+  return std::min(t, kCentury);
+}
+
 void join_all(std::vector<std::thread>& threads) noexcept {
   for (std::thread& t : threads) {
     if (t.get_id() == std::this_thread::get_id())
@@ -115,7 +123,7 @@ void ThreadPoolExecutor::Pool::work_loop(std::list<std::thread>::iterator self, 
     }
     if (p.shut_down) return;  // shutdown joins it (its handle stays in `threads`)
     ++p.idle;
-    const bool woken = p.work_ready.wait_for(lock, p.idle_timeout, [&] { return p.head || p.shut_down; });
+    const bool woken = p.work_ready.wait_for(lock, idle_wait(p.idle_timeout), [&] { return p.head || p.shut_down; });
     --p.idle;
     if (p.waking > 0) --p.waking;
     if (!woken) {
