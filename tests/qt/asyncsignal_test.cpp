@@ -4,6 +4,7 @@
 // misuse, and emissions from other threads resuming on the loop's thread
 // (QCoro once resumed on the emitting thread).
 #include <qiloop/qt/asyncsignal.h>
+#include <qiloop/structured/timeout.h>
 #include <qiloop/testing.h>
 
 #include "qt/signal_emitter.h"
@@ -11,6 +12,7 @@
 #include <QtCore/QThread>
 
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <thread>
 
@@ -319,3 +321,120 @@ QILOOP_TEST_MODES(AsyncSignalThreads, CancelRacingAnEmissionOnAnotherThreadIsCle
   EXPECT_FALSE(e.connected(&Emitter::one));
 }
 
+
+// A copy of the arguments that throws inside emit used to leave the wait
+// closed but never finished: the task hung forever, later emissions ignored,
+// and the exception escaped into Qt's emit (undefined behaviour for Qt).
+// It now ends the wait with that exception, and emit does not throw.
+QILOOP_TEST_MODES_VT(AsyncSignal, ThrowingArgumentCopyEndsTheWaitWithItsException) {
+  Emitter e;
+  auto t = qi::create_task([](Emitter& e) -> qi::Coro<int> {
+    co_return (co_await qi::asyncsignal(&e, &Emitter::copyThrows)).v;
+  }(e));
+  co_await settle();
+  CopyThrows::fail_copies = true;
+  bool emit_threw = false;
+  try {
+    emit e.copyThrows(CopyThrows(1));
+  } catch (...) {
+    emit_threw = true;
+  }
+  CopyThrows::fail_copies = false;
+  EXPECT_FALSE(emit_threw);
+  EXPECT_FALSE(e.connected(&Emitter::copyThrows));
+  EXPECT_FALSE(e.connected(&QObject::destroyed));
+  bool rethrown = false;
+  try {
+    (void)co_await qi::wait_for(t, 1s);
+  } catch (const std::runtime_error& x) {
+    rethrown = std::string(x.what()) == "CopyThrows: copy failed";
+  }
+  EXPECT_TRUE(rethrown);
+}
+
+QILOOP_TEST_MODES(AsyncSignalThreads, ThrowingArgumentCopyOnAnotherThreadEndsTheWait) {
+  Emitter e;
+  auto t = qi::create_task([](Emitter& e) -> qi::Coro<int> {
+    co_return (co_await qi::asyncsignal(&e, &Emitter::copyThrows)).v;
+  }(e));
+  co_await settle();
+  CopyThrows::fail_copies = true;
+  bool emit_threw = false;
+  std::thread emitter([&] {
+    try {
+      emit e.copyThrows(CopyThrows(1));
+    } catch (...) {
+      emit_threw = true;
+    }
+  });
+  emitter.join();
+  CopyThrows::fail_copies = false;
+  EXPECT_FALSE(emit_threw);
+  bool rethrown = false;
+  try {
+    (void)co_await qi::wait_for(t, 5s);
+  } catch (const std::runtime_error&) {
+    rethrown = true;
+  }
+  EXPECT_TRUE(rethrown);
+  EXPECT_FALSE(e.connected(&Emitter::copyThrows));
+}
+
+// Memory after bursts (ASan's allocator counts live bytes): 20,000 waits,
+// then 20,000 stream reads, leave the heap where it was after the first
+// 2,000 (no per-wait growth: connections, states and wake-ups all go).
+#if defined(__SANITIZE_ADDRESS__)
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+QILOOP_TEST_MODES_VT(AsyncSignal, NoMemoryGrowthOverManyWaitsAndStreamReads) {
+  Emitter e;
+  auto& loop = qi::get_running_loop();
+  size_t base = 0;
+  for (int i = 0; i < 20000; ++i) {
+    if (i == 2000) base = __sanitizer_get_current_allocated_bytes();
+    loop.call_soon([&e, i] { emit e.one(i); });
+    int v = co_await qi::asyncsignal(&e, &Emitter::one);
+    if (v != i) ADD_FAILURE();
+  }
+  size_t end = __sanitizer_get_current_allocated_bytes();
+  EXPECT_LT(end, base + 64 * 1024) << base << " -> " << end;
+  auto s = qi::signal_stream(&e, &Emitter::one, 16);
+  for (int i = 0; i < 20000; ++i) {
+    if (i == 2000) base = __sanitizer_get_current_allocated_bytes();
+    loop.call_soon([&e, i] { emit e.one(i); });
+    auto v = co_await s.next();
+    if (!v || *v != i) ADD_FAILURE();
+  }
+  end = __sanitizer_get_current_allocated_bytes();
+  EXPECT_LT(end, base + 64 * 1024) << base << " -> " << end;
+}
+#endif
+
+// The timed form converted its timeout with a plain duration_cast: hours::max()
+// or 1000 years overflowed (signed overflow, UBSan), wrapping to a negative
+// timeout that fired at once. It now saturates, as call_later and qi::sleep do.
+QILOOP_TEST_MODES_VT(AsyncSignal, HugeTimeoutsSaturateInsteadOfOverflowing) {
+  Emitter e;
+  auto t = qi::create_task([](Emitter& e) -> qi::Coro<int> {
+    auto v = co_await qi::asyncsignal(&e, &Emitter::one, std::chrono::hours::max());
+    co_return v ? *v : -1;
+  }(e));
+  auto t2 = qi::create_task([](Emitter& e) -> qi::Coro<int> {
+    auto v = co_await qi::asyncsignal(&e, &Emitter::one, std::chrono::years(1000));
+    co_return v ? *v : -1;
+  }(e));
+  co_await qi::sleep(24h);
+  EXPECT_FALSE(t.done());
+  EXPECT_FALSE(t2.done());
+  emit e.one(4);
+  EXPECT_EQ(co_await t, 4);
+  EXPECT_EQ(co_await t2, 4);
+  auto neg = co_await qi::asyncsignal(&e, &Emitter::one, -5s);
+  EXPECT_FALSE(neg.has_value());
+  bool nan_refused = false;
+  try {
+    (void)qi::asyncsignal(&e, &Emitter::one, std::chrono::duration<double>(std::nan("")));
+  } catch (const std::invalid_argument&) {
+    nan_refused = true;
+  }
+  EXPECT_TRUE(nan_refused);
+}

@@ -10,6 +10,7 @@
 #include <QtCore/QString>
 #include <QtCore/QThread>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -292,3 +293,57 @@ QILOOP_TEST_MODES(AsyncSlot, AnEmissionFromAnotherThreadRunsTheSlotTaskOnTheRece
 }
 
 #include "asyncslot_test.moc"
+
+QILOOP_TEST_MODES_VT(AsyncSlot, ABoundSlotWhoseFirstStepDestroysTheReceiverAndEndsIsFine) {
+  Reports reports(qi::get_running_loop());
+  Emitter e;
+  std::vector<std::string> log;
+  auto* r1 = new QObject;
+  QObject::connect(&e, &Emitter::fired, r1, qi::asyncslot(r1, [&](int v) -> qi::Coro<void> {
+                     log.push_back("finish " + std::to_string(v));
+                     delete r1;
+                     co_return;
+                   }));
+  auto* r2 = new QObject;
+  QObject::connect(&e, &Emitter::fired, r2, qi::asyncslot(r2, [&](int v) -> qi::Coro<void> {
+                     log.push_back("throw " + std::to_string(v));
+                     delete r2;
+                     throw std::runtime_error("after delete");
+                     co_return;
+                   }));
+  emit e.fired(1);
+  emit e.fired(2);
+  co_await qi::sleep(0);
+  EXPECT_EQ(log, (std::vector<std::string>{"finish 1", "throw 1"}));
+  EXPECT_EQ(reports.got.size(), 1u);
+}
+
+QILOOP_TEST_MODES_VT(AsyncSlot, ARecursiveEmitFromTheFirstStepNestsEagerSteps) {
+  Emitter e;
+  std::vector<std::string> log;
+  QObject::connect(&e, &Emitter::fired, &e, qi::asyncslot([&](int v) -> qi::Coro<void> {
+                     log.push_back("in " + std::to_string(v));
+                     if (v < 3) emit e.fired(v + 1);
+                     co_await qi::sleep(1s);
+                     log.push_back("out " + std::to_string(v));
+                   }));
+  emit e.fired(1);
+  EXPECT_EQ(log, (std::vector<std::string>{"in 1", "in 2", "in 3"}));
+  co_await qi::sleep(2s);
+  EXPECT_EQ(log.size(), 6u);
+}
+
+QILOOP_TEST_MODES_VT(AsyncSlot, RunsWhenEmittedFromALoopCallbackOrAQtEvent) {
+  Emitter e;
+  std::vector<std::string> log;
+  QObject::connect(&e, &Emitter::fired, &e, qi::asyncslot([&](int v) -> qi::Coro<void> {
+                     log.push_back("in " + std::to_string(v));
+                     co_await qi::sleep(0);
+                     log.push_back("out " + std::to_string(v));
+                   }));
+  qi::get_running_loop().call_soon([&] { emit e.fired(1); });
+  QMetaObject::invokeMethod(&e, [&] { emit e.fired(2); }, Qt::QueuedConnection);
+  co_await qi::sleep(100ms);
+  std::sort(log.begin(), log.end());
+  EXPECT_EQ(log, (std::vector<std::string>{"in 1", "in 2", "out 1", "out 2"}));
+}

@@ -6,6 +6,7 @@
 #include <qiloop/testing.h>
 
 #include <QtConcurrent/QtConcurrentRun>
+#include <QtCore/QCoreApplication>
 #include <QtCore/QFuture>
 #include <QtCore/QPromise>
 
@@ -387,4 +388,33 @@ QILOOP_TEST_MODES(QFutureThreads, CancellingTheTaskTellsAProducerOnAnotherThread
   for (int i = 0; i < 2000 && !saw_cancel; ++i) co_await qi::sleep(1ms);
   stop = true;
   EXPECT_TRUE(saw_cancel.load());
+}
+
+// A loop closed while a task awaits a QFuture: the frame unwinds, and the
+// producer finishing later touches nothing of the loop (held).
+TEST(QFutureLoops, ALoopClosedWhileAQFutureIsAwaitedUnwindsAndTheProducerFinishesLater) {
+  QPromise<int> promise;
+  QFuture<int> f = promise.future();
+  promise.start();
+  std::atomic<bool> unwound{false};
+  {
+    QiEventLoop loop;
+    auto t = loop.create_task([](QFuture<int> f, std::atomic<bool>& unwound) -> qi::Coro<int> {
+      struct Mark {
+        std::atomic<bool>& u;
+        ~Mark() { u = true; }
+      } mark{unwound};
+      co_return co_await f;
+    }(f, unwound));
+    loop.run_until_complete([]() -> qi::Coro<void> { co_await qi::sleep(std::chrono::milliseconds(5)); }());
+    EXPECT_FALSE(t.done());
+    loop.close();
+  }
+  EXPECT_TRUE(unwound.load());
+  std::thread producer([&] {
+    promise.addResult(3);
+    promise.finish();
+  });
+  producer.join();
+  QCoreApplication::processEvents();
 }

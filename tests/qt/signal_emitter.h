@@ -10,6 +10,7 @@
 
 #include <qiloop/qt/detail/signal.h>  // QILOOP_DETAIL_TSAN
 
+#include <stdexcept>
 #include <string>
 
 // Under TSan, tests that disconnect while another thread keeps emitting stop
@@ -18,6 +19,19 @@
 // with it) — it would report Qt, not qiloop. They run in the other presets
 // (ASan among them); TSan checks the hubs through the other thread tests.
 inline constexpr bool kQtRacesInvisibleToTsan = QILOOP_DETAIL_TSAN;
+
+// A signal argument whose copy throws while `fail_copies` is set: what a
+// waiter's copy of the arguments inside emit may meet.
+struct CopyThrows {
+  static inline bool fail_copies = false;
+  int v = 0;
+  CopyThrows() = default;
+  explicit CopyThrows(int x) : v(x) {}
+  CopyThrows(const CopyThrows& o) : v(o.v) {
+    if (fail_copies) throw std::runtime_error("CopyThrows: copy failed");
+  }
+  CopyThrows& operator=(const CopyThrows&) = default;
+};
 
 class Emitter : public QObject {
   Q_OBJECT
@@ -38,4 +52,5 @@ class Emitter : public QObject {
   void two(const QString& s, int n);
   void three(std::string s, const QVariant& v, double d);
   void privateOne(int v, QPrivateSignal);
+  void copyThrows(const CopyThrows& c);
 };

@@ -4,13 +4,17 @@
 // suspension when an item is ready, and emissions from another thread
 // arriving in order on the loop's thread.
 #include <qiloop/qt/signal_stream.h>
+#include <qiloop/structured/timeout.h>
 #include <qiloop/testing.h>
 
 #include "qt/signal_emitter.h"
 
 #include <QtCore/QThread>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -250,4 +254,139 @@ QILOOP_TEST_MODES(SignalStreamThreads, StreamDestroyedWhileAnotherThreadEmits) {
   stop = true;
   emitter.join();
   EXPECT_FALSE(e.connected(&Emitter::one));
+}
+
+namespace {
+qi::Coro<void> settle_steps() {
+  for (int i = 0; i < 3; ++i) co_await qi::sleep(0);
+}
+template <class T>
+qi::Coro<std::optional<T>> next_of(qi::SignalStream<T>& s) {
+  co_return co_await s.next();
+}
+}  // namespace
+
+QILOOP_TEST_MODES_VT(SignalStream, CapacityOneKeepsTheLatestAndHugeCapacityGrowsAsNeeded) {
+  Emitter e;
+  auto s1 = qi::signal_stream(&e, &Emitter::one, 1);
+  auto smax = qi::signal_stream(&e, &Emitter::one, SIZE_MAX);
+  for (int i = 0; i < 100; ++i) emit e.one(i);
+  EXPECT_EQ(s1.size(), 1u);
+  EXPECT_EQ(s1.dropped(), 99u);
+  EXPECT_EQ(*co_await s1.next(), 99);
+  EXPECT_EQ(smax.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(*co_await smax.next(), i);
+}
+
+QILOOP_TEST_MODES_VT(SignalStream, SenderDeletedInsideItsOwnEmitDeliversThatItemThenEnds) {
+  auto* e = new Emitter;
+  auto s = qi::signal_stream(e, &Emitter::one);
+  QObject::connect(e, &Emitter::one, e, [e](int) { delete e; });
+  auto t = qi::create_task([](qi::SignalStream<int>& s) -> qi::Coro<int> {
+    int n = 0;
+    while (auto v = co_await s.next()) n += *v;
+    co_return n;
+  }(s));
+  co_await settle_steps();
+  emit e->one(5);
+  EXPECT_EQ(co_await t, 5);
+}
+
+// A copy of the arguments that threw inside emit escaped into Qt's emit
+// (undefined behaviour for Qt: the emitter's other slots skipped) and the
+// item vanished uncounted. Now emit does not throw, the item is counted as
+// dropped and the next next() throws the exception; the stream goes on.
+QILOOP_TEST_MODES_VT(SignalStream, ThrowingArgumentCopyIsCountedAndThrownByNext) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::copyThrows);
+  emit e.copyThrows(CopyThrows(1));
+  CopyThrows::fail_copies = true;
+  bool emit_threw = false;
+  try {
+    emit e.copyThrows(CopyThrows(2));
+  } catch (...) {
+    emit_threw = true;
+  }
+  CopyThrows::fail_copies = false;
+  EXPECT_FALSE(emit_threw);
+  EXPECT_EQ(s.dropped(), 1u);
+  EXPECT_FALSE(s.ended());
+  bool next_threw = false;
+  try {
+    (void)co_await s.next();
+  } catch (const std::runtime_error&) {
+    next_threw = true;
+  }
+  EXPECT_TRUE(next_threw);
+  EXPECT_EQ((*co_await s.next()).v, 1);
+  // A waiting reader is woken by the failure, too.
+  auto t = qi::create_task([](qi::SignalStream<CopyThrows>& s) -> qi::Coro<int> {
+    try {
+      (void)co_await s.next();
+    } catch (const std::runtime_error&) {
+      co_return -1;
+    }
+    co_return 0;
+  }(s));
+  co_await settle_steps();
+  CopyThrows::fail_copies = true;
+  emit e.copyThrows(CopyThrows(3));
+  CopyThrows::fail_copies = false;
+  EXPECT_EQ(co_await t, -1);
+  emit e.copyThrows(CopyThrows(4));
+  EXPECT_EQ((*co_await s.next()).v, 4);
+}
+
+QILOOP_TEST_MODES(SignalStreamThreads, HundredThousandEmissionsFromFourThreadsKeepPerThreadOrder) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::two, SIZE_MAX);
+  std::vector<std::thread> ts;
+  for (int k = 0; k < 4; ++k)
+    ts.emplace_back([&e, k] {
+      const QString name = QString::number(k);
+      for (int i = 0; i < 25000; ++i) emit e.two(name, i);
+    });
+  int last[4] = {-1, -1, -1, -1};
+  int n = 0;
+  bool ordered = true;
+  while (n < 100000) {
+    auto v = co_await qi::wait_for(next_of(s), 10s);
+    if (!v) break;
+    int k = std::get<0>(*v).toInt();
+    ordered = ordered && std::get<1>(*v) == last[k] + 1;
+    last[k] = std::get<1>(*v);
+    ++n;
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(n, 100000);
+  EXPECT_TRUE(ordered);
+  EXPECT_EQ(s.dropped(), 0u);
+}
+
+// A stream read under one loop, then under another on the same thread (an
+// app calling qi::run twice): the stream stayed bound to the first loop, and
+// an emission from another thread posted its wake-up to that destroyed loop
+// (use after free). The stream now binds to the loop of each wait.
+TEST(SignalStreamLoops, ReadUnderTwoLoopsInTurnWithEmissionsFromAnotherThread) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one);
+  auto read_one = [&]() -> qi::Coro<int> {
+    std::thread t([&e] {
+      std::this_thread::sleep_for(20ms);
+      emit e.one(1);
+    });
+    auto v = co_await qi::wait_for(next_of(s), 5s);
+    t.join();
+    co_return v ? *v : -1;
+  };
+  {
+    QiEventLoop loop1;
+    EXPECT_EQ(loop1.run_until_complete(read_one()), 1);
+    loop1.shutdown();
+  }
+  {
+    QiEventLoop loop2;
+    EXPECT_EQ(loop2.run_until_complete(read_one()), 1);
+    loop2.shutdown();
+  }
 }

@@ -377,3 +377,50 @@ QILOOP_TEST_MODES(WrapFuture, WorksOnTheSameLoopToo) {
   auto cf = qi::run_coroutine_threadsafe(answer_later(1ms, 11), qi::get_running_loop());
   EXPECT_EQ(co_await qi::wrap_future(cf), 11);
 }
+
+namespace {
+qi::Coro<int> answer_now(int v) {
+  co_await qi::sleep(0);
+  co_return v;
+}
+}  // namespace
+
+QILOOP_TEST_MODES(WrapFuture, ACancelFromAThirdThreadRacingCompletionEndsEitherWayOnce) {
+  qi::LoopThread worker;
+  int ok = 0, cancelled = 0;
+  for (int i = 0; i < 300; ++i) {
+    auto cf = qi::run_coroutine_threadsafe(answer_now(i), worker.loop());
+    std::thread canceller([cf, i] {
+      if (i % 3) std::this_thread::yield();
+      cf.cancel();
+    });
+    try {
+      int v = co_await qi::wrap_future(cf);
+      EXPECT_EQ(v, i);
+      ++ok;
+    } catch (const qi::CancelledError&) {
+      ++cancelled;
+    }
+    canceller.join();
+    std::atomic<int> calls{0};
+    cf.add_done_callback([&calls] { ++calls; });
+    EXPECT_EQ(calls.load(), 1);
+  }
+  EXPECT_EQ(ok + cancelled, 300);
+}
+
+TEST(ConcurrentFuture, ADoneCallbackMayCancelAddCallbacksAndReadTheResult) {
+  qi::LoopThread worker;
+  auto cf = qi::run_coroutine_threadsafe(answer_later(5ms, 7), worker.loop());
+  std::atomic<int> inner{0};
+  std::atomic<bool> cancel_result{true};
+  cf.add_done_callback([cf, &inner, &cancel_result]() mutable {
+    cancel_result = cf.cancel();                       // done already: false
+    cf.add_done_callback([&inner] { ++inner; });       // runs at once
+    EXPECT_EQ(cf.result(), 7);                        // on the worker's loop thread, but done: no throw
+  });
+  EXPECT_EQ(cf.result(5s), 7);
+  worker.stop();
+  EXPECT_EQ(inner.load(), 1);
+  EXPECT_FALSE(cancel_result.load());
+}

@@ -224,6 +224,79 @@ TEST(ThreadPoolExecutor, ShutdownFromItsOwnWorkDoesNotDeadlock) {
   pool->shutdown(true);
 }
 
+// Two works calling shutdown(true) at once (or one racing the destructor):
+// the first joined the second, which waited for the first's join_mutex — a
+// deadlock. A work's shutdown no longer waits for another shutdown's join.
+TEST(ThreadPoolExecutor, TwoWorksShuttingDownAtOnceDoNotDeadlock) {
+  auto pool = std::make_shared<qi::ThreadPoolExecutor>(2);
+  Countdown both(2), done(2);
+  for (int i = 0; i < 2; ++i)
+    submit(*pool, [&] {
+      both.done();
+      both.wait();
+      pool->shutdown(true);
+      done.done();
+    });
+  EXPECT_TRUE(done.wait(3s));
+  pool->shutdown(true);
+}
+
+TEST(ThreadPoolExecutor, AWorkShuttingDownWhileTheOwnerShutsDownDoesNotDeadlock) {
+  auto pool = std::make_shared<qi::ThreadPoolExecutor>(1);
+  Flag started, returned;
+  submit(*pool, [&] {
+    started.set();
+    std::this_thread::sleep_for(50ms);  // the owner's shutdown is joining this thread by now
+    pool->shutdown(true);
+  });
+  ASSERT_TRUE(started.wait());
+  std::thread owner([&] {
+    pool->shutdown(true);
+    returned.set();
+  });
+  const bool in_time = returned.wait(3s);
+  EXPECT_TRUE(in_time);
+  if (in_time) owner.join(); else owner.detach();
+}
+
+// The destructor run by one of the pool's own works, with works still
+// queued behind it: its thread is left to go on with the queue.
+TEST(ThreadPoolExecutor, DestroyedFromItsOwnWorkStillRunsTheQueuedWorks) {
+  auto* pool = new qi::ThreadPoolExecutor(1);
+  std::atomic<int> ran{0};
+  Countdown all(4);
+  Flag submitted;
+  submit(*pool, [&] {
+    submitted.wait();
+    delete pool;  // its own thread: detached, goes on with the queue
+    ++ran;
+    all.done();
+  });
+  for (int i = 0; i < 3; ++i)
+    submit(*pool, [&] {
+      ++ran;
+      all.done();
+    });
+  submitted.set();
+  EXPECT_TRUE(all.wait());
+  EXPECT_EQ(ran.load(), 4);
+}
+
+// An idle timeout of milliseconds::max() ("never exit") overflowed inside
+// condition_variable::wait_for (signed overflow: UBSan; in practice a
+// wrapped deadline). It is now capped at a century.
+TEST(ThreadPoolExecutor, AHugeIdleTimeoutMeansNeverAndDoesNotOverflow) {
+  qi::ThreadPoolExecutor pool(1, "huge", std::chrono::milliseconds::max());
+  Flag ran;
+  submit(pool, [&] { ran.set(); });
+  EXPECT_TRUE(ran.wait());
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(pool.threads(), 1);  // idle, not exited
+  Flag again;
+  submit(pool, [&] { again.set(); });
+  EXPECT_TRUE(again.wait());
+}
+
 TEST(ThreadPoolExecutor, DefaultSizeIsAsyncios) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   EXPECT_EQ(qi::ThreadPoolExecutor::default_max_workers(), std::min(32, cores + 4));

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 using qi::testing_threads::eventually;
@@ -469,3 +470,52 @@ TEST(DefaultExecutor, QiRunExitsPromptlyWhileAWorkerStillRuns) {
 }
 
 }  // namespace
+
+namespace {
+// A result whose move throws on the loop's thread (not on the worker's).
+struct MoveThrowsOnLoop {
+  static inline std::thread::id loop_thread;
+  int v = 0;
+  explicit MoveThrowsOnLoop(int x) : v(x) {}
+  MoveThrowsOnLoop(MoveThrowsOnLoop&& o) : v(o.v) {
+    if (std::this_thread::get_id() == loop_thread) throw std::runtime_error("move failed");
+  }
+};
+}  // namespace
+
+// The result's move into the future, on the loop's thread, ran in a noexcept
+// callback: a throwing move constructor called std::terminate. The awaiter
+// now gets that exception.
+QILOOP_TEST_MODES(ToThread, AResultWhoseMoveThrowsOnTheLoopReachesTheAwaiter) {
+  MoveThrowsOnLoop::loop_thread = std::this_thread::get_id();
+  auto f = qi::to_thread([] { return MoveThrowsOnLoop(3); });
+  bool threw = false;
+  try {
+    (void)co_await std::move(f);
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
+  EXPECT_TRUE(threw);
+}
+
+// 10,000 jobs queued behind two blocked ones, all cancelled: none of the
+// queued ones runs, every future ends cancelled, nothing leaks.
+QILOOP_TEST_MODES(ToThread, TenThousandQueuedJobsCancelledNeverRun) {
+  qi::ThreadPoolExecutor pool(2);
+  std::atomic<int> ran{0};
+  Flag release;
+  std::vector<qi::Future<int>> fs;
+  fs.reserve(10002);
+  for (int i = 0; i < 10002; ++i)
+    fs.push_back(qi::get_running_loop().run_in_executor(&pool, [&ran, &release, i] {
+      if (i < 2) release.wait();
+      ++ran;
+      return i;
+    }));
+  for (auto& f : fs) f.cancel();
+  for (auto& f : fs) EXPECT_TRUE(f.cancelled());
+  release.set();
+  pool.shutdown(true);
+  EXPECT_LE(ran.load(), 2);
+  co_await qi::sleep(10ms);  // the completions come back and are dropped
+}

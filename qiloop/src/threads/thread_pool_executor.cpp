@@ -76,6 +76,9 @@ struct ThreadPoolExecutor::Pool {
 
 namespace {
 
+// The pool whose work_loop runs on this thread, if any.
+thread_local const void* t_worker_of = nullptr;
+
 void name_this_thread(const std::string& name) {
 #if defined(__linux__)
   // Linux keeps 15 characters.
@@ -83,6 +86,14 @@ void name_this_thread(const std::string& name) {
 #else
   (void)name;
 #endif
+}
+
+// wait_for adds its timeout to steady_clock::now() in nanoseconds: a longer
+// idle timeout (milliseconds::max() meaning "never") would overflow it.
+// A century is never enough.
+std::chrono::milliseconds idle_wait(std::chrono::milliseconds t) noexcept {
+  constexpr std::chrono::milliseconds kCentury = std::chrono::hours(24 * 365 * 100);
+  return std::min(t, kCentury);
 }
 
 void join_all(std::vector<std::thread>& threads) noexcept {
@@ -99,6 +110,7 @@ void join_all(std::vector<std::thread>& threads) noexcept {
 
 void ThreadPoolExecutor::Pool::work_loop(std::list<std::thread>::iterator self, int number) {
   Pool& p = *this;
+  t_worker_of = this;
   name_this_thread(p.name_prefix + "-" + std::to_string(number));
   std::unique_lock lock(p.mutex);
   for (;;) {
@@ -111,7 +123,7 @@ void ThreadPoolExecutor::Pool::work_loop(std::list<std::thread>::iterator self, 
     }
     if (p.shut_down) return;  // shutdown joins it (its handle stays in `threads`)
     ++p.idle;
-    const bool woken = p.work_ready.wait_for(lock, p.idle_timeout, [&] { return p.head || p.shut_down; });
+    const bool woken = p.work_ready.wait_for(lock, idle_wait(p.idle_timeout), [&] { return p.head || p.shut_down; });
     --p.idle;
     if (p.waking > 0) --p.waking;
     if (!woken) {
@@ -188,7 +200,15 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_pending) {
     dropped = next;
   }
   if (!wait) return;
-  std::lock_guard joining(p.join_mutex);
+  std::unique_lock joining(p.join_mutex, std::defer_lock);
+  if (t_worker_of == &p) {
+    // From one of our own works: a shutdown(wait) holding join_mutex may be
+    // joining this very thread, so waiting for it would deadlock; it joins
+    // the other threads itself.
+    if (!joining.try_lock()) return;
+  } else {
+    joining.lock();
+  }
   std::vector<std::thread> to_join;
   {
     std::lock_guard lock(p.mutex);

@@ -48,6 +48,7 @@
 // suspends.
 #pragma once
 
+#include <qiloop/detail/deadline.h>
 #include <qiloop/qt/detail/signal.h>
 
 #include <chrono>
@@ -105,7 +106,7 @@ auto asyncsignal(S* sender, PMF sig, std::chrono::duration<Rep, Period> timeout)
   using V = std::optional<Item>;
   return detail::FirstSignal<V, detail::AsyncSignalMake<V, Item>, detail::AsyncSignalSource<S, PMF>>(
       std::tuple(detail::async_signal_source(sender, sig, "qi::asyncsignal")),
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout), V());
+      detail::saturating_duration(timeout, "qi::asyncsignal", "timeout"), V());
 }
 
 }  // namespace qi

@@ -35,6 +35,10 @@
 // - Cancelling a task waiting in next() loses nothing: the co_await throws
 //   qi::CancelledError and the items (also one that had woken it) stay
 //   buffered for the next next().
+// - A copy of an emission's arguments that throws never reaches Qt's emit:
+//   that item is lost and counted in dropped(), and the next next() throws
+//   the exception (the first, when several came before a read); the stream
+//   goes on.
 // - One task reads at a time: a second concurrent next() throws
 //   qi::RuntimeError. A default-constructed or moved-from stream yields
 //   std::nullopt.

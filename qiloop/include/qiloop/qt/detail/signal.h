@@ -272,6 +272,9 @@ class SignalWait final : public FutureState<V> {
   }
 
   // Any thread: the first event wins (see the invariant).
+  // A copy of the arguments that throws ends the wait with that exception:
+  // once closed_ is set nothing else would end it, and an exception must
+  // not escape into Qt's emit.
   template <std::size_t I, class... A>
   void on_signal(const A&... a) {
     std::unique_lock lock(mutex_);
@@ -279,10 +282,21 @@ class SignalWait final : public FutureState<V> {
     closed_ = true;
     if (binding_.on_loop_thread()) {
       lock.unlock();
-      land(std::optional<Stored>(std::in_place, Make::template make<I>(a...)), nullptr);
+      std::optional<Stored> v;
+      std::exception_ptr e;
+      try {
+        v.emplace(Make::template make<I>(a...));
+      } catch (...) {
+        e = std::current_exception();
+      }
+      land(std::move(v), std::move(e));
       return;
     }
-    value_.emplace(Make::template make<I>(a...));
+    try {
+      value_.emplace(Make::template make<I>(a...));
+    } catch (...) {
+      error_ = std::current_exception();
+    }
     post_landing();
   }
   void on_source_destroyed(std::size_t) {
@@ -359,7 +373,7 @@ class SignalWait final : public FutureState<V> {
   }
   // Loop thread: the wait's outcome reaches the future (unless a cancel got
   // there first), and the connections go.
-  void land(std::optional<Stored> v, std::exception_ptr e) noexcept {
+  void land(std::optional<Stored>&& v, std::exception_ptr e) noexcept {
     stop_listening();
     if (this->done()) return;
     try {

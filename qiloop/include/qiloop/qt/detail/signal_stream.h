@@ -11,6 +11,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -97,7 +98,15 @@ class SignalBuffer {
   void on_signal(const A&... a) {
     std::lock_guard lock(mutex_);
     if (ended_) return;
-    if (!ring_.push(make_item<Item>(a...))) ++dropped_;
+    try {
+      if (!ring_.push(make_item<Item>(a...))) ++dropped_;
+    } catch (...) {
+      // The copy of the arguments (or the ring's growth) threw: no exception
+      // may cross Qt's emit. The item is lost and counted; the next next()
+      // throws the exception (the first one, when several came meanwhile).
+      ++dropped_;
+      if (!copy_error_) copy_error_ = std::current_exception();
+    }
     wake_locked();
   }
   void on_source_destroyed(std::size_t) {
@@ -120,6 +129,7 @@ class SignalBuffer {
   // next()'s fast path: an item, or the end, without suspending.
   bool try_take(std::optional<Item>& out) {
     std::lock_guard lock(mutex_);
+    if (copy_error_) std::rethrow_exception(std::exchange(copy_error_, nullptr));
     if (!ring_.empty()) {
       out.emplace(ring_.pop());
       return true;
@@ -130,12 +140,18 @@ class SignalBuffer {
   // meanwhile (then returns false, and try_take has it).
   bool start_wait(QiEventLoop& loop) {
     std::lock_guard lock(mutex_);
-    if (!ring_.empty() || ended_) return false;
+    if (!ring_.empty() || ended_ || copy_error_) return false;
     if (waiting_)
       throw qi::RuntimeError(
           "qi::SignalStream::next: another task is already waiting on this stream; one task reads a stream "
           "(hand items on through a qi::Queue to share them)");
-    if (!binding_.bound()) binding_.bind(loop);
+    // Bound at each wait: the stream may outlive the loop of an earlier
+    // wait (read under one loop, then under the next on the same thread), and
+    // a wake-up posted to that loop died with it, so wake_posted_ is reset
+    // too (a stale one still alive only finds waiting_ false, or wakes this
+    // wait early; both harmless).
+    binding_.bind(loop);
+    wake_posted_ = false;
     waiter_ = Future<void>(loop);
     waiting_ = true;
     return true;
@@ -160,7 +176,7 @@ class SignalBuffer {
   }
   bool ended() const {
     std::lock_guard lock(mutex_);
-    return ended_ && ring_.empty();
+    return ended_ && ring_.empty() && !copy_error_;
   }
   std::size_t capacity() const noexcept { return capacity_; }
 
@@ -200,6 +216,7 @@ class SignalBuffer {
   mutable std::mutex mutex_;
   SignalRing<Item> ring_;
   uint64_t dropped_ = 0;
+  std::exception_ptr copy_error_;  // an emission's copy threw: next() throws it
   bool ended_ = false;      // the sender is gone, or the stream
   bool waiting_ = false;    // see the invariant
   bool wake_posted_ = false;

@@ -182,7 +182,13 @@ class ExecutorJob final : public FutureState<R>, public ExecutorJobBase {
       this->finish_with_exception(std::move(error_));
       return;
     }
-    staged_.finish(*this);
+    try {
+      staged_.finish(*this);
+    } catch (...) {
+      // The result's move into the future threw (this runs in a noexcept
+      // loop callback): the awaiter gets that exception instead.
+      if (!this->done()) this->finish_with_exception(std::current_exception());
+    }
     staged_.reset();
   }
   FutureStateBase& future_state() noexcept override { return *this; }
