@@ -4,6 +4,7 @@
 #include <qiloop/structured/gather.h>
 #include <qiloop/testing.h>
 
+#include "alloc_count.h"
 #include "combinator_util.h"
 
 #include <cstdlib>
@@ -17,20 +18,6 @@
 
 using namespace std::chrono_literals;
 using namespace combinator_test;
-
-// Counts the allocations made while t_counting is set (this thread's).
-namespace {
-thread_local bool t_counting = false;
-thread_local long t_allocations = 0;
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (t_counting) ++t_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -412,11 +399,9 @@ namespace {
 qi::Future<std::vector<int>> counted_gather(int n, long& allocations) {
   std::vector<qi::Task<int>> tasks;
   for (int i = 0; i < n; ++i) tasks.push_back(qi::create_task(value_after(0ms, i)));
-  t_allocations = 0;
-  t_counting = true;
+  const long before = alloc_count::now();
   qi::Future<std::vector<int>> g = qi::gather(std::move(tasks));
-  t_counting = false;
-  allocations = t_allocations;
+  allocations = alloc_count::now() - before;
   return g;
 }
 
@@ -430,6 +415,6 @@ QILOOP_TEST_MODES_VT(Gather, WatchingTheChildrenAllocatesNothingPerChild) {
   EXPECT_LE(many, 4);  // the children's list, the gather's state (and a sanitizer's pools off)
   const std::vector<int> r1 = co_await g1, r2 = co_await g2;
   EXPECT_EQ(r1, (std::vector<int>{0, 1, 2}));
-  QILOOP_CO_ASSERT(r2.size() == 3000u);
+  QILOOP_CO_ASSERT(ASSERT_EQ(r2.size(), 3000u));
   EXPECT_EQ(r2[2999], 2999);
 }

@@ -4,6 +4,7 @@
 // Orders are asyncio's (3.11 and 3.13 agree on Lock).
 #include <qiloop/sync/lock.h>
 
+#include "alloc_count.h"
 #include "sync/sync_test_util.h"
 
 #include <atomic>
@@ -14,19 +15,6 @@
 using namespace std::chrono_literals;
 using sync_test::Strings;
 
-// Counts this thread's allocations while armed: the uncontended path must make none.
-namespace {
-thread_local bool t_counting = false;
-thread_local long t_allocations = 0;
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (t_counting) ++t_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -54,8 +42,7 @@ QILOOP_TEST_MODES_VT(Lock, UncontendedAcquireAndReleaseNeitherSuspendNorAllocate
     ran = true;
     co_return;
   }(other_ran));
-  t_counting = true;
-  t_allocations = 0;
+  long before = alloc_count::now();
   for (int i = 0; i < 100; ++i) {
     co_await lock.acquire();
     EXPECT_TRUE(lock.locked());
@@ -63,13 +50,13 @@ QILOOP_TEST_MODES_VT(Lock, UncontendedAcquireAndReleaseNeitherSuspendNorAllocate
     auto guard = co_await lock.scoped();
     EXPECT_TRUE(guard.owns_lock());
   }
-  t_counting = false;
-  EXPECT_EQ(t_allocations, 0);
+  EXPECT_EQ(alloc_count::now() - before, 0);
   EXPECT_FALSE(other_ran);  // never suspended
-  t_counting = true;
+  // From a cold pool: the run in the other mode left a state in it.
+  qi::detail::trim_frame_pool();
+  before = alloc_count::now();
   { auto f = qi::get_running_loop().create_future<void>(); }  // the counter sees a waiter's future
-  t_counting = false;
-  EXPECT_EQ(t_allocations, 1);
+  EXPECT_EQ(alloc_count::now() - before, 1);
   EXPECT_FALSE(lock.locked());
   co_await other;
 }

@@ -9,6 +9,7 @@
 #include <qiloop/sync/queue.h>
 #include <qiloop/testing.h>
 
+#include "alloc_count.h"
 #include "sync/sync_test_util.h"
 
 #include <cstdlib>
@@ -22,17 +23,6 @@
 using namespace std::chrono_literals;
 using Strings = std::vector<std::string>;
 
-// Counts this thread's allocations, to show the fast path makes none.
-namespace {
-thread_local std::size_t t_allocations = 0;
-}  // namespace
-void* operator new(std::size_t n) {
-  ++t_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -604,7 +594,7 @@ QILOOP_TEST_MODES_VT(Queue, PutAndGetWithoutWaitingAllocateNothing) {
   co_await lifo.put(0);
   (void)co_await lifo.get();
   lifo.task_done();
-  const std::size_t before = t_allocations;
+  const long before = alloc_count::now();
   long long sum = 0;
   for (int round = 0; round < 100; ++round) {
     for (int i = 0; i < 100; ++i) co_await q.put(i);
@@ -617,14 +607,13 @@ QILOOP_TEST_MODES_VT(Queue, PutAndGetWithoutWaitingAllocateNothing) {
     lifo.task_done();
     co_await q.join();
   }
-  const std::size_t allocations = t_allocations - before;
-  EXPECT_EQ(allocations, 0u);
+  EXPECT_EQ(alloc_count::now() - before, 0);
   EXPECT_EQ(sum, 100LL * 4950 + 4950);
   // The counter counts: a new queue's first put allocates its ring.
   qi::Queue<int> fresh;
-  const std::size_t before_ring = t_allocations;
+  const long before_ring = alloc_count::now();
   fresh.put_nowait(1);
-  EXPECT_EQ(t_allocations, before_ring + 1);
+  EXPECT_EQ(alloc_count::now(), before_ring + 1);
 }
 
 TEST(Queue, IsBoundToTheFirstLoopThatWaitsAndRefusesAnother) {
