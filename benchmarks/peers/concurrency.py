@@ -17,10 +17,10 @@ each figure the median over RUNS runs of nanoseconds per item. uvloop is
 left out when it is not installed (Debian: python3-uvloop).
 """
 import asyncio
-import json
-import statistics
 import sys
 import time
+
+import peer_runner
 
 
 async def gather_program(n):
@@ -68,29 +68,13 @@ async def queue_program(n):
     return elapsed
 
 
-def measure(run, sizes, runs):
-    out = {}
-    for name, program in (("gather", gather_program), ("lock", lock_program), ("queue", queue_program)):
-        n = sizes[name]
-        run(program(max(n // 10, 2)))  # warm up
-        out[name] = statistics.median(run(program(n)) / n * 1e9 for _ in range(runs))
-    return out
+PROGRAMS = (("gather", gather_program), ("lock", lock_program), ("queue", queue_program))
 
 
 def main():
     gather_n, lock_n, queue_n, runs = (int(a) for a in sys.argv[1:5])
     sizes = {"gather": gather_n, "lock": lock_n, "queue": queue_n}
-    result = {"asyncio": measure(asyncio.run, sizes, runs)}
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    if uvloop is not None:
-        def run_uv(coro):
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(coro)
-        result["uvloop"] = measure(run_uv, sizes, runs)
-    print(json.dumps(result))
+    peer_runner.report(PROGRAMS, sizes, runs)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ each figure the median over RUNS runs of nanoseconds per round trip. uvloop
 is left out when it is not installed (Debian: python3-uvloop).
 """
 import asyncio
-import json
-import statistics
 import sys
 import time
+
+import peer_runner
 
 
 def plus_one(i):
@@ -38,29 +38,13 @@ async def to_thread_program(n):
     return elapsed
 
 
-def measure(run, sizes, runs):
-    out = {}
-    for name, program in (("to_thread", to_thread_program),):
-        n = sizes[name]
-        run(program(max(n // 10, 2)))  # warm up
-        out[name] = statistics.median(run(program(n)) / n * 1e9 for _ in range(runs))
-    return out
+PROGRAMS = (("to_thread", to_thread_program),)
 
 
 def main():
     to_thread_n, runs = (int(a) for a in sys.argv[1:3])
     sizes = {"to_thread": to_thread_n}
-    result = {"asyncio": measure(asyncio.run, sizes, runs)}
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-    if uvloop is not None:
-        def run_uv(coro):
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(coro)
-        result["uvloop"] = measure(run_uv, sizes, runs)
-    print(json.dumps(result))
+    peer_runner.report(PROGRAMS, sizes, runs)
 
 
 if __name__ == "__main__":
