@@ -87,7 +87,8 @@ QILOOP_TEST_MODES_VT(AsyncSignal, ConnectsWhenAwaitedNotWhenCreated) {
   auto t = qi::create_task([](decltype(awaitable)& a) -> qi::Coro<int> { co_return co_await a; }(awaitable));
   co_await settle();
   EXPECT_TRUE(e.connected(&Emitter::one));
-  EXPECT_TRUE(e.connected(&QObject::destroyed));
+  // One connection per await: its own end says the sender went.
+  EXPECT_FALSE(e.connected(&QObject::destroyed));
   emit e.one(2);
   EXPECT_EQ(co_await t, 2);
 }
@@ -146,6 +147,53 @@ QILOOP_TEST_MODES_VT(AsyncSignal, DestroyedSenderEndsTheWaitWithSignalSourceDest
   }
   EXPECT_TRUE(destroyed);
   static_assert(std::is_base_of_v<qi::RuntimeError, qi::SignalSourceDestroyed>);
+}
+
+// Someone else's QObject::disconnect naming no receiver cuts the wait's
+// connection: the wait ends with an error that says so instead of waiting
+// forever for an emission that can no longer reach it.
+QILOOP_TEST_MODES_VT(AsyncSignal, ConnectionCutByAForeignDisconnectEndsTheWait) {
+  Emitter e;
+  auto t = qi::create_task([](Emitter& e) -> qi::Coro<int> { co_return co_await qi::asyncsignal(&e, &Emitter::one); }(e));
+  co_await settle();
+  EXPECT_TRUE(e.connected(&Emitter::one));
+  QObject::disconnect(&e, &Emitter::one, nullptr, nullptr);
+  bool ended = false;
+  try {
+    (void)co_await t;
+  } catch (const qi::SignalSourceDestroyed& err) {
+    ended = true;
+    EXPECT_NE(std::string(err.what()).find("QObject::disconnect"), std::string::npos) << err.what();
+  }
+  EXPECT_TRUE(ended);
+  // Cut wholesale, every signal of the sender at once: the same.
+  auto t2 = qi::create_task([](Emitter& e) -> qi::Coro<int> { co_return co_await qi::asyncsignal(&e, &Emitter::one); }(e));
+  co_await settle();
+  QObject::disconnect(&e, nullptr, nullptr, nullptr);
+  EXPECT_THROW((void)co_await t2, qi::SignalSourceDestroyed);
+}
+
+// The sender deleted by another slot of the same emission, before the
+// waiting connection's turn: Qt skips the rest of that emit and destroys the
+// connection after it; the wait ends with SignalSourceDestroyed.
+QILOOP_TEST_MODES_VT(AsyncSignal, SenderDeletedInsideItsOwnEmitEndsTheWait) {
+  auto* e = new Emitter;
+  QObject::connect(e, &Emitter::one, e, [e](int) { delete e; });
+  auto t = qi::create_task([](Emitter* e) -> qi::Coro<int> { co_return co_await qi::asyncsignal(e, &Emitter::one); }(e));
+  co_await settle();
+  emit e->one(7);
+  EXPECT_THROW((void)co_await t, qi::SignalSourceDestroyed);
+}
+
+// A wait that ended normally, then the sender's destruction: nothing more
+// is reported (the functor's end after the hub closed is no news).
+QILOOP_TEST_MODES_VT(AsyncSignal, DestructionAfterTheWaitEndedIsNoNews) {
+  auto e = std::make_unique<Emitter>();
+  auto t = qi::create_task([](Emitter* e) -> qi::Coro<int> { co_return co_await qi::asyncsignal(e, &Emitter::one); }(e.get()));
+  co_await settle();
+  emit e->one(3);
+  e.reset();  // before the task resumed: the wait is closed already
+  EXPECT_EQ(co_await t, 3);
 }
 
 QILOOP_TEST_MODES_VT(AsyncSignal, SenderGoneBeforeTheAwaitThrowsAtOnce) {

@@ -110,6 +110,19 @@ QILOOP_TEST_MODES_VT(MultiSignal, DestroyedSourceEndsTheWaitWithSignalSourceDest
   EXPECT_FALSE(any_connected(a));
 }
 
+// One source's connection cut by someone else's disconnect: the wait ends
+// with SignalSourceDestroyed and the other sources are disconnected.
+QILOOP_TEST_MODES_VT(MultiSignal, OneSourceCutByAForeignDisconnectEndsTheWait) {
+  Emitter a;
+  Emitter b;
+  auto t = qi::create_task(first_of(a, b));
+  co_await settle();
+  QObject::disconnect(&b, &Emitter::two, nullptr, nullptr);
+  EXPECT_THROW((void)co_await t, qi::SignalSourceDestroyed);
+  EXPECT_FALSE(any_connected(a));
+  EXPECT_FALSE(any_connected(b));
+}
+
 QILOOP_TEST_MODES_VT(MultiSignal, MisuseIsAClearError) {
   Emitter a;
   Emitter* null = nullptr;

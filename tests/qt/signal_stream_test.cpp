@@ -110,6 +110,26 @@ QILOOP_TEST_MODES_VT(SignalStream, DestroyedSenderDeliversTheBufferThenNullopt) 
   EXPECT_EQ(co_await reader, std::nullopt);
 }
 
+// Someone else's QObject::disconnect naming no receiver ends the stream as
+// the sender's destruction does: what was buffered, then std::nullopt (not a
+// reader waiting forever).
+QILOOP_TEST_MODES_VT(SignalStream, ConnectionCutByAForeignDisconnectEndsTheStream) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one);
+  emit e.one(1);
+  auto reader = qi::create_task([](qi::SignalStream<int>& s) -> qi::Coro<std::vector<int>> {
+    std::vector<int> got;
+    while (auto v = co_await s.next()) got.push_back(*v);
+    co_return got;
+  }(s));
+  co_await qi::sleep(1s);
+  QObject::disconnect(&e, nullptr, nullptr, nullptr);
+  emit e.one(2);  // reaches nothing now
+  const std::vector<int> got = co_await reader;
+  EXPECT_EQ(got, std::vector<int>{1});
+  EXPECT_TRUE(s.ended());
+}
+
 QILOOP_TEST_MODES_VT(SignalStream, DestroyingTheStreamDisconnects) {
   Emitter e;
   {

@@ -28,8 +28,12 @@ namespace {
 struct Counted {
   static inline std::atomic<int> alive{0};
   static inline std::atomic<int> copies{0};
+  static inline std::atomic<int> made{0};  // by Counted(int)
   int value = 0;
-  explicit Counted(int v) : value(v) { ++alive; }
+  explicit Counted(int v) : value(v) {
+    ++alive;
+    ++made;
+  }
   Counted(const Counted& o) : value(o.value) {
     ++alive;
     ++copies;
@@ -39,6 +43,7 @@ struct Counted {
   static void reset() {
     alive = 0;
     copies = 0;
+    made = 0;
   }
 };
 
@@ -396,16 +401,22 @@ TEST(RunInExecutor, ALoopClosedWhileWorkRunsDropsTheResult) {
       EXPECT_NE(std::string(e.what()).find("run_in_executor"), std::string::npos) << e.what();
     }
   }
+  // The destroyed loop's default executor is not joined: its worker may
+  // outlive this test, so what it touches is shared, not on this stack.
+  auto release_default = std::make_shared<Flag>();
   {
     QiEventLoop loop;  // destroyed, not only closed, with its default executor busy
-    (void)loop.run_in_executor(nullptr, [&] {
-      release.wait();
+    (void)loop.run_in_executor(nullptr, [release_default] {
+      release_default->wait();
       return Counted(2);
     });
   }
   release.set();
+  release_default->set();
   pool.shutdown(true);
-  EXPECT_TRUE(eventually([] { return Counted::alive.load() == 0; })) << Counted::alive.load();
+  // Both results made, then dropped on their workers.
+  EXPECT_TRUE(eventually([] { return Counted::made.load() == 2 && Counted::alive.load() == 0; }))
+      << Counted::made.load() << " made, " << Counted::alive.load() << " alive";
 }
 
 // asyncio.Runner: leaving the runner shuts the default executor down with

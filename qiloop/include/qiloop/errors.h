@@ -152,7 +152,9 @@ class QILOOP_EXPORT BrokenBarrierError : public RuntimeError {
 
 // qi::SignalSourceDestroyed
 // The QObject whose signal a task awaited (qi::asyncsignal,
-// qi::multisignal) was destroyed before it emitted. A qi::RuntimeError.
+// qi::multisignal) was destroyed before it emitted — or the connection was
+// cut under qiloop by a QObject::disconnect that named no receiver (its
+// message says both). A qi::RuntimeError.
 class QILOOP_EXPORT SignalSourceDestroyed : public RuntimeError {
  public:
   using RuntimeError::RuntimeError;

@@ -37,6 +37,18 @@ std::exception_ptr source_destroyed_error(const char* api) {
       qi::SignalSourceDestroyed(std::string(api) + ": the sender was destroyed before it emitted the signal"));
 }
 
+std::exception_ptr source_gone_error(const char* api) noexcept {
+  try {
+    return std::make_exception_ptr(qi::SignalSourceDestroyed(
+        std::string(api) +
+        ": the sender was destroyed before it emitted the signal (or its connection was cut by a "
+        "QObject::disconnect that named no receiver: disconnect your own connections through their "
+        "QMetaObject::Connection)"));
+  } catch (...) {
+    return std::current_exception();  // std::bad_alloc: the wait still ends
+  }
+}
+
 void throw_source_destroyed(const char* api) { std::rethrow_exception(source_destroyed_error(api)); }
 
 std::exception_ptr not_a_signal_error(const char* api) {

@@ -35,7 +35,10 @@
 //   result when it cancels).
 // - A sender destroyed before emitting ends the wait with
 //   qi::SignalSourceDestroyed (a qi::RuntimeError); one already gone at the
-//   co_await throws it at once.
+//   co_await throws it at once. So does a connection cut under the wait by
+//   someone else's QObject::disconnect naming no receiver (it would
+//   otherwise wait forever). The end of the connection is watched through
+//   the connection itself, not a second one to `destroyed`.
 // - An awaitable is awaited once: a second co_await (or one of a moved-from
 //   object) throws qi::RuntimeError; call qi::asyncsignal again instead.
 // - Throws std::invalid_argument for a null sender (at the call);

@@ -23,8 +23,9 @@
 //   sizes the buffer for its bursts and checks dropped() == 0).
 // - Order: items arrive in the order of the emissions (emissions on several
 //   threads: in the order they took the stream's mutex).
-// - End: once the sender is destroyed, next() yields what was buffered, then
-//   std::nullopt on every call. Destroying the stream disconnects it (a task
+// - End: once the sender is destroyed (or the stream's connection cut by
+//   someone else's QObject::disconnect), next() yields what was buffered,
+//   then std::nullopt on every call. Destroying the stream disconnects it (a task
 //   still waiting in next() then gets std::nullopt).
 // - next() on a ready item neither suspends nor allocates: the awaiter is a
 //   plain object taking the item under the stream's mutex. Waiting: one

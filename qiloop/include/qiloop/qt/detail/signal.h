@@ -9,11 +9,12 @@
 // The shape of every connection: the consumer is a ref-counted "hub"
 // (retain() / release()) with
 //   template <std::size_t I, class... A> void on_signal(const A&... a);
-//   void on_source_destroyed(std::size_t i);
+//   void on_connection_gone(std::size_t i) noexcept;
 // both callable on any thread. connect_source<I>() connects source I's signal
-// and its `destroyed` to the hub with direct connections (the functor runs in
-// the emitting thread and holds a reference to the hub, so an emission racing
-// a disconnect on another thread still finds it alive). The hub takes its
+// to the hub with one direct connection (the functor runs in the emitting
+// thread and holds a reference to the hub, so an emission racing a
+// disconnect on another thread still finds it alive); the functor's
+// destruction is how the hub learns the sender went. The hub takes its
 // mutex, decides, and when the emission is not on its loop's thread, hands
 // the loop a callback with LoopBinding::post — under that mutex, while the
 // consumer is still registered, which is what keeps the loop alive for it.
@@ -28,9 +29,11 @@
 #include <QtCore/QObject>
 #include <QtCore/QPointer>
 
+#include <atomic>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -164,11 +167,29 @@ class SlotPublication {
   }
 };
 
-// The functor connected to source I's signal: hands the arguments to the hub.
+// The functor connected to source I's signal: hands the arguments to the
+// hub, and is also the one watch on the connection's end. Qt destroys a
+// connection's functor when the connection goes — disconnected by the hub
+// (which has closed itself first), or cut by the sender's destruction or by
+// someone else's QObject::disconnect — and the hub then hears
+// on_connection_gone(I), on the thread that cut it, possibly inside Qt's
+// clean-up (so the hub must not call Qt from there). A second connection to
+// the sender's `destroyed` would cost more than the rest of an await.
 template <class Hub, std::size_t I, class... A>
 struct SignalSlot {
   StateRef<Hub> hub;
   SlotPublication published;
+
+  explicit SignalSlot(StateRef<Hub> h) noexcept : hub(std::move(h)) {}
+  // Qt moves the functor into its slot object; the moved-from one watches
+  // nothing. Never copied: a copy's destruction would read as a cut.
+  SignalSlot(SignalSlot&& o) noexcept : hub(std::move(o.hub)), published(o.published) {}
+  SignalSlot(const SignalSlot&) = delete;
+  SignalSlot& operator=(const SignalSlot&) = delete;
+  ~SignalSlot() {
+    published.acquire();
+    if (hub) hub->on_connection_gone(I);
+  }
   void operator()(const A&... a) const {
     published.acquire();
     hub->template on_signal<I>(a...);
@@ -176,39 +197,40 @@ struct SignalSlot {
   }
 };
 
-// The functor connected to source I's `destroyed`.
-template <class Hub, std::size_t I>
-struct DestroyedSlot {
-  StateRef<Hub> hub;
-  SlotPublication published;
-  void operator()() const {
-    published.acquire();
-    hub->on_source_destroyed(I);
-    published.release();
-  }
-};
-
+// Connects source I's signal to hub. Returns the connection, empty when Qt
+// refused the signal (not a signal of that class: Qt destroyed the functor,
+// and the hub, not armed for I yet, ignores that).
+//
+// The three-argument form: a direct connection with the sender as context,
+// so the functor runs in the emitting thread and goes with the sender.
 template <std::size_t I, class Hub, class Sender, class PMF, class... A>
 QMetaObject::Connection connect_signal(Sender* sender, PMF sig, Hub& hub, TypeList<A...>) {
-  // The three-argument form: a direct connection with the sender as context,
-  // so the functor runs in the emitting thread and goes with the sender.
-  return QObject::connect(sender, sig, SignalSlot<Hub, I, A...>{StateRef<Hub>(&hub), {}});
+  return QObject::connect(sender, sig, SignalSlot<Hub, I, A...>(StateRef<Hub>(&hub)));
+}
+template <std::size_t I, class Hub, class Sender, class PMF>
+QMetaObject::Connection connect_source(Sender* sender, PMF sig, Hub& hub) {
+  return connect_signal<I>(sender, sig, hub, typename SignalOf<PMF>::Args{});
 }
 
-// Connects source I (its signal, then its `destroyed`) to hub: two
-// connections, written to conns[0] and conns[1]. Returns false when Qt
-// refused the signal (not a signal of that class); nothing stays connected
-// then.
-template <std::size_t I, class Hub, class Sender, class PMF>
-bool connect_source(Sender* sender, PMF sig, Hub& hub, QMetaObject::Connection* conns) {
-  conns[0] = connect_signal<I>(sender, sig, hub, typename SignalOf<PMF>::Args{});
-  if (!conns[0]) return false;
-  conns[1] = QObject::connect(sender, &QObject::destroyed, DestroyedSlot<Hub, I>{StateRef<Hub>(&hub), {}});
-  return true;
-}
+// Which of a hub's sources are connected: a cut is news only for those (a
+// refused connection destroys its functor too). Set on the loop's thread
+// right after Qt connected; read wherever the cut happens. A sender destroyed
+// on another thread while the co_await connects to it is a race Qt does not
+// allow either.
+class ArmedSources {
+ public:
+  void arm(std::size_t i) noexcept { bits_.fetch_or(uint64_t{1} << i, std::memory_order_release); }
+  bool armed(std::size_t i) const noexcept {
+    return (bits_.load(std::memory_order_acquire) >> i) & 1u;
+  }
+
+ private:
+  std::atomic<uint64_t> bits_{0};
+};
 
 // Disconnects what connect_source connected; idempotent, any thread (a
-// connection whose sender is gone is already cut).
+// connection whose sender is gone is already cut). Each functor's
+// destruction reaches its hub's on_connection_gone, so a hub closes first.
 QILOOP_EXPORT void disconnect_all(QMetaObject::Connection* conns, std::size_t n) noexcept;
 
 // Throws std::invalid_argument naming `api` when sender is null.
@@ -219,6 +241,9 @@ QILOOP_EXPORT void check_capacity(std::size_t capacity, const char* api);
 [[noreturn]] QILOOP_EXPORT void throw_already_awaited(const char* api);
 [[noreturn]] QILOOP_EXPORT void throw_source_destroyed(const char* api);
 QILOOP_EXPORT std::exception_ptr source_destroyed_error(const char* api);
+// What a connection cut before the wait ended is (the sender destroyed, or
+// disconnected by someone else); never throws (null when out of memory).
+QILOOP_EXPORT std::exception_ptr source_gone_error(const char* api) noexcept;
 QILOOP_EXPORT std::exception_ptr not_a_signal_error(const char* api);
 
 // The consumer's loop and thread. A hub hears of emissions on any thread;
@@ -268,7 +293,10 @@ class SignalWait final : public FutureState<V> {
   // Connects source I; false when Qt refused its signal.
   template <std::size_t I, class Sender, class PMF>
   bool connect(Sender* sender, PMF sig) {
-    return connect_source<I>(sender, sig, *this, &conns_[2 * I]);
+    conns_[I] = connect_source<I>(sender, sig, *this);
+    if (!conns_[I]) return false;
+    armed_.arm(I);
+    return true;
   }
 
   // Any thread: the first event wins (see the invariant).
@@ -299,16 +327,14 @@ class SignalWait final : public FutureState<V> {
     }
     post_landing();
   }
-  void on_source_destroyed(std::size_t) {
-    std::unique_lock lock(mutex_);
+  // Any thread, possibly inside Qt's clean-up of the connection: the
+  // landing is always posted (it disconnects the other sources).
+  void on_connection_gone(std::size_t i) noexcept {
+    if (!armed_.armed(i)) return;
+    std::lock_guard lock(mutex_);
     if (closed_) return;
     closed_ = true;
-    if (binding_.on_loop_thread()) {
-      lock.unlock();
-      land(std::nullopt, source_destroyed_error(Make::kApi));
-      return;
-    }
-    error_ = source_destroyed_error(Make::kApi);
+    error_ = source_gone_error(Make::kApi);
     post_landing();
   }
 
@@ -356,7 +382,7 @@ class SignalWait final : public FutureState<V> {
   }
   void stop_listening() noexcept {
     timer_.cancel();
-    disconnect_all(conns_, 2 * N);
+    disconnect_all(conns_, N);
   }
   // Under mutex_, off the loop's thread.
   void post_landing() noexcept {
@@ -392,10 +418,12 @@ class SignalWait final : public FutureState<V> {
   std::mutex mutex_;
   bool closed_ = false;
   std::optional<Stored> value_;  // an emission on another thread, for the loop's thread
-  std::exception_ptr error_;     // a destruction on another thread, likewise
+  std::exception_ptr error_;     // a cut connection (always posted), likewise
   LoopBinding binding_;
   TimerHandle timer_;
-  QMetaObject::Connection conns_[2 * N];
+  ArmedSources armed_;
+  QMetaObject::Connection conns_[N];
+  static_assert(N <= 64, "qi::multisignal: at most 64 signals");
 };
 
 // The awaitable that qi::asyncsignal and qi::multisignal return: the sources

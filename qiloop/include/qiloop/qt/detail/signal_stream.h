@@ -90,7 +90,10 @@ class SignalBuffer {
 
   template <class Sender, class PMF>
   bool connect(Sender* sender, PMF sig) {
-    return connect_source<0>(sender, sig, *this, conns_);
+    conn_ = connect_source<0>(sender, sig, *this);
+    if (!conn_) return false;
+    armed_.arm(0);
+    return true;
   }
 
   // Any thread.
@@ -109,7 +112,9 @@ class SignalBuffer {
     }
     wake_locked();
   }
-  void on_source_destroyed(std::size_t) {
+  // Any thread, possibly inside Qt's clean-up of the connection.
+  void on_connection_gone(std::size_t) noexcept {
+    if (!armed_.armed(0)) return;
     std::lock_guard lock(mutex_);
     ended_ = true;
     wake_locked();
@@ -123,7 +128,7 @@ class SignalBuffer {
       ended_ = true;
       wake_locked();
     }
-    disconnect_all(conns_, 2);
+    disconnect_all(&conn_, 1);
   }
 
   // next()'s fast path: an item, or the end, without suspending.
@@ -224,7 +229,8 @@ class SignalBuffer {
   Future<void> waiter_;     // loop thread only
   std::atomic<uint32_t> refs_{1};
   const std::size_t capacity_;
-  QMetaObject::Connection conns_[2];
+  ArmedSources armed_;
+  QMetaObject::Connection conn_;
 };
 
 // What co_await stream.next() is: no frame; an item ready is taken in
