@@ -20,11 +20,13 @@
 #include <QtCore/QObject>
 #include <QtCore/QTimer>
 
+#include <algorithm>
 #include <array>
 #include <functional>
 #include <optional>
 #include <thread>
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -549,6 +551,70 @@ TEST_P(WakeupModelTest, WakeupsArrivingWhileACallbackBlocksAreDeferredNotSpunOn)
       << "the readable fd's wake-up should have arrived while the callback blocked";
   window.expect_no_busy_waiting();
   window.expect_soon_after_return(served_at);
+}
+
+// The loop's doorbell on its own thread is a zero-interval Qt timer, and
+// glib's dispatcher runs a timer at idle priority after one has fired, until
+// posted events are next sent. A glib source of default priority that stays
+// ready (another library's idle handler on the thread's GMainContext) must
+// not hold the doorbell off: here its handler — injected code — schedules a
+// callback every few calls, 50 times, and each must run within a few calls
+// (it runs within the same one today). The handler ends itself after
+// kGiveUpAt calls: Qt's timers (the guard's too) wait while it lasts.
+// Without glib's dispatcher (QT_NO_GLIB) the source never runs: Qt polls no
+// GMainContext.
+using GSourceFunc = int (*)(void*);
+using GIdleAddFull = unsigned (*)(int priority, GSourceFunc fn, void* data, void (*notify)(void*));
+
+TEST_P(WakeupModelTest, CallSoonFromInjectedCodeRunsWhileAGlibSourceStaysReady) {
+  auto* glib_idle_add_full = reinterpret_cast<GIdleAddFull>(::dlsym(RTLD_DEFAULT, "g_idle_add_full"));
+  const bool glib_dispatcher =
+      QAbstractEventDispatcher::instance()->inherits("QEventDispatcherGlib") && glib_idle_add_full;
+  if (!glib_dispatcher) GTEST_SKIP() << "not Qt's glib event dispatcher";
+  // Every kEvery-th call schedules a callback (each one a new doorbell, the
+  // previous one having fired: the dispatcher runs timers at idle priority
+  // from then on); the worst wait, in calls, is what counts.
+  struct Flood {
+    QiEventLoop loop;
+    int calls = 0;
+    int scheduled = 0;
+    int ran = 0;
+    int pending_since = -1;
+    int worst = 0;
+    bool over = false;
+  } flood;
+  constexpr int kEvery = 3;
+  constexpr int kRounds = 50;
+  constexpr int kGiveUpAt = 5000;
+  constexpr int kGPriorityDefault = 0;
+  glib_idle_add_full(
+      kGPriorityDefault,
+      [](void* p) -> int {
+        auto& f = *static_cast<Flood*>(p);
+        ++f.calls;
+        if (f.pending_since < 0 && f.calls % kEvery == 0 && f.scheduled < kRounds) {
+          ++f.scheduled;
+          f.pending_since = f.calls;
+          f.loop.call_soon([&f] {
+            f.worst = std::max(f.worst, f.calls - f.pending_since);
+            f.pending_since = -1;
+            if (++f.ran == kRounds) {
+              f.over = true;
+              f.loop.stop();
+            }
+          });
+        }
+        if (f.over || f.calls >= kGiveUpAt) {
+          f.over = true;
+          return 0;  // G_SOURCE_REMOVE
+        }
+        return 1;  // G_SOURCE_CONTINUE
+      },
+      &flood, nullptr);
+  run(flood.loop);
+  ASSERT_TRUE(flood.over) << "the glib source is still installed";
+  EXPECT_EQ(flood.ran, kRounds) << "after " << flood.calls << " calls of an always-ready glib source";
+  EXPECT_LE(flood.worst, 5) << "a callback waited " << flood.worst << " calls of an always-ready glib source";
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, WakeupModelTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);

@@ -41,6 +41,9 @@ struct LoopImpl {
   // Our posted wake event, while Qt holds it (atomic: removePostedEvents may
   // delete it on another thread).
   std::atomic<QEvent*> wake_event{nullptr};
+  // The other doorbell, for wake-ups made on the loop's thread: a
+  // zero-interval Qt timer (its id while armed). See ensure_wake_posted.
+  int wake_timer = 0;
 
   bool attached = false;       // a QiRunner owns the running state
   bool stopping = false;       // stop() was called; honoured at the iteration's end
