@@ -190,6 +190,7 @@ Future<gather_tuple_t<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>>
     if constexpr (!AwaitableArg<std::remove_cvref_t<decltype(a)>>::is_coro) handles[n++] = state_of(a);
   };
   (note(aws), ...);
+  (void)note;  // gather() of nothing names no child
   const bool shared =
       shared_children(handles.data(), n, !(moved_uncopyable_v<arg_value_t<A>, moves_result_v<A>> || ...), api);
   std::array<StateRef<FutureStateBase>, sizeof...(A)> children{
