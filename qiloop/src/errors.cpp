@@ -16,6 +16,7 @@ InvalidStateError::~InvalidStateError() = default;
 TimeoutError::~TimeoutError() = default;
 CancelledError::~CancelledError() = default;
 GeneratorExit::~GeneratorExit() = default;
+KeyboardInterrupt::~KeyboardInterrupt() = default;
 ValueError::~ValueError() = default;
 QueueEmpty::~QueueEmpty() = default;
 QueueFull::~QueueFull() = default;

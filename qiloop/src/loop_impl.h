@@ -6,6 +6,7 @@
 #include <qiloop/event_loop.h>
 
 #include "backend.h"
+#include "net/signal_handlers.h"
 #include "threads/loop_executors.h"
 #include "thread_inbox.h"
 #include "timer_heap.h"
@@ -78,6 +79,9 @@ struct LoopImpl {
 
   QiEventLoop::ExceptionHandler handler;
   qi::LoopStats stats;
+
+  // add_signal_handler's state, made on first use (net/signals.cpp).
+  std::unique_ptr<SignalHandlers> signal_handlers;
 };
 
 // The type of the loop's posted wake event (run_modes.cpp).

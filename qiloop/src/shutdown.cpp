@@ -54,6 +54,9 @@ void QiEventLoop::close() {
   if (closed_) return;
   // First: no worker sends a completion to this loop from now on.
   close_executors();
+  // Signals go back to their previous dispositions while the pipe's reader
+  // can still be removed.
+  close_signal_handlers();
   closed_ = true;
   // From here on, scheduling from the destructors of the callbacks we drop
   // is ignored (check_can_schedule() returns false while tearing_down).

@@ -85,6 +85,18 @@ class QILOOP_EXPORT GeneratorExit {
   const char* what() const noexcept { return "qi::GeneratorExit"; }
 };
 
+// qi::KeyboardInterrupt
+// What qi::run throws when Ctrl+C (SIGINT) cancelled its main task
+// (asyncio.Runner's KeyboardInterrupt; see <qiloop/net/signals.h>). Not a
+// std::exception, as Python's derives from BaseException and as
+// qi::CancelledError: a generic catch (const std::exception&) lets it
+// through to main(), which usually ends the program.
+class QILOOP_EXPORT KeyboardInterrupt {
+ public:
+  virtual ~KeyboardInterrupt();
+  const char* what() const noexcept { return "qi::KeyboardInterrupt"; }
+};
+
 // qi::ValueError
 // A value out of range for the call: releasing a BoundedSemaphore more
 // often than it was acquired, one Queue::task_done() too many, a negative

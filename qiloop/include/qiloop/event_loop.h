@@ -102,6 +102,7 @@ struct LoopStats {
 namespace detail {
 struct LoopImpl;
 struct AsyncGenBase;
+class MainInterrupt;
 }
 template <class F, class... Args>
 class to_thread;
@@ -514,6 +515,45 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   bool remove_reader(int fd) { return remove_fd_handler(fd, qi::detail::FdDirection::kRead); }
   bool remove_writer(int fd) { return remove_fd_handler(fd, qi::detail::FdDirection::kWrite); }
 
+  // --- Unix signals (<qiloop/net/signals.h>) ---------------------------------
+
+  // QiEventLoop::add_signal_handler()
+  // Runs f(args...) as a callback of this loop each time signal `sig`
+  // reaches the process (asyncio's loop.add_signal_handler), replacing a
+  // previous handler of sig on this loop; never inside the signal handler
+  // itself. Loop thread. Throws qi::ValueError for a number out of range,
+  // qi::RuntimeError for SIGKILL / SIGSTOP (and other signals that cannot
+  // be caught), on a closed loop, off the loop's thread and when another
+  // loop handles sig; std::invalid_argument for an empty callable; a
+  // coroutine is refused at compile time. The full contract (delivery,
+  // ordering, one loop per signal, dispositions): <qiloop/net/signals.h>.
+  template <class F, class... Args>
+  void add_signal_handler(int sig, F&& f, Args&&... args) {
+    set_signal_handler(sig,
+                       qi::detail::make_callback<true>("add_signal_handler", std::forward<F>(f),
+                                                       std::forward<Args>(args)...),
+                       SignalUse::kHandler);
+  }
+
+  // QiEventLoop::remove_signal_handler()
+  // Removes the handler of sig and gives the signal back the disposition it
+  // had before this loop took it; returns false when this loop had none.
+  // Deliveries not yet run are dropped. Loop thread. Throws qi::ValueError
+  // for a number out of range.
+  bool remove_signal_handler(int sig);
+
+ private:
+  friend class qi::detail::MainInterrupt;  // qi::run's Ctrl+C
+  // kCtrlC: qi::run's own SIGINT handler, which its first delivery resets
+  // to SIG_DFL in the kernel (SA_RESETHAND), so a second Ctrl+C kills.
+  enum class SignalUse : bool { kHandler, kCtrlC };
+  void set_signal_handler(int sig, absl::AnyInvocable<void()> handler, SignalUse use);
+  // remove_signal_handler, limited to a handler of that use.
+  bool unset_signal_handler(int sig, SignalUse use) noexcept;
+  void close_signal_handlers() noexcept;  // close()
+
+ public:
+
  Q_SIGNALS:
   // Emitted when the loop stops running (both modes), after its last
   // iteration, once per run: when run_forever() is about to return, when an
@@ -718,11 +758,41 @@ Task<T> create_task(Coro<T> coro, std::string name = {}) {
   return get_running_loop().create_task(std::move(coro), std::move(name));
 }
 
+namespace detail {
+// qi::run's Ctrl+C, as asyncio.Runner's (src/net/signals.cpp). The
+// constructor checks that the loop can run ("qi::run: ..."); watch() makes,
+// on the main thread and while SIGINT has its default disposition, the first
+// SIGINT cancel `main` (a second one kills the process); the destructor
+// gives SIGINT its disposition back.
+class QILOOP_EXPORT MainInterrupt {
+ public:
+  explicit MainInterrupt(QiEventLoop& loop);
+  MainInterrupt(const MainInterrupt&) = delete;
+  MainInterrupt& operator=(const MainInterrupt&) = delete;
+  ~MainInterrupt();
+  void watch(TaskRef main);
+  // With main ended by qi::CancelledError: throws qi::KeyboardInterrupt when
+  // a SIGINT cancelled it and nothing else did (asyncio's uncancel() == 0).
+  void raise_if_interrupted();
+
+ private:
+  void on_sigint();
+  QiEventLoop& loop_;
+  TaskRef main_;
+  int interrupts_ = 0;
+  bool installed_ = false;
+};
+}  // namespace detail
+
 // qi::run()
 // asyncio.run: runs coro on a new loop in nested mode and returns its
 // result (or rethrows), then cancels the tasks it left behind, lets them
 // finish (bounded; see QiEventLoop::shutdown) and closes the loop. Throws
-// qi::RuntimeError when a loop already runs on this thread.
+// qi::RuntimeError when a loop already runs on this thread. Ctrl+C, as
+// asyncio.Runner: on the main thread, with SIGINT at its default
+// disposition, the first SIGINT cancels the main task, and if that ends it
+// with qi::CancelledError, qi::run throws qi::KeyboardInterrupt; a second
+// SIGINT meanwhile kills the process (<qiloop/net/signals.h>).
 template <class T>
 T run(Coro<T> coro) {
   coro.check_runnable("qi::run");
@@ -733,7 +803,15 @@ T run(Coro<T> coro) {
     QiEventLoop& loop;
     ~Shutdown() { loop.shutdown(); }
   } shutdown{loop};
-  return loop.run_until_complete(std::move(coro));
+  detail::MainInterrupt interrupt(loop);  // before the shutdown: SIGINT is restored first
+  Task<T> main = loop.create_task(std::move(coro));
+  interrupt.watch(main.ref());
+  try {
+    return loop.run_until_complete(main);
+  } catch (const CancelledError&) {
+    interrupt.raise_if_interrupted();
+    throw;
+  }
 }
 
 }  // namespace qi

@@ -36,6 +36,7 @@
 //   qt/qfuture.h  co_await a QFuture<T> (QPromise, QtConcurrent::run) in any qi::Coro
 //   threads/concurrent_future.h  qi::run_coroutine_threadsafe, ConcurrentFuture, wrap_future
 //   threads/loop_thread.h  qi::LoopThread: a worker QThread running its own loop
+//   net/signals.h  Unix signals: loop.add_signal_handler / remove_signal_handler, Ctrl+C in qi::run
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -75,3 +76,4 @@
 #include <qiloop/qt/asyncsignal.h>
 #include <qiloop/qt/multisignal.h>
 #include <qiloop/qt/signal_stream.h>
+#include <qiloop/net/signals.h>
