@@ -265,15 +265,18 @@ QILOOP_TEST_MODES(Signals, ADeliveryPendingWhenRemovedNeverRuns) {
 }
 
 // Removed after the loop read the delivery but before it ran: two deliveries
-// read together, the first one's handler removes the second's.
+// read together, the first one's handler removes the second's — and adds a
+// new one, which that delivery (older than the removal) does not run either.
 QILOOP_TEST_MODES(Signals, ADeliveryAlreadyReadWhenRemovedNeverRuns) {
   auto& loop = qi::get_running_loop();
   Runs usr1;
+  Runs usr1_again;
   Runs usr2;
   bool removed = false;
   loop.add_signal_handler(SIGUSR1, std::ref(usr1));
   loop.add_signal_handler(SIGUSR2, [&] {
     removed = loop.remove_signal_handler(SIGUSR1);
+    loop.add_signal_handler(SIGUSR1, std::ref(usr1_again));
     usr2();
   });
   ::raise(SIGUSR2);
@@ -282,6 +285,8 @@ QILOOP_TEST_MODES(Signals, ADeliveryAlreadyReadWhenRemovedNeverRuns) {
   co_await settle();
   EXPECT_TRUE(removed);
   EXPECT_EQ(usr1.count, 0);
+  EXPECT_EQ(usr1_again.count, 0);
+  loop.remove_signal_handler(SIGUSR1);
   loop.remove_signal_handler(SIGUSR2);
 }
 
@@ -553,19 +558,22 @@ TEST(CtrlC, SigintCancelsTheMainTaskAndRunThrowsKeyboardInterrupt) {
   ASSERT_EQ(disposition_of(SIGINT), SIG_DFL);
   bool cleaned_up = false;
   bool installed = false;
-  EXPECT_THROW(qi::run([](bool& cleaned_up, bool& installed) -> qi::Coro<void> {
+  Disposition during_cleanup = nullptr;  // a second Ctrl+C would kill: SIG_DFL
+  EXPECT_THROW(qi::run([](bool& cleaned_up, bool& installed, Disposition& during_cleanup) -> qi::Coro<void> {
                  installed = disposition_of(SIGINT) != SIG_DFL;
                  ::raise(SIGINT);
                  try {
                    co_await qi::sleep(30s);
                  } catch (const qi::CancelledError&) {
                    cleaned_up = true;
+                   during_cleanup = disposition_of(SIGINT);
                    throw;
                  }
-               }(cleaned_up, installed)),
+               }(cleaned_up, installed, during_cleanup)),
                qi::KeyboardInterrupt);
   EXPECT_TRUE(installed);
   EXPECT_TRUE(cleaned_up);
+  EXPECT_EQ(during_cleanup, SIG_DFL);
   EXPECT_EQ(disposition_of(SIGINT), SIG_DFL);
 }
 
@@ -596,12 +604,13 @@ TEST(CtrlC, AnotherCancellationStaysACancelledError) {
 
 // SIGINT is restored when qi::run returns, before the shutdown.
 TEST(CtrlC, SigintIsRestoredWhenRunReturns) {
-  Disposition during = SIG_DFL;
-  qi::run([](Disposition& during) -> qi::Coro<void> {
-    during = disposition_of(SIGINT);
+  struct sigaction during {};
+  qi::run([](struct sigaction& during) -> qi::Coro<void> {
+    sigaction(SIGINT, nullptr, &during);
     co_return;
   }(during));
-  EXPECT_NE(during, SIG_DFL);
+  EXPECT_NE(during.sa_handler, SIG_DFL);
+  EXPECT_TRUE(during.sa_flags & SA_RESETHAND);  // the kernel resets it on the first Ctrl+C
   EXPECT_EQ(disposition_of(SIGINT), SIG_DFL);
 }
 
