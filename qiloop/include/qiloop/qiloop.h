@@ -36,6 +36,8 @@
 //   qt/qfuture.h  co_await a QFuture<T> (QPromise, QtConcurrent::run) in any qi::Coro
 //   threads/concurrent_future.h  qi::run_coroutine_threadsafe, ConcurrentFuture, wrap_future
 //   threads/loop_thread.h  qi::LoopThread: a worker QThread running its own loop
+//   net/address.h  qi::SocketAddress: IPv4, IPv6 and Unix socket addresses
+//   net/socket.h   qi::AddrInfo and the contract of loop.sock_* and loop.getaddrinfo
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -75,3 +77,5 @@
 #include <qiloop/qt/asyncsignal.h>
 #include <qiloop/qt/multisignal.h>
 #include <qiloop/qt/signal_stream.h>
+#include <qiloop/net/address.h>
+#include <qiloop/net/socket.h>
