@@ -86,7 +86,10 @@ qi::Coro<std::vector<qi::AddrInfo>> QiEventLoop::getaddrinfo(std::string host, s
     q.flags |= AI_NUMERICHOST | AI_NUMERICSERV;
     co_return resolve(q);
   }
-  co_return co_await run_in_executor(nullptr, [q = std::move(q)] { return resolve(q); });
+  // Named: g++ 12 destroys a lambda temporary of a co_await expression
+  // twice (here: its strings).
+  auto lookup = [q = std::move(q)] { return resolve(q); };
+  co_return co_await run_in_executor(nullptr, std::move(lookup));
 }
 
 qi::Coro<std::vector<qi::AddrInfo>> QiEventLoop::getaddrinfo(std::string host, uint16_t port, int family, int type,
@@ -100,5 +103,6 @@ qi::Coro<std::pair<std::string, std::string>> QiEventLoop::getnameinfo(qi::Socke
                          " is not an IP address; getnameinfo names IPv4 and IPv6 addresses");
   constexpr int kNumeric = NI_NUMERICHOST | NI_NUMERICSERV;
   if ((flags & kNumeric) == kNumeric) co_return name_of(address, flags);
-  co_return co_await run_in_executor(nullptr, [address, flags] { return name_of(address, flags); });
+  auto lookup = [address, flags] { return name_of(address, flags); };  // named: see getaddrinfo
+  co_return co_await run_in_executor(nullptr, std::move(lookup));
 }

@@ -302,13 +302,17 @@ qi::Coro<std::size_t> QiEventLoop::sock_sendfile(int sock, int file, std::int64_
       if (want == 0) break;
     }
     const std::int64_t at = offset + static_cast<std::int64_t>(total);
-    co_await run_in_executor(nullptr, [chunk, file, want, at, seekable] {
+    // Named, not a temporary of the co_await: g++ 12 destroys a lambda
+    // temporary of a co_await expression twice (its capture, `chunk`, was
+    // released once too often).
+    auto read_chunk = [chunk, file, want, at, seekable] {
       do
         chunk->got = seekable ? ::pread(file, chunk->bytes.data(), want, static_cast<off_t>(at))
                               : ::read(file, chunk->bytes.data(), want);
       while (chunk->got < 0 && errno == EINTR);
       chunk->err = chunk->got < 0 ? errno : 0;
-    });
+    };
+    co_await run_in_executor(nullptr, std::move(read_chunk));
     if (chunk->got < 0)
       qi::throw_os_error(chunk->err, "sock_sendfile: reading the file (fd " + std::to_string(file) + ")");
     if (chunk->got == 0) break;  // EOF
