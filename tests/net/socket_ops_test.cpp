@@ -623,6 +623,41 @@ QILOOP_TEST_MODES(SockSendfile, CancelledMidwayKeepsThePosition) {
   EXPECT_EQ(::lseek(file.fd.get(), 0, SEEK_CUR), got) << "the position follows what was sent";
 }
 
+QILOOP_TEST_MODES(SockSendfile, CancelledWhileTheFallbackReads) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  int p[2];
+  QILOOP_CO_ASSERT(ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0));
+  Fd pipe_r(p[0]), pipe_w(p[1]);
+  auto [ours, theirs] = unix_pair();
+  // Nothing in the pipe: the read on the executor blocks.
+  auto t = loop.create_task(loop.sock_sendfile(ours.get(), pipe_r.get()));
+  co_await settle();
+  EXPECT_FALSE(t.done());
+  t.cancel();
+  co_await thrown<qi::CancelledError>(std::move(t));
+  // The worker's read ends (EOF) and drops its chunk; nothing was sent.
+  pipe_w.reset();
+  co_await loop.shutdown_default_executor();
+  ours.reset();
+  char c;
+  EXPECT_EQ(::recv(theirs.get(), &c, 1, 0), 0);
+}
+
+QILOOP_TEST_MODES(SockRecv, CancelledRecvIntoConsumesNothing) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  std::array<std::byte, 8> buf{};
+  auto t = loop.create_task(loop.sock_recv_into(ours.get(), buf));
+  co_await iterations(2);
+  t.cancel();
+  co_await thrown<qi::CancelledError>(std::move(t));
+  EXPECT_FALSE(loop.remove_reader(ours.get()));
+  ::send(theirs.get(), "abc", 3, 0);
+  EXPECT_EQ(co_await loop.sock_recv(ours.get(), 8), "abc");
+}
+
 // --- Name resolution ------------------------------------------------------------------
 
 QILOOP_TEST_MODES(GetAddrInfo, NumericHostsStayOnTheLoopThread) {
