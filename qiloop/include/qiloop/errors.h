@@ -44,11 +44,38 @@ class QILOOP_EXPORT InvalidStateError : public std::logic_error {
   ~InvalidStateError() override;
 };
 
-// qi::TimeoutError
-// A deadline expired (wait_for, timeout).
-class QILOOP_EXPORT TimeoutError : public std::runtime_error {
+// qi::OSError
+// A system call failed (Python's OSError): code() is the errno (0 when the
+// error did not come from one), reason() its text (strerror), what() the
+// context, the reason and the errno's name ("sock_connect to
+// 127.0.0.1:1: Connection refused [ECONNREFUSED]"). qi::make_os_error picks
+// the subclass an errno maps to, as Python does (PEP 3151).
+class QILOOP_EXPORT OSError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  // No errno: what() is the message alone.
+  explicit OSError(const std::string& message);
+  explicit OSError(const char* message) : OSError(std::string(message)) {}
+  // `context` says what failed; what() adds reason() and the errno's name.
+  OSError(int code, const std::string& context);
+  ~OSError() override;
+  int code() const noexcept { return code_; }
+  const std::string& reason() const noexcept { return reason_; }
+
+ protected:
+  // A code that is not an errno (GaiError): reason and what() as given.
+  OSError(int code, std::string reason, const std::string& what_text);
+
+ private:
+  int code_ = 0;
+  std::string reason_;
+};
+
+// qi::TimeoutError
+// A deadline expired (wait_for, timeout), or ETIMEDOUT. A qi::OSError, as
+// Python's TimeoutError (which asyncio.TimeoutError is since 3.11).
+class QILOOP_EXPORT TimeoutError : public OSError {
+ public:
+  using OSError::OSError;
   ~TimeoutError() override;
 };
 
@@ -172,5 +199,84 @@ class QILOOP_EXPORT SignalSourceDestroyed : public RuntimeError {
   using RuntimeError::RuntimeError;
   ~SignalSourceDestroyed() override;
 };
+
+// qi::ConnectionError
+// qi::BrokenPipeError         EPIPE, ESHUTDOWN: writing to a closed peer
+// qi::ConnectionAbortedError  ECONNABORTED
+// qi::ConnectionRefusedError  ECONNREFUSED: nobody listens at the address
+// qi::ConnectionResetError    ECONNRESET: the peer reset the connection
+// Python's ConnectionError family: qi::OSError subclasses carrying the errno.
+class QILOOP_EXPORT ConnectionError : public OSError {
+ public:
+  using OSError::OSError;
+  ~ConnectionError() override;
+};
+class QILOOP_EXPORT BrokenPipeError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+  ~BrokenPipeError() override;
+};
+class QILOOP_EXPORT ConnectionAbortedError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+  ~ConnectionAbortedError() override;
+};
+class QILOOP_EXPORT ConnectionRefusedError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+  ~ConnectionRefusedError() override;
+};
+class QILOOP_EXPORT ConnectionResetError : public ConnectionError {
+ public:
+  using ConnectionError::ConnectionError;
+  ~ConnectionResetError() override;
+};
+
+// qi::FileNotFoundError  ENOENT (a Unix socket path nobody bound)
+// qi::PermissionError    EACCES, EPERM
+class QILOOP_EXPORT FileNotFoundError : public OSError {
+ public:
+  using OSError::OSError;
+  ~FileNotFoundError() override;
+};
+class QILOOP_EXPORT PermissionError : public OSError {
+ public:
+  using OSError::OSError;
+  ~PermissionError() override;
+};
+
+// qi::GaiError
+// Name resolution failed (Python's socket.gaierror, an OSError):
+// code() is the EAI_* code (EAI_NONAME, ...), reason() gai_strerror's
+// text; with EAI_SYSTEM, reason() also gives the errno's text.
+class QILOOP_EXPORT GaiError : public OSError {
+ public:
+  GaiError(int eai_code, const std::string& context);
+  ~GaiError() override;
+
+ private:
+  GaiError(int eai_code, std::string reason, const std::string& context);
+};
+
+// qi::SendfileNotAvailableError
+// sendfile(2) cannot serve this pair of descriptors and the fallback was
+// refused (asyncio's, a RuntimeError).
+class QILOOP_EXPORT SendfileNotAvailableError : public RuntimeError {
+ public:
+  using RuntimeError::RuntimeError;
+  ~SendfileNotAvailableError() override;
+};
+
+// qi::make_os_error()
+// The exception an errno maps to (Python's mapping, PEP 3151):
+// ECONNREFUSED -> ConnectionRefusedError, ECONNRESET -> ConnectionResetError,
+// EPIPE / ESHUTDOWN -> BrokenPipeError, ECONNABORTED ->
+// ConnectionAbortedError, ETIMEDOUT -> TimeoutError, ENOENT ->
+// FileNotFoundError, EACCES / EPERM -> PermissionError, anything else ->
+// OSError. `context` says what failed (see OSError).
+QILOOP_EXPORT std::exception_ptr make_os_error(int code, const std::string& context);
+// qi::throw_os_error()
+// Throws make_os_error(code, context).
+[[noreturn]] QILOOP_EXPORT void throw_os_error(int code, const std::string& context);
 
 }  // namespace qi

@@ -67,12 +67,17 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <cstddef>
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 class QiEventLoop;
 class QiRunner;
+class QByteArray;
 class QEvent;
 class QAbstractEventDispatcher;
 
@@ -98,6 +103,9 @@ struct LoopStats {
   uint64_t deferred_wakeups = 0; // wake-ups that arrived while a callback was on the stack
   uint64_t timer_arms = 0;       // timerfd (re)arms
 };
+
+class SocketAddress;  // <qiloop/net/address.h>
+struct AddrInfo;      // <qiloop/net/socket.h>
 
 namespace detail {
 struct LoopImpl;
@@ -553,6 +561,49 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void close_signal_handlers() noexcept;  // close()
 
  public:
+
+  // --- Sockets (<qiloop/net/socket.h>) ---------------------------------------
+  // asyncio's loop.sock_* and name resolution. The contract (non-blocking
+  // fds, errors, cancellation, one waiter per fd and direction) is in
+  // <qiloop/net/socket.h>, which brings the types; loop thread only.
+
+  // QiEventLoop::sock_recv()
+  // Up to n bytes from the connected socket fd; empty at EOF.
+  qi::Coro<QByteArray> sock_recv(int fd, std::size_t n);
+  // QiEventLoop::sock_recv_into()
+  // Up to buf.size() bytes into buf (the caller's memory, which must stay
+  // alive until the call ends); how many; 0 at EOF.
+  qi::Coro<std::size_t> sock_recv_into(int fd, std::span<std::byte> buf);
+  // QiEventLoop::sock_sendall()
+  // Sends all of data (waiting while the socket's buffer is full).
+  qi::Coro<void> sock_sendall(int fd, QByteArray data);
+  // QiEventLoop::sock_connect()
+  // Connects fd to address (a resolved one: see getaddrinfo).
+  qi::Coro<void> sock_connect(int fd, qi::SocketAddress address);
+  // QiEventLoop::sock_accept()
+  // The next connection on the listening socket fd: a new fd (non-blocking,
+  // close-on-exec; the caller owns it) and the peer's address.
+  qi::Coro<std::pair<int, qi::SocketAddress>> sock_accept(int fd);
+  // QiEventLoop::sock_sendfile()
+  // Sends count bytes (nullopt: to EOF) of file from offset over the stream
+  // socket sock with sendfile(2), or by reading and sending when sendfile
+  // cannot serve the pair (fallback false: qi::SendfileNotAvailableError).
+  // How many bytes were sent; the file's position ends after them.
+  qi::Coro<std::size_t> sock_sendfile(int sock, int file, std::int64_t offset = 0,
+                                      std::optional<std::size_t> count = std::nullopt, bool fallback = true);
+  // QiEventLoop::getaddrinfo()
+  // getaddrinfo(3) on the default executor (numeric hosts and ports without
+  // it). An empty host is getaddrinfo's null (loopback, or any address with
+  // AI_PASSIVE). Throws qi::GaiError.
+  qi::Coro<std::vector<qi::AddrInfo>> getaddrinfo(std::string host, std::string port, int family = 0, int type = 0,
+                                                  int proto = 0, int flags = 0);
+  qi::Coro<std::vector<qi::AddrInfo>> getaddrinfo(std::string host, uint16_t port, int family = 0, int type = 0,
+                                                  int proto = 0, int flags = 0);
+  // QiEventLoop::getnameinfo()
+  // getnameinfo(3) of an IP address on the default executor (without it
+  // for NI_NUMERICHOST | NI_NUMERICSERV): (host, service). Throws
+  // qi::GaiError.
+  qi::Coro<std::pair<std::string, std::string>> getnameinfo(qi::SocketAddress address, int flags = 0);
 
  Q_SIGNALS:
   // Emitted when the loop stops running (both modes), after its last

@@ -37,6 +37,8 @@
 //   threads/concurrent_future.h  qi::run_coroutine_threadsafe, ConcurrentFuture, wrap_future
 //   threads/loop_thread.h  qi::LoopThread: a worker QThread running its own loop
 //   net/signals.h  Unix signals: loop.add_signal_handler / remove_signal_handler, Ctrl+C in qi::run
+//   net/address.h  qi::SocketAddress: IPv4, IPv6 and Unix socket addresses
+//   net/socket.h   qi::AddrInfo and the contract of loop.sock_* and loop.getaddrinfo
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -77,3 +79,5 @@
 #include <qiloop/qt/multisignal.h>
 #include <qiloop/qt/signal_stream.h>
 #include <qiloop/net/signals.h>
+#include <qiloop/net/address.h>
+#include <qiloop/net/socket.h>

@@ -1,0 +1,795 @@
+// loop.sock_* and loop.getaddrinfo / getnameinfo against peers that are
+// not qiloop: plain blocking POSIX sockets on a std::thread, and a Python 3
+// asyncio script. Loopback only; IPv4, IPv6 (skipped without ::1), Unix
+// sockets (socketpair, a path in a temp dir, an abstract name). Real time:
+// the peers must make progress; every wait is bounded (peer sockets time
+// out, the kit's watchdog ends a stuck body).
+#include <qiloop/net/socket.h>
+#include <qiloop/testing.h>
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+using namespace std::string_literals;
+
+namespace {
+
+// A pipe peer cannot say MSG_NOSIGNAL: a failing test must not die of it.
+const bool kSigpipeIgnored = [] { return std::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+
+// --- Fixtures: fds, peers --------------------------------------------------------
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+int count_fds() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d)) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+// Fails the test when the body leaves an fd open.
+struct FdLeakCheck {
+  int before = count_fds();
+  ~FdLeakCheck() { EXPECT_EQ(count_fds(), before) << "an fd leaked"; }
+};
+
+void set_blocking(int fd, bool blocking) {
+  int fl = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
+}
+
+// A peer's socket never blocks a test for ever.
+void bound_peer_waits(int fd) {
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+Fd nb_socket(int family, int type = SOCK_STREAM) {
+  return Fd(::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+}
+
+qi::SocketAddress sockname(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  return qi::SocketAddress::from_native(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+// A non-blocking listening socket on `at` (port 0: any free one).
+Fd listener(const qi::SocketAddress& at, int backlog = 16) {
+  Fd fd = nb_socket(at.family());
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  EXPECT_EQ(::bind(fd.get(), at.native(), at.size()), 0) << std::strerror(errno);
+  EXPECT_EQ(::listen(fd.get(), backlog), 0);
+  return fd;
+}
+
+// A connected AF_UNIX stream pair: [0] non-blocking (ours), [1] blocking
+// (the peer's).
+std::pair<Fd, Fd> unix_pair() {
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  set_blocking(sv[0], false);
+  bound_peer_waits(sv[1]);
+  return {Fd(sv[0]), Fd(sv[1])};
+}
+
+// A blocking client connected to `to`, made on the calling thread.
+Fd blocking_client(const qi::SocketAddress& to) {
+  Fd fd(::socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  bound_peer_waits(fd.get());
+  EXPECT_EQ(::connect(fd.get(), to.native(), to.size()), 0) << std::strerror(errno);
+  return fd;
+}
+
+// A peer running on its own thread, joined when it goes.
+// Declared before the fds it uses (start() it later) when a failure could
+// leave it blocked: the fds close first and unblock it.
+class Peer {
+ public:
+  Peer() = default;
+  explicit Peer(std::function<void()> f) : t_(std::move(f)) {}
+  ~Peer() { join(); }
+  void start(std::function<void()> f) { t_ = std::thread(std::move(f)); }
+  void join() {
+    if (t_.joinable()) t_.join();
+  }
+
+ private:
+  std::thread t_;
+};
+
+// Byte i of the test stream: not periodic in any buffer size.
+char pattern(std::size_t i) { return static_cast<char>((i * 131 + (i >> 9)) & 0xff); }
+QByteArray pattern_bytes(std::size_t n, std::size_t from = 0) {
+  QByteArray b(static_cast<qsizetype>(n), Qt::Uninitialized);
+  for (std::size_t i = 0; i < n; ++i) b[static_cast<qsizetype>(i)] = pattern(from + i);
+  return b;
+}
+
+// Reads until EOF (or error), checking the pattern; returns the count, or
+// -1 at the first wrong byte. pause: slow reader.
+long long read_pattern(int fd, std::chrono::microseconds pause = 0us, std::size_t chunk = 65536) {
+  std::vector<char> buf(chunk);
+  long long total = 0;
+  for (;;) {
+    ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
+    if (r <= 0) return total;
+    for (ssize_t i = 0; i < r; ++i)
+      if (buf[static_cast<std::size_t>(i)] != pattern(static_cast<std::size_t>(total + i))) return -1;
+    total += r;
+    if (pause > 0us) std::this_thread::sleep_for(pause);
+  }
+}
+
+bool ipv6_loopback() {
+  Fd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) return false;
+  auto a = qi::SocketAddress::ip("::1", 0);
+  return ::bind(fd.get(), a.native(), a.size()) == 0;
+}
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/qiloop-sock-XXXXXX";
+  return ::mkdtemp(tmpl) ? tmpl : "";
+}
+
+// What an awaitable throws, as E's what(); fails the test when it throws
+// nothing or something else.
+template <class E, class A>
+qi::Coro<std::string> thrown(A awaitable) {
+  try {
+    co_await std::move(awaitable);
+  } catch (const E& e) {
+    co_return std::string(e.what());
+  }
+  ADD_FAILURE() << "no " << typeid(E).name() << " was thrown";
+  co_return std::string();
+}
+
+// Lets the loop run `n` iterations.
+qi::Coro<void> iterations(int n) {
+  for (int i = 0; i < n; ++i) co_await qi::sleep(0s);
+}
+
+// Real time passes (the peer thread or the kernel moves on).
+qi::Coro<void> settle(std::chrono::milliseconds d = 20ms) { co_await qi::sleep(d); }
+
+// Both run modes, skipped (before any loop runs) when `why_not` is not empty.
+#define SOCK_TEST_MODES_IF(suite, name, why_not)                                                         \
+  qi::Coro<void> suite##_##name##_body();                                                              \
+  TEST(suite, name##_nested) {                                                                         \
+    if (std::string w = (why_not); !w.empty()) GTEST_SKIP() << w;                                      \
+    qi::testing::run_test(suite##_##name##_body(), {.mode = qi::testing::RunMode::kNested});           \
+  }                                                                                                    \
+  TEST(suite, name##_attached) {                                                                       \
+    if (std::string w = (why_not); !w.empty()) GTEST_SKIP() << w;                                      \
+    qi::testing::run_test(suite##_##name##_body(), {.mode = qi::testing::RunMode::kAttached});         \
+  }                                                                                                    \
+  qi::Coro<void> suite##_##name##_body()
+
+// --- Receiving ----------------------------------------------------------------------
+
+QILOOP_TEST_MODES(SockRecv, TriesTheCallFirstAndLeavesReadersAlone) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  EXPECT_EQ(::send(theirs.get(), "hello", 5, 0), 5);
+  // Data already queued: no reader is added (the application's stays).
+  loop.add_reader(ours.get(), [] {});
+  QByteArray got = co_await loop.sock_recv(ours.get(), 3);
+  EXPECT_EQ(got, "hel");
+  std::array<std::byte, 16> buf{};
+  std::size_t n = co_await loop.sock_recv_into(ours.get(), buf);
+  EXPECT_EQ(n, 2u);
+  EXPECT_EQ(std::memcmp(buf.data(), "lo", 2), 0);
+  EXPECT_TRUE(loop.remove_reader(ours.get()));
+}
+
+QILOOP_TEST_MODES(SockRecv, WaitsForAPeerThread) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  Peer peer([fd = theirs.get()] {
+    std::this_thread::sleep_for(30ms);
+    ::send(fd, "late", 4, 0);
+    std::this_thread::sleep_for(30ms);
+    ::shutdown(fd, SHUT_WR);
+  });
+  EXPECT_EQ(co_await loop.sock_recv(ours.get(), 100), "late");
+  // EOF: empty, and 0 for recv_into.
+  EXPECT_EQ(co_await loop.sock_recv(ours.get(), 100), QByteArray());
+  std::array<std::byte, 4> buf{};
+  EXPECT_EQ(co_await loop.sock_recv_into(ours.get(), buf), 0u);
+  EXPECT_FALSE(loop.remove_reader(ours.get())) << "the call's reader stayed behind";
+}
+
+QILOOP_TEST_MODES(SockRecv, CancelledWaitConsumesNothing) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  // Cancelled at every point of the wait: before the data, as it arrives,
+  // right after the wake-up. Whatever the cancelled calls returned plus
+  // what a later call reads is exactly what was sent.
+  for (int k = 0; k < 6; ++k) {
+    QByteArray sent = "chunk-" + QByteArray::number(k);
+    auto t = loop.create_task(loop.sock_recv(ours.get(), 64));
+    co_await iterations(k % 3);
+    if (k >= 3) ::send(theirs.get(), sent.constData(), static_cast<std::size_t>(sent.size()), 0);
+    co_await iterations(k - 3 > 0 ? k - 3 : 0);
+    t.cancel();
+    QByteArray got;
+    try {
+      got = co_await t;
+    } catch (const qi::CancelledError&) {
+      EXPECT_FALSE(loop.remove_reader(ours.get())) << "a cancelled sock_recv left its reader";
+    }
+    if (k < 3) ::send(theirs.get(), sent.constData(), static_cast<std::size_t>(sent.size()), 0);
+    if (got.size() < sent.size()) got += co_await loop.sock_recv(ours.get(), 64);
+    EXPECT_EQ(got, sent) << "round " << k;
+  }
+}
+
+QILOOP_TEST_MODES(SockRecv, ASecondWaitingCallOnTheFdIsRefused) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  auto first = loop.create_task(loop.sock_recv(ours.get(), 64));
+  co_await iterations(2);
+  std::string w = co_await thrown<qi::RuntimeError>(loop.sock_recv(ours.get(), 64));
+  EXPECT_NE(w.find("another sock_* call already waits to receive from fd"), std::string::npos) << w;
+  w = co_await thrown<qi::RuntimeError>(loop.sock_recv_into(ours.get(), std::span<std::byte>()));
+  EXPECT_NE(w.find("one call per fd and direction"), std::string::npos) << w;
+  // A send may wait beside it; the first receive still gets its data.
+  co_await loop.sock_sendall(ours.get(), "ping");
+  ::send(theirs.get(), "pong", 4, 0);
+  EXPECT_EQ(co_await first, "pong");
+  char buf[8];
+  EXPECT_EQ(::recv(theirs.get(), buf, sizeof buf, 0), 4);
+}
+
+QILOOP_TEST_MODES(SockAccept, ASecondWaitingAcceptIsRefused) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  auto first = loop.create_task(loop.sock_accept(lsn.get()));
+  co_await iterations(2);
+  std::string w = co_await thrown<qi::RuntimeError>(loop.sock_accept(lsn.get()));
+  EXPECT_NE(w.find("sock_accept: another sock_* call"), std::string::npos) << w;
+  Fd client = blocking_client(sockname(lsn.get()));
+  auto [fd, peer] = co_await first;
+  Fd conn(fd);
+  EXPECT_EQ(peer, sockname(client.get()));
+}
+
+QILOOP_TEST_MODES(SockOps, BlockingFdIsRefusedWithTheFix) {
+  auto& loop = qi::get_running_loop();
+  Fd blocking(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  std::string w = co_await thrown<qi::ValueError>(loop.sock_recv(blocking.get(), 1));
+  EXPECT_NE(w.find("set O_NONBLOCK"), std::string::npos) << w;
+  co_await thrown<qi::ValueError>(loop.sock_sendall(blocking.get(), "x"));
+  co_await thrown<qi::ValueError>(loop.sock_accept(blocking.get()));
+  co_await thrown<qi::ValueError>(loop.sock_connect(blocking.get(), qi::SocketAddress::unix_path("/nonexistent")));
+  std::array<std::byte, 1> b{};
+  co_await thrown<qi::ValueError>(loop.sock_recv_into(blocking.get(), b));
+  w = co_await thrown<qi::OSError>(loop.sock_recv(-1, 1));
+  EXPECT_NE(w.find("EBADF"), std::string::npos) << w;
+}
+
+// --- Sending ------------------------------------------------------------------------
+
+QILOOP_TEST_MODES(SockSendall, SixteenMegabytesToASlowReader) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  auto at = sockname(lsn.get());
+  std::atomic<long long> received{0};
+  constexpr std::size_t kSize = 16u << 20;
+  Peer peer([&] {
+    Fd c = blocking_client(at);
+    // Slow: a pause per 64 KiB, so the sender's buffer fills over and over.
+    received = read_pattern(c.get(), 200us);
+  });
+  auto [fd, peer_addr] = co_await loop.sock_accept(lsn.get());
+  Fd conn(fd);
+  EXPECT_EQ(peer_addr.host(), "127.0.0.1");
+  co_await loop.sock_sendall(conn.get(), pattern_bytes(kSize));
+  EXPECT_FALSE(loop.remove_writer(conn.get())) << "the call's writer stayed behind";
+  ::shutdown(conn.get(), SHUT_WR);
+  co_await loop.run_in_executor(nullptr, [&] { peer.join(); });
+  EXPECT_EQ(received.load(), static_cast<long long>(kSize));
+}
+
+QILOOP_TEST_MODES(SockSendall, OverAUnixSocketPair) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  std::atomic<long long> received{0};
+  Peer peer([&, fd = theirs.get()] { received = read_pattern(fd, 0us, 4096); });
+  co_await loop.sock_sendall(ours.get(), pattern_bytes(4u << 20));
+  ours.reset();
+  co_await loop.run_in_executor(nullptr, [&] { peer.join(); });
+  EXPECT_EQ(received.load(), 4ll << 20);
+}
+
+QILOOP_TEST_MODES(SockSendall, CancelledMidwaySendsAPrefixAndStops) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  auto t = loop.create_task(loop.sock_sendall(ours.get(), pattern_bytes(16u << 20)));
+  co_await settle();  // the buffer is full: the call waits for the writer
+  EXPECT_FALSE(t.done());
+  t.cancel();
+  co_await thrown<qi::CancelledError>(std::move(t));
+  EXPECT_FALSE(loop.remove_writer(ours.get())) << "a cancelled sock_sendall left its writer";
+  ours.reset();
+  // What arrived is a prefix of the stream, shorter than the whole.
+  long long got = read_pattern(theirs.get());
+  EXPECT_GT(got, 0);
+  EXPECT_LT(got, 16ll << 20);
+}
+
+QILOOP_TEST_MODES(SockSendall, ToAClosedPeerIsAConnectionError) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  theirs.reset();
+  // EPIPE, never SIGPIPE (MSG_NOSIGNAL): the test process survives.
+  std::string w = co_await thrown<qi::BrokenPipeError>(loop.sock_sendall(ours.get(), "x"));
+  EXPECT_NE(w.find("sock_sendall on fd"), std::string::npos) << w;
+}
+
+// --- Connecting and accepting ---------------------------------------------------------
+
+qi::Coro<void> connect_accept_echo(const qi::SocketAddress& at) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd lsn = listener(at);
+  auto bound = sockname(lsn.get());
+  Fd client = nb_socket(at.family());
+  auto accepting = loop.create_task(loop.sock_accept(lsn.get()));
+  co_await loop.sock_connect(client.get(), bound);
+  auto [fd, peer] = co_await accepting;
+  Fd server(fd);
+  EXPECT_EQ(peer, sockname(client.get())) << peer.to_string();
+  // The accepted fd is non-blocking and close-on-exec.
+  EXPECT_TRUE(::fcntl(server.get(), F_GETFL) & O_NONBLOCK);
+  EXPECT_TRUE(::fcntl(server.get(), F_GETFD) & FD_CLOEXEC);
+  co_await loop.sock_sendall(client.get(), "ping");
+  EXPECT_EQ(co_await loop.sock_recv(server.get(), 16), "ping");
+  co_await loop.sock_sendall(server.get(), "pong");
+  EXPECT_EQ(co_await loop.sock_recv(client.get(), 16), "pong");
+}
+
+QILOOP_TEST_MODES(SockConnect, Ipv4) { co_await connect_accept_echo(qi::SocketAddress::ip("127.0.0.1", 0)); }
+
+SOCK_TEST_MODES_IF(SockConnect, Ipv6, ipv6_loopback() ? "" : "::1 is not available on this machine") {
+  co_await connect_accept_echo(qi::SocketAddress::ip("::1", 0));
+}
+
+QILOOP_TEST_MODES(SockConnect, UnixPathInATempDir) {
+  std::string dir = temp_dir();
+  QILOOP_CO_ASSERT(ASSERT_FALSE(dir.empty()));
+  std::string path = dir + "/s";
+  co_await connect_accept_echo(qi::SocketAddress::unix_path(path));
+  ::unlink(path.c_str());
+  ::rmdir(dir.c_str());
+}
+
+QILOOP_TEST_MODES(SockConnect, UnixAbstractName) {
+  co_await connect_accept_echo(
+      qi::SocketAddress::unix_path("\0qiloop-test-"s + std::to_string(::getpid()) + "-" +
+                                   std::to_string(reinterpret_cast<std::uintptr_t>(&qi::get_running_loop()))));
+}
+
+QILOOP_TEST_MODES(SockConnect, RefusedNamesTheAddress) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  // A port nobody listens on: bound, never listening, so not reused meanwhile.
+  Fd holder = nb_socket(AF_INET);
+  auto any = qi::SocketAddress::ip("127.0.0.1", 0);
+  ::bind(holder.get(), any.native(), any.size());
+  auto to = sockname(holder.get());
+  Fd client = nb_socket(AF_INET);
+  std::string w = co_await thrown<qi::ConnectionRefusedError>(loop.sock_connect(client.get(), to));
+  EXPECT_NE(w.find(to.to_string()), std::string::npos) << w;
+  EXPECT_NE(w.find("ECONNREFUSED"), std::string::npos) << w;
+  EXPECT_FALSE(loop.remove_writer(client.get()));
+  // A Unix path nobody bound.
+  Fd unix_client = nb_socket(AF_UNIX);
+  w = co_await thrown<qi::FileNotFoundError>(
+      loop.sock_connect(unix_client.get(), qi::SocketAddress::unix_path("/nonexistent/qiloop.sock")));
+  EXPECT_NE(w.find("unix:/nonexistent/qiloop.sock"), std::string::npos) << w;
+  co_await thrown<qi::ValueError>(loop.sock_connect(client.get(), qi::SocketAddress()));
+}
+
+QILOOP_TEST_MODES(SockConnect, CancelledWhileInProgress) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  // A listener whose accept queue is full drops SYNs: a connect stays in
+  // progress (the kernel retries after a second).
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0), 0);
+  auto at = sockname(lsn.get());
+  std::vector<Fd> fillers;
+  std::optional<qi::Task<void>> pending;
+  Fd client;
+  for (int i = 0; i < 8 && !pending; ++i) {
+    Fd c = nb_socket(AF_INET);
+    auto t = loop.create_task(loop.sock_connect(c.get(), at));
+    co_await settle(30ms);
+    if (t.done()) {
+      co_await t;
+      fillers.push_back(std::move(c));
+    } else {
+      pending = std::move(t);
+      client = std::move(c);
+    }
+  }
+  QILOOP_CO_ASSERT(ASSERT_TRUE(pending.has_value()) << "every connect completed at once");
+  pending->cancel();
+  co_await thrown<qi::CancelledError>(std::move(*pending));
+  EXPECT_FALSE(loop.remove_writer(client.get())) << "a cancelled sock_connect left its writer";
+}
+
+QILOOP_TEST_MODES(SockAccept, CancelledLosesNoConnection) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  auto at = sockname(lsn.get());
+  auto t = loop.create_task(loop.sock_accept(lsn.get()));
+  co_await iterations(2);
+  t.cancel();
+  co_await thrown<qi::CancelledError>(std::move(t));
+  EXPECT_FALSE(loop.remove_reader(lsn.get()));
+  Fd client = blocking_client(at);
+  auto [fd, peer] = co_await loop.sock_accept(lsn.get());
+  Fd conn(fd);
+  EXPECT_EQ(peer, sockname(client.get()));
+}
+
+QILOOP_TEST_MODES(SockRecv, PeerResetIsConnectionResetError) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  auto at = sockname(lsn.get());
+  Peer peer([at] {
+    Fd c = blocking_client(at);
+    std::this_thread::sleep_for(30ms);
+    // SO_LINGER 0: close sends RST.
+    linger lg{1, 0};
+    ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  });
+  auto [fd, addr] = co_await loop.sock_accept(lsn.get());
+  Fd conn(fd);
+  std::string w = co_await thrown<qi::ConnectionResetError>(loop.sock_recv(conn.get(), 16));
+  EXPECT_NE(w.find("ECONNRESET"), std::string::npos) << w;
+}
+
+// --- sendfile -----------------------------------------------------------------------
+
+struct TempFile {
+  std::string path;
+  Fd fd;
+  explicit TempFile(const QByteArray& content) {
+    char tmpl[] = "/tmp/qiloop-sendfile-XXXXXX";
+    fd.reset(::mkostemp(tmpl, O_CLOEXEC));
+    path = tmpl;
+    EXPECT_EQ(::write(fd.get(), content.constData(), static_cast<std::size_t>(content.size())), content.size());
+    ::lseek(fd.get(), 0, SEEK_SET);
+  }
+  ~TempFile() { ::unlink(path.c_str()); }
+};
+
+QILOOP_TEST_MODES(SockSendfile, ARegularFileWithOffsetAndCount) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  constexpr std::size_t kSize = 3u << 20;
+  TempFile file(pattern_bytes(kSize));
+  {
+    auto [ours, theirs] = unix_pair();
+    std::atomic<long long> received{0};
+    Peer peer([&, fd = theirs.get()] { received = read_pattern(fd, 50us); });
+    std::size_t sent = co_await loop.sock_sendfile(ours.get(), file.fd.get());
+    EXPECT_EQ(sent, kSize);
+    EXPECT_EQ(::lseek(file.fd.get(), 0, SEEK_CUR), static_cast<off_t>(kSize)) << "asyncio moves the position";
+    ours.reset();
+    co_await loop.run_in_executor(nullptr, [&] { peer.join(); });
+    EXPECT_EQ(received.load(), static_cast<long long>(kSize));
+  }
+  auto [ours, theirs] = unix_pair();
+  std::size_t sent = co_await loop.sock_sendfile(ours.get(), file.fd.get(), 1000, 5000);
+  EXPECT_EQ(sent, 5000u);
+  EXPECT_EQ(::lseek(file.fd.get(), 0, SEEK_CUR), 6000);
+  ours.reset();
+  QByteArray got(6000, '\0');
+  EXPECT_EQ(::recv(theirs.get(), got.data(), 6000, MSG_WAITALL), 5000);
+  EXPECT_EQ(got.left(5000), pattern_bytes(5000, 1000));
+}
+
+QILOOP_TEST_MODES(SockSendfile, APipeGoesThroughTheFallback) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Peer writer, reader;
+  int p[2];
+  QILOOP_CO_ASSERT(ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0));
+  Fd pipe_r(p[0]), pipe_w(p[1]);
+  auto [ours, theirs] = unix_pair();
+  constexpr std::size_t kSize = 600u * 1024;  // more than one 256 KiB chunk
+  writer.start([&] {
+    QByteArray data = pattern_bytes(kSize);
+    std::size_t off = 0;
+    while (off < kSize) {
+      ssize_t r = ::write(pipe_w.get(), data.constData() + off, kSize - off);
+      if (r <= 0) break;
+      off += static_cast<std::size_t>(r);
+    }
+    pipe_w.reset();
+  });
+  std::atomic<long long> received{0};
+  reader.start([&, fd = theirs.get()] { received = read_pattern(fd); });
+  // Without the fallback: refused, naming the way out.
+  std::string w = co_await thrown<qi::SendfileNotAvailableError>(
+      loop.sock_sendfile(ours.get(), pipe_r.get(), 0, std::nullopt, false));
+  EXPECT_NE(w.find("fallback = true"), std::string::npos) << w;
+  std::size_t sent = co_await loop.sock_sendfile(ours.get(), pipe_r.get());
+  EXPECT_EQ(sent, kSize);
+  ours.reset();
+  co_await loop.run_in_executor(nullptr, [&] {
+    writer.join();
+    reader.join();
+  });
+  EXPECT_EQ(received.load(), static_cast<long long>(kSize));
+}
+
+QILOOP_TEST_MODES(SockSendfile, BadArgumentsNameTheFix) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  TempFile file("abc");
+  auto [ours, theirs] = unix_pair();
+  std::string w = co_await thrown<qi::ValueError>(loop.sock_sendfile(ours.get(), file.fd.get(), 0, 0));
+  EXPECT_NE(w.find("std::nullopt"), std::string::npos) << w;
+  co_await thrown<qi::ValueError>(loop.sock_sendfile(ours.get(), file.fd.get(), -1));
+  Fd udp = nb_socket(AF_INET, SOCK_DGRAM);
+  w = co_await thrown<qi::ValueError>(loop.sock_sendfile(udp.get(), file.fd.get()));
+  EXPECT_NE(w.find("SOCK_STREAM"), std::string::npos) << w;
+  // An empty remainder sends nothing.
+  EXPECT_EQ(co_await loop.sock_sendfile(ours.get(), file.fd.get(), 3), 0u);
+}
+
+QILOOP_TEST_MODES(SockSendfile, CancelledMidwayKeepsThePosition) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  constexpr std::size_t kSize = 8u << 20;
+  TempFile file(pattern_bytes(kSize));
+  auto [ours, theirs] = unix_pair();
+  auto t = loop.create_task(loop.sock_sendfile(ours.get(), file.fd.get()));
+  co_await settle();
+  EXPECT_FALSE(t.done());
+  t.cancel();
+  co_await thrown<qi::CancelledError>(std::move(t));
+  EXPECT_FALSE(loop.remove_writer(ours.get()));
+  ours.reset();
+  long long got = read_pattern(theirs.get());
+  EXPECT_GT(got, 0);
+  EXPECT_EQ(::lseek(file.fd.get(), 0, SEEK_CUR), got) << "the position follows what was sent";
+}
+
+QILOOP_TEST_MODES(SockSendfile, CancelledWhileTheFallbackReads) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  int p[2];
+  QILOOP_CO_ASSERT(ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0));
+  Fd pipe_r(p[0]), pipe_w(p[1]);
+  auto [ours, theirs] = unix_pair();
+  // Nothing in the pipe: the read on the executor blocks.
+  auto t = loop.create_task(loop.sock_sendfile(ours.get(), pipe_r.get()));
+  co_await settle();
+  EXPECT_FALSE(t.done());
+  t.cancel();
+  co_await thrown<qi::CancelledError>(std::move(t));
+  // The worker's read ends (EOF) and drops its chunk; nothing was sent.
+  pipe_w.reset();
+  co_await loop.shutdown_default_executor();
+  ours.reset();
+  char c;
+  EXPECT_EQ(::recv(theirs.get(), &c, 1, 0), 0);
+}
+
+QILOOP_TEST_MODES(SockRecv, CancelledRecvIntoConsumesNothing) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  std::array<std::byte, 8> buf{};
+  auto t = loop.create_task(loop.sock_recv_into(ours.get(), buf));
+  co_await iterations(2);
+  t.cancel();
+  co_await thrown<qi::CancelledError>(std::move(t));
+  EXPECT_FALSE(loop.remove_reader(ours.get()));
+  ::send(theirs.get(), "abc", 3, 0);
+  EXPECT_EQ(co_await loop.sock_recv(ours.get(), 8), "abc");
+}
+
+// --- Name resolution ------------------------------------------------------------------
+
+QILOOP_TEST_MODES(GetAddrInfo, NumericHostsStayOnTheLoopThread) {
+  auto& loop = qi::get_running_loop();
+  auto infos = co_await loop.getaddrinfo("127.0.0.1", 8080, AF_UNSPEC, SOCK_STREAM);
+  QILOOP_CO_ASSERT(ASSERT_EQ(infos.size(), 1u));
+  EXPECT_EQ(infos[0].family, AF_INET);
+  EXPECT_EQ(infos[0].type, SOCK_STREAM);
+  EXPECT_EQ(infos[0].protocol, IPPROTO_TCP);
+  EXPECT_EQ(infos[0].address, qi::SocketAddress::ip("127.0.0.1", 8080));
+  auto v6 = co_await loop.getaddrinfo("::1", "53", AF_UNSPEC, SOCK_DGRAM);
+  QILOOP_CO_ASSERT(ASSERT_EQ(v6.size(), 1u));
+  EXPECT_EQ(v6[0].address.to_string(), "[::1]:53");
+  // No type: one per socket type, as getaddrinfo(3) gives them.
+  auto all = co_await loop.getaddrinfo("10.0.0.1", 1);
+  EXPECT_GE(all.size(), 2u);
+  auto passive = co_await loop.getaddrinfo("", 9000, AF_INET, SOCK_STREAM, 0, AI_PASSIVE);
+  QILOOP_CO_ASSERT(ASSERT_EQ(passive.size(), 1u));
+  EXPECT_EQ(passive[0].address.host(), "0.0.0.0");
+  // A numeric host of the wrong family fails at once.
+  co_await thrown<qi::GaiError>(loop.getaddrinfo("127.0.0.1", 1, AF_INET6, SOCK_STREAM));
+  auto nm = co_await loop.getnameinfo(qi::SocketAddress::ip("127.0.0.1", 80), NI_NUMERICHOST | NI_NUMERICSERV);
+  EXPECT_EQ(nm, std::pair("127.0.0.1"s, "80"s));
+  EXPECT_EQ(loop.default_executor(), nullptr) << "a numeric lookup went to the executor";
+}
+
+QILOOP_TEST_MODES(GetAddrInfo, NamesGoThroughTheExecutor) {
+  auto& loop = qi::get_running_loop();
+  auto infos = co_await loop.getaddrinfo("localhost", 80, AF_INET, SOCK_STREAM);
+  EXPECT_NE(loop.default_executor(), nullptr);
+  QILOOP_CO_ASSERT(ASSERT_FALSE(infos.empty()));
+  EXPECT_EQ(infos[0].address.port(), 80);
+  EXPECT_EQ(infos[0].address.family(), AF_INET);
+  // A service name is looked up (on the executor) too.
+  auto svc = co_await loop.getaddrinfo("127.0.0.1", "ssh", AF_INET, SOCK_STREAM);
+  if (!svc.empty()) {
+    EXPECT_EQ(svc[0].address.port(), 22);
+  }
+  qi::GaiError e(0, "");
+  try {
+    co_await loop.getaddrinfo("127.0.0.1", "no-such-service-qiloop", AF_INET, SOCK_STREAM);
+    ADD_FAILURE() << "no qi::GaiError";
+  } catch (const qi::GaiError& x) {
+    e = x;
+  }
+  EXPECT_EQ(e.code(), EAI_SERVICE);
+  EXPECT_NE(std::string(e.what()).find("no-such-service-qiloop"), std::string::npos) << e.what();
+  auto name = co_await loop.getnameinfo(qi::SocketAddress::ip("127.0.0.1", 22), NI_NUMERICSERV);
+  EXPECT_FALSE(name.first.empty());
+  EXPECT_EQ(name.second, "22");
+  co_await thrown<qi::ValueError>(loop.getnameinfo(qi::SocketAddress::unix_path("/x")));
+}
+
+QILOOP_TEST_MODES(GetAddrInfo, CancelledWhileOnTheExecutor) {
+  auto& loop = qi::get_running_loop();
+  auto t = loop.create_task(loop.getaddrinfo("localhost", 80, AF_INET, SOCK_STREAM));
+  co_await iterations(1);
+  t.cancel();
+  try {
+    co_await t;  // finished first, or cancelled: either is right
+  } catch (const qi::CancelledError&) {
+  }
+  EXPECT_TRUE(t.done());
+}
+
+// --- A Python asyncio peer --------------------------------------------------------------
+
+std::string python_missing() {
+  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
+}
+
+// An asyncio echo server for 4-byte little-endian length-prefixed frames:
+// prints its port, serves one connection, exits.
+constexpr const char* kPythonServer = R"PY(
+import asyncio, struct, sys
+async def main():
+    done = asyncio.Event()
+    async def serve(r, w):
+        try:
+            while True:
+                head = await r.readexactly(4)
+                (n,) = struct.unpack('<I', head)
+                w.write(head + await r.readexactly(n))
+                await w.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        w.close()
+        done.set()
+    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.wait_for(done.wait(), 20)
+    srv.close()
+asyncio.run(main())
+)PY";
+
+SOCK_TEST_MODES_IF(SockPython, LengthPrefixedEchoWithAnAsyncioServer, python_missing()) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  std::string cmd = "python3 -c \"$QILOOP_PY\"";
+  ::setenv("QILOOP_PY", kPythonServer, 1);
+  FILE* py = ::popen(cmd.c_str(), "r");
+  QILOOP_CO_ASSERT(ASSERT_NE(py, nullptr));
+  char line[32] = {};
+  // Blocking for the child's start-up only (before any I/O of the test).
+  bool have_port = std::fgets(line, sizeof line, py) != nullptr;
+  int port = have_port ? std::atoi(line) : 0;
+  if (port <= 0) {
+    ::pclose(py);
+    QILOOP_CO_ASSERT(FAIL() << "the Python server printed no port");
+  }
+  auto infos = co_await loop.getaddrinfo("127.0.0.1", static_cast<uint16_t>(port), AF_INET, SOCK_STREAM);
+  Fd fd = nb_socket(AF_INET);
+  co_await loop.sock_connect(fd.get(), infos.at(0).address);
+  for (uint32_t n : {0u, 1u, 1000u, 300000u}) {
+    QByteArray payload = pattern_bytes(n);
+    QByteArray frame(4, '\0');
+    for (int i = 0; i < 4; ++i) frame[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+    frame += payload;
+    co_await loop.sock_sendall(fd.get(), frame);
+    QByteArray back;
+    while (back.size() < frame.size()) {
+      QByteArray part = co_await loop.sock_recv(fd.get(), 65536);
+      if (part.isEmpty()) break;
+      back += part;
+    }
+    EXPECT_EQ(back, frame) << "frame of " << n << " bytes";
+  }
+  ::shutdown(fd.get(), SHUT_WR);
+  EXPECT_EQ(co_await loop.sock_recv(fd.get(), 16), QByteArray()) << "the server closes after our EOF";
+  fd.reset();
+  int status = co_await loop.run_in_executor(nullptr, [py] { return ::pclose(py); });
+  EXPECT_EQ(status, 0);
+}
+
+}  // namespace
