@@ -12,6 +12,7 @@
 #include <QtCore/QObject>
 #include <QtCore/QTimer>
 
+#include <algorithm>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -262,4 +263,34 @@ QILOOP_TEST_MODES(Modal, TasksRunInsideAModalCallWhoseNestedLoopExcludesTimers) 
   EXPECT_GE(inside, kSteps) << "tasks did not run inside a modal loop excluding timers";
   t.cancel();
   co_await qi::gather_settled(t);
+}
+
+namespace {
+// Counts live copies; a copy destroyed twice drives it below zero.
+struct Counted {
+  static inline int alive = 0;
+  static inline int lowest = 0;
+  Counted() { ++alive; }
+  Counted(const Counted&) { ++alive; }
+  Counted(Counted&&) noexcept { ++alive; }
+  ~Counted() { lowest = std::min(lowest, --alive); }
+};
+}  // namespace
+
+// The lambda is named: GCC 12 destroys an aggregate temporary (a lambda
+// with captures by value) twice when it is an argument inside a co_await
+// expression — `co_await qi::modal([p = std::make_shared<X>()] { ... })`
+// double-frees p whatever the callee does (a compiler bug, fixed in later
+// GCCs; clang is not affected; tremotesf2 PR #551 hit it too).
+QILOOP_TEST_MODES(Modal, FnsCapturesAreDestroyedOnceEach) {
+  Counted::alive = 0;
+  Counted::lowest = 0;
+  {
+    auto fn = [c = Counted{}] { return 1; };
+    int v = co_await qi::modal(std::move(fn));
+    EXPECT_EQ(v, 1);
+  }
+  co_await qi::sleep(0s);
+  EXPECT_EQ(Counted::alive, 0);
+  EXPECT_EQ(Counted::lowest, 0);
 }

@@ -139,7 +139,9 @@ qi::Coro<int> doubled(int v) {
 // A modal call on the worker's loop: its nested QEventLoop polls `quit`
 // (bounded by `cap`), and says when it runs.
 qi::Coro<int> modal_on_worker(std::shared_ptr<std::atomic<bool>> inside, std::shared_ptr<std::atomic<bool>> quit) {
-  co_return co_await qi::modal([inside, quit] {
+  // Named: GCC 12 destroys a lambda temporary with by-value captures twice
+  // when it is an argument inside a co_await (tests/qt/modal_test.cpp).
+  auto fn = [inside, quit] {
     QEventLoop nested;
     QTimer poll;
     QObject::connect(&poll, &QTimer::timeout, &nested, [&] {
@@ -151,7 +153,8 @@ qi::Coro<int> modal_on_worker(std::shared_ptr<std::atomic<bool>> inside, std::sh
     nested.exec();
     *inside = false;
     return 42;
-  });
+  };
+  co_return co_await qi::modal(std::move(fn));
 }
 
 }  // namespace
