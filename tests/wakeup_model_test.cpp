@@ -21,6 +21,8 @@
 #include <QtCore/QTimer>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <array>
 #include <functional>
 #include <optional>
@@ -413,6 +415,59 @@ TEST_P(WakeupModelTest, InsideANestedLoopExcludingSocketNotifiersWakeupsAreDefer
     EXPECT_LT(timer_ran - nested_returned, kPrompt);
     EXPECT_LT(thread_ran - nested_returned, kPrompt);
   }
+}
+
+// A nested loop that excludes Qt's timers (exec(QEventLoop::X11ExcludeTimers),
+// as old drag-and-drop loops did), entered from injected code: qiloop's
+// doorbell must still ring in it. Before the doorbell was a Qt timer, a
+// posted event rang it, which every nested loop delivers; a timer doorbell
+// stayed silent until the nested loop returned, so a nested loop waiting for
+// qiloop work never returned. Timers excluded, the nested loop's cap is a
+// quit posted from another thread.
+TEST_P(WakeupModelTest, InsideANestedLoopExcludingTimersCallSoonFromInjectedCodeStillRuns) {
+  QiEventLoop loop;
+  QEventLoop* nested = nullptr;
+  bool ran_inside = false;
+  int rounds = 0;
+  QTimer::singleShot(kIdle, [&] {
+    QEventLoop excluding;
+    nested = &excluding;
+    std::mutex m;
+    std::condition_variable cv;
+    bool returned = false;
+    std::thread capper([&] {
+      std::unique_lock lock(m);
+      if (!cv.wait_for(lock, kNestedCap, [&] { return returned; }))
+        QMetaObject::invokeMethod(&excluding, &QEventLoop::quit, Qt::QueuedConnection);
+    });
+    // Injected code inside the nested loop: a queued call (posted events
+    // are delivered whatever the flags). Twice, so that the second wake-up
+    // comes after the first doorbell rang inside the nested loop.
+    std::function<void()> schedule = [&] {
+      loop.call_soon([&] {
+        if (!nested) return;
+        if (++rounds == 2) {
+          ran_inside = true;
+          nested->quit();
+        } else {
+          QMetaObject::invokeMethod(nested, schedule, Qt::QueuedConnection);
+        }
+      });
+    };
+    QMetaObject::invokeMethod(&excluding, schedule, Qt::QueuedConnection);
+    excluding.exec(QEventLoop::X11ExcludeTimers);
+    nested = nullptr;
+    {
+      std::lock_guard lock(m);
+      returned = true;
+    }
+    cv.notify_one();
+    capper.join();
+    QCoreApplication::removePostedEvents(&excluding);
+    loop.stop();
+  });
+  run(loop);
+  EXPECT_TRUE(ran_inside) << "the call_soon waited for the nested loop excluding timers to end";
 }
 
 // --- A qiloop callback that runs a nested QEventLoop blocks the loop ----------

@@ -45,6 +45,9 @@ struct LoopImpl {
   // The other doorbell, for wake-ups made on the loop's thread: a
   // zero-interval Qt timer (its id while armed). See ensure_wake_posted.
   int wake_timer = 0;
+  // The thread's QEventLoop level the run is served at; a wake-up made in a
+  // deeper nested loop posts the wake event instead (ensure_wake_posted).
+  int doorbell_level = 0;
 
   bool attached = false;       // a QiRunner owns the running state
   bool stopping = false;       // stop() was called; honoured at the iteration's end

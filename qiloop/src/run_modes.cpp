@@ -15,6 +15,7 @@
 #include <QtCore/QThread>
 #include <QtCore/QTimerEvent>
 
+#include <algorithm>
 #include <atomic>
 #include <utility>
 
@@ -90,6 +91,10 @@ void QiEventLoop::start_running(RunMode mode) {
   (void)counting_applications;
   impl_->backend.watch();
   impl_->attached = mode == RunMode::kAttached;
+  // Nested mode runs inside run_forever's exec(), one level down; attached
+  // mode inside the application's exec() (level 1), or deeper if started
+  // from a nested loop.
+  impl_->doorbell_level = std::max(thread()->loopLevel() + (impl_->attached ? 0 : 1), 1);
   mark_running();
   ensure_wake_posted();
 }
@@ -112,15 +117,31 @@ void QiEventLoop::mark_running() noexcept {
 // source that stays ready still does not hold the doorbell back
 // (WakeupModelTest.CallSoonFromInjectedCodeRunsWhileAGlibSourceStaysReady).
 // Without an event dispatcher on this thread (startTimer refuses), the
-// posted event.
+// posted event. Inside a Qt event loop nested deeper than the run's (a
+// modal dialog, a synchronous wait), the posted event too: such a loop may
+// exclude timers (exec(QEventLoop::X11ExcludeTimers)), and posted events
+// are delivered whatever its flags
+// (WakeupModelTest.InsideANestedLoopExcludingTimersCallSoonFromInjectedCodeStillRuns).
+// A timer armed before such a loop started waits for it to return, or for
+// the next wake-up made inside it (the documented limit).
 void QiEventLoop::ensure_wake_posted() {
   LoopImpl& st = *impl_;
-  if (st.wake_timer || st.wake_event.load(std::memory_order_relaxed)) return;
-  if (QAbstractEventDispatcher::instance() && (st.wake_timer = startTimer(0, Qt::PreciseTimer)) != 0) {
-    ++st.stats.posted_wakeups;
-    return;
+  if (st.wake_event.load(std::memory_order_relaxed)) return;
+  // Deeper, a timer armed before the nested loop started may be held back.
+  if (QAbstractEventDispatcher::instance() && thread()->loopLevel() <= st.doorbell_level) {
+    if (st.wake_timer) return;
+    if ((st.wake_timer = startTimer(0, Qt::PreciseTimer)) != 0) {
+      ++st.stats.posted_wakeups;
+      return;
+    }
   }
   post_wake();
+}
+
+void qi::detail::hand_doorbell_to_nested_loop(QiEventLoop& loop) {
+  if (!loop.impl_->wake_timer) return;
+  loop.cancel_wake_timer();
+  if (!loop.impl_->wake_event.load(std::memory_order_relaxed)) loop.post_wake();
 }
 
 // The timer doorbell goes with the run (and with a dispatcher a new

@@ -7,13 +7,18 @@
 #include <qiloop/qt/modal.h>
 #include <qiloop/testing.h>
 
+#include <QtCore/QCoreApplication>
 #include <QtCore/QEventLoop>
 #include <QtCore/QObject>
 #include <QtCore/QTimer>
 
+#include <algorithm>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -42,6 +47,14 @@ qi::Coro<void> ticker(int& ticks) {
 }
 
 qi::Coro<void> wait_event(qi::Event& e) { co_await e.wait(); }
+
+// Yields until it has run `n` steps inside *nested, then quits it.
+qi::Coro<void> yielder(QEventLoop*& nested, int n, int& inside) {
+  for (;;) {
+    co_await qi::sleep(0s);
+    if (nested && ++inside == n) nested->quit();
+  }
+}
 
 }  // namespace
 
@@ -214,3 +227,70 @@ QILOOP_TEST_MODES(Modal, ABoundTaskUnwindsAtOnceWhenItsObjectGoesWhileFnRuns) {
 }
 
 #include "modal_test.moc"
+
+// fn runs a nested loop that excludes Qt's timers (exec(X11ExcludeTimers), as
+// old drag-and-drop loops do). The loop's doorbell, a zero-interval Qt timer,
+// is armed when fn starts (another task is ready): qi::modal hands it over to
+// a posted event first, or no task would run until the nested loop returned.
+// Timers excluded, the nested loop's cap is a quit posted from a thread.
+QILOOP_TEST_MODES(Modal, TasksRunInsideAModalCallWhoseNestedLoopExcludesTimers) {
+  constexpr int kSteps = 50;
+  QEventLoop* nested = nullptr;
+  int inside = 0;
+  auto t = qi::create_task(yielder(nested, kSteps, inside));
+  co_await qi::sleep(0s);  // the yielder is running: the slice ends with work left
+  co_await qi::modal([&] {
+    QEventLoop excluding;
+    std::mutex m;
+    std::condition_variable cv;
+    bool returned = false;
+    std::thread capper([&] {
+      std::unique_lock lock(m);
+      if (!cv.wait_for(lock, 2s, [&] { return returned; }))
+        QMetaObject::invokeMethod(&excluding, &QEventLoop::quit, Qt::QueuedConnection);
+    });
+    nested = &excluding;
+    excluding.exec(QEventLoop::X11ExcludeTimers);
+    nested = nullptr;
+    {
+      std::lock_guard lock(m);
+      returned = true;
+    }
+    cv.notify_one();
+    capper.join();
+    QCoreApplication::removePostedEvents(&excluding);
+  });
+  EXPECT_GE(inside, kSteps) << "tasks did not run inside a modal loop excluding timers";
+  t.cancel();
+  co_await qi::gather_settled(t);
+}
+
+namespace {
+// Counts live copies; a copy destroyed twice drives it below zero.
+struct Counted {
+  static inline int alive = 0;
+  static inline int lowest = 0;
+  Counted() { ++alive; }
+  Counted(const Counted&) { ++alive; }
+  Counted(Counted&&) noexcept { ++alive; }
+  ~Counted() { lowest = std::min(lowest, --alive); }
+};
+}  // namespace
+
+// The lambda is named: GCC 12 destroys an aggregate temporary (a lambda
+// with captures by value) twice when it is an argument inside a co_await
+// expression — `co_await qi::modal([p = std::make_shared<X>()] { ... })`
+// double-frees p whatever the callee does (a compiler bug, fixed in later
+// GCCs; clang is not affected; tremotesf2 PR #551 hit it too).
+QILOOP_TEST_MODES(Modal, FnsCapturesAreDestroyedOnceEach) {
+  Counted::alive = 0;
+  Counted::lowest = 0;
+  {
+    auto fn = [c = Counted{}] { return 1; };
+    int v = co_await qi::modal(std::move(fn));
+    EXPECT_EQ(v, 1);
+  }
+  co_await qi::sleep(0s);
+  EXPECT_EQ(Counted::alive, 0);
+  EXPECT_EQ(Counted::lowest, 0);
+}

@@ -241,6 +241,40 @@ QILOOP_TEST_MODES(SignalStreamThreads, CrossThreadEmissionsArriveInOrderOnTheLoo
   EXPECT_EQ(s.dropped(), 0u);
 }
 
+// A wake-up posted by another thread's emission for a reader that was
+// cancelled meanwhile must not wake the next wait of the stream: here it
+// reaches the loop after a new reader took that emission's item and waits
+// again, with nothing buffered. Woken, that reader took the empty buffer for
+// the end of the stream (std::nullopt) — a read loop with a timeout
+// (qi::wait_for around next()) stopped as if the sender were gone.
+QILOOP_TEST_MODES(SignalStreamThreads, AStaleCrossThreadWakeupDoesNotEndTheNextWait) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one);
+  auto reader = [](qi::SignalStream<int>& s) -> qi::Coro<std::optional<int>> { co_return co_await s.next(); };
+  auto reads_two = [](qi::SignalStream<int>& s) -> qi::Coro<std::optional<int>> {
+    EXPECT_EQ(co_await s.next(), std::optional(1));  // buffered: no wait
+    co_return co_await s.next();                     // waits: nothing buffered
+  };
+  auto t1 = qi::create_task(reader(s));
+  co_await qi::sleep(0);  // t1 waits
+  t1.cancel();
+  auto t2 = qi::create_task(reads_two(s));
+  // Still t1's wait (its task has not run since the cancel): the emission
+  // posts the wake-up, behind t1's and t2's steps.
+  std::thread([&e] { emit e.one(1); }).join();
+  bool cancelled = false;
+  try {
+    (void)co_await t1;
+  } catch (const qi::CancelledError&) {
+    cancelled = true;
+  }
+  EXPECT_TRUE(cancelled);
+  for (int i = 0; i < 5 && !t2.done(); ++i) co_await qi::sleep(0);
+  EXPECT_FALSE(t2.done()) << "the second wait ended with nothing buffered";
+  emit e.one(2);
+  EXPECT_EQ(co_await t2, std::optional(2));
+}
+
 QILOOP_TEST_MODES(SignalStreamThreads, SenderLivingInAnotherThreadEndsTheStreamWhenDestroyed) {
   std::atomic<Emitter*> created{nullptr};
   std::atomic<bool> go{false};

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -423,4 +424,51 @@ TEST(ConcurrentFuture, ADoneCallbackMayCancelAddCallbacksAndReadTheResult) {
   worker.stop();
   EXPECT_EQ(inner.load(), 1);
   EXPECT_FALSE(cancel_result.load());
+}
+
+// Stress, for ThreadSanitizer: 10,000 coroutines submitted from 4 threads to
+// one loop thread, a third of them cancelled by their submitter racing the
+// completion, each with a done callback, every result read with a timeout
+// by its submitter and by a reader thread. Every future ends once, its
+// callback runs once, and a value that arrives is the right one.
+TEST(ConcurrentFuture, TenThousandSubmissionsFromFourThreadsWithRacingCancelsEndOnce) {
+  constexpr int kThreads = 4;
+  constexpr int kEach = 2500;
+  qi::LoopThread worker;
+  std::atomic<int> callbacks{0}, values{0}, cancels{0}, wrong{0};
+  std::vector<std::vector<qi::ConcurrentFuture<int>>> all(kThreads);
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kThreads; ++t) {
+    submitters.emplace_back([&, t] {
+      auto& mine = all[t];
+      mine.reserve(kEach);
+      for (int i = 0; i < kEach; ++i) {
+        const int v = t * kEach + i;
+        auto cf = qi::run_coroutine_threadsafe(answer_now(v), worker.loop());
+        cf.add_done_callback([&callbacks] { ++callbacks; });
+        if (i % 3 == 0) cf.cancel();
+        mine.push_back(cf);
+      }
+      for (int i = 0; i < kEach; ++i) {
+        try {
+          if (mine[i].result(5s) != t * kEach + i) ++wrong;
+          ++values;
+        } catch (const qi::CancelledError&) {
+          ++cancels;
+        }
+      }
+    });
+  }
+  for (auto& s : submitters) s.join();
+  std::thread reader([&] {
+    for (auto& mine : all)
+      for (auto& cf : mine)
+        if (!cf.cancelled()) (void)cf.result(5s);
+  });
+  reader.join();
+  EXPECT_EQ(values + cancels, kThreads * kEach);
+  EXPECT_GE(cancels.load(), 1);
+  EXPECT_EQ(wrong.load(), 0);
+  for (int i = 0; i < 5000 && callbacks < kThreads * kEach; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(callbacks.load(), kThreads * kEach);
 }

@@ -5,13 +5,16 @@
 
 #include <gtest/gtest.h>
 
+#include <QtCore/QEventLoop>
 #include <QtCore/QThread>
+#include <QtCore/QTimer>
 
 #include <atomic>
 #include <chrono>
 #include <future>
 #include <memory>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -125,3 +128,59 @@ TEST(LoopThread, StopFromTheWorkersOwnThreadThrows) {
       worker.loop());
   EXPECT_TRUE(cf.result(5s));
 }
+
+namespace {
+
+qi::Coro<int> doubled(int v) {
+  co_await qi::sleep(0ms);
+  co_return 2 * v;
+}
+
+// A modal call on the worker's loop: its nested QEventLoop polls `quit`
+// (bounded by `cap`), and says when it runs.
+qi::Coro<int> modal_on_worker(std::shared_ptr<std::atomic<bool>> inside, std::shared_ptr<std::atomic<bool>> quit) {
+  // Named: GCC 12 destroys a lambda temporary with by-value captures twice
+  // when it is an argument inside a co_await (tests/qt/modal_test.cpp).
+  auto fn = [inside, quit] {
+    QEventLoop nested;
+    QTimer poll;
+    QObject::connect(&poll, &QTimer::timeout, &nested, [&] {
+      if (*quit) nested.quit();
+    });
+    poll.start(1);
+    QTimer::singleShot(10s, &nested, &QEventLoop::quit);
+    *inside = true;
+    nested.exec();
+    *inside = false;
+    return 42;
+  };
+  co_return co_await qi::modal(std::move(fn));
+}
+
+}  // namespace
+
+// qi::modal from a task of a LoopThread's loop, while other threads keep
+// submitting coroutines there: they run inside the modal call's nested loop
+// on the worker's thread, and the modal's value comes back.
+TEST(LoopThread, AModalCallOnTheWorkersLoopKeepsServingCoroutinesFromOtherThreads) {
+  qi::LoopThread worker;
+  auto inside = std::make_shared<std::atomic<bool>>(false);
+  auto quit = std::make_shared<std::atomic<bool>>(false);
+  auto modal = qi::run_coroutine_threadsafe(modal_on_worker(inside, quit), worker.loop());
+  for (int i = 0; i < 5000 && !*inside; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(inside->load()) << "the modal call never started";
+  std::vector<std::thread> submitters;
+  std::atomic<int> right{0};
+  for (int t = 0; t < 2; ++t)
+    submitters.emplace_back([&worker, &right, t] {
+      for (int i = 0; i < 200; ++i)
+        if (qi::run_coroutine_threadsafe(doubled(t * 1000 + i), worker.loop()).result(5s) == 2 * (t * 1000 + i))
+          ++right;
+    });
+  for (auto& s : submitters) s.join();
+  EXPECT_EQ(right.load(), 400);
+  EXPECT_TRUE(inside->load()) << "the coroutines waited for the modal call to end";
+  *quit = true;
+  EXPECT_EQ(modal.result(5s), 42);
+}
+

@@ -111,6 +111,10 @@ namespace detail {
 struct LoopImpl;
 struct AsyncGenBase;
 class MainInterrupt;
+// Called on the loop's thread just before a nested Qt loop that may exclude
+// timers (qi::modal's fn): an armed doorbell timer becomes a posted wake
+// event, which every nested loop delivers (src/run_modes.cpp).
+QILOOP_EXPORT void hand_doorbell_to_nested_loop(QiEventLoop& loop);
 }
 template <class F, class... Args>
 class to_thread;
@@ -625,6 +629,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend class qi::Clock;  // notify_changed(), and its destructor detaches it
   friend struct qi::detail::AsyncGenBase;  // the registry of generators
   friend std::vector<qi::TaskRef> qi::all_tasks(const QiEventLoop&);  // walks the task registry
+  friend void qi::detail::hand_doorbell_to_nested_loop(QiEventLoop&);  // the doorbell's two forms
 
   friend class qi::detail::ExecutorJobBase;  // submits through the loop's gate
   template <class F, class... Args>

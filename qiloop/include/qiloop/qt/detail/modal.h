@@ -66,6 +66,8 @@ class ModalJob {
     state_->started = true;
     try {
       try {
+        // fn's nested loop may exclude timers (exec(X11ExcludeTimers)).
+        hand_doorbell_to_nested_loop(loop_);
         if constexpr (std::is_void_v<R>) {
           std::invoke(fn_);
           state_->finish_with_value();

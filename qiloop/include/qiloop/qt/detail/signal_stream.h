@@ -145,7 +145,7 @@ class SignalBuffer {
   // meanwhile (then returns false, and try_take has it).
   bool start_wait(QiEventLoop& loop) {
     std::lock_guard lock(mutex_);
-    if (!ring_.empty() || ended_ || copy_error_) return false;
+    if (has_news_locked()) return false;
     if (waiting_)
       throw qi::RuntimeError(
           "qi::SignalStream::next: another task is already waiting on this stream; one task reads a stream "
@@ -153,8 +153,8 @@ class SignalBuffer {
     // Bound at each wait: the stream may outlive the loop of an earlier
     // wait (read under one loop, then under the next on the same thread), and
     // a wake-up posted to that loop died with it, so wake_posted_ is reset
-    // too (a stale one still alive only finds waiting_ false, or wakes this
-    // wait early; both harmless).
+    // too (a stale one still alive finds waiting_ false or nothing to take,
+    // and does nothing, or finds what this wait waits for).
     binding_.bind(loop);
     wake_posted_ = false;
     waiter_ = Future<void>(loop);
@@ -188,6 +188,8 @@ class SignalBuffer {
  private:
   ~SignalBuffer() = default;
 
+  // Under mutex_: something a reader would take (an item, the end, an error).
+  bool has_news_locked() const noexcept { return !ring_.empty() || ended_ || copy_error_; }
   // Under mutex_: wakes the waiting reader, here or through the loop.
   void wake_locked() noexcept {
     if (!waiting_) return;
@@ -200,7 +202,10 @@ class SignalBuffer {
         {
           std::lock_guard lock(ref->mutex_);
           ref->wake_posted_ = false;
-          if (!ref->waiting_) return;
+          // Stale: posted for a wait that ended meanwhile (its reader was
+          // cancelled), and what woke it was taken since; the wait now
+          // pending waits on (woken, it would read an empty buffer as the end).
+          if (!ref->waiting_ || !ref->has_news_locked()) return;
           ref->waiting_ = false;
         }
         ref->wake_reader();
