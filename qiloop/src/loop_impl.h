@@ -17,6 +17,7 @@
 #include <atomic>
 
 class QEventLoop;
+class QTimer;
 
 Q_DECLARE_LOGGING_CATEGORY(lcQiloop)
 
@@ -44,7 +45,7 @@ struct LoopImpl {
   std::atomic<QEvent*> wake_event{nullptr};
   // The other doorbell, for wake-ups made on the loop's thread: a
   // zero-interval Qt timer (its id while armed). See ensure_wake_posted.
-  int wake_timer = 0;
+  QTimer* doorbell = nullptr;  // a child of the loop, made at the first ring
   // The thread's QEventLoop level the run is served at; a wake-up made in a
   // deeper nested loop posts the wake event instead (ensure_wake_posted).
   int doorbell_level = 0;

@@ -13,7 +13,7 @@
 #include <QtCore/QEvent>
 #include <QtCore/QEventLoop>
 #include <QtCore/QThread>
-#include <QtCore/QTimerEvent>
+#include <QtCore/QTimer>
 
 #include <algorithm>
 #include <atomic>
@@ -116,7 +116,7 @@ void QiEventLoop::mark_running() noexcept {
 // priority once one has fired, until posted events are next sent; a glib
 // source that stays ready still does not hold the doorbell back
 // (WakeupModelTest.CallSoonFromInjectedCodeRunsWhileAGlibSourceStaysReady).
-// Without an event dispatcher on this thread (startTimer refuses), the
+// Without an event dispatcher on this thread (the timer cannot start), the
 // posted event. Inside a Qt event loop nested deeper than the run's (a
 // modal dialog, a synchronous wait), the posted event too: such a loop may
 // exclude timers (exec(QEventLoop::X11ExcludeTimers)), and posted events
@@ -124,13 +124,27 @@ void QiEventLoop::mark_running() noexcept {
 // (WakeupModelTest.InsideANestedLoopExcludingTimersCallSoonFromInjectedCodeStillRuns).
 // A timer armed before such a loop started waits for it to return, or for
 // the next wake-up made inside it (the documented limit).
+//
+// The timer is a QTimer (single-shot, zero interval, a child of the loop so
+// it moves with it) whose timeout reaches a lambda, rather than startTimer()
+// answered in event(): qiloop's code then never types Qt's stack-allocated
+// QTimerEvent, which UBSan's vptr check cannot vet in a process out of file
+// descriptors (it probes memory through a pipe).
 void QiEventLoop::ensure_wake_posted() {
   LoopImpl& st = *impl_;
   if (st.wake_event.load(std::memory_order_relaxed)) return;
   // Deeper, a timer armed before the nested loop started may be held back.
   if (QAbstractEventDispatcher::instance() && thread()->loopLevel() <= st.doorbell_level) {
-    if (st.wake_timer) return;
-    if ((st.wake_timer = startTimer(0, Qt::PreciseTimer)) != 0) {
+    if (!st.doorbell) {
+      st.doorbell = new QTimer(this);
+      st.doorbell->setSingleShot(true);
+      st.doorbell->setTimerType(Qt::PreciseTimer);
+      st.doorbell->setInterval(0);
+      QObject::connect(st.doorbell, &QTimer::timeout, st.doorbell, [this] { on_wake(Wake::kPostedEvent); });
+    }
+    if (st.doorbell->isActive()) return;
+    st.doorbell->start();
+    if (st.doorbell->isActive()) {
       ++st.stats.posted_wakeups;
       return;
     }
@@ -139,7 +153,8 @@ void QiEventLoop::ensure_wake_posted() {
 }
 
 void qi::detail::hand_doorbell_to_nested_loop(QiEventLoop& loop) {
-  if (!loop.impl_->wake_timer) return;
+  QTimer* doorbell = loop.impl_->doorbell;
+  if (!doorbell || !doorbell->isActive()) return;
   loop.cancel_wake_timer();
   if (!loop.impl_->wake_event.load(std::memory_order_relaxed)) loop.post_wake();
 }
@@ -147,7 +162,7 @@ void qi::detail::hand_doorbell_to_nested_loop(QiEventLoop& loop) {
 // The timer doorbell goes with the run (and with a dispatcher a new
 // QCoreApplication replaced: its timers died with it).
 void QiEventLoop::cancel_wake_timer() noexcept {
-  if (impl_->wake_timer) killTimer(std::exchange(impl_->wake_timer, 0));
+  if (impl_->doorbell) impl_->doorbell->stop();
 }
 
 void QiEventLoop::finish_running() {
@@ -219,12 +234,6 @@ bool QiEventLoop::event(QEvent* e) {
            "on the thread that runs it");
   if (e->type() == kWakeEvent) {
     static_cast<WakeEvent*>(e)->disarm();  // the next wake-up may be posted
-    on_wake(Wake::kPostedEvent);
-    return true;
-  }
-  if (e->type() == QEvent::Timer && impl_->wake_timer &&
-      static_cast<QTimerEvent*>(e)->timerId() == impl_->wake_timer) {
-    cancel_wake_timer();  // one shot; the next wake-up may start another
     on_wake(Wake::kPostedEvent);
     return true;
   }
