@@ -12,6 +12,7 @@
 
 #include <qiloop/coro.h>
 #include <qiloop/event_loop.h>
+#include <qiloop/export.h>
 #include <qiloop/net/socket.h>
 
 #include <chrono>
@@ -24,11 +25,11 @@ namespace qi::detail {
 // Connects a new non-blocking, close-on-exec socket; the caller owns the fd.
 // local: bind first to the first of these of the address's family that
 // binds. target names the request in errors ("localhost:80").
-Coro<int> connect_first(QiEventLoop& loop, std::vector<AddrInfo> addresses, std::vector<AddrInfo> local,
+QILOOP_EXPORT Coro<int> connect_first(QiEventLoop& loop, std::vector<AddrInfo> addresses, std::vector<AddrInfo> local,
                         std::optional<std::chrono::nanoseconds> delay, bool all_errors, std::string target);
 
 // The addresses reordered by alternating families, first_family_count of
 // the first family first.
-std::vector<AddrInfo> interleave_addrinfos(std::vector<AddrInfo> addresses, int first_family_count);
+QILOOP_EXPORT std::vector<AddrInfo> interleave_addrinfos(std::vector<AddrInfo> addresses, int first_family_count);
 
 }  // namespace qi::detail
