@@ -68,7 +68,8 @@ QILOOP_TEST_MODES(CreateConnection, RefusedPortNamesTheAddress) {
   uint16_t port = refused_port();
   std::string what;
   try {
-    (void)co_await loop.create_connection(recorder(std::make_shared<Log>()), "127.0.0.1", port);
+    auto factory1 = recorder(std::make_shared<Log>());  // named: g++ 12 destroys a lambda temporary of a co_await twice
+    (void)co_await loop.create_connection(std::move(factory1), "127.0.0.1", port);
   } catch (const qi::ConnectionRefusedError& e) {
     what = e.what();
   }
@@ -77,7 +78,8 @@ QILOOP_TEST_MODES(CreateConnection, RefusedPortNamesTheAddress) {
 
 QILOOP_TEST_MODES(CreateConnection, AnUnresolvableNameIsAGaiError) {
   auto& loop = qi::get_running_loop();
-  EXPECT_THROW((void)co_await loop.create_connection(recorder(std::make_shared<Log>()), "no-such-host.invalid", 80),
+  auto factory2 = recorder(std::make_shared<Log>());  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  EXPECT_THROW((void)co_await loop.create_connection(std::move(factory2), "no-such-host.invalid", 80),
                qi::GaiError);
 }
 
@@ -168,7 +170,8 @@ TRANSPORT_TEST_MODES_IF(CreateConnection, CancelledWhileConnectingLeavesNothing,
   EXPECT_TRUE(cancelled);
   auto log = std::make_shared<Log>();
   auto plain = [&]() -> qi::Coro<void> {
-    (void)co_await loop.create_connection(recorder(log), "127.0.0.1", hole.address.port());
+    auto factory3 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+    (void)co_await loop.create_connection(std::move(factory3), "127.0.0.1", hole.address.port());
   };
   auto t2 = loop.create_task(plain());
   co_await qi::sleep(30ms);
@@ -198,7 +201,8 @@ qi::Coro<void> echo_once(const qi::SocketAddress& at, std::function<qi::Coro<std
     echo_until_eof(c.get());
   });
   auto log = std::make_shared<Log>();
-  auto [t, proto] = co_await connect(log);
+  auto log_for_connect = log;
+  auto [t, proto] = co_await connect(std::move(log_for_connect));
   t->write("ping");
   co_await log->until([&] { return log->data == "ping"; });
   t->write_eof();
@@ -213,20 +217,24 @@ TRANSPORT_TEST_MODES_IF(CreateConnection, Ipv6, no_ipv6()) {
   Fd probe = listener(qi::SocketAddress::ip("::1", 0));
   uint16_t port = sockname(probe.get()).port();
   probe.reset();
-  co_await echo_once(qi::SocketAddress::ip("::1", port), [port](std::shared_ptr<Log> log) {
-    return qi::get_running_loop().create_connection(recorder(log), "::1", port);
-  });
+  // Named, as every callable given inside a co_await expression (g++ 12).
+  std::function<qi::Coro<std::pair<qi::Transport*, Recorder*>>(std::shared_ptr<Log>)> connect =
+      [port](std::shared_ptr<Log> log) { return qi::get_running_loop().create_connection(recorder(log), "::1", port); };
+  const auto at = qi::SocketAddress::ip("::1", port);
+  co_await echo_once(at, std::move(connect));
 }
 
 QILOOP_TEST_MODES(CreateConnection, UnixSocketPath) {
   char tmpl[] = "/tmp/qiloop-transport-XXXXXX";
   std::string dir = ::mkdtemp(tmpl);
   std::string path = dir + "/s";
-  co_await echo_once(qi::SocketAddress::unix_path(path), [path](std::shared_ptr<Log> log) {
-    return qi::get_running_loop().create_unix_connection(recorder(log), path);
-  });
+  std::function<qi::Coro<std::pair<qi::Transport*, Recorder*>>(std::shared_ptr<Log>)> connect =
+      [path](std::shared_ptr<Log> log) { return qi::get_running_loop().create_unix_connection(recorder(log), path); };
+  const auto at = qi::SocketAddress::unix_path(path);
+  co_await echo_once(at, std::move(connect));
   ::unlink(path.c_str());
-  EXPECT_THROW((void)co_await qi::get_running_loop().create_unix_connection(recorder(std::make_shared<Log>()), path),
+  auto factory4 = recorder(std::make_shared<Log>());  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  EXPECT_THROW((void)co_await qi::get_running_loop().create_unix_connection(std::move(factory4), path),
                qi::FileNotFoundError);
   ::rmdir(dir.c_str());
 }
@@ -238,7 +246,8 @@ QILOOP_TEST_MODES(CreateConnection, LocalAddrBindsFirst) {
   auto log = std::make_shared<Log>();
   qi::ConnectOptions options;
   options.local_addr = std::pair<std::string, uint16_t>("127.0.0.2", 0);
-  auto [t, proto] = co_await loop.create_connection(recorder(log), "127.0.0.1", sockname(lsn.get()).port(), options);
+  auto factory5 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory5), "127.0.0.1", sockname(lsn.get()).port(), options);
   EXPECT_EQ(t->sockname().host(), "127.0.0.2");
   t->abort();
   co_await log->until([&] { return log->lost > 0; });
@@ -248,10 +257,12 @@ QILOOP_TEST_MODES(CreateConnection, AnExistingSocket) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   Fd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  EXPECT_THROW((void)co_await loop.create_connection(recorder(std::make_shared<Log>()), udp.get()), qi::ValueError);
+  auto factory6 = recorder(std::make_shared<Log>());  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  EXPECT_THROW((void)co_await loop.create_connection(std::move(factory6), udp.get()), qi::ValueError);
   auto [ours, theirs] = unix_pair();  // ours is blocking: the transport makes it non-blocking
   auto log = std::make_shared<Log>();
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory7 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory7), ours.release());
   send_all(theirs.get(), "hi");
   co_await log->until([&] { return log->data == "hi"; });
   t->close();
@@ -270,11 +281,13 @@ QILOOP_TEST_MODES(CreateConnection, AThrowingConnectionMadePropagatesAndConnecti
       throw qi::ValueError("not today");
     }
   };
-  EXPECT_THROW((void)co_await loop.create_connection([log] { return std::make_unique<Refuses>(log); }, ours.release()),
+  auto factory8 = [log] { return std::make_unique<Refuses>(log); };  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  EXPECT_THROW((void)co_await loop.create_connection(std::move(factory8), ours.release()),
                qi::ValueError);
   co_await log->until([&] { return log->lost > 0; });
   EXPECT_EQ(what_of(log->error), "not today");
-  EXPECT_THROW((void)co_await loop.create_connection([] { return std::unique_ptr<Recorder>(); }, theirs.release()),
+  auto factory9 = [] { return std::unique_ptr<Recorder>(); };  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  EXPECT_THROW((void)co_await loop.create_connection(std::move(factory9), theirs.release()),
                qi::ValueError)
       << "a factory returning null";
 }

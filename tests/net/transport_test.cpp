@@ -37,7 +37,8 @@ QILOOP_TEST_MODES(Transport, EchoOverTcpThroughAProtocol) {
     echo_until_eof(c.get());
   });
   auto log = std::make_shared<Log>();
-  auto [t, proto] = co_await loop.create_connection(recorder(log), "127.0.0.1", sockname(lsn.get()).port());
+  auto factory1 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory1), "127.0.0.1", sockname(lsn.get()).port());
   EXPECT_EQ(log->made, 1) << "connection_made ran before create_connection returned";
   EXPECT_EQ(proto->transport, t);
   EXPECT_EQ(t->peername(), sockname(lsn.get()));
@@ -95,12 +96,12 @@ QILOOP_TEST_MODES(Transport, BufferedProtocolReadsIntoItsOwnMemory) {
     send_all(theirs.get(), pattern_bytes(100000).toStdString());
     ::shutdown(theirs.get(), SHUT_WR);
   });
-  auto [t, sink] = co_await loop.create_connection(
-      [log] {
+  auto factory2 = [log] {
         auto s = std::make_unique<Sink>();
         s->log = log;
         return s;
-      },
+      };  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, sink] = co_await loop.create_connection(std::move(factory2),
       ours.release());
   EXPECT_EQ(t->peername().family(), AF_UNIX);
   co_await log->until([&] { return log->lost > 0; });
@@ -122,7 +123,8 @@ QILOOP_TEST_MODES(Transport, LargeWritesToASlowReaderFollowTheWaterMarks) {
   std::atomic<long long> received{0};
   Peer peer;
   peer.start([&] { received = read_pattern(theirs.get(), 200us, 16384); });
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory3 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory3), ours.release());
   EXPECT_EQ(t->get_write_buffer_limits(), (std::pair<std::size_t, std::size_t>(16 << 10, 64 << 10)));
   t->set_write_buffer_limits(128 << 10);
   EXPECT_EQ(t->get_write_buffer_limits(), (std::pair<std::size_t, std::size_t>(32 << 10, 128 << 10)));
@@ -151,7 +153,8 @@ QILOOP_TEST_MODES(Transport, WritelinesSendsManyPiecesInOrder) {
   std::atomic<long long> received{0};
   Peer peer;
   peer.start([&] { received = read_pattern(theirs.get(), 100us, 8192); });
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory4 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory4), ours.release());
   // More pieces than one sendmsg takes (IOV_MAX), and more bytes than the
   // socket buffer: some are sent at once, the rest buffered.
   std::vector<QByteArray> owned;
@@ -187,7 +190,8 @@ QILOOP_TEST_MODES(Transport, WriteEofHalfClosesAndThePeerStillAnswers) {
     send_all(theirs.get(), "bye");
     ::shutdown(theirs.get(), SHUT_WR);
   });
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory5 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory5), ours.release());
   t->write("data");
   t->write_eof();
   t->write_eof();  // idempotent
@@ -207,7 +211,8 @@ QILOOP_TEST_MODES(Transport, EofReceivedReturningTrueKeepsItOpenForWriting) {
   auto log = std::make_shared<Log>();
   auto [ours, theirs] = unix_pair();
   ::shutdown(theirs.get(), SHUT_WR);
-  auto [t, proto] = co_await loop.create_connection(recorder(log, [](Recorder& r) { r.keep_open_on_eof = true; }),
+  auto factory6 = recorder(log, [](Recorder& r) { r.keep_open_on_eof = true; });  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory6),
                                                    ours.release());
   co_await log->until([&] { return log->eofs > 0; });
   co_await settle();
@@ -232,7 +237,8 @@ QILOOP_TEST_MODES(Transport, PeerResetIsConnectionResetError) {
     char b;
     (void)::recv(c.get(), &b, 1, 0);  // after our first byte
   });
-  auto [t, proto] = co_await loop.create_connection(recorder(log), "127.0.0.1", sockname(lsn.get()).port());
+  auto factory7 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory7), "127.0.0.1", sockname(lsn.get()).port());
   t->write("x");
   co_await log->until([&] { return log->lost > 0; });
   peer.join();
@@ -245,7 +251,8 @@ QILOOP_TEST_MODES(Transport, CloseTwiceAndAbortAfterCloseLoseTheConnectionOnce) 
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
   auto [ours, theirs] = unix_pair();
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory8 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory8), ours.release());
   t->write("flushed");
   t->close();
   t->close();
@@ -262,7 +269,8 @@ QILOOP_TEST_MODES(Transport, WritesAfterCloseAreDroppedAndTheFifthWarnsOnce) {
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
   auto [ours, theirs] = unix_pair();
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory9 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory9), ours.release());
   static std::vector<std::string> warnings;
   warnings.clear();
   QtMessageHandler previous = qInstallMessageHandler([](QtMsgType type, const QMessageLogContext&, const QString& m) {
@@ -283,7 +291,8 @@ QILOOP_TEST_MODES(Transport, AbortDropsTheBuffer) {
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
   auto [ours, theirs] = unix_pair();
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory10 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory10), ours.release());
   t->write(pattern_bytes(4 << 20));  // the peer does not read: most is buffered
   EXPECT_GT(t->get_write_buffer_size(), 0u);
   t->abort();
@@ -306,7 +315,8 @@ QILOOP_TEST_MODES(Transport, PauseAndResumeReading) {
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
   auto [ours, theirs] = unix_pair();
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory11 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory11), ours.release());
   send_all(theirs.get(), "one");
   co_await log->until([&] { return log->data == "one"; });
   t->pause_reading();
@@ -329,7 +339,8 @@ QILOOP_TEST_MODES(Transport, SockCallsOnATransportsFdAreRefused) {
   auto log = std::make_shared<Log>();
   auto [ours, theirs] = unix_pair();
   int fd = ours.get();
-  auto [t, proto] = co_await loop.create_connection(recorder(log), ours.release());
+  auto factory12 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory12), ours.release());
   std::string what;
   try {
     (void)co_await loop.sock_recv(fd, 10);
@@ -350,8 +361,8 @@ QILOOP_TEST_MODES(Transport, AThrowingCallbackIsReportedAndAbortsTheTransport) {
   loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
   auto log = std::make_shared<Log>();
   auto [ours, theirs] = unix_pair();
-  auto [t, proto] = co_await loop.create_connection(
-      recorder(log, [](Recorder& r) { r.on_data = [](Recorder&, QByteArrayView) { throw std::runtime_error("boom"); }; }),
+  auto factory13 = recorder(log, [](Recorder& r) { r.on_data = [](Recorder&, QByteArrayView) { throw std::runtime_error("boom"); }; });  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory13),
       ours.release());
   t->write(pattern_bytes(1 << 20));  // buffered: the abort drops it
   send_all(theirs.get(), "x");
@@ -374,12 +385,12 @@ QILOOP_TEST_MODES(Transport, AThrowingConnectionLostIsReported) {
   };
   bool gone = false;
   auto [ours, theirs] = unix_pair();
-  auto [t, proto] = co_await loop.create_connection(
-      [&] {
+  auto factory14 = [&] {
         auto b = std::make_unique<Bad>();
         b->gone = &gone;
         return b;
-      },
+      };  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory14),
       ours.release());
   t->close();
   co_await settle();
@@ -426,7 +437,8 @@ TRANSPORT_TEST_MODES_IF(TransportPython, EchoWithAnAsyncioServer, python_missing
     QILOOP_CO_ASSERT(FAIL() << "the Python server printed no port");
   }
   auto log = std::make_shared<Log>();
-  auto [t, proto] = co_await loop.create_connection(recorder(log), "127.0.0.1", static_cast<uint16_t>(port));
+  auto factory15 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory15), "127.0.0.1", static_cast<uint16_t>(port));
   QByteArray payload = pattern_bytes(1 << 20);
   t->write(payload);
   t->write_eof();
