@@ -219,6 +219,12 @@ struct Log {
   }
 };
 
+// Waits until the transport's write buffer is empty (no callback says so
+// unless the protocol was paused: polls, bounded by the kit's watchdog).
+inline qi::Coro<void> drained(qi::Transport& t) {
+  while (t.get_write_buffer_size() > 0) co_await qi::sleep(std::chrono::milliseconds(2));
+}
+
 // A qi::Protocol that records into a Log; behaviour hooks for the tests.
 struct Recorder : qi::Protocol {
   explicit Recorder(std::shared_ptr<Log> l) : log(std::move(l)) {}
