@@ -451,3 +451,36 @@ TRANSPORT_TEST_MODES_IF(TransportPython, EchoWithAnAsyncioServer, python_missing
 }
 
 }  // namespace
+
+namespace {
+
+// loop.close() destroys a transport still open: its fd is closed and its
+// protocol destroyed (without connection_lost), with a warning.
+TEST(Transport, LoopCloseDestroysAnUnclosedTransport) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  auto log = std::make_shared<Log>();
+  struct Tracked : Recorder {
+    using Recorder::Recorder;
+    bool* gone = nullptr;
+    ~Tracked() override { *gone = true; }
+  };
+  bool gone = false;
+  {
+    QiEventLoop loop;
+    int fd = ours.release();
+    auto factory = [&] {
+      auto p = std::make_unique<Tracked>(log);
+      p->gone = &gone;
+      return p;
+    };
+    auto opened = loop.run_until_complete(loop.create_connection(std::move(factory), fd));
+    EXPECT_EQ(opened.first->fileno(), fd);
+    loop.close();
+    EXPECT_TRUE(gone);
+    EXPECT_EQ(log->lost, 0) << "no callback runs on a closing loop";
+  }
+  EXPECT_EQ(read_all(theirs.get()), "") << "our end was closed: EOF";
+}
+
+}  // namespace
