@@ -57,6 +57,8 @@ void QiEventLoop::close() {
   // Signals go back to their previous dispositions while the pipe's reader
   // can still be removed.
   close_signal_handlers();
+  // Transports still open close their fds while their watches can go.
+  close_transports();
   closed_ = true;
   // From here on, scheduling from the destructors of the callbacks we drop
   // is ignored (check_can_schedule() returns false while tearing_down).

@@ -72,6 +72,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -106,6 +107,15 @@ struct LoopStats {
 
 class SocketAddress;  // <qiloop/net/address.h>
 struct AddrInfo;      // <qiloop/net/socket.h>
+class Transport;        // <qiloop/net/transport.h>
+class BaseProtocol;     // <qiloop/net/protocols.h>
+struct ConnectOptions;  // <qiloop/net/transport.h>
+namespace detail {
+// What create_connection returns for a protocol factory returning
+// std::unique_ptr<P>.
+template <class Factory>
+using ConnectResult = std::pair<Transport*, typename std::invoke_result_t<Factory&>::element_type*>;
+}  // namespace detail
 
 namespace detail {
 struct LoopImpl;
@@ -609,6 +619,45 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // qi::GaiError.
   qi::Coro<std::pair<std::string, std::string>> getnameinfo(qi::SocketAddress address, int flags = 0);
 
+
+  // --- Transports (<qiloop/net/transport.h>) ---------------------------------
+  // asyncio's loop.create_connection / create_unix_connection. The factory
+  // returns std::unique_ptr<P> (P a qi::Protocol or qi::BufferedProtocol);
+  // the result is (transport, protocol) after connection_made ran. The
+  // contract is in <qiloop/net/transport.h>, which defines these templates
+  // (include it to call them); loop thread only.
+
+  // QiEventLoop::create_connection()
+  // Resolves host (loop.getaddrinfo), connects to its addresses in order
+  // (or staggered: options.happy_eyeballs_delay) and returns the transport
+  // of the first that connects; TCP_NODELAY is set. Throws what the last
+  // address (or every address, combined) failed with.
+  template <class Factory, class Options = qi::ConnectOptions>
+  qi::Coro<qi::detail::ConnectResult<Factory>> create_connection(Factory factory, std::string host, uint16_t port,
+                                                                 Options options = {});
+  // A connected stream socket the transport takes over (asyncio's sock=):
+  // made non-blocking; closed with the transport. Throws qi::ValueError
+  // (the fd stays the caller's) when it is not a stream socket.
+  template <class Factory>
+  qi::Coro<qi::detail::ConnectResult<Factory>> create_connection(Factory factory, int sock);
+  // QiEventLoop::create_unix_connection()
+  // The same over a Unix stream socket connected to path (a leading '\0':
+  // an abstract name).
+  template <class Factory>
+  qi::Coro<qi::detail::ConnectResult<Factory>> create_unix_connection(Factory factory, std::string path);
+
+  using ProtocolFactory = absl::AnyInvocable<std::unique_ptr<qi::BaseProtocol>()>;
+
+ private:
+  // The non-template halves (src/net/create_connection.cpp).
+  qi::Coro<qi::Transport*> open_tcp_transport(ProtocolFactory factory, std::string host, uint16_t port,
+                                              qi::ConnectOptions options);
+  qi::Coro<qi::Transport*> open_unix_transport(ProtocolFactory factory, std::string path);
+  qi::Coro<qi::Transport*> adopt_socket_transport(ProtocolFactory factory, int sock);
+  // close(): destroys the transports still open (src/net/socket_transport.cpp).
+  void close_transports() noexcept;
+
+ public:
  Q_SIGNALS:
   // Emitted when the loop stops running (both modes), after its last
   // iteration, once per run: when run_forever() is about to return, when an

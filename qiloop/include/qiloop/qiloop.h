@@ -39,6 +39,8 @@
 //   net/signals.h  Unix signals: loop.add_signal_handler / remove_signal_handler, Ctrl+C in qi::run
 //   net/address.h  qi::SocketAddress: IPv4, IPv6 and Unix socket addresses
 //   net/socket.h   qi::AddrInfo and the contract of loop.sock_* and loop.getaddrinfo
+//   net/protocols.h  qi::Protocol, qi::BufferedProtocol: what a transport calls
+//   net/transport.h  qi::Transport, loop.create_connection / create_unix_connection
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -81,3 +83,5 @@
 #include <qiloop/net/signals.h>
 #include <qiloop/net/address.h>
 #include <qiloop/net/socket.h>
+#include <qiloop/net/protocols.h>
+#include <qiloop/net/transport.h>

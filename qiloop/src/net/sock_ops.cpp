@@ -7,6 +7,7 @@
 #include <qiloop/net/socket.h>
 
 #include "net/fd_watch.h"
+#include "net/socket_transport.h"
 
 #include <absl/container/flat_hash_set.h>
 
@@ -77,6 +78,7 @@ namespace {
 // Once per call (asyncio checks only in debug mode: a blocking fd would
 // stall the whole loop inside the system call).
 void check_nonblocking(int fd, const char* api) {
+  ensure_fd_no_transport(fd, api);
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) qi::throw_os_error(errno, on_fd(api, fd));
   if (!(flags & O_NONBLOCK))

@@ -1,0 +1,299 @@
+// Helpers of the transport tests: fds, peers that are not qiloop (blocking
+// POSIX sockets on a std::thread), and a protocol that records what it
+// receives into a log that outlives it (a transport destroys its protocol
+// after connection_lost).
+#pragma once
+
+#include <qiloop/net/socket.h>
+#include <qiloop/net/transport.h>
+#include <qiloop/sync/event.h>
+#include <qiloop/testing.h>
+
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+// Both run modes (QILOOP_TEST_MODES), skipped (before any loop runs) when `why_not` is not empty.
+#define TRANSPORT_TEST_MODES_IF(suite, name, why_not)                                            \
+  qi::Coro<void> suite##_##name##_body();                                                      \
+  TEST(suite, name##_nested) {                                                                 \
+    if (std::string w = (why_not); !w.empty()) GTEST_SKIP() << w;                              \
+    qi::testing::run_test(suite##_##name##_body(), {.mode = qi::testing::RunMode::kNested});   \
+  }                                                                                            \
+  TEST(suite, name##_attached) {                                                               \
+    if (std::string w = (why_not); !w.empty()) GTEST_SKIP() << w;                              \
+    qi::testing::run_test(suite##_##name##_body(), {.mode = qi::testing::RunMode::kAttached}); \
+  }                                                                                            \
+  qi::Coro<void> suite##_##name##_body()
+
+namespace peers {
+
+using namespace std::chrono_literals;
+
+inline const bool kSigpipeIgnored = [] { return std::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+inline int count_fds() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d)) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+// Fails the test when the body leaves an fd open.
+struct FdLeakCheck {
+  int before = count_fds();
+  ~FdLeakCheck() { EXPECT_EQ(count_fds(), before) << "an fd leaked"; }
+};
+
+// A peer's socket never blocks a test for ever.
+inline void bound_peer_waits(int fd) {
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+inline qi::SocketAddress sockname(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  return qi::SocketAddress::from_native(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+// A blocking listening socket on `at` (port 0: any free one).
+inline Fd listener(const qi::SocketAddress& at, int backlog = 16) {
+  Fd fd(::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  EXPECT_EQ(::bind(fd.get(), at.native(), at.size()), 0) << std::strerror(errno);
+  EXPECT_EQ(::listen(fd.get(), backlog), 0);
+  bound_peer_waits(fd.get());
+  return fd;
+}
+
+// A connected AF_UNIX stream pair: [0] for the transport, [1] blocking,
+// the peer's.
+inline std::pair<Fd, Fd> unix_pair() {
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  bound_peer_waits(sv[1]);
+  return {Fd(sv[0]), Fd(sv[1])};
+}
+
+// A peer on its own thread, joined when it goes.
+class Peer {
+ public:
+  Peer() = default;
+  ~Peer() { join(); }
+  void start(std::function<void()> f) { t_ = std::thread(std::move(f)); }
+  void join() {
+    if (t_.joinable()) t_.join();
+  }
+
+ private:
+  std::thread t_;
+};
+
+// Byte i of the test stream: not periodic in any buffer size.
+inline char pattern(std::size_t i) { return static_cast<char>((i * 131 + (i >> 9)) & 0xff); }
+inline QByteArray pattern_bytes(std::size_t n, std::size_t from = 0) {
+  QByteArray b(static_cast<qsizetype>(n), Qt::Uninitialized);
+  for (std::size_t i = 0; i < n; ++i) b[static_cast<qsizetype>(i)] = pattern(from + i);
+  return b;
+}
+
+// Reads until EOF (or error), checking the pattern; the count, or -1 at the
+// first wrong byte. pause: a slow reader.
+inline long long read_pattern(int fd, std::chrono::microseconds pause = 0us, std::size_t chunk = 65536) {
+  std::vector<char> buf(chunk);
+  long long total = 0;
+  for (;;) {
+    ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
+    if (r <= 0) return total;
+    for (ssize_t i = 0; i < r; ++i)
+      if (buf[static_cast<std::size_t>(i)] != pattern(static_cast<std::size_t>(total + i))) return -1;
+    total += r;
+    if (pause > 0us) std::this_thread::sleep_for(pause);
+  }
+}
+
+// Reads everything until EOF.
+inline std::string read_all(int fd) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) return out;
+    out.append(buf, static_cast<std::size_t>(r));
+  }
+}
+
+inline void send_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    ssize_t r = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    if (r <= 0) return;
+    s.remove_prefix(static_cast<std::size_t>(r));
+  }
+}
+
+// Echoes until EOF, then closes: the peer of the echo tests.
+inline void echo_until_eof(int fd) {
+  char buf[65536];
+  for (;;) {
+    ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    send_all(fd, std::string_view(buf, static_cast<std::size_t>(r)));
+  }
+}
+
+inline bool ipv6_loopback() {
+  Fd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd.get() < 0) return false;
+  auto a = qi::SocketAddress::ip("::1", 0);
+  return ::bind(fd.get(), a.native(), a.size()) == 0;
+}
+
+// What the protocol saw; shared with the test, since the protocol goes
+// with its transport.
+struct Log {
+  QByteArray data;
+  int made = 0;
+  int eofs = 0;
+  int lost = 0;
+  int pauses = 0;
+  int resumes = 0;
+  std::exception_ptr error;
+  std::vector<std::string> order;  // the callbacks, in order
+  qi::Event changed;               // set by every callback
+
+  void note(const char* what) {
+    order.emplace_back(what);
+    changed.set();
+  }
+  // Waits until pred() holds (each callback wakes it).
+  template <class Pred>
+  qi::Coro<void> until(Pred pred) {
+    while (!pred()) {
+      changed.clear();
+      co_await changed.wait();
+    }
+  }
+};
+
+// Waits until the transport's write buffer is empty (no callback says so
+// unless the protocol was paused: polls, bounded by the kit's watchdog).
+inline qi::Coro<void> drained(qi::Transport& t) {
+  while (t.get_write_buffer_size() > 0) co_await qi::sleep(std::chrono::milliseconds(2));
+}
+
+// A qi::Protocol that records into a Log; behaviour hooks for the tests.
+struct Recorder : qi::Protocol {
+  explicit Recorder(std::shared_ptr<Log> l) : log(std::move(l)) {}
+  std::shared_ptr<Log> log;
+  qi::Transport* transport = nullptr;
+  bool keep_open_on_eof = false;
+  std::function<void(Recorder&, QByteArrayView)> on_data;
+
+  void connection_made(qi::Transport& t) override {
+    transport = &t;
+    ++log->made;
+    log->note("made");
+  }
+  void data_received(QByteArrayView d) override {
+    log->data.append(d);
+    log->note("data");
+    if (on_data) on_data(*this, d);
+  }
+  bool eof_received() override {
+    ++log->eofs;
+    log->note("eof");
+    return keep_open_on_eof;
+  }
+  void connection_lost(std::exception_ptr e) override {
+    ++log->lost;
+    log->error = e;
+    log->note("lost");
+  }
+  void pause_writing() override {
+    ++log->pauses;
+    log->note("pause");
+  }
+  void resume_writing() override {
+    ++log->resumes;
+    log->note("resume");
+  }
+};
+
+// The factory of a Recorder logging into `log`.
+inline auto recorder(std::shared_ptr<Log> log, std::function<void(Recorder&)> setup = {}) {
+  return [log, setup] {
+    auto r = std::make_unique<Recorder>(log);
+    if (setup) setup(*r);
+    return r;
+  };
+}
+
+// What an exception_ptr holds, as text ("" for null).
+inline std::string what_of(std::exception_ptr e) {
+  if (!e) return "";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "(not a std::exception)";
+  }
+}
+
+template <class E>
+bool holds(std::exception_ptr e) {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace peers

@@ -1,0 +1,486 @@
+// qi::Transport over TCP and Unix stream sockets (the selector socket
+// transport), against peers that are not qiloop: blocking POSIX sockets on
+// a std::thread, and a Python 3 asyncio server. Loopback only. Real time:
+// the peers must make progress; every peer socket times out, and the kit's
+// watchdog ends a stuck body.
+#include "net/transport_peers.h"
+
+#include <qiloop/net/transport.h>
+#include <qiloop/testing.h>
+
+#include <gtest/gtest.h>
+
+#include <netinet/tcp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+
+using namespace std::chrono_literals;
+using namespace peers;
+
+namespace {
+
+qi::Coro<void> settle(std::chrono::milliseconds d = 30ms) { co_await qi::sleep(d); }
+
+
+// --- Echo -------------------------------------------------------------------------
+
+QILOOP_TEST_MODES(Transport, EchoOverTcpThroughAProtocol) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Peer peer;
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  peer.start([&] {
+    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    bound_peer_waits(c.get());
+    echo_until_eof(c.get());
+  });
+  auto log = std::make_shared<Log>();
+  auto factory1 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory1), "127.0.0.1", sockname(lsn.get()).port());
+  EXPECT_EQ(log->made, 1) << "connection_made ran before create_connection returned";
+  EXPECT_EQ(proto->transport, t);
+  EXPECT_EQ(t->peername(), sockname(lsn.get()));
+  EXPECT_EQ(t->sockname().host(), "127.0.0.1");
+  EXPECT_GE(t->fileno(), 0);
+  int nodelay = 0;
+  socklen_t len = sizeof nodelay;
+  ::getsockopt(t->fileno(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &len);
+  EXPECT_NE(nodelay, 0) << "TCP_NODELAY is set by default";
+  EXPECT_TRUE(t->is_reading());
+  EXPECT_TRUE(t->can_write_eof());
+  t->write("hello ");
+  t->writelines({"wor", "", "ld"});
+  co_await log->until([&] { return log->data.size() >= 11; });
+  EXPECT_EQ(log->data, "hello world");
+  t->close();
+  EXPECT_TRUE(t->is_closing());
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(log->error, nullptr);
+  EXPECT_EQ(log->order.front(), "made");
+  EXPECT_EQ(log->order.back(), "lost");
+  peer.join();
+}
+
+QILOOP_TEST_MODES(Transport, BufferedProtocolReadsIntoItsOwnMemory) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  struct Sink : qi::BufferedProtocol {
+    std::shared_ptr<Log> log;
+    std::array<std::byte, 1000> mem{};
+    std::size_t hints = 0;
+    std::span<std::byte> get_buffer(std::size_t) override {
+      ++hints;
+      return mem;
+    }
+    void buffer_updated(std::size_t n) override {
+      log->data.append(reinterpret_cast<const char*>(mem.data()), static_cast<qsizetype>(n));
+      log->note("data");
+    }
+    bool eof_received() override {
+      ++log->eofs;
+      log->note("eof");
+      return false;
+    }
+    void connection_lost(std::exception_ptr e) override {
+      ++log->lost;
+      log->error = e;
+      log->note("lost");
+    }
+  };
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  Peer peer;
+  peer.start([&] {
+    send_all(theirs.get(), pattern_bytes(100000).toStdString());
+    ::shutdown(theirs.get(), SHUT_WR);
+  });
+  auto factory2 = [log] {
+        auto s = std::make_unique<Sink>();
+        s->log = log;
+        return s;
+      };  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, sink] = co_await loop.create_connection(std::move(factory2),
+      ours.release());
+  EXPECT_EQ(t->peername().family(), AF_UNIX);
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(log->data, pattern_bytes(100000)) << "every byte, through the 1000-byte buffer";
+  EXPECT_EQ(log->eofs, 1);
+  EXPECT_EQ(log->error, nullptr);
+  peer.join();
+}
+
+// --- Flow control ---------------------------------------------------------------------
+
+QILOOP_TEST_MODES(Transport, LargeWritesToASlowReaderFollowTheWaterMarks) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  constexpr std::size_t kTotal = 4 << 20;
+  constexpr std::size_t kChunk = 64 << 10;
+  std::atomic<long long> received{0};
+  Peer peer;
+  peer.start([&] { received = read_pattern(theirs.get(), 1ms, 16384); });  // 16 MB/s at most
+  auto factory3 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory3), ours.release());
+  EXPECT_EQ(t->get_write_buffer_limits(), (std::pair<std::size_t, std::size_t>(16 << 10, 64 << 10)));
+  t->set_write_buffer_limits(128 << 10);
+  EXPECT_EQ(t->get_write_buffer_limits(), (std::pair<std::size_t, std::size_t>(32 << 10, 128 << 10)));
+  const QByteArray all = pattern_bytes(kTotal);
+  std::size_t peak = 0;
+  for (std::size_t sent = 0; sent < kTotal; sent += kChunk) {
+    // A well-behaved producer: stops while paused.
+    co_await log->until([&] { return log->pauses == log->resumes; });
+    t->write(QByteArrayView(all).sliced(static_cast<qsizetype>(sent), kChunk));
+    peak = std::max(peak, t->get_write_buffer_size());
+  }
+  EXPECT_GT(log->pauses, 0) << "the slow reader made the buffer cross the high-water mark";
+  EXPECT_LE(peak, (128u << 10) + kChunk) << "memory stays bounded by high + one write";
+  co_await drained(*t);
+  EXPECT_EQ(log->pauses, log->resumes) << "resume_writing came once the buffer drained to the low mark";
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  peer.join();
+  EXPECT_EQ(received.load(), static_cast<long long>(kTotal)) << "every byte in order";
+}
+
+QILOOP_TEST_MODES(Transport, WritelinesSendsManyPiecesInOrder) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  std::atomic<long long> received{0};
+  Peer peer;
+  peer.start([&] { received = read_pattern(theirs.get(), 100us, 8192); });
+  auto factory4 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory4), ours.release());
+  // More pieces than one sendmsg takes (IOV_MAX), and more bytes than the
+  // socket buffer: some are sent at once, the rest buffered.
+  std::vector<QByteArray> owned;
+  std::size_t at = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::size_t n = 1 + static_cast<std::size_t>(i % 700);
+    owned.push_back(pattern_bytes(n, at));
+    at += n;
+  }
+  std::vector<QByteArrayView> views(owned.begin(), owned.end());
+  t->writelines(views);
+  EXPECT_GT(t->get_write_buffer_size(), 0u) << "the rest was buffered";
+  t->writelines(std::span<const QByteArrayView>());  // nothing: no effect
+  t->write_eof();
+  co_await drained(*t);
+  peer.join();
+  EXPECT_EQ(received.load(), static_cast<long long>(at));
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+}
+
+// --- Half-close, reset, close, abort ---------------------------------------------------
+
+QILOOP_TEST_MODES(Transport, WriteEofHalfClosesAndThePeerStillAnswers) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  std::string got;
+  Peer peer;
+  peer.start([&] {
+    got = read_all(theirs.get());  // until our EOF
+    send_all(theirs.get(), "bye");
+    ::shutdown(theirs.get(), SHUT_WR);
+  });
+  auto factory5 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory5), ours.release());
+  t->write("data");
+  t->write_eof();
+  t->write_eof();  // idempotent
+  EXPECT_THROW(t->write("more"), qi::RuntimeError);
+  EXPECT_THROW(t->writelines({"more"}), qi::RuntimeError);
+  co_await log->until([&] { return log->lost > 0; });
+  peer.join();
+  EXPECT_EQ(got, "data");
+  EXPECT_EQ(log->data, "bye") << "reading went on after write_eof";
+  EXPECT_EQ(log->eofs, 1);
+  EXPECT_EQ(log->error, nullptr) << "eof_received returned false: a clean close";
+}
+
+QILOOP_TEST_MODES(Transport, EofReceivedReturningTrueKeepsItOpenForWriting) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  ::shutdown(theirs.get(), SHUT_WR);
+  auto factory6 = recorder(log, [](Recorder& r) { r.keep_open_on_eof = true; });  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory6),
+                                                   ours.release());
+  co_await log->until([&] { return log->eofs > 0; });
+  co_await settle();
+  EXPECT_EQ(log->lost, 0) << "still open";
+  EXPECT_FALSE(t->is_closing());
+  t->write("after eof");
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(read_all(theirs.get()), "after eof");
+}
+
+QILOOP_TEST_MODES(Transport, PeerResetIsConnectionResetError) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  Peer peer;
+  peer.start([&] {
+    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    linger lg{1, 0};  // close() sends RST
+    ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    char b;
+    (void)::recv(c.get(), &b, 1, 0);  // after our first byte
+  });
+  auto factory7 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory7), "127.0.0.1", sockname(lsn.get()).port());
+  t->write("x");
+  co_await log->until([&] { return log->lost > 0; });
+  peer.join();
+  EXPECT_TRUE(holds<qi::ConnectionResetError>(log->error)) << what_of(log->error);
+  EXPECT_NE(what_of(log->error).find("127.0.0.1"), std::string::npos) << what_of(log->error);
+}
+
+QILOOP_TEST_MODES(Transport, CloseTwiceAndAbortAfterCloseLoseTheConnectionOnce) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  auto factory8 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory8), ours.release());
+  t->write("flushed");
+  t->close();
+  t->close();
+  EXPECT_FALSE(t->is_reading());
+  co_await log->until([&] { return log->lost > 0; });
+  co_await settle();
+  EXPECT_EQ(log->lost, 1);
+  EXPECT_EQ(log->error, nullptr);
+  EXPECT_EQ(read_all(theirs.get()), "flushed");
+}
+
+QILOOP_TEST_MODES(Transport, WritesAfterCloseAreDroppedAndTheFifthWarnsOnce) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  auto factory9 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory9), ours.release());
+  static std::vector<std::string> warnings;
+  warnings.clear();
+  QtMessageHandler previous = qInstallMessageHandler([](QtMsgType type, const QMessageLogContext&, const QString& m) {
+    if (type == QtWarningMsg && m.contains("writes after close()")) warnings.push_back(m.toStdString());
+  });
+  t->write("before");
+  t->close();
+  for (int i = 0; i < 7; ++i) t->write("dropped");
+  t->writelines({"dropped"});
+  qInstallMessageHandler(previous);
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(read_all(theirs.get()), "before");
+}
+
+QILOOP_TEST_MODES(Transport, AbortDropsTheBuffer) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  auto factory10 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory10), ours.release());
+  t->write(pattern_bytes(4 << 20));  // the peer does not read: most is buffered
+  EXPECT_GT(t->get_write_buffer_size(), 0u);
+  t->abort();
+  EXPECT_EQ(t->get_write_buffer_size(), 0u);
+  EXPECT_TRUE(t->is_closing());
+  t->abort();
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  co_await settle();
+  EXPECT_EQ(log->lost, 1);
+  EXPECT_EQ(log->error, nullptr);
+  long long got = read_pattern(theirs.get());
+  EXPECT_LT(got, 4 << 20) << "the buffered rest was never sent";
+}
+
+// --- Reading ---------------------------------------------------------------------------
+
+QILOOP_TEST_MODES(Transport, PauseAndResumeReading) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  auto factory11 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory11), ours.release());
+  send_all(theirs.get(), "one");
+  co_await log->until([&] { return log->data == "one"; });
+  t->pause_reading();
+  t->pause_reading();
+  EXPECT_FALSE(t->is_reading());
+  send_all(theirs.get(), "two");
+  co_await settle();
+  EXPECT_EQ(log->data, "one") << "nothing is delivered while paused";
+  t->resume_reading();
+  t->resume_reading();
+  EXPECT_TRUE(t->is_reading());
+  co_await log->until([&] { return log->data == "onetwo"; });
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+}
+
+QILOOP_TEST_MODES(Transport, SockCallsOnATransportsFdAreRefused) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  int fd = ours.get();
+  auto factory12 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory12), ours.release());
+  std::string what;
+  try {
+    (void)co_await loop.sock_recv(fd, 10);
+  } catch (const qi::RuntimeError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("transport"), std::string::npos) << what;
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+}
+
+// --- Protocol errors -------------------------------------------------------------------
+
+QILOOP_TEST_MODES(Transport, AThrowingCallbackIsReportedAndAbortsTheTransport) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  std::vector<std::string> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
+  auto log = std::make_shared<Log>();
+  auto [ours, theirs] = unix_pair();
+  auto factory13 = recorder(log, [](Recorder& r) { r.on_data = [](Recorder&, QByteArrayView) { throw std::runtime_error("boom"); }; });  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory13),
+      ours.release());
+  t->write(pattern_bytes(1 << 20));  // buffered: the abort drops it
+  send_all(theirs.get(), "x");
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(what_of(log->error), "boom") << "connection_lost receives the callback's exception";
+  QILOOP_CO_ASSERT(ASSERT_EQ(reports.size(), 1u));
+  EXPECT_NE(reports[0].find("protocol.data_received() call failed"), std::string::npos) << reports[0];
+  loop.set_exception_handler(nullptr);
+}
+
+QILOOP_TEST_MODES(Transport, AThrowingConnectionLostIsReported) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  std::vector<std::string> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
+  struct Bad : qi::Protocol {
+    bool* gone;
+    void connection_lost(std::exception_ptr) override { throw std::runtime_error("lost badly"); }
+    ~Bad() override { *gone = true; }
+  };
+  bool gone = false;
+  auto [ours, theirs] = unix_pair();
+  auto factory14 = [&] {
+        auto b = std::make_unique<Bad>();
+        b->gone = &gone;
+        return b;
+      };  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory14),
+      ours.release());
+  t->close();
+  co_await settle();
+  EXPECT_TRUE(gone) << "the protocol is destroyed anyway";
+  QILOOP_CO_ASSERT(ASSERT_EQ(reports.size(), 1u));
+  EXPECT_NE(reports[0].find("connection_lost"), std::string::npos);
+  loop.set_exception_handler(nullptr);
+}
+
+// --- A Python asyncio peer ---------------------------------------------------------------
+
+std::string python_missing() {
+  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
+}
+
+// An asyncio echo server: prints its port, echoes one connection until EOF.
+constexpr const char* kPythonEcho = R"PY(
+import asyncio
+async def main():
+    done = asyncio.Event()
+    async def serve(r, w):
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+        w.close()
+        done.set()
+    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.wait_for(done.wait(), 20)
+    srv.close()
+asyncio.run(main())
+)PY";
+
+TRANSPORT_TEST_MODES_IF(TransportPython, EchoWithAnAsyncioServer, python_missing()) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  ::setenv("QILOOP_PY", kPythonEcho, 1);
+  FILE* py = ::popen("python3 -c \"$QILOOP_PY\"", "r");
+  QILOOP_CO_ASSERT(ASSERT_NE(py, nullptr));
+  char line[32] = {};
+  int port = std::fgets(line, sizeof line, py) ? std::atoi(line) : 0;  // blocking: the child's start-up only
+  if (port <= 0) {
+    ::pclose(py);
+    QILOOP_CO_ASSERT(FAIL() << "the Python server printed no port");
+  }
+  auto log = std::make_shared<Log>();
+  auto factory15 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory15), "127.0.0.1", static_cast<uint16_t>(port));
+  QByteArray payload = pattern_bytes(1 << 20);
+  t->write(payload);
+  t->write_eof();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(log->data, payload);
+  EXPECT_EQ(log->error, nullptr);
+  int status = co_await loop.run_in_executor(nullptr, [py] { return ::pclose(py); });
+  EXPECT_EQ(status, 0);
+}
+
+}  // namespace
+
+namespace {
+
+// loop.close() destroys a transport still open: its fd is closed and its
+// protocol destroyed (without connection_lost), with a warning.
+TEST(Transport, LoopCloseDestroysAnUnclosedTransport) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  auto log = std::make_shared<Log>();
+  struct Tracked : Recorder {
+    using Recorder::Recorder;
+    bool* gone = nullptr;
+    ~Tracked() override { *gone = true; }
+  };
+  bool gone = false;
+  {
+    QiEventLoop loop;
+    int fd = ours.release();
+    auto factory = [&] {
+      auto p = std::make_unique<Tracked>(log);
+      p->gone = &gone;
+      return p;
+    };
+    auto opened = loop.run_until_complete(loop.create_connection(std::move(factory), fd));
+    EXPECT_EQ(opened.first->fileno(), fd);
+    loop.close();
+    EXPECT_TRUE(gone);
+    EXPECT_EQ(log->lost, 0) << "no callback runs on a closing loop";
+  }
+  EXPECT_EQ(read_all(theirs.get()), "") << "our end was closed: EOF";
+}
+
+}  // namespace
