@@ -7,12 +7,16 @@
 #include <gtest/gtest.h>
 
 #include <QtCore/QCoreApplication>
+#include <QtCore/QEventLoop>
 #include <QtCore/QTimer>
 
 #include <chrono>
+#include <condition_variable>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace qt {
@@ -87,6 +91,29 @@ inline qi::Coro<void> cleans_up_with_awaits(int& cleaned) {
   co_await qi::sleep(std::chrono::milliseconds(1));
   ++cleaned;
   if (cancelled) std::rethrow_exception(cancelled);
+}
+
+// Runs `nested` as a loop that excludes Qt's timers (exec(X11ExcludeTimers),
+// as old drag-and-drop loops did). No timer can cap it, so a thread posts
+// its quit() when it has not returned after `cap`; the events left posted to
+// it are removed before it goes.
+inline void exec_excluding_timers(QEventLoop& nested, std::chrono::milliseconds cap) {
+  std::mutex m;
+  std::condition_variable cv;
+  bool returned = false;
+  std::thread capper([&] {
+    std::unique_lock lock(m);
+    if (!cv.wait_for(lock, cap, [&] { return returned; }))
+      QMetaObject::invokeMethod(&nested, &QEventLoop::quit, Qt::QueuedConnection);
+  });
+  nested.exec(QEventLoop::X11ExcludeTimers);
+  {
+    std::lock_guard lock(m);
+    returned = true;
+  }
+  cv.notify_one();
+  capper.join();
+  QCoreApplication::removePostedEvents(&nested);
 }
 
 }  // namespace qt

@@ -21,8 +21,6 @@
 #include <QtCore/QTimer>
 
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
 #include <array>
 #include <functional>
 #include <optional>
@@ -432,14 +430,6 @@ TEST_P(WakeupModelTest, InsideANestedLoopExcludingTimersCallSoonFromInjectedCode
   QTimer::singleShot(kIdle, [&] {
     QEventLoop excluding;
     nested = &excluding;
-    std::mutex m;
-    std::condition_variable cv;
-    bool returned = false;
-    std::thread capper([&] {
-      std::unique_lock lock(m);
-      if (!cv.wait_for(lock, kNestedCap, [&] { return returned; }))
-        QMetaObject::invokeMethod(&excluding, &QEventLoop::quit, Qt::QueuedConnection);
-    });
     // Injected code inside the nested loop: a queued call (posted events
     // are delivered whatever the flags). Twice, so that the second wake-up
     // comes after the first doorbell rang inside the nested loop.
@@ -455,15 +445,8 @@ TEST_P(WakeupModelTest, InsideANestedLoopExcludingTimersCallSoonFromInjectedCode
       });
     };
     QMetaObject::invokeMethod(&excluding, schedule, Qt::QueuedConnection);
-    excluding.exec(QEventLoop::X11ExcludeTimers);
+    qt::exec_excluding_timers(excluding, kNestedCap);
     nested = nullptr;
-    {
-      std::lock_guard lock(m);
-      returned = true;
-    }
-    cv.notify_one();
-    capper.join();
-    QCoreApplication::removePostedEvents(&excluding);
     loop.stop();
   });
   run(loop);

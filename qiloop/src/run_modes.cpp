@@ -79,7 +79,7 @@ void QiEventLoop::on_backend_ready(QObject& loop) { static_cast<QiEventLoop&>(lo
 void QiEventLoop::on_new_application() {
   qi::detail::count_new_application();
   if (QiEventLoop* loop = qi::running_loop()) {
-    loop->cancel_wake_timer();
+    loop->silence_doorbell();
     loop->post_wake();
   }
 }
@@ -155,18 +155,18 @@ void QiEventLoop::ensure_wake_posted() {
 void qi::detail::hand_doorbell_to_nested_loop(QiEventLoop& loop) {
   QTimer* doorbell = loop.impl_->doorbell;
   if (!doorbell || !doorbell->isActive()) return;
-  loop.cancel_wake_timer();
+  loop.silence_doorbell();
   if (!loop.impl_->wake_event.load(std::memory_order_relaxed)) loop.post_wake();
 }
 
 // The timer doorbell goes with the run (and with a dispatcher a new
 // QCoreApplication replaced: its timers died with it).
-void QiEventLoop::cancel_wake_timer() noexcept {
+void QiEventLoop::silence_doorbell() noexcept {
   if (impl_->doorbell) impl_->doorbell->stop();
 }
 
 void QiEventLoop::finish_running() {
-  cancel_wake_timer();
+  silence_doorbell();
   running_ = false;
   impl_->stopping = false;
   impl_->exiting = false;

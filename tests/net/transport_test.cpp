@@ -12,9 +12,16 @@
 
 #include <netinet/tcp.h>
 
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
+
+extern char** environ;
 
 using namespace std::chrono_literals;
 using namespace peers;
@@ -481,6 +488,31 @@ TEST(Transport, LoopCloseDestroysAnUnclosedTransport) {
     EXPECT_EQ(log->lost, 0) << "no callback runs on a closing loop";
   }
   EXPECT_EQ(read_all(theirs.get()), "") << "our end was closed: EOF";
+}
+
+}  // namespace
+
+namespace {
+
+// A loop with static storage duration holding an open transport at exit:
+// its destructor closes the transport after main()'s thread_locals are
+// gone, so the transports' registry must not be one of them.
+TEST(Transport, AStaticLoopClosesItsTransportsAtExit) {
+  pid_t pid = -1;
+  char* argv[] = {const_cast<char*>(QILOOP_STATIC_LOOP_HELPER), nullptr};
+  ASSERT_EQ(posix_spawn(&pid, QILOOP_STATIC_LOOP_HELPER, nullptr, nullptr, argv, environ), 0);
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      FAIL() << "the program did not exit within 20 s";
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace

@@ -7,18 +7,17 @@
 #include <qiloop/qt/modal.h>
 #include <qiloop/testing.h>
 
+#include "test_util.h"
+
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEventLoop>
 #include <QtCore/QObject>
 #include <QtCore/QTimer>
 
 #include <algorithm>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -241,24 +240,9 @@ QILOOP_TEST_MODES(Modal, TasksRunInsideAModalCallWhoseNestedLoopExcludesTimers) 
   co_await qi::sleep(0s);  // the yielder is running: the slice ends with work left
   co_await qi::modal([&] {
     QEventLoop excluding;
-    std::mutex m;
-    std::condition_variable cv;
-    bool returned = false;
-    std::thread capper([&] {
-      std::unique_lock lock(m);
-      if (!cv.wait_for(lock, 2s, [&] { return returned; }))
-        QMetaObject::invokeMethod(&excluding, &QEventLoop::quit, Qt::QueuedConnection);
-    });
     nested = &excluding;
-    excluding.exec(QEventLoop::X11ExcludeTimers);
+    qt::exec_excluding_timers(excluding, 2s);
     nested = nullptr;
-    {
-      std::lock_guard lock(m);
-      returned = true;
-    }
-    cv.notify_one();
-    capper.join();
-    QCoreApplication::removePostedEvents(&excluding);
   });
   EXPECT_GE(inside, kSteps) << "tasks did not run inside a modal loop excluding timers";
   t.cancel();

@@ -805,7 +805,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void end_run();
   void ensure_wake_posted();
   void post_wake();
-  void cancel_wake_timer() noexcept;
+  void silence_doorbell() noexcept;
   void shutdown_attached();
   void destroy_pending_tasks() noexcept;
   // The clock hook (clock.cpp).

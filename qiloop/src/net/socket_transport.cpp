@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,9 +30,18 @@ namespace qi::detail {
 
 namespace {
 
-// The transports alive on this thread's loops, by fd: an fd is owned by
-// one transport at a time, process-wide, and its loop runs on this thread.
-thread_local absl::flat_hash_map<int, SocketTransport*> t_transports;
+// The transports alive, by fd: an fd is owned by one transport at a time,
+// process-wide. Never destroyed: a loop with static storage duration closes
+// its transports at exit, after the thread_locals and the statics made
+// after it are gone.
+struct Registry {
+  std::mutex mutex;
+  absl::flat_hash_map<int, SocketTransport*> by_fd;
+};
+Registry& registry() {
+  static Registry* const r = new Registry;
+  return *r;
+}
 
 // asyncio's max_size: the most one read takes.
 constexpr std::size_t kReadSize = 256 * 1024;
@@ -71,7 +81,13 @@ void set_nodelay(int fd, const SocketAddress& local) {
 }  // namespace
 
 void ensure_fd_no_transport(int fd, const char* api) {
-  if (t_transports.contains(fd))
+  bool owned;
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    owned = r.by_fd.contains(fd);
+  }
+  if (owned)
     throw qi::RuntimeError(std::string(api) + ": fd " + std::to_string(fd) +
                            " is used by a transport; use the transport's methods (write, pause_reading, ...), or "
                            "close the transport before using the fd directly");
@@ -102,21 +118,31 @@ SocketTransport::SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<Base
   buffered_protocol_ = dynamic_cast<BufferedProtocol*>(protocol_.get());
   if (!buffered_protocol_) stream_ = dynamic_cast<Protocol*>(protocol_.get());
   set_nodelay(fd, local_);
-  t_transports[fd] = this;
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.by_fd[fd] = this;
 }
 
 SocketTransport::~SocketTransport() {
   // A closed fd's watches must go first (see QiEventLoop::add_reader).
   loop_.remove_reader(fd_);
   loop_.remove_writer(fd_);
-  t_transports.erase(fd_);
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.by_fd.erase(fd_);
+  }
   ::close(fd_);
 }
 
 void SocketTransport::destroy_all(QiEventLoop& loop) noexcept {
   std::vector<SocketTransport*> mine;
-  for (auto& [fd, t] : t_transports)
-    if (&t->loop_ == &loop) mine.push_back(t);
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    for (auto& [fd, t] : r.by_fd)
+      if (&t->loop_ == &loop) mine.push_back(t);
+  }
   for (SocketTransport* t : mine) {
     if (!t->lost_)
       qCWarning(lcQiloop, "loop.close(): destroying an unclosed transport (%s) without connection_lost; close "

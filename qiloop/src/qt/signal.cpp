@@ -32,24 +32,20 @@ void throw_already_awaited(const char* api) {
                          " again for the next emission, or use qi::signal_stream to receive every emission");
 }
 
-std::exception_ptr source_destroyed_error(const char* api) {
-  return std::make_exception_ptr(
-      qi::SignalSourceDestroyed(std::string(api) + ": the sender was destroyed before it emitted the signal"));
-}
-
-std::exception_ptr source_gone_error(const char* api) noexcept {
+std::exception_ptr source_gone_error(const char* api, bool connection_cut) noexcept {
   try {
-    return std::make_exception_ptr(qi::SignalSourceDestroyed(
-        std::string(api) +
-        ": the sender was destroyed before it emitted the signal (or its connection was cut by a "
-        "QObject::disconnect that named no receiver: disconnect your own connections through their "
-        "QMetaObject::Connection)"));
+    std::string what = std::string(api) + ": the sender was destroyed before it emitted the signal";
+    if (connection_cut)
+      what +=
+          " (or its connection was cut by a QObject::disconnect that named no receiver: disconnect your own "
+          "connections through their QMetaObject::Connection)";
+    return std::make_exception_ptr(qi::SignalSourceDestroyed(what));
   } catch (...) {
     return std::current_exception();  // std::bad_alloc: the wait still ends
   }
 }
 
-void throw_source_destroyed(const char* api) { std::rethrow_exception(source_destroyed_error(api)); }
+void throw_source_destroyed(const char* api) { std::rethrow_exception(source_gone_error(api, false)); }
 
 std::exception_ptr not_a_signal_error(const char* api) {
   return std::make_exception_ptr(qi::RuntimeError(

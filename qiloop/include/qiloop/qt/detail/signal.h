@@ -240,10 +240,10 @@ QILOOP_EXPORT void check_capacity(std::size_t capacity, const char* api);
 // The errors of awaiting a signal.
 [[noreturn]] QILOOP_EXPORT void throw_already_awaited(const char* api);
 [[noreturn]] QILOOP_EXPORT void throw_source_destroyed(const char* api);
-QILOOP_EXPORT std::exception_ptr source_destroyed_error(const char* api);
-// What a connection cut before the wait ended is (the sender destroyed, or
-// disconnected by someone else); never throws (null when out of memory).
-QILOOP_EXPORT std::exception_ptr source_gone_error(const char* api) noexcept;
+// What a sender gone before the wait ended is; connection_cut: learned from
+// the connection's end, which someone else's disconnect can cause too (the
+// message says so). Never throws (std::bad_alloc's when out of memory).
+QILOOP_EXPORT std::exception_ptr source_gone_error(const char* api, bool connection_cut) noexcept;
 QILOOP_EXPORT std::exception_ptr not_a_signal_error(const char* api);
 
 // The consumer's loop and thread. A hub hears of emissions on any thread;
@@ -334,7 +334,7 @@ class SignalWait final : public FutureState<V> {
     std::lock_guard lock(mutex_);
     if (closed_) return;
     closed_ = true;
-    error_ = source_gone_error(Make::kApi);
+    error_ = source_gone_error(Make::kApi, true);
     post_landing();
   }
 
