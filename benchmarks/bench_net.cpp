@@ -134,7 +134,7 @@ const Shown kShownPing{Unit::kRate, [](double ns) { return 1e9 / ns; }};
 struct Sizes {
   int64_t echo, ping;
 };
-Sizes sizes(const Options& o) { return {o.pick<int64_t>(2'000, 50), o.pick<int64_t>(20'000, 1'000)}; }
+Sizes sizes(const Options& o) { return {o.pick<int64_t>(2'000, 50), o.pick<int64_t>(10'000, 1'000)}; }
 
 // A contender that computed a wrong result, or could not connect, is a
 // broken benchmark: stop loudly (an exception would be lost inside a
