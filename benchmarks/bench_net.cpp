@@ -578,6 +578,7 @@ void add_exchanges(benchmark::State& state, std::size_t size, const char* scen, 
 #ifdef QILOOP_BENCH_QCORO
   add(kQCoro, [size](int64_t k) { return qc_run(size, k); });
 #endif
+  if (cs.empty()) return state.SkipWithError("QILOOP_BENCH_NET_ONLY names no contender of this scenario");
   interleaved(state, scen, met, std::move(cs), shown);
 }
 
