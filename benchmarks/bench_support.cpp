@@ -126,7 +126,7 @@ void run_python_peers(const char* program, const char* script, const std::vector
     const QJsonObject got = all.value(QLatin1String(impl)).toObject();
     for (const PeerFigure& f : figures)
       if (got.contains(QLatin1String(f.key)))
-        note(f.scenario, f.metric, Unit::kNanoseconds, impl, got.value(QLatin1String(f.key)).toDouble());
+        note(f.scenario, f.metric, f.shown.unit, impl, f.shown(got.value(QLatin1String(f.key)).toDouble()));
   }
 }
 
@@ -284,7 +284,8 @@ void print_summary(std::FILE* out, const char* program, bool smoke) {
 
 // --- main ------------------------------------------------------------------------------
 
-void interleaved(benchmark::State& state, const char* scen, const char* met, std::vector<Contender> cs) {
+void interleaved(benchmark::State& state, const char* scen, const char* met, std::vector<Contender> cs,
+                 Shown shown) {
   for (auto& c : cs) c.run(std::max<int64_t>(c.items / 10, 1));  // warm: pools, caches, lazy state
   std::vector<std::vector<double>> per_item(cs.size());
   for (auto _ : state) {
@@ -293,11 +294,11 @@ void interleaved(benchmark::State& state, const char* scen, const char* met, std
     state.SetIterationTime(per_item[0].back() * static_cast<double>(cs[0].items));
   }
   state.SetItemsProcessed(state.iterations() * cs[0].items);
-  const double q = median(per_item[0]) * 1e9;
-  record(state, scen, met, Unit::kNanoseconds, cs[0].impl, q);
+  const double q = shown(median(per_item[0]) * 1e9);
+  record(state, scen, met, shown.unit, cs[0].impl, q);
   for (std::size_t i = 1; i < cs.size(); ++i) {
-    const double v = median(per_item[i]) * 1e9;
-    note(scen, met, Unit::kNanoseconds, cs[i].impl, v);
+    const double v = shown(median(per_item[i]) * 1e9);
+    note(scen, met, shown.unit, cs[i].impl, v);
     state.counters[std::string(cs[i].impl) + " " + met] = v;
     if (v != 0) state.counters["qiloop/" + std::string(cs[i].impl)] = q / v;
   }

@@ -83,6 +83,9 @@ class Gate {
 // The median of v (the upper one for an even count); 0 when empty.
 double median(std::vector<double> v);
 
+// How the summary prints a figure.
+enum class Unit { kRate, kNanoseconds, kMicroseconds, kMilliseconds, kCount };
+
 // --- Interleaved contenders ----------------------------------------------------------
 //
 // Ratio scenarios run qiloop and its peers interleaved — one run of each per
@@ -97,11 +100,21 @@ struct Contender {
   std::function<double(int64_t)> run;
 };
 
+// How a figure measured in ns per item is shown in the summary: as is, or
+// converted by a monotonic function (a rate: items per second, MiB/s), so
+// that the median of the converted runs is the converted median.
+struct Shown {
+  Unit unit = Unit::kNanoseconds;
+  double (*from_ns)(double ns) = nullptr;  // null: the ns themselves
+  double operator()(double ns) const { return from_ns ? from_ns(ns) : ns; }
+};
+
 // Each benchmark iteration runs every contender once, in order (qiloop first;
 // its time is the iteration's manual time). Records each contender's median
-// ns per item; the peers' figures also go to counters "<impl> <metric>".
-// Register it with UseManualTime().
-void interleaved(benchmark::State& state, const char* scen, const char* met, std::vector<Contender> cs);
+// ns per item (or `shown` of it); the peers' figures also go to counters
+// "<impl> <metric>". Register it with UseManualTime().
+void interleaved(benchmark::State& state, const char* scen, const char* met, std::vector<Contender> cs,
+                 Shown shown = {});
 
 // --- Distributions ---------------------------------------------------------------
 
@@ -151,6 +164,7 @@ struct PeerFigure {
   const char* key;
   const char* scenario;
   const char* metric;
+  Shown shown = {};  // the script reports ns per item
 };
 
 // Runs `script` (a file name in benchmarks/peers/) with `args` on Debian's
@@ -161,8 +175,6 @@ void run_python_peers(const char* program, const char* script, const std::vector
                       const std::vector<PeerFigure>& figures);
 
 // --- Summary --------------------------------------------------------------------------
-
-enum class Unit { kRate, kNanoseconds, kMicroseconds, kMilliseconds, kCount };
 
 // Records `impl`'s figure for (scenario, metric) in the summary, replacing an
 // earlier one (Google Benchmark calls a benchmark function more than once

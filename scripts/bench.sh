@@ -6,7 +6,7 @@
 #   scripts/bench.sh --smoke   each benchmark briefly (what CI does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Python and uvloop: the peers bench_concurrency and bench_qt run (benchmarks/peers/).
+# Python and uvloop: the peers bench_concurrency, bench_qt and bench_net run (benchmarks/peers/).
 scripts/deps.sh python3 python3-uvloop
 smoke=0
 [ "${1:-}" = "--smoke" ] && smoke=1

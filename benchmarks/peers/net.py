@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""The exchanges of bench_net, in Python, on asyncio and on uvloop.
+
+bench_net runs this script in the same run as its C++ contenders and sets
+the figures beside theirs. Over loopback TCP, with TCP_NODELAY, one loop
+running the echo server and its client, the client sends SIZE bytes, reads
+the SIZE bytes the server echoes, and repeats (stop and wait):
+
+  echo_*  SIZE = 64 KiB          figure: ns per exchange (bench_net: MiB/s)
+  ping_*  SIZE = 64 bytes        figure: ns per round trip (round trips/s)
+
+each once through protocols (asyncio.Protocol on both sides:
+loop.create_server / loop.create_connection) and once through streams
+(asyncio.start_server / open_connection; the server reads what is there,
+writes it back and drains; the client writes, drains, readexactly(SIZE)).
+
+Usage: net.py ECHO_N PING_N RUNS
+Prints one JSON object: {"asyncio": {"echo_protocols": ns, ...}, "uvloop":
+{...}}, each figure the median over RUNS runs of nanoseconds per exchange.
+uvloop is left out when it is not installed (Debian: python3-uvloop).
+"""
+import asyncio
+import functools
+import socket
+import sys
+import time
+
+import peer_runner
+
+ECHO_SIZE = 64 * 1024
+PING_SIZE = 64
+READ_SIZE = 256 * 1024  # the most one read takes, as asyncio's max_size
+
+
+def nodelay(transport):
+    # asyncio sets TCP_NODELAY on its TCP transports already; said here so
+    # that every loop (uvloop included) runs with it.
+    transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class EchoServer(asyncio.Protocol):
+    def connection_made(self, transport):
+        nodelay(transport)
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, message, n, done):
+        self.message, self.left, self.done, self.got = message, n, done, 0
+
+    def connection_made(self, transport):
+        nodelay(transport)
+        self.transport = transport
+
+    def start(self):
+        self.transport.write(self.message)
+
+    def data_received(self, data):
+        self.got += len(data)
+        if self.got < len(self.message):
+            return
+        assert self.got == len(self.message), "the server echoed more than was sent"
+        self.got = 0
+        self.left -= 1
+        if self.left:
+            self.transport.write(self.message)
+        else:
+            self.done.set_result(None)
+
+
+async def protocols_program(size, n):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(EchoServer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    done = loop.create_future()
+    transport, client = await loop.create_connection(
+        lambda: Client(b"x" * size, n, done), "127.0.0.1", port)
+    t0 = time.perf_counter()
+    client.start()
+    await done
+    elapsed = time.perf_counter() - t0
+    transport.close()
+    server.close()
+    await server.wait_closed()
+    return elapsed
+
+
+async def streams_program(size, n):
+    async def echo(reader, writer):
+        nodelay(writer.transport)
+        while data := await reader.read(READ_SIZE):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    nodelay(writer.transport)
+    message = b"x" * size
+    t0 = time.perf_counter()
+    for _ in range(n):
+        writer.write(message)
+        await writer.drain()
+        await reader.readexactly(size)
+    elapsed = time.perf_counter() - t0
+    writer.close()
+    await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+    return elapsed
+
+
+PROGRAMS = (
+    ("echo_protocols", functools.partial(protocols_program, ECHO_SIZE)),
+    ("echo_streams", functools.partial(streams_program, ECHO_SIZE)),
+    ("ping_protocols", functools.partial(protocols_program, PING_SIZE)),
+    ("ping_streams", functools.partial(streams_program, PING_SIZE)),
+)
+
+
+def main():
+    echo_n, ping_n, runs = (int(a) for a in sys.argv[1:4])
+    sizes = {"echo_protocols": echo_n, "echo_streams": echo_n, "ping_protocols": ping_n, "ping_streams": ping_n}
+    peer_runner.report(PROGRAMS, sizes, runs)
+
+
+if __name__ == "__main__":
+    main()
