@@ -160,8 +160,8 @@ struct DatagramOptions {
   // resolved with loop.getaddrinfo. With family AF_UNIX, the string is a
   // socket path (the port is ignored); a stale socket file at local_addr is
   // removed first, as asyncio does.
-  std::optional<std::pair<std::string, uint16_t>> local_addr;
-  std::optional<std::pair<std::string, uint16_t>> remote_addr;
+  std::optional<std::pair<std::string, uint16_t>> local_addr{};
+  std::optional<std::pair<std::string, uint16_t>> remote_addr{};
   int family = 0;  // AF_UNSPEC, AF_INET, AF_INET6, AF_UNIX; required without addresses
   int proto = 0;
   int flags = 0;   // getaddrinfo's AI_* flags
