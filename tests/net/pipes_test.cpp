@@ -121,8 +121,12 @@ QILOOP_TEST_MODES(Pipes, WritesWithFlowControlAgainstASlowReader) {
   auto factory = recorder(log);
   auto [t, proto] = co_await loop.connect_write_pipe(std::move(factory), wr.release());
   EXPECT_EQ(t->get_write_buffer_limits(), std::make_pair(std::size_t{16384}, std::size_t{65536}));
-  // Writes while not paused, as a well-behaved producer does.
-  std::size_t sent = 0;
+  // More than the pipe holds, at once: the rest is buffered, over the high-water mark.
+  std::size_t sent = 512 * 1024;
+  t->write(pattern_bytes(sent));
+  EXPECT_EQ(log->pauses, 1) << "pause_writing comes from write() itself";
+  // Then writes while not paused, as a well-behaved producer does.
+
   while (sent < kSize) {
     if (log->pauses > log->resumes) {
       co_await log->until([&] { return log->pauses == log->resumes; });
