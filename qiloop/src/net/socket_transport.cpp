@@ -97,12 +97,18 @@ SocketTransport* SocketTransport::open(QiEventLoop& loop, int fd, QiEventLoop::P
 }
 
 SocketTransport::SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol)
-    : loop_(loop), fd_(fd), protocol_(std::move(protocol)), peer_(address_of(fd, true)), local_(address_of(fd, false)) {
-  // A class deriving from both is read as a BufferedProtocol.
-  buffered_protocol_ = dynamic_cast<BufferedProtocol*>(protocol_.get());
-  if (!buffered_protocol_) stream_ = dynamic_cast<Protocol*>(protocol_.get());
+    : loop_(loop), fd_(fd), peer_(address_of(fd, true)), local_(address_of(fd, false)) {
+  (void)replace_protocol(std::move(protocol));
   set_nodelay(fd, local_);
   t_transports[fd] = this;
+}
+
+std::unique_ptr<BaseProtocol> SocketTransport::replace_protocol(std::unique_ptr<BaseProtocol> protocol) {
+  std::unique_ptr<BaseProtocol> old = std::exchange(protocol_, std::move(protocol));
+  // A class deriving from both is read as a BufferedProtocol.
+  buffered_protocol_ = dynamic_cast<BufferedProtocol*>(protocol_.get());
+  stream_ = buffered_protocol_ ? nullptr : dynamic_cast<Protocol*>(protocol_.get());
+  return old;
 }
 
 SocketTransport::~SocketTransport() {

@@ -57,6 +57,12 @@ class SocketTransport final : public Transport {
   // loop.close(): destroys the transports of `loop` still registered.
   static void destroy_all(QiEventLoop& loop) noexcept;
 
+  // start_tls (net/ssl_protocol.cpp): protocol takes the place of the
+  // current one, which is returned (asyncio's set_protocol).
+  std::unique_ptr<BaseProtocol> replace_protocol(std::unique_ptr<BaseProtocol> protocol);
+  // abort() with the error connection_lost receives (asyncio's _force_close).
+  void force_close(std::exception_ptr error);
+
  private:
   SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol);
   ~SocketTransport() override;
@@ -74,7 +80,6 @@ class SocketTransport final : public Transport {
   void io_failed(int err, const char* what);
   void protocol_failed(const char* message);
   void report(const std::string& message, std::exception_ptr error);
-  void force_close(std::exception_ptr error);
   void call_connection_lost(std::exception_ptr error);  // destroys this
   void schedule_connection_lost(std::exception_ptr error);
   void maybe_pause_protocol();
