@@ -28,6 +28,7 @@
 #pragma once
 
 #include <qiloop/event_loop.h>
+#include <qiloop/export.h>
 #include <qiloop/future.h>
 #include <qiloop/handle.h>
 #include <qiloop/net/protocols.h>
@@ -122,7 +123,7 @@ class SslAppTransport final : public SslTransport {
   SslProtocol& p_;
 };
 
-class SslProtocol final : public BufferedProtocol {
+class QILOOP_EXPORT SslProtocol final : public BufferedProtocol {
  public:
   enum class State { kUnwrapped, kDoHandshake, kWrapped, kFlushing, kShutdown };
 
@@ -232,7 +233,7 @@ class SslProtocol final : public BufferedProtocol {
 // what app_factory makes. Server handshakes that fail close the connection
 // silently (asyncio reports them only in debug mode). Throws qi::ValueError
 // for a null context or a bad timeout at once.
-absl::AnyInvocable<std::unique_ptr<SslProtocol>()> ssl_server_factory(
+QILOOP_EXPORT absl::AnyInvocable<std::unique_ptr<SslProtocol>()> ssl_server_factory(
     QiEventLoop& loop, QiEventLoop::ProtocolFactory app_factory, std::shared_ptr<SslContext> context,
     std::optional<std::chrono::nanoseconds> ssl_handshake_timeout = std::nullopt,
     std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout = std::nullopt);
