@@ -25,18 +25,23 @@
 // - close() flushes what is buffered, sends close_notify and waits (at most
 //   ssl_shutdown_timeout, 30 s; then qi::TimeoutError in connection_lost)
 //   for the peer's close_notify before closing the socket. abort() closes at
-//   once. A peer that closes the socket without close_notify ends the
-//   connection with connection_lost(nullptr) and no eof_received, as
-//   asyncio. The peer's close_notify: eof_received, whose "keep open" result
-//   has no effect (asyncio's warning), then the shutdown.
+//   once. The peer's close_notify: eof_received, whose "keep open" result
+//   has no effect (asyncio's warning), then the shutdown and
+//   connection_lost(nullptr). A peer that drops the socket without
+//   close_notify: what it sent, eof_received, connection_lost(nullptr)
+//   (asyncio 3.13). After close() the app receives nothing more.
 // - write_eof() throws qi::RuntimeError and can_write_eof() is false: TLS
 //   has no half-close (asyncio raises NotImplementedError).
 // - Flow control: get_write_buffer_size() counts the plaintext not yet
-//   encrypted plus the ciphertext not yet handed to the socket transport
-//   (default high-water mark 512 KiB, asyncio's); the socket transport's
-//   own buffer pauses the encryption, so memory stays bounded. Received
-//   ciphertext pauses the socket past 256 KiB while the application has
-//   paused reading.
+//   encrypted (default marks 512 KiB high, 128 KiB low: asyncio's for
+//   SSL). Plaintext is encrypted 256 KiB at a time and only while the
+//   socket transport is under its own high-water mark, so ciphertext never
+//   piles up. While the application has paused reading, the socket stops
+//   being read once 256 KiB of ciphertext waits.
+// - The Transport* create_connection / start_tls return is valid until the
+//   app protocol's connection_lost has returned, as for plain transports; a
+//   connection lost between the handshake and the caller's resumption
+//   throws qi::ConnectionResetError instead of returning.
 // - Thread-safety: a qi::SslContext may be shared by connections on any
 //   number of loops and threads (OpenSSL copies its settings into each
 //   connection when the connection starts); configure it before that, from
