@@ -39,6 +39,8 @@ FileNotFoundError::~FileNotFoundError() = default;
 PermissionError::~PermissionError() = default;
 GaiError::~GaiError() = default;
 SendfileNotAvailableError::~SendfileNotAvailableError() = default;
+SSLError::~SSLError() = default;
+SSLCertVerificationError::~SSLCertVerificationError() = default;
 
 namespace {
 

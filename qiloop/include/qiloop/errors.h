@@ -267,6 +267,32 @@ class QILOOP_EXPORT SendfileNotAvailableError : public RuntimeError {
   ~SendfileNotAvailableError() override;
 };
 
+// qi::SSLError
+// TLS failed (Python's ssl.SSLError, an OSError): the handshake, a record
+// that does not decrypt, a setting OpenSSL refuses. what() carries
+// OpenSSL's reason ("[SSL] wrong version number").
+class QILOOP_EXPORT SSLError : public OSError {
+ public:
+  using OSError::OSError;
+  ~SSLError() override;
+};
+
+// qi::SSLCertVerificationError
+// The peer's certificate did not verify (Python's): what() reads
+// "certificate verify failed: <OpenSSL's reason>" ("self-signed
+// certificate", "hostname mismatch, certificate is not valid for
+// 'example.org'"); verify_code() is OpenSSL's X509_V_ERR_* code.
+class QILOOP_EXPORT SSLCertVerificationError : public SSLError {
+ public:
+  SSLCertVerificationError(long verify_code, const std::string& what_text)
+      : SSLError(what_text), verify_code_(verify_code) {}
+  ~SSLCertVerificationError() override;
+  long verify_code() const noexcept { return verify_code_; }
+
+ private:
+  long verify_code_;
+};
+
 // qi::make_os_error()
 // The exception an errno maps to (Python's mapping, PEP 3151):
 // ECONNREFUSED -> ConnectionRefusedError, ECONNRESET -> ConnectionResetError,

@@ -110,6 +110,8 @@ struct AddrInfo;      // <qiloop/net/socket.h>
 class Transport;        // <qiloop/net/transport.h>
 class BaseProtocol;     // <qiloop/net/protocols.h>
 struct ConnectOptions;  // <qiloop/net/transport.h>
+class SslContext;       // <qiloop/net/ssl.h>
+struct TlsOptions;      // <qiloop/net/ssl.h>
 class DatagramTransport;  // <qiloop/net/datagram.h>
 class DatagramProtocol;   // <qiloop/net/datagram.h>
 struct DatagramOptions;   // <qiloop/net/datagram.h>
@@ -656,6 +658,26 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   qi::Coro<qi::detail::ConnectResult<Factory>> create_unix_connection(Factory factory, std::string path);
 
   using ProtocolFactory = absl::AnyInvocable<std::unique_ptr<qi::BaseProtocol>()>;
+
+  // --- TLS (<qiloop/net/ssl.h>) ---------------------------------------------
+  // asyncio's loop.start_tls; the contract of TLS connections is in
+  // <qiloop/net/ssl.h>; loop thread only. (create_connection's TLS is
+  // ConnectOptions::ssl.)
+
+  // QiEventLoop::start_tls()
+  // Upgrades an open TCP or Unix connection to TLS: the handshake runs
+  // (as options.server_side says) over transport, and the TLS transport
+  // is returned once it completed. protocol is transport's own
+  // (transport->get_protocol(): qiloop transports own theirs) and now
+  // receives the decrypted data from the TLS transport; connection_made is
+  // not called again. transport must not be used afterwards. On failure or
+  // cancellation the connection is closed (the protocol's connection_lost
+  // runs) and the error thrown. Throws qi::ValueError for a null
+  // argument, another protocol, or a transport that is not a socket's.
+  qi::Coro<qi::Transport*> start_tls(qi::Transport* transport, qi::BaseProtocol* protocol,
+                                     std::shared_ptr<qi::SslContext> sslcontext);
+  qi::Coro<qi::Transport*> start_tls(qi::Transport* transport, qi::BaseProtocol* protocol,
+                                     std::shared_ptr<qi::SslContext> sslcontext, qi::TlsOptions options);
 
  private:
   // The non-template halves (src/net/create_connection.cpp).

@@ -9,11 +9,13 @@
 
 #include "net/happy_eyeballs.h"
 #include "net/socket_transport.h"
+#include "net/ssl_protocol.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +25,14 @@ using qi::detail::SocketTransport;
 qi::Coro<qi::Transport*> QiEventLoop::open_tcp_transport(ProtocolFactory factory, std::string host, uint16_t port,
                                                          qi::ConnectOptions options) {
   const std::string target = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  // TLS options are checked before anything connects (asyncio's order).
+  std::optional<qi::detail::TlsSettings> tls;
+  if (options.ssl || options.server_hostname || options.ssl_handshake_timeout || options.ssl_shutdown_timeout) {
+    std::optional<std::string> hostname = options.server_hostname;
+    if (options.ssl && !hostname) hostname = host;
+    tls = qi::detail::check_tls_options("create_connection", std::move(options.ssl), false, std::move(hostname),
+                                        options.ssl_handshake_timeout, options.ssl_shutdown_timeout);
+  }
   std::vector<qi::AddrInfo> addresses =
       co_await getaddrinfo(host, port, options.family, SOCK_STREAM, options.proto, options.flags);
   if (addresses.empty())
@@ -39,6 +49,7 @@ qi::Coro<qi::Transport*> QiEventLoop::open_tcp_transport(ProtocolFactory factory
   if (interleave > 0) addresses = qi::detail::interleave_addrinfos(std::move(addresses), interleave);
   int fd = co_await qi::detail::connect_first(*this, std::move(addresses), std::move(local),
                                               options.happy_eyeballs_delay, options.all_errors, target);
+  if (tls) co_return co_await qi::detail::open_tls_transport(*this, fd, std::move(factory), std::move(*tls));
   co_return SocketTransport::open(*this, fd, factory);
 }
 

@@ -31,6 +31,10 @@ class SocketTransport final : public StreamTransport {
   // loop.close(): destroys the transports of `loop` still registered.
   static void destroy_all(QiEventLoop& loop) noexcept { FdTransport::destroy_all(loop); }
 
+  // abort() with the error connection_lost receives (asyncio's
+  // _force_close); the TLS layer ends its socket with it.
+  using FdTransport::force_close;
+
  private:
   friend class StreamTransport;
   SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol);

@@ -17,15 +17,20 @@ namespace qi::detail {
 StreamTransport::StreamTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol, FdKind kind,
                                  Direction direction)
     : FdTransport(loop, fd),
-      protocol_(std::move(protocol)),
       kind_(kind),
       reads_(direction != Direction::kWrite),
       writes_(direction != Direction::kRead),
       peer_(kind == FdKind::kSocket ? socket_address(fd, true) : SocketAddress()),
       local_(kind == FdKind::kSocket ? socket_address(fd, false) : SocketAddress()) {
+  (void)replace_protocol(std::move(protocol));
+}
+
+std::unique_ptr<BaseProtocol> StreamTransport::replace_protocol(std::unique_ptr<BaseProtocol> protocol) {
+  std::unique_ptr<BaseProtocol> old = std::exchange(protocol_, std::move(protocol));
   // A class deriving from both is read as a BufferedProtocol.
   buffered_protocol_ = dynamic_cast<BufferedProtocol*>(protocol_.get());
-  if (!buffered_protocol_) stream_ = dynamic_cast<Protocol*>(protocol_.get());
+  stream_ = buffered_protocol_ ? nullptr : dynamic_cast<Protocol*>(protocol_.get());
+  return old;
 }
 
 std::unique_ptr<BaseProtocol> StreamTransport::make_protocol(int fd, QiEventLoop::ProtocolFactory& factory) {

@@ -50,6 +50,9 @@ class StreamTransport : public FdTransport, public Transport {
   SocketAddress sockname() const override { return local_; }
   int fileno() const noexcept override { return fd_; }
   BaseProtocol& get_protocol() const noexcept override { return *protocol_; }
+  // start_tls (net/ssl_protocol.cpp): protocol takes the place of the
+  // current one, which is returned (asyncio's set_protocol).
+  std::unique_ptr<BaseProtocol> replace_protocol(std::unique_ptr<BaseProtocol> protocol);
 
  protected:
   enum class Direction { kBoth, kRead, kWrite };

@@ -61,6 +61,8 @@
 
 namespace qi {
 
+class SslContext;  // <qiloop/net/ssl.h>
+
 // qi::Transport
 // A connected stream (asyncio's WriteTransport + ReadTransport). Made by
 // create_connection / create_unix_connection (and servers); never by the
@@ -170,6 +172,15 @@ struct ConnectOptions {
   // naming each (of the common subclass when they share an errno); true —
   // a qi::ExceptionGroup of them all.
   bool all_errors = false;
+  // TLS (<qiloop/net/ssl.h>): with a context, the connection is wrapped in
+  // TLS and create_connection returns once the handshake completed.
+  // server_hostname (SNI and the certificate check) defaults to host;
+  // timeouts default to 60 s and 30 s. The last three without ssl:
+  // qi::ValueError.
+  std::shared_ptr<SslContext> ssl;
+  std::optional<std::string> server_hostname;
+  std::optional<std::chrono::nanoseconds> ssl_handshake_timeout;
+  std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout;
 };
 
 }  // namespace qi

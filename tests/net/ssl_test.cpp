@@ -1,0 +1,533 @@
+// TLS: qi::SslContext, create_connection's ssl=, the server-side factory
+// and loop.start_tls, against peers that are not qiloop — openssl s_server /
+// s_client, Python's ssl module under asyncio (tests/net/ssl_peer.py) and a
+// blocking OpenSSL server on a thread — with certificates made at run time.
+// Real time (the peers are processes and threads), bounded waits; the
+// handshake timeout runs on virtual time.
+#include "net/ssl_peers.h"
+#include "net/ssl_protocol.h"
+
+#include <qiloop/net/ssl.h>
+#include <qiloop/net/transport.h>
+#include <qiloop/structured/timeout.h>
+#include <qiloop/testing.h>
+
+#include <gtest/gtest.h>
+
+using namespace std::chrono_literals;
+using namespace peers;
+using namespace sslpeers;
+
+namespace {
+
+std::shared_ptr<qi::SslContext> trusting_client() {
+  auto c = qi::SslContext::client();
+  c->load_verify_locations(certs().ca);
+  return c;
+}
+
+std::shared_ptr<qi::SslContext> server_context() { return qi::SslContext::server(certs().server, certs().server_key); }
+
+qi::ConnectOptions tls_to_localhost(std::shared_ptr<qi::SslContext> ctx = trusting_client()) {
+  qi::ConnectOptions o;
+  o.ssl = std::move(ctx);
+  o.server_hostname = "localhost";
+  return o;
+}
+
+std::vector<std::string> python_server(const std::string& alpn = "", const std::string& mode = "echo") {
+  return {"python3", peer_script(), "server", certs().server, certs().server_key, alpn.empty() ? "," : alpn, mode};
+}
+
+// A non-blocking listener on 127.0.0.1 for the server-side tests.
+Fd async_listener() {
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  ::fcntl(lsn.get(), F_SETFL, ::fcntl(lsn.get(), F_GETFL) | O_NONBLOCK);
+  return lsn;
+}
+
+}  // namespace
+
+// --- Client side ------------------------------------------------------------------------
+
+QILOOP_TEST_MODES(Ssl, ClientTalksToOpensslSServer) {
+  Child server({"openssl", "s_server", "-accept", "0", "-cert", certs().server, "-key", certs().server_key, "-www",
+                "-naccept", "1"});
+  uint16_t port = server.port();
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  // connection_made came after the handshake, before create_connection returned.
+  EXPECT_EQ(log->made, 1);
+  EXPECT_EQ(p->transport, t);
+  auto* tls = dynamic_cast<qi::SslTransport*>(t);
+  QILOOP_CO_ASSERT(ASSERT_NE(tls, nullptr));
+  EXPECT_EQ(tls->version(), "TLSv1.3");
+  EXPECT_FALSE(tls->cipher().empty());
+  EXPECT_NE(tls->peer_certificate_subject().find("CN=localhost"), std::string::npos) << tls->peer_certificate_subject();
+  EXPECT_FALSE(tls->peer_certificate().isEmpty());
+  EXPECT_EQ(tls->server_hostname(), "localhost");
+  EXPECT_EQ(tls->peername().port(), port);
+  EXPECT_GE(tls->fileno(), 0);
+  EXPECT_FALSE(t->can_write_eof());
+  t->write("GET / HTTP/1.0\r\n\r\n");
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_TRUE(log->data.startsWith("HTTP/1.0 200 ok")) << log->data.left(200).toStdString();
+  EXPECT_EQ(what_of(log->error), "");
+}
+
+QILOOP_TEST_MODES(Ssl, ClientEchoesWithPythonServerAndNegotiatesAlpn) {
+  Child server(python_server("h2,http/1.1"));
+  uint16_t port = server.port();
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto ctx = trusting_client();
+  ctx->set_alpn_protocols({"x-unknown", "http/1.1"});
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  // server_hostname defaults to host.
+  qi::ConnectOptions o;
+  o.ssl = ctx;
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "localhost", port, o);
+  auto& tls = dynamic_cast<qi::SslTransport&>(*t);
+  EXPECT_EQ(tls.selected_alpn_protocol(), std::optional<std::string>("http/1.1"));
+  EXPECT_EQ(tls.server_hostname(), "localhost");
+  t->writelines({"hello ", "over ", "TLS"});
+  co_await log->until([&] { return log->data.size() >= 14; });
+  EXPECT_EQ(log->data, "hello over TLS");
+  t->close();
+  EXPECT_TRUE(t->is_closing());
+  t->write("dropped");  // after close(): dropped, as on every transport
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(what_of(log->error), "");
+  EXPECT_EQ(log->order.front(), "made");
+}
+
+QILOOP_TEST_MODES(Ssl, WriteEofThrowsOnATlsTransport) {
+  Child server(python_server());
+  uint16_t port = server.port();
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  EXPECT_THROW(t->write_eof(), qi::RuntimeError);
+  t->abort();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(what_of(log->error), "");
+}
+
+// --- Verification -----------------------------------------------------------------------
+
+QILOOP_TEST_MODES(Ssl, ASelfSignedCertificateFailsVerification) {
+  Child server({"openssl", "s_server", "-accept", "0", "-cert", certs().self, "-key", certs().self_key, "-naccept",
+                "1"});
+  uint16_t port = server.port();
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  std::string what;
+  long code = 0;
+  try {
+    auto factory = recorder(log);
+    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  } catch (const qi::SSLCertVerificationError& e) {
+    what = e.what();
+    code = e.verify_code();
+  }
+  EXPECT_NE(what.find("certificate verify failed: self-signed certificate"), std::string::npos) << what;
+  EXPECT_EQ(code, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT);
+  EXPECT_EQ(log->made, 0);  // the app protocol never saw the connection
+}
+
+QILOOP_TEST_MODES(Ssl, AWrongHostNameFailsVerification) {
+  Child server({"openssl", "s_server", "-accept", "0", "-cert", certs().server, "-key", certs().server_key,
+                "-naccept", "1"});
+  uint16_t port = server.port();
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  qi::ConnectOptions o = tls_to_localhost();
+  o.server_hostname = "wrong.example";
+  std::string what;
+  try {
+    auto factory = recorder(log);
+    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", port, o);
+  } catch (const qi::SSLError& e) {  // an SSLCertVerificationError, caught as its base
+    what = e.what();
+  }
+  EXPECT_NE(what.find("hostname mismatch, certificate is not valid for 'wrong.example'"), std::string::npos) << what;
+  EXPECT_EQ(log->made, 0);
+}
+
+QILOOP_TEST_MODES(Ssl, VerificationOffAcceptsASelfSignedCertificate) {
+  Child server(python_server());  // CA-signed, but the client trusts nothing
+  uint16_t port = server.port();
+  auto& loop = qi::get_running_loop();
+  auto ctx = qi::SslContext::client();
+  EXPECT_THROW(ctx->set_verify_mode(qi::VerifyMode::kNone), qi::ValueError);  // check_hostname first
+  ctx->set_check_hostname(false);
+  ctx->set_verify_mode(qi::VerifyMode::kNone);
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  qi::ConnectOptions o;
+  o.ssl = ctx;
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", port, o);
+  t->write("x");
+  co_await log->until([&] { return !log->data.isEmpty(); });
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(log->data, "x");
+}
+
+// --- Timeouts and cancellation ----------------------------------------------------------
+
+// A peer that accepts (the kernel does) and never speaks: the handshake
+// times out after asyncio's 60 s, on the loop's (virtual) clock.
+QILOOP_TEST_MODES_VT(Ssl, AHandshakeTimesOutAgainstASilentPeer) {
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  uint16_t port = sockname(lsn.get()).port();
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto start = loop.time();
+  std::string what;
+  try {
+    auto factory = recorder(log);
+    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  } catch (const qi::ConnectionAbortedError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("SSL handshake is taking longer than 60 seconds"), std::string::npos) << what;
+  EXPECT_GE(loop.time() - start, 60s);
+  EXPECT_EQ(log->made, 0);
+}
+
+QILOOP_TEST_MODES(Ssl, CancellingCreateConnectionDuringTheHandshakeClosesTheSocket) {
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  uint16_t port = sockname(lsn.get()).port();
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  bool timed_out = false;
+  try {
+    (void)co_await qi::wait_for(loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost()),
+                                100ms);
+  } catch (const qi::TimeoutError&) {
+    timed_out = true;
+  }
+  EXPECT_TRUE(timed_out);
+  co_await qi::sleep(10ms);  // the aborted socket transport goes
+  EXPECT_EQ(log->made, 0);
+}
+
+// The peer never reads again after the handshake (so never answers
+// close_notify): connection_lost receives qi::TimeoutError.
+QILOOP_TEST_MODES(Ssl, CloseWaitsForThePeersCloseNotifyAtMostTheShutdownTimeout) {
+  ThreadServer server([](SSL*, int) { std::this_thread::sleep_for(1s); });
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  qi::ConnectOptions o = tls_to_localhost();
+  o.ssl_shutdown_timeout = 200ms;
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", server.port(), o);
+  auto start = loop.time();
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_GE(loop.time() - start, 200ms);
+  EXPECT_TRUE(holds<qi::TimeoutError>(log->error)) << what_of(log->error);
+  EXPECT_NE(what_of(log->error).find("SSL shutdown timed out"), std::string::npos);
+}
+
+// --- Closing ----------------------------------------------------------------------------
+
+// close() sends close_notify: the peer's SSL_read ends with
+// SSL_ERROR_ZERO_RETURN (a clean TLS close), not an unexpected EOF.
+QILOOP_TEST_MODES(Ssl, CloseSendsCloseNotify) {
+  std::string seen;
+  int end = 0;
+  ThreadServer server([&seen, &end](SSL* ssl, int) {
+    char buf[4096];
+    int n;
+    while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) seen.append(buf, static_cast<std::size_t>(n));
+    end = SSL_get_error(ssl, n);
+    if (end == SSL_ERROR_ZERO_RETURN) SSL_shutdown(ssl);  // answers with its own
+  });
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", server.port(), tls_to_localhost());
+  t->write("last words");
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  server.join();
+  EXPECT_EQ(seen, "last words");
+  EXPECT_EQ(end, SSL_ERROR_ZERO_RETURN);
+  EXPECT_EQ(what_of(log->error), "");
+  EXPECT_EQ(log->eofs, 0);  // the app closed: it is told no more
+}
+
+// The peer's close_notify: eof_received, then the shutdown and
+// connection_lost(nullptr).
+QILOOP_TEST_MODES(Ssl, ThePeersCloseNotifyIsEofReceived) {
+  ThreadServer server([](SSL* ssl, int) {
+    SSL_write(ssl, "so long", 7);
+    SSL_shutdown(ssl);
+    char buf[16];
+    (void)SSL_read(ssl, buf, sizeof buf);  // qiloop's close_notify
+  });
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", server.port(), tls_to_localhost());
+  co_await log->until([&] { return log->lost > 0; });
+  server.join();
+  EXPECT_EQ(log->data, "so long");
+  EXPECT_EQ(log->order, (std::vector<std::string>{"made", "data", "eof", "lost"}));
+  EXPECT_EQ(what_of(log->error), "");
+}
+
+// A peer that drops the connection without close_notify: asyncio 3.13's
+// rule — the data, eof_received, connection_lost(nullptr).
+QILOOP_TEST_MODES(Ssl, APeerClosingWithoutCloseNotifyEndsTheConnection) {
+  Child server(python_server(",", "abort"));
+  uint16_t port = server.port();
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(log->data, "bye");
+  EXPECT_EQ(log->order, (std::vector<std::string>{"made", "data", "eof", "lost"}));
+  EXPECT_EQ(what_of(log->error), "");
+}
+
+// --- Flow control -----------------------------------------------------------------------
+
+// 16 MiB out and its echo back at once: the app is paused while the TLS
+// write buffer is over its high-water mark (512 KiB), the buffer stays
+// bounded, and a paused reader receives nothing until it resumes.
+QILOOP_TEST_MODES(Ssl, SixteenMebibytesBothWaysWithFlowControl) {
+  Child server(python_server());
+  uint16_t port = server.port();
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  EXPECT_EQ(t->get_write_buffer_limits(), (std::pair<std::size_t, std::size_t>(128 * 1024, 512 * 1024)));
+  constexpr std::size_t kTotal = 16 << 20, kChunk = 64 << 10;
+  std::size_t sent = 0, max_buffered = 0;
+  bool checked_pause = false;
+  while (sent < kTotal) {
+    if (log->pauses > log->resumes) {
+      co_await log->until([&] { return log->pauses == log->resumes; });
+      EXPECT_LE(t->get_write_buffer_size(), 128u * 1024);  // resumed at the low-water mark
+    }
+    t->write(pattern_bytes(kChunk, sent));
+    sent += kChunk;
+    max_buffered = std::max(max_buffered, t->get_write_buffer_size());
+    if (!checked_pause && sent >= kTotal / 2 && log->data.size() > 0) {
+      checked_pause = true;
+      t->pause_reading();
+      EXPECT_FALSE(t->is_reading());
+      auto before = log->data.size();
+      co_await qi::sleep(50ms);
+      EXPECT_EQ(log->data.size(), before) << "data arrived while reading was paused";
+      t->resume_reading();
+    }
+  }
+  EXPECT_GE(log->pauses, 1);
+  EXPECT_LE(max_buffered, 512u * 1024 + kChunk);
+  co_await log->until([&] { return static_cast<std::size_t>(log->data.size()) >= kTotal; });
+  EXPECT_TRUE(checked_pause);
+  EXPECT_EQ(log->data.size(), static_cast<qsizetype>(kTotal));
+  EXPECT_TRUE(log->data == pattern_bytes(kTotal)) << "the echo differs";
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(what_of(log->error), "");
+}
+
+// --- Server side ------------------------------------------------------------------------
+
+// An echo that closes after the first data; records the ALPN choice.
+auto echo_once(std::shared_ptr<Log> log, std::shared_ptr<std::string> alpn) {
+  return recorder(std::move(log), [alpn](Recorder& r) {
+    r.on_data = [alpn](Recorder& self, QByteArrayView d) {
+      if (auto* tls = dynamic_cast<qi::SslTransport*>(self.transport))
+        *alpn = tls->selected_alpn_protocol().value_or("none");
+      self.transport->write(d);
+      self.transport->close();
+    };
+  });
+}
+
+QILOOP_TEST_MODES(Ssl, ServerSideAnswersOpensslSClient) {
+  Fd lsn = async_listener();
+  uint16_t port = sockname(lsn.get()).port();
+  Child client({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port), "-CAfile", certs().ca,
+                "-servername", "localhost", "-verify_return_error", "-quiet", "-alpn", "h2,http/1.1"});
+  client.write_stdin("ping\n");
+  auto& loop = qi::get_running_loop();
+  auto [fd, peer] = co_await loop.sock_accept(lsn.get());
+  auto log = std::make_shared<Log>();
+  auto alpn = std::make_shared<std::string>();
+  auto ctx = server_context();
+  ctx->set_alpn_protocols({"http/1.1"});
+  auto factory = qi::detail::ssl_server_factory(loop, echo_once(log, alpn), ctx);
+  auto [st, sp] = co_await loop.create_connection(std::move(factory), fd);
+  (void)st;
+  (void)sp;
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(log->data, "ping\n");
+  EXPECT_EQ(*alpn, "http/1.1");
+  EXPECT_NE(client.read_all().find("ping"), std::string::npos);
+  EXPECT_EQ(client.wait(), 0);
+  EXPECT_EQ(what_of(log->error), "");
+}
+
+QILOOP_TEST_MODES(Ssl, ServerSideAnswersAPythonClient) {
+  Fd lsn = async_listener();
+  uint16_t port = sockname(lsn.get()).port();
+  Child client({"python3", peer_script(), "client", std::to_string(port), certs().ca, "localhost", "hello python"});
+  auto& loop = qi::get_running_loop();
+  auto [fd, peer] = co_await loop.sock_accept(lsn.get());
+  auto log = std::make_shared<Log>();
+  auto factory = qi::detail::ssl_server_factory(loop, echo_once(log, std::make_shared<std::string>()),
+                                                server_context());
+  (void)co_await loop.create_connection(std::move(factory), fd);
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(log->data, "hello python");
+  EXPECT_EQ(client.read_all(), "hello python");
+  EXPECT_EQ(client.wait(), 0);
+}
+
+// loop.start_tls, server side: a plain connection upgraded after a
+// STARTTLS exchange with a Python client (StreamWriter.start_tls).
+QILOOP_TEST_MODES(Ssl, StartTlsUpgradesAPlainServerConnection) {
+  Fd lsn = async_listener();
+  uint16_t port = sockname(lsn.get()).port();
+  Child client(
+      {"python3", peer_script(), "starttls-client", std::to_string(port), certs().ca, "localhost", "secret"});
+  auto& loop = qi::get_running_loop();
+  auto [fd, peer] = co_await loop.sock_accept(lsn.get());
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), fd);
+  co_await log->until([&] { return log->data == "STARTTLS\n"; });
+  log->data.clear();
+  t->write("OK\n");
+  qi::TlsOptions o;
+  o.server_side = true;
+  qi::Transport* tls = co_await loop.start_tls(t, p, server_context(), o);
+  EXPECT_EQ(&tls->get_protocol(), p);
+  EXPECT_EQ(log->made, 1);  // not made again
+  co_await log->until([&] { return log->data == "secret"; });
+  tls->write("terces");
+  tls->close();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(client.read_all(), "terces");
+  EXPECT_EQ(client.wait(), 0);
+  EXPECT_EQ(what_of(log->error), "");
+}
+
+// loop.start_tls, client side, against qiloop's own server side over a
+// socket pair; the handshake's failure reaches both ends.
+QILOOP_TEST_MODES(Ssl, StartTlsClientMeetsTheServerFactoryOverASocketPair) {
+  auto& loop = qi::get_running_loop();
+  auto [a, b] = unix_pair();
+  auto server_log = std::make_shared<Log>();
+  auto server_factory =
+      qi::detail::ssl_server_factory(loop, echo_once(server_log, std::make_shared<std::string>()), server_context());
+  (void)co_await loop.create_connection(std::move(server_factory), a.release());
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), b.release());
+  qi::TlsOptions o;
+  o.server_hostname = "localhost";
+  qi::Transport* tls = co_await loop.start_tls(t, p, trusting_client(), o);
+  tls->write("over a pair");
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(log->data, "over a pair");
+  co_await server_log->until([&] { return server_log->lost > 0; });
+  EXPECT_EQ(server_log->data, "over a pair");
+}
+
+// --- Bad input --------------------------------------------------------------------------
+
+QILOOP_TEST_MODES(Ssl, OptionsAreChecked) {
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  qi::ConnectOptions only_name;
+  only_name.server_hostname = "localhost";
+  std::string what;
+  try {
+    auto factory = recorder(log);
+    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", 1, only_name);
+  } catch (const qi::ValueError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("server_hostname is only meaningful with ssl"), std::string::npos) << what;
+
+  qi::ConnectOptions negative = tls_to_localhost();
+  negative.ssl_handshake_timeout = -1s;
+  what.clear();
+  try {
+    auto factory = recorder(log);
+    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", 1, negative);
+  } catch (const qi::ValueError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("ssl_handshake_timeout must be positive"), std::string::npos) << what;
+
+  qi::ConnectOptions no_name = tls_to_localhost();
+  no_name.server_hostname = "";
+  what.clear();
+  try {
+    auto factory = recorder(log);
+    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", 1, no_name);
+  } catch (const qi::ValueError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("no server_hostname"), std::string::npos) << what;
+
+  EXPECT_THROW(qi::detail::ssl_server_factory(loop, recorder(log), trusting_client()), qi::ValueError);
+  EXPECT_EQ(log->made, 0);
+
+  auto [x, y] = unix_pair();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), x.release());
+  bool refused = false;
+  try {
+    Recorder other(log);
+    (void)co_await loop.start_tls(t, &other, trusting_client());
+  } catch (const qi::ValueError&) {
+    refused = true;
+  }
+  EXPECT_TRUE(refused);
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+}
+
+TEST(SslContext, BadFilesAndSettingsAreClearErrors) {
+  EXPECT_THROW(qi::SslContext::server("/nonexistent/cert.pem"), qi::FileNotFoundError);
+  // The self-signed certificate with the CA-signed certificate's key.
+  try {
+    qi::SslContext::server(certs().self, certs().server_key);
+    ADD_FAILURE() << "a mismatched key was accepted";
+  } catch (const qi::SSLError& e) {
+    EXPECT_NE(std::string(e.what()).find("mismatch"), std::string::npos) << e.what();
+  }
+  auto ctx = qi::SslContext::client();
+  EXPECT_TRUE(ctx->check_hostname());
+  EXPECT_EQ(ctx->verify_mode(), qi::VerifyMode::kRequired);
+  EXPECT_THROW(ctx->load_verify_locations(), qi::ValueError);
+  EXPECT_THROW(ctx->load_verify_locations({}, {}, "not a certificate"), qi::SSLError);
+  EXPECT_THROW(ctx->set_alpn_protocols({""}), qi::ValueError);
+  std::ifstream ca(certs().ca);
+  std::string pem((std::istreambuf_iterator<char>(ca)), std::istreambuf_iterator<char>());
+  EXPECT_NO_THROW(ctx->load_verify_locations({}, {}, QByteArray::fromStdString(pem)));
+  EXPECT_NO_THROW(ctx->set_minimum_version(qi::TlsVersion::kTls1_3));
+  EXPECT_THROW(ctx->set_ciphers("NO-SUCH-CIPHER"), qi::SSLError);
+}
