@@ -315,10 +315,6 @@ Coro<QByteArray> StreamReader::readuntil(QByteArrayView separator) {
   return readuntil(std::span<const QByteArrayView>(&separator, 1));
 }
 
-Coro<QByteArray> StreamReader::readuntil(std::initializer_list<QByteArrayView> separators) {
-  return readuntil(std::span<const QByteArrayView>(separators.begin(), separators.size()));
-}
-
 Coro<QByteArray> StreamReader::readuntil(std::span<const QByteArrayView> separators) {
   return detail::read_until(core_, detail::make_separators(separators), detail::Until::kSeparator);
 }

@@ -212,11 +212,11 @@ Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(std::string pat
   co_return handles_of(core);
 }
 
-QiEventLoop::ProtocolFactory detail::stream_server_factory(ClientConnected cb, std::size_t limit) {
+detail::StreamProtocolFactory detail::stream_server_factory(ClientConnected cb, std::size_t limit) {
   if (!cb) throw std::invalid_argument("qi::start_server: client_connected_cb is empty; pass a callable");
   (void)detail::ReaderCore::checked_limit(limit);  // qi::ValueError now, not at the first connection
   auto shared = std::make_shared<ClientConnected>(std::move(cb));
-  return [shared, limit]() -> std::unique_ptr<BaseProtocol> {
+  return [shared, limit]() -> std::unique_ptr<BufferedProtocol> {
     return std::make_unique<StreamProtocol>(new_stream(limit), shared);
   };
 }

@@ -58,6 +58,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace qi {
@@ -107,8 +108,17 @@ class QILOOP_EXPORT StreamReader {
   // separator is within limit() bytes (or the one found starts after them),
   // qi::IncompleteReadError at EOF (partial(): everything left, taken), and
   // qi::ValueError for an empty separator or list.
+  //   co_await reader.readuntil("\r\n\r\n");
+  //   co_await reader.readuntil("\r\n", "\n");      // asyncio's tuple of separators
+  // (No initializer_list overload: g++ 12 miscompiles a braced list's array
+  // that lives across a co_await.)
   Coro<QByteArray> readuntil(QByteArrayView separator = "\n");
-  Coro<QByteArray> readuntil(std::initializer_list<QByteArrayView> separators);
+  template <class... S>
+    requires(sizeof...(S) >= 2 && (std::is_convertible_v<const S&, QByteArrayView> && ...))
+  Coro<QByteArray> readuntil(const S&... separators) {
+    const QByteArrayView list[] = {QByteArrayView(separators)...};
+    return readuntil(std::span<const QByteArrayView>(list));
+  }
   Coro<QByteArray> readuntil(std::span<const QByteArrayView> separators);
 
   // StreamReader::next_line()
@@ -234,6 +244,9 @@ namespace detail {
 
 // A server's client_connected_cb, type-erased.
 using ClientConnected = absl::AnyInvocable<qi::Coro<void>(StreamReader, StreamWriter)>;
+// What stream_server_factory returns: a factory for create_connection(f,
+// sock), and a QiEventLoop::ProtocolFactory by conversion.
+using StreamProtocolFactory = absl::AnyInvocable<std::unique_ptr<qi::BufferedProtocol>()>;
 
 // The protocol factory of start_server / start_unix_server (asyncio's
 // `factory` there): each connection gets a reader with `limit` and a
@@ -242,8 +255,8 @@ using ClientConnected = absl::AnyInvocable<qi::Coro<void>(StreamReader, StreamWr
 // in client_connected_cb") and its transport closed; a cancelled one closes
 // it too (asyncio 3.12). The loop keeps the task alive until it ends. The
 // factory is called on the loop's thread; cb is shared by every connection.
-QILOOP_EXPORT QiEventLoop::ProtocolFactory stream_server_factory(ClientConnected cb,
-                                                                 std::size_t limit = kDefaultStreamLimit);
+QILOOP_EXPORT StreamProtocolFactory stream_server_factory(ClientConnected cb,
+                                                          std::size_t limit = kDefaultStreamLimit);
 
 }  // namespace detail
 
