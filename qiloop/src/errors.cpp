@@ -41,6 +41,15 @@ GaiError::~GaiError() = default;
 SendfileNotAvailableError::~SendfileNotAvailableError() = default;
 SSLError::~SSLError() = default;
 SSLCertVerificationError::~SSLCertVerificationError() = default;
+EOFError::~EOFError() = default;
+IncompleteReadError::~IncompleteReadError() = default;
+LimitOverrunError::~LimitOverrunError() = default;
+
+IncompleteReadError::IncompleteReadError(QByteArray partial, std::optional<qsizetype> expected)
+    : EOFError(std::to_string(partial.size()) + " bytes read on a total of " +
+               (expected ? std::to_string(*expected) : std::string("undefined")) + " expected bytes"),
+      partial_(std::move(partial)),
+      expected_(expected) {}
 
 namespace {
 
