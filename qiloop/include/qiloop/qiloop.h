@@ -41,6 +41,7 @@
 //   net/socket.h   qi::AddrInfo and the contract of loop.sock_* and loop.getaddrinfo
 //   net/protocols.h  qi::Protocol, qi::BufferedProtocol: what a transport calls
 //   net/transport.h  qi::Transport, loop.create_connection / create_unix_connection
+//   net/server.h   qi::Server, loop.create_server / create_unix_server
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -85,3 +86,4 @@
 #include <qiloop/net/socket.h>
 #include <qiloop/net/protocols.h>
 #include <qiloop/net/transport.h>
+#include <qiloop/net/server.h>

@@ -77,7 +77,8 @@ void ensure_fd_no_transport(int fd, const char* api) {
                            "close the transport before using the fd directly");
 }
 
-SocketTransport* SocketTransport::open(QiEventLoop& loop, int fd, QiEventLoop::ProtocolFactory& factory) {
+SocketTransport* SocketTransport::open(QiEventLoop& loop, int fd, QiEventLoop::ProtocolFactory& factory,
+                                       std::shared_ptr<ConnectionTracker> tracker) {
   std::unique_ptr<BaseProtocol> protocol;
   try {
     protocol = factory();
@@ -85,7 +86,7 @@ SocketTransport* SocketTransport::open(QiEventLoop& loop, int fd, QiEventLoop::P
     ::close(fd);
     throw;
   }
-  auto* t = new SocketTransport(loop, fd, std::move(protocol));
+  auto* t = new SocketTransport(loop, fd, std::move(protocol), std::move(tracker));
   try {
     t->protocol_->connection_made(*t);
   } catch (...) {
@@ -96,13 +97,20 @@ SocketTransport* SocketTransport::open(QiEventLoop& loop, int fd, QiEventLoop::P
   return t;
 }
 
-SocketTransport::SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol)
-    : loop_(loop), fd_(fd), protocol_(std::move(protocol)), peer_(address_of(fd, true)), local_(address_of(fd, false)) {
+SocketTransport::SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol,
+                                 std::shared_ptr<ConnectionTracker> tracker)
+    : loop_(loop),
+      fd_(fd),
+      protocol_(std::move(protocol)),
+      peer_(address_of(fd, true)),
+      local_(address_of(fd, false)),
+      tracker_(std::move(tracker)) {
   // A class deriving from both is read as a BufferedProtocol.
   buffered_protocol_ = dynamic_cast<BufferedProtocol*>(protocol_.get());
   if (!buffered_protocol_) stream_ = dynamic_cast<Protocol*>(protocol_.get());
   set_nodelay(fd, local_);
   t_transports[fd] = this;
+  if (tracker_) tracker_->attach(this);
 }
 
 SocketTransport::~SocketTransport() {
@@ -111,6 +119,7 @@ SocketTransport::~SocketTransport() {
   loop_.remove_writer(fd_);
   t_transports.erase(fd_);
   ::close(fd_);
+  if (tracker_) tracker_->detach(this);
 }
 
 void SocketTransport::destroy_all(QiEventLoop& loop) noexcept {
@@ -421,4 +430,8 @@ void SocketTransport::protocol_failed(const char* message) {
 
 }  // namespace qi::detail
 
-void QiEventLoop::close_transports() noexcept { qi::detail::SocketTransport::destroy_all(*this); }
+void QiEventLoop::close_transports() noexcept {
+  // Servers first: they stop accepting before their connections go.
+  close_servers();
+  qi::detail::SocketTransport::destroy_all(*this);
+}

@@ -27,13 +27,30 @@
 
 namespace qi::detail {
 
+class SocketTransport;
+
+// What a server learns of the transports it accepted (asyncio's
+// Server._attach / _detach): attach() from the transport's constructor,
+// detach() from its destructor, after its fd is closed.
+class ConnectionTracker {
+ public:
+  virtual void attach(SocketTransport* transport) noexcept = 0;
+  virtual void detach(SocketTransport* transport) noexcept = 0;
+
+ protected:
+  ~ConnectionTracker() = default;
+};
+
 class SocketTransport final : public Transport {
  public:
   // Takes fd (a connected, non-blocking stream socket) and the protocol the
   // factory makes, calls connection_made, starts reading. The fd is closed
   // when the factory throws. When connection_made throws, the transport is
-  // aborted (connection_lost follows) and the exception rethrown.
-  static SocketTransport* open(QiEventLoop& loop, int fd, QiEventLoop::ProtocolFactory& factory);
+  // aborted (connection_lost follows) and the exception rethrown. A server
+  // passes itself as tracker: it keeps the tracker alive until the
+  // transport is destroyed.
+  static SocketTransport* open(QiEventLoop& loop, int fd, QiEventLoop::ProtocolFactory& factory,
+                               std::shared_ptr<ConnectionTracker> tracker = nullptr);
 
   void write(QByteArrayView data) override;
   void writelines(std::span<const QByteArrayView> pieces) override;
@@ -58,7 +75,8 @@ class SocketTransport final : public Transport {
   static void destroy_all(QiEventLoop& loop) noexcept;
 
  private:
-  SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol);
+  SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol,
+                  std::shared_ptr<ConnectionTracker> tracker);
   ~SocketTransport() override;
 
   void read_ready();
@@ -88,6 +106,7 @@ class SocketTransport final : public Transport {
   BufferedProtocol* buffered_protocol_ = nullptr;
   SocketAddress peer_;
   SocketAddress local_;
+  std::shared_ptr<ConnectionTracker> tracker_;  // the server that accepted it, if any
 
   // Pieces not sent yet; front_sent_ bytes of the first are sent already.
   std::deque<QByteArray> buffer_;
