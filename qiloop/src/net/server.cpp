@@ -10,6 +10,7 @@
 #include <qiloop/sync/event.h>
 #include <qiloop/task.h>
 
+#include "net/fd_watch.h"
 #include "net/socket_transport.h"
 
 #include <absl/container/flat_hash_set.h>
@@ -132,7 +133,7 @@ class ServerState final : public ConnectionTracker, public std::enable_shared_fr
   std::string describe() const;
 
   // serve_forever()'s future, while one waits; close() cancels it.
-  std::optional<Future<void>> forever;
+  std::optional<Future<void>> forever_waiter;
   Event drained;
 
   // loop.close(): closes the servers of `loop` still open.
@@ -271,8 +272,8 @@ void ServerState::close() {
     if (!l.cleanup_path.empty() && ::stat(l.cleanup_path.c_str(), &st) == 0 && st.st_ino == l.cleanup_ino)
       ::unlink(l.cleanup_path.c_str());
   }
-  if (forever && !forever->done()) forever->cancel();
-  forever.reset();
+  if (forever_waiter && !forever_waiter->done()) forever_waiter->cancel();
+  forever_waiter.reset();
   std::erase(t_open_servers, keep);
   wake_if_drained();
 }
@@ -399,7 +400,8 @@ qi::Coro<qi::Server> QiEventLoop::adopt_server_socket(ProtocolFactory factory, i
   int flags = ::fcntl(sock, F_GETFL);
   if (flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) < 0)
     qi::throw_os_error(errno, "create_server: making fd " + std::to_string(sock) + " non-blocking");
-  co_return co_await qi::detail::make_server(*this, {sock}, std::move(factory), options.backlog,
+  std::vector<int> fds{sock};  // named: g++ 12 mishandles a braced temporary in a co_await
+  co_return co_await qi::detail::make_server(*this, std::move(fds), std::move(factory), options.backlog,
                                              options.start_serving, "create_server");
 }
 
@@ -422,9 +424,9 @@ qi::Coro<qi::Server> QiEventLoop::open_unix_server(ProtocolFactory factory, std:
   open.fds.push_back(fd);
   if (::bind(fd, address.native(), address.size()) < 0)
     qi::throw_os_error(errno, "create_unix_server: error while attempting to bind on address " + address.to_string());
+  std::string cleanup = file && options.cleanup_socket ? path : std::string();
   co_return co_await qi::detail::make_server(*this, open.release(), std::move(factory), options.backlog,
-                                             options.start_serving, "create_unix_server",
-                                             file && options.cleanup_socket ? path : std::string());
+                                             options.start_serving, "create_unix_server", std::move(cleanup));
 }
 
 void QiEventLoop::close_servers() noexcept { qi::detail::ServerState::close_all(*this); }
@@ -445,20 +447,20 @@ Coro<void> start_serving_of(std::shared_ptr<detail::ServerState> s) {
 }
 
 Coro<void> serve_forever_of(std::shared_ptr<detail::ServerState> s) {
-  if (s->forever)
+  if (s->forever_waiter)
     throw RuntimeError("serve_forever: the " + s->describe() +
                        " is already being awaited on serve_forever(); await it from one task only");
   if (s->closed()) throw RuntimeError("serve_forever: the server is closed; create a new server (loop.create_server)");
   s->start_serving("serve_forever");
   Future<void> waiting = s->loop().create_future<void>();
-  s->forever = waiting;
+  s->forever_waiter = waiting;
   std::exception_ptr cancelled;
   try {
     co_await waiting;
   } catch (const CancelledError&) {
     cancelled = std::current_exception();
   }
-  if (s->forever && *s->forever == waiting) s->forever.reset();
+  if (s->forever_waiter && *s->forever_waiter == waiting) s->forever_waiter.reset();
   // Cancelled (or closed from elsewhere): asyncio closes, waits for the
   // connections to end, then re-raises. (Nothing else completes `waiting`.)
   s->close();
