@@ -419,6 +419,48 @@ QILOOP_TEST_MODES(Server, AnEmptyHandleAndANonStreamSocketAreRefused) {
   EXPECT_TRUE(contains(*what, "not a stream socket")) << *what;
 }
 
+QILOOP_TEST_MODES(Server, OptionsReachTheListeningSockets) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto f1 = echo(log);
+  qi::Server plain = co_await loop.create_server(std::move(f1), "127.0.0.1", 0);
+  auto flag = [](int fd, int option) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    ::getsockopt(fd, SOL_SOCKET, option, &v, &len);
+    return v != 0;
+  };
+  EXPECT_TRUE(flag(plain.filenos()[0], SO_REUSEADDR)) << "reuse_address is on by default (POSIX)";
+  EXPECT_FALSE(flag(plain.filenos()[0], SO_REUSEPORT));
+  EXPECT_FALSE(flag(plain.filenos()[0], SO_KEEPALIVE));
+  auto f2 = echo(log);
+  qi::ServerOptions options{.reuse_address = false, .keep_alive = true};
+  qi::Server tuned = co_await loop.create_server(std::move(f2), "127.0.0.1", 0, options);
+  EXPECT_FALSE(flag(tuned.filenos()[0], SO_REUSEADDR));
+  EXPECT_TRUE(flag(tuned.filenos()[0], SO_KEEPALIVE));
+  auto f3 = echo(log);
+  qi::ServerOptions negative{.backlog = -1};
+  auto what = co_await error_of<qi::ValueError>(loop.create_server(std::move(f3), "127.0.0.1", 0, negative));
+  EXPECT_TRUE(what.has_value());
+  plain.close();
+  tuned.close();
+}
+
+// Cancelled while the name resolves (on the executor): no socket was open yet, none leaks.
+QILOOP_TEST_MODES(Server, CancellingCreateServerWhileResolvingLeavesNothing) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto f = echo(log);
+  auto making = loop.create_task(loop.create_server(std::move(f), "localhost", 0));
+  co_await qi::sleep(0);
+  co_await qi::sleep(0);
+  EXPECT_FALSE(making.done()) << "the resolver runs on the executor";
+  making.cancel();
+  EXPECT_TRUE(co_await error_of<qi::CancelledError>(making));
+}
+
 // --- Adopting a socket; a factory of qi::BaseProtocol (what start_server builds) -----------
 
 QILOOP_TEST_MODES(Server, AdoptsAListeningSocketAndTakesABaseProtocolFactory) {
@@ -606,6 +648,35 @@ QILOOP_TEST_MODES(Server, AFactoryThatThrowsIsReportedAndTheServerGoesOn) {
   co_await log->until([&] { return log->lost == 1; });
   server.close();
   co_await server.wait_closed();
+}
+
+// The factory may close the server, dropping the last handle: the accept
+// callback under way stops at once and the state lives until it returns.
+QILOOP_TEST_MODES(Server, AFactoryThatClosesTheServer) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto holder = std::make_shared<std::optional<qi::Server>>();
+  auto inner = echo(log);
+  auto factory = [holder, inner]() mutable {
+    if (*holder) {
+      (*holder)->close();
+      holder->reset();  // the last handle
+    }
+    return inner();
+  };
+  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::SocketAddress at = server.sockets().at(0);
+  *holder = server;
+  server = qi::Server();
+  std::vector<Fd> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(connect_client(at));  // queued together
+  co_await log->until([&] { return log->made == 1; });
+  co_await qi::sleep(10ms);
+  EXPECT_EQ(log->made, 1) << "no accept after close()";
+  EXPECT_EQ(connect_errno(at), ECONNREFUSED);
+  clients.clear();
+  co_await log->until([&] { return log->lost == 1; });
 }
 
 // Lowers RLIMIT_NOFILE to nothing: every new fd fails with EMFILE until
