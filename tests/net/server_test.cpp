@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 
@@ -63,10 +64,12 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 struct Reports {
   std::vector<std::string> messages;
   std::vector<std::exception_ptr> errors;
+  qi::Event arrived;  // set by each report
   explicit Reports(QiEventLoop& loop) : loop_(loop) {
     loop.set_exception_handler([this](QiEventLoop&, const qi::ExceptionContext& c) {
       messages.push_back(c.message);
       errors.push_back(c.exception);
+      arrived.set();
     });
   }
   ~Reports() { loop_.set_exception_handler(nullptr); }
@@ -679,18 +682,31 @@ QILOOP_TEST_MODES(Server, AFactoryThatClosesTheServer) {
   co_await log->until([&] { return log->lost == 1; });
 }
 
-// Lowers RLIMIT_NOFILE to nothing: every new fd fails with EMFILE until
-// the guard goes.
+// Lowers RLIMIT_NOFILE to the highest fd open and fills the holes below it
+// (dups of `some_fd`): every new fd fails with EMFILE until the guard goes.
+// (Not below the fds open: poll(2), which the portable backend's Qt
+// dispatcher uses, fails with EINVAL when it watches more fds than the
+// limit.)
 struct NoMoreFds {
   rlimit saved{};
-  NoMoreFds() {
+  std::vector<int> fillers;
+  explicit NoMoreFds(int some_fd) {
+    int highest = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (dirent* e = ::readdir(d))
+        if (std::atoi(e->d_name) != ::dirfd(d)) highest = std::max(highest, std::atoi(e->d_name));
+      ::closedir(d);
+    }
     ::getrlimit(RLIMIT_NOFILE, &saved);
-    rlimit none = saved;
-    none.rlim_cur = 0;
-    ::setrlimit(RLIMIT_NOFILE, &none);
+    rlimit low = saved;
+    low.rlim_cur = static_cast<rlim_t>(highest + 1);
+    ::setrlimit(RLIMIT_NOFILE, &low);
+    for (int fd; (fd = ::dup(some_fd)) >= 0;) fillers.push_back(fd);
   }
-  void restore() { ::setrlimit(RLIMIT_NOFILE, &saved); }
-  ~NoMoreFds() { restore(); }
+  ~NoMoreFds() {
+    for (int fd : fillers) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+  }
 };
 
 // Virtual time: the second of rest passes on the loop's clock.
@@ -706,9 +722,8 @@ QILOOP_TEST_MODES_VT(Server, OutOfFdsRestsASecondThenServes) {
   ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
   auto t0 = loop.time();
   {
-    NoMoreFds no_fds;
-    co_await qi::sleep(0);
-    co_await qi::sleep(0);
+    NoMoreFds no_fds(client.get());
+    co_await reports.arrived.wait();  // the accept fails (the portable backend sees the fd a slice later)
   }
   QILOOP_CO_ASSERT(ASSERT_EQ(reports.messages.size(), 1u));
   EXPECT_TRUE(contains(reports.messages[0], "socket.accept() out of system resource")) << reports.messages[0];
