@@ -462,6 +462,15 @@ QILOOP_TEST_MODES(Server, CancellingCreateServerWhileResolvingLeavesNothing) {
   EXPECT_FALSE(making.done()) << "the resolver runs on the executor";
   making.cancel();
   EXPECT_TRUE(co_await error_of<qi::CancelledError>(making));
+  // Cancelled in its last step (bound, serving, yielding once): it closes
+  // the server it made, whose handle nobody could get.
+  auto f2 = echo(log);
+  auto last_step = loop.create_task(loop.create_server(std::move(f2), "127.0.0.1", 0));
+  co_await qi::sleep(0);
+  EXPECT_FALSE(last_step.done());
+  last_step.cancel();
+  EXPECT_TRUE(co_await error_of<qi::CancelledError>(last_step));
+  EXPECT_EQ(count_fds(), leaks.before) << "no listening socket is left open";
 }
 
 // --- Adopting a socket; a factory of qi::BaseProtocol (what start_server builds) -----------

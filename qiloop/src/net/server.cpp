@@ -359,7 +359,18 @@ qi::Coro<qi::Server> make_server(QiEventLoop& loop, std::vector<int> fds, QiEven
       state->close();
       throw;
     }
-    co_await qi::sleep(0);  // asyncio: so the readers are in place when the caller resumes
+    // asyncio: so the readers are in place when the caller resumes. A
+    // cancellation here would lose the only handle: the server closes.
+    std::exception_ptr cancelled;
+    try {
+      co_await qi::sleep(0);
+    } catch (const qi::CancelledError&) {
+      cancelled = std::current_exception();
+    }
+    if (cancelled) {
+      state->close();
+      std::rethrow_exception(cancelled);
+    }
   }
   co_return server;
 }
