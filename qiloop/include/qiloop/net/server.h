@@ -59,8 +59,10 @@
 //   runs, serve_forever() / start_serving() after close() ->
 //   qi::RuntimeError; a factory that is not a protocol factory is refused at
 //   compile time (see create_connection).
-// - Cancellation: cancelling create_server while it resolves closes nothing
-//   (no socket is open yet); cancelling serve_forever() closes the server and
+// - Cancellation: cancelling create_server while it resolves leaves nothing
+//   (no socket is open yet); cancelled in its last step (the one-iteration
+//   yield after it starts serving) it closes the server it made, whose
+//   handle nobody could get. Cancelling serve_forever() closes the server and
 //   waits for its connections to end (asyncio: close(), then wait_closed(),
 //   then re-raise); close() from elsewhere ends serve_forever() with
 //   qi::CancelledError too (asyncio cancels its future). wait_closed() is
