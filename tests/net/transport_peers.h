@@ -321,3 +321,58 @@ inline std::string no_python3() {
 }
 
 }  // namespace peers
+
+// --- Clients of the server tests (blocking sockets) ---------------------------------------
+
+#include <cstdlib>  // mkdtemp
+
+namespace peers {
+
+// A blocking client connected to `to`, or -1 with errno set.
+inline Fd connect_client(const qi::SocketAddress& to) {
+  Fd fd(::socket(to.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  bound_peer_waits(fd.get());
+  if (::connect(fd.get(), to.native(), to.size()) < 0) {
+    int err = errno;
+    fd.reset();
+    errno = err;
+  }
+  return fd;
+}
+
+// 0 when a connection to `to` succeeds (it is closed at once), else errno.
+inline int connect_errno(const qi::SocketAddress& to) {
+  Fd fd = connect_client(to);
+  return fd.get() >= 0 ? 0 : errno;
+}
+
+// Exactly n bytes (fewer at EOF or error).
+inline std::string recv_exactly(int fd, std::size_t n) {
+  std::string out(n, '\0');
+  std::size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::recv(fd, out.data() + got, n - got, 0);
+    if (r <= 0) break;
+    got += static_cast<std::size_t>(r);
+  }
+  out.resize(got);
+  return out;
+}
+
+// Connects to `to`, sends msg, returns what comes back (msg.size() bytes at
+// most), closes.
+inline std::string echo_once(const qi::SocketAddress& to, const std::string& msg) {
+  Fd fd = connect_client(to);
+  if (fd.get() < 0) return "(connect failed: " + std::string(std::strerror(errno)) + ")";
+  send_all(fd.get(), msg);
+  return recv_exactly(fd.get(), msg.size());
+}
+
+// A fresh private directory under /tmp (for Unix socket files).
+inline std::string temp_dir() {
+  char tmpl[] = "/tmp/qiloop-test-XXXXXX";
+  const char* d = ::mkdtemp(tmpl);
+  return d ? d : "/tmp";
+}
+
+}  // namespace peers

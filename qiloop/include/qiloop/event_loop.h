@@ -121,6 +121,9 @@ namespace detail {
 template <class Factory>
 using DatagramResult = std::pair<DatagramTransport*, typename std::invoke_result_t<Factory&>::element_type*>;
 }  // namespace detail
+class Server;              // <qiloop/net/server.h>
+struct ServerOptions;      // <qiloop/net/server.h>
+struct UnixServerOptions;  // <qiloop/net/server.h>
 namespace detail {
 // What create_connection returns for a protocol factory returning
 // std::unique_ptr<P>.
@@ -723,6 +726,45 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   qi::Transport* open_pipe_transport(ProtocolFactory factory, int fd, bool write);
   qi::Coro<qi::DatagramTransport*> open_datagram_endpoint(DatagramProtocolFactory factory, qi::DatagramOptions options);
   qi::DatagramTransport* adopt_datagram_socket(DatagramProtocolFactory factory, int sock);
+
+ public:
+  // --- Servers (<qiloop/net/server.h>) ------------------------------------------
+  // asyncio's loop.create_server / create_unix_server: listening sockets whose
+  // connections each get a transport driving a protocol from the factory (as
+  // create_connection's). The contract is in <qiloop/net/server.h>, which
+  // defines these templates (include it to call them); loop thread only.
+
+  // QiEventLoop::create_server()
+  // Listens on every address host resolves to ("" : all interfaces, IPv4 and
+  // IPv6; a list: all of theirs) at port (0: a free one) and serves once
+  // made (options.start_serving). Throws qi::GaiError, qi::OSError
+  // (EADDRINUSE: the port is in use), qi::ValueError.
+  template <class Factory, class Options = qi::ServerOptions>
+  qi::Coro<qi::Server> create_server(Factory factory, std::string host, uint16_t port, Options options = {});
+  template <class Factory, class Options = qi::ServerOptions>
+  qi::Coro<qi::Server> create_server(Factory factory, std::vector<std::string> hosts, uint16_t port,
+                                     Options options = {});
+  template <class Factory, class Options = qi::ServerOptions>
+  qi::Coro<qi::Server> create_server(Factory factory, std::initializer_list<std::string> hosts, uint16_t port,
+                                     Options options = {});
+  // A bound (or listening) stream socket the server takes over (asyncio's
+  // sock=): made non-blocking, closed by close(). Throws qi::ValueError (the
+  // fd stays the caller's) when it is not a stream socket.
+  template <class Factory, class Options = qi::ServerOptions>
+  qi::Coro<qi::Server> create_server(Factory factory, int sock, Options options = {});
+  // QiEventLoop::create_unix_server()
+  // The same on a Unix stream socket bound to path (a leading '\0': an
+  // abstract name); a stale socket file there is removed first.
+  template <class Factory, class Options = qi::UnixServerOptions>
+  qi::Coro<qi::Server> create_unix_server(Factory factory, std::string path, Options options = {});
+
+ private:
+  // The non-template halves, and close()'s part (src/net/server.cpp).
+  qi::Coro<qi::Server> open_tcp_server(ProtocolFactory factory, std::vector<std::string> hosts, uint16_t port,
+                                       qi::ServerOptions options);
+  qi::Coro<qi::Server> adopt_server_socket(ProtocolFactory factory, int sock, qi::ServerOptions options);
+  qi::Coro<qi::Server> open_unix_server(ProtocolFactory factory, std::string path, qi::UnixServerOptions options);
+  void close_servers() noexcept;
 
  public:
  Q_SIGNALS:

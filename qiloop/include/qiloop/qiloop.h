@@ -45,6 +45,7 @@
 //   net/datagram.h qi::DatagramProtocol / DatagramTransport, loop.create_datagram_endpoint (UDP)
 //   net/ssl.h      TLS: qi::SslContext, qi::SslTransport, loop.start_tls, ConnectOptions::ssl
 //   net/streams.h    qi::StreamReader, qi::StreamWriter, qi::open_connection / open_unix_connection
+//   net/server.h   qi::Server, loop.create_server / create_unix_server
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -93,3 +94,4 @@
 #include <qiloop/net/datagram.h>
 #include <qiloop/net/ssl.h>
 #include <qiloop/net/streams.h>
+#include <qiloop/net/server.h>

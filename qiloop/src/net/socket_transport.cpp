@@ -31,9 +31,15 @@ void ensure_fd_no_transport(int fd, const char* api) {
                            "close the transport before using the fd directly");
 }
 
-SocketTransport::SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol)
-    : StreamTransport(loop, fd, std::move(protocol), FdKind::kSocket, Direction::kBoth) {
+SocketTransport::SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol,
+                                 std::shared_ptr<ConnectionTracker> tracker)
+    : StreamTransport(loop, fd, std::move(protocol), FdKind::kSocket, Direction::kBoth), tracker_(std::move(tracker)) {
   set_nodelay(fd, sockname());
+  if (tracker_) tracker_->attach(this);
+}
+
+SocketTransport::~SocketTransport() {
+  if (tracker_) tracker_->detach(this);
 }
 
 void SocketTransport::on_eof() {
@@ -62,4 +68,8 @@ void SocketTransport::on_flushed() {
 
 }  // namespace qi::detail
 
-void QiEventLoop::close_transports() noexcept { qi::detail::FdTransport::destroy_all(*this); }
+void QiEventLoop::close_transports() noexcept {
+  // Servers first: they stop accepting before their connections go.
+  close_servers();
+  qi::detail::FdTransport::destroy_all(*this);
+}

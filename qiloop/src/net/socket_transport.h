@@ -15,14 +15,30 @@
 
 namespace qi::detail {
 
+class SocketTransport;
+
+// What a server learns of the transports it accepted (asyncio's
+// Server._attach / _detach): attach() from the transport's constructor,
+// detach() from its destructor.
+class ConnectionTracker {
+ public:
+  virtual void attach(SocketTransport* transport) noexcept = 0;
+  virtual void detach(SocketTransport* transport) noexcept = 0;
+
+ protected:
+  ~ConnectionTracker() = default;
+};
+
 class SocketTransport final : public StreamTransport {
  public:
   // Takes fd (a connected, non-blocking stream socket) and the protocol the
   // factory makes, calls connection_made, starts reading. The fd is closed
   // when the factory throws. When connection_made throws, the transport is
-  // aborted (connection_lost follows) and the exception rethrown.
-  static SocketTransport* open(QiEventLoop& loop, int fd, QiEventLoop::ProtocolFactory& factory) {
-    return StreamTransport::open<SocketTransport>(loop, fd, factory);
+  // aborted (connection_lost follows) and the exception rethrown. A server
+  // passes itself as tracker: the transport keeps it alive until destroyed.
+  static SocketTransport* open(QiEventLoop& loop, int fd, QiEventLoop::ProtocolFactory& factory,
+                               std::shared_ptr<ConnectionTracker> tracker = nullptr) {
+    return StreamTransport::open<SocketTransport>(loop, fd, factory, std::move(tracker));
   }
 
   void write_eof() override;
@@ -37,10 +53,14 @@ class SocketTransport final : public StreamTransport {
 
  private:
   friend class StreamTransport;
-  SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol);
+  SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol,
+                  std::shared_ptr<ConnectionTracker> tracker);
+  ~SocketTransport() override;
 
   void on_eof() override;
   void on_flushed() override;
+
+  std::shared_ptr<ConnectionTracker> tracker_;  // the server that accepted it, if any
 };
 
 // sock_*'s check (asyncio's _ensure_fd_no_transport): throws
