@@ -7,7 +7,9 @@
 #include "net/ssl_peers.h"
 #include "net/ssl_protocol.h"
 
+#include <qiloop/net/server.h>
 #include <qiloop/net/ssl.h>
+#include <qiloop/net/streams.h>
 #include <qiloop/net/transport.h>
 #include <qiloop/structured/timeout.h>
 #include <qiloop/testing.h>
@@ -531,3 +533,69 @@ TEST(SslContext, BadFilesAndSettingsAreClearErrors) {
   EXPECT_NO_THROW(ctx->set_minimum_version(qi::TlsVersion::kTls1_3));
   EXPECT_THROW(ctx->set_ciphers("NO-SUCH-CIPHER"), qi::SSLError);
 }
+
+namespace {
+
+// --- Servers with ssl= (create_server / start_server) --------------------------------------
+
+// Reads a line, answers it, closes.
+qi::Coro<void> answer_one_line(qi::StreamReader r, qi::StreamWriter w) {
+  QByteArray line = co_await r.readline();
+  w.write("re: " + line);
+  co_await w.drain();
+  w.close();
+  co_await w.wait_closed();
+}
+
+QILOOP_TEST_MODES(SslServer, StartServerWithSslServesAQiloopTlsClient) {
+  FdLeakCheck leaks;
+  qi::ServerOptions options;
+  options.ssl = server_context();
+  auto cb = answer_one_line;
+  qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0, std::move(options));
+  auto conn = co_await qi::open_connection("127.0.0.1", server.sockets().at(0).port(), tls_to_localhost());
+  auto* tls = dynamic_cast<qi::SslTransport*>(&conn.second.transport());
+  QILOOP_CO_ASSERT(ASSERT_NE(tls, nullptr));
+  EXPECT_EQ(tls->server_hostname(), "localhost");
+  conn.second.write("hello over tls\n");
+  EXPECT_EQ(co_await conn.first.readline(), "re: hello over tls\n");
+  EXPECT_EQ(co_await conn.first.read(), "") << "the server closed after its answer";
+  conn.second.close();
+  co_await conn.second.wait_closed();
+  server.close();
+  co_await server.wait_closed();
+}
+
+QILOOP_TEST_MODES(SslServer, CreateServerWithSslAnswersOpensslSClient) {
+  qi::ServerOptions options;
+  options.ssl = server_context();
+  auto cb = answer_one_line;
+  qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0, std::move(options));
+  uint16_t port = server.sockets().at(0).port();
+  Child client({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port), "-CAfile", certs().ca,
+                "-servername", "localhost", "-verify_return_error", "-quiet"});
+  client.write_stdin("ping\n");
+  // close() stops listening; wait_closed() returns once the one connection
+  // (answered, then closed) is gone.
+  co_await qi::sleep(50ms);
+  server.close();
+  auto waited = server.wait_closed();
+  co_await qi::wait_for(std::move(waited), 20s);
+  EXPECT_NE(client.read_all().find("re: ping"), std::string::npos);
+  EXPECT_EQ(client.wait(), 0);
+}
+
+QILOOP_TEST_MODES(SslServer, TlsTimeoutsWithoutSslAreRefused) {
+  qi::ServerOptions options;
+  options.ssl_handshake_timeout = 5s;
+  auto cb = answer_one_line;
+  std::string error;
+  try {
+    (void)co_await qi::start_server(std::move(cb), "127.0.0.1", 0, std::move(options));
+  } catch (const qi::ValueError& e) {
+    error = e.what();
+  }
+  EXPECT_NE(error.find("only meaningful with ssl"), std::string::npos) << error;
+}
+
+}  // namespace

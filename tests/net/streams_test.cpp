@@ -12,6 +12,7 @@
 
 #include <sys/stat.h>
 
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -739,3 +740,86 @@ TEST(StreamConnection, HandlesSurviveLoopClose) {
   reader.reset();
   EXPECT_EQ(read_all(theirs.get()), "");
 }
+
+namespace {
+
+// --- qi::start_server / start_unix_server -------------------------------------------------
+
+// Echoes lines until EOF, then closes.
+qi::Coro<void> echo_lines(qi::StreamReader r, qi::StreamWriter w) {
+  while (auto line = co_await r.next_line()) {
+    w.write(*line);
+    co_await w.drain();
+  }
+  w.close();
+  co_await w.wait_closed();
+}
+
+// Two clients at once through start_server, then close() and wait_closed().
+QILOOP_TEST_MODES(StartServer, EchoesLinesToSeveralClients) {
+  FdLeakCheck leaks;
+  auto cb = echo_lines;
+  qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0);
+  uint16_t port = server.sockets().at(0).port();
+  auto a = co_await qi::open_connection("127.0.0.1", port);
+  auto b = co_await qi::open_connection("127.0.0.1", port);
+  a.second.write("one\n");
+  b.second.write("two\n");
+  EXPECT_EQ(co_await b.first.readline(), "two\n");
+  EXPECT_EQ(co_await a.first.readline(), "one\n");
+  std::array<decltype(&a), 2> clients{&a, &b};
+  for (auto* c : clients) {
+    c->second.write_eof();
+    EXPECT_EQ(co_await c->first.read(), "");
+    c->second.close();
+    co_await c->second.wait_closed();
+  }
+  server.close();
+  co_await server.wait_closed();
+  EXPECT_FALSE(server.is_serving());
+}
+
+QILOOP_TEST_MODES(StartServer, UnixServerEchoes) {
+  FdLeakCheck leaks;
+  std::string dir = temp_dir();
+  std::string path = dir + "/echo.sock";
+  auto cb = echo_lines;
+  qi::Server server = co_await qi::start_unix_server(std::move(cb), path);
+  auto c = co_await qi::open_unix_connection(path);
+  c.second.write("over a unix socket\n");
+  EXPECT_EQ(co_await c.first.readline(), "over a unix socket\n");
+  c.second.close();
+  co_await c.second.wait_closed();
+  server.close();
+  co_await server.wait_closed();
+  struct stat st;
+  EXPECT_NE(::stat(path.c_str(), &st), 0) << "close() removes the socket file";
+  ::rmdir(dir.c_str());
+}
+
+// The reader's limit reaches the callback's reader: a line over it fails
+// there (reported), and the connection closes.
+QILOOP_TEST_MODES(StartServer, TheLimitAppliesToTheServersReaders) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  std::vector<qi::ExceptionContext> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c); });
+  auto cb = [](qi::StreamReader r, qi::StreamWriter w) -> qi::Coro<void> {
+    QByteArray line = co_await r.readuntil("\n");
+    w.write(line);
+  };
+  qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0, {}, 16);
+  auto c = co_await qi::open_connection("127.0.0.1", server.sockets().at(0).port());
+  c.second.write(QByteArray(64, 'x') + "\n");
+  EXPECT_EQ(co_await c.first.read(), "") << "the failing callback's connection is closed";
+  co_await qi::sleep(10ms);
+  QILOOP_CO_ASSERT(ASSERT_EQ(reports.size(), 1u));
+  EXPECT_TRUE(holds<qi::LimitOverrunError>(reports[0].exception));
+  c.second.close();
+  co_await c.second.wait_closed();
+  server.close();
+  co_await server.wait_closed();
+  loop.set_exception_handler(nullptr);
+}
+
+}  // namespace

@@ -12,6 +12,7 @@
 
 #include "net/fd_watch.h"
 #include "net/socket_transport.h"
+#include "net/ssl_protocol.h"
 
 #include <absl/container/flat_hash_set.h>
 
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -163,8 +165,17 @@ class ServerState final : public ConnectionTracker, public std::enable_shared_fr
 };
 
 namespace {
-// The servers open on this thread's loops (a loop runs on one thread).
-thread_local std::vector<std::shared_ptr<ServerState>> t_open_servers;
+// The servers open, on every loop. Never destroyed: a loop with static
+// storage duration closes its servers at exit, after the thread_locals and
+// the statics made after it are gone.
+struct OpenServers {
+  std::mutex mutex;
+  std::vector<std::shared_ptr<ServerState>> all;
+};
+OpenServers& open_servers() {
+  static OpenServers* const r = new OpenServers;
+  return *r;
+}
 }  // namespace
 
 std::shared_ptr<ServerState> ServerState::open(QiEventLoop& loop, std::vector<int> fds,
@@ -173,14 +184,20 @@ std::shared_ptr<ServerState> ServerState::open(QiEventLoop& loop, std::vector<in
   listeners.reserve(fds.size());
   for (int fd : fds) listeners.push_back({fd, local_address(fd), {}, {}, 0});
   auto state = std::make_shared<ServerState>(loop, std::move(listeners), std::move(factory), backlog);
-  t_open_servers.push_back(state);
+  OpenServers& r = open_servers();
+  std::lock_guard lock(r.mutex);
+  r.all.push_back(state);
   return state;
 }
 
 void ServerState::close_all(QiEventLoop& loop) noexcept {
   std::vector<std::shared_ptr<ServerState>> mine;
-  for (const auto& s : t_open_servers)
-    if (&s->loop_ == &loop) mine.push_back(s);
+  {
+    OpenServers& r = open_servers();
+    std::lock_guard lock(r.mutex);
+    for (const auto& s : r.all)
+      if (&s->loop_ == &loop) mine.push_back(s);
+  }
   for (const auto& s : mine) s->close();
 }
 
@@ -274,7 +291,11 @@ void ServerState::close() {
   }
   if (forever_waiter && !forever_waiter->done()) forever_waiter->cancel();
   forever_waiter.reset();
-  std::erase(t_open_servers, keep);
+  {
+    OpenServers& r = open_servers();
+    std::lock_guard lock(r.mutex);
+    std::erase(r.all, keep);
+  }
   wake_if_drained();
 }
 
@@ -340,6 +361,22 @@ qi::Coro<std::vector<qi::AddrInfo>> resolve_hosts(QiEventLoop& loop, std::vector
   co_return all;
 }
 
+// The factory of a server's connections: wrapped in the TLS layer when the
+// options carry a context (asyncio's create_server ssl=).
+template <class Options>
+QiEventLoop::ProtocolFactory with_tls(QiEventLoop& loop, QiEventLoop::ProtocolFactory factory, const Options& options,
+                                      const char* api) {
+  if (!options.ssl) {
+    if (options.ssl_handshake_timeout || options.ssl_shutdown_timeout)
+      throw qi::ValueError(std::string(api) +
+                           ": ssl_handshake_timeout / ssl_shutdown_timeout are only meaningful with ssl; pass an "
+                           "SslContext::server(...) as ssl, or drop the timeouts");
+    return factory;
+  }
+  return ssl_server_factory(loop, std::move(factory), options.ssl, options.ssl_handshake_timeout,
+                            options.ssl_shutdown_timeout);
+}
+
 // The server over fds, serving when asked; `cleanup`: the Unix socket
 // file of fds[0] that close() removes.
 qi::Coro<qi::Server> make_server(QiEventLoop& loop, std::vector<int> fds, QiEventLoop::ProtocolFactory factory,
@@ -387,6 +424,7 @@ qi::Coro<qi::Server> QiEventLoop::open_tcp_server(ProtocolFactory factory, std::
                                                   uint16_t port, qi::ServerOptions options) {
   if (options.backlog < 0) throw qi::ValueError("create_server: backlog is negative; pass 0 or more (100 by default)");
   if (hosts.empty()) hosts.emplace_back();  // asyncio: no host at all means every interface too
+  factory = qi::detail::with_tls(*this, std::move(factory), options, "create_server");
   std::vector<qi::AddrInfo> infos = co_await qi::detail::resolve_hosts(*this, std::move(hosts), port, options);
   OpenFds open;
   for (const qi::AddrInfo& info : infos)
@@ -401,6 +439,7 @@ qi::Coro<qi::Server> QiEventLoop::open_tcp_server(ProtocolFactory factory, std::
 }
 
 qi::Coro<qi::Server> QiEventLoop::adopt_server_socket(ProtocolFactory factory, int sock, qi::ServerOptions options) {
+  factory = qi::detail::with_tls(*this, std::move(factory), options, "create_server");
   int type = 0;
   socklen_t len = sizeof type;
   if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
@@ -419,6 +458,7 @@ qi::Coro<qi::Server> QiEventLoop::adopt_server_socket(ProtocolFactory factory, i
 qi::Coro<qi::Server> QiEventLoop::open_unix_server(ProtocolFactory factory, std::string path,
                                                    qi::UnixServerOptions options) {
   qi::SocketAddress address = qi::SocketAddress::unix_path(path);  // qi::ValueError for a bad path
+  factory = qi::detail::with_tls(*this, std::move(factory), options, "create_unix_server");
   const bool file = !address.is_abstract();
   if (file) {
     struct stat st;

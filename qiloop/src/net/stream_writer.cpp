@@ -221,4 +221,18 @@ detail::StreamProtocolFactory detail::stream_server_factory(ClientConnected cb, 
   };
 }
 
+Coro<Server> start_server(detail::ClientConnected client_connected, std::string host, uint16_t port,
+                          ServerOptions options, std::size_t limit) {
+  auto factory = detail::stream_server_factory(std::move(client_connected), limit);  // named: see above
+  co_return co_await qi::get_running_loop().create_server(std::move(factory), std::move(host), port,
+                                                          std::move(options));
+}
+
+Coro<Server> start_unix_server(detail::ClientConnected client_connected, std::string path, UnixServerOptions options,
+                               std::size_t limit) {
+  auto factory = detail::stream_server_factory(std::move(client_connected), limit);  // named: see above
+  co_return co_await qi::get_running_loop().create_unix_server(std::move(factory), std::move(path),
+                                                               std::move(options));
+}
+
 }  // namespace qi

@@ -82,9 +82,11 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -106,9 +108,15 @@ struct ServerOptions {
   bool reuse_port = false;    // SO_REUSEPORT: several servers share a port
   bool keep_alive = false;    // SO_KEEPALIVE on the listening sockets (inherited)
   bool start_serving = true;  // false: bound, not listening until start_serving()
-  // TLS (asyncio's ssl=, ssl_handshake_timeout, ssl_shutdown_timeout) goes
-  // here: the TLS work adds the context and wraps each accepted socket's
-  // transport where the server makes it (src/net/server.cpp, accept_one).
+  // TLS (<qiloop/net/ssl.h>, asyncio's ssl=): with a server context
+  // (SslContext::server), each accepted connection does the TLS handshake
+  // first; its protocol's connection_made comes after it, with a
+  // qi::SslTransport. A handshake that fails closes that connection only.
+  // The timeouts default to 60 s and 30 s; without ssl they throw
+  // qi::ValueError.
+  std::shared_ptr<SslContext> ssl;
+  std::optional<std::chrono::nanoseconds> ssl_handshake_timeout;
+  std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout;
 };
 
 // qi::UnixServerOptions
@@ -118,6 +126,9 @@ struct UnixServerOptions {
   bool start_serving = true;
   bool cleanup_socket = true;  // close() removes the socket file (asyncio 3.13)
   // TLS: as ServerOptions.
+  std::shared_ptr<SslContext> ssl;
+  std::optional<std::chrono::nanoseconds> ssl_handshake_timeout;
+  std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout;
 };
 
 // qi::Server

@@ -43,6 +43,7 @@
 #include <qiloop/coro.h>
 #include <qiloop/event_loop.h>
 #include <qiloop/export.h>
+#include <qiloop/net/server.h>
 #include <qiloop/net/transport.h>
 
 #include <absl/functional/any_invocable.h>
@@ -241,9 +242,31 @@ QILOOP_EXPORT Coro<std::pair<StreamReader, StreamWriter>> open_unix_connection(s
                                                                                std::size_t limit = kDefaultStreamLimit);
 
 namespace detail {
-
 // A server's client_connected_cb, type-erased.
 using ClientConnected = absl::AnyInvocable<qi::Coro<void>(StreamReader, StreamWriter)>;
+}  // namespace detail
+
+// qi::start_server()
+// loop.create_server whose connections are streams (asyncio's
+// start_server): for each, client_connected(reader, writer) runs as a task
+// of its own, its reader with `limit`. A callback that throws is reported to
+// the loop's exception handler ("Unhandled exception in
+// client_connected_cb") and its connection closed; so is one cancelled. The
+// options are create_server's (ssl= too); throws what create_server throws.
+//
+//   qi::Server server = co_await qi::start_server(
+//       [](qi::StreamReader r, qi::StreamWriter w) -> qi::Coro<void> {
+//         while (auto line = co_await r.next_line()) { w.write(*line); co_await w.drain(); }
+//       }, "127.0.0.1", 0);
+QILOOP_EXPORT Coro<Server> start_server(detail::ClientConnected client_connected, std::string host, uint16_t port,
+                                        ServerOptions options = {}, std::size_t limit = kDefaultStreamLimit);
+
+// qi::start_unix_server()
+// The same on a Unix stream socket bound to path (loop.create_unix_server).
+QILOOP_EXPORT Coro<Server> start_unix_server(detail::ClientConnected client_connected, std::string path,
+                                             UnixServerOptions options = {}, std::size_t limit = kDefaultStreamLimit);
+
+namespace detail {
 // What stream_server_factory returns: a factory for create_connection(f,
 // sock), and a QiEventLoop::ProtocolFactory by conversion.
 using StreamProtocolFactory = absl::AnyInvocable<std::unique_ptr<qi::BufferedProtocol>()>;
