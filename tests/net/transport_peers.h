@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -141,13 +142,13 @@ inline QByteArray pattern_bytes(std::size_t n, std::size_t from = 0) {
   return b;
 }
 
-// Reads until EOF (or error), checking the pattern; the count, or -1 at the
+// Reads (read(2): sockets and pipes) until EOF (or error), checking the pattern; the count, or -1 at the
 // first wrong byte. pause: a slow reader.
 inline long long read_pattern(int fd, std::chrono::microseconds pause = 0us, std::size_t chunk = 65536) {
   std::vector<char> buf(chunk);
   long long total = 0;
   for (;;) {
-    ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
+    ssize_t r = ::read(fd, buf.data(), buf.size());
     if (r <= 0) return total;
     for (ssize_t i = 0; i < r; ++i)
       if (buf[static_cast<std::size_t>(i)] != pattern(static_cast<std::size_t>(total + i))) return -1;
@@ -156,12 +157,12 @@ inline long long read_pattern(int fd, std::chrono::microseconds pause = 0us, std
   }
 }
 
-// Reads everything until EOF.
+// Reads everything until EOF (sockets and pipes).
 inline std::string read_all(int fd) {
   std::string out;
   char buf[65536];
   for (;;) {
-    ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+    ssize_t r = ::read(fd, buf, sizeof buf);
     if (r <= 0) return out;
     out.append(buf, static_cast<std::size_t>(r));
   }
@@ -294,6 +295,29 @@ bool holds(std::exception_ptr e) {
   } catch (...) {
     return false;
   }
+}
+
+// --- Pipes and datagrams (issue 10: pipes_test, datagram_test) ---------------------------
+
+// A pipe: [0] the read end, [1] the write end (both blocking, close-on-exec).
+inline std::pair<Fd, Fd> pipe_pair() {
+  int fds[2];
+  EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  return {Fd(fds[0]), Fd(fds[1])};
+}
+
+// Writes all of s to a pipe (or any fd); stops at an error.
+inline void write_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    ssize_t r = ::write(fd, s.data(), s.size());
+    if (r <= 0) return;
+    s.remove_prefix(static_cast<std::size_t>(r));
+  }
+}
+
+// Why a test needing python3's asyncio cannot run ("" when it can).
+inline std::string no_python3() {
+  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
 }
 
 }  // namespace peers

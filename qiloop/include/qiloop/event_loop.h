@@ -110,6 +110,15 @@ struct AddrInfo;      // <qiloop/net/socket.h>
 class Transport;        // <qiloop/net/transport.h>
 class BaseProtocol;     // <qiloop/net/protocols.h>
 struct ConnectOptions;  // <qiloop/net/transport.h>
+class DatagramTransport;  // <qiloop/net/datagram.h>
+class DatagramProtocol;   // <qiloop/net/datagram.h>
+struct DatagramOptions;   // <qiloop/net/datagram.h>
+namespace detail {
+// What create_datagram_endpoint returns for a factory returning
+// std::unique_ptr<P>.
+template <class Factory>
+using DatagramResult = std::pair<DatagramTransport*, typename std::invoke_result_t<Factory&>::element_type*>;
+}  // namespace detail
 namespace detail {
 // What create_connection returns for a protocol factory returning
 // std::unique_ptr<P>.
@@ -656,6 +665,42 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   qi::Coro<qi::Transport*> adopt_socket_transport(ProtocolFactory factory, int sock);
   // close(): destroys the transports still open (src/net/socket_transport.cpp).
   void close_transports() noexcept;
+
+ public:
+
+  // --- Pipes and datagrams (<qiloop/net/pipes.h>, <qiloop/net/datagram.h>) ---
+  // asyncio's loop.connect_read_pipe / connect_write_pipe and
+  // create_datagram_endpoint. The contracts are in those headers, which
+  // define these templates (include them to call them); loop thread only.
+
+  // QiEventLoop::connect_read_pipe()
+  // QiEventLoop::connect_write_pipe()
+  // A transport reading (writing) fd — a pipe, a FIFO, a character device
+  // or a socket, made non-blocking and closed with the transport — driving
+  // the protocol the factory makes. Throws qi::ValueError (the fd stays the
+  // caller's) for a regular file or a directory.
+  template <class Factory>
+  qi::Coro<qi::detail::ConnectResult<Factory>> connect_read_pipe(Factory factory, int fd);
+  template <class Factory>
+  qi::Coro<qi::detail::ConnectResult<Factory>> connect_write_pipe(Factory factory, int fd);
+
+  // QiEventLoop::create_datagram_endpoint()
+  // A UDP (or Unix datagram) socket bound to options.local_addr and/or
+  // connected to options.remote_addr, and its transport driving a
+  // qi::DatagramProtocol. With `sock`: a datagram socket the transport takes
+  // over.
+  template <class Factory, class Options = qi::DatagramOptions>
+  qi::Coro<qi::detail::DatagramResult<Factory>> create_datagram_endpoint(Factory factory, Options options = {});
+  template <class Factory>
+  qi::Coro<qi::detail::DatagramResult<Factory>> create_datagram_endpoint(Factory factory, int sock);
+
+  using DatagramProtocolFactory = absl::AnyInvocable<std::unique_ptr<qi::DatagramProtocol>()>;
+
+ private:
+  // The non-template halves (src/net/pipe_transport.cpp, src/net/datagram_transport.cpp).
+  qi::Transport* open_pipe_transport(ProtocolFactory factory, int fd, bool write);
+  qi::Coro<qi::DatagramTransport*> open_datagram_endpoint(DatagramProtocolFactory factory, qi::DatagramOptions options);
+  qi::DatagramTransport* adopt_datagram_socket(DatagramProtocolFactory factory, int sock);
 
  public:
  Q_SIGNALS:

@@ -41,6 +41,8 @@
 //   net/socket.h   qi::AddrInfo and the contract of loop.sock_* and loop.getaddrinfo
 //   net/protocols.h  qi::Protocol, qi::BufferedProtocol: what a transport calls
 //   net/transport.h  qi::Transport, loop.create_connection / create_unix_connection
+//   net/pipes.h    loop.connect_read_pipe / connect_write_pipe: pipes as qi::Transports
+//   net/datagram.h qi::DatagramProtocol / DatagramTransport, loop.create_datagram_endpoint (UDP)
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -85,3 +87,5 @@
 #include <qiloop/net/socket.h>
 #include <qiloop/net/protocols.h>
 #include <qiloop/net/transport.h>
+#include <qiloop/net/pipes.h>
+#include <qiloop/net/datagram.h>
