@@ -39,6 +39,15 @@ FileNotFoundError::~FileNotFoundError() = default;
 PermissionError::~PermissionError() = default;
 GaiError::~GaiError() = default;
 SendfileNotAvailableError::~SendfileNotAvailableError() = default;
+EOFError::~EOFError() = default;
+IncompleteReadError::~IncompleteReadError() = default;
+LimitOverrunError::~LimitOverrunError() = default;
+
+IncompleteReadError::IncompleteReadError(QByteArray partial, std::optional<qsizetype> expected)
+    : EOFError(std::to_string(partial.size()) + " bytes read on a total of " +
+               (expected ? std::to_string(*expected) : std::string("undefined")) + " expected bytes"),
+      partial_(std::move(partial)),
+      expected_(expected) {}
 
 namespace {
 

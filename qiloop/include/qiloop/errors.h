@@ -19,7 +19,10 @@
 
 #include <qiloop/export.h>
 
+#include <QtCore/QByteArray>
+
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -278,5 +281,44 @@ QILOOP_EXPORT std::exception_ptr make_os_error(int code, const std::string& cont
 // qi::throw_os_error()
 // Throws make_os_error(code, context).
 [[noreturn]] QILOOP_EXPORT void throw_os_error(int code, const std::string& context);
+
+// qi::EOFError
+// The end of a stream came before a read was satisfied (Python's EOFError).
+class QILOOP_EXPORT EOFError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+  ~EOFError() override;
+};
+
+// qi::IncompleteReadError
+// StreamReader::readexactly / readuntil met the end of the stream first
+// (asyncio's, an EOFError). partial() is what the stream held (taken from
+// it); expected() the byte count asked for (nullopt for readuntil).
+class QILOOP_EXPORT IncompleteReadError : public EOFError {
+ public:
+  IncompleteReadError(QByteArray partial, std::optional<qsizetype> expected);
+  ~IncompleteReadError() override;
+  const QByteArray& partial() const noexcept { return partial_; }
+  std::optional<qsizetype> expected() const noexcept { return expected_; }
+
+ private:
+  QByteArray partial_;
+  std::optional<qsizetype> expected_;
+};
+
+// qi::LimitOverrunError
+// StreamReader::readuntil found no separator within the stream's limit, or
+// one after it (asyncio's). The data stays in the stream; consumed() is how
+// many bytes a caller may discard to skip the offending part.
+class QILOOP_EXPORT LimitOverrunError : public std::runtime_error {
+ public:
+  LimitOverrunError(const std::string& message, qsizetype consumed)
+      : std::runtime_error(message), consumed_(consumed) {}
+  ~LimitOverrunError() override;
+  qsizetype consumed() const noexcept { return consumed_; }
+
+ private:
+  qsizetype consumed_;
+};
 
 }  // namespace qi

@@ -43,6 +43,7 @@
 //   net/transport.h  qi::Transport, loop.create_connection / create_unix_connection
 //   net/pipes.h    loop.connect_read_pipe / connect_write_pipe: pipes as qi::Transports
 //   net/datagram.h qi::DatagramProtocol / DatagramTransport, loop.create_datagram_endpoint (UDP)
+//   net/streams.h    qi::StreamReader, qi::StreamWriter, qi::open_connection / open_unix_connection
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -89,3 +90,4 @@
 #include <qiloop/net/transport.h>
 #include <qiloop/net/pipes.h>
 #include <qiloop/net/datagram.h>
+#include <qiloop/net/streams.h>

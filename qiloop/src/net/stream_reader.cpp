@@ -1,0 +1,337 @@
+// net/stream_reader.cpp — qi::StreamReader (asyncio's StreamReader,
+// streams.py). The contract is in <qiloop/net/streams.h>.
+#include "net/stream_cores.h"
+
+#include <qiloop/errors.h>
+
+#include <absl/container/inlined_vector.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace qi::detail {
+
+namespace {
+
+// What get_buffer offers the transport to read into: one 64 KiB recv per
+// readiness serves a 64 KiB frame in one piece.
+constexpr qsizetype kReadRoom = 64 * 1024;
+// An emptied buffer larger than this gives its memory back: only read(-1),
+// a large readexactly or a large limit grow it past the 2 * limit + room
+// that pausing keeps a stream under, and it should not stay that big.
+constexpr qsizetype kKeepCapacity = 1024 * 1024;
+
+}  // namespace
+
+// --- ReadBuffer ---------------------------------------------------------------------------
+
+QByteArray ReadBuffer::take(qsizetype n) {
+  QByteArray out(store_.get() + begin_, n);
+  drop(n);
+  return out;
+}
+
+void ReadBuffer::drop(qsizetype n) noexcept {
+  begin_ += n;
+  if (begin_ != end_) return;
+  begin_ = end_ = 0;
+  if (capacity_ > kKeepCapacity) {
+    store_.reset();
+    capacity_ = 0;
+  }
+}
+
+std::span<std::byte> ReadBuffer::prepare(qsizetype room) {
+  if (capacity_ - end_ < room) {
+    const qsizetype live = size();
+    if (live + room <= capacity_ && live <= capacity_ / 2) {
+      std::memmove(store_.get(), store_.get() + begin_, static_cast<std::size_t>(live));
+    } else {
+      const qsizetype capacity = std::max(capacity_ * 2, live + room);
+      auto fresh = std::make_unique_for_overwrite<char[]>(static_cast<std::size_t>(capacity));
+      if (live > 0) std::memcpy(fresh.get(), store_.get() + begin_, static_cast<std::size_t>(live));
+      store_ = std::move(fresh);
+      capacity_ = capacity;
+    }
+    begin_ = 0;
+    end_ = live;
+  }
+  return {reinterpret_cast<std::byte*>(store_.get() + end_), static_cast<std::size_t>(capacity_ - end_)};
+}
+
+void ReadBuffer::append(QByteArrayView data) {
+  std::span<std::byte> room = prepare(data.size());
+  std::memcpy(room.data(), data.data(), static_cast<std::size_t>(data.size()));
+  commit(data.size());
+}
+
+// --- ReaderCore ---------------------------------------------------------------------------
+
+qsizetype ReaderCore::checked_limit(std::size_t limit) {
+  if (limit == 0 || limit > static_cast<std::size_t>(std::numeric_limits<qsizetype>::max() / 4))
+    throw qi::ValueError("qi::StreamReader: the limit must be > 0 (the default is qi::kDefaultStreamLimit, 64 KiB)");
+  return static_cast<qsizetype>(limit);
+}
+
+ReaderCore::ReaderCore(std::size_t lim) : limit(checked_limit(lim)) {}
+
+void ReaderCore::feed_data(QByteArrayView data) {
+  if (eof)
+    throw qi::RuntimeError("qi::StreamReader::feed_data after feed_eof(): the stream has ended; feed no more data");
+  if (data.isEmpty()) return;
+  buffer.append(data);
+  data_arrived();
+}
+
+std::span<std::byte> ReaderCore::get_buffer() { return buffer.prepare(kReadRoom); }
+
+void ReaderCore::buffer_updated(std::size_t n) {
+  buffer.commit(static_cast<qsizetype>(n));
+  data_arrived();
+}
+
+void ReaderCore::data_arrived() {
+  wake_waiter(nullptr);
+  if (transport && !paused && !reading_to_eof && buffer.size() > 2 * limit) {
+    transport->pause_reading();
+    paused = true;
+  }
+}
+
+void ReaderCore::feed_eof() {
+  eof = true;
+  wake_waiter(nullptr);
+}
+
+void ReaderCore::set_exception(std::exception_ptr error) {
+  exception = error;
+  wake_waiter(std::move(error));
+}
+
+void ReaderCore::wake_waiter(std::exception_ptr error) {
+  WaiterQueue::Entry* waiter = waiters_.front();
+  if (!waiter) return;
+  static_cast<ErrorWaiter*>(waiter)->wake_with(std::move(error));
+  waiter->unlink();
+}
+
+void ReaderCore::maybe_resume_transport() {
+  if (paused && buffer.size() <= limit) {
+    paused = false;
+    if (transport) transport->resume_reading();
+  }
+}
+
+Coro<void> ReaderCore::wait_for_data(const char* api) {
+  // Two readers waiting could not know which one the next bytes are for.
+  if (!waiters_.empty())
+    throw qi::RuntimeError(std::string("qi::StreamReader::") + api +
+                           "() called while another coroutine is already waiting for incoming data; read a "
+                           "stream from one task at a time");
+  // Waiting while paused would wait for ever (a readexactly(n) with n over
+  // the pause threshold).
+  if (paused) {
+    paused = false;
+    if (transport) transport->resume_reading();
+  }
+  ErrorWaiter waiter(waiters_, "qi::StreamReader");
+  co_await waiter;
+  waiter.rethrow_error();
+}
+
+namespace {
+
+// readuntil's separators, shortest first (on a tie the shortest wins).
+struct Separators {
+  absl::InlinedVector<QByteArray, 2> list;
+  qsizetype min_len = 0;
+  qsizetype max_len = 0;
+};
+
+Separators make_separators(std::span<const QByteArrayView> given) {
+  if (given.empty())
+    throw qi::ValueError("qi::StreamReader::readuntil: the separator list is empty; give at least one separator");
+  Separators s;
+  for (QByteArrayView v : given) {
+    if (v.isEmpty())
+      throw qi::ValueError("qi::StreamReader::readuntil: a separator is empty; separators must be at least one byte");
+    s.list.push_back(v.toByteArray());
+  }
+  std::stable_sort(s.list.begin(), s.list.end(), [](const QByteArray& a, const QByteArray& b) { return a.size() < b.size(); });
+  s.min_len = s.list.front().size();
+  s.max_len = s.list.back().size();
+  return s;
+}
+
+const Separators& newline() {
+  thread_local const Separators nl{{QByteArray::fromRawData("\n", 1)}, 1, 1};
+  return nl;
+}
+
+qsizetype find(QByteArrayView hay, const QByteArray& needle, qsizetype from) {
+  if (from >= hay.size()) return -1;
+  if (needle.size() == 1) {
+    const void* p = std::memchr(hay.data() + from, needle[0], static_cast<std::size_t>(hay.size() - from));
+    return p ? static_cast<const char*>(p) - hay.data() : -1;
+  }
+  std::size_t i = std::string_view(hay.data(), static_cast<std::size_t>(hay.size()))
+                      .find(std::string_view(needle.data(), static_cast<std::size_t>(needle.size())),
+                            static_cast<std::size_t>(from));
+  return i == std::string_view::npos ? -1 : static_cast<qsizetype>(i);
+}
+
+// readline(), or readuntil(): at EOF the one returns the partial line and
+// the other throws IncompleteReadError; past the limit the one discards the
+// line and throws ValueError, the other throws LimitOverrunError and keeps it.
+enum class Until : bool { kSeparator, kLine };
+
+Coro<QByteArray> read_until(std::shared_ptr<ReaderCore> r, Separators seps, Until mode) {
+  r->throw_if_failed();
+  // `offset`: the leading bytes known to hold no separator (asyncio's), so
+  // each arrival is scanned from where the last scan stopped.
+  qsizetype offset = 0;
+  qsizetype match_start = -1;
+  qsizetype match_end = -1;
+  for (;;) {
+    const QByteArrayView buf = r->buffer.view();
+    const qsizetype buflen = buf.size();
+    if (buflen - offset >= seps.min_len) {
+      for (const QByteArray& sep : seps.list) {
+        // A match ending before the best one starts before match_end - 1.
+        QByteArrayView hay = match_end < 0 ? buf : buf.first(match_end - 1);
+        qsizetype i = find(hay, sep, offset);
+        if (i >= 0 && (match_end < 0 || i + sep.size() < match_end)) {
+          match_start = i;
+          match_end = i + sep.size();
+        }
+      }
+      if (match_end >= 0) break;
+      // A separator may still end in the next bytes: rescan its head then.
+      offset = std::max<qsizetype>(0, buflen + 1 - seps.max_len);
+      if (offset > r->limit) {
+        LimitOverrunError overrun("Separator is not found, and chunk exceed the limit (" + std::to_string(r->limit) +
+                                      " bytes)",
+                                  offset);
+        if (mode == Until::kSeparator) throw overrun;
+        // readline: nothing of this line is kept.
+        r->buffer.clear();
+        r->maybe_resume_transport();
+        throw qi::ValueError(overrun.what());
+      }
+    }
+    // The last bytes may have completed a separator: EOF is checked after.
+    if (r->eof) {
+      QByteArray rest = r->buffer.take(buflen);
+      if (mode == Until::kLine) co_return rest;
+      throw IncompleteReadError(std::move(rest), std::nullopt);
+    }
+    co_await r->wait_for_data(mode == Until::kLine ? "readline" : "readuntil");
+  }
+  if (match_start > r->limit) {
+    std::string message =
+        "Separator is found, but chunk is longer than limit (" + std::to_string(r->limit) + " bytes)";
+    if (mode == Until::kSeparator) throw LimitOverrunError(message, match_start);
+    // readline: the line goes, up to and with its separator.
+    r->buffer.drop(match_end);
+    r->maybe_resume_transport();
+    throw qi::ValueError(message);
+  }
+  QByteArray chunk = r->buffer.take(match_end);
+  r->maybe_resume_transport();
+  co_return chunk;
+}
+
+// Clears the flag however read(-1) ends.
+struct ReadingToEof {
+  explicit ReadingToEof(ReaderCore& r) : r_(r) { r_.reading_to_eof = true; }
+  ~ReadingToEof() { r_.reading_to_eof = false; }
+  ReaderCore& r_;
+};
+
+Coro<QByteArray> read_some(std::shared_ptr<ReaderCore> r, qsizetype n) {
+  r->throw_if_failed();
+  if (n == 0) co_return QByteArray();
+  if (n < 0) {
+    // Collected in the buffer rather than in a local list (asyncio's), so a
+    // cancelled read(-1) leaves every byte to the next read.
+    ReadingToEof flag(*r);
+    while (!r->eof) co_await r->wait_for_data("read");
+    QByteArray all = r->buffer.take(r->buffer.size());
+    r->maybe_resume_transport();
+    co_return all;
+  }
+  if (r->buffer.empty() && !r->eof) co_await r->wait_for_data("read");
+  QByteArray data = r->buffer.take(std::min(n, r->buffer.size()));
+  r->maybe_resume_transport();
+  co_return data;
+}
+
+Coro<QByteArray> read_exactly(std::shared_ptr<ReaderCore> r, qsizetype n) {
+  r->throw_if_failed();
+  if (n == 0) co_return QByteArray();
+  while (r->buffer.size() < n) {
+    if (r->eof) throw IncompleteReadError(r->buffer.take(r->buffer.size()), n);
+    co_await r->wait_for_data("readexactly");
+  }
+  QByteArray data = r->buffer.take(n);
+  r->maybe_resume_transport();
+  co_return data;
+}
+
+Coro<std::optional<QByteArray>> next_line_of(std::shared_ptr<ReaderCore> r) {
+  QByteArray line = co_await read_until(std::move(r), newline(), Until::kLine);
+  if (line.isEmpty()) co_return std::nullopt;
+  co_return line;
+}
+
+}  // namespace
+
+}  // namespace qi::detail
+
+namespace qi {
+
+using detail::ReaderCore;
+
+StreamReader::StreamReader(std::size_t limit) : core_(std::make_shared<ReaderCore>(limit)) {}
+StreamReader::StreamReader(std::shared_ptr<ReaderCore> core) noexcept : core_(std::move(core)) {}
+
+Coro<QByteArray> StreamReader::read(qsizetype n) { return detail::read_some(core_, n); }
+
+Coro<QByteArray> StreamReader::readexactly(qsizetype n) {
+  if (n < 0)
+    throw qi::ValueError("qi::StreamReader::readexactly: n is " + std::to_string(n) + "; it must be >= 0");
+  return detail::read_exactly(core_, n);
+}
+
+Coro<QByteArray> StreamReader::readline() {
+  return detail::read_until(core_, detail::newline(), detail::Until::kLine);
+}
+
+Coro<QByteArray> StreamReader::readuntil(QByteArrayView separator) {
+  return readuntil(std::span<const QByteArrayView>(&separator, 1));
+}
+
+Coro<QByteArray> StreamReader::readuntil(std::span<const QByteArrayView> separators) {
+  return detail::read_until(core_, detail::make_separators(separators), detail::Until::kSeparator);
+}
+
+Coro<std::optional<QByteArray>> StreamReader::next_line() { return detail::next_line_of(core_); }
+
+bool StreamReader::at_eof() const noexcept { return core_->eof && core_->buffer.empty(); }
+std::exception_ptr StreamReader::exception() const noexcept { return core_->exception; }
+std::size_t StreamReader::limit() const noexcept { return static_cast<std::size_t>(core_->limit); }
+std::size_t StreamReader::buffered() const noexcept { return static_cast<std::size_t>(core_->buffer.size()); }
+
+void StreamReader::feed_data(QByteArrayView data) { core_->feed_data(data); }
+void StreamReader::feed_eof() { core_->feed_eof(); }
+void StreamReader::set_exception(std::exception_ptr error) { core_->set_exception(std::move(error)); }
+void StreamReader::set_transport(Transport* transport) noexcept {
+  core_->transport = transport;
+  if (!transport) core_->paused = false;
+}
+
+}  // namespace qi

@@ -1,0 +1,728 @@
+// qi::StreamReader / qi::StreamWriter (asyncio's streams): the reader fed
+// by hand on virtual time, then connections against peers that are not
+// qiloop — blocking POSIX sockets on a std::thread, and a Python 3 asyncio
+// server speaking a 4-byte little-endian length-prefixed protocol. Loopback
+// only; every peer socket times out and the kit's watchdog ends a stuck body.
+#include "net/transport_peers.h"
+
+#include <qiloop/net/streams.h>
+#include <qiloop/testing.h>
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+
+using namespace std::chrono_literals;
+using namespace peers;
+
+namespace {
+
+// The exception `c` threw, or nullopt (a failure) when it threw none.
+template <class E, class T>
+qi::Coro<std::optional<E>> caught(qi::Coro<T> c) {
+  try {
+    co_await std::move(c);
+  } catch (const E& e) {
+    co_return e;
+  }
+  ADD_FAILURE() << "no " << typeid(E).name() << " was thrown";
+  co_return std::nullopt;
+}
+
+// Awaits a task (its exception, rethrown).
+template <class T>
+qi::Coro<void> finish(qi::Task<T> t) {
+  co_await t;
+}
+
+qi::StreamReader fed(QByteArrayView data, bool eof = false, std::size_t limit = qi::kDefaultStreamLimit) {
+  qi::StreamReader r(limit);
+  r.feed_data(data);
+  if (eof) r.feed_eof();
+  return r;
+}
+
+// --- The reader, fed by hand ---------------------------------------------------------------
+
+QILOOP_TEST_MODES_VT(StreamReader, ReadGivesWhatIsBufferedUpToN) {
+  qi::StreamReader r = fed("hello world");
+  EXPECT_EQ(co_await r.read(0), "") << "read(0) is empty at once";
+  EXPECT_EQ(co_await r.read(5), "hello");
+  EXPECT_EQ(co_await r.read(100), " world") << "up to n: what is there";
+  EXPECT_EQ(r.buffered(), 0u);
+  r.feed_data("abc");
+  r.feed_data("def");
+  r.feed_eof();
+  EXPECT_FALSE(r.at_eof()) << "data is still buffered";
+  EXPECT_EQ(co_await r.read(), "abcdef") << "read(-1): everything until EOF";
+  EXPECT_TRUE(r.at_eof());
+  EXPECT_EQ(co_await r.read(10), "") << "empty at EOF";
+  EXPECT_EQ(co_await r.read(), "");
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReadWaitsForData) {
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader r;
+  auto feed = [r]() mutable { r.feed_data("late"); };
+  loop.call_later(1s, std::move(feed));
+  auto t0 = loop.time();
+  EXPECT_EQ(co_await r.read(100), "late");
+  EXPECT_EQ(loop.time() - t0, 1s);
+  auto feed_more = [r]() mutable {
+    r.feed_data("a");
+    r.feed_data("b");
+    r.feed_eof();
+  };
+  loop.call_later(1s, std::move(feed_more));
+  EXPECT_EQ(co_await r.read(), "ab") << "read(-1) waits for EOF";
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReadexactlyWaitsForAllOfIt) {
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader r = fed("12");
+  auto feed = [r]() mutable { r.feed_data("345678"); };
+  loop.call_later(1s, std::move(feed));
+  EXPECT_EQ(co_await r.readexactly(5), "12345");
+  EXPECT_EQ(co_await r.readexactly(0), "");
+  EXPECT_EQ(r.buffered(), 3u);
+  EXPECT_THROW((void)r.readexactly(-1), qi::ValueError);
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReadexactlyAtEofCarriesThePartialData) {
+  qi::StreamReader r = fed("abc", true);
+  std::optional<qi::IncompleteReadError> e = co_await caught<qi::IncompleteReadError>(r.readexactly(10));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_EQ(e->partial(), "abc");
+  EXPECT_EQ(e->expected(), 10);
+  EXPECT_STREQ(e->what(), "3 bytes read on a total of 10 expected bytes");
+  const qi::EOFError& as_eof = *e;  // asyncio's is an EOFError
+  (void)as_eof;
+  EXPECT_TRUE(r.at_eof()) << "the partial data was taken";
+  std::optional<qi::IncompleteReadError> empty = co_await caught<qi::IncompleteReadError>(r.readexactly(1));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(empty));
+  EXPECT_EQ(empty->partial(), "");
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReadlineEndsWithNewlineAndGivesThePartialLastLine) {
+  qi::StreamReader r = fed("one\ntwo\nthr");
+  EXPECT_EQ(co_await r.readline(), "one\n");
+  EXPECT_EQ(co_await r.readline(), "two\n");
+  r.feed_data("ee");
+  r.feed_eof();
+  EXPECT_EQ(co_await r.readline(), "three") << "the partial last line at EOF";
+  EXPECT_EQ(co_await r.readline(), "") << "then empty";
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReadlineOverTheLimitDiscardsTheLineAndThrowsValueError) {
+  qi::StreamReader r = fed("0123456789\nnext\n", false, 8);
+  std::optional<qi::ValueError> e = co_await caught<qi::ValueError>(r.readline());
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_NE(std::string(e->what()).find("longer than limit"), std::string::npos) << e->what();
+  EXPECT_EQ(co_await r.readline(), "next\n") << "the long line went with its newline";
+  // No newline within the limit: everything buffered goes.
+  r.feed_data("0123456789abcdef");
+  std::optional<qi::ValueError> e2 = co_await caught<qi::ValueError>(r.readline());
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e2));
+  EXPECT_NE(std::string(e2->what()).find("not found"), std::string::npos) << e2->what();
+  EXPECT_EQ(r.buffered(), 0u);
+  r.feed_data("ok\n");
+  EXPECT_EQ(co_await r.readline(), "ok\n");
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReaduntilOneSeparator) {
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader r = fed("HEAD\r\n\r");
+  auto feed = [r]() mutable { r.feed_data("\nbody"); };
+  loop.call_later(1s, std::move(feed));
+  EXPECT_EQ(co_await r.readuntil("\r\n\r\n"), "HEAD\r\n\r\n") << "a separator split across arrivals";
+  EXPECT_EQ(r.buffered(), 4u);
+  EXPECT_THROW((void)r.readuntil(""), qi::ValueError);
+  EXPECT_THROW((void)r.readuntil(std::span<const QByteArrayView>()), qi::ValueError);
+  EXPECT_THROW((void)r.readuntil("x", ""), qi::ValueError);
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReaduntilSeveralSeparatorsTheShortestChunkWins) {
+  qi::StreamReader r = fed("ab\ncd\r\nef;");
+  EXPECT_EQ(co_await r.readuntil("\r\n", "\n"), "ab\n");
+  EXPECT_EQ(co_await r.readuntil("\r\n", ";", "\n"), "cd\r\n") << "the first match to end";
+  EXPECT_EQ(co_await r.readuntil("\r\n", ";"), "ef;");
+  // A tie (both end at the same byte): the shorter separator is the match,
+  // which decides the limit check (asyncio 3.13).
+  qi::StreamReader tie = fed("xab", false, 1);
+  std::optional<qi::LimitOverrunError> e = co_await caught<qi::LimitOverrunError>(tie.readuntil("ab", "b"));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_EQ(e->consumed(), 2) << "\"b\" at 2 matched, not \"ab\" at 1";
+  EXPECT_EQ(co_await tie.readuntil("ab"), "xab") << "\"ab\" starts within the limit";
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReaduntilPastTheLimitKeepsTheData) {
+  qi::StreamReader r = fed("0123456789", false, 4);
+  std::optional<qi::LimitOverrunError> e = co_await caught<qi::LimitOverrunError>(r.readuntil("!"));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_EQ(e->consumed(), 10);
+  EXPECT_EQ(r.buffered(), 10u) << "the data stays, to be read again";
+  r.feed_data("!");
+  std::optional<qi::LimitOverrunError> found = co_await caught<qi::LimitOverrunError>(r.readuntil("!"));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(found));
+  EXPECT_EQ(found->consumed(), 10) << "found, but starting past the limit";
+  EXPECT_EQ(co_await r.readexactly(11), "0123456789!");
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReaduntilAtEofIsAnIncompleteRead) {
+  qi::StreamReader r = fed("abc\r", true);
+  std::optional<qi::IncompleteReadError> e = co_await caught<qi::IncompleteReadError>(r.readuntil("\r\n"));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_EQ(e->partial(), "abc\r") << "with the partial separator";
+  EXPECT_EQ(e->expected(), std::nullopt);
+  EXPECT_TRUE(r.at_eof());
+  // A separator completed by the last arrival is found even after EOF.
+  qi::StreamReader done = fed("x\n", true);
+  EXPECT_EQ(co_await done.readuntil("\n"), "x\n");
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, NextLineIteratesUntilEof) {
+  qi::StreamReader r = fed("a\nb\nc", true);
+  std::vector<QByteArray> lines;
+  while (std::optional<QByteArray> line = co_await r.next_line()) lines.push_back(*line);
+  EXPECT_EQ(lines, (std::vector<QByteArray>{"a\n", "b\n", "c"}));
+  EXPECT_EQ(co_await r.next_line(), std::nullopt);
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, SetExceptionWakesTheReadAndSticks) {
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader r = fed("kept");
+  (void)co_await r.read(4);
+  auto fail = [r]() mutable { r.set_exception(std::make_exception_ptr(qi::ConnectionResetError("reset by test"))); };
+  loop.call_later(1s, std::move(fail));
+  auto e = co_await caught<qi::ConnectionResetError>(r.readline());
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_STREQ(e->what(), "reset by test");
+  EXPECT_TRUE(holds<qi::ConnectionResetError>(r.exception()));
+  r.feed_data("more");
+  EXPECT_TRUE(co_await caught<qi::ConnectionResetError>(r.read(1))) << "every read throws it from now on";
+  EXPECT_TRUE(co_await caught<qi::ConnectionResetError>(r.readexactly(1)));
+  EXPECT_TRUE(co_await caught<qi::ConnectionResetError>(r.readuntil("x")));
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ASecondWaitingReaderIsRefused) {
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader r;
+  qi::Task<QByteArray> first = loop.create_task(r.read(10));
+  co_await qi::sleep(1ms);
+  std::optional<qi::RuntimeError> e = co_await caught<qi::RuntimeError>(r.readline());
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_NE(std::string(e->what()).find("already waiting for incoming data"), std::string::npos) << e->what();
+  r.feed_data("x\n");
+  EXPECT_EQ(co_await r.readline(), "x\n") << "a read that needs no wait is not refused";
+  r.feed_data("y");
+  EXPECT_EQ(co_await first, "y");
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, FeedDataAfterEofAndAZeroLimitAreRefused) {
+  qi::StreamReader r;
+  r.feed_eof();
+  EXPECT_THROW(r.feed_data("x"), qi::RuntimeError);
+  EXPECT_THROW(qi::StreamReader(0), qi::ValueError);
+  qi::StreamReader open;
+  open.feed_data("");  // nothing
+  EXPECT_EQ(open.buffered(), 0u);
+  co_return;
+}
+
+// A read cancelled while it waits leaves every byte to the next read.
+qi::Coro<void> cancel_while_waiting(qi::Coro<QByteArray> read) {
+  auto& loop = qi::get_running_loop();
+  qi::Task<QByteArray> t = loop.create_task(std::move(read));
+  co_await qi::sleep(1ms);
+  EXPECT_FALSE(t.done()) << "it waits";
+  t.cancel();
+  EXPECT_TRUE(co_await caught<qi::CancelledError>(finish(t)));
+  EXPECT_TRUE(t.cancelled());
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, CancellingAWaitingReadLosesNoData) {
+  qi::StreamReader r = fed("par");
+  co_await cancel_while_waiting(r.readexactly(10));
+  co_await cancel_while_waiting(r.readline());
+  co_await cancel_while_waiting(r.readuntil("!", "?"));
+  co_await cancel_while_waiting(r.read());
+  EXPECT_EQ(r.buffered(), 3u);
+  qi::StreamReader empty;
+  co_await cancel_while_waiting(empty.read(5));
+  r.feed_data("tial\n");
+  EXPECT_EQ(co_await r.readline(), "partial\n") << "a new read may wait after a cancelled one";
+  empty.feed_data("x");
+  EXPECT_EQ(co_await empty.read(5), "x");
+}
+
+// asyncio's deque-of-bytes pitfall: slicing the front of a big buffer per
+// line is quadratic. 100,000 lines out of one 1.1 MB arrival must be quick.
+QILOOP_TEST_MODES(StreamReader, AHundredThousandLinesFromOneBufferInLinearTime) {
+  QByteArray all;
+  constexpr int kLines = 100'000;
+  for (int i = 0; i < kLines; ++i) all += "line " + QByteArray::number(i) + '\n';
+  qi::StreamReader r(1 << 24);
+  r.feed_data(all);
+  r.feed_eof();
+  auto t0 = std::chrono::steady_clock::now();
+  int n = 0;
+  qsizetype bytes = 0;
+  while (std::optional<QByteArray> line = co_await r.next_line()) {
+    ++n;
+    bytes += line->size();
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(n, kLines);
+  EXPECT_EQ(bytes, all.size());
+  EXPECT_LT(took, 3s) << "quadratic buffer shifting?";
+}
+
+// --- Connections: a POSIX peer on a thread -------------------------------------------------
+
+QILOOP_TEST_MODES(StreamConnection, OpenConnectionEchoesThroughAPosixPeer) {
+  FdLeakCheck leaks;
+  Peer peer;
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  peer.start([&] {
+    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    bound_peer_waits(c.get());
+    echo_until_eof(c.get());
+  });
+  auto conn = co_await qi::open_connection("127.0.0.1", sockname(lsn.get()).port());
+  qi::StreamReader reader = conn.first;
+  qi::StreamWriter writer = conn.second;
+  conn = {qi::StreamReader(), std::move(conn.second)};  // one writer handle less is fine
+  EXPECT_EQ(writer.transport().peername(), sockname(lsn.get()));
+  EXPECT_GE(writer.transport().fileno(), 0);
+  EXPECT_TRUE(writer.can_write_eof());
+  EXPECT_FALSE(writer.is_closing());
+  writer.write("hello\n");
+  writer.writelines({"wor", "ld\n", "tail"});
+  co_await writer.drain();
+  EXPECT_EQ(co_await reader.readline(), "hello\n");
+  EXPECT_EQ(co_await reader.readuntil("\n"), "world\n");
+  EXPECT_EQ(co_await reader.readexactly(4), "tail");
+  writer.write_eof();  // the peer sees EOF and closes
+  EXPECT_EQ(co_await reader.read(), "");
+  EXPECT_TRUE(reader.at_eof());
+  writer.close();
+  EXPECT_TRUE(writer.is_closing());
+  co_await writer.wait_closed();
+  EXPECT_EQ(writer.transport().fileno(), -1) << "the transport is gone: a stand-in";
+  EXPECT_EQ(writer.transport().peername(), sockname(lsn.get())) << "which keeps the addresses";
+  peer.join();
+}
+
+QILOOP_TEST_MODES(StreamConnection, OpenUnixConnection) {
+  FdLeakCheck leaks;
+  std::string path = "/tmp/qiloop-streams-" + std::to_string(::getpid()) + ".sock";
+  ::unlink(path.c_str());
+  Fd lsn = listener(qi::SocketAddress::unix_path(path));
+  Peer peer;
+  peer.start([&] {
+    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    bound_peer_waits(c.get());
+    send_all(c.get(), "from the peer\n");
+    echo_until_eof(c.get());
+  });
+  auto conn = co_await qi::open_unix_connection(path);
+  EXPECT_EQ(co_await conn.first.readline(), "from the peer\n");
+  conn.second.write("ping");
+  EXPECT_EQ(co_await conn.first.readexactly(4), "ping");
+  conn.second.close();
+  co_await conn.second.wait_closed();
+  peer.join();
+  ::unlink(path.c_str());
+}
+
+// The peer resets the connection: the reader's next read throws the
+// error, and so do drain() and wait_closed().
+QILOOP_TEST_MODES(StreamConnection, AResetSurfacesInReadsDrainAndWaitClosed) {
+  FdLeakCheck leaks;
+  // A reset needs TCP: a loopback pair accepted by hand.
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  Peer peer;
+  std::atomic<bool> go{false};
+  peer.start([&] {
+    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    send_all(c.get(), "before\n");
+    while (!go) std::this_thread::sleep_for(1ms);
+    linger l{1, 0};
+    ::setsockopt(c.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);  // close() sends RST
+  });
+  auto conn = co_await qi::open_connection("127.0.0.1", sockname(lsn.get()).port());
+  qi::StreamReader reader = conn.first;
+  qi::StreamWriter writer = conn.second;
+  EXPECT_EQ(co_await reader.readline(), "before\n");
+  go = true;
+  peer.join();
+  auto e = co_await caught<qi::ConnectionResetError>(reader.read(10));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_TRUE(co_await caught<qi::ConnectionResetError>(reader.readline()));
+  EXPECT_TRUE(co_await caught<qi::ConnectionResetError>(writer.drain())) << "drain throws the reader's error";
+  EXPECT_TRUE(co_await caught<qi::ConnectionResetError>(writer.wait_closed()));
+  writer.write("dropped");  // no crash, no error: the transport is gone
+  EXPECT_TRUE(writer.is_closing());
+}
+
+// A peer that does not read: drain() blocks while the write buffer is over
+// its high-water mark and returns once the peer reads; after it returns the
+// buffer is under the mark, so memory stays bounded.
+QILOOP_TEST_MODES(StreamConnection, DrainBlocksUntilTheSlowPeerReads) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  auto conn = co_await qi::open_connection(ours.release());
+  qi::StreamWriter writer = conn.second;
+  writer.transport().set_write_buffer_limits(64 * 1024);
+  const std::size_t high = writer.transport().get_write_buffer_limits().second;
+  constexpr std::size_t kTotal = 8 << 20;
+  constexpr std::size_t kChunk = 64 * 1024;
+  std::size_t sent = 0;
+  // Fill the socket and the transport's buffer: some drain must block.
+  bool blocked = false;
+  while (!blocked && sent < kTotal) {
+    writer.write(pattern_bytes(kChunk, sent));
+    sent += kChunk;
+    qi::Task<void> d = loop.create_task(writer.drain());
+    co_await qi::sleep(5ms);
+    if (!d.done()) {
+      blocked = true;
+      EXPECT_GT(writer.transport().get_write_buffer_size(), high);
+      qi::Task<void> second = loop.create_task(writer.drain());  // several drains all wake
+      Peer reader_thread;
+      std::atomic<long long> got{0};
+      int fd = theirs.get();
+      reader_thread.start([fd, &got] { got = read_pattern(fd); });
+      co_await d;
+      co_await second;
+      EXPECT_LE(writer.transport().get_write_buffer_size(), high);
+      while (sent < kTotal) {
+        writer.write(pattern_bytes(kChunk, sent));
+        sent += kChunk;
+        co_await writer.drain();
+        EXPECT_LE(writer.transport().get_write_buffer_size(), high) << "memory bounded after every drain";
+      }
+      writer.close();
+      co_await writer.wait_closed();
+      reader_thread.join();
+      EXPECT_EQ(got.load(), static_cast<long long>(kTotal));
+    } else {
+      co_await d;
+    }
+  }
+  EXPECT_TRUE(blocked) << "the peer never read: a drain had to wait";
+}
+
+QILOOP_TEST_MODES(StreamConnection, ACancelledDrainLeavesTheOthersWaiting) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  auto conn = co_await qi::open_connection(ours.release());
+  qi::StreamWriter writer = conn.second;
+  writer.transport().set_write_buffer_limits(1024);
+  writer.write(QByteArray(4 << 20, 'x'));  // more than the socket takes
+  qi::Task<void> a = loop.create_task(writer.drain());
+  qi::Task<void> b = loop.create_task(writer.drain());
+  co_await qi::sleep(5ms);
+  QILOOP_CO_ASSERT(ASSERT_FALSE(a.done()));
+  a.cancel();
+  co_await qi::sleep(1ms);
+  EXPECT_TRUE(a.cancelled());
+  EXPECT_FALSE(b.done());
+  Peer drainer;
+  int fd = theirs.get();
+  drainer.start([fd] { (void)read_all(fd); });
+  co_await b;
+  writer.close();
+  co_await writer.wait_closed();
+  drainer.join();
+}
+
+// Lost while a drain waits: the drain gets the error; later drains throw
+// ConnectionResetError("Connection lost").
+QILOOP_TEST_MODES(StreamConnection, ADrainWaitingWhenTheConnectionIsLostThrows) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [ours, theirs] = unix_pair();
+  auto conn = co_await qi::open_connection(ours.release());
+  qi::StreamWriter writer = conn.second;
+  writer.write(QByteArray(4 << 20, 'x'));
+  qi::Task<void> d = loop.create_task(writer.drain());
+  co_await qi::sleep(5ms);
+  QILOOP_CO_ASSERT(ASSERT_FALSE(d.done()));
+  theirs.reset();  // the peer goes: EPIPE / ECONNRESET on the next send
+  auto e = co_await caught<qi::ConnectionError>(finish(d));
+  EXPECT_TRUE(e) << "the drain gets the connection's error";
+  auto lost = co_await caught<qi::ConnectionResetError>(writer.drain());
+  QILOOP_CO_ASSERT(ASSERT_TRUE(lost));
+}
+
+// asyncio: drain() on a closing transport yields once, so that
+// connection_lost runs and a write-and-drain loop sees the end.
+QILOOP_TEST_MODES(StreamConnection, DrainAfterCloseSeesTheConnectionEnd) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  auto conn = co_await qi::open_connection(ours.release());
+  qi::StreamWriter writer = conn.second;
+  writer.close();
+  auto e = co_await caught<qi::ConnectionResetError>(writer.drain());
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_STREQ(e->what(), "Connection lost");
+  co_await writer.wait_closed();
+}
+
+// After the connection is lost the handles stay usable: reads give EOF,
+// writes are dropped, transport() is a stand-in.
+QILOOP_TEST_MODES(StreamConnection, HandlesOutliveTheConnection) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  auto conn = co_await qi::open_connection(ours.release());
+  qi::StreamReader reader = conn.first;
+  qi::StreamWriter writer = conn.second;
+  qi::SocketAddress local = writer.transport().sockname();
+  send_all(theirs.get(), "last words");
+  theirs.reset();
+  EXPECT_EQ(co_await reader.read(), "last words");
+  writer.close();
+  co_await writer.wait_closed();
+  EXPECT_TRUE(reader.at_eof());
+  EXPECT_EQ(co_await reader.readline(), "");
+  for (int i = 0; i < 10; ++i) writer.write("dropped");
+  writer.writelines({"a", "b"});
+  writer.write_eof();
+  writer.close();
+  EXPECT_TRUE(writer.is_closing());
+  EXPECT_EQ(writer.transport().fileno(), -1);
+  EXPECT_EQ(writer.transport().sockname(), local);
+  EXPECT_EQ(writer.transport().get_write_buffer_size(), 0u);
+  co_await writer.wait_closed();
+}
+
+QILOOP_TEST_MODES(StreamConnection, TheLastWriterHandleClosesTheTransport) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  qi::StreamReader reader;
+  {
+    auto conn = co_await qi::open_connection(ours.release());
+    reader = conn.first;
+    qi::StreamWriter copy = conn.second;
+    copy.write("bye");
+  }  // both writer handles go: the transport closes (after sending)
+  EXPECT_EQ(read_all(theirs.get()), "bye") << "the peer reads EOF";
+  EXPECT_EQ(co_await reader.read(), "");
+}
+
+// The reader pauses the transport's reading above 2 * limit and resumes it
+// at limit or below (asyncio's rule).
+QILOOP_TEST_MODES(StreamConnection, TheReaderPausesTheTransportAboveTwiceItsLimit) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  constexpr std::size_t kLimit = 1000;
+  auto conn = co_await qi::open_connection(ours.release(), kLimit);
+  qi::StreamReader reader = conn.first;
+  qi::StreamWriter writer = conn.second;
+  constexpr qsizetype kSent = 200'000;
+  send_all(theirs.get(), std::string(kSent, 'z'));  // the socket's buffers hold it
+  while (writer.transport().is_reading()) co_await qi::sleep(1ms);
+  EXPECT_GT(reader.buffered(), 2 * kLimit);
+  qsizetype consumed = 0;
+  while (reader.buffered() > kLimit + 1) {
+    consumed += (co_await reader.read(1)).size();
+    EXPECT_FALSE(writer.transport().is_reading()) << "still paused above the limit";
+  }
+  consumed += (co_await reader.read(1)).size();
+  EXPECT_LE(reader.buffered(), kLimit);
+  EXPECT_TRUE(writer.transport().is_reading()) << "resumed at the limit";
+  EXPECT_EQ(co_await reader.readexactly(static_cast<qsizetype>(kSent - consumed)), QByteArray(kSent - consumed, 'z'));
+  writer.close();
+  co_await writer.wait_closed();
+}
+
+// --- The servers' protocol factory ---------------------------------------------------------
+
+// Accepts one connection with loop.sock_accept and serves it with the
+// factory start_server will use.
+qi::Coro<void> serve_one(int listening, qi::detail::StreamProtocolFactory factory) {
+  auto& loop = qi::get_running_loop();
+  auto [fd, peer] = co_await loop.sock_accept(listening);
+  (void)peer;
+  co_await loop.create_connection(std::move(factory), fd);
+}
+
+qi::Coro<void> line_echo(qi::StreamReader r, qi::StreamWriter w) {
+  while (std::optional<QByteArray> line = co_await r.next_line()) {
+    w.write("echo: " + *line);
+    co_await w.drain();
+  }
+  w.close();
+  co_await w.wait_closed();
+}
+
+Fd nonblocking_listener() {
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  ::fcntl(lsn.get(), F_SETFL, ::fcntl(lsn.get(), F_GETFL) | O_NONBLOCK);
+  return lsn;
+}
+
+QILOOP_TEST_MODES(StreamServer, TheFactoryRunsTheCallbackAsATaskPerConnection) {
+  FdLeakCheck leaks;
+  Fd lsn = nonblocking_listener();
+  int served = 0;
+  auto cb = [&served](qi::StreamReader r, qi::StreamWriter w) -> qi::Coro<void> {
+    ++served;
+    return line_echo(std::move(r), std::move(w));
+  };
+  qi::detail::StreamProtocolFactory factory = qi::detail::stream_server_factory(std::move(cb));
+  for (int i = 0; i < 2; ++i) {
+    qi::Task<void> accepted = qi::create_task(serve_one(lsn.get(), [&factory] { return factory(); }));
+    auto conn = co_await qi::open_connection("127.0.0.1", sockname(lsn.get()).port());
+    co_await accepted;
+    conn.second.write("hi " + QByteArray::number(i) + "\n");
+    EXPECT_EQ(co_await conn.first.readline(), "echo: hi " + QByteArray::number(i) + "\n");
+    conn.second.write_eof();  // the server's loop ends, and it closes
+    EXPECT_EQ(co_await conn.first.read(), "");
+    conn.second.close();
+    co_await conn.second.wait_closed();
+  }
+  EXPECT_EQ(served, 2);
+  co_await qi::sleep(10ms);  // the handlers' tasks finish
+}
+
+QILOOP_TEST_MODES(StreamServer, AFailingCallbackIsReportedAndItsConnectionClosed) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  std::vector<qi::ExceptionContext> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c); });
+  Fd lsn = nonblocking_listener();
+  auto cb = [](qi::StreamReader r, qi::StreamWriter w) -> qi::Coro<void> {
+    qi::StreamWriter keep = w;  // still open when the task fails: the failure closes it
+    QByteArray line = co_await r.readline();
+    throw qi::ValueError("bad request: " + line.trimmed().toStdString());
+  };
+  qi::detail::StreamProtocolFactory factory = qi::detail::stream_server_factory(std::move(cb), 1024);
+  qi::Task<void> accepted = qi::create_task(serve_one(lsn.get(), std::move(factory)));
+  auto conn = co_await qi::open_connection("127.0.0.1", sockname(lsn.get()).port());
+  co_await accepted;
+  conn.second.write("nonsense\n");
+  EXPECT_EQ(co_await conn.first.read(), "") << "the server closed the connection";
+  co_await qi::sleep(10ms);
+  QILOOP_CO_ASSERT(ASSERT_EQ(reports.size(), 1u));
+  EXPECT_NE(reports[0].message.find("client_connected_cb"), std::string::npos);
+  EXPECT_TRUE(holds<qi::ValueError>(reports[0].exception));
+  EXPECT_EQ(what_of(reports[0].exception), "bad request: nonsense");
+  conn.second.close();
+  co_await conn.second.wait_closed();
+  loop.set_exception_handler(nullptr);
+}
+
+TEST(StreamServer, TheFactoryRefusesBadArguments) {
+  EXPECT_THROW(qi::detail::stream_server_factory(nullptr), std::invalid_argument);
+  auto cb = [](qi::StreamReader, qi::StreamWriter) -> qi::Coro<void> { co_return; };
+  EXPECT_THROW(qi::detail::stream_server_factory(cb, 0), qi::ValueError);
+}
+
+// --- A Python asyncio peer: 4-byte little-endian length-prefixed echo ----------------------
+
+std::string python_missing() {
+  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
+}
+
+constexpr const char* kPythonFrameEcho = R"PY(
+import asyncio, struct
+async def main():
+    done = asyncio.Event()
+    async def serve(r, w):
+        try:
+            while True:
+                head = await r.readexactly(4)
+                (n,) = struct.unpack('<I', head)
+                w.write(head + await r.readexactly(n))
+                await w.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        w.close()
+        done.set()
+    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.wait_for(done.wait(), 20)
+    srv.close()
+asyncio.run(main())
+)PY";
+
+QByteArray frame(QByteArrayView body) {
+  QByteArray f(4, Qt::Uninitialized);
+  auto n = static_cast<uint32_t>(body.size());
+  for (int i = 0; i < 4; ++i) f[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  f.append(body);
+  return f;
+}
+
+uint32_t length_of(const QByteArray& head) {
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<unsigned char>(head[i])) << (8 * i);
+  return n;
+}
+
+TRANSPORT_TEST_MODES_IF(StreamPython, LengthPrefixedEchoWithAnAsyncioServer, python_missing()) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  ::setenv("QILOOP_PY", kPythonFrameEcho, 1);
+  FILE* py = ::popen("python3 -c \"$QILOOP_PY\"", "r");
+  QILOOP_CO_ASSERT(ASSERT_NE(py, nullptr));
+  char line[32] = {};
+  int port = std::fgets(line, sizeof line, py) ? std::atoi(line) : 0;  // blocking: the child's start-up only
+  if (port <= 0) {
+    ::pclose(py);
+    QILOOP_CO_ASSERT(FAIL() << "the Python server printed no port");
+  }
+  auto conn = co_await qi::open_connection("127.0.0.1", static_cast<uint16_t>(port));
+  qi::StreamReader reader = conn.first;
+  qi::StreamWriter writer = conn.second;
+  for (std::size_t size : {std::size_t(0), std::size_t(1), std::size_t(1000), std::size_t(300'000)}) {
+    QByteArray body = pattern_bytes(size, size);
+    writer.write(frame(body));
+    co_await writer.drain();
+    QByteArray head = co_await reader.readexactly(4);
+    QILOOP_CO_ASSERT(ASSERT_EQ(length_of(head), size));
+    EXPECT_EQ(co_await reader.readexactly(static_cast<qsizetype>(size)), body);
+  }
+  writer.write_eof();
+  auto e = co_await caught<qi::IncompleteReadError>(reader.readexactly(4));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_EQ(e->partial(), "") << "the server closed after our EOF";
+  writer.close();
+  co_await writer.wait_closed();
+  int status = co_await loop.run_in_executor(nullptr, [py] { return ::pclose(py); });
+  EXPECT_EQ(status, 0);
+}
+
+}  // namespace
+
+// loop.close() destroys a connection's transport under live handles: they
+// stay safe (no dangling transport), before and after the loop is gone.
+TEST(StreamConnection, HandlesSurviveLoopClose) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  std::optional<qi::StreamReader> reader;
+  std::optional<qi::StreamWriter> writer;
+  {
+    QiEventLoop loop;
+    auto conn = loop.run_until_complete(qi::open_connection(ours.release()));
+    reader = conn.first;
+    writer = conn.second;
+    EXPECT_GE(writer->transport().fileno(), 0);
+    loop.close();
+    EXPECT_EQ(writer->transport().fileno(), -1);
+    writer->write("dropped");
+    EXPECT_TRUE(writer->is_closing());
+  }
+  writer->close();
+  writer.reset();
+  reader.reset();
+  EXPECT_EQ(read_all(theirs.get()), "");
+}
