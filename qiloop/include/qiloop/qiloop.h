@@ -44,6 +44,7 @@
 //   net/pipes.h    loop.connect_read_pipe / connect_write_pipe: pipes as qi::Transports
 //   net/datagram.h qi::DatagramProtocol / DatagramTransport, loop.create_datagram_endpoint (UDP)
 //   net/streams.h    qi::StreamReader, qi::StreamWriter, qi::open_connection / open_unix_connection
+//   net/subprocess.h qi::create_subprocess_exec / create_subprocess_shell, qi::Process
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -91,3 +92,4 @@
 #include <qiloop/net/pipes.h>
 #include <qiloop/net/datagram.h>
 #include <qiloop/net/streams.h>
+#include <qiloop/net/subprocess.h>
