@@ -10,7 +10,7 @@
 
 #include <absl/container/flat_hash_map.h>
 
-#include <sys/pidfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,7 +98,9 @@ void ChildProcess::start() {
 // The pidfd turns readable when the child exits (also when it already has);
 // asyncio's PidfdChildWatcher.
 bool ChildProcess::watch_pidfd() {
-  pidfd_ = ::pidfd_open(pid_, 0);  // close-on-exec by definition
+  // The raw system call: glibc 2.36's <sys/pidfd.h> lacks extern "C", and
+  // older ones have no wrapper.
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));  // close-on-exec by definition
   if (pidfd_ < 0) return false;    // ENOSYS before Linux 5.3, EPERM under some seccomp filters: a thread
   try {
     loop_.add_reader(pidfd_, [this] { poll(); });

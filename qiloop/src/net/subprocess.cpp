@@ -42,7 +42,7 @@ namespace {
 struct ReadPipeOwner {
   std::shared_ptr<ReaderCore> core;
   ~ReadPipeOwner() {
-    if (core->transport && !core->transport->is_closing()) core->transport->close();
+    if (core && core->transport && !core->transport->is_closing()) core->transport->close();
   }
 };
 
@@ -62,7 +62,8 @@ Coro<StreamReader> connect_reader(QiEventLoop& loop, detail::OwnedFd fd, std::si
   auto reader = std::make_shared<ReaderCore>(limit);
   auto factory = pipe_protocol(std::make_shared<WriterCore>(reader));  // named: see above
   co_await loop.connect_read_pipe(std::move(factory), fd.release());
-  auto owner = std::make_shared<ReadPipeOwner>(ReadPipeOwner{reader});
+  auto owner = std::make_shared<ReadPipeOwner>();  // not from a temporary: its destructor would close the pipe
+  owner->core = reader;
   co_return StreamAccess::reader(std::shared_ptr<ReaderCore>(owner, reader.get()));
 }
 

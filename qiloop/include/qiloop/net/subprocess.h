@@ -4,7 +4,7 @@
 //   qi::SubprocessOptions o;
 //   o.std_in = qi::PIPE;
 //   o.std_out = qi::PIPE;
-//   qi::Process p = co_await qi::create_subprocess_exec("sort", {"-r"}, o);
+//   qi::Process p = co_await qi::create_subprocess_exec("sort", "-r", o);
 //   auto [out, err] = co_await p.communicate("b\na\n");   // out == "b\na\n"; err empty (not a pipe)
 //   int code = co_await p.wait();                          // 0; p.returncode() too
 //
@@ -60,6 +60,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -190,15 +192,43 @@ class QILOOP_EXPORT Process {
   std::optional<StreamReader> err_;
 };
 
+namespace detail {
+inline void add_exec_arg(std::vector<std::string>& args, SubprocessOptions&, std::string_view arg) {
+  args.emplace_back(arg);
+}
+inline void add_exec_arg(std::vector<std::string>&, SubprocessOptions& options, SubprocessOptions given) {
+  options = std::move(given);
+}
+template <class A>
+concept exec_arg = std::is_convertible_v<A, std::string_view> ||
+                   std::is_same_v<std::remove_cvref_t<A>, SubprocessOptions>;
+}  // namespace detail
+
 // qi::create_subprocess_exec()
 // Runs program with args (argv[0] is program, as asyncio). Returns once it
 // started, its pipes connected. Throws qi::FileNotFoundError /
 // qi::PermissionError naming the program (or the cwd) when it cannot run,
 // qi::ValueError for bad options (STDOUT other than for std_err, a
-// negative fd, pass_fds under 3, limit 0), qi::RuntimeError with no running
-// loop.
+// negative fd, pass_fds under 3, limit 0, a NUL in a string),
+// qi::RuntimeError with no running loop.
 QILOOP_EXPORT Coro<Process> create_subprocess_exec(std::string program, std::vector<std::string> args = {},
                                                    SubprocessOptions options = {});
+// The arguments one by one, the options (if any) last, as asyncio's
+// create_subprocess_exec(program, *args, stdout=PIPE):
+//   co_await qi::create_subprocess_exec("sleep", "30");
+//   co_await qi::create_subprocess_exec("grep", "-c", pattern, options);
+// (g++ 12 miscompiles a braced list inside a co_await: {"-c", pattern}
+// does not build there; a named std::vector does.)
+template <class... A>
+  requires(sizeof...(A) > 0 && (detail::exec_arg<A> && ...))
+Coro<Process> create_subprocess_exec(std::string program, A&&... args) {
+  static_assert(((std::is_same_v<std::remove_cvref_t<A>, SubprocessOptions> ? 1 : 0) + ... + 0) <= 1,
+                "qiloop: create_subprocess_exec takes one qi::SubprocessOptions, after the arguments");
+  std::vector<std::string> argv;
+  SubprocessOptions options;
+  (detail::add_exec_arg(argv, options, std::forward<A>(args)), ...);
+  return create_subprocess_exec(std::move(program), std::move(argv), std::move(options));
+}
 
 // qi::create_subprocess_shell()
 // Runs cmd with /bin/sh -c (asyncio's): a pipeline, redirections, globs.
