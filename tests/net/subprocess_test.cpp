@@ -303,7 +303,8 @@ QILOOP_TEST_MODES(Subprocess, OnlyPassFdsAreInherited) {
   FdLeakCheck leaks;
   auto [rd, wr] = pipe_pair();
   Fd stray(::fcntl(rd.get(), F_DUPFD, 70));  // no close-on-exec: close_fds must close it
-  std::string check = "echo passed >&" + std::to_string(wr.get()) + "; [ -e /proc/self/fd/" +
+  // Through /proc: dash's >&N takes one digit only.
+  std::string check = "echo passed > /proc/self/fd/" + std::to_string(wr.get()) + "; [ -e /proc/self/fd/" +
                       std::to_string(stray.get()) + " ] && echo stray-open || echo stray-closed";
   qi::SubprocessOptions o = piped(false, true, false);
   o.pass_fds = {wr.get()};
