@@ -37,6 +37,8 @@ ConnectionRefusedError::~ConnectionRefusedError() = default;
 ConnectionResetError::~ConnectionResetError() = default;
 FileNotFoundError::~FileNotFoundError() = default;
 PermissionError::~PermissionError() = default;
+ProcessLookupError::~ProcessLookupError() = default;
+ChildProcessError::~ChildProcessError() = default;
 GaiError::~GaiError() = default;
 SendfileNotAvailableError::~SendfileNotAvailableError() = default;
 SSLError::~SSLError() = default;
@@ -116,6 +118,8 @@ std::exception_ptr make_os_error(int code, const std::string& context) {
     case ENOENT: return std::make_exception_ptr(FileNotFoundError(code, context));
     case EACCES:
     case EPERM: return std::make_exception_ptr(PermissionError(code, context));
+    case ESRCH: return std::make_exception_ptr(ProcessLookupError(code, context));
+    case ECHILD: return std::make_exception_ptr(ChildProcessError(code, context));
     default: return std::make_exception_ptr(OSError(code, context));
   }
 }

@@ -57,6 +57,9 @@ void QiEventLoop::close() {
   // Signals go back to their previous dispositions while the pipe's reader
   // can still be removed.
   close_signal_handlers();
+  // Children still running are killed and reaped while their pidfds'
+  // watches can go (their pipes are transports: closed next).
+  close_subprocesses();
   // Transports still open close their fds while their watches can go.
   close_transports();
   closed_ = true;

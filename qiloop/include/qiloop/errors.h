@@ -301,7 +301,8 @@ class QILOOP_EXPORT SSLCertVerificationError : public SSLError {
 // ECONNREFUSED -> ConnectionRefusedError, ECONNRESET -> ConnectionResetError,
 // EPIPE / ESHUTDOWN -> BrokenPipeError, ECONNABORTED ->
 // ConnectionAbortedError, ETIMEDOUT -> TimeoutError, ENOENT ->
-// FileNotFoundError, EACCES / EPERM -> PermissionError, anything else ->
+// FileNotFoundError, EACCES / EPERM -> PermissionError, ESRCH ->
+// ProcessLookupError, ECHILD -> ChildProcessError, anything else ->
 // OSError. `context` says what failed (see OSError).
 QILOOP_EXPORT std::exception_ptr make_os_error(int code, const std::string& context);
 // qi::throw_os_error()
@@ -345,6 +346,19 @@ class QILOOP_EXPORT LimitOverrunError : public std::runtime_error {
 
  private:
   qsizetype consumed_;
+};
+
+// qi::ProcessLookupError  ESRCH: no such process (Process::send_signal after the child was reaped)
+// qi::ChildProcessError   ECHILD: no such child to wait for
+class QILOOP_EXPORT ProcessLookupError : public OSError {
+ public:
+  using OSError::OSError;
+  ~ProcessLookupError() override;
+};
+class QILOOP_EXPORT ChildProcessError : public OSError {
+ public:
+  using OSError::OSError;
+  ~ChildProcessError() override;
 };
 
 }  // namespace qi

@@ -767,6 +767,16 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   void close_servers() noexcept;
 
  public:
+  // --- Subprocesses (<qiloop/net/subprocess.h>) ------------------------------
+  // qi::create_subprocess_exec / create_subprocess_shell are free functions
+  // (asyncio's); the loop watches the children they spawn and reaps them.
+
+ private:
+  // close(): kills and reaps the children still running
+  // (src/net/child_watcher.cpp).
+  void close_subprocesses() noexcept;
+
+ public:
  Q_SIGNALS:
   // Emitted when the loop stops running (both modes), after its last
   // iteration, once per run: when run_forever() is about to return, when an

@@ -46,6 +46,7 @@
 //   net/ssl.h      TLS: qi::SslContext, qi::SslTransport, loop.start_tls, ConnectOptions::ssl
 //   net/streams.h    qi::StreamReader, qi::StreamWriter, qi::open_connection / open_unix_connection
 //   net/server.h   qi::Server, loop.create_server / create_unix_server
+//   net/subprocess.h qi::create_subprocess_exec / create_subprocess_shell, qi::Process
 // The test kit is a separate target: <qiloop/testing.h> (docs/testing.md).
 #pragma once
 
@@ -95,3 +96,4 @@
 #include <qiloop/net/ssl.h>
 #include <qiloop/net/streams.h>
 #include <qiloop/net/server.h>
+#include <qiloop/net/subprocess.h>
