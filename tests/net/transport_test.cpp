@@ -97,7 +97,9 @@ QILOOP_TEST_MODES(Transport, BufferedProtocolReadsIntoItsOwnMemory) {
     }
   };
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   Peer peer;
   peer.start([&] {
     send_all(theirs.get(), pattern_bytes(100000).toStdString());
@@ -124,7 +126,9 @@ QILOOP_TEST_MODES(Transport, LargeWritesToASlowReaderFollowTheWaterMarks) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   constexpr std::size_t kTotal = 4 << 20;
   constexpr std::size_t kChunk = 64 << 10;
   std::atomic<long long> received{0};
@@ -157,7 +161,9 @@ QILOOP_TEST_MODES(Transport, WritelinesSendsManyPiecesInOrder) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   std::atomic<long long> received{0};
   Peer peer;
   peer.start([&] { received = read_pattern(theirs.get(), 100us, 8192); });
@@ -190,7 +196,9 @@ QILOOP_TEST_MODES(Transport, WriteEofHalfClosesAndThePeerStillAnswers) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   std::string got;
   Peer peer;
   peer.start([&] {
@@ -217,7 +225,9 @@ QILOOP_TEST_MODES(Transport, EofReceivedReturningTrueKeepsItOpenForWriting) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   ::shutdown(theirs.get(), SHUT_WR);
   auto factory6 = recorder(log, [](Recorder& r) { r.keep_open_on_eof = true; });  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory6),
@@ -258,7 +268,9 @@ QILOOP_TEST_MODES(Transport, CloseTwiceAndAbortAfterCloseLoseTheConnectionOnce) 
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   auto factory8 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory8), ours.release());
   t->write("flushed");
@@ -276,7 +288,9 @@ QILOOP_TEST_MODES(Transport, WritesAfterCloseAreDroppedAndTheFifthWarnsOnce) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   auto factory9 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory9), ours.release());
   static std::vector<std::string> warnings;
@@ -298,7 +312,9 @@ QILOOP_TEST_MODES(Transport, AbortDropsTheBuffer) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   auto factory10 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory10), ours.release());
   t->write(pattern_bytes(4 << 20));  // the peer does not read: most is buffered
@@ -322,7 +338,9 @@ QILOOP_TEST_MODES(Transport, PauseAndResumeReading) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   auto factory11 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory11), ours.release());
   send_all(theirs.get(), "one");
@@ -345,7 +363,9 @@ QILOOP_TEST_MODES(Transport, SockCallsOnATransportsFdAreRefused) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   int fd = ours.get();
   auto factory12 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory12), ours.release());
@@ -368,7 +388,9 @@ QILOOP_TEST_MODES(Transport, AThrowingCallbackIsReportedAndAbortsTheTransport) {
   std::vector<std::string> reports;
   loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
   auto log = std::make_shared<Log>();
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   auto factory13 = recorder(log, [](Recorder& r) { r.on_data = [](Recorder&, QByteArrayView) { throw std::runtime_error("boom"); }; });  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory13),
       ours.release());
@@ -392,7 +414,9 @@ QILOOP_TEST_MODES(Transport, AThrowingConnectionLostIsReported) {
     ~Bad() override { *gone = true; }
   };
   bool gone = false;
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   auto factory14 = [&] {
         auto b = std::make_unique<Bad>();
         b->gone = &gone;
@@ -465,7 +489,9 @@ namespace {
 // protocol destroyed (without connection_lost), with a warning.
 TEST(Transport, LoopCloseDestroysAnUnclosedTransport) {
   FdLeakCheck leaks;
-  auto [ours, theirs] = unix_pair();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  Fd& theirs = pair.second;
   auto log = std::make_shared<Log>();
   struct Tracked : Recorder {
     using Recorder::Recorder;

@@ -80,8 +80,9 @@ std::vector<std::string> environment(const char* api, const SubprocessOptions& o
     for (const auto& [k, v] : *o.env) out.push_back(entry(k, v));
   else
     for (char** e = environ; *e; ++e) out.emplace_back(*e);
-  for (const auto& [k, v] : o.env_extra) {
-    std::string e = entry(k, v);
+  for (const auto& kv : o.env_extra) {
+    const std::string& k = kv.first;  // a plain reference: clang 14 cannot capture a structured binding
+    std::string e = entry(k, kv.second);
     auto same = std::find_if(out.begin(), out.end(), [&](const std::string& x) {
       return x.size() > k.size() && x.compare(0, k.size(), k) == 0 && x[k.size()] == '=';
     });
