@@ -12,6 +12,7 @@
 #include <qiloop/net/streams.h>
 #include <qiloop/net/transport.h>
 #include <qiloop/structured/timeout.h>
+#include <qiloop/sync/event.h>
 #include <qiloop/testing.h>
 
 #include <gtest/gtest.h>
@@ -566,18 +567,26 @@ QILOOP_TEST_MODES(SslServer, StartServerWithSslServesAQiloopTlsClient) {
   co_await server.wait_closed();
 }
 
+qi::Coro<void> until_set(std::shared_ptr<qi::Event> event) { co_await event->wait(); }
+
 QILOOP_TEST_MODES(SslServer, CreateServerWithSslAnswersOpensslSClient) {
   qi::ServerOptions options;
   options.ssl = server_context();
-  auto cb = answer_one_line;
+  auto answered = std::make_shared<qi::Event>();
+  auto cb = [answered](qi::StreamReader r, qi::StreamWriter w) -> qi::Coro<void> {
+    co_await answer_one_line(std::move(r), std::move(w));
+    answered->set();
+  };
   qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0, std::move(options));
   uint16_t port = server.sockets().at(0).port();
   Child client({"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port), "-CAfile", certs().ca,
                 "-servername", "localhost", "-verify_return_error", "-quiet"});
   client.write_stdin("ping\n");
-  // close() stops listening; wait_closed() returns once the one connection
-  // (answered, then closed) is gone.
-  co_await qi::sleep(50ms);
+  // The client is a process that may take a while to start: the server
+  // closes once it has answered (close() stops listening; wait_closed()
+  // returns once the answered connection is gone).
+  auto answer = until_set(answered);
+  co_await qi::wait_for(std::move(answer), 20s);
   server.close();
   auto waited = server.wait_closed();
   co_await qi::wait_for(std::move(waited), 20s);
