@@ -400,7 +400,7 @@ QILOOP_TEST_MODES(Subprocess, DroppingTheHandlesOfARunningChildStillReapsIt) {
 // --- Cancellation ----------------------------------------------------------------------
 
 qi::Coro<void> cancelled_waits() {
-  qi::Process p = co_await qi::create_subprocess_shell("cat; sleep 30", piped(true, true, false));
+  qi::Process p = co_await qi::create_subprocess_shell("cat; exec sleep 30", piped(true, true, false));
   qi::Task<int> waiting = qi::create_task(p.wait());
   co_await qi::sleep(20ms);
   waiting.cancel();
@@ -409,7 +409,7 @@ qi::Coro<void> cancelled_waits() {
 
   auto talk = p.communicate("kept\n");
   qi::Task<std::pair<QByteArray, QByteArray>> talking = qi::create_task(std::move(talk));
-  co_await qi::sleep(100ms);  // cat echoed, stdin closed; sleep keeps stdout open
+  co_await qi::sleep(100ms);  // cat echoed, stdin closed; sleep keeps stdout open (exec: kill() reaches it)
   EXPECT_FALSE(talking.done());
   talking.cancel();
   EXPECT_THROW(co_await talking, qi::CancelledError);
