@@ -677,8 +677,6 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // cancellation the connection is closed (the protocol's connection_lost
   // runs) and the error thrown. Throws qi::ValueError for a null
   // argument, another protocol, or a transport that is not a socket's.
-  // On a stream's transport, the stream's reader and writer move to the
-  // TLS transport at once (as qi::StreamWriter::start_tls).
   qi::Coro<qi::Transport*> start_tls(qi::Transport* transport, qi::BaseProtocol* protocol,
                                      std::shared_ptr<qi::SslContext> sslcontext);
   qi::Coro<qi::Transport*> start_tls(qi::Transport* transport, qi::BaseProtocol* protocol,
