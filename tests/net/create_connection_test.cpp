@@ -180,6 +180,37 @@ TRANSPORT_TEST_MODES_IF(CreateConnection, CancelledWhileConnectingLeavesNothing,
   EXPECT_EQ(log->made, 0);
 }
 
+// A cancellation at any point of a staggered connect — in particular
+// while the winner is found and the other attempts are wound down —
+// leaves no fd behind (review i10 A4): the cancel comes k loop iterations
+// after the start, for k across the whole call.
+QILOOP_TEST_MODES(CreateConnection, CancelledWhileTheWinnerIsWoundDownLeaksNoFd) {
+  auto& loop = qi::get_running_loop();
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  const auto good = sockname(lsn.get());
+  const std::vector<qi::AddrInfo> addresses{info(good), info(good)};
+  const std::string target = "test";
+  FdLeakCheck leaks;
+  int connected = 0, cancelled = 0;
+  for (int k = 0; k < 40; ++k) {
+    auto attempt = [&]() -> qi::Coro<int> { co_return co_await qi::detail::connect_first(loop, addresses, {}, 10ms, false, target); };
+    auto task = loop.create_task(attempt());
+    for (int i = 0; i < k; ++i) co_await qi::sleep(0ms);
+    task.cancel();
+    try {
+      ::close(co_await task);
+      ++connected;
+    } catch (const qi::CancelledError&) {
+      ++cancelled;
+    }
+    // The connections the listener queued.
+    pollfd p{lsn.get(), POLLIN, 0};
+    while (::poll(&p, 1, 0) == 1) ::close(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  }
+  EXPECT_GT(cancelled, 0);
+  EXPECT_GT(connected, 0) << "late cancels find the call done";
+}
+
 TEST(CreateConnection, InterleaveAlternatesFamilies) {
   auto v6a = info(qi::SocketAddress::ip("::1", 1)), v6b = info(qi::SocketAddress::ip("::1", 2));
   auto v4a = info(qi::SocketAddress::ip("127.0.0.1", 1)), v4b = info(qi::SocketAddress::ip("127.0.0.1", 2));

@@ -293,6 +293,34 @@ QILOOP_TEST_MODES(Pipes, ACharacterDeviceIsAccepted) {
   EXPECT_EQ(log->error, nullptr);
 }
 
+// /dev/null for reading: epoll cannot watch it (the linux backend refuses
+// it with qi::ValueError before connection_made, the fd stays ours); a
+// backend that can reads EOF. Either way nothing leaks (review i10 A6).
+QILOOP_TEST_MODES(Pipes, AReadPipeOnDevNullIsRefusedOrReadsEofWithoutLeaking) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  QILOOP_CO_ASSERT(ASSERT_GE(null.get(), 0));
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  std::string refused;
+  try {
+    (void)co_await loop.connect_read_pipe(std::move(factory), null.get());
+  } catch (const qi::ValueError& e) {
+    refused = e.what();
+  }
+  if (!refused.empty()) {
+    EXPECT_EQ(log->made, 0) << "refused before connection_made";
+    EXPECT_NE(refused.find("qi::to_thread"), std::string::npos) << refused;
+    EXPECT_GE(::fcntl(null.get(), F_GETFD), 0) << "the refused fd stays the caller's";
+  } else {
+    (void)null.release();  // the transport's now
+    co_await log->until([&] { return log->lost > 0; });
+    EXPECT_EQ(log->eofs, 1);
+    EXPECT_EQ(log->error, nullptr);
+  }
+}
+
 // A pipe fd already driven by a transport is refused.
 QILOOP_TEST_MODES(Pipes, AnFdOfATransportIsRefused) {
   FdLeakCheck leaks;

@@ -8,8 +8,12 @@ an implementation independent of qiloop. Loopback only.
       comes back until EOF
   ssl_peer.py starttls-client PORT CAFILE HOSTNAME MESSAGE  as client, after
       a plain b"STARTTLS\\n" answered by b"OK\\n"
+  ssl_peer.py halfclose PORT CAFILE HOSTNAME SIZE  blocking client: sends
+      b"line\\n" and SIZE bytes, shuts the socket's sending side down (a TCP
+      EOF without close_notify), prints "sent", reads until the server closes
 """
 import asyncio
+import socket
 import ssl
 import sys
 
@@ -62,8 +66,26 @@ async def connect(port, cafile, hostname, message, starttls):
         pass
 
 
+def halfclose(port, cafile, hostname, size):
+    ctx = ssl.create_default_context(cafile=cafile)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname=hostname)
+    s.settimeout(20)
+    s.sendall(b"line\n" + b"x" * size)
+    # socket.socket's shutdown, not SSLSocket's: no close_notify, the SSL object stays.
+    socket.socket.shutdown(s, socket.SHUT_WR)
+    print("sent", flush=True)
+    try:
+        while s.recv(1 << 16):
+            pass
+    except (OSError, ssl.SSLError):
+        pass
+
+
 def main():
     what = sys.argv[1]
+    if what == "halfclose":
+        halfclose(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        return
     if what == "server":
         alpn = sys.argv[4] if len(sys.argv) > 4 else ""
         mode = sys.argv[5] if len(sys.argv) > 5 else "echo"

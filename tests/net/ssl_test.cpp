@@ -457,6 +457,214 @@ QILOOP_TEST_MODES(Ssl, StartTlsClientMeetsTheServerFactoryOverASocketPair) {
   EXPECT_EQ(server_log->data, "over a pair");
 }
 
+// --- STARTTLS on streams (review i10 A1) -------------------------------------------------
+
+namespace {
+
+// Copies one direction of a socket pair to another, recording the bytes
+// (the wire between a client and a server); at EOF shuts `to` down.
+qi::Coro<void> tap(int from, int to, std::shared_ptr<QByteArray> wire) {
+  auto& loop = qi::get_running_loop();
+  for (;;) {
+    QByteArray data = co_await loop.sock_recv(from, 1 << 16);
+    if (data.isEmpty()) break;
+    wire->append(data);
+    co_await loop.sock_sendall(to, data);
+  }
+  ::shutdown(to, SHUT_WR);
+}
+
+void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// How one end upgrades its stream: StreamWriter::start_tls, or
+// loop.start_tls on the stream's transport.
+enum class Upgrade { kWriter, kLoop };
+
+qi::Coro<void> upgrade(Upgrade how, qi::StreamWriter& w, std::shared_ptr<qi::SslContext> ctx, qi::TlsOptions o) {
+  if (how == Upgrade::kWriter) co_return co_await w.start_tls(std::move(ctx), std::move(o));
+  qi::Transport& t = w.transport();
+  (void)co_await qi::get_running_loop().start_tls(&t, &t.get_protocol(), std::move(ctx), std::move(o));
+}
+
+qi::Coro<void> starttls_server(Upgrade how, qi::StreamReader r, qi::StreamWriter w) {
+  EXPECT_EQ(co_await r.readline(), "STARTTLS\n");
+  w.write("OK\n");
+  qi::TlsOptions o;
+  o.server_side = true;
+  co_await upgrade(how, w, server_context(), o);
+  EXPECT_NE(dynamic_cast<qi::SslTransport*>(&w.transport()), nullptr);
+  EXPECT_EQ(co_await r.readline(), "secret\n");
+  w.write("terces\n");
+  co_await w.drain();
+  EXPECT_EQ(co_await r.read(), "");
+  w.close();
+  co_await w.wait_closed();
+}
+
+// A qiloop stream client and server over two socket pairs joined by a tap:
+// a plain STARTTLS exchange, both ends upgrade, then a line each way that
+// must not cross the wire in clear.
+qi::Coro<void> starttls_through_a_tap(Upgrade how) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto client_pair = unix_pair();
+  auto server_pair = unix_pair();
+  set_nonblocking(client_pair.second.get());
+  set_nonblocking(server_pair.second.get());
+  auto up = std::make_shared<QByteArray>(), down = std::make_shared<QByteArray>();
+  auto tap_up = loop.create_task(tap(client_pair.second.get(), server_pair.second.get(), up));
+  auto tap_down = loop.create_task(tap(server_pair.second.get(), client_pair.second.get(), down));
+  auto server_ends = co_await qi::open_connection(server_pair.first.release());
+  auto server = loop.create_task(starttls_server(how, std::move(server_ends.first), std::move(server_ends.second)));
+  auto [r, w] = co_await qi::open_connection(client_pair.first.release());
+  w.write("STARTTLS\n");
+  EXPECT_EQ(co_await r.readline(), "OK\n");
+  const qsizetype plain_up = up->size(), plain_down = down->size();
+  qi::TlsOptions o;
+  o.server_hostname = "localhost";
+  co_await upgrade(how, w, trusting_client(), o);
+  auto* tls = dynamic_cast<qi::SslTransport*>(&w.transport());
+  EXPECT_NE(tls, nullptr) << "the writer's transport is the TLS one";
+  w.write("secret\n");
+  EXPECT_EQ(co_await r.readline(), "terces\n");
+  w.close();
+  co_await w.wait_closed();
+  co_await server;
+  co_await tap_up;
+  co_await tap_down;
+  EXPECT_EQ(up->left(plain_up), "STARTTLS\n");
+  EXPECT_EQ(down->left(plain_down), "OK\n");
+  EXPECT_FALSE(up->mid(plain_up).contains("secret")) << "a write after start_tls went out in clear";
+  EXPECT_FALSE(down->mid(plain_down).contains("terces")) << "a write after start_tls went out in clear";
+  EXPECT_GT(up->size() - plain_up, 100) << "a handshake and records crossed the wire";
+}
+
+}  // namespace
+
+QILOOP_TEST_MODES(SslStreams, StartTlsEncryptsLaterWrites) { co_await starttls_through_a_tap(Upgrade::kWriter); }
+
+// loop.start_tls on a stream's transport retargets the stream's reader and
+// writer, as StreamWriter::start_tls does.
+QILOOP_TEST_MODES(Ssl, StartTlsOnAStreamTransportIsRefusedOrRetargeted) {
+  co_await starttls_through_a_tap(Upgrade::kLoop);
+}
+
+// StreamWriter::start_tls, server side, with Python's asyncio
+// StreamWriter.start_tls as the client.
+QILOOP_TEST_MODES(SslStreams, StartTlsServesAPythonStarttlsClient) {
+  Fd lsn = async_listener();
+  uint16_t port = sockname(lsn.get()).port();
+  Child client(
+      {"python3", peer_script(), "starttls-client", std::to_string(port), certs().ca, "localhost", "secret"});
+  auto& loop = qi::get_running_loop();
+  auto [fd, peer] = co_await loop.sock_accept(lsn.get());
+  auto [r, w] = co_await qi::open_connection(fd);
+  EXPECT_EQ(co_await r.readline(), "STARTTLS\n");
+  w.write("OK\n");
+  qi::TlsOptions o;
+  o.server_side = true;
+  co_await w.start_tls(server_context(), o);
+  EXPECT_EQ(co_await r.readexactly(6), "secret");
+  w.write("terces");
+  w.close();
+  co_await w.wait_closed();
+  EXPECT_EQ(client.read_all(), "terces");
+  EXPECT_EQ(client.wait(), 0);
+}
+
+// --- TLS close with reading paused (review i10 A2, A3) ------------------------------------
+
+namespace {
+
+struct HalfCloseState {
+  qi::Event got_line, go, done;
+  std::string outcome = "not run";
+};
+
+qi::Coro<void> read_a_line_then_close_on_go(std::shared_ptr<HalfCloseState> st, qi::StreamReader r,
+                                            qi::StreamWriter w) {
+  EXPECT_EQ(co_await r.readline(), "line\n");
+  st->got_line.set();
+  co_await st->go.wait();
+  w.close();
+  EXPECT_TRUE(w.is_closing());
+  try {
+    auto closed = w.wait_closed();
+    co_await qi::wait_for(std::move(closed), 5s);
+    st->outcome = "";
+  } catch (const std::exception& e) {
+    st->outcome = e.what();
+  }
+  st->done.set();
+}
+
+// A protocol that writes `size` bytes once connected.
+struct Flooder : Recorder {
+  Flooder(std::shared_ptr<Log> l, std::size_t n) : Recorder(std::move(l)), size(n) {}
+  std::size_t size;
+  void connection_made(qi::Transport& t) override {
+    Recorder::connection_made(t);
+    t.write(QByteArray(static_cast<qsizetype>(size), 'x'));
+  }
+};
+
+}  // namespace
+
+// The peer's EOF (no close_notify) arrives while the stream has paused
+// reading (200 KiB unread): close() still closes, at once.
+QILOOP_TEST_MODES(Ssl, CloseAfterPeerEofWhileReadingIsPausedCloses) {
+  FdLeakCheck leaks;
+  auto st = std::make_shared<HalfCloseState>();
+  qi::ServerOptions options;
+  options.ssl = server_context();
+  auto cb = [st](qi::StreamReader r, qi::StreamWriter w) {
+    return read_a_line_then_close_on_go(st, std::move(r), std::move(w));
+  };
+  qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0, std::move(options));
+  uint16_t port = server.sockets().at(0).port();
+  Child client({"python3", peer_script(), "halfclose", std::to_string(port), certs().ca, "localhost", "204800"});
+  co_await st->got_line.wait();
+  EXPECT_NE(client.read_until("sent\n").find("sent"), std::string::npos);
+  co_await qi::sleep(300ms);  // the EOF reaches the server
+  st->go.set();
+  co_await st->done.wait();
+  EXPECT_EQ(st->outcome, "") << "close() after the peer's EOF must close";
+  server.close();
+  auto waited = server.wait_closed();
+  co_await qi::wait_for(std::move(waited), 5s);
+  EXPECT_EQ(client.wait(), 0);
+}
+
+// The peer sent 1 MiB the app never read (the incoming BIO full, the
+// socket's reading paused): close() ends cleanly, without waiting for the
+// shutdown timeout.
+QILOOP_TEST_MODES(Ssl, CloseWithPausedReadingAndAFullBioEndsCleanly) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto [a, b] = unix_pair();
+  auto server_log = std::make_shared<Log>();
+  QiEventLoop::ProtocolFactory flooder = [server_log]() -> std::unique_ptr<qi::BaseProtocol> {
+    return std::make_unique<Flooder>(server_log, 1 << 20);
+  };
+  auto server_factory = qi::detail::ssl_server_factory(loop, std::move(flooder), server_context());
+  (void)co_await loop.create_connection(std::move(server_factory), a.release());
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), b.release());
+  qi::TlsOptions o;
+  o.server_hostname = "localhost";
+  o.ssl_shutdown_timeout = 4s;
+  qi::Transport* tls = co_await loop.start_tls(t, p, trusting_client(), o);
+  tls->pause_reading();
+  co_await qi::sleep(300ms);  // the server's bytes fill the BIO, the socket's reading stops
+  auto t0 = std::chrono::steady_clock::now();
+  tls->close();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_EQ(what_of(log->error), "");
+  co_await server_log->until([&] { return server_log->lost > 0; });
+}
+
 // --- Bad input --------------------------------------------------------------------------
 
 QILOOP_TEST_MODES(Ssl, OptionsAreChecked) {
@@ -592,6 +800,41 @@ QILOOP_TEST_MODES(SslServer, CreateServerWithSslAnswersOpensslSClient) {
   co_await qi::wait_for(std::move(waited), 20s);
   EXPECT_NE(client.read_all().find("re: ping"), std::string::npos);
   EXPECT_EQ(client.wait(), 0);
+}
+
+// A client that sends and closes (close_notify): the stream's
+// eof_received must not make the TLS transport warn (review i10 A5).
+qi::Coro<void> read_to_eof_then_close(std::shared_ptr<qi::Event> done, qi::StreamReader r, qi::StreamWriter w) {
+  EXPECT_EQ(co_await r.read(), "hello");
+  w.close();
+  co_await w.wait_closed();
+  done->set();
+}
+
+std::vector<std::string>& eof_warnings() {
+  static std::vector<std::string> w;
+  return w;
+}
+
+QILOOP_TEST_MODES(SslServer, APeerClosingATlsStreamLogsNoWarning) {
+  eof_warnings().clear();
+  QtMessageHandler previous = qInstallMessageHandler([](QtMsgType type, const QMessageLogContext&, const QString& m) {
+    if (type == QtWarningMsg && m.contains("eof_received")) eof_warnings().push_back(m.toStdString());
+  });
+  auto done = std::make_shared<qi::Event>();
+  qi::ServerOptions options;
+  options.ssl = server_context();
+  auto cb = [done](qi::StreamReader r, qi::StreamWriter w) { return read_to_eof_then_close(done, std::move(r), std::move(w)); };
+  qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0, std::move(options));
+  auto conn = co_await qi::open_connection("127.0.0.1", server.sockets().at(0).port(), tls_to_localhost());
+  conn.second.write("hello");
+  conn.second.close();
+  co_await conn.second.wait_closed();
+  co_await done->wait();
+  server.close();
+  co_await server.wait_closed();
+  qInstallMessageHandler(previous);
+  EXPECT_TRUE(eof_warnings().empty()) << eof_warnings().front();
 }
 
 QILOOP_TEST_MODES(SslServer, TlsTimeoutsWithoutSslAreRefused) {

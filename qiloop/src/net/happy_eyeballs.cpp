@@ -85,15 +85,24 @@ Coro<int> connect_in_turn(QiEventLoop& loop, std::vector<AddrInfo> addresses, st
   std::rethrow_exception(combine(errors, all_errors, target));
 }
 
-// Cancels the attempts still running and waits for all to end; closes the
-// fds of those that connected, except `keep`'s. Retrieves every outcome
-// (nothing reported as never retrieved).
-Coro<void> wind_down(std::vector<Task<int>>& attempts, std::size_t keep) {
+// Cancels the attempts still running and waits for all to end, even when
+// the caller is cancelled meanwhile (then `stopped` is set, for the caller
+// to raise once this returns: an attempt that connected meanwhile must
+// still be closed). Closes the fds of those that connected, except
+// `keep`'s unless stopped. Retrieves every outcome (nothing reported as
+// never retrieved).
+Coro<void> wind_down(std::vector<Task<int>>& attempts, std::size_t keep, std::exception_ptr& stopped) {
   for (auto& t : attempts)
     if (!t.done()) t.cancel();
-  if (!attempts.empty()) co_await qi::wait(attempts, qi::ALL_COMPLETED);
+  while (!std::all_of(attempts.begin(), attempts.end(), [](const Task<int>& t) { return t.done(); })) {
+    try {
+      co_await qi::wait(attempts, qi::ALL_COMPLETED);
+    } catch (const qi::CancelledError&) {
+      if (!stopped) stopped = std::current_exception();
+    }
+  }
   for (std::size_t i = 0; i < attempts.size(); ++i) {
-    if (i == keep || attempts[i].cancelled()) continue;
+    if ((i == keep && !stopped) || attempts[i].cancelled()) continue;
     if (!attempts[i].exception()) ::close(attempts[i].result());
   }
 }
@@ -140,7 +149,7 @@ Coro<int> connect_staggered(QiEventLoop& loop, std::vector<AddrInfo> addresses, 
   } catch (...) {
     stopped = std::current_exception();
   }
-  co_await wind_down(attempts, winner);
+  co_await wind_down(attempts, winner, stopped);
   if (stopped) std::rethrow_exception(stopped);
   if (winner != addresses.size()) co_return attempts[winner].result();
   std::rethrow_exception(combine(errors, all_errors, target));

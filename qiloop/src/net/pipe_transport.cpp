@@ -53,6 +53,18 @@ qi::Transport* QiEventLoop::open_pipe_transport(ProtocolFactory factory, int fd,
                          " is not a pipe, a FIFO, a socket or a character device (a regular file or a directory "
                          "is always ready, so the loop cannot wait on it); read files with qi::to_thread");
   ensure_fd_no_transport(fd, api);
+  // Some character devices (/dev/null, /dev/zero) cannot be polled (epoll
+  // refuses them): refused here, before connection_made, rather than after.
+  if (!write && S_ISCHR(st.st_mode)) {
+    try {
+      add_reader(fd, [] {});
+    } catch (const std::exception& e) {
+      throw qi::ValueError(std::string(api) + ": fd " + std::to_string(fd) +
+                           " is a character device the loop cannot wait on (" + e.what() +
+                           "); read it with qi::to_thread");
+    }
+    remove_reader(fd);
+  }
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
     qi::throw_os_error(errno, std::string(api) + ": making fd " + std::to_string(fd) + " non-blocking");

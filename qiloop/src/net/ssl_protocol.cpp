@@ -4,6 +4,7 @@
 #include "net/ssl_protocol.h"
 
 #include "net/socket_transport.h"
+#include "net/stream_cores.h"
 
 #include <qiloop/errors.h>
 
@@ -375,16 +376,29 @@ void SslProtocol::wakeup_waiter(std::exception_ptr error) {
 
 // --- Shutdown ---------------------------------------------------------------------------
 
+// The app's close(). As asyncio's _SSLProtocolTransport.close, it marks
+// the app closed whatever the state; unlike asyncio's, it also goes on
+// when the peer's EOF started FLUSHING while the app had paused reading
+// (else nothing would ever close the socket).
 void SslProtocol::start_shutdown() {
-  if (state_ == State::kFlushing || state_ == State::kShutdown || state_ == State::kUnwrapped) return;
+  if (app_closed_ || state_ == State::kUnwrapped) return;
   app_closed_ = true;
   if (state_ == State::kDoHandshake) return abort_connection();
-  set_state(State::kFlushing);
+  // From now on what arrives is dropped: reading goes on whatever the app
+  // paused, so that the peer's close_notify comes through.
+  app_reading_paused_ = false;
   shutdown_timer_ = loop_.call_later(settings_.shutdown_timeout, [this] {
     shutdown_timer_.reset();
     check_shutdown_timeout();
   });
-  do_flush();
+  if (state_ == State::kWrapped) {
+    set_state(State::kFlushing);
+    return do_flush();
+  }
+  // FLUSHING or SHUTDOWN, entered by the peer's EOF: waiting for the app's
+  // reading, or for resume_writing. From a later callback: this close()
+  // may come from one of the app's callbacks.
+  schedule_step();
 }
 
 void SslProtocol::check_shutdown_timeout() {
@@ -415,6 +429,9 @@ void SslProtocol::do_shutdown() {
     } catch (...) {
       return on_shutdown_complete(std::current_exception());
     }
+    // The socket's reading, paused while the app did not read, goes on:
+    // the peer's close_notify is behind what it sent.
+    if (transport_) control_ssl_reading();
     ERR_clear_error();
     int r = SSL_shutdown(ssl_.get());
     if (r != 1) {
@@ -689,6 +706,11 @@ void SslProtocol::resume_app_reading() {
   app_reading_paused_ = false;
   // From a later callback: the protocol contract keeps app callbacks out of
   // the app's own calls.
+  schedule_step();
+}
+
+// The step of the current state, from a later callback.
+void SslProtocol::schedule_step() {
   if (resume_call_) resume_call_->cancel();
   resume_call_ = loop_.call_soon([this] {
     resume_call_.reset();
@@ -902,6 +924,11 @@ qi::Coro<qi::Transport*> QiEventLoop::start_tls(qi::Transport* transport, qi::Ba
   // callback in between can read with the old protocol); asyncio pauses
   // and resumes reading around the same swap.
   ssl->adopt_app(st->replace_protocol(std::move(owned)));
+  // A stream's reader and writer move to the TLS transport with their
+  // protocol (asyncio's _replace_transport, which StreamWriter.start_tls
+  // does after the handshake; here before it, so that a write made
+  // meanwhile waits for the handshake rather than going out in clear).
+  if (auto* stream = dynamic_cast<qi::detail::StreamProtocol*>(protocol)) stream->replace_transport(ssl->app_transport());
   ssl->connection_made(*st);
   st->resume_reading();
   co_return co_await qi::detail::finish_handshake(std::move(waiter), st, ssl);

@@ -181,6 +181,7 @@ class QILOOP_EXPORT SslProtocol final : public BufferedProtocol {
   void call_eof_received();
   void pause_app_reading();
   void resume_app_reading();
+  void schedule_step();
   void control_ssl_reading();
   // Errors.
   void fatal_error(std::exception_ptr error, const char* message);

@@ -162,6 +162,10 @@ class WriterCore {
   // hold the core.
   static Coro<void> drain(std::shared_ptr<WriterCore> self);
   static Coro<void> wait_closed(std::shared_ptr<WriterCore> self);
+  // StreamWriter::start_tls: drains, then loop.start_tls, which retargets
+  // the cores (StreamProtocol::replace_transport).
+  static Coro<void> start_tls(std::shared_ptr<WriterCore> self, std::shared_ptr<SslContext> context,
+                              TlsOptions options);
   // The protocol goes (after connection_lost, or with loop.close()).
   void detach() noexcept;
 
@@ -193,12 +197,17 @@ class StreamProtocol final : public BufferedProtocol {
   std::span<std::byte> get_buffer(std::size_t) override { return writer_->reader->get_buffer(); }
   void buffer_updated(std::size_t n) override { writer_->reader->buffer_updated(n); }
   bool eof_received() override;
+  // loop.start_tls swapped the transport under this protocol (asyncio's
+  // _replace_transport): the reader and the writer follow it, so that no
+  // later write goes out in clear.
+  void replace_transport(Transport& transport);
 
  private:
   void start_client_task();
 
   std::shared_ptr<WriterCore> writer_;
   std::shared_ptr<ClientConnected> client_connected_;
+  bool over_ssl_ = false;  // asyncio's _over_ssl: eof_received cannot keep a TLS transport half-open
 };
 
 // Makes the handles of the cores (their constructors are private).

@@ -49,7 +49,14 @@ void StreamTransport::start() {
     force_close(std::current_exception());
     throw;
   }
-  if (!closing_) start_watching();
+  if (closing_) return;
+  try {
+    start_watching();
+  } catch (...) {
+    // The loop cannot watch fd: the protocol, made already, is told.
+    force_close(std::current_exception());
+    throw;
+  }
 }
 
 void StreamTransport::start_watching() {

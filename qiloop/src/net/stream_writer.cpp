@@ -6,6 +6,7 @@
 #include "net/stream_cores.h"
 
 #include <qiloop/errors.h>
+#include <qiloop/net/ssl.h>
 #include <qiloop/task.h>
 
 #include <chrono>
@@ -71,6 +72,17 @@ Coro<void> WriterCore::wait_closed(std::shared_ptr<WriterCore> self) {
   if (self->closed_error) std::rethrow_exception(self->closed_error);
 }
 
+Coro<void> WriterCore::start_tls(std::shared_ptr<WriterCore> self, std::shared_ptr<SslContext> context,
+                                 TlsOptions options) {
+  co_await drain(self);
+  if (!self->transport) throw qi::ConnectionResetError("start_tls: the connection is lost");
+  Transport& t = *self->transport;
+  // loop.start_tls points the cores at the TLS transport as soon as it
+  // exists (StreamProtocol::replace_transport): writes made during the
+  // handshake wait for it instead of going out in clear.
+  (void)co_await qi::get_running_loop().start_tls(&t, &t.get_protocol(), std::move(context), std::move(options));
+}
+
 // --- StreamProtocol (StreamReaderProtocol) ------------------------------------------------
 
 StreamProtocol::StreamProtocol(std::shared_ptr<WriterCore> writer, std::shared_ptr<ClientConnected> client_connected)
@@ -82,7 +94,20 @@ void StreamProtocol::connection_made(Transport& transport) {
   writer_->transport = &transport;
   writer_->detached.remember(transport);
   writer_->reader->transport = &transport;
+  over_ssl_ = dynamic_cast<SslTransport*>(&transport) != nullptr;
   if (client_connected_) start_client_task();
+}
+
+void StreamProtocol::replace_transport(Transport& transport) {
+  writer_->transport = &transport;
+  writer_->detached.remember(transport);
+  writer_->reader->transport = &transport;
+  over_ssl_ = dynamic_cast<SslTransport*>(&transport) != nullptr;
+  // The old transport's flow control no longer reaches us: the new one
+  // starts paused for reading if the reader was, and tells the writer
+  // itself when to pause.
+  if (writer_->reader->paused) transport.pause_reading();
+  if (writer_->paused) writer_->resume_writing();
 }
 
 void StreamProtocol::connection_lost(std::exception_ptr error) {
@@ -96,8 +121,9 @@ void StreamProtocol::connection_lost(std::exception_ptr error) {
 
 bool StreamProtocol::eof_received() {
   writer_->reader->feed_eof();
-  // Half-open: the writer may still send; it closes the transport.
-  return true;
+  // Half-open: the writer may still send; it closes the transport. TLS
+  // cannot stay half-open (and would warn about it).
+  return !over_ssl_;
 }
 
 void StreamProtocol::start_client_task() {
@@ -169,6 +195,14 @@ bool StreamWriter::is_closing() const { return core_->current().is_closing(); }
 Coro<void> StreamWriter::drain() { return WriterCore::drain(core_); }
 Coro<void> StreamWriter::wait_closed() { return WriterCore::wait_closed(core_); }
 Transport& StreamWriter::transport() const noexcept { return core_->current(); }
+
+Coro<void> StreamWriter::start_tls(std::shared_ptr<SslContext> sslcontext) {
+  return WriterCore::start_tls(core_, std::move(sslcontext), TlsOptions{});
+}
+
+Coro<void> StreamWriter::start_tls(std::shared_ptr<SslContext> sslcontext, TlsOptions options) {
+  return WriterCore::start_tls(core_, std::move(sslcontext), std::move(options));
+}
 
 // --- open_connection and the servers' factory ---------------------------------------------
 

@@ -29,7 +29,13 @@
 //   has no effect (asyncio's warning), then the shutdown and
 //   connection_lost(nullptr). A peer that drops the socket without
 //   close_notify: what it sent, eof_received, connection_lost(nullptr)
-//   (asyncio 3.13). After close() the app receives nothing more.
+//   (asyncio 3.13). After close() the app receives nothing more; close()
+//   works in every state, also after the peer's EOF while the app had
+//   paused reading (what arrives is then read and dropped).
+// - loop.start_tls on a stream's transport (&writer.transport()) moves the
+//   stream's reader and writer to the TLS transport as the handshake
+//   starts, as qi::StreamWriter::start_tls does: no later write goes out
+//   in clear.
 // - write_eof() throws qi::RuntimeError and can_write_eof() is false: TLS
 //   has no half-close (asyncio raises NotImplementedError).
 // - Flow control: get_write_buffer_size() counts the plaintext not yet

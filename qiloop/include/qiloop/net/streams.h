@@ -211,6 +211,18 @@ class QILOOP_EXPORT StreamWriter {
   // the error it was lost with, if any. Cancelling it cancels this wait only.
   Coro<void> wait_closed();
 
+  // StreamWriter::start_tls()
+  // Upgrades the connection to TLS in place (asyncio's
+  // StreamWriter.start_tls, STARTTLS): drains, then loop.start_tls on the
+  // transport; once the handshake is done, the reader and this writer (and
+  // its copies) use the TLS transport: later writes are encrypted, later
+  // reads decrypted; bytes the reader already buffered stay readable.
+  // Writes made while the handshake runs wait for it. Throws what drain()
+  // and loop.start_tls throw (qi::ValueError for bad options, the
+  // handshake's qi::SSLError; the connection is then aborted).
+  Coro<void> start_tls(std::shared_ptr<SslContext> sslcontext);
+  Coro<void> start_tls(std::shared_ptr<SslContext> sslcontext, TlsOptions options);
+
   // StreamWriter::transport()
   // The connection's transport (asyncio's writer.transport): peername(),
   // sockname(), fileno(), set_write_buffer_limits(), ... Once the
