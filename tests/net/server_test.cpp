@@ -718,6 +718,11 @@ struct NoMoreFds {
   }
 };
 
+// Not under the asan-ubsan preset (GCC defines __SANITIZE_ADDRESS__ there):
+// UBSan's vptr check probes memory through a pipe, which a process out of
+// fds cannot make, so it reports every virtual call as made on an invalid
+// object. The plain, clang, portable and TSan builds run it.
+#ifndef __SANITIZE_ADDRESS__
 // Virtual time: the second of rest passes on the loop's clock.
 QILOOP_TEST_MODES_VT(Server, OutOfFdsRestsASecondThenServes) {
   FdLeakCheck leaks;
@@ -751,6 +756,7 @@ QILOOP_TEST_MODES_VT(Server, OutOfFdsRestsASecondThenServes) {
   server.close();
   co_await server.wait_closed();
 }
+#endif  // __SANITIZE_ADDRESS__
 
 // --- Lifetime ------------------------------------------------------------------------------
 
