@@ -542,3 +542,164 @@ TEST(Transport, AStaticLoopClosesItsTransportsAtExit) {
 }
 
 }  // namespace
+
+// --- Hostile round (attack-i10) ---------------------------------------------------------
+
+namespace {
+
+// Where a protocol throws, and what.
+enum class Throw { kMade, kData, kEof, kPause, kResume, kLost, kGetBuffer, kBufferUpdated };
+constexpr Throw kAllThrowPositions[] = {Throw::kMade,   Throw::kData, Throw::kEof,       Throw::kPause,
+                                        Throw::kResume, Throw::kLost, Throw::kGetBuffer, Throw::kBufferUpdated};
+
+struct ThrowPlan {
+  Throw at;
+  bool non_std;  // throw an int, not a std::exception
+  std::shared_ptr<Log> log = std::make_shared<Log>();
+  void boom(Throw here) const {
+    if (here != at) return;
+    if (non_std) throw 42;
+    throw std::runtime_error("boom");
+  }
+};
+
+struct ThrowingProtocol : qi::Protocol {
+  ThrowPlan plan;
+  explicit ThrowingProtocol(ThrowPlan p) : plan(std::move(p)) {}
+  void connection_made(qi::Transport&) override {
+    ++plan.log->made;
+    plan.log->note("made");
+    plan.boom(Throw::kMade);
+  }
+  void data_received(QByteArrayView d) override {
+    plan.log->data.append(d);
+    plan.log->note("data");
+    plan.boom(Throw::kData);
+  }
+  bool eof_received() override {
+    ++plan.log->eofs;
+    plan.log->note("eof");
+    plan.boom(Throw::kEof);
+    return false;
+  }
+  void pause_writing() override {
+    ++plan.log->pauses;
+    plan.log->note("pause");
+    plan.boom(Throw::kPause);
+  }
+  void resume_writing() override {
+    ++plan.log->resumes;
+    plan.log->note("resume");
+    plan.boom(Throw::kResume);
+  }
+  void connection_lost(std::exception_ptr e) override {
+    ++plan.log->lost;
+    plan.log->error = e;
+    plan.log->note("lost");
+    plan.boom(Throw::kLost);
+  }
+};
+
+struct ThrowingBuffered : qi::BufferedProtocol {
+  ThrowPlan plan;
+  std::array<std::byte, 7> mem{};  // small: many reads
+  explicit ThrowingBuffered(ThrowPlan p) : plan(std::move(p)) {}
+  void connection_made(qi::Transport&) override { ++plan.log->made; }
+  std::span<std::byte> get_buffer(std::size_t) override {
+    plan.boom(Throw::kGetBuffer);
+    return mem;
+  }
+  void buffer_updated(std::size_t n) override {
+    plan.log->data.append(reinterpret_cast<const char*>(mem.data()), static_cast<qsizetype>(n));
+    plan.log->note("data");
+    plan.boom(Throw::kBufferUpdated);
+  }
+  void connection_lost(std::exception_ptr e) override {
+    ++plan.log->lost;
+    plan.log->error = e;
+    plan.log->note("lost");
+  }
+};
+
+}  // namespace
+
+// Whether the peer's side of fd reads EOF or a reset (not "would block").
+static bool peer_sees_the_end(int fd) {
+  char buf[65536];
+  for (;;) {
+    ssize_t r = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (r > 0) continue;
+    return r == 0 || errno != EAGAIN;
+  }
+}
+
+// Every callback position, a std::exception and a non-std one: exactly one
+// connection_lost, the peer sees our end close, nothing leaks, the loop goes on.
+QILOOP_TEST_MODES(Transport, HostileThrowsFromEveryCallbackPosition) {
+  auto& loop = qi::get_running_loop();
+  std::vector<std::string> reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
+  for (Throw at : kAllThrowPositions) {
+    for (bool non_std : {false, true}) {
+      FdLeakCheck leaks;
+      reports.clear();
+      SCOPED_TRACE("position " + std::to_string(static_cast<int>(at)) + (non_std ? " (int)" : " (std)"));
+      ThrowPlan plan{at, non_std};
+      auto log = plan.log;
+      auto pair = unix_pair();
+      Fd& ours = pair.first;
+      Fd& theirs = pair.second;
+      const bool buffered = at == Throw::kGetBuffer || at == Throw::kBufferUpdated;
+      qi::Transport* t = nullptr;
+      bool threw = false;
+      try {
+        if (buffered) {
+          auto factory = [plan] { return std::make_unique<ThrowingBuffered>(plan); };
+          t = (co_await loop.create_connection(std::move(factory), ours.release())).first;
+        } else {
+          auto factory = [plan] { return std::make_unique<ThrowingProtocol>(plan); };
+          t = (co_await loop.create_connection(std::move(factory), ours.release())).first;
+        }
+      } catch (...) {
+        threw = true;
+      }
+      EXPECT_EQ(threw, at == Throw::kMade);
+      if (t) {
+        switch (at) {
+          case Throw::kData:
+          case Throw::kGetBuffer:
+          case Throw::kBufferUpdated:
+            send_all(theirs.get(), "xyz");
+            break;
+          case Throw::kEof:
+            ::shutdown(theirs.get(), SHUT_WR);
+            break;
+          case Throw::kPause:
+            t->set_write_buffer_limits(1, 0);
+            t->write(pattern_bytes(1 << 20));
+            break;
+          case Throw::kResume: {
+            t->set_write_buffer_limits(1, 0);
+            t->write(pattern_bytes(1 << 20));
+            int fd = theirs.get();
+            std::thread([fd] { (void)read_pattern(fd); }).detach();  // ends at our close
+            break;
+          }
+          case Throw::kLost:
+            t->close();
+            break;
+          case Throw::kMade:
+            break;
+        }
+      }
+      auto give_up = std::chrono::steady_clock::now() + 10s;
+      while (log->lost == 0 && std::chrono::steady_clock::now() < give_up) co_await qi::sleep(2ms);
+      co_await qi::sleep(5ms);
+      EXPECT_EQ(log->lost, 1) << "connection_lost exactly once";
+      // A throwing connection_made propagates out of create_connection instead.
+      EXPECT_EQ(reports.size(), at == Throw::kMade ? 0u : 1u);
+      if (at != Throw::kResume) EXPECT_TRUE(peer_sees_the_end(theirs.get())) << "our end is closed";
+    }
+  }
+  loop.set_exception_handler(nullptr);
+}
