@@ -478,3 +478,95 @@ TEST(Subprocess, ThreadedWatcherLoopCloseKillsAndReapsRunningChildren) {
 }
 
 }  // namespace
+
+// --- Hostile round (attack-i10) ---------------------------------------------------------
+
+namespace {
+
+// Many children at once, each with its three pipes: all reaped, every
+// pipe closed.
+QILOOP_TEST_MODES(Subprocess, HostileManyChildrenAtOnce) {
+  FdLeakCheck leaks;
+  std::vector<qi::Task<std::pair<QByteArray, QByteArray>>> runs;
+  std::vector<int> pids;
+  for (int i = 0; i < 60; ++i) {
+    auto o = piped(true, true, true);
+    qi::Process p = co_await qi::create_subprocess_shell("read x; echo $x; echo err >&2", o);
+    pids.push_back(p.pid());
+    runs.push_back(qi::create_task(p.communicate(QByteArray::number(i) + "\n")));
+  }
+  for (int i = 0; i < 60; ++i) {
+    auto [out, err] = co_await runs[static_cast<std::size_t>(i)];
+    EXPECT_EQ(out, QByteArray::number(i) + "\n");
+    EXPECT_EQ(err, "err\n");
+  }
+  for (int pid : pids) EXPECT_TRUE(co_await gone_soon(pid));
+}
+
+// A child that reads one byte and exits while communicate() still has
+// megabytes to write: the broken pipe is no error, stdout has the byte.
+QILOOP_TEST_MODES(Subprocess, HostileCommunicateHugeInputToAChildExitingEarly) {
+  FdLeakCheck leaks;
+  auto o = piped(true, true, false);
+  qi::Process p = co_await qi::create_subprocess_exec("head", "-c", "1", o);
+  auto [out, err] = co_await p.communicate(QByteArray(32 << 20, 'a'));
+  EXPECT_EQ(out, "a");
+  EXPECT_EQ(p.returncode(), 0);
+}
+
+// Two communicate() calls at once: the second fails clearly, the first
+// completes.
+QILOOP_TEST_MODES(Subprocess, HostileTwoCommunicatesAtOnce) {
+  FdLeakCheck leaks;
+  auto o = piped(true, true, false);
+  qi::Process p = co_await qi::create_subprocess_exec("cat", o);
+  auto first = qi::create_task(p.communicate("one"));
+  auto second = qi::create_task(p.communicate("two"));
+  bool second_failed = false;
+  try {
+    (void)co_await second;
+  } catch (const qi::RuntimeError&) {
+    second_failed = true;
+  }
+  auto [out, err] = co_await first;
+  EXPECT_TRUE(second_failed || out == "onetwo" || out == "twoone") << out.toStdString();
+  EXPECT_EQ(co_await p.wait(), 0);
+}
+
+// communicate()'s task outlives the Process handle it was called on (a
+// Python task holds its Process): it must not read the handle once it runs.
+QILOOP_TEST_MODES(Subprocess, HostileCommunicateOutlivesItsHandle) {
+  FdLeakCheck leaks;
+  qi::Task<std::pair<QByteArray, QByteArray>> run;
+  {
+    auto o = piped(true, true, false);
+    qi::Process p = co_await qi::create_subprocess_exec("cat", o);
+    run = qi::create_task(p.communicate("through cat"));
+  }  // p goes before the task starts
+  auto [out, err] = co_await run;
+  EXPECT_EQ(out, "through cat");
+}
+
+}  // namespace
+
+// loop.close() with children running, a communicate() pending on them and
+// megabytes buffered for their stdin: no hang, no fd, no zombie.
+TEST(Subprocess, HostileLoopCloseWithPendingCommunicate) {
+  FdLeakCheck leaks;
+  std::vector<int> pids;
+  {
+    QiEventLoop loop;
+    auto body = [&]() -> qi::Coro<void> {
+      for (int i = 0; i < 5; ++i) {
+        auto o = piped(true, true, true);
+        qi::Process p = co_await qi::create_subprocess_exec("sleep", "30", o);
+        pids.push_back(p.pid());
+        (void)qi::create_task(p.communicate(QByteArray(4 << 20, 'x')));
+      }
+      co_await qi::sleep(50ms);
+    };
+    loop.run_until_complete(body());
+    loop.close();
+  }
+  for (int pid : pids) EXPECT_FALSE(listed(pid)) << "pid " << pid << " was reaped";
+}

@@ -108,6 +108,20 @@ Coro<QByteArray> read_to_eof(std::optional<StreamReader> reader) {
   co_return co_await reader->read(-1);
 }
 
+Coro<std::pair<QByteArray, QByteArray>> communicate_with(std::shared_ptr<ChildProcess> child,
+                                                         std::optional<StreamWriter> in,
+                                                         std::optional<StreamReader> out_pipe,
+                                                         std::optional<StreamReader> err_pipe, QByteArray input) {
+  if (!input.isEmpty() && !in)
+    throw qi::ValueError("Process::communicate: input given, but the child's std_in is not a pipe; spawn it with "
+                         "options.std_in = qi::PIPE");
+  auto [fed, out, err] = co_await qi::gather(feed_stdin(std::move(in), std::move(input)),
+                                             read_to_eof(std::move(out_pipe)), read_to_eof(std::move(err_pipe)));
+  (void)fed;
+  co_await ChildProcess::wait(std::move(child));
+  co_return std::pair{std::move(out), std::move(err)};
+}
+
 }  // namespace
 
 // --- Process --------------------------------------------------------------------------------
@@ -122,15 +136,10 @@ void Process::terminate() { child_->send_signal(SIGTERM); }
 void Process::kill() { child_->send_signal(SIGKILL); }
 
 // asyncio's Process.communicate: the three directions run as one gather.
+// Not a member coroutine: the handles are copied at the call, as Python's
+// task holds its Process, so `create_task(p.communicate(...))` may outlive p.
 Coro<std::pair<QByteArray, QByteArray>> Process::communicate(QByteArray input) {
-  if (!input.isEmpty() && !in_)
-    throw qi::ValueError("Process::communicate: input given, but the child's std_in is not a pipe; spawn it with "
-                         "options.std_in = qi::PIPE");
-  std::shared_ptr<ChildProcess> child = child_;  // `this` may go while we wait
-  auto [fed, out, err] = co_await qi::gather(feed_stdin(in_, std::move(input)), read_to_eof(out_), read_to_eof(err_));
-  (void)fed;
-  co_await ChildProcess::wait(std::move(child));
-  co_return std::pair{std::move(out), std::move(err)};
+  return communicate_with(child_, in_, out_, err_, std::move(input));
 }
 
 // --- create_subprocess_exec / create_subprocess_shell --------------------------------------
