@@ -827,3 +827,104 @@ QILOOP_TEST_MODES(StartServer, TheLimitAppliesToTheServersReaders) {
 }
 
 }  // namespace
+
+// --- Hostile round (attack-i10) ---------------------------------------------------------
+
+#include <qiloop/net/signals.h>
+#include <qiloop/net/subprocess.h>
+
+namespace {
+
+// Loops on several threads at once, each a stream server whose clients are
+// on the next thread's loop, a child process and a real-time signal of its
+// own sent from the main thread: the process-wide registries (transports,
+// children, signals) under concurrent use (TSan).
+TEST(Streams, HostileLoopsOnSeveralThreadsServeEachOther) {
+  constexpr int kThreads = 4;
+  constexpr int kClients = 6;
+  constexpr int kLines = 50;
+  std::array<std::atomic<int>, kThreads> ports{};
+  std::atomic<int> clients_done{0};
+  std::array<std::atomic<int>, kThreads> signals_seen{};
+  std::atomic<int> handlers_ready{0};
+  std::atomic<bool> stop_signals{false};
+  std::atomic<bool> may_remove{false};
+  std::atomic<int> started{0};
+  std::array<std::string, kThreads> failures;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      QiEventLoop loop;
+      auto body = [&]() -> qi::Coro<void> {
+        ++started;
+        auto& l = qi::get_running_loop();
+        l.add_signal_handler(SIGRTMIN + i, [&] { ++signals_seen[i]; });
+        ++handlers_ready;
+        auto cb = echo_lines;
+        qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0);
+        ports[i] = server.sockets().at(0).port();
+        while (ports[(i + 1) % kThreads] == 0) co_await qi::sleep(1ms);
+        const uint16_t to = static_cast<uint16_t>(ports[(i + 1) % kThreads].load());
+        auto client = [&](int c) -> qi::Coro<void> {
+          auto conn = co_await qi::open_connection("127.0.0.1", to);
+          for (int n = 0; n < kLines; ++n) {
+            QByteArray line = "t" + QByteArray::number(i) + "c" + QByteArray::number(c) + "n" + QByteArray::number(n) + "\n";
+            conn.second.write(line);
+            if (co_await conn.first.readline() != line) failures[i] = "wrong echo";
+          }
+          conn.second.close();
+          co_await conn.second.wait_closed();
+        };
+        std::vector<qi::Task<void>> tasks;
+        for (int c = 0; c < kClients; ++c) tasks.push_back(qi::create_task(client(c)));
+        qi::SubprocessOptions o;
+        o.std_out = qi::PIPE;
+        qi::Process p = co_await qi::create_subprocess_exec("echo", "child", o);
+        auto [out, err] = co_await p.communicate();
+        if (out != "child\n") failures[i] = "child said " + out.toStdString();
+        for (auto& t : tasks) co_await t;
+        ++clients_done;
+        while (clients_done < kThreads) co_await qi::sleep(1ms);
+        while (!may_remove) co_await qi::sleep(1ms);  // a signal without its handler kills the process
+        server.close();
+        co_await server.wait_closed();
+        l.remove_signal_handler(SIGRTMIN + i);
+      };
+      // The loops start one after another: Qt (not built for TSan) sets up
+      // each thread's event dispatcher under a lock TSan cannot see.
+      while (started < i) std::this_thread::sleep_for(1ms);
+      try {
+        loop.run_until_complete(body());
+      } catch (const std::exception& e) {
+        failures[i] = e.what();
+      }
+      loop.close();
+    });
+  }
+  while (handlers_ready < kThreads) std::this_thread::sleep_for(1ms);
+  std::thread sender([&] {
+    while (!stop_signals)
+      for (int i = 0; i < kThreads; ++i) {
+        ::kill(::getpid(), SIGRTMIN + i);
+        std::this_thread::sleep_for(1ms);
+      }
+  });
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  auto all_seen = [&] {
+    for (auto& n : signals_seen)
+      if (n == 0) return false;
+    return true;
+  };
+  while (!all_seen() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  stop_signals = true;
+  sender.join();
+  std::this_thread::sleep_for(50ms);  // the last ones delivered
+  may_remove = true;
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kThreads; ++i) {
+    EXPECT_EQ(failures[i], "") << "thread " << i;
+    EXPECT_GT(signals_seen[i], 0) << "thread " << i;
+  }
+}
+
+}  // namespace

@@ -570,3 +570,37 @@ TEST(Subprocess, HostileLoopCloseWithPendingCommunicate) {
   }
   for (int pid : pids) EXPECT_FALSE(listed(pid)) << "pid " << pid << " was reaped";
 }
+
+#ifndef __SANITIZE_ADDRESS__  // FewFds: see transport_peers.h
+namespace {
+
+// Spawning with three pipes while only 0..9 fds are free: each attempt
+// either works or throws an OSError; no fd and no child are left behind.
+QILOOP_TEST_MODES(Subprocess, HostileSpawnWithFewFdsLeft) {
+  for (int free = 0; free <= 9; ++free) {
+    SCOPED_TRACE("free fds: " + std::to_string(free));
+    FdLeakCheck leaks;
+    std::optional<qi::Process> p;
+    std::string error;
+    {
+      Fd some(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      FewFds few(some.get(), free);
+      try {
+        auto o = piped(true, true, true);
+        p = co_await qi::create_subprocess_exec("cat", o);
+      } catch (const qi::OSError& e) {
+        error = e.what();
+      }
+    }
+    if (p) {
+      auto [out, err] = co_await p->communicate("ok");
+      EXPECT_EQ(out, "ok");
+      EXPECT_EQ(p->returncode(), 0);
+    } else {
+      EXPECT_FALSE(error.empty());
+    }
+  }
+}
+
+}  // namespace
+#endif

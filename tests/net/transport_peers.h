@@ -376,3 +376,43 @@ inline std::string temp_dir() {
 }
 
 }  // namespace peers
+
+// --- Out of fds (hostile round, attack-i10) -----------------------------------------------
+
+#include <sys/resource.h>
+
+#include <algorithm>
+
+namespace peers {
+
+// Leaves exactly `free` fds for the process to open until it goes:
+// RLIMIT_NOFILE lowered to the highest fd open + 1, the holes below filled
+// with dups of `some_fd`, then `free` of those closed again. Not under
+// asan-ubsan (UBSan's vptr check needs a free fd for its pipe).
+struct FewFds {
+  rlimit saved{};
+  std::vector<int> fillers;
+  FewFds(int some_fd, int free) {
+    int highest = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (dirent* e = ::readdir(d))
+        if (std::atoi(e->d_name) != ::dirfd(d)) highest = std::max(highest, std::atoi(e->d_name));
+      ::closedir(d);
+    }
+    ::getrlimit(RLIMIT_NOFILE, &saved);
+    rlimit low = saved;
+    low.rlim_cur = static_cast<rlim_t>(highest + 1 + free);
+    ::setrlimit(RLIMIT_NOFILE, &low);
+    for (int fd; (fd = ::dup(some_fd)) >= 0;) fillers.push_back(fd);
+    for (int i = 0; i < free && !fillers.empty(); ++i) {
+      ::close(fillers.back());
+      fillers.pop_back();
+    }
+  }
+  ~FewFds() {
+    for (int fd : fillers) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+  }
+};
+
+}  // namespace peers
