@@ -324,3 +324,52 @@ QILOOP_TEST_MODES(CreateConnection, AThrowingConnectionMadePropagatesAndConnecti
 }
 
 }  // namespace
+
+// --- Hostile round (attack-i10) ---------------------------------------------------------
+
+#ifndef __SANITIZE_ADDRESS__  // FewFds: see transport_peers.h
+namespace {
+
+// create_connection (happy eyeballs on) and create_server while only 0..4
+// fds are free: each works or throws an OSError; nothing is left open.
+QILOOP_TEST_MODES(CreateConnection, HostileWithFewFdsLeft) {
+  auto& loop = qi::get_running_loop();
+  Fd listening = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  const uint16_t port = sockname(listening.get()).port();
+  ::fcntl(listening.get(), F_SETFL, O_NONBLOCK);  // the accept below never waits
+  for (int free = 0; free <= 4; ++free) {
+    SCOPED_TRACE("free fds: " + std::to_string(free));
+    FdLeakCheck leaks;
+    auto log = std::make_shared<Log>();
+    qi::Transport* t = nullptr;
+    std::string error;
+    {
+      FewFds few(listening.get(), free);
+      qi::ConnectOptions o;
+      o.happy_eyeballs_delay = 1ms;
+      auto factory = recorder(log);
+      try {
+        t = (co_await loop.create_connection(std::move(factory), "127.0.0.1", port, std::move(o))).first;
+      } catch (const qi::OSError& e) {
+        error = e.what();
+      }
+      try {
+        auto echo_factory = recorder(std::make_shared<Log>());
+        qi::Server s = co_await loop.create_server(std::move(echo_factory), "127.0.0.1", 0);
+        s.close();
+        co_await s.wait_closed();
+      } catch (const qi::OSError&) {
+      }
+    }
+    if (t) {
+      t->close();
+      co_await log->until([&] { return log->lost > 0; });
+    } else {
+      EXPECT_FALSE(error.empty());
+    }
+    Fd accepted(::accept4(listening.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  }
+}
+
+}  // namespace
+#endif
