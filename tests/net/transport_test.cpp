@@ -649,6 +649,7 @@ QILOOP_TEST_MODES(Transport, HostileThrowsFromEveryCallbackPosition) {
       auto pair = unix_pair();
       Fd& ours = pair.first;
       Fd& theirs = pair.second;
+      Peer reader;  // joined before the pair's fds close
       const bool buffered = at == Throw::kGetBuffer || at == Throw::kBufferUpdated;
       qi::Transport* t = nullptr;
       bool threw = false;
@@ -682,7 +683,7 @@ QILOOP_TEST_MODES(Transport, HostileThrowsFromEveryCallbackPosition) {
             t->set_write_buffer_limits(1, 0);
             t->write(pattern_bytes(1 << 20));
             int fd = theirs.get();
-            std::thread([fd] { (void)read_pattern(fd); }).detach();  // ends at our close
+            reader.start([fd] { (void)read_pattern(fd); });  // ends at our close
             break;
           }
           case Throw::kLost:
