@@ -1,34 +1,45 @@
 // bench_net.cpp — networking (issue 10): TCP over loopback, qiloop's
-// transports and protocols beside Asio (C++20 coroutines), libuv, Qt's
-// QTcpSocket and QCoro in the same binary, and beside Python's asyncio and
-// uvloop running the same exchanges in the same run (benchmarks/peers/net.py):
+// transports and protocols, its streams and its TLS beside Asio (C++20
+// coroutines; asio::ssl::stream for TLS), libuv, Qt's QTcpSocket and QCoro
+// in the same binary, and beside Python's asyncio and uvloop running the
+// same exchanges in the same run (benchmarks/peers/net.py):
 //
 //   1. 64 KiB echo, stop and wait   the client sends 64 KiB, reads the 64 KiB
 //      the server echoes, and repeats                       MiB/s (one way)
 //   2. 64-byte ping-pong            the same with 64 bytes   round trips/s
+//   3. 64 KiB echo over TLS 1.3     scenario 1 through TLS   MiB/s
+//
+// each through protocols (the plain rows) and through streams (the
+// ", streams" rows).
 //
 // Each contender runs its echo server and its client on ONE loop, in this
 // thread, over one connection with TCP_NODELAY on both ends; the server
 // writes back what each read brought (reads of up to 256 KiB: asyncio's
-// max_size), the client counts what comes back. The clock runs from the
-// first send to the last byte back; making and closing the connection are
-// not timed.
+// max_size), the client compares every byte that comes back with what it
+// sent (a non-uniform pattern) and counts them. The clock runs from the
+// first send to the last byte back; making the connection (the TLS
+// handshake included) and closing it are not timed.
 //
 // Contenders (interleaved, one run of each per benchmark iteration, so that
 // every ratio compares runs made under the same machine load — see
 // bench::interleaved):
 //   qiloop                   qi::Protocol on both ends (data_received ->
-//                            transport->write), nested mode: the client
-//                            through loop.create_connection("127.0.0.1",
-//                            port); the server's socket accepted with
-//                            loop.sock_accept and adopted with
-//                            loop.create_connection(factory, fd).
+//                            transport->write), nested mode: the server
+//                            from loop.create_server("127.0.0.1", 0), the
+//                            client from loop.create_connection.
 //   qiloop BufferedProtocol  the same with qi::BufferedProtocol (the
 //                            transport reads into the protocol's buffer).
+//   qiloop streams           (the ", streams" rows, named "qiloop" there)
+//                            qi::start_server, whose callback reads up to
+//                            256 KiB (StreamReader::read), writes it back and
+//                            drains; qi::open_connection, whose client
+//                            writes, drains and readexactly()s the echo —
+//                            net.py's streams_program.
 //   Asio                     standalone Asio: an awaitable echo loop
 //                            (async_read_some, async_write) co_spawned
 //                            beside the client's (async_write, async_read of
-//                            the whole message), use_awaitable throughout.
+//                            the whole message), use_awaitable throughout;
+//                            over TLS the same on asio::ssl::stream.
 //   libuv                    uv_tcp_t handles: uv_read_start into one buffer
 //                            per side; writes try uv_try_write first and
 //                            hand only what it did not take to uv_write
@@ -39,36 +50,52 @@
 //   QCoro                    QCoro 0.8's network coroutines on the same Qt
 //                            classes: qCoro(server).waitForNewConnection,
 //                            co_await qCoro(socket).readAll() / .write().
-//   asyncio, uvloop          net.py: asyncio.Protocol on both ends (rows 1,
-//                            2) and streams (the ", streams" rows); run by
+//   asyncio, uvloop          net.py: asyncio.Protocol on both ends and
+//                            streams, plain and over TLS (ssl=); run by
 //                            this binary before the C++ scenarios with the
 //                            same sizes, medians of 3 runs.
-// qiloop's streams (qi::open_connection / qi::start_server) and servers
-// (loop.create_server) are not in main yet: see the TODOs below for where
-// they plug in; until then the ", streams" rows hold Python's alone.
+// The streams rows and the TLS rows hold qiloop and Asio (the goal's
+// yardstick) interleaved, and Python's figures.
 //
-// Goals (checked in the summary): qiloop's protocols at least Asio's figures,
-// in MiB/s and in round trips/s (qiloop / Asio >= 1).
+// TLS: TLS 1.3 at least on every side, one OpenSSL (the system's libssl,
+// which qiloop, Asio and Python's ssl module all use), a self-signed P-256
+// certificate for "localhost" made in-process at start-up into a temporary
+// directory (removed at exit); clients verify it (qiloop's default, Asio's
+// host_name_verification, Python's default context) and check that the
+// connection is TLS 1.3.
+//
+// Goals (checked in the summary): qiloop at least Asio's figures in every
+// scenario (qiloop / Asio >= 1), protocols and streams, plain and TLS.
 //
 // Profiling: QILOOP_BENCH_NET_ONLY=<implementation> runs that contender
-// alone (and no Python unless it names asyncio or uvloop), e.g. to count
-// system calls per round trip:
+// alone ("qiloop streams" names the streams contender; no Python unless it
+// names asyncio or uvloop), e.g. to count system calls per round trip:
 //   QILOOP_BENCH_NET_ONLY=qiloop strace -c -f build/release/benchmarks/bench_net
 //     --smoke --benchmark_filter=ping-pong        (one command line)
 #include "bench_support.h"
 #include "qt_run.h"
 
 #include <qiloop/qiloop.h>
-#include <qiloop/net/socket.h>
+#include <qiloop/net/server.h>
+#include <qiloop/net/ssl.h>
+#include <qiloop/net/streams.h>
 #include <qiloop/net/transport.h>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/read.hpp>
+#include <asio/ssl.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <uv.h>
 
@@ -82,20 +109,17 @@
 #include <QCoro/QCoroTcpServer>
 #endif
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -107,6 +131,8 @@ constexpr const char* kEcho = "64 KiB echo, stop and wait";
 constexpr const char* kEchoStreams = "64 KiB echo, streams";
 constexpr const char* kPing = "64-byte ping-pong";
 constexpr const char* kPingStreams = "64-byte ping-pong, streams";
+constexpr const char* kTls = "64 KiB echo, TLS 1.3";
+constexpr const char* kTlsStreams = "64 KiB echo, TLS 1.3, streams";
 }  // namespace scenario
 
 namespace metric {
@@ -116,6 +142,7 @@ constexpr const char* kRoundTrips = "round trips/s";
 
 constexpr const char* kQiloop = "qiloop";
 constexpr const char* kQiloopBuffered = "qiloop BufferedProtocol";
+constexpr const char* kQiloopStreams = "qiloop streams";  // shown as "qiloop" in the streams rows
 constexpr const char* kAsio = "Asio";
 constexpr const char* kLibuv = "libuv";
 constexpr const char* kQt = "QTcpSocket";
@@ -145,22 +172,34 @@ void check(bool ok, const char* what) {
   std::abort();
 }
 
-// What every client sends: `size` bytes of one pattern.
-const std::vector<char>& message(std::size_t size) {
-  static const std::vector<char> echo(kEchoSize, 'e'), ping(kPingSize, 'p');
-  return size == kEchoSize ? echo : ping;
+// What every client sends: the first `size` bytes of one pattern, which
+// does not repeat within 251 bytes, so that a lost, doubled or reordered
+// chunk does not compare equal.
+std::span<const char> message(std::size_t size) {
+  static const std::vector<char> pattern = [] {
+    std::vector<char> p(kEchoSize);
+    for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<char>(i % 251);
+    return p;
+  }();
+  return std::span<const char>(pattern).first(size);
+}
+
+// True when `data` is what the echo of message(size) holds from `offset` on.
+bool echoed(std::size_t size, std::size_t offset, const char* data, std::size_t k) {
+  return offset + k <= size && std::memcmp(message(size).data() + offset, data, k) == 0;
 }
 
 // The client's bookkeeping, the same for every callback-style contender:
-// received(k) after each read; true when the exchange is complete (the
-// caller then sends the next message, or stops when none is left).
+// received(data, k) after each read checks the bytes and returns true when
+// the exchange is complete (the caller then sends the next message, or
+// stops when none is left).
 class Exchanges {
  public:
   Exchanges(std::size_t size, int64_t n) : size_(size), left_(n) {}
-  bool received(std::size_t k) {
+  bool received(const char* data, std::size_t k) {
+    check(echoed(size_, got_, data, k), "the server echoed other bytes than were sent");
     got_ += k;
     if (got_ < size_) return false;
-    check(got_ == size_, "the server echoed more than was sent");
     got_ = 0;
     --left_;
     return true;
@@ -174,56 +213,131 @@ class Exchanges {
   std::size_t got_ = 0;
 };
 
-// === qiloop ==============================================================================
+// === TLS: the certificate =================================================================
 
-// A listening TCP socket on 127.0.0.1, port chosen by the kernel.
-// TODO(create_server): loop.create_server(factory, "127.0.0.1", 0) replaces
-// this and the sock_accept + create_connection(factory, fd) pair below
-// (qi_connect) once it lands.
-class Listener {
- public:
-  Listener() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    check(fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&a), len) == 0 && ::listen(fd_, 8) == 0 &&
-              ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0,
-          "cannot listen on 127.0.0.1");
-    port_ = ntohs(a.sin_port);
+// A self-signed certificate for "localhost" (P-256, SHA-256, valid a day,
+// CA:TRUE so that it is its own trust anchor) and its key, written as PEM
+// files into a temporary directory that goes at exit.
+struct TlsFiles {
+  std::string dir, cert, key;
+
+  TlsFiles() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "bench_net.XXXXXX").string();
+    check(::mkdtemp(tmpl.data()) != nullptr, "cannot make a temporary directory for the certificate");
+    dir = tmpl;
+    cert = dir + "/cert.pem";
+    key = dir + "/key.pem";
+    EVP_PKEY* pkey = EVP_EC_gen("P-256");
+    X509* x = X509_new();
+    check(pkey && x, "OpenSSL: cannot make a key");
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 24 * 3600);
+    X509_set_pubkey(x, pkey);
+    X509_NAME* name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1,
+                               0);
+    X509_set_issuer_name(x, name);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
+    for (auto [nid, value] : {std::pair{NID_basic_constraints, "critical,CA:TRUE"},
+                              std::pair{NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1"}}) {
+      X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+      check(ext && X509_add_ext(x, ext, -1) == 1, "OpenSSL: cannot add a certificate extension");
+      X509_EXTENSION_free(ext);
+    }
+    check(X509_sign(x, pkey, EVP_sha256()) > 0, "OpenSSL: cannot sign the certificate");
+    std::FILE* c = std::fopen(cert.c_str(), "w");
+    std::FILE* k = std::fopen(key.c_str(), "w");
+    check(c && k && PEM_write_X509(c, x) == 1 &&
+              PEM_write_PrivateKey(k, pkey, nullptr, nullptr, 0, nullptr, nullptr) == 1,
+          "cannot write the certificate");
+    std::fclose(c);
+    std::fclose(k);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
   }
-  Listener(const Listener&) = delete;
-  Listener& operator=(const Listener&) = delete;
-  ~Listener() { ::close(fd_); }
-  int fd() const { return fd_; }
-  uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
+  TlsFiles(const TlsFiles&) = delete;
+  TlsFiles& operator=(const TlsFiles&) = delete;
+  ~TlsFiles() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  }
 };
 
-// What both ends of every qiloop connection keep: the transport, and a
-// future that connection_lost completes (the run waits for it, so that no
-// transport outlives its run).
+const TlsFiles& tls_files() {
+  static const TlsFiles files;
+  return files;
+}
+
+// === qiloop ==============================================================================
+
+// The TLS contexts of qiloop's contenders; both null: plain TCP.
+struct QiTls {
+  std::shared_ptr<qi::SslContext> server, client;
+};
+
+const QiTls& qi_tls() {
+  static const QiTls tls = [] {
+    QiTls t{qi::SslContext::server(tls_files().cert, tls_files().key), qi::SslContext::client()};
+    t.client->load_verify_locations(tls_files().cert);
+    for (auto& c : {t.server, t.client}) c->set_minimum_version(qi::TlsVersion::kTls1_3);
+    return t;
+  }();
+  return tls;
+}
+
+// The options of both ends: TLS when `tls` has contexts.
+qi::ServerOptions server_options(const QiTls& tls) {
+  qi::ServerOptions o;
+  o.ssl = tls.server;
+  return o;
+}
+qi::ConnectOptions connect_options(const QiTls& tls) {
+  qi::ConnectOptions o;
+  if (tls.client) {
+    o.ssl = tls.client;
+    o.server_hostname = "localhost";
+  }
+  return o;
+}
+
+void check_tls13(qi::Transport& t) {
+  auto* tls = dynamic_cast<qi::SslTransport*>(&t);
+  check(tls && tls->version() == "TLSv1.3", "qiloop: the connection is not TLS 1.3");
+}
+
+// What both ends of every qiloop connection keep: the transport, a future
+// that connection_made completes (the server's: the run starts the clock
+// only once the server has its connection, TLS handshake done) and one
+// that connection_lost completes (the client's: the run waits for it).
 template <class Base>
 class QiEnd : public Base {
  public:
+  explicit QiEnd(qi::Future<void> made) : made_(std::move(made)) {}
   qi::Transport* transport = nullptr;
   qi::Future<void> lost = qi::get_running_loop().create_future<void>();
 
-  void connection_made(qi::Transport& t) override { transport = &t; }
+  void connection_made(qi::Transport& t) override {
+    transport = &t;
+    made_.set_result();
+  }
   void connection_lost(std::exception_ptr error) override {
     check(!error, "qiloop: the connection failed");
     lost.set_result();
   }
+
+ private:
+  qi::Future<void> made_;
 };
 
-// The client's side: sends the message, counts the echo, sends again.
+// The client's side: sends the message, checks the echo, sends again.
 template <class Base>
 class QiClientEnd : public QiEnd<Base> {
  public:
+  QiClientEnd() : QiEnd<Base>(qi::get_running_loop().create_future<void>()) {}
   qi::Future<void> done = qi::get_running_loop().create_future<void>();
 
   void start(std::size_t size, int64_t n) {
@@ -232,8 +346,8 @@ class QiClientEnd : public QiEnd<Base> {
   }
 
  protected:
-  void received(std::size_t k) {
-    if (!exchanges_.received(k)) return;
+  void received(const char* data, std::size_t k) {
+    if (!exchanges_.received(data, k)) return;
     if (exchanges_.finished())
       done.set_result();
     else
@@ -242,7 +356,7 @@ class QiClientEnd : public QiEnd<Base> {
 
  private:
   void send() {
-    const std::vector<char>& m = message(exchanges_.size());
+    std::span<const char> m = message(exchanges_.size());
     this->transport->write(QByteArrayView(m.data(), static_cast<qsizetype>(m.size())));
   }
   Exchanges exchanges_{0, 0};
@@ -250,19 +364,22 @@ class QiClientEnd : public QiEnd<Base> {
 
 class QiEchoServer final : public QiEnd<qi::Protocol> {
  public:
+  using QiEnd::QiEnd;
   void data_received(QByteArrayView data) override { transport->write(data); }
 };
 
 class QiClient final : public QiClientEnd<qi::Protocol> {
  public:
-  void data_received(QByteArrayView data) override { received(static_cast<std::size_t>(data.size())); }
+  void data_received(QByteArrayView data) override {
+    received(data.data(), static_cast<std::size_t>(data.size()));
+  }
 };
 
 // The BufferedProtocol ends read into a buffer of their own.
 class QiBuffer {
  protected:
   std::span<std::byte> buffer() { return {buf_.get(), kReadSize}; }
-  QByteArrayView bytes(std::size_t n) const { return {reinterpret_cast<const char*>(buf_.get()), qsizetype(n)}; }
+  const char* bytes() const { return reinterpret_cast<const char*>(buf_.get()); }
 
  private:
   std::unique_ptr<std::byte[]> buf_{new std::byte[kReadSize]};
@@ -270,44 +387,88 @@ class QiBuffer {
 
 class QiBufferedEchoServer final : public QiEnd<qi::BufferedProtocol>, QiBuffer {
  public:
+  using QiEnd::QiEnd;
   std::span<std::byte> get_buffer(std::size_t) override { return buffer(); }
-  void buffer_updated(std::size_t n) override { transport->write(bytes(n)); }
+  void buffer_updated(std::size_t n) override { transport->write(QByteArrayView(bytes(), qsizetype(n))); }
 };
 
 class QiBufferedClient final : public QiClientEnd<qi::BufferedProtocol>, QiBuffer {
  public:
   std::span<std::byte> get_buffer(std::size_t) override { return buffer(); }
-  void buffer_updated(std::size_t n) override { received(n); }
+  void buffer_updated(std::size_t n) override { received(bytes(), n); }
 };
 
-// One connection, `n` exchanges of `size` bytes; the seconds they took.
+// One connection through protocols, `n` exchanges of `size` bytes; the
+// seconds they took.
 template <class Server, class Client>
-qi::Coro<double> qi_exchanges(std::size_t size, int64_t n) {
+qi::Coro<double> qi_exchanges(std::size_t size, int64_t n, const QiTls& tls) {
   QiEventLoop& loop = qi::get_running_loop();
-  Listener listener;
+  qi::Future<void> served = loop.create_future<void>();
   // Callables named before the co_await (GCC 12 destroys a temporary
   // argument of a co_await expression twice).
+  // (Arguments with destructors likewise.)
+  auto server_factory = [served] { return std::make_unique<Server>(served); };
+  qi::ServerOptions server_opts = server_options(tls);
+  qi::Server server = co_await loop.create_server(std::move(server_factory), "127.0.0.1", 0, std::move(server_opts));
+  const uint16_t port = server.sockets().at(0).port();
   auto client_factory = [] { return std::make_unique<Client>(); };
-  auto [client_transport, client] = co_await loop.create_connection(std::move(client_factory), "127.0.0.1",
-                                                                      listener.port());
-  auto [fd, peer] = co_await loop.sock_accept(listener.fd());
-  // TODO(create_server): the server side becomes loop.create_server(...)
-  // (see Listener); TODO(streams): a third contender, "qiloop streams", runs
-  // the same exchanges through qi::open_connection / qi::start_server
-  // (StreamReader::read / readexactly, StreamWriter::write + drain), as
-  // net.py's streams_program, and goes into the ", streams" rows as
-  // "qiloop" (add it in add_exchanges).
-  auto server_factory = [] { return std::make_unique<Server>(); };
-  auto [server_transport, server] = co_await loop.create_connection(std::move(server_factory), fd);
+  qi::ConnectOptions connect_opts = connect_options(tls);
+  auto [client_transport, client] =
+      co_await loop.create_connection(std::move(client_factory), "127.0.0.1", port, std::move(connect_opts));
+  co_await served;
+  if (tls.client) check_tls13(*client_transport);
   const auto t0 = Clock::now();
   client->start(size, n);
   co_await client->done;
   const double s = seconds(Clock::now() - t0);
-  qi::Future<void> client_lost = client->lost, server_lost = server->lost;
+  qi::Future<void> client_lost = client->lost;
   client_transport->close();
-  server_transport->close();
   co_await client_lost;
-  co_await server_lost;
+  server.close();
+  co_await server.wait_closed();
+  co_return s;
+}
+
+// The streams server's callback: echoes what each read brings until EOF.
+qi::Coro<void> qi_stream_echo(qi::Future<void> served, qi::StreamReader reader, qi::StreamWriter writer) {
+  served.set_result();
+  for (;;) {
+    QByteArray data = co_await reader.read(static_cast<qsizetype>(kReadSize));
+    if (data.isEmpty()) break;
+    writer.write(data);
+    co_await writer.drain();
+  }
+  writer.close();
+}
+
+// The same exchanges through streams (net.py's streams_program).
+qi::Coro<double> qi_stream_exchanges(std::size_t size, int64_t n, const QiTls& tls) {
+  QiEventLoop& loop = qi::get_running_loop();
+  qi::Future<void> served = loop.create_future<void>();
+  auto on_client = [served](qi::StreamReader r, qi::StreamWriter w) {
+    return qi_stream_echo(served, std::move(r), std::move(w));
+  };
+  qi::ServerOptions server_opts = server_options(tls);
+  qi::Server server = co_await qi::start_server(std::move(on_client), "127.0.0.1", 0, std::move(server_opts));
+  const uint16_t port = server.sockets().at(0).port();
+  qi::ConnectOptions connect_opts = connect_options(tls);
+  auto [reader, writer] = co_await qi::open_connection("127.0.0.1", port, std::move(connect_opts));
+  co_await served;
+  if (tls.client) check_tls13(writer.transport());
+  const std::span<const char> m = message(size);
+  const QByteArrayView out(m.data(), static_cast<qsizetype>(m.size()));
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < n; ++i) {
+    writer.write(out);
+    co_await writer.drain();
+    QByteArray in = co_await reader.readexactly(static_cast<qsizetype>(size));
+    check(in == out, "qiloop streams: the server echoed other bytes than were sent");
+  }
+  const double s = seconds(Clock::now() - t0);
+  writer.close();
+  co_await writer.wait_closed();
+  server.close();
+  co_await server.wait_closed();
   co_return s;
 }
 
@@ -315,8 +476,33 @@ qi::Coro<double> qi_exchanges(std::size_t size, int64_t n) {
 
 using asio::use_awaitable;
 using asio::ip::tcp;
+using AsioTlsStream = asio::ssl::stream<tcp::socket>;
 
-asio::awaitable<void> asio_echo(tcp::socket s, int64_t total) {
+// The TLS contexts of Asio's contender, as qiloop's.
+struct AsioTls {
+  asio::ssl::context server{asio::ssl::context::tls_server}, client{asio::ssl::context::tls_client};
+
+  AsioTls() {
+    server.use_certificate_chain_file(tls_files().cert);
+    server.use_private_key_file(tls_files().key, asio::ssl::context::pem);
+    client.load_verify_file(tls_files().cert);
+    client.set_verify_mode(asio::ssl::verify_peer);
+    for (auto* c : {&server, &client}) SSL_CTX_set_min_proto_version(c->native_handle(), TLS1_3_VERSION);
+  }
+};
+
+AsioTls& asio_tls() {
+  static AsioTls tls;
+  return tls;
+}
+
+// The server ends once it has echoed everything (no EOF to wait for); over
+// TLS it makes its handshake first. `served` is set once it can echo.
+template <class Stream>
+asio::awaitable<void> asio_echo(Stream s, int64_t total, bool* served) {
+  if constexpr (std::is_same_v<Stream, AsioTlsStream>)
+    co_await s.async_handshake(asio::ssl::stream_base::server, use_awaitable);
+  *served = true;
   std::vector<char> buf(kReadSize);
   for (int64_t echoed = 0; echoed < total;) {
     std::size_t k = co_await s.async_read_some(asio::buffer(buf), use_awaitable);
@@ -325,7 +511,29 @@ asio::awaitable<void> asio_echo(tcp::socket s, int64_t total) {
   }
 }
 
-asio::awaitable<void> asio_exchanges(std::size_t size, int64_t n, double* out) {
+template <class Stream>
+asio::awaitable<void> asio_client(Stream client, Stream server, std::size_t size, int64_t n, double* out) {
+  auto ex = co_await asio::this_coro::executor;
+  bool served = false;
+  asio::co_spawn(ex, asio_echo(std::move(server), static_cast<int64_t>(size) * n, &served),
+                 [](std::exception_ptr e) { check(!e, "Asio: the echo server failed"); });
+  if constexpr (std::is_same_v<Stream, AsioTlsStream>) {
+    co_await client.async_handshake(asio::ssl::stream_base::client, use_awaitable);
+    check(std::strcmp(SSL_get_version(client.native_handle()), "TLSv1.3") == 0, "Asio: the connection is not TLS 1.3");
+  }
+  while (!served) co_await asio::post(ex, use_awaitable);
+  const std::span<const char> m = message(size);
+  std::vector<char> in(size);
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < n; ++i) {
+    co_await asio::async_write(client, asio::buffer(m.data(), m.size()), use_awaitable);
+    co_await asio::async_read(client, asio::buffer(in), use_awaitable);
+    check(echoed(size, 0, in.data(), size), "Asio: the server echoed other bytes than were sent");
+  }
+  *out = seconds(Clock::now() - t0);
+}
+
+asio::awaitable<void> asio_exchanges(std::size_t size, int64_t n, bool tls, double* out) {
   auto ex = co_await asio::this_coro::executor;
   tcp::acceptor acceptor(ex, {asio::ip::address_v4::loopback(), 0});
   tcp::socket client(ex);
@@ -333,24 +541,18 @@ asio::awaitable<void> asio_exchanges(std::size_t size, int64_t n, double* out) {
   tcp::socket server = co_await acceptor.async_accept(use_awaitable);
   client.set_option(tcp::no_delay(true));
   server.set_option(tcp::no_delay(true));
-  // The server ends once it has echoed everything (no EOF to wait for).
-  asio::co_spawn(ex, asio_echo(std::move(server), static_cast<int64_t>(size) * n), [](std::exception_ptr e) {
-    check(!e, "Asio: the echo server failed");
-  });
-  const std::vector<char>& m = message(size);
-  std::vector<char> in(size);
-  const auto t0 = Clock::now();
-  for (int64_t i = 0; i < n; ++i) {
-    co_await asio::async_write(client, asio::buffer(m), use_awaitable);
-    co_await asio::async_read(client, asio::buffer(in), use_awaitable);
-  }
-  *out = seconds(Clock::now() - t0);
+  if (!tls) co_return co_await asio_client(std::move(client), std::move(server), size, n, out);
+  AsioTlsStream tls_client(std::move(client), asio_tls().client), tls_server(std::move(server), asio_tls().server);
+  SSL_set_tlsext_host_name(tls_client.native_handle(), "localhost");
+  tls_client.set_verify_callback(asio::ssl::host_name_verification("localhost"));
+  co_await asio_client(std::move(tls_client), std::move(tls_server), size, n, out);
 }
 
-double asio_run(std::size_t size, int64_t n) {
+double asio_run(std::size_t size, int64_t n, bool tls) {
   static asio::io_context context(1);
   double s = 0;
-  asio::co_spawn(context, asio_exchanges(size, n, &s), [](std::exception_ptr e) { check(!e, "Asio: the client failed"); });
+  asio::co_spawn(context, asio_exchanges(size, n, tls, &s),
+                 [](std::exception_ptr e) { check(!e, "Asio: the client failed"); });
   context.restart();
   context.run();
   return s;
@@ -422,10 +624,10 @@ class UvExchanges {
     if (nread > 0) send(s, buf->base, static_cast<std::size_t>(nread));
     // nread < 0: EOF, when the client closes at the end (uv_close follows).
   }
-  static void on_client_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  static void on_client_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     UvExchanges& self = of(s);
     check(nread >= 0, "libuv: the client's read failed");
-    if (nread == 0 || !self.exchanges_.received(static_cast<std::size_t>(nread))) return;
+    if (nread == 0 || !self.exchanges_.received(buf->base, static_cast<std::size_t>(nread))) return;
     if (!self.exchanges_.finished()) return self.send_message();
     self.elapsed_ = seconds(Clock::now() - self.t0_);
     for (uv_tcp_t* h : {&self.client_, &self.server_, &self.listener_})
@@ -433,7 +635,7 @@ class UvExchanges {
   }
 
   void send_message() {
-    const std::vector<char>& m = message(exchanges_.size());
+    std::span<const char> m = message(exchanges_.size());
     send(stream(&client_), m.data(), m.size());
   }
   // The socket first; only what it did not take goes to a uv_write, copied
@@ -491,7 +693,7 @@ struct QtPair {
 };
 
 void qt_send(QTcpSocket& s, std::size_t size) {
-  const std::vector<char>& m = message(size);
+  std::span<const char> m = message(size);
   s.write(m.data(), static_cast<qint64>(m.size()));
 }
 
@@ -503,7 +705,7 @@ double qt_exchanges(std::size_t size, int64_t n) {
   QObject::connect(pair.peer, &QTcpSocket::readyRead, [&] { pair.peer->write(pair.peer->readAll()); });
   QObject::connect(&pair.client, &QTcpSocket::readyRead, [&] {
     for (qint64 k; (k = pair.client.read(in.data(), static_cast<qint64>(in.size()))) > 0;) {
-      if (!exchanges.received(static_cast<std::size_t>(k))) continue;
+      if (!exchanges.received(in.data(), static_cast<std::size_t>(k))) continue;
       if (exchanges.finished()) return run.finish();
       qt_send(pair.client, size);
     }
@@ -528,12 +730,16 @@ QCoro::Task<> qc_echo(QTcpSocket* s, int64_t total) {
 
 QCoro::Task<> qc_exchanges(QtPair* pair, std::size_t size, int64_t n, double* out, QtRun* run) {
   auto server = qc_echo(pair->peer, static_cast<int64_t>(size) * n);
-  const std::vector<char>& m = message(size);
+  std::span<const char> m = message(size);
   const QByteArray msg = QByteArray::fromRawData(m.data(), static_cast<qsizetype>(m.size()));
+  Exchanges exchanges(size, n);
   const auto t0 = Clock::now();
-  for (int64_t i = 0; i < n; ++i) {
+  while (!exchanges.finished()) {
     co_await qCoro(pair->client).write(msg);
-    for (std::size_t got = 0; got < size;) got += static_cast<std::size_t>((co_await qCoro(pair->client).readAll()).size());
+    for (bool whole = false; !whole;) {
+      const QByteArray data = co_await qCoro(pair->client).readAll();
+      whole = exchanges.received(data.constData(), static_cast<std::size_t>(data.size()));
+    }
   }
   *out = seconds(Clock::now() - t0);
   co_await server;
@@ -558,26 +764,45 @@ bool wanted(const char* impl) {
   return !only || std::strcmp(only, impl) == 0;
 }
 
-void add_exchanges(benchmark::State& state, std::size_t size, const char* scen, const char* met, Shown shown) {
+// What a scenario runs over: plain TCP through protocols or streams, or TLS.
+enum class Api { kProtocols, kStreams };
+
+void add_exchanges(benchmark::State& state, std::size_t size, Api api, bool tls, const char* scen, const char* met,
+                   Shown shown) {
   const int64_t n = state.range(0);
   // One loop serves every run, as one serves an application (and one
   // io_context every Asio run). Not a static: a loop outliving main() would
   // be closed after the thread's thread_locals, which its close() uses.
   QiEventLoop loop;
+  static const QiTls plain;
+  const QiTls& qtls = tls ? qi_tls() : plain;
   std::vector<Contender> cs;
-  auto add = [&](const char* impl, std::function<double(int64_t)> run) {
-    if (wanted(impl)) cs.push_back({impl, n, std::move(run)});
+  // `filter` is what QILOOP_BENCH_NET_ONLY names it by; `impl` its name in
+  // the summary.
+  auto add = [&](const char* filter, const char* impl, std::function<double(int64_t)> run) {
+    if (wanted(filter)) cs.push_back({impl, n, std::move(run)});
   };
-  add(kQiloop, [&](int64_t k) { return loop.run_until_complete(qi_exchanges<QiEchoServer, QiClient>(size, k)); });
-  add(kQiloopBuffered, [&](int64_t k) {
-    return loop.run_until_complete(qi_exchanges<QiBufferedEchoServer, QiBufferedClient>(size, k));
-  });
-  add(kAsio, [size](int64_t k) { return asio_run(size, k); });
-  add(kLibuv, [size](int64_t k) { return UvExchanges(size, k).run(); });
-  add(kQt, [size](int64_t k) { return qt_exchanges(size, k); });
+  if (api == Api::kStreams) {
+    add(kQiloopStreams, kQiloop, [&](int64_t k) { return loop.run_until_complete(qi_stream_exchanges(size, k, qtls)); });
+  } else {
+    add(kQiloop, kQiloop, [&](int64_t k) {
+      return loop.run_until_complete(qi_exchanges<QiEchoServer, QiClient>(size, k, qtls));
+    });
+    if (!tls)
+      add(kQiloopBuffered, kQiloopBuffered, [&](int64_t k) {
+        return loop.run_until_complete(qi_exchanges<QiBufferedEchoServer, QiBufferedClient>(size, k, qtls));
+      });
+  }
+  add(kAsio, kAsio, [size, tls](int64_t k) { return asio_run(size, k, tls); });
+  // The other peers have no stream API of their own, nor TLS: the protocol
+  // rows alone.
+  if (api == Api::kProtocols && !tls) {
+    add(kLibuv, kLibuv, [size](int64_t k) { return UvExchanges(size, k).run(); });
+    add(kQt, kQt, [size](int64_t k) { return qt_exchanges(size, k); });
 #ifdef QILOOP_BENCH_QCORO
-  add(kQCoro, [size](int64_t k) { return qc_run(size, k); });
+    add(kQCoro, kQCoro, [size](int64_t k) { return qc_run(size, k); });
 #endif
+  }
   if (cs.empty()) return state.SkipWithError("QILOOP_BENCH_NET_ONLY names no contender of this scenario");
   interleaved(state, scen, met, std::move(cs), shown);
 }
@@ -585,24 +810,43 @@ void add_exchanges(benchmark::State& state, std::size_t size, const char* scen, 
 void run_python(const Options& o) {
   if (!wanted("asyncio") && !wanted("uvloop")) return;
   const Sizes s = sizes(o);
-  run_python_peers("bench_net", "net.py", {std::to_string(s.echo), std::to_string(s.ping), o.smoke ? "1" : "3"},
+  run_python_peers("bench_net", "net.py",
+                   {std::to_string(s.echo), std::to_string(s.ping), o.smoke ? "1" : "3", tls_files().cert,
+                    tls_files().key},
                    {{"echo_protocols", scenario::kEcho, metric::kMiBps, kShownEcho},
                     {"echo_streams", scenario::kEchoStreams, metric::kMiBps, kShownEcho},
                     {"ping_protocols", scenario::kPing, metric::kRoundTrips, kShownPing},
-                    {"ping_streams", scenario::kPingStreams, metric::kRoundTrips, kShownPing}});
+                    {"ping_streams", scenario::kPingStreams, metric::kRoundTrips, kShownPing},
+                    {"echo_tls_protocols", scenario::kTls, metric::kMiBps, kShownEcho},
+                    {"echo_tls_streams", scenario::kTlsStreams, metric::kMiBps, kShownEcho}});
 }
 
 void register_all(const Options& o) {
   const Sizes s = sizes(o);
   run_python(o);
-  benchmark::RegisterBenchmark(scenario::kEcho, [](benchmark::State& state) {
-    add_exchanges(state, kEchoSize, scenario::kEcho, metric::kMiBps, kShownEcho);
-  })->Arg(s.echo)->UseManualTime()->Iterations(o.pick(7, 1))->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark(scenario::kPing, [](benchmark::State& state) {
-    add_exchanges(state, kPingSize, scenario::kPing, metric::kRoundTrips, kShownPing);
-  })->Arg(s.ping)->UseManualTime()->Iterations(o.pick(7, 1))->Unit(benchmark::kMillisecond);
-  add_target({scenario::kEcho, metric::kMiBps, Relation::kRatioTo, kAsio, Compare::kAtLeast, 1.0});
-  add_target({scenario::kPing, metric::kRoundTrips, Relation::kRatioTo, kAsio, Compare::kAtLeast, 1.0});
+  struct Scenario {
+    const char* name;
+    std::size_t size;
+    Api api;
+    bool tls;
+    int64_t n;
+    const char* metric;
+    Shown shown;
+  };
+  const Scenario all[] = {
+      {scenario::kEcho, kEchoSize, Api::kProtocols, false, s.echo, metric::kMiBps, kShownEcho},
+      {scenario::kEchoStreams, kEchoSize, Api::kStreams, false, s.echo, metric::kMiBps, kShownEcho},
+      {scenario::kPing, kPingSize, Api::kProtocols, false, s.ping, metric::kRoundTrips, kShownPing},
+      {scenario::kPingStreams, kPingSize, Api::kStreams, false, s.ping, metric::kRoundTrips, kShownPing},
+      {scenario::kTls, kEchoSize, Api::kProtocols, true, s.echo, metric::kMiBps, kShownEcho},
+      {scenario::kTlsStreams, kEchoSize, Api::kStreams, true, s.echo, metric::kMiBps, kShownEcho},
+  };
+  for (const Scenario& sc : all) {
+    benchmark::RegisterBenchmark(sc.name, [sc](benchmark::State& state) {
+      add_exchanges(state, sc.size, sc.api, sc.tls, sc.name, sc.metric, sc.shown);
+    })->Arg(sc.n)->UseManualTime()->Iterations(o.pick(7, 1))->Unit(benchmark::kMillisecond);
+    add_target({sc.name, sc.metric, Relation::kRatioTo, kAsio, Compare::kAtLeast, 1.0});
+  }
 }
 
 }  // namespace

@@ -13,15 +13,21 @@ each once through protocols (asyncio.Protocol on both sides:
 loop.create_server / loop.create_connection) and once through streams
 (asyncio.start_server / open_connection; the server reads what is there,
 writes it back and drains; the client writes, drains, readexactly(SIZE)).
+The client checks that every byte echoed is the byte it sent.
 
-Usage: net.py ECHO_N PING_N RUNS
+  echo_tls_*  the 64 KiB echo over TLS 1.3 (ssl=, server_hostname
+              "localhost"), with the certificate bench_net made
+
+Usage: net.py ECHO_N PING_N RUNS [CERT KEY]
 Prints one JSON object: {"asyncio": {"echo_protocols": ns, ...}, "uvloop":
 {...}}, each figure the median over RUNS runs of nanoseconds per exchange.
-uvloop is left out when it is not installed (Debian: python3-uvloop).
+uvloop is left out when it is not installed (Debian: python3-uvloop); the
+TLS figures without CERT and KEY.
 """
 import asyncio
 import functools
 import socket
+import ssl
 import sys
 import time
 
@@ -30,6 +36,32 @@ import peer_runner
 ECHO_SIZE = 64 * 1024
 PING_SIZE = 64
 READ_SIZE = 256 * 1024  # the most one read takes, as asyncio's max_size
+
+
+def message(size):
+    """What the client sends: the pattern bench_net sends (i % 251)."""
+    return bytes(i % 251 for i in range(size))
+
+
+class Tls:
+    """The contexts of both ends, or none (plain TCP)."""
+
+    def __init__(self, cert=None, key=None):
+        self.server = self.client = None
+        if cert:
+            self.server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.server.load_cert_chain(cert, key)
+            self.client = ssl.create_default_context(cafile=cert)
+            for c in (self.server, self.client):
+                c.minimum_version = ssl.TLSVersion.TLSv1_3
+
+    def connect_kwargs(self):
+        return {"ssl": self.client, "server_hostname": "localhost"} if self.client else {}
+
+
+def check_tls13(tls, writer_or_transport):
+    if tls.client:
+        assert writer_or_transport.get_extra_info("ssl_object").version() == "TLSv1.3"
 
 
 def nodelay(transport):
@@ -50,6 +82,7 @@ class EchoServer(asyncio.Protocol):
 class Client(asyncio.Protocol):
     def __init__(self, message, n, done):
         self.message, self.left, self.done, self.got = message, n, done, 0
+        self.view = memoryview(message)
 
     def connection_made(self, transport):
         nodelay(transport)
@@ -59,10 +92,11 @@ class Client(asyncio.Protocol):
         self.transport.write(self.message)
 
     def data_received(self, data):
-        self.got += len(data)
+        end = self.got + len(data)
+        assert self.view[self.got:end] == data, "the server echoed other bytes than were sent"
+        self.got = end
         if self.got < len(self.message):
             return
-        assert self.got == len(self.message), "the server echoed more than was sent"
         self.got = 0
         self.left -= 1
         if self.left:
@@ -71,13 +105,14 @@ class Client(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def protocols_program(size, n):
+async def protocols_program(size, tls, n):
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(EchoServer, "127.0.0.1", 0)
+    server = await loop.create_server(EchoServer, "127.0.0.1", 0, ssl=tls.server)
     port = server.sockets[0].getsockname()[1]
     done = loop.create_future()
     transport, client = await loop.create_connection(
-        lambda: Client(b"x" * size, n, done), "127.0.0.1", port)
+        lambda: Client(message(size), n, done), "127.0.0.1", port, **tls.connect_kwargs())
+    check_tls13(tls, transport)
     t0 = time.perf_counter()
     client.start()
     await done
@@ -88,7 +123,7 @@ async def protocols_program(size, n):
     return elapsed
 
 
-async def streams_program(size, n):
+async def streams_program(size, tls, n):
     async def echo(reader, writer):
         nodelay(writer.transport)
         while data := await reader.read(READ_SIZE):
@@ -96,16 +131,17 @@ async def streams_program(size, n):
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=tls.server)
     port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, **tls.connect_kwargs())
     nodelay(writer.transport)
-    message = b"x" * size
+    check_tls13(tls, writer)
+    sent = message(size)
     t0 = time.perf_counter()
     for _ in range(n):
-        writer.write(message)
+        writer.write(sent)
         await writer.drain()
-        await reader.readexactly(size)
+        assert await reader.readexactly(size) == sent, "the server echoed other bytes than were sent"
     elapsed = time.perf_counter() - t0
     writer.close()
     await writer.wait_closed()
@@ -114,18 +150,23 @@ async def streams_program(size, n):
     return elapsed
 
 
-PROGRAMS = (
-    ("echo_protocols", functools.partial(protocols_program, ECHO_SIZE)),
-    ("echo_streams", functools.partial(streams_program, ECHO_SIZE)),
-    ("ping_protocols", functools.partial(protocols_program, PING_SIZE)),
-    ("ping_streams", functools.partial(streams_program, PING_SIZE)),
-)
-
-
 def main():
     echo_n, ping_n, runs = (int(a) for a in sys.argv[1:4])
+    plain, tls = Tls(), Tls(*sys.argv[4:6])
+    programs = [
+        ("echo_protocols", functools.partial(protocols_program, ECHO_SIZE, plain)),
+        ("echo_streams", functools.partial(streams_program, ECHO_SIZE, plain)),
+        ("ping_protocols", functools.partial(protocols_program, PING_SIZE, plain)),
+        ("ping_streams", functools.partial(streams_program, PING_SIZE, plain)),
+    ]
     sizes = {"echo_protocols": echo_n, "echo_streams": echo_n, "ping_protocols": ping_n, "ping_streams": ping_n}
-    peer_runner.report(PROGRAMS, sizes, runs)
+    if tls.client:
+        programs += [
+            ("echo_tls_protocols", functools.partial(protocols_program, ECHO_SIZE, tls)),
+            ("echo_tls_streams", functools.partial(streams_program, ECHO_SIZE, tls)),
+        ]
+        sizes.update(echo_tls_protocols=echo_n, echo_tls_streams=echo_n)
+    peer_runner.report(programs, sizes, runs)
 
 
 if __name__ == "__main__":
