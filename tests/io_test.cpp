@@ -610,6 +610,46 @@ TEST_P(IoTest, AddReaderOnARegularFileThrows) {
   ::close(fd);
 }
 
+// A reader that answers through call_soon (as a task resumed by a stream
+// read does) makes the peer's fd ready one iteration later, after that
+// iteration's poll. The slice polls once more before it ends, so a ping-pong
+// between two ends of a socketpair runs inside the slice instead of costing
+// a Qt dispatcher turn (a poll and an epoll_wait) per leg.
+TEST_P(IoTest, AnFdMadeReadyByADeferredCallbackIsServedInTheSameSlice) {
+  QiEventLoop loop;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  constexpr int kRoundTrips = 200;
+  int legs = 0;
+  uint64_t start_slices = 0;
+  auto answer_on = [&](int fd) {
+    loop.add_reader(fd, [&, fd] {
+      char c;
+      if (::read(fd, &c, 1) != 1) return;
+      if (++legs == 2 * kRoundTrips) {
+        loop.stop();
+        return;
+      }
+      loop.call_soon([fd] { ASSERT_EQ(::write(fd, "x", 1), 1); });
+    });
+  };
+  answer_on(sv[0]);
+  answer_on(sv[1]);
+  loop.call_soon([&] {
+    start_slices = loop.stats().slices;
+    ASSERT_EQ(::write(sv[0], "x", 1), 1);
+  });
+  run(loop);
+  const uint64_t slices = loop.stats().slices - start_slices;
+  EXPECT_EQ(legs, 2 * kRoundTrips);
+  // A slice ends early only on its time budget; one per leg is the bug.
+  EXPECT_LT(slices, uint64_t{kRoundTrips} / 2) << "each leg waited for a Qt dispatcher turn";
+  loop.remove_reader(sv[0]);
+  loop.remove_reader(sv[1]);
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, IoTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
 // A reader whose handle was cancelled (here through the exception handler's
