@@ -405,3 +405,43 @@ TEST(Datagram, LoopCloseWithOpenEndpointsLeaksNoFd) {
     EXPECT_EQ(log->lost, 0) << "no callback runs on a closing loop";
   }
 }
+
+namespace {
+
+// --- Review i10 #8: what an adopted socket must be --------------------------------------
+
+// create_datagram_endpoint(sock=) takes SOCK_DGRAM sockets of the families
+// it reads addresses of, as asyncio ("A datagram socket was expected"): a
+// SOCK_SEQPACKET socket would read 0 bytes for ever once its peer closes (a
+// busy loop of empty datagrams), and a datagram socket of another family
+// (netlink) fails in from_native, misreported as the protocol's failure.
+// Refused with qi::ValueError; the fd stays the caller's.
+QILOOP_TEST_MODES(Datagram, ASeqpacketOrRawSocketIsRefused) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<DgramLog>();
+  auto refused = [&](int fd, std::string what, std::string fix) -> qi::Coro<void> {
+    std::string message;
+    try {
+      auto factory = dgram_recorder(log);
+      (void)co_await loop.create_datagram_endpoint(std::move(factory), fd);
+      ADD_FAILURE() << what << " was accepted";
+    } catch (const qi::ValueError& e) {
+      message = e.what();
+    }
+    EXPECT_NE(message.find("fd " + std::to_string(fd)), std::string::npos) << message;
+    EXPECT_NE(message.find(fix), std::string::npos) << what << ": " << message;
+    EXPECT_NE(::fcntl(fd, F_GETFD), -1) << what << ": the fd stays the caller's";
+  };
+  int sv[2];
+  QILOOP_CO_ASSERT(ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0));
+  Fd seq(sv[0]), seq_peer(sv[1]);
+  co_await refused(seq.get(), "a SOCK_SEQPACKET socket", "SOCK_DGRAM");
+  Fd netlink(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, 0));  // NETLINK_ROUTE: no privilege needed
+  if (netlink.get() >= 0) co_await refused(netlink.get(), "an AF_NETLINK datagram socket", "AF_INET");
+  Fd raw(::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP));  // root only
+  if (raw.get() >= 0) co_await refused(raw.get(), "a SOCK_RAW socket", "SOCK_DGRAM");
+  EXPECT_EQ(log->made, 0);
+}
+
+}  // namespace

@@ -352,3 +352,28 @@ TEST(Pipes, LoopCloseDestroysUnclosedPipeTransports) {
     EXPECT_EQ(log->lost, 0) << "no callback runs on a closing loop";
   }
 }
+
+namespace {
+
+// --- Review i10 D: transport.set_protocol on a pipe --------------------------------------
+
+QILOOP_TEST_MODES(Pipes, SetProtocolOnAReadPipeSwitchesMidStream) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto pp = pipe_pair();
+  auto first = std::make_shared<Log>(), second = std::make_shared<Log>();
+  auto factory = recorder(first);
+  auto [t, proto] = co_await loop.connect_read_pipe(std::move(factory), pp.first.release());
+  write_all(pp.second.get(), "one");
+  co_await first->until([&] { return first->data.size() >= 3; });
+  std::unique_ptr<qi::BaseProtocol> old = t->set_protocol(std::make_unique<Recorder>(second));
+  EXPECT_EQ(old.get(), proto);
+  write_all(pp.second.get(), "two");
+  pp.second.reset();
+  co_await second->until([&] { return second->lost > 0; });
+  EXPECT_EQ(first->data, "one");
+  EXPECT_EQ(second->data, "two");
+  EXPECT_EQ(first->lost, 0);
+}
+
+}  // namespace

@@ -892,3 +892,98 @@ TRANSPORT_TEST_MODES_IF(ServerPython, FramesFromAnAsyncioClient, python_missing(
 }
 
 }  // namespace
+
+namespace {
+
+// --- Review i10 #9: a listening fd is the server's ---------------------------------------
+
+// sock_* and the fd API on a server's listening socket would take its
+// accept handler away (and remove it when the call ends: the server deaf
+// for good); refused with qi::RuntimeError, the server goes on accepting.
+QILOOP_TEST_MODES(Server, SockCallsOnAListeningFdAreRefused) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = echo(log);
+  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  const int fd = server.filenos().at(0);
+  const std::string used = "fd " + std::to_string(fd) + " is the listening socket of a server";
+  auto accepting = error_of<qi::RuntimeError>(loop.sock_accept(fd));
+  std::optional<std::string> refused = co_await std::move(accepting);
+  EXPECT_TRUE(refused && contains(*refused, "sock_accept: " + used)) << refused.value_or("accepted");
+  auto receiving = error_of<qi::RuntimeError>(loop.sock_recv(fd, 16));
+  refused = co_await std::move(receiving);
+  EXPECT_TRUE(refused && contains(*refused, used)) << refused.value_or("accepted");
+  int direct = 0;
+  for (const char* api : {"add_reader", "add_writer", "remove_reader", "remove_writer"}) {
+    try {
+      std::string a = api;
+      if (a == "add_reader") loop.add_reader(fd, [] {});
+      if (a == "add_writer") loop.add_writer(fd, [] {});
+      if (a == "remove_reader") (void)loop.remove_reader(fd);
+      if (a == "remove_writer") (void)loop.remove_writer(fd);
+      ADD_FAILURE() << api << " on a listening fd was accepted";
+    } catch (const qi::RuntimeError& e) {
+      ++direct;
+      EXPECT_TRUE(contains(e.what(), std::string(api) + ": " + used)) << e.what();
+    }
+  }
+  if (direct == 4) {  // else the accept handler is gone
+    const qi::SocketAddress at = server.sockets().at(0);
+    auto ask = [at] { return echo_once(at, "still served"); };
+    EXPECT_EQ(co_await qi::to_thread(std::move(ask)), "still served");
+  }
+  server.close();
+  co_await server.wait_closed();
+}
+
+// --- Review i10 #15: a server never half made -------------------------------------------
+
+// A stream socket of a family qiloop cannot read addresses of (AF_VSOCK):
+// refused with qi::ValueError naming the fix before the server takes it;
+// the fd stays the caller's (it leaked, owned by no one, before).
+TRANSPORT_TEST_MODES_IF(Server, AnAdoptedSocketOfAnUnsupportedFamilyIsRefused,
+                     Fd(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0)).get() < 0 ? "no AF_VSOCK here" : "") {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd vsock(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto log = std::make_shared<Log>();
+  auto factory = echo(log);
+  auto adopting = error_of<qi::ValueError>(loop.create_server(std::move(factory), vsock.get()));
+  std::optional<std::string> refused = co_await std::move(adopting);
+  EXPECT_TRUE(refused && contains(*refused, "AF_INET, AF_INET6 or AF_UNIX")) << refused.value_or("accepted");
+  EXPECT_NE(::fcntl(vsock.get(), F_GETFD), -1) << "the fd stays the caller's";
+}
+
+// listen() failing on the second socket: the first must not stay listening
+// without a reader (clients would complete the handshake and hang). The
+// server closes, none listening, and the error is thrown.
+QILOOP_TEST_MODES(Server, ListenFailingOnTheSecondSocketLeavesNoneListening) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = echo(log);
+  qi::ServerOptions later{.start_serving = false};
+  // Two listeners: 127.0.0.2 is loopback too on Linux.
+  std::vector<std::string> hosts{"127.0.0.1", "127.0.0.2"};
+  qi::Server server = co_await loop.create_server(std::move(factory), std::move(hosts), 0, later);
+  QILOOP_CO_ASSERT(ASSERT_EQ(server.filenos().size(), 2u));
+  const qi::SocketAddress first = server.sockets()[0];
+  // The second socket becomes one listen() refuses (a datagram socket).
+  Fd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  QILOOP_CO_ASSERT(ASSERT_GE(::dup3(udp.get(), server.filenos()[1], O_CLOEXEC), 0));
+  auto starting = server.start_serving();
+  std::exception_ptr error;
+  try {
+    co_await std::move(starting);
+  } catch (const qi::OSError&) {
+    error = std::current_exception();
+  }
+  EXPECT_EQ(code_of(error), EOPNOTSUPP) << "the listen() error is thrown";
+  EXPECT_EQ(connect_errno(first), ECONNREFUSED) << "the first socket is not left listening";
+  EXPECT_FALSE(server.is_serving());
+  server.close();
+  co_await server.wait_closed();
+}
+
+}  // namespace

@@ -793,3 +793,45 @@ SOCK_TEST_MODES_IF(SockPython, LengthPrefixedEchoWithAnAsyncioServer, python_mis
 }
 
 }  // namespace
+
+namespace {
+
+// --- Review i10 #17: sizes a buffer cannot have ------------------------------------------
+
+// sock_recv(fd, size_t(-1)) — the "everything" idiom, or a negative size
+// converted — cannot be a QByteArray: qi::ValueError naming the limit (as
+// Python's ValueError), never recv(2) into Qt's empty buffer (EFAULT).
+QILOOP_TEST_MODES_VT(SockOps, ANegativeOrHugeSizeIsAValueError) {
+  auto& loop = qi::get_running_loop();
+  int sv[2];
+  QILOOP_CO_ASSERT(ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0));
+  ::send(sv[1], "x", 1, 0);
+  const std::string limit = std::to_string(std::numeric_limits<qsizetype>::max());
+  for (std::size_t n : {std::size_t(-1), static_cast<std::size_t>(std::numeric_limits<qsizetype>::max()) + 1}) {
+    std::string message;
+    try {
+      (void)co_await loop.sock_recv(sv[0], n);
+    } catch (const qi::ValueError& e) {
+      message = e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "sock_recv(" << n << "): " << e.what();
+    }
+    EXPECT_NE(message.find(limit), std::string::npos) << "names the limit: " << message;
+  }
+  std::byte one[1];
+  std::string message;
+  try {
+    (void)co_await loop.sock_recv_into(sv[0], std::span<std::byte>(one, std::size_t(-1)));
+  } catch (const qi::ValueError& e) {
+    message = e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "sock_recv_into: " << e.what();
+  }
+  EXPECT_NE(message.find(limit), std::string::npos) << "names the limit: " << message;
+  QByteArray got = co_await loop.sock_recv(sv[0], 16);
+  EXPECT_EQ(got, "x") << "nothing was consumed";
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
+}  // namespace

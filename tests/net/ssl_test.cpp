@@ -851,3 +851,40 @@ QILOOP_TEST_MODES(SslServer, TlsTimeoutsWithoutSslAreRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+// --- Review i10 D: set_protocol on a TLS transport (helper i10-fix3) ---------------------
+
+// The TLS app transport's set_protocol: the decrypted data read later goes
+// to the new protocol, and so does connection_lost.
+QILOOP_TEST_MODES(Ssl, SetProtocolOnATlsTransportSwitchesMidStream) {
+  auto& loop = qi::get_running_loop();
+  auto pair = unix_pair();
+  auto server_log = std::make_shared<Log>();
+  Recorder* server = nullptr;
+  auto remember = [&](Recorder& r) { server = &r; };
+  auto server_factory = qi::detail::ssl_server_factory(loop, recorder(server_log, remember), server_context());
+  (void)co_await loop.create_connection(std::move(server_factory), pair.first.release());
+  auto first = std::make_shared<Log>(), second = std::make_shared<Log>();
+  auto factory = recorder(first);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), pair.second.release());
+  qi::TlsOptions o;
+  o.server_hostname = "localhost";
+  qi::Transport* tls = co_await loop.start_tls(t, p, trusting_client(), o);
+  co_await server_log->until([&] { return server_log->made > 0; });
+  server->transport->write("one");
+  co_await first->until([&] { return first->data.size() >= 3; });
+  std::unique_ptr<qi::BaseProtocol> old = tls->set_protocol(std::make_unique<Recorder>(second));
+  EXPECT_EQ(old.get(), p);
+  EXPECT_THROW((void)tls->set_protocol(nullptr), qi::ValueError);
+  server->transport->write("two");
+  server->transport->close();
+  co_await second->until([&] { return second->lost > 0; });
+  EXPECT_EQ(first->data, "one");
+  EXPECT_EQ(second->data, "two");
+  EXPECT_EQ(first->lost, 0);
+  co_await server_log->until([&] { return server_log->lost > 0; });
+}
+
+}  // namespace

@@ -604,3 +604,68 @@ QILOOP_TEST_MODES(Subprocess, HostileSpawnWithFewFdsLeft) {
 
 }  // namespace
 #endif
+
+namespace {
+
+// --- Review i10 #14: loop.close() does not wait on a child without bound ----------------
+
+// A child SIGKILL does not end at once (in D state on NFS or FUSE, or
+// ptrace-stopped) must not hang loop.close(): it polls for a short while,
+// then a detached thread reaps it. The test stands such a child in with a
+// `sleep 2` the close signal does not reach (signal 0).
+void close_with_a_child_that_does_not_die() {
+  struct Restore {
+    Restore() { qi::detail::set_close_kill_signal(0); }
+    ~Restore() { qi::detail::set_close_kill_signal(SIGKILL); }
+  } restore;
+  int pid = -1;
+  std::optional<qi::Process> kept;
+  std::chrono::steady_clock::duration took{};
+  {
+    QiEventLoop loop;
+    auto start = [&]() -> qi::Coro<void> {
+      kept = co_await qi::create_subprocess_exec("sleep", "2");
+      pid = kept->pid();
+    };
+    loop.run_until_complete(start());
+    auto t0 = std::chrono::steady_clock::now();
+    loop.close();
+    took = std::chrono::steady_clock::now() - t0;
+  }
+  EXPECT_LT(took, 1500ms) << "loop.close() waited for the child";
+  EXPECT_EQ(kept->returncode(), -SIGKILL) << "as if killed: the status is the background reaper's";
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (listed(pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(listed(pid)) << "reaped in the background once it exited";
+  kept.reset();
+}
+
+TEST(Subprocess, LoopCloseDoesNotWaitForAChildThatDoesNotDie) { close_with_a_child_that_does_not_die(); }
+
+TEST(Subprocess, ThreadedWatcherLoopCloseDoesNotWaitForAChildThatDoesNotDie) {
+  ThreadedWatcher threaded;
+  close_with_a_child_that_does_not_die();
+}
+
+// A stopped child (SIGSTOP): SIGKILL ends it, loop.close() returns
+// promptly and the child is reaped.
+TEST(Subprocess, LoopCloseKillsAStoppedChild) {
+  int pid = -1;
+  {
+    QiEventLoop loop;
+    auto start = [&]() -> qi::Coro<void> {
+      qi::Process p = co_await qi::create_subprocess_exec("sleep", "30");
+      pid = p.pid();
+      p.send_signal(SIGSTOP);
+    };
+    loop.run_until_complete(start());
+    auto t0 = std::chrono::steady_clock::now();
+    loop.close();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);
+  }
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (listed(pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(listed(pid));
+}
+
+}  // namespace

@@ -704,3 +704,124 @@ QILOOP_TEST_MODES(Transport, HostileThrowsFromEveryCallbackPosition) {
   }
   loop.set_exception_handler(nullptr);
 }
+
+namespace {
+
+// --- Review i10 #9: the fd API refuses a transport's fd ----------------------------------
+
+// asyncio's _ensure_fd_no_transport: loop.add_reader / add_writer /
+// remove_reader / remove_writer on a transport's fd would replace or drop
+// the transport's own handler (it would stop reading for good); refused
+// with qi::RuntimeError, and the transport goes on.
+QILOOP_TEST_MODES(Transport, AddReaderOnATransportsFdIsRefused) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto pair = unix_pair();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, proto] = co_await loop.create_connection(std::move(factory), pair.first.release());
+  const int fd = t->fileno();
+  int refused = 0;
+  auto expect_refused = [&](const char* api, auto call) {
+    try {
+      call();
+      ADD_FAILURE() << api << " on a transport's fd was accepted";
+    } catch (const qi::RuntimeError& e) {
+      ++refused;
+      std::string m = e.what();
+      EXPECT_NE(m.find(std::string(api) + ": fd " + std::to_string(fd) + " is used by a transport"),
+                std::string::npos) << m;
+    }
+  };
+  expect_refused("add_reader", [&] { loop.add_reader(fd, [] {}); });
+  expect_refused("add_writer", [&] { loop.add_writer(fd, [] {}); });
+  expect_refused("remove_reader", [&] { (void)loop.remove_reader(fd); });
+  expect_refused("remove_writer", [&] { (void)loop.remove_writer(fd); });
+  if (refused == 4) {  // else the transport's reader is gone: nothing would arrive
+    send_all(pair.second.get(), "still read");
+    co_await log->until([&] { return log->data.size() >= 10; });
+    EXPECT_EQ(log->data, "still read");
+  }
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  // Once the transport is gone the fd number is free again.
+  int sv[2];
+  QILOOP_CO_ASSERT(ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0));
+  Fd a(sv[0]), b(sv[1]);
+  loop.add_reader(a.get(), [] {});
+  EXPECT_TRUE(loop.remove_reader(a.get()));
+}
+
+// --- Review i10 D: transport.set_protocol ------------------------------------------------
+
+// A BufferedProtocol that records into a Log.
+struct BufferedRecorder : qi::BufferedProtocol {
+  explicit BufferedRecorder(std::shared_ptr<Log> l) : log(std::move(l)) {}
+  std::shared_ptr<Log> log;
+  std::array<std::byte, 64> mem{};
+  std::span<std::byte> get_buffer(std::size_t) override { return mem; }
+  void buffer_updated(std::size_t n) override {
+    log->data.append(reinterpret_cast<const char*>(mem.data()), static_cast<qsizetype>(n));
+    log->note("data");
+  }
+  bool eof_received() override {
+    ++log->eofs;
+    log->note("eof");
+    return false;
+  }
+  void connection_lost(std::exception_ptr e) override {
+    ++log->lost;
+    log->error = e;
+    log->note("lost");
+  }
+};
+
+// asyncio's transport.set_protocol: later data goes to the new protocol
+// (a qi::Protocol or a qi::BufferedProtocol), and so does connection_lost;
+// connection_made is not called again. The old protocol is handed back:
+// here from inside its own data_received, so it is kept until then.
+QILOOP_TEST_MODES(Transport, SetProtocolSwitchesMidStream) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto pair = unix_pair();
+  auto first = std::make_shared<Log>(), second = std::make_shared<Log>(), third = std::make_shared<Log>();
+  std::unique_ptr<qi::BaseProtocol> retired;
+  auto switch_on_first_data = [&](Recorder& r) {
+    r.on_data = [&](Recorder& self, QByteArrayView) {
+      if (!retired) retired = self.transport->set_protocol(std::make_unique<Recorder>(second));
+    };
+  };
+  auto factory = recorder(first, switch_on_first_data);
+  auto [t, proto] = co_await loop.create_connection(std::move(factory), pair.first.release());
+  send_all(pair.second.get(), "one");
+  co_await first->until([&] { return retired != nullptr; });
+  EXPECT_EQ(retired.get(), proto) << "the old protocol is handed back";
+  EXPECT_NE(&t->get_protocol(), proto);
+  send_all(pair.second.get(), "two");
+  co_await second->until([&] { return second->data.size() >= 3; });
+  EXPECT_EQ(first->data, "one");
+  EXPECT_EQ(second->data, "two");
+  EXPECT_EQ(second->made, 0) << "connection_made is not called again";
+
+  // To a BufferedProtocol, from outside a callback.
+  auto buffered = std::make_unique<BufferedRecorder>(third);
+  BufferedRecorder* raw = buffered.get();
+  std::unique_ptr<qi::BaseProtocol> old = t->set_protocol(std::move(buffered));
+  EXPECT_EQ(&t->get_protocol(), raw);
+  send_all(pair.second.get(), "three");
+  co_await third->until([&] { return third->data.size() >= 5; });
+  EXPECT_EQ(third->data, "three");
+  EXPECT_EQ(second->data, "two");
+
+  EXPECT_THROW((void)t->set_protocol(nullptr), qi::ValueError);
+  EXPECT_THROW((void)t->set_protocol(std::make_unique<qi::BaseProtocol>()), qi::ValueError);
+  EXPECT_EQ(&t->get_protocol(), raw) << "a refused protocol changes nothing";
+
+  pair.second.reset();  // EOF: the current protocol hears it
+  co_await third->until([&] { return third->lost > 0; });
+  EXPECT_EQ(third->eofs, 1);
+  EXPECT_EQ(second->lost, 0);
+  EXPECT_EQ(first->lost, 0);
+}
+
+}  // namespace

@@ -132,6 +132,7 @@ using ConnectResult = std::pair<Transport*, typename std::invoke_result_t<Factor
 }  // namespace detail
 
 namespace detail {
+class LoopFds;  // src/net/fd_transport.h
 struct LoopImpl;
 struct AsyncGenBase;
 class MainInterrupt;
@@ -528,9 +529,13 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // closed loop. Call remove_reader() / remove_writer() before closing fd: a
   // handler of a closed fd is dropped and reported through the exception
   // handler when the loop next touches that fd number, and never runs for
-  // another file that reuses the number.
+  // another file that reuses the number. Throws qi::RuntimeError when fd is
+  // a transport's or a server's listening socket (asyncio's
+  // _ensure_fd_no_transport; so do add_writer, remove_reader and
+  // remove_writer): use the transport's own methods.
   template <class F, class... Args>
   void add_reader(int fd, F&& f, Args&&... args) {
+    ensure_fd_unowned(fd, "add_reader");
     add_fd_handler(fd, qi::detail::FdDirection::kRead, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_reader",
                                               std::forward<F>(f), std::forward<Args>(args)...));
   }
@@ -539,6 +544,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // The same while fd is writable.
   template <class F, class... Args>
   void add_writer(int fd, F&& f, Args&&... args) {
+    ensure_fd_unowned(fd, "add_writer");
     add_fd_handler(fd, qi::detail::FdDirection::kWrite, make_node<true>(qi::detail::CallbackNode::kRepeating, "add_writer",
                                              std::forward<F>(f), std::forward<Args>(args)...));
   }
@@ -548,8 +554,23 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // Stops watching fd for reading (writing); returns whether it had such a
   // handler. A run already queued for this iteration does not happen. Loop
   // thread; callable from callbacks, including the handler itself.
-  bool remove_reader(int fd) { return remove_fd_handler(fd, qi::detail::FdDirection::kRead); }
-  bool remove_writer(int fd) { return remove_fd_handler(fd, qi::detail::FdDirection::kWrite); }
+  bool remove_reader(int fd) {
+    ensure_fd_unowned(fd, "remove_reader");
+    return remove_fd_handler(fd, qi::detail::FdDirection::kRead);
+  }
+  bool remove_writer(int fd) {
+    ensure_fd_unowned(fd, "remove_writer");
+    return remove_fd_handler(fd, qi::detail::FdDirection::kWrite);
+  }
+
+ private:
+  // The transports and servers use their fds through qi::detail::LoopFds
+  // (src/net/fd_transport.h), unchecked; the check is in
+  // src/net/fd_transport.cpp.
+  friend class qi::detail::LoopFds;
+  void ensure_fd_unowned(int fd, const char* api) const;
+
+ public:
 
   // --- Unix signals (<qiloop/net/signals.h>) ---------------------------------
 

@@ -4,6 +4,8 @@
 // BaseSubprocessTransport.close, base_subprocess.py).
 #include "net/child_watcher.h"
 
+#include "net/fd_transport.h"
+
 #include <qiloop/errors.h>
 
 #include <QtCore/QLoggingCategory>
@@ -14,7 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -42,6 +46,10 @@ Registry& registry() {
 }
 
 std::atomic<bool> g_threaded{false};
+std::atomic<int> g_close_signal{SIGKILL};
+
+// How long loop.close() waits for its killed children to end, all together.
+constexpr std::chrono::milliseconds kCloseReapTime{250};
 
 // asyncio's waitstatus_to_exitcode: the exit code, or -N for signal N.
 int returncode_of(int status) noexcept {
@@ -61,6 +69,7 @@ pid_t wait_for(pid_t pid, int* status, int flags) noexcept {
 }  // namespace
 
 void use_threaded_child_watcher(bool on) noexcept { g_threaded.store(on, std::memory_order_relaxed); }
+void set_close_kill_signal(int sig) noexcept { g_close_signal.store(sig, std::memory_order_relaxed); }
 
 ChildProcess::ChildProcess(QiEventLoop& loop, pid_t pid, std::string program)
     : loop_(loop), pid_(pid), program_(std::move(program)) {}
@@ -103,7 +112,7 @@ bool ChildProcess::watch_pidfd() {
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));  // close-on-exec by definition
   if (pidfd_ < 0) return false;    // ENOSYS before Linux 5.3, EPERM under some seccomp filters: a thread
   try {
-    loop_.add_reader(pidfd_, [this] { poll(); });
+    LoopFds::add_reader(loop_, pidfd_, [this] { poll(); });
   } catch (...) {
     ::close(std::exchange(pidfd_, -1));
     return false;
@@ -159,7 +168,7 @@ void ChildProcess::reaped(int returncode) {
   auto keep = shared_from_this();  // the registry's reference goes below
   returncode_ = returncode;
   if (pidfd_ >= 0) {
-    loop_.remove_reader(pidfd_);
+    LoopFds::remove_reader(loop_, pidfd_);
     ::close(std::exchange(pidfd_, -1));
   }
   if (thread_.joinable()) thread_.join();  // it ended right after telling us
@@ -171,19 +180,49 @@ void ChildProcess::reaped(int returncode) {
   exit_waiters_.wake_all();
 }
 
-// SIGKILL ends a child promptly (a stopped one too), so the blocking wait
-// is short.
-void ChildProcess::reap_blocking() noexcept {
-  if (gate_) {
-    {
-      std::lock_guard lock(gate_->mutex);
-      gate_->loop = nullptr;
-    }
-    if (thread_.joinable()) thread_.join();
-  }
+void ChildProcess::close_gate() noexcept {
+  if (!gate_) return;
+  std::lock_guard lock(gate_->mutex);
+  gate_->loop = nullptr;  // the loop is closing: its thread must not call it
+}
+
+bool ChildProcess::try_reap() noexcept {
   int status = 0;
-  pid_t r = wait_for(pid_, &status, 0);
-  reaped(r > 0 ? returncode_of(status) : 255);
+  pid_t r = wait_for(pid_, &status, WNOHANG);
+  if (r == 0) return false;
+  reaped(r > 0 ? returncode_of(status) : 255);  // the watch thread (if any) ends with the child: joined at once
+  return true;
+}
+
+// The child did not end within kCloseReapTime of SIGKILL: it sleeps in the
+// kernel where no signal reaches (D state), and would hold loop.close() as
+// long. A detached thread reaps it whenever it ends; the handles see
+// -SIGKILL at once, the signal it was sent.
+void ChildProcess::reap_in_background() noexcept {
+  qCWarning(lcQiloop, "loop.close(): the child process %s did not end after SIGKILL; it is reaped in the background",
+            describe().c_str());
+  if (thread_.joinable()) thread_.detach();  // it waits for the child's end; its gate is closed
+  try {
+    std::thread([pid = pid_] {
+      int status;
+      wait_for(pid, &status, 0);
+    }).detach();
+  } catch (const std::system_error&) {
+    // No thread: the child stays a zombie once it ends (reaped at the
+    // process's exit), which is better than a hang.
+  }
+  auto keep = shared_from_this();
+  returncode_ = -SIGKILL;
+  if (pidfd_ >= 0) {
+    LoopFds::remove_reader(loop_, pidfd_);
+    ::close(std::exchange(pidfd_, -1));
+  }
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.children.erase(pid_);
+  }
+  exit_waiters_.wake_all();
 }
 
 void ChildProcess::kill_all(QiEventLoop& loop) noexcept {
@@ -194,12 +233,24 @@ void ChildProcess::kill_all(QiEventLoop& loop) noexcept {
     for (auto& [pid, child] : r.children)
       if (&child->loop_ == &loop) mine.push_back(child);
   }
+  const int sig = g_close_signal.load(std::memory_order_relaxed);
   for (auto& child : mine) {
     qCWarning(lcQiloop, "loop.close(): killing the child process %s, still running; wait for your children "
                         "(Process::wait) before closing the loop", child->describe().c_str());
-    ::kill(child->pid_, SIGKILL);
-    child->reap_blocking();
+    child->close_gate();
+    ::kill(child->pid_, sig);
   }
+  // SIGKILL ends a child within milliseconds (a stopped one too): poll for
+  // them all, with a bound, rather than wait on each.
+  const auto deadline = std::chrono::steady_clock::now() + kCloseReapTime;
+  auto pause = std::chrono::microseconds(100);
+  for (;;) {
+    std::erase_if(mine, [](const std::shared_ptr<ChildProcess>& c) { return c->try_reap(); });
+    if (mine.empty() || std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(10000));
+  }
+  for (auto& child : mine) child->reap_in_background();
 }
 
 Coro<int> ChildProcess::wait(std::shared_ptr<ChildProcess> self) {

@@ -7,6 +7,8 @@
 // - Only the loop's thread reaps (waitpid on the child's own pid, never -1),
 //   so until returncode_ is set the pid is ours and kill() cannot reach
 //   another process. The threaded watch waits with WNOWAIT for that reason.
+//   The one exception, loop.close()'s background reaper, takes a child SIGKILL
+//   did not end in time, after returncode_ is set (nothing signals it again).
 // - A child is in the process-wide registry from watch() until it is
 //   reaped; the registry holds a reference, so a child whose handles are
 //   all gone is still reaped. Its pidfd reader (or its thread) lives
@@ -34,8 +36,10 @@ class ChildProcess : public std::enable_shared_from_this<ChildProcess> {
   // killing and reaping the child) when neither a pidfd nor a thread can
   // watch it.
   static std::shared_ptr<ChildProcess> watch(QiEventLoop& loop, pid_t pid, std::string program);
-  // loop.close(): kills (SIGKILL) and reaps the loop's children still
-  // running, each with a warning.
+  // loop.close(): kills (SIGKILL) the loop's children still running, each
+  // with a warning, and reaps those that end within kCloseReapTime; a child
+  // that does not (in D state on NFS or FUSE) is left to a detached thread
+  // that reaps it whenever it ends, so close() never hangs on one.
   static void kill_all(QiEventLoop& loop) noexcept;
 
   ChildProcess(QiEventLoop& loop, pid_t pid, std::string program);
@@ -64,7 +68,10 @@ class ChildProcess : public std::enable_shared_from_this<ChildProcess> {
   void start_thread();
   // The child may have exited: reap it if so (the loop's thread).
   void poll();
-  void reap_blocking() noexcept;
+  // kill_all: stops the watch's news; then reaps if the child ended.
+  void close_gate() noexcept;
+  bool try_reap() noexcept;
+  void reap_in_background() noexcept;
   void reaped(int returncode);
   static void thread_saw_exit(pid_t pid);
 
@@ -81,5 +88,8 @@ class ChildProcess : public std::enable_shared_from_this<ChildProcess> {
 // Tests: watch with a thread even where pidfd_open works (asyncio's
 // ThreadedChildWatcher), for the children spawned from now on.
 QILOOP_EXPORT void use_threaded_child_watcher(bool on) noexcept;
+// Tests: the signal loop.close() sends its children (SIGKILL; 0 stands for
+// a child SIGKILL does not end at once).
+QILOOP_EXPORT void set_close_kill_signal(int sig) noexcept;
 
 }  // namespace qi::detail

@@ -40,7 +40,7 @@ DatagramSocketTransport* DatagramSocketTransport::open(QiEventLoop& loop, int fd
     t->force_close(std::current_exception());
     throw;
   }
-  if (!t->closing_) loop.add_reader(fd, [t] { t->read_ready(); });
+  if (!t->closing_) LoopFds::add_reader(loop, fd, [t] { t->read_ready(); });
   return t;
 }
 
@@ -102,7 +102,7 @@ void DatagramSocketTransport::send(QByteArrayView data, const SocketAddress* add
     int err = send_one(data, *addr);
     if (err == 0) return;
     if (!would_block(err)) return deliver_error(err, "sending");
-    loop_.add_writer(fd_, [this] { write_ready(); });
+    LoopFds::add_writer(loop_, fd_, [this] { write_ready(); });
   }
   buffer_.push_back({data.toByteArray(), *addr});
   buffered_ += static_cast<std::size_t>(data.size()) + kHeaderSize;
@@ -132,7 +132,7 @@ void DatagramSocketTransport::write_ready() {
   }
   maybe_resume_protocol(buffered_);
   if (lost_ || !buffer_.empty()) return;
-  loop_.remove_writer(fd_);
+  LoopFds::remove_writer(loop_, fd_);
   if (closing_) finish_flushing_close();
 }
 
@@ -242,13 +242,10 @@ qi::Coro<qi::DatagramTransport*> QiEventLoop::open_datagram_endpoint(DatagramPro
 }
 
 qi::DatagramTransport* QiEventLoop::adopt_datagram_socket(DatagramProtocolFactory factory, int sock) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-    qi::throw_os_error(errno, "create_datagram_endpoint: fd " + std::to_string(sock));
-  if (type == SOCK_STREAM)
-    throw qi::ValueError("create_datagram_endpoint: fd " + std::to_string(sock) +
-                         " is a stream socket; a datagram socket (SOCK_DGRAM) was expected: use create_connection");
+  // asyncio refuses anything but SOCK_DGRAM: a SOCK_SEQPACKET socket reads
+  // 0 bytes for ever once its peer closed (a busy loop of empty
+  // datagrams), and the sender's address of another family cannot be read.
+  qi::detail::check_adopted_socket(sock, SOCK_DGRAM, "create_datagram_endpoint", "use create_connection");
   qi::detail::ensure_fd_no_transport(sock, "create_datagram_endpoint");
   int flags = ::fcntl(sock, F_GETFL);
   if (flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) < 0)

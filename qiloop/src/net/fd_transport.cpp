@@ -6,12 +6,14 @@
 #include <qiloop/net/address.h>
 
 #include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
 
 #include <QtCore/QLoggingCategory>
 
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -24,13 +26,14 @@ namespace qi::detail {
 
 namespace {
 
-// The transports alive, by fd: an fd is owned by one transport at a time,
-// process-wide. Never destroyed: a loop with static storage duration closes
+// The transports alive, by fd, and the servers' listening sockets: an fd
+// is owned by one of them at a time, process-wide. Never destroyed: a loop with static storage duration closes
 // its transports at exit, after the thread_locals and the statics made
 // after it are gone.
 struct Registry {
   std::mutex mutex;
   absl::flat_hash_map<int, FdTransport*> by_fd;
+  absl::flat_hash_set<int> listeners;
 };
 Registry& registry() {
   static Registry* const r = new Registry;
@@ -68,8 +71,8 @@ FdTransport::FdTransport(QiEventLoop& loop, int fd) : loop_(loop), fd_(fd) {
 
 FdTransport::~FdTransport() {
   // A closed fd's watches must go first (see QiEventLoop::add_reader).
-  loop_.remove_reader(fd_);
-  loop_.remove_writer(fd_);
+  LoopFds::remove_reader(loop_, fd_);
+  LoopFds::remove_writer(loop_, fd_);
   {
     Registry& r = registry();
     std::lock_guard lock(r.mutex);
@@ -82,6 +85,62 @@ bool FdTransport::registered(int fd) noexcept {
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
   return r.by_fd.contains(fd);
+}
+
+void register_listener(int fd) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.listeners.insert(fd);
+}
+
+void unregister_listener(int fd) noexcept {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.listeners.erase(fd);
+}
+
+void ensure_fd_no_transport(int fd, const char* api) {
+  bool transport, listener;
+  {
+    Registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    transport = r.by_fd.contains(fd);
+    listener = !transport && r.listeners.contains(fd);
+  }
+  if (transport)
+    throw qi::RuntimeError(std::string(api) + ": fd " + std::to_string(fd) +
+                           " is used by a transport; use the transport's methods (write, pause_reading, ...), or "
+                           "close the transport before using the fd directly");
+  if (listener)
+    throw qi::RuntimeError(std::string(api) + ": fd " + std::to_string(fd) +
+                           " is the listening socket of a server; the server accepts on it (its connections reach "
+                           "the protocol factory): close the server before using the fd directly");
+}
+
+void check_adopted_socket(int fd, int type, const char* api, const char* other) {
+  auto fail = [&](const std::string& why) {
+    throw qi::ValueError(std::string(api) + ": fd " + std::to_string(fd) + " " + why);
+  };
+  int got = 0, family = 0;
+  socklen_t len = sizeof got;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) < 0)
+    qi::throw_os_error(errno, std::string(api) + ": fd " + std::to_string(fd));
+  len = sizeof family;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) < 0)
+    qi::throw_os_error(errno, std::string(api) + ": fd " + std::to_string(fd));
+  const char* want = type == SOCK_STREAM ? "a stream socket (SOCK_STREAM)" : "a datagram socket (SOCK_DGRAM)";
+  if (got != type) {
+    const char* is = got == SOCK_STREAM      ? "a stream socket (SOCK_STREAM)"
+                     : got == SOCK_DGRAM     ? "a datagram socket (SOCK_DGRAM)"
+                     : got == SOCK_SEQPACKET ? "a SOCK_SEQPACKET socket"
+                     : got == SOCK_RAW       ? "a raw socket (SOCK_RAW)"
+                                             : "a socket of another type";
+    fail(std::string("is not ") + want + " but " + is +
+         ((got == SOCK_STREAM || got == SOCK_DGRAM) && other ? std::string("; ") + other : std::string()));
+  }
+  if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)
+    fail("is a socket of address family " + std::to_string(family) +
+         ", whose addresses qiloop does not read; " + want + " of family AF_INET, AF_INET6 or AF_UNIX was expected");
 }
 
 void FdTransport::destroy_all(QiEventLoop& loop) noexcept {
@@ -107,16 +166,16 @@ std::string FdTransport::describe() const { return "fd " + std::to_string(fd_); 
 void FdTransport::close_transport() {
   if (closing_) return;
   closing_ = true;
-  loop_.remove_reader(fd_);
+  LoopFds::remove_reader(loop_, fd_);
   if (write_buffer_empty()) schedule_connection_lost(nullptr);
 }
 
 void FdTransport::force_close(std::exception_ptr error) {
   if (lost_) return;
-  if (drop_write_buffer()) loop_.remove_writer(fd_);
+  if (drop_write_buffer()) LoopFds::remove_writer(loop_, fd_);
   if (!closing_) {
     closing_ = true;
-    loop_.remove_reader(fd_);
+    LoopFds::remove_reader(loop_, fd_);
   }
   schedule_connection_lost(std::move(error));
 }
@@ -201,3 +260,5 @@ void FdTransport::maybe_resume_protocol(std::size_t buffered) {
 }
 
 }  // namespace qi::detail
+
+void QiEventLoop::ensure_fd_unowned(int fd, const char* api) const { qi::detail::ensure_fd_no_transport(fd, api); }

@@ -1,7 +1,7 @@
 // net/fd_transport.h — what every transport over one fd shares (asyncio's
 // _SelectorTransport and _FlowControlMixin): its life from open to
-// connection_lost, the per-thread registry loop.close() and the sock_*
-// guard read, flow control on a write buffer, and how failures end it.
+// connection_lost, the process-wide registry loop.close() and the fd
+// API's guard read, flow control on a write buffer, and how failures end it.
 // Internal; the contracts are in <qiloop/net/transport.h>,
 // <qiloop/net/pipes.h> and <qiloop/net/datagram.h>.
 //
@@ -10,7 +10,7 @@
 //   lost_ is set once, when connection_lost is scheduled (or, after a
 //   flushing close, called). From lost_ on no protocol callback but
 //   connection_lost runs and nothing is sent.
-// - A transport is registered (by fd, per thread) from construction until
+// - A transport is registered (by fd, process-wide) from construction until
 //   it is destroyed: right after connection_lost, or by loop.close(). The
 //   destructor removes the fd's watches and closes the fd.
 // - protocol_paused_ says pause_writing was called and resume_writing not
@@ -31,6 +31,25 @@ namespace qi::detail {
 // asyncio's max_size: the most one read takes.
 inline constexpr std::size_t kReadSize = 256 * 1024;
 
+// The loop's fd handlers for the fds qiloop owns (transports, servers,
+// sock_* after its own check): QiEventLoop::add_reader & co without the
+// public API's ownership check, which refuses exactly these fds.
+class LoopFds {
+ public:
+  template <class F>
+  static void add_reader(QiEventLoop& loop, int fd, F&& f) {
+    loop.add_fd_handler(fd, FdDirection::kRead,
+                        loop.make_node<true>(CallbackNode::kRepeating, "add_reader", std::forward<F>(f)));
+  }
+  template <class F>
+  static void add_writer(QiEventLoop& loop, int fd, F&& f) {
+    loop.add_fd_handler(fd, FdDirection::kWrite,
+                        loop.make_node<true>(CallbackNode::kRepeating, "add_writer", std::forward<F>(f)));
+  }
+  static bool remove_reader(QiEventLoop& loop, int fd) { return loop.remove_fd_handler(fd, FdDirection::kRead); }
+  static bool remove_writer(QiEventLoop& loop, int fd) { return loop.remove_fd_handler(fd, FdDirection::kWrite); }
+};
+
 // One read buffer per thread for the transports that hand out views
 // (data_received, datagram_received): a view lives during the call only,
 // and reads run one at a time on a loop's thread, so transports share it
@@ -44,7 +63,8 @@ class FdTransport {
 
   // loop.close(): destroys the transports of `loop` still registered.
   static void destroy_all(QiEventLoop& loop) noexcept;
-  // Whether a transport of this thread owns fd.
+  // Whether a transport (of any loop, any thread: the registry is
+  // process-wide) owns fd.
   static bool registered(int fd) noexcept;
 
  protected:
@@ -105,6 +125,23 @@ class FdTransport {
   bool protocol_paused_ = false;
   int dropped_writes_ = 0;
 };
+
+// A server's listening socket, in the registry the fd API's guard reads
+// (ensure_fd_no_transport): from the server's start until it closes it.
+void register_listener(int fd);
+void unregister_listener(int fd) noexcept;
+
+// asyncio's _ensure_fd_no_transport, for loop.add_reader & co, sock_* and
+// every API that adopts an fd: qi::RuntimeError naming api when a
+// transport or a server's listening socket owns fd.
+void ensure_fd_no_transport(int fd, const char* api);
+
+// The checks of an adopted socket (asyncio's sock= arguments): of `type`
+// (SOCK_STREAM, SOCK_DGRAM) and of a family whose addresses qiloop reads
+// (AF_INET, AF_INET6, AF_UNIX); qi::ValueError naming api and the fix
+// otherwise, the fd left to the caller. `other`: what serves the other
+// type ("use create_connection").
+void check_adopted_socket(int fd, int type, const char* api, const char* other);
 
 // The local (peer: false) or the peer's address of a socket; empty when
 // fd is not a socket or has none.

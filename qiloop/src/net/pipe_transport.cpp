@@ -21,7 +21,7 @@ namespace qi::detail {
 void ReadPipeTransport::on_eof() {
   read_eof_ = true;
   closing_ = true;
-  loop_.remove_reader(fd_);
+  LoopFds::remove_reader(loop_, fd_);
   try {
     (void)protocol_eof_received();
   } catch (...) {
@@ -33,7 +33,7 @@ void ReadPipeTransport::on_eof() {
 // A pipe's write end polls readable (EPOLLERR) once its reader is gone:
 // asyncio's way to notice it without writing.
 void WritePipeTransport::start_watching() {
-  if (watch_peer_) loop_.add_reader(fd_, [this] { peer_closed(); });
+  if (watch_peer_) LoopFds::add_reader(loop_, fd_, [this] { peer_closed(); });
 }
 
 void WritePipeTransport::peer_closed() {

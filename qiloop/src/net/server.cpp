@@ -114,10 +114,17 @@ struct Listener {
 class ServerState final : public ConnectionTracker, public std::enable_shared_from_this<ServerState> {
  public:
   ServerState(QiEventLoop& loop, std::vector<Listener> listeners, QiEventLoop::ProtocolFactory factory, int backlog)
-      : loop_(loop), listeners_(std::move(listeners)), factory_(std::move(factory)), backlog_(std::max(backlog, 1)) {}
+      : loop_(loop), listeners_(std::move(listeners)), factory_(std::move(factory)), backlog_(std::max(backlog, 1)) {
+    // The fd API refuses them from now on (a sock_accept would take the
+    // accept handler away).
+    for (Listener& l : listeners_) register_listener(l.fd);
+  }
 
   ~ServerState() {
-    for (Listener& l : listeners_) ::close(l.fd);  // never served: no reader to remove
+    for (Listener& l : listeners_) {  // never served: no reader to remove
+      unregister_listener(l.fd);
+      ::close(l.fd);
+    }
   }
 
   // Makes the state of a server over fds and registers it with the loop.
@@ -180,10 +187,12 @@ OpenServers& open_servers() {
 
 std::shared_ptr<ServerState> ServerState::open(QiEventLoop& loop, std::vector<int> fds,
                                                QiEventLoop::ProtocolFactory factory, int backlog) {
+  OpenFds owned{std::move(fds)};  // until the state owns them: local_address() may throw
   std::vector<Listener> listeners;
-  listeners.reserve(fds.size());
-  for (int fd : fds) listeners.push_back({fd, local_address(fd), {}, {}, 0});
+  listeners.reserve(owned.fds.size());
+  for (int fd : owned.fds) listeners.push_back({fd, local_address(fd), {}, {}, 0});
   auto state = std::make_shared<ServerState>(loop, std::move(listeners), std::move(factory), backlog);
+  (void)owned.release();
   OpenServers& r = open_servers();
   std::lock_guard lock(r.mutex);
   r.all.push_back(state);
@@ -224,14 +233,22 @@ void ServerState::start_serving(const char* api) {
   if (closed_)
     throw qi::RuntimeError(std::string(api) + ": the server is closed; create a new server (loop.create_server)");
   if (serving_) return;
-  for (Listener& l : listeners_)
-    if (::listen(l.fd, backlog_) < 0) qi::throw_os_error(errno, std::string(api) + ": listen() on " + l.address.to_string());
+  for (Listener& l : listeners_) {
+    if (::listen(l.fd, backlog_) == 0) continue;
+    const int err = errno;
+    const std::string where = l.address.to_string();
+    // listen() cannot be undone, and the sockets listening already would
+    // complete clients' handshakes with no one to accept them: the server
+    // closes (asyncio leaves them listening).
+    close();
+    qi::throw_os_error(err, std::string(api) + ": listen() on " + where + " failed; the server is closed");
+  }
   serving_ = true;
   for (std::size_t i = 0; i < listeners_.size(); ++i) listen_on(i);
 }
 
 void ServerState::listen_on(std::size_t index) {
-  loop_.add_reader(listeners_[index].fd, [this, index] { accept_ready(index); });
+  LoopFds::add_reader(loop_, listeners_[index].fd, [this, index] { accept_ready(index); });
 }
 
 // asyncio's _accept_connection: called once per iteration while the socket
@@ -268,7 +285,7 @@ void ServerState::accept_one(int conn) {
 // its reader and calls _start_serving again after ACCEPT_RETRY_DELAY).
 void ServerState::rest(std::size_t index, int err) {
   Listener& l = listeners_[index];
-  loop_.remove_reader(l.fd);
+  LoopFds::remove_reader(loop_, l.fd);
   l.retry = loop_.call_later(kAcceptRetryDelay, [this, index] { listen_on(index); });
   report(out_of_resources(err) ? "socket.accept() out of system resource" : "socket.accept() failed",
          qi::make_os_error(err, "accept() on " + l.address.to_string()));
@@ -283,7 +300,8 @@ void ServerState::close() {
   serving_ = false;
   for (Listener& l : std::exchange(listeners_, {})) {
     l.retry.cancel();
-    loop_.remove_reader(l.fd);
+    LoopFds::remove_reader(loop_, l.fd);
+    unregister_listener(l.fd);
     ::close(l.fd);
     struct stat st;
     if (!l.cleanup_path.empty() && ::stat(l.cleanup_path.c_str(), &st) == 0 && st.st_ino == l.cleanup_ino)
@@ -440,13 +458,8 @@ qi::Coro<qi::Server> QiEventLoop::open_tcp_server(ProtocolFactory factory, std::
 
 qi::Coro<qi::Server> QiEventLoop::adopt_server_socket(ProtocolFactory factory, int sock, qi::ServerOptions options) {
   factory = qi::detail::with_tls(*this, std::move(factory), options, "create_server");
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-    qi::throw_os_error(errno, "create_server: fd " + std::to_string(sock));
-  if (type != SOCK_STREAM)
-    throw qi::ValueError("create_server: fd " + std::to_string(sock) +
-                         " is not a stream socket (SOCK_STREAM); a server listens on stream sockets");
+  qi::detail::check_adopted_socket(sock, SOCK_STREAM, "create_server", "a server listens on stream sockets");
+  qi::detail::ensure_fd_no_transport(sock, "create_server");
   int flags = ::fcntl(sock, F_GETFL);
   if (flags < 0 || ::fcntl(sock, F_SETFL, flags | O_NONBLOCK) < 0)
     qi::throw_os_error(errno, "create_server: making fd " + std::to_string(sock) + " non-blocking");

@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,9 +51,9 @@ FdWatch::FdWatch(QiEventLoop& loop, int fd, Direction direction, const char* api
                            "(or use a transport or stream, which serialise for you)");
   try {
     if (direction == kRead)
-      loop.add_reader(fd, [this] { fire(); });
+      LoopFds::add_reader(loop, fd, [this] { fire(); });
     else
-      loop.add_writer(fd, [this] { fire(); });
+      LoopFds::add_writer(loop, fd, [this] { fire(); });
   } catch (...) {
     t_watches.erase(WatchKey(&loop, fd, direction));
     throw;
@@ -62,9 +63,9 @@ FdWatch::FdWatch(QiEventLoop& loop, int fd, Direction direction, const char* api
 FdWatch::~FdWatch() {
   // The handler points at this watch: it must not outlive it.
   if (direction_ == kRead)
-    loop_.remove_reader(fd_);
+    LoopFds::remove_reader(loop_, fd_);
   else
-    loop_.remove_writer(fd_);
+    LoopFds::remove_writer(loop_, fd_);
   t_watches.erase(WatchKey(&loop_, fd_, direction_));
 }
 
@@ -85,6 +86,17 @@ void check_nonblocking(int fd, const char* api) {
     throw qi::ValueError(std::string(api) + ": fd " + std::to_string(fd) +
                          " is in blocking mode, which would stall the event loop; set O_NONBLOCK (fcntl(fd, "
                          "F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), or create it with SOCK_NONBLOCK)");
+}
+
+// A size no buffer can have: size_t(-1) (the "everything" idiom, or a
+// negative size converted) would make QByteArray(n) empty and recv(2) write
+// into Qt's shared empty buffer (EFAULT). Python raises ValueError too.
+void check_size(std::size_t n, const char* api) {
+  constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<qsizetype>::max());
+  if (n > kMax)
+    throw qi::ValueError(std::string(api) + ": " + std::to_string(n) +
+                         " bytes is larger than a buffer can be (a QByteArray holds at most " + std::to_string(kMax) +
+                         " bytes); pass the most you want to receive at once, e.g. 65536");
 }
 
 // recv(2) into [data, data + n): how many bytes, waiting while none are
@@ -134,6 +146,7 @@ using qi::detail::would_block;
 
 qi::Coro<QByteArray> QiEventLoop::sock_recv(int fd, std::size_t n) {
   check_nonblocking(fd, "sock_recv");
+  qi::detail::check_size(n, "sock_recv");
   QByteArray data(static_cast<qsizetype>(n), Qt::Uninitialized);
   std::size_t got = co_await qi::detail::recv_some(*this, fd, data.data(), n, "sock_recv");
   data.truncate(static_cast<qsizetype>(got));
@@ -142,6 +155,7 @@ qi::Coro<QByteArray> QiEventLoop::sock_recv(int fd, std::size_t n) {
 
 qi::Coro<std::size_t> QiEventLoop::sock_recv_into(int fd, std::span<std::byte> buf) {
   check_nonblocking(fd, "sock_recv_into");
+  qi::detail::check_size(buf.size(), "sock_recv_into");
   co_return co_await qi::detail::recv_some(*this, fd, reinterpret_cast<char*>(buf.data()), buf.size(),
                                            "sock_recv_into");
 }

@@ -24,13 +24,6 @@ void set_nodelay(int fd, const SocketAddress& local) {
 
 }  // namespace
 
-void ensure_fd_no_transport(int fd, const char* api) {
-  if (FdTransport::registered(fd))
-    throw qi::RuntimeError(std::string(api) + ": fd " + std::to_string(fd) +
-                           " is used by a transport; use the transport's methods (write, pause_reading, ...), or "
-                           "close the transport before using the fd directly");
-}
-
 SocketTransport::SocketTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol,
                                  std::shared_ptr<ConnectionTracker> tracker)
     : StreamTransport(loop, fd, std::move(protocol), FdKind::kSocket, Direction::kBoth), tracker_(std::move(tracker)) {
@@ -51,7 +44,7 @@ void SocketTransport::on_eof() {
     return protocol_failed("protocol.eof_received() call failed");
   }
   if (keep_open)
-    loop_.remove_reader(fd_);
+    LoopFds::remove_reader(loop_, fd_);
   else
     close();
 }
@@ -67,6 +60,14 @@ void SocketTransport::on_flushed() {
 }
 
 }  // namespace qi::detail
+
+namespace qi {
+// The transports that have a connection override it.
+std::unique_ptr<BaseProtocol> Transport::set_protocol(std::unique_ptr<BaseProtocol>) {
+  throw qi::RuntimeError("set_protocol: this transport has no connection any more (it was lost or the loop closed); "
+                         "there is no protocol to replace");
+}
+}  // namespace qi
 
 void QiEventLoop::close_transports() noexcept {
   // Servers first: they stop accepting before their connections go.

@@ -63,8 +63,5 @@ class SocketTransport final : public StreamTransport {
   std::shared_ptr<ConnectionTracker> tracker_;  // the server that accepted it, if any
 };
 
-// sock_*'s check (asyncio's _ensure_fd_no_transport): throws
-// qi::RuntimeError when a transport of this thread owns fd.
-void ensure_fd_no_transport(int fd, const char* api);
 
 }  // namespace qi::detail

@@ -177,12 +177,13 @@ SslProtocol::~SslProtocol() {
   if (waiter_) waiter_->lost = true;
 }
 
-void SslProtocol::adopt_app(std::unique_ptr<BaseProtocol> app) {
-  app_ = std::move(app);
+std::unique_ptr<BaseProtocol> SslProtocol::adopt_app(std::unique_ptr<BaseProtocol> app) {
+  std::unique_ptr<BaseProtocol> old = std::exchange(app_, std::move(app));
   // A class deriving from both is read as a BufferedProtocol (as the
   // socket transport reads it).
   app_buffered_ = dynamic_cast<BufferedProtocol*>(app_.get());
   app_stream_ = app_buffered_ ? nullptr : dynamic_cast<Protocol*>(app_.get());
+  return old;
 }
 
 void SslProtocol::set_state(State next) {
@@ -800,6 +801,9 @@ SocketAddress SslAppTransport::peername() const { return p_.transport_ ? p_.tran
 SocketAddress SslAppTransport::sockname() const { return p_.transport_ ? p_.transport_->sockname() : SocketAddress(); }
 int SslAppTransport::fileno() const noexcept { return p_.transport_ ? p_.transport_->fileno() : -1; }
 BaseProtocol& SslAppTransport::get_protocol() const noexcept { return *p_.app_; }
+std::unique_ptr<BaseProtocol> SslAppTransport::set_protocol(std::unique_ptr<BaseProtocol> protocol) {
+  return p_.adopt_app(checked_stream_protocol(std::move(protocol), "set_protocol"));
+}
 
 QByteArray SslAppTransport::peer_certificate() const {
   X509* cert = SSL_get1_peer_certificate(p_.ssl_.get());

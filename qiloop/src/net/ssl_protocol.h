@@ -111,6 +111,7 @@ class SslAppTransport final : public SslTransport {
   SocketAddress sockname() const override;
   int fileno() const noexcept override;
   BaseProtocol& get_protocol() const noexcept override;
+  std::unique_ptr<BaseProtocol> set_protocol(std::unique_ptr<BaseProtocol> protocol) override;
 
   QByteArray peer_certificate() const override;
   std::string peer_certificate_subject() const override;
@@ -134,7 +135,7 @@ class QILOOP_EXPORT SslProtocol final : public BufferedProtocol {
   SslProtocol(QiEventLoop& loop, std::unique_ptr<BaseProtocol> app, TlsSettings settings,
               std::shared_ptr<HandshakeWaiter> waiter, bool call_connection_made);
   ~SslProtocol() override;
-  void adopt_app(std::unique_ptr<BaseProtocol> app);
+  std::unique_ptr<BaseProtocol> adopt_app(std::unique_ptr<BaseProtocol> app);  // returns the old one
 
   SslAppTransport& app_transport() noexcept { return app_transport_; }
 

@@ -25,6 +25,15 @@ StreamTransport::StreamTransport(QiEventLoop& loop, int fd, std::unique_ptr<Base
   (void)replace_protocol(std::move(protocol));
 }
 
+std::unique_ptr<BaseProtocol> checked_stream_protocol(std::unique_ptr<BaseProtocol> protocol, const char* api) {
+  if (!protocol) throw qi::ValueError(std::string(api) + ": the protocol is null; pass a new protocol (std::make_unique)");
+  if (!dynamic_cast<Protocol*>(protocol.get()) && !dynamic_cast<BufferedProtocol*>(protocol.get()))
+    throw qi::ValueError(std::string(api) +
+                         ": the protocol is a qi::BaseProtocol that is neither a qi::Protocol nor a "
+                         "qi::BufferedProtocol; derive it from one of them");
+  return protocol;
+}
+
 std::unique_ptr<BaseProtocol> StreamTransport::replace_protocol(std::unique_ptr<BaseProtocol> protocol) {
   std::unique_ptr<BaseProtocol> old = std::exchange(protocol_, std::move(protocol));
   // A class deriving from both is read as a BufferedProtocol.
@@ -60,7 +69,7 @@ void StreamTransport::start() {
 }
 
 void StreamTransport::start_watching() {
-  if (is_reading()) loop_.add_reader(fd_, [this] { read_ready(); });
+  if (is_reading()) LoopFds::add_reader(loop_, fd_, [this] { read_ready(); });
 }
 
 std::string StreamTransport::describe() const {
@@ -146,14 +155,14 @@ void StreamTransport::pause_reading() {
   check_reads("pause_reading");
   if (!is_reading()) return;
   paused_ = true;
-  loop_.remove_reader(fd_);
+  LoopFds::remove_reader(loop_, fd_);
 }
 
 void StreamTransport::resume_reading() {
   check_reads("resume_reading");
   if (closing_ || !paused_) return;
   paused_ = false;
-  if (!read_eof_) loop_.add_reader(fd_, [this] { read_ready(); });
+  if (!read_eof_) LoopFds::add_reader(loop_, fd_, [this] { read_ready(); });
 }
 
 // --- Writing ----------------------------------------------------------------------------
@@ -165,7 +174,7 @@ void StreamTransport::writelines(std::span<const QByteArrayView> pieces) {
   if (int err = buffer_.write_or_buffer(fd_, kind_, pieces))
     return write_failed(err);
   if (buffer_.empty()) return;
-  if (was_empty) loop_.add_writer(fd_, [this] { write_ready(); });
+  if (was_empty) LoopFds::add_writer(loop_, fd_, [this] { write_ready(); });
   maybe_pause_protocol(buffer_.size());
 }
 
@@ -174,7 +183,7 @@ void StreamTransport::write_ready() {
     return write_failed(err);
   maybe_resume_protocol(buffer_.size());
   if (lost_ || !buffer_.empty()) return;  // resume_writing may have aborted
-  loop_.remove_writer(fd_);
+  LoopFds::remove_writer(loop_, fd_);
   if (closing_) return finish_flushing_close();
   on_flushed();
 }

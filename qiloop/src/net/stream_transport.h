@@ -30,6 +30,11 @@
 
 namespace qi::detail {
 
+// set_protocol's check (the socket, pipe and TLS transports): a
+// qi::Protocol or a qi::BufferedProtocol; qi::ValueError naming api
+// otherwise.
+std::unique_ptr<BaseProtocol> checked_stream_protocol(std::unique_ptr<BaseProtocol> protocol, const char* api);
+
 class StreamTransport : public FdTransport, public Transport {
  public:
   void write(QByteArrayView data) override { writelines(std::span<const QByteArrayView>(&data, 1)); }
@@ -50,8 +55,11 @@ class StreamTransport : public FdTransport, public Transport {
   SocketAddress sockname() const override { return local_; }
   int fileno() const noexcept override { return fd_; }
   BaseProtocol& get_protocol() const noexcept override { return *protocol_; }
-  // start_tls (net/ssl_protocol.cpp): protocol takes the place of the
-  // current one, which is returned (asyncio's set_protocol).
+  std::unique_ptr<BaseProtocol> set_protocol(std::unique_ptr<BaseProtocol> protocol) override {
+    return replace_protocol(checked_stream_protocol(std::move(protocol), "set_protocol"));
+  }
+  // set_protocol unchecked (start_tls, net/ssl_protocol.cpp): protocol
+  // takes the place of the current one, which is returned.
   std::unique_ptr<BaseProtocol> replace_protocol(std::unique_ptr<BaseProtocol> protocol);
 
  protected:

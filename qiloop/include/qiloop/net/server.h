@@ -114,9 +114,9 @@ struct ServerOptions {
   // qi::SslTransport. A handshake that fails closes that connection only.
   // The timeouts default to 60 s and 30 s; without ssl they throw
   // qi::ValueError.
-  std::shared_ptr<SslContext> ssl;
-  std::optional<std::chrono::nanoseconds> ssl_handshake_timeout;
-  std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout;
+  std::shared_ptr<SslContext> ssl{};
+  std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
+  std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout{};
 };
 
 // qi::UnixServerOptions
@@ -126,9 +126,9 @@ struct UnixServerOptions {
   bool start_serving = true;
   bool cleanup_socket = true;  // close() removes the socket file (asyncio 3.13)
   // TLS: as ServerOptions.
-  std::shared_ptr<SslContext> ssl;
-  std::optional<std::chrono::nanoseconds> ssl_handshake_timeout;
-  std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout;
+  std::shared_ptr<SslContext> ssl{};
+  std::optional<std::chrono::nanoseconds> ssl_handshake_timeout{};
+  std::optional<std::chrono::nanoseconds> ssl_shutdown_timeout{};
 };
 
 // qi::Server

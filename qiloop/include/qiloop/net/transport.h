@@ -145,6 +145,19 @@ class QILOOP_EXPORT Transport {
   // The protocol the transport drives (owned by the transport).
   virtual BaseProtocol& get_protocol() const noexcept = 0;
 
+  // Transport::set_protocol()
+  // Hands the connection to protocol (a qi::Protocol or a
+  // qi::BufferedProtocol, of either kind whatever the old one was; asyncio's
+  // set_protocol): data read from now on, eof_received, pause/resume_writing
+  // and connection_lost go to it; its connection_made is not called. Returns
+  // the old protocol, which the caller owns from now on: called from one of
+  // the old protocol's own callbacks, keep it alive until that callback
+  // returns (the transport no longer touches it). Throws qi::ValueError for
+  // a null protocol or a qi::BaseProtocol of neither kind (nothing changes).
+  // A transport whose connection is already lost (a stream's after
+  // loop.close()) throws qi::RuntimeError.
+  [[nodiscard]] virtual std::unique_ptr<BaseProtocol> set_protocol(std::unique_ptr<BaseProtocol> protocol);
+
  protected:
   virtual ~Transport() = default;  // the loop destroys transports
 };
