@@ -36,6 +36,15 @@ class CallHandle final : public QiLoopCallHandle {
   QThread* owner_;  // null: any thread (a call_soon_threadsafe handle)
 };
 
+// The plugin with a loop attached (the root object is one per plugin file, so
+// at most one): the QCoreApplication's destructor detaches it while Qt is
+// still there to run the clean-up (a post routine runs first in
+// ~QCoreApplication).
+QiLoopPlugin* g_attached = nullptr;
+void detach_before_app_goes() {
+  if (g_attached) g_attached->detach();
+}
+
 }  // namespace
 
 QiLoopPlugin::QiLoopPlugin() = default;
@@ -74,6 +83,8 @@ bool QiLoopPlugin::attach() {
   thread_ = QThread::currentThread();
   context_ = std::make_unique<QObject>();
   detaching_ = false;
+  g_attached = this;
+  qAddPostRoutine(detach_before_app_goes);
   std::lock_guard lock(mu_);
   shared_loop_ = loop_;
   return true;
@@ -100,6 +111,8 @@ void QiLoopPlugin::detach() {
   loop_ = nullptr;
   thread_ = nullptr;
   detaching_ = false;
+  g_attached = nullptr;
+  qRemovePostRoutine(detach_before_app_goes);
 }
 
 QiEventLoop* QiLoopPlugin::loop_for(const char* api, const std::function<void()>& cb) const {

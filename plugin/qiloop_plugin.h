@@ -30,8 +30,9 @@ class QiLoopPlugin : public QObject, public QiLoopInterface {
 
  public:
   QiLoopPlugin();
-  // Detaches a loop still attached (the plugin is unloaded or the process
-  // exits); from another thread it cannot, and leaves the loop alone.
+  // Detaches a loop still attached (the plugin is unloaded); from another
+  // thread it cannot, and leaves the loop alone. The QCoreApplication's
+  // destructor detaches as well (a post routine): the clean-up needs Qt.
   ~QiLoopPlugin() override;
 
   bool attach() override;

@@ -8,6 +8,8 @@
 //   plugin_host path <plugin file> <extension file> [<prefix libqiloop must come from>]
 //   plugin_host name <extension file> [<prefix>]     (found through QT_PLUGIN_PATH)
 //   plugin_host expect-error <plugin file> <text the error must contain>
+//   plugin_host unload <plugin file> <extension file>   (unloads the plugin while attached)
+//   plugin_host exit-attached <plugin file> <extension file>  (returns from main while attached)
 //   plugin_host_static <extension file>              (built with QILOOP_HOST_STATIC)
 #include <qiloop/plugin_interface.h>
 
@@ -268,6 +270,36 @@ T resolve(QLibrary& lib, const char* name) {
   return f;
 }
 
+int finish();
+
+// Attaches, runs a little, then unloads the plugin (loader given) or
+// returns from main while still attached: the plugin's destructor detaches,
+// so the extension's waiting task is cancelled, and nothing crashes.
+[[maybe_unused]] int leave_attached(Scenario& s, QPluginLoader* loader) {
+  static bool forever_cancelled = false;
+  CHECK(s.loop->attach());
+  CHECK(s.ext.start_forever([](void*) { forever_cancelled = true; }, nullptr) == nullptr);
+  bool ran = false;
+  s.loop->call_later(5ms, [&] {
+    ran = true;
+    QCoreApplication::quit();
+  });
+  CHECK(QCoreApplication::exec() == 0);
+  CHECK(ran);
+  CHECK(!forever_cancelled);
+  if (!loader) {
+    std::atexit([] {
+      // After the plugin's instance went (Qt unloads plugins at exit).
+      std::printf("at exit: the waiting task was %scancelled\n", forever_cancelled ? "" : "not ");
+      std::fflush(stdout);
+    });
+    return finish();
+  }
+  CHECK(loader->unload());
+  CHECK(forever_cancelled);
+  return finish();
+}
+
 int finish() {
   if (g_failures) {
     std::fprintf(stderr, "plugin host: %d check(s) failed\n", g_failures);
@@ -308,7 +340,7 @@ int main(int argc, char** argv) {
     CHECK(mapped_qiloop().empty());  // a mismatched plugin is never loaded
     return finish();
   }
-  if (mode == QLatin1String("path")) {
+  if (mode == QLatin1String("path") || mode == QLatin1String("unload") || mode == QLatin1String("exit-attached")) {
     loader.setFileName(args.value(2));
     extension_path = args.value(3);
     expected_prefix = args.value(4);
@@ -357,6 +389,10 @@ int main(int argc, char** argv) {
     if (!expected_prefix.isEmpty()) CHECK(QString::fromStdString(lib).startsWith(expected_prefix));
   }
 
+#ifndef QILOOP_HOST_STATIC
+  if (mode == QLatin1String("unload")) return leave_attached(s, &loader);
+  if (mode == QLatin1String("exit-attached")) return leave_attached(s, nullptr);
+#endif
   run_session(s);
   return finish();
 }

@@ -101,6 +101,19 @@ TEST(Plugin, AFileThatIsNoPluginGetsQtsReason) {
                         QStringLiteral("QT_PLUGIN_PATH")}));
 }
 
+// Unloading the plugin detaches the loop it attached (the extension's
+// waiting task is cancelled); so does the process's exit.
+TEST(Plugin, UnloadingThePluginDetaches) {
+  expect_ok(run(kHost, {QStringLiteral("unload"), kPlugin, kExtension}));
+}
+
+TEST(Plugin, ExitingWhileAttachedIsClean) {
+  const Outcome o = run(kHost, {QStringLiteral("exit-attached"), kPlugin, kExtension});
+  expect_ok(o);
+  EXPECT_TRUE(o.output.contains(QLatin1String("at exit: the waiting task was cancelled"))) << o.output.toStdString();
+  EXPECT_FALSE(o.output.contains(QLatin1String("destroyed but it is pending"))) << o.output.toStdString();
+}
+
 // cmake --install into a temporary prefix, moved elsewhere (relocatable),
 // then the host finds the plugin there through QT_PLUGIN_PATH alone.
 TEST(Plugin, InstalledLayoutLoadsFromAnyPrefix) {

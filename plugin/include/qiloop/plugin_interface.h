@@ -30,7 +30,8 @@
 //   default executor down and closes the loop. Callbacks still scheduled
 //   then never run. Called from a callback the plugin runs, it is done once
 //   control is back in Qt's event loop. Without a loop it does nothing.
-//   Unloading the plugin (or the process exiting) detaches too.
+//   Unloading the plugin, or destroying the QCoreApplication while a loop is
+//   attached, detaches too (on the attached thread).
 // - call_soon / call_later / call_soon_threadsafe: asyncio's ordering (FIFO;
 //   timers by deadline, then scheduling order; a timer never runs early).
 //   Each returns a handle: cancel() before the callback starts means it
