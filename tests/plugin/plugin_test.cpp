@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <QtCore/QDir>
+#include <QtCore/QFile>
 #include <QtCore/QFileInfo>
 #include <QtCore/QProcess>
 #include <QtCore/QProcessEnvironment>
@@ -131,6 +132,12 @@ TEST(Plugin, InstalledLayoutLoadsFromAnyPrefix) {
   const QString plugins = moved + QStringLiteral("/" QILOOP_INSTALL_LIBDIR "/qt6/plugins");
   EXPECT_TRUE(QFileInfo::exists(plugins + QStringLiteral("/qiloop/libqiloop_plugin.so")));
   EXPECT_TRUE(QFileInfo::exists(moved + QStringLiteral("/include/qiloop/plugin_interface.h")));
+  // find_package(qiloop) users get the header and the static plugin as targets.
+  QFile targets(moved + QStringLiteral("/" QILOOP_INSTALL_LIBDIR "/cmake/qiloop/qiloopTargets.cmake"));
+  ASSERT_TRUE(targets.open(QIODevice::ReadOnly));
+  const QByteArray exported = targets.readAll();
+  EXPECT_TRUE(exported.contains("add_library(qiloop::plugin_interface INTERFACE IMPORTED)"));
+  EXPECT_TRUE(exported.contains("add_library(qiloop::plugin_static STATIC IMPORTED)"));
   const Outcome rpath = run(QStringLiteral("readelf"), {QStringLiteral("-d"), plugins + "/qiloop/libqiloop_plugin.so"});
   EXPECT_TRUE(rpath.output.contains(QLatin1String("[$ORIGIN/../../..]"))) << rpath.output.toStdString();
   expect_ok(run(kHost, {QStringLiteral("name"), kExtension, moved + QLatin1Char('/')}, env_with_plugin_path(plugins)));

@@ -15,7 +15,8 @@
 //   QPluginLoader loader("qiloop/qiloop_plugin");          // found through QT_PLUGIN_PATH
 //   QString why;
 //   QiLoopInterface* qi_loop = qi::load_loop_plugin(loader, &why);
-//   if (!qi_loop || !qi_loop->attach()) { qWarning() << why; return 1; }
+//   if (!qi_loop) { qWarning() << why; return 1; }
+//   if (!qi_loop->attach()) return 1;                      // it logged why
 //   qi_loop->call_later(500ms, [] { qInfo() << "half a second later"; });
 //   int rc = app.exec();                                   // the loop runs inside it
 //   qi_loop->detach();                                     // QiRunner's clean-up
