@@ -64,25 +64,28 @@ QiLoopPlugin::~QiLoopPlugin() {
 }
 
 bool QiLoopPlugin::attach() {
-  if (detaching_) {
-    qCWarning(lcPlugin, "attach(): detach() is still shutting the previous loop down; attach after it returns");
-    return false;
-  }
-  if (runner_) {
-    qCWarning(lcPlugin, "attach(): a loop is already attached (%s); call detach() first",
-              QThread::currentThread() == thread_.load() ? "to this thread" : "to another thread");
+  // Claiming thread_ first makes attach() from two threads at once safe: one
+  // wins, the other is told.
+  QThread* const here = QThread::currentThread();
+  QThread* attached = nullptr;
+  if (!thread_.compare_exchange_strong(attached, here)) {
+    if (attached != here)
+      qCWarning(lcPlugin, "attach(): a loop is attached to another thread; call detach() there first");
+    else if (detaching_)
+      qCWarning(lcPlugin, "attach(): detach() is still shutting the previous loop down; attach after it returns");
+    else
+      qCWarning(lcPlugin, "attach(): a loop is already attached to this thread; call detach() first");
     return false;
   }
   try {
     runner_ = std::make_unique<QiRunner>();
   } catch (const std::exception& e) {
+    thread_ = nullptr;
     qCWarning(lcPlugin, "attach(): %s", e.what());
     return false;
   }
   loop_ = &runner_->loop();
-  thread_ = QThread::currentThread();
   context_ = std::make_unique<QObject>();
-  detaching_ = false;
   g_attached = this;
   qAddPostRoutine(detach_before_app_goes);
   std::lock_guard lock(mu_);
@@ -91,11 +94,13 @@ bool QiLoopPlugin::attach() {
 }
 
 void QiLoopPlugin::detach() {
-  if (!runner_ || detaching_) return;
-  if (QThread::currentThread() != thread_.load()) {
+  QThread* const attached = thread_.load();
+  if (!attached) return;
+  if (QThread::currentThread() != attached) {
     qCWarning(lcPlugin, "detach(): called on another thread than the one the loop is attached to; call it there");
     return;
   }
+  if (detaching_) return;
   if (depth_ > 0) {
     // Leaving a QiRunner from one of its loop's callbacks is fatal: finish
     // once the callback has returned to Qt's event loop.
@@ -109,10 +114,10 @@ void QiLoopPlugin::detach() {
   }
   runner_.reset();  // callbacks it still runs may schedule on loop_ (until it is closed)
   loop_ = nullptr;
-  thread_ = nullptr;
   detaching_ = false;
   g_attached = nullptr;
   qRemovePostRoutine(detach_before_app_goes);
+  thread_ = nullptr;  // last: attach() may claim it again
 }
 
 QiEventLoop* QiLoopPlugin::loop_for(const char* api, const std::function<void()>& cb) const {

@@ -117,7 +117,7 @@ void run_session(Scenario& s) {
 
   CHECK(L->attach());
   CHECK(!L->attach());
-  CHECK(logged("attach(): a loop is already attached") == 1);
+  CHECK(logged("attach(): a loop is already attached to this thread") == 1);
   CHECK(L->call_soon(nullptr) == nullptr);
   CHECK(logged("the callback is empty") == 1);
 
@@ -154,12 +154,15 @@ void run_session(Scenario& s) {
   // the loop can take it in); T1 comes while the loop runs.
   std::atomic<bool> t1_ran{false}, t1_on_main{false};
   std::atomic<bool> worker_soon_refused{false}, worker_cancel_refused{false}, z_cancelled{false};
+  std::atomic<bool> worker_attach_refused{false};
   auto m = L->call_later(40ms, note("M"));  // the worker's cancel of this one is refused
   std::promise<void> first_part;
   std::thread worker;
   L->call_soon([&] {
     worker = std::thread([&] {
       worker_soon_refused = L->call_soon([] {}) == nullptr;
+      L->detach();  // refused: not the loop's thread
+      worker_attach_refused = !L->attach();
       auto z = L->call_soon_threadsafe([&] { s.order.emplace_back("Z"); });
       z->cancel();
       z_cancelled = z->cancelled();
@@ -229,6 +232,9 @@ void run_session(Scenario& s) {
   CHECK(L->time() - t0 >= 45ms);
   CHECK(t1_on_main);
   CHECK(worker_soon_refused);
+  CHECK(worker_attach_refused);
+  CHECK(logged("detach(): called on another thread than the one the loop is attached to") == 1);
+  CHECK(logged("attach(): a loop is attached to another thread") == 1);
   CHECK(worker_cancel_refused);
   CHECK(z_cancelled);
   CHECK(logged("call_soon(): called on another thread than the loop's; use call_soon_threadsafe()") == 1);
@@ -314,6 +320,15 @@ int finish() {
 
 int main(int argc, char** argv) {
   qInstallMessageHandler(keep_message);
+#ifdef QILOOP_HOST_STATIC
+  {
+    // A static plugin's instance exists before the QCoreApplication: attach()
+    // then says it needs one.
+    QiLoopInterface* early = qi::find_static_loop_plugin();
+    CHECK(early && !early->attach());
+    CHECK(logged("attach(): ") == 1 && logged("QCoreApplication") == 1);
+  }
+#endif
   QCoreApplication app(argc, argv);
   const QStringList args = app.arguments();
   const QString mode = args.value(1);
