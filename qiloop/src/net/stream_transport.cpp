@@ -25,6 +25,15 @@ StreamTransport::StreamTransport(QiEventLoop& loop, int fd, std::unique_ptr<Base
   (void)replace_protocol(std::move(protocol));
 }
 
+StreamTransport::~StreamTransport() {
+  // The protocol goes first, while this transport is whole (loop.close()
+  // destroys open transports): its destructor may still call close(),
+  // write() or peername(), which find a closed, lost transport.
+  closing_ = true;
+  lost_ = true;
+  protocol_.reset();
+}
+
 std::unique_ptr<BaseProtocol> StreamTransport::replace_protocol(std::unique_ptr<BaseProtocol> protocol) {
   std::unique_ptr<BaseProtocol> old = std::exchange(protocol_, std::move(protocol));
   // A class deriving from both is read as a BufferedProtocol.
