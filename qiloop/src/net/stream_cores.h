@@ -11,6 +11,7 @@
 #pragma once
 
 #include <qiloop/detail/waiter_queue.h>
+#include <qiloop/export.h>
 #include <qiloop/net/address.h>
 #include <qiloop/net/protocols.h>
 #include <qiloop/net/streams.h>
@@ -34,7 +35,7 @@ namespace qi::detail {
 // large allocation (over 1 MiB) whose live bytes fill a quarter of it or
 // less is traded for a smaller one at the next take() or compaction, so
 // one big read does not keep its memory for the stream's life.
-class ReadBuffer {
+class QILOOP_EXPORT ReadBuffer {  // exported for its test
  public:
   qsizetype size() const noexcept { return end_ - begin_; }
   qsizetype capacity() const noexcept { return capacity_; }
