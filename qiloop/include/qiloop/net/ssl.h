@@ -42,12 +42,20 @@
 //   encrypted (default marks 512 KiB high, 128 KiB low: asyncio's for
 //   SSL). Plaintext is encrypted 256 KiB at a time and only while the
 //   socket transport is under its own high-water mark, so ciphertext never
-//   piles up. While the application has paused reading, the socket stops
-//   being read once 256 KiB of ciphertext waits.
+//   piles up. While the application has paused reading, no more than
+//   256 KiB of ciphertext is read (each read sized to the room left).
 // - The Transport* create_connection / start_tls return is valid until the
-//   app protocol's connection_lost has returned, as for plain transports; a
-//   connection lost between the handshake and the caller's resumption
-//   throws qi::ConnectionResetError instead of returning.
+//   app protocol's connection_lost has returned, as for plain transports.
+//   As for plain ones, an app whose connection_made closes or aborts its
+//   transport gets it back, closing (the close runs once the caller has
+//   resumed); only a connection the peer ends between the handshake and
+//   the caller's resumption throws qi::ConnectionResetError.
+// - loop.start_tls on a half-closed transport (write_eof() called, or the
+//   peer's EOF read and kept open) throws qi::RuntimeError at once and
+//   changes nothing: TLS needs both directions.
+// - loop.close() destroys a TLS connection still open: the app protocol is
+//   destroyed first, and its destructor may still call its transport,
+//   which is then closing (calls do nothing; peername() still answers).
 // - Thread-safety: a qi::SslContext may be shared by connections on any
 //   number of loops and threads. It is frozen by its first connection:
 //   from then on every setter throws qi::RuntimeError (make a new context
