@@ -1016,19 +1016,20 @@ QILOOP_TEST_MODES(Ssl, StartTlsOnAHalfClosedTransportIsRefusedAtOnce) {
       co_await log->until([&] { return log->eofs > 0; });
     }
     std::string error;
+    auto ctx = trusting_client();
+    qi::TlsOptions o;
+    o.server_hostname = "localhost";
+    o.ssl_handshake_timeout = 6s;  // what a refusal that is not at once would take
     auto t0 = std::chrono::steady_clock::now();
     try {
-      qi::TlsOptions o;
-      o.server_hostname = "localhost";
-      o.ssl_handshake_timeout = 3s;
-      (void)co_await loop.start_tls(t, plain.second, trusting_client(), o);
+      (void)co_await loop.start_tls(t, plain.second, std::move(ctx), std::move(o));
       error = "accepted";
     } catch (const qi::RuntimeError& e) {
       error = e.what();
     } catch (const std::exception& e) {
       error = std::string("not a qi::RuntimeError: ") + e.what();
     }
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
     EXPECT_NE(error.find(ours ? "write_eof() was called" : "the peer has ended its side"), std::string::npos)
         << error;
     EXPECT_EQ(&t->get_protocol(), plain.second) << "nothing is installed";
