@@ -888,3 +888,290 @@ QILOOP_TEST_MODES(Ssl, SetProtocolOnATlsTransportSwitchesMidStream) {
 }
 
 }  // namespace
+
+// --- Review i10 B7, B10, B11, B18, B19 -------------------------------------------------------
+
+namespace {
+
+// `count` TLS connections over socket pairs on the running loop, whose
+// server side uses server_ctx; the ALPN protocol each one chose.
+qi::Coro<void> alpn_handshakes(std::shared_ptr<qi::SslContext> server_ctx, int count, std::atomic<int>* done,
+                               std::vector<std::string>* chosen) {
+  auto& loop = qi::get_running_loop();
+  for (int i = 0; i < count; ++i) {
+    auto ends = unix_pair();
+    auto server_log = std::make_shared<Log>();
+    auto server_factory = qi::detail::ssl_server_factory(loop, recorder(server_log), server_ctx);
+    (void)co_await loop.create_connection(std::move(server_factory), ends.first.release());
+    auto client = trusting_client();
+    client->set_alpn_protocols({"b"});
+    auto log = std::make_shared<Log>();
+    auto factory = recorder(log);
+    auto plain = co_await loop.create_connection(std::move(factory), ends.second.release());
+    qi::TlsOptions o;
+    o.server_hostname = "localhost";
+    qi::Transport* tls = co_await loop.start_tls(plain.first, plain.second, client, o);
+    chosen->push_back(dynamic_cast<qi::SslTransport&>(*tls).selected_alpn_protocol().value_or("none"));
+    ++*done;
+    tls->close();
+    co_await log->until([&] { return log->lost > 0; });
+    co_await server_log->until([&] { return server_log->lost > 0; });
+  }
+}
+
+}  // namespace
+
+// One server context shared by a loop on another thread that handshakes
+// (its ALPN callback reads the context's list) while this thread tries to
+// change the list: the context is frozen by its first connection, so the
+// change is refused and every handshake sees the list it started with.
+TEST(SslContext, ChangingAlpnWhileAnotherLoopHandshakesIsSafe) {
+  constexpr int kHandshakes = 12;
+  auto server_ctx = server_context();
+  server_ctx->set_alpn_protocols({"a", "b"});
+  std::atomic<int> done{0};
+  std::atomic<bool> finished{false};
+  std::vector<std::string> chosen;
+  std::string worker_error;
+  std::thread worker([&] {
+    try {
+      QiEventLoop loop;
+      loop.run_until_complete(alpn_handshakes(server_ctx, kHandshakes, &done, &chosen));
+      loop.close();
+    } catch (const std::exception& e) {
+      worker_error = e.what();
+    }
+    finished = true;
+  });
+  while (done.load() == 0 && !finished.load()) std::this_thread::sleep_for(1ms);
+  int accepted = 0, refused = 0;
+  std::string message;
+  while (!finished.load()) {
+    try {
+      server_ctx->set_alpn_protocols({"c"});
+      ++accepted;
+    } catch (const qi::RuntimeError& e) {
+      ++refused;
+      message = e.what();
+    }
+    std::this_thread::sleep_for(200us);
+  }
+  worker.join();
+  EXPECT_EQ(worker_error, "");
+  EXPECT_EQ(accepted, 0) << "a context in use on another thread was changed";
+  EXPECT_GT(refused, 0);
+  EXPECT_NE(message.find("SslContext::set_alpn_protocols"), std::string::npos) << message;
+  EXPECT_NE(message.find("make a new SslContext"), std::string::npos) << message;
+  EXPECT_EQ(chosen, std::vector<std::string>(kHandshakes, "b"));
+  EXPECT_TRUE(server_ctx->in_use());
+  EXPECT_THROW(server_ctx->set_verify_mode(qi::VerifyMode::kOptional), qi::RuntimeError);
+  EXPECT_THROW(server_ctx->set_minimum_version(qi::TlsVersion::kTls1_3), qi::RuntimeError);
+  // A context not used yet is still configurable.
+  auto fresh = server_context();
+  EXPECT_FALSE(fresh->in_use());
+  EXPECT_NO_THROW(fresh->set_alpn_protocols({"c"}));
+}
+
+namespace {
+
+// A protocol whose destructor still uses its transport (the "close on
+// destroy" pattern): what it saw.
+struct UsesTransportWhenDestroyed : Recorder {
+  using Recorder::Recorder;
+  std::shared_ptr<std::string> seen = std::make_shared<std::string>();
+  ~UsesTransportWhenDestroyed() override {
+    if (!transport) return;
+    *seen = "fileno " + std::to_string(transport->fileno() >= 0) + ", closing " +
+            std::to_string(transport->is_closing());
+    transport->write("bye");
+    transport->close();
+    transport->abort();
+  }
+};
+
+qi::Coro<void> connect_pair(bool tls, std::shared_ptr<Log> log, std::shared_ptr<std::string> seen) {
+  auto& loop = qi::get_running_loop();
+  auto ends = unix_pair();
+  auto server_log = std::make_shared<Log>();
+  if (tls) {
+    auto server_factory = qi::detail::ssl_server_factory(loop, recorder(server_log), server_context());
+    (void)co_await loop.create_connection(std::move(server_factory), ends.first.release());
+  } else {
+    auto server_factory = recorder(server_log);
+    (void)co_await loop.create_connection(std::move(server_factory), ends.first.release());
+  }
+  auto factory = [log, seen]() -> std::unique_ptr<Recorder> {
+    auto p = std::make_unique<UsesTransportWhenDestroyed>(log);
+    p->seen = seen;
+    return p;
+  };
+  auto plain = co_await loop.create_connection(std::move(factory), ends.second.release());
+  if (!tls) co_return;
+  qi::TlsOptions o;
+  o.server_hostname = "localhost";
+  qi::Transport* secure = co_await loop.start_tls(plain.first, plain.second, trusting_client(), o);
+  plain.second->transport = secure;
+}
+
+}  // namespace
+
+// loop.close() destroys open connections without connection_lost: the
+// protocol's destructor, the only notice, may still call its transport
+// (TLS and plain), which is whole and closed then. (ASan reads the
+// use-after-free this was.)
+TEST(Ssl, LoopCloseWithAProtocolWhoseDestructorClosesItsTransport) {
+  for (bool tls : {true, false}) {
+    FdLeakCheck leaks;
+    auto log = std::make_shared<Log>();
+    auto seen = std::make_shared<std::string>();
+    {
+      QiEventLoop loop;
+      loop.run_until_complete(connect_pair(tls, log, seen));
+      EXPECT_EQ(log->lost, 0);
+      loop.close();
+    }
+    EXPECT_EQ(*seen, "fileno 1, closing 1") << (tls ? "TLS" : "plain");
+    EXPECT_EQ(log->lost, 0) << "loop.close() calls no connection_lost";
+  }
+}
+
+// start_tls after write_eof(), or after the peer's EOF was read and kept
+// open: refused at once, nothing swapped, the plain connection usable.
+QILOOP_TEST_MODES(Ssl, StartTlsOnAHalfClosedTransportIsRefusedAtOnce) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  for (bool ours : {true, false}) {
+    auto ends = unix_pair();
+    auto log = std::make_shared<Log>();
+    auto factory = recorder(log, [](Recorder& r) { r.keep_open_on_eof = true; });
+    auto plain = co_await loop.create_connection(std::move(factory), ends.first.release());
+    qi::Transport* t = plain.first;
+    if (ours) {
+      t->write_eof();
+    } else {
+      ::shutdown(ends.second.get(), SHUT_WR);
+      co_await log->until([&] { return log->eofs > 0; });
+    }
+    std::string error;
+    auto ctx = trusting_client();
+    qi::TlsOptions o;
+    o.server_hostname = "localhost";
+    o.ssl_handshake_timeout = 6s;  // what a refusal that is not at once would take
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      (void)co_await loop.start_tls(t, plain.second, std::move(ctx), std::move(o));
+      error = "accepted";
+    } catch (const qi::RuntimeError& e) {
+      error = e.what();
+    } catch (const std::exception& e) {
+      error = std::string("not a qi::RuntimeError: ") + e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+    EXPECT_NE(error.find(ours ? "write_eof() was called" : "the peer has ended its side"), std::string::npos)
+        << error;
+    EXPECT_EQ(&t->get_protocol(), plain.second) << "nothing is installed";
+    EXPECT_FALSE(t->is_closing());
+    if (!ours) {
+      t->write("still plain");
+      co_await drained(*t);
+      EXPECT_EQ(recv_exactly(ends.second.get(), 11), "still plain");
+    }
+    t->close();
+    co_await log->until([&] { return log->lost > 0; });
+    EXPECT_EQ(log->lost, 1);
+    EXPECT_EQ(what_of(log->error), "");
+  }
+}
+
+namespace {
+
+// A protocol that closes (or aborts) its transport in connection_made.
+struct EndsInConnectionMade : Recorder {
+  EndsInConnectionMade(std::shared_ptr<Log> l, bool abort) : Recorder(std::move(l)), abort_it(abort) {}
+  bool abort_it;
+  void connection_made(qi::Transport& t) override {
+    Recorder::connection_made(t);
+    if (abort_it)
+      t.abort();
+    else
+      t.close();
+  }
+};
+
+}  // namespace
+
+// One rule, plain or TLS: an application protocol that closes or aborts
+// its transport inside connection_made gets it back from
+// create_connection, closing (connection_lost follows); nothing throws.
+QILOOP_TEST_MODES(Ssl, ConnectionMadeThatClosesGivesTheSameOutcomeAsPlain) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  for (bool tls : {false, true}) {
+    for (bool abort_it : {false, true}) {
+      const std::string what = std::string(tls ? "TLS, " : "plain, ") + (abort_it ? "abort()" : "close()");
+      auto server_log = std::make_shared<Log>();
+      qi::ServerOptions options;
+      if (tls) options.ssl = server_context();
+      auto server_factory = recorder(server_log);
+      qi::Server server = co_await loop.create_server(std::move(server_factory), "127.0.0.1", 0, options);
+      uint16_t port = server.sockets().at(0).port();
+      auto log = std::make_shared<Log>();
+      auto factory = [log, abort_it]() -> std::unique_ptr<Recorder> {
+        return std::make_unique<EndsInConnectionMade>(log, abort_it);
+      };
+      std::string outcome;
+      try {
+        // Named: g++ 12 destroys a temporary argument of a co_await expression twice.
+        qi::ConnectOptions connect = tls ? tls_to_localhost() : qi::ConnectOptions{};
+        auto made = co_await loop.create_connection(std::move(factory), "127.0.0.1", port, std::move(connect));
+        outcome = made.first->is_closing() ? "a closing transport" : "an open transport";
+        EXPECT_EQ(&made.first->get_protocol(), made.second) << what;
+      } catch (const std::exception& e) {
+        outcome = std::string("threw: ") + e.what();
+      }
+      EXPECT_EQ(outcome, "a closing transport") << what;
+      co_await log->until([&] { return log->lost > 0; });
+      EXPECT_EQ(log->made, 1) << what;
+      EXPECT_EQ(log->lost, 1) << what;
+      server.close();
+      auto closed = server.wait_closed();
+      co_await qi::wait_for(std::move(closed), 10s);
+    }
+  }
+}
+
+// While the application has paused reading, no read takes the incoming
+// ciphertext past 256 KiB (the docs' bound, exact rather than one read late).
+QILOOP_TEST_MODES(Ssl, PausedReadingBoundsTheCiphertextReadAt256KiB) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto ends = unix_pair();
+  auto server_log = std::make_shared<Log>();
+  QiEventLoop::ProtocolFactory flooder = [server_log]() -> std::unique_ptr<qi::BaseProtocol> {
+    return std::make_unique<Flooder>(server_log, 4 << 20);
+  };
+  auto server_factory = qi::detail::ssl_server_factory(loop, std::move(flooder), server_context());
+  (void)co_await loop.create_connection(std::move(server_factory), ends.first.release());
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto plain = co_await loop.create_connection(std::move(factory), ends.second.release());
+  qi::TlsOptions o;
+  o.server_hostname = "localhost";
+  qi::Transport* tls = co_await loop.start_tls(plain.first, plain.second, trusting_client(), o);
+  tls->pause_reading();
+  auto& ssl = dynamic_cast<qi::detail::SslProtocol&>(plain.first->get_protocol());
+  // Until the socket's reading stops (what waits in the BIO no longer grows).
+  std::size_t last = 0;
+  for (int stable = 0; stable < 5;) {
+    co_await qi::sleep(50ms);
+    std::size_t now = ssl.incoming_size();
+    stable = now == last ? stable + 1 : 0;
+    last = now;
+  }
+  EXPECT_LE(last, 256u * 1024) << "ciphertext read past the bound";
+  EXPECT_GE(last, 192u * 1024) << "reading stopped well before the bound";
+  tls->close();
+  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_EQ(what_of(log->error), "");
+  co_await server_log->until([&] { return server_log->lost > 0; });
+}

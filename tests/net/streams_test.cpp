@@ -3,9 +3,12 @@
 // qiloop — blocking POSIX sockets on a std::thread, and a Python 3 asyncio
 // server speaking a 4-byte little-endian length-prefixed protocol. Loopback
 // only; every peer socket times out and the kit's watchdog ends a stuck body.
+#include "net/stream_cores.h"
 #include "net/transport_peers.h"
 
 #include <qiloop/net/streams.h>
+#include <qiloop/structured/timeout.h>
+#include <qiloop/sync/event.h>
 #include <qiloop/testing.h>
 
 #include <gtest/gtest.h>
@@ -928,3 +931,209 @@ TEST(Streams, HostileLoopsOnSeveralThreadsServeEachOther) {
 }
 
 }  // namespace
+
+// --- Review i10 B12, B13, B16, B20 ---------------------------------------------------------
+
+namespace {
+
+qi::Coro<void> until_buffered(qi::StreamReader& r, std::size_t n) {
+  while (r.buffered() < n) co_await qi::sleep(5ms);
+}
+
+template <class T>
+T run_bounded(QiEventLoop& loop, qi::Coro<T> coro) {
+  return loop.run_until_complete(qi::wait_for(std::move(coro), 5s));
+}
+
+}  // namespace
+
+// loop.close() destroys the transport: the handles' reads give what was
+// buffered, then EOF, without waiting, also on another loop (docs'
+// promise); the writer's waits end at once.
+TEST(Streams, ReadAfterLoopCloseGivesTheBufferThenEof) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  std::optional<qi::StreamReader> reader;
+  std::optional<qi::StreamWriter> writer;
+  {
+    QiEventLoop loop;
+    auto conn = loop.run_until_complete(qi::open_connection(ours.release()));
+    reader = conn.first;
+    writer = conn.second;
+    send_all(theirs.get(), "line one\nrest");
+    loop.run_until_complete(qi::wait_for(until_buffered(*reader, 13), 5s));
+    loop.close();
+  }
+  QiEventLoop other;
+  EXPECT_EQ(run_bounded(other, reader->readline()), "line one\n");
+  EXPECT_EQ(run_bounded(other, reader->read(2)), "re");
+  EXPECT_EQ(run_bounded(other, reader->read()), "st");
+  EXPECT_EQ(run_bounded(other, reader->read()), "");
+  EXPECT_EQ(run_bounded(other, reader->readline()), "");
+  EXPECT_THROW(run_bounded(other, reader->readexactly(1)), qi::IncompleteReadError);
+  EXPECT_TRUE(reader->at_eof());
+  EXPECT_NO_THROW(run_bounded(other, writer->wait_closed()));
+  EXPECT_THROW(run_bounded(other, writer->drain()), qi::ConnectionResetError);
+  other.close();
+  writer.reset();
+  reader.reset();
+}
+
+// Every call on a moved-from handle throws qi::RuntimeError naming the
+// problem; assigning to it makes it usable again.
+QILOOP_TEST_MODES(Streams, AMovedFromHandleThrows) {
+  auto ends = unix_pair();
+  auto conn = co_await qi::open_connection(ends.first.release());
+  qi::StreamReader r = std::move(conn.first);
+  qi::StreamWriter w = std::move(conn.second);
+  int checked = 0;
+  auto expect_empty = [&checked](const char* what, auto call) {
+    ++checked;
+    try {
+      call();
+      ADD_FAILURE() << what << " on a moved-from handle did not throw";
+    } catch (const qi::RuntimeError& e) {
+      EXPECT_NE(std::string(e.what()).find("an empty handle (moved from)"), std::string::npos) << what << ": "
+                                                                                           << e.what();
+    }
+  };
+  qi::StreamReader& mr = conn.first;
+  qi::StreamWriter& mw = conn.second;
+  expect_empty("read", [&] { (void)mr.read(); });
+  expect_empty("readexactly", [&] { (void)mr.readexactly(1); });
+  expect_empty("readline", [&] { (void)mr.readline(); });
+  expect_empty("readuntil", [&] { (void)mr.readuntil("x"); });
+  expect_empty("readuntil(a, b)", [&] { (void)mr.readuntil("a", "b"); });
+  expect_empty("next_line", [&] { (void)mr.next_line(); });
+  expect_empty("at_eof", [&] { (void)mr.at_eof(); });
+  expect_empty("exception", [&] { (void)mr.exception(); });
+  expect_empty("limit", [&] { (void)mr.limit(); });
+  expect_empty("buffered", [&] { (void)mr.buffered(); });
+  expect_empty("feed_data", [&] { mr.feed_data("x"); });
+  expect_empty("feed_eof", [&] { mr.feed_eof(); });
+  expect_empty("set_exception", [&] { mr.set_exception(nullptr); });
+  expect_empty("set_transport", [&] { mr.set_transport(nullptr); });
+  expect_empty("write", [&] { mw.write("x"); });
+  expect_empty("writelines", [&] { mw.writelines({"a", "b"}); });
+  expect_empty("can_write_eof", [&] { (void)mw.can_write_eof(); });
+  expect_empty("write_eof", [&] { mw.write_eof(); });
+  expect_empty("close", [&] { mw.close(); });
+  expect_empty("is_closing", [&] { (void)mw.is_closing(); });
+  expect_empty("drain", [&] { (void)mw.drain(); });
+  expect_empty("wait_closed", [&] { (void)mw.wait_closed(); });
+  expect_empty("start_tls", [&] { (void)mw.start_tls(nullptr); });
+  expect_empty("transport", [&] { (void)mw.transport(); });
+  EXPECT_EQ(checked, 24);
+  // Assigned again, they work.
+  mr = r;
+  mw = w;
+  mw.write("ping");
+  EXPECT_EQ(recv_exactly(ends.second.get(), 4), "ping");
+  send_all(ends.second.get(), "pong");
+  EXPECT_EQ(co_await mr.readexactly(4), "pong");
+  w.close();
+  co_await w.wait_closed();
+}
+
+namespace {
+
+// A transport whose close() throws (what a TLS close() does when the
+// socket transport's flush fails); the rest does nothing.
+class CloseThrowsTransport final : public qi::Transport {
+ public:
+  int closes = 0;
+  void write(QByteArrayView) override {}
+  void writelines(std::span<const QByteArrayView>) override {}
+  using Transport::writelines;
+  void write_eof() override {}
+  bool can_write_eof() const noexcept override { return false; }
+  void close() override {
+    ++closes;
+    throw qi::RuntimeError("injected: close() failed");
+  }
+  void abort() override {}
+  bool is_closing() const noexcept override { return false; }
+  void pause_reading() override {}
+  void resume_reading() override {}
+  bool is_reading() const noexcept override { return true; }
+  std::size_t get_write_buffer_size() const noexcept override { return 0; }
+  void set_write_buffer_limits(std::optional<std::size_t>, std::optional<std::size_t>) override {}
+  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return {0, 0}; }
+  qi::SocketAddress peername() const override { return {}; }
+  qi::SocketAddress sockname() const override { return {}; }
+  int fileno() const noexcept override { return -1; }
+  qi::BaseProtocol& get_protocol() const noexcept override { return protocol_; }
+
+ private:
+  mutable qi::BaseProtocol protocol_;
+};
+
+qi::Coro<void> let_go_of_the_handles(std::shared_ptr<qi::Event> done, qi::StreamReader, qi::StreamWriter) {
+  done->set();
+  co_return;
+}
+
+}  // namespace
+
+// The last StreamWriter handle closes the transport from a noexcept
+// destructor: a close() that throws is reported to the loop's exception
+// handler, never std::terminate.
+QILOOP_TEST_MODES_VT(Streams, LastWriterHandleOnTlsNeverThrows) {
+  auto& loop = qi::get_running_loop();
+  std::vector<std::string> reports;
+  loop.set_exception_handler([&reports](QiEventLoop&, const qi::ExceptionContext& c) {
+    std::string what;
+    try {
+      if (c.exception) std::rethrow_exception(c.exception);
+    } catch (const std::exception& e) {
+      what = e.what();
+    }
+    reports.push_back(c.message + " / " + what);
+  });
+  auto done = std::make_shared<qi::Event>();
+  auto cb = [done](qi::StreamReader r, qi::StreamWriter w) {
+    return let_go_of_the_handles(done, std::move(r), std::move(w));
+  };
+  CloseThrowsTransport transport;
+  auto factory = qi::detail::stream_server_factory(std::move(cb));
+  std::unique_ptr<qi::BufferedProtocol> protocol = factory();
+  protocol->connection_made(transport);
+  co_await done->wait();
+  for (int i = 0; i < 100 && reports.empty(); ++i) co_await qi::sleep(1ms);
+  EXPECT_EQ(transport.closes, 1);
+  QILOOP_CO_ASSERT(ASSERT_EQ(reports.size(), 1u));
+  EXPECT_EQ(reports[0],
+            "closing the transport of the last qi::StreamWriter handle failed / injected: close() failed");
+  protocol->connection_lost(nullptr);
+  protocol.reset();
+  loop.set_exception_handler(nullptr);
+}
+
+// One large read leaves a partial frame behind: the buffer gives the big
+// allocation back rather than keeping it for the stream's life.
+TEST(Streams, ReadBufferShrinksAfterALargeRead) {
+  constexpr qsizetype kBig = 8 << 20;
+  qi::detail::ReadBuffer taken;
+  taken.append(QByteArray(kBig, 'x'));
+  EXPECT_GE(taken.capacity(), kBig);
+  EXPECT_EQ(taken.take(kBig - 100).size(), kBig - 100);
+  EXPECT_EQ(taken.size(), 100);
+  EXPECT_LE(taken.capacity(), 2 << 20) << "take() kept the large allocation";
+  EXPECT_EQ(taken.view(), QByteArray(100, 'x'));
+
+  // Dropped (no take), then compacted by the next prepare().
+  qi::detail::ReadBuffer dropped;
+  dropped.append(QByteArray(kBig, 'y'));
+  dropped.drop(kBig - 100);
+  std::span<std::byte> room = dropped.prepare(64 * 1024);
+  EXPECT_GE(room.size(), 64u * 1024);
+  EXPECT_LE(dropped.capacity(), 2 << 20) << "the compaction kept the large allocation";
+  EXPECT_EQ(dropped.view(), QByteArray(100, 'y'));
+
+  // A buffer under 1 MiB keeps its memory (no churn for ordinary streams).
+  qi::detail::ReadBuffer small;
+  small.append(QByteArray(512 * 1024, 'z'));
+  const qsizetype before = small.capacity();
+  (void)small.take(512 * 1024 - 10);
+  EXPECT_EQ(small.capacity(), before);
+}

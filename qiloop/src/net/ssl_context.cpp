@@ -80,6 +80,26 @@ SslContext::SslContext(bool server) {
 
 SslContext::~SslContext() { SSL_CTX_free(native(ctx_)); }
 
+std::unique_lock<std::mutex> SslContext::configuring(const char* api) {
+  std::unique_lock lock(mutex_);
+  if (in_use_.load(std::memory_order_relaxed))
+    throw qi::RuntimeError(std::string(api) +
+                           ": the context is in use (a connection was made with it) and is frozen, so that "
+                           "handshakes on other threads never see a setting change; configure a context before "
+                           "its first connection, or make a new SslContext for the new settings");
+  return lock;
+}
+
+void* SslContext::new_connection() {
+  if (!in_use_.load(std::memory_order_acquire)) {
+    std::lock_guard lock(mutex_);
+    in_use_.store(true, std::memory_order_release);
+  }
+  // From here on nothing changes the SSL_CTX: SSL_new from any thread is
+  // safe, and so is select_alpn reading alpn_wire_ during handshakes.
+  return SSL_new(native(ctx_));
+}
+
 std::shared_ptr<SslContext> SslContext::client() {
   std::shared_ptr<SslContext> c(new SslContext(false));
   c->set_verify_mode(VerifyMode::kRequired);
@@ -95,6 +115,7 @@ std::shared_ptr<SslContext> SslContext::server(const std::string& cert_file, con
 }
 
 void SslContext::load_verify_locations(const std::string& cafile, const std::string& capath, const QByteArray& cadata) {
+  auto lock = configuring("SslContext::load_verify_locations");
   if (cafile.empty() && capath.empty() && cadata.isEmpty())
     throw qi::ValueError("SslContext::load_verify_locations: give cafile, capath or cadata");
   ERR_clear_error();
@@ -125,6 +146,7 @@ void SslContext::load_verify_locations(const std::string& cafile, const std::str
 }
 
 void SslContext::set_default_verify_paths() {
+  auto lock = configuring("SslContext::set_default_verify_paths");
   ERR_clear_error();
   if (SSL_CTX_set_default_verify_paths(native(ctx_)) != 1)
     detail::throw_ssl_error("SslContext::set_default_verify_paths");
@@ -132,6 +154,7 @@ void SslContext::set_default_verify_paths() {
 
 void SslContext::load_cert_chain(const std::string& cert_file, const std::string& key_file,
                                  const std::string& password) {
+  auto lock = configuring("SslContext::load_cert_chain");
   const std::string& key = key_file.empty() ? cert_file : key_file;
   check_readable(cert_file, "SslContext::load_cert_chain");
   check_readable(key, "SslContext::load_cert_chain");
@@ -149,9 +172,14 @@ void SslContext::load_cert_chain(const std::string& cert_file, const std::string
 }
 
 void SslContext::set_verify_mode(VerifyMode mode) {
+  auto lock = configuring("SslContext::set_verify_mode");
   if (mode == VerifyMode::kNone && check_hostname_)
     throw qi::ValueError("SslContext::set_verify_mode: kNone while check_hostname is on; call "
                          "set_check_hostname(false) first");
+  apply_verify_mode(mode);
+}
+
+void SslContext::apply_verify_mode(VerifyMode mode) {
   int flags = mode == VerifyMode::kNone       ? SSL_VERIFY_NONE
               : mode == VerifyMode::kOptional ? SSL_VERIFY_PEER
                                               : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -160,11 +188,13 @@ void SslContext::set_verify_mode(VerifyMode mode) {
 }
 
 void SslContext::set_check_hostname(bool on) {
-  if (on && verify_mode_ == VerifyMode::kNone) set_verify_mode(VerifyMode::kRequired);
+  auto lock = configuring("SslContext::set_check_hostname");
+  if (on && verify_mode_ == VerifyMode::kNone) apply_verify_mode(VerifyMode::kRequired);
   check_hostname_ = on;
 }
 
 void SslContext::set_alpn_protocols(const std::vector<std::string>& protocols) {
+  auto lock = configuring("SslContext::set_alpn_protocols");
   std::string wire;
   for (const std::string& p : protocols) {
     if (p.empty() || p.size() > 255)
@@ -181,18 +211,21 @@ void SslContext::set_alpn_protocols(const std::vector<std::string>& protocols) {
 }
 
 void SslContext::set_minimum_version(TlsVersion version) {
+  auto lock = configuring("SslContext::set_minimum_version");
   ERR_clear_error();
   if (SSL_CTX_set_min_proto_version(native(ctx_), openssl_version(version)) != 1)
     detail::throw_ssl_error("SslContext::set_minimum_version");
 }
 
 void SslContext::set_maximum_version(TlsVersion version) {
+  auto lock = configuring("SslContext::set_maximum_version");
   ERR_clear_error();
   if (SSL_CTX_set_max_proto_version(native(ctx_), openssl_version(version)) != 1)
     detail::throw_ssl_error("SslContext::set_maximum_version");
 }
 
 void SslContext::set_ciphers(const std::string& ciphers) {
+  auto lock = configuring("SslContext::set_ciphers");
   ERR_clear_error();
   if (SSL_CTX_set_cipher_list(native(ctx_), ciphers.c_str()) != 1)
     detail::throw_ssl_error("SslContext::set_ciphers(" + ciphers + ")");

@@ -132,7 +132,7 @@ SslProtocol::SslProtocol(QiEventLoop& loop, std::unique_ptr<BaseProtocol> app, T
       waiter_(std::move(waiter)),
       app_state_(call_connection_made ? AppState::kInit : AppState::kMade) {
   ERR_clear_error();
-  ssl_.reset(SSL_new(static_cast<SSL_CTX*>(settings_.context->native_handle())));
+  ssl_.reset(static_cast<SSL*>(settings_.context->new_connection()));
   if (!ssl_) throw_ssl_error("TLS: SSL_new");
   BIO* in = BIO_new(BIO_s_mem());
   BIO* out = BIO_new(BIO_s_mem());
@@ -175,6 +175,12 @@ SslProtocol::~SslProtocol() {
   // Destroyed without connection_lost (loop.close()): the waiter must not
   // hand out this connection.
   if (waiter_) waiter_->lost = true;
+  // The app protocol goes first, while the SSL object, the app transport
+  // and the socket transport are whole: its destructor may still call its
+  // transport (close(), peername()), and finds a closed connection.
+  app_closed_ = true;
+  state_ = State::kUnwrapped;
+  app_.reset();
 }
 
 std::unique_ptr<BaseProtocol> SslProtocol::adopt_app(std::unique_ptr<BaseProtocol> app) {
@@ -242,9 +248,16 @@ void SslProtocol::connection_lost(std::exception_ptr error) {
   transport_ = nullptr;
 }
 
+// No read takes the incoming BIO past kReadHighWater: the documented
+// bound holds exactly, not one read late (control_ssl_reading pauses the
+// socket once it is reached).
 std::span<std::byte> SslProtocol::get_buffer(std::size_t) {
-  return {reinterpret_cast<std::byte*>(cipher_scratch()), kMaxSize};
+  std::size_t pending = incoming_size();
+  std::size_t room = pending < kReadHighWater ? std::min(kMaxSize, kReadHighWater - pending) : 1;
+  return {reinterpret_cast<std::byte*>(cipher_scratch()), room};
 }
+
+std::size_t SslProtocol::incoming_size() const noexcept { return BIO_ctrl_pending(bio(incoming_)); }
 
 void SslProtocol::buffer_updated(std::size_t nbytes) {
   BIO_write(bio(incoming_), cipher_scratch(), static_cast<int>(nbytes));
@@ -353,17 +366,24 @@ void SslProtocol::on_handshake_complete(std::exception_ptr error) {
   set_state(State::kWrapped);
   if (app_state_ == AppState::kInit) {
     app_state_ = AppState::kMade;
+    in_connection_made_ = true;
     try {
       app_->connection_made(app_transport_);
     } catch (...) {
+      in_connection_made_ = false;
       std::exception_ptr e = std::current_exception();
       report("protocol.connection_made() call failed", e);
       fatal_error(e, nullptr);
       wakeup_waiter(e);
       return;
     }
+    in_connection_made_ = false;
   }
   wakeup_waiter(nullptr);
+  // A close() or abort() from connection_made runs after the waiter's
+  // wake-up, so create_connection returns the closing transport as a
+  // plain one does (it would otherwise be lost before the caller resumes).
+  if (deferred_ != Deferred::kNone) return schedule_step();
   do_read();
 }
 
@@ -384,6 +404,15 @@ void SslProtocol::wakeup_waiter(std::exception_ptr error) {
 void SslProtocol::start_shutdown() {
   if (app_closed_ || state_ == State::kUnwrapped) return;
   app_closed_ = true;
+  if (in_connection_made_) {
+    deferred_ = Deferred::kClose;
+    return;
+  }
+  begin_shutdown();
+}
+
+void SslProtocol::begin_shutdown() {
+  if (state_ == State::kUnwrapped) return;  // a fatal error came first
   if (state_ == State::kDoHandshake) return abort_connection();
   // From now on what arrives is dropped: reading goes on whatever the app
   // paused, so that the peer's close_notify comes through.
@@ -458,8 +487,12 @@ void SslProtocol::on_shutdown_complete(std::exception_ptr error) {
 }
 
 void SslProtocol::abort_connection() {
-  state_ = State::kUnwrapped;
   app_closed_ = true;
+  if (in_connection_made_) {
+    deferred_ = Deferred::kAbort;
+    return;
+  }
+  state_ = State::kUnwrapped;
   if (transport_) transport_->abort();
 }
 
@@ -715,6 +748,10 @@ void SslProtocol::schedule_step() {
   if (resume_call_) resume_call_->cancel();
   resume_call_ = loop_.call_soon([this] {
     resume_call_.reset();
+    if (deferred_ != Deferred::kNone) {
+      Deferred what = std::exchange(deferred_, Deferred::kNone);
+      return what == Deferred::kAbort ? abort_connection() : begin_shutdown();
+    }
     switch (state_) {
       case State::kWrapped: return do_read();
       case State::kFlushing: return do_flush();
@@ -916,6 +953,14 @@ qi::Coro<qi::Transport*> QiEventLoop::start_tls(qi::Transport* transport, qi::Ba
     throw qi::ValueError("start_tls: protocol must be transport->get_protocol() (qiloop transports own their "
                          "protocol; the TLS transport takes it over)");
   if (st->is_closing()) throw qi::RuntimeError("start_tls: the transport is closing; start TLS on an open one");
+  // TLS needs both directions (the handshake, close_notify): refused before
+  // anything is swapped.
+  if (st->wrote_eof())
+    throw qi::RuntimeError("start_tls: write_eof() was called on the transport; TLS needs both directions, so "
+                           "start TLS before write_eof()");
+  if (st->read_eof())
+    throw qi::RuntimeError("start_tls: the peer has ended its side (its EOF was read); TLS needs both directions, "
+                           "so start TLS before the peer shuts down its writing");
   qi::detail::TlsSettings settings =
       qi::detail::check_tls_options("start_tls", std::move(sslcontext), options.server_side,
                                     std::move(options.server_hostname), options.ssl_handshake_timeout,

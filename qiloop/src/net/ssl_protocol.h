@@ -138,6 +138,8 @@ class QILOOP_EXPORT SslProtocol final : public BufferedProtocol {
   std::unique_ptr<BaseProtocol> adopt_app(std::unique_ptr<BaseProtocol> app);  // returns the old one
 
   SslAppTransport& app_transport() noexcept { return app_transport_; }
+  // The ciphertext received and not yet decrypted (the incoming BIO).
+  std::size_t incoming_size() const noexcept;
 
   // From the socket transport.
   void connection_made(Transport& transport) override;
@@ -159,6 +161,7 @@ class QILOOP_EXPORT SslProtocol final : public BufferedProtocol {
   std::exception_ptr handshake_error();
   // The shutdown.
   void start_shutdown();
+  void begin_shutdown();
   void check_shutdown_timeout();
   void do_flush();
   void do_shutdown();
@@ -212,6 +215,9 @@ class QILOOP_EXPORT SslProtocol final : public BufferedProtocol {
   bool app_reading_paused_ = false; // the app called pause_reading()
   bool ssl_reading_paused_ = false; // the socket transport's reading paused by us
   bool app_writing_paused_ = false; // the app's pause_writing() called, resume_writing() not yet
+  bool in_connection_made_ = false; // the app's connection_made is running
+  // close() / abort() called from connection_made, done by schedule_step.
+  enum class Deferred { kNone, kClose, kAbort } deferred_ = Deferred::kNone;
   int dropped_writes_ = 0;
 
   // Plaintext the SSL object did not take yet (a handshake in progress).

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <qiloop/detail/waiter_queue.h>
+#include <qiloop/export.h>
 #include <qiloop/net/address.h>
 #include <qiloop/net/protocols.h>
 #include <qiloop/net/streams.h>
@@ -30,10 +31,14 @@ namespace qi::detail {
 // begin_ without moving anything; the live bytes move to the front only
 // when the tail lacks room and they fill at most half the allocation (else
 // it doubles), so each byte is moved a bounded number of times on average
-// however the reads slice it: reading a million short lines is linear.
-class ReadBuffer {
+// however the reads slice it: reading a million short lines is linear. A
+// large allocation (over 1 MiB) whose live bytes fill a quarter of it or
+// less is traded for a smaller one at the next take() or compaction, so
+// one big read does not keep its memory for the stream's life.
+class QILOOP_EXPORT ReadBuffer {  // exported for its test
  public:
   qsizetype size() const noexcept { return end_ - begin_; }
+  qsizetype capacity() const noexcept { return capacity_; }
   bool empty() const noexcept { return end_ == begin_; }
   QByteArrayView view() const noexcept { return {store_.get() + begin_, size()}; }
   // The first n bytes (n <= size()), copied out and dropped.
@@ -46,6 +51,11 @@ class ReadBuffer {
   void append(QByteArrayView data);
 
  private:
+  // Whether an allocation for `needed` bytes should be smaller than this one.
+  bool oversized(qsizetype needed) const noexcept;
+  // Moves the live bytes to a new allocation of `capacity` (>= size()).
+  void reallocate(qsizetype capacity);
+
   std::unique_ptr<char[]> store_;
   qsizetype capacity_ = 0;
   qsizetype begin_ = 0;
@@ -91,6 +101,10 @@ class ReaderCore {
   // when another coroutine is waiting.
   Coro<void> wait_for_data(const char* api);
   void maybe_resume_transport();
+  // The last handle let go of the stream: closes the transport if it is
+  // still open. Never throws: a failing close() is reported to the loop's
+  // exception handler (`owner` names the handle).
+  void close_transport_for(const char* owner) noexcept;
   void throw_if_failed() const {
     if (exception) std::rethrow_exception(exception);
   }
@@ -102,6 +116,7 @@ class ReaderCore {
   bool reading_to_eof = false;  // read(-1) collects in the buffer: no pausing
   std::exception_ptr exception;
   Transport* transport = nullptr;
+  QiEventLoop* loop = nullptr;  // the transport's, set with it by StreamProtocol
 
  private:
   void data_arrived();

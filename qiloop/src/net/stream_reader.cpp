@@ -32,7 +32,22 @@ constexpr qsizetype kKeepCapacity = 1024 * 1024;
 QByteArray ReadBuffer::take(qsizetype n) {
   QByteArray out(store_.get() + begin_, n);
   drop(n);
+  if (!empty() && oversized(size())) reallocate(std::max(kKeepCapacity, 2 * size()));
   return out;
+}
+
+bool ReadBuffer::oversized(qsizetype needed) const noexcept {
+  return capacity_ > kKeepCapacity && needed <= capacity_ / 4;
+}
+
+void ReadBuffer::reallocate(qsizetype capacity) {
+  const qsizetype live = size();
+  auto fresh = std::make_unique_for_overwrite<char[]>(static_cast<std::size_t>(capacity));
+  if (live > 0) std::memcpy(fresh.get(), store_.get() + begin_, static_cast<std::size_t>(live));
+  store_ = std::move(fresh);
+  capacity_ = capacity;
+  begin_ = 0;
+  end_ = live;
 }
 
 void ReadBuffer::drop(qsizetype n) noexcept {
@@ -48,17 +63,15 @@ void ReadBuffer::drop(qsizetype n) noexcept {
 std::span<std::byte> ReadBuffer::prepare(qsizetype room) {
   if (capacity_ - end_ < room) {
     const qsizetype live = size();
-    if (live + room <= capacity_ && live <= capacity_ / 2) {
+    if (oversized(live + room)) {
+      reallocate(std::max(kKeepCapacity, 2 * (live + room)));
+    } else if (live + room <= capacity_ && live <= capacity_ / 2) {
       std::memmove(store_.get(), store_.get() + begin_, static_cast<std::size_t>(live));
+      begin_ = 0;
+      end_ = live;
     } else {
-      const qsizetype capacity = std::max(capacity_ * 2, live + room);
-      auto fresh = std::make_unique_for_overwrite<char[]>(static_cast<std::size_t>(capacity));
-      if (live > 0) std::memcpy(fresh.get(), store_.get() + begin_, static_cast<std::size_t>(live));
-      store_ = std::move(fresh);
-      capacity_ = capacity;
+      reallocate(std::max(capacity_ * 2, live + room));
     }
-    begin_ = 0;
-    end_ = live;
   }
   return {reinterpret_cast<std::byte*>(store_.get() + end_), static_cast<std::size_t>(capacity_ - end_)};
 }
@@ -117,6 +130,20 @@ void ReaderCore::wake_waiter(std::exception_ptr error) {
   if (!waiter) return;
   static_cast<ErrorWaiter*>(waiter)->wake_with(std::move(error));
   waiter->unlink();
+}
+
+void ReaderCore::close_transport_for(const char* owner) noexcept {
+  if (!transport || transport->is_closing()) return;
+  try {
+    transport->close();
+  } catch (...) {
+    // A TLS close() flushes through the socket transport, which can throw
+    // (add_writer failing): reported, as the loop reports any callback's.
+    qi::ExceptionContext context;
+    context.message = std::string("closing the transport of the last ") + owner + " handle failed";
+    context.exception = std::current_exception();
+    if (loop) loop->call_exception_handler(context);
+  }
 }
 
 void ReaderCore::maybe_resume_transport() {
@@ -299,16 +326,23 @@ using detail::ReaderCore;
 StreamReader::StreamReader(std::size_t limit) : core_(std::make_shared<ReaderCore>(limit)) {}
 StreamReader::StreamReader(std::shared_ptr<ReaderCore> core) noexcept : core_(std::move(core)) {}
 
-Coro<QByteArray> StreamReader::read(qsizetype n) { return detail::read_some(core_, n); }
+const std::shared_ptr<ReaderCore>& StreamReader::core() const {
+  if (!core_)
+    throw qi::RuntimeError("qi::StreamReader: an empty handle (moved from); assign it a reader (a copy, or one "
+                           "from open_connection or a server) before using it");
+  return core_;
+}
+
+Coro<QByteArray> StreamReader::read(qsizetype n) { return detail::read_some(core(), n); }
 
 Coro<QByteArray> StreamReader::readexactly(qsizetype n) {
   if (n < 0)
     throw qi::ValueError("qi::StreamReader::readexactly: n is " + std::to_string(n) + "; it must be >= 0");
-  return detail::read_exactly(core_, n);
+  return detail::read_exactly(core(), n);
 }
 
 Coro<QByteArray> StreamReader::readline() {
-  return detail::read_until(core_, detail::newline(), detail::Until::kLine);
+  return detail::read_until(core(), detail::newline(), detail::Until::kLine);
 }
 
 Coro<QByteArray> StreamReader::readuntil(QByteArrayView separator) {
@@ -316,21 +350,22 @@ Coro<QByteArray> StreamReader::readuntil(QByteArrayView separator) {
 }
 
 Coro<QByteArray> StreamReader::readuntil(std::span<const QByteArrayView> separators) {
-  return detail::read_until(core_, detail::make_separators(separators), detail::Until::kSeparator);
+  const std::shared_ptr<ReaderCore>& c = core();
+  return detail::read_until(c, detail::make_separators(separators), detail::Until::kSeparator);
 }
 
-Coro<std::optional<QByteArray>> StreamReader::next_line() { return detail::next_line_of(core_); }
+Coro<std::optional<QByteArray>> StreamReader::next_line() { return detail::next_line_of(core()); }
 
-bool StreamReader::at_eof() const noexcept { return core_->eof && core_->buffer.empty(); }
-std::exception_ptr StreamReader::exception() const noexcept { return core_->exception; }
-std::size_t StreamReader::limit() const noexcept { return static_cast<std::size_t>(core_->limit); }
-std::size_t StreamReader::buffered() const noexcept { return static_cast<std::size_t>(core_->buffer.size()); }
+bool StreamReader::at_eof() const { return core()->eof && core_->buffer.empty(); }
+std::exception_ptr StreamReader::exception() const { return core()->exception; }
+std::size_t StreamReader::limit() const { return static_cast<std::size_t>(core()->limit); }
+std::size_t StreamReader::buffered() const { return static_cast<std::size_t>(core()->buffer.size()); }
 
-void StreamReader::feed_data(QByteArrayView data) { core_->feed_data(data); }
-void StreamReader::feed_eof() { core_->feed_eof(); }
-void StreamReader::set_exception(std::exception_ptr error) { core_->set_exception(std::move(error)); }
-void StreamReader::set_transport(Transport* transport) noexcept {
-  core_->transport = transport;
+void StreamReader::feed_data(QByteArrayView data) { core()->feed_data(data); }
+void StreamReader::feed_eof() { core()->feed_eof(); }
+void StreamReader::set_exception(std::exception_ptr error) { core()->set_exception(std::move(error)); }
+void StreamReader::set_transport(Transport* transport) {
+  core()->transport = transport;
   if (!transport) core_->paused = false;
 }
 

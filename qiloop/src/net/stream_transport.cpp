@@ -34,6 +34,15 @@ std::unique_ptr<BaseProtocol> checked_stream_protocol(std::unique_ptr<BaseProtoc
   return protocol;
 }
 
+StreamTransport::~StreamTransport() {
+  // The protocol goes first, while this transport is whole (loop.close()
+  // destroys open transports): its destructor may still call close(),
+  // write() or peername(), which find a closed, lost transport.
+  closing_ = true;
+  lost_ = true;
+  protocol_.reset();
+}
+
 std::unique_ptr<BaseProtocol> StreamTransport::replace_protocol(std::unique_ptr<BaseProtocol> protocol) {
   std::unique_ptr<BaseProtocol> old = std::exchange(protocol_, std::move(protocol));
   // A class deriving from both is read as a BufferedProtocol.

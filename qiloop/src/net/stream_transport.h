@@ -61,6 +61,9 @@ class StreamTransport : public FdTransport, public Transport {
   // set_protocol unchecked (start_tls, net/ssl_protocol.cpp): protocol
   // takes the place of the current one, which is returned.
   std::unique_ptr<BaseProtocol> replace_protocol(std::unique_ptr<BaseProtocol> protocol);
+  // start_tls: whether write_eof() was called; whether the EOF was read.
+  bool wrote_eof() const noexcept { return write_eof_; }
+  bool read_eof() const noexcept { return read_eof_; }
 
  protected:
   enum class Direction { kBoth, kRead, kWrite };
@@ -78,6 +81,7 @@ class StreamTransport : public FdTransport, public Transport {
 
   StreamTransport(QiEventLoop& loop, int fd, std::unique_ptr<BaseProtocol> protocol, FdKind kind,
                   Direction direction);
+  ~StreamTransport() override;
 
   // The EOF was read (the reader is still registered).
   virtual void on_eof() = 0;

@@ -47,9 +47,10 @@ void WriterCore::detach() noexcept {
   transport = nullptr;
   reader->transport = nullptr;
   reader->paused = false;
-  // Gone without connection_lost (loop.close()): nothing will come.
-  lost = true;
-  closed = true;
+  // Gone without connection_lost (loop.close()): nothing will come. Reads
+  // give what was buffered, then EOF, never waiting (also on another loop).
+  if (!reader->eof) reader->feed_eof();
+  if (!lost) connection_lost(nullptr);
 }
 
 Coro<void> WriterCore::drain(std::shared_ptr<WriterCore> self) {
@@ -94,6 +95,7 @@ void StreamProtocol::connection_made(Transport& transport) {
   writer_->transport = &transport;
   writer_->detached.remember(transport);
   writer_->reader->transport = &transport;
+  writer_->reader->loop = &qi::get_running_loop();
   over_ssl_ = dynamic_cast<SslTransport*>(&transport) != nullptr;
   if (client_connected_) start_client_task();
 }
@@ -180,28 +182,36 @@ StreamWriter::~StreamWriter() { release(); }
 void StreamWriter::release() noexcept {
   if (!core_) return;
   // The last handle closes an open transport (asyncio's __del__); close()
-  // only schedules connection_lost, so this never re-enters a protocol.
-  if (--core_->handles == 0 && core_->transport && !core_->transport->is_closing()) core_->transport->close();
+  // never calls the protocol back from inside itself, so this never
+  // re-enters one.
+  if (--core_->handles == 0) core_->reader->close_transport_for("qi::StreamWriter");
   core_.reset();
 }
 
-void StreamWriter::write(QByteArrayView data) { core_->current().write(data); }
-void StreamWriter::writelines(std::span<const QByteArrayView> pieces) { core_->current().writelines(pieces); }
-void StreamWriter::writelines(std::initializer_list<QByteArrayView> pieces) { core_->current().writelines(pieces); }
-bool StreamWriter::can_write_eof() const { return core_->current().can_write_eof(); }
-void StreamWriter::write_eof() { core_->current().write_eof(); }
-void StreamWriter::close() { core_->current().close(); }
-bool StreamWriter::is_closing() const { return core_->current().is_closing(); }
-Coro<void> StreamWriter::drain() { return WriterCore::drain(core_); }
-Coro<void> StreamWriter::wait_closed() { return WriterCore::wait_closed(core_); }
-Transport& StreamWriter::transport() const noexcept { return core_->current(); }
+const std::shared_ptr<WriterCore>& StreamWriter::core() const {
+  if (!core_)
+    throw qi::RuntimeError("qi::StreamWriter: an empty handle (moved from); assign it a writer (a copy, or one "
+                           "from open_connection or a server) before using it");
+  return core_;
+}
+
+void StreamWriter::write(QByteArrayView data) { core()->current().write(data); }
+void StreamWriter::writelines(std::span<const QByteArrayView> pieces) { core()->current().writelines(pieces); }
+void StreamWriter::writelines(std::initializer_list<QByteArrayView> pieces) { core()->current().writelines(pieces); }
+bool StreamWriter::can_write_eof() const { return core()->current().can_write_eof(); }
+void StreamWriter::write_eof() { core()->current().write_eof(); }
+void StreamWriter::close() { core()->current().close(); }
+bool StreamWriter::is_closing() const { return core()->current().is_closing(); }
+Coro<void> StreamWriter::drain() { return WriterCore::drain(core()); }
+Coro<void> StreamWriter::wait_closed() { return WriterCore::wait_closed(core()); }
+Transport& StreamWriter::transport() const { return core()->current(); }
 
 Coro<void> StreamWriter::start_tls(std::shared_ptr<SslContext> sslcontext) {
-  return WriterCore::start_tls(core_, std::move(sslcontext), TlsOptions{});
+  return WriterCore::start_tls(core(), std::move(sslcontext), TlsOptions{});
 }
 
 Coro<void> StreamWriter::start_tls(std::shared_ptr<SslContext> sslcontext, TlsOptions options) {
-  return WriterCore::start_tls(core_, std::move(sslcontext), std::move(options));
+  return WriterCore::start_tls(core(), std::move(sslcontext), std::move(options));
 }
 
 // --- open_connection and the servers' factory ---------------------------------------------

@@ -42,7 +42,7 @@ namespace {
 struct ReadPipeOwner {
   std::shared_ptr<ReaderCore> core;
   ~ReadPipeOwner() {
-    if (core && core->transport && !core->transport->is_closing()) core->transport->close();
+    if (core) core->close_transport_for("qi::StreamReader (a process's pipe)");
   }
 };
 

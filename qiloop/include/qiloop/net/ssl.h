@@ -42,16 +42,26 @@
 //   encrypted (default marks 512 KiB high, 128 KiB low: asyncio's for
 //   SSL). Plaintext is encrypted 256 KiB at a time and only while the
 //   socket transport is under its own high-water mark, so ciphertext never
-//   piles up. While the application has paused reading, the socket stops
-//   being read once 256 KiB of ciphertext waits.
+//   piles up. While the application has paused reading, no more than
+//   256 KiB of ciphertext is read (each read sized to the room left).
 // - The Transport* create_connection / start_tls return is valid until the
-//   app protocol's connection_lost has returned, as for plain transports; a
-//   connection lost between the handshake and the caller's resumption
-//   throws qi::ConnectionResetError instead of returning.
+//   app protocol's connection_lost has returned, as for plain transports.
+//   As for plain ones, an app whose connection_made closes or aborts its
+//   transport gets it back, closing (the close runs once the caller has
+//   resumed); only a connection the peer ends between the handshake and
+//   the caller's resumption throws qi::ConnectionResetError.
+// - loop.start_tls on a half-closed transport (write_eof() called, or the
+//   peer's EOF read and kept open) throws qi::RuntimeError at once and
+//   changes nothing: TLS needs both directions.
+// - loop.close() destroys a TLS connection still open: the app protocol is
+//   destroyed first, and its destructor may still call its transport,
+//   which is then closing (calls do nothing; peername() still answers).
 // - Thread-safety: a qi::SslContext may be shared by connections on any
-//   number of loops and threads (OpenSSL copies its settings into each
-//   connection when the connection starts); configure it before that, from
-//   one thread. The transports are the loop thread's, as every transport.
+//   number of loops and threads. It is frozen by its first connection:
+//   from then on every setter throws qi::RuntimeError (make a new context
+//   for new settings), so no handshake on another thread ever sees a
+//   setting change under it. Configure it from one thread before that.
+//   The transports are the loop thread's, as every transport.
 #pragma once
 
 #include <qiloop/errors.h>
@@ -60,13 +70,19 @@
 
 #include <QtCore/QByteArray>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace qi {
+
+namespace detail {
+class SslProtocol;
+}  // namespace detail
 
 // qi::TlsVersion
 // Protocol versions for SslContext::set_minimum_version / set_maximum_version.
@@ -83,9 +99,12 @@ enum class VerifyMode { kNone, kOptional, kRequired };
 // Certificates, keys and rules shared by TLS connections (Python's
 // ssl.SSLContext over an OpenSSL SSL_CTX). Always held by a
 // std::shared_ptr (the factories make one): every connection keeps its
-// context alive. Settings changed after a connection started do not affect
-// it. Throws qi::SSLError with OpenSSL's reason when OpenSSL refuses a
-// setting, qi::FileNotFoundError for a missing file.
+// context alive. The first connection made with it freezes it: every
+// setter then throws qi::RuntimeError ("... make a new SslContext"), as
+// OpenSSL cannot change an SSL_CTX while other threads handshake with it
+// (Python's contexts stay mutable under the GIL). Throws qi::SSLError with
+// OpenSSL's reason when OpenSSL refuses a setting, qi::FileNotFoundError
+// for a missing file.
 class QILOOP_EXPORT SslContext {
  public:
   // SslContext::client()
@@ -153,15 +172,30 @@ class QILOOP_EXPORT SslContext {
   void set_ciphers(const std::string& ciphers);
 
   // SslContext::native_handle()
-  // The OpenSSL SSL_CTX*, for settings this class does not wrap.
+  // The OpenSSL SSL_CTX*, for settings this class does not wrap. Changes
+  // through it are not frozen: make them before the first connection.
   void* native_handle() const noexcept { return ctx_; }
 
+  // SslContext::in_use()
+  // Whether a connection was made with it (the setters throw from then on).
+  bool in_use() const noexcept { return in_use_.load(std::memory_order_acquire); }
+
  private:
+  friend class detail::SslProtocol;
   explicit SslContext(bool server);
+  // A setter's lock: held while it changes the SSL_CTX; qi::RuntimeError
+  // naming `api` once the context is in use.
+  std::unique_lock<std::mutex> configuring(const char* api);
+  // SSL_new for a connection (an SSL*), freezing the context first.
+  void* new_connection();
+  void apply_verify_mode(VerifyMode mode);
+
   void* ctx_ = nullptr;  // SSL_CTX*: OpenSSL stays out of this header
   VerifyMode verify_mode_ = VerifyMode::kNone;
   bool check_hostname_ = false;
-  std::string alpn_wire_;  // the ALPN list in wire format (length-prefixed names)
+  std::string alpn_wire_;  // the ALPN list in wire format (length-prefixed names); read by handshakes
+  std::mutex mutex_;       // a setter against the first connection (which freezes)
+  std::atomic<bool> in_use_{false};
 };
 
 // qi::SslTransport

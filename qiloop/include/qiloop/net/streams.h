@@ -17,8 +17,11 @@
 //   handles never point at it after that: reads then give what was buffered
 //   and EOF (or throw the connection's error), writes are dropped as the
 //   transport drops writes after close(), and transport() is a stand-in that
-//   keeps peername() / sockname() (fileno() -1, is_closing() true). A
-//   moved-from handle is empty: only assignment and destruction are defined.
+//   keeps peername() / sockname() (fileno() -1, is_closing() true). This
+//   holds also when loop.close() destroys a transport still open: reads
+//   then give what was buffered and EOF, without waiting. A moved-from
+//   handle is empty: assignment and destruction work, every other call
+//   throws qi::RuntimeError.
 // - Closing. When the last StreamWriter handle of a connection goes and the
 //   transport is still open, the transport is closed (asyncio's
 //   StreamWriter.__del__, without its ResourceWarning).
@@ -129,15 +132,15 @@ class QILOOP_EXPORT StreamReader {
 
   // StreamReader::at_eof()
   // True when EOF was fed and nothing is buffered.
-  bool at_eof() const noexcept;
+  bool at_eof() const;
   // StreamReader::exception()
   // What set_exception stored, or null.
-  std::exception_ptr exception() const noexcept;
+  std::exception_ptr exception() const;
   // StreamReader::limit()
   // StreamReader::buffered()
   // The limit given at construction; how many bytes wait to be read.
-  std::size_t limit() const noexcept;
-  std::size_t buffered() const noexcept;
+  std::size_t limit() const;
+  std::size_t buffered() const;
 
   // StreamReader::feed_data()
   // StreamReader::feed_eof()
@@ -153,11 +156,13 @@ class QILOOP_EXPORT StreamReader {
   // The transport whose reading feed_data pauses (asyncio's, for a
   // protocol of one's own); null forgets it. The caller must forget it
   // before the transport goes (in its protocol's connection_lost).
-  void set_transport(Transport* transport) noexcept;
+  void set_transport(Transport* transport);
 
  private:
   friend struct detail::StreamAccess;
   explicit StreamReader(std::shared_ptr<detail::ReaderCore> core) noexcept;
+  // core_, or qi::RuntimeError for a moved-from handle.
+  const std::shared_ptr<detail::ReaderCore>& core() const;
   std::shared_ptr<detail::ReaderCore> core_;
 };
 
@@ -228,11 +233,13 @@ class QILOOP_EXPORT StreamWriter {
   // sockname(), fileno(), set_write_buffer_limits(), ... Once the
   // connection is lost, a stand-in (see the file comment). Valid until the
   // next co_await: fetch it again rather than keep it.
-  Transport& transport() const noexcept;
+  Transport& transport() const;
 
  private:
   friend struct detail::StreamAccess;
   explicit StreamWriter(std::shared_ptr<detail::WriterCore> core) noexcept;
+  // core_, or qi::RuntimeError for a moved-from handle.
+  const std::shared_ptr<detail::WriterCore>& core() const;
   void release() noexcept;
   std::shared_ptr<detail::WriterCore> core_;
 };
