@@ -1,7 +1,7 @@
 # Runs one example program and checks what it did (ctest -P script).
 #   -DEXE=<program> -DARGS=<arg|arg|...> -DEXPECTED=<file> [-DPNG=<file>] [-DTIMEOUT=<s>]
 # EXPECTED holds one regular expression per line (blank lines and lines
-# starting with '#' skipped); the program's stdout must have exactly as many
+# starting with "//" skipped); the program's stdout must have exactly as many
 # lines, each matching its expression whole. The program must exit 0 and
 # report nothing through qiloop's logging category (the test sets
 # QT_MESSAGE_PATTERN so that such lines start with "qiloop:"): a leaked task
@@ -27,7 +27,7 @@ if(err MATCHES "(^|\n)qiloop:")
 endif()
 
 file(STRINGS "${EXPECTED}" patterns ENCODING UTF-8)
-list(FILTER patterns EXCLUDE REGEX "^(#.*)?$")
+list(FILTER patterns EXCLUDE REGEX "^(//.*)?$")
 string(REGEX REPLACE "\n$" "" out "${out}")
 # One list item per line: escape what CMake lists treat specially first.
 string(REPLACE ";" "\\;" out "${out}")
