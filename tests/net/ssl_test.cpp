@@ -999,12 +999,13 @@ QILOOP_TEST_MODES(Ssl, HostileServersFailTheClientHandshakeClearly) {
   }
 }
 
-// create_connection(ssl=) / open_connection(ssl=) cancelled after 0..60
+// create_connection(ssl=) / open_connection(ssl=) cancelled after 0..40
 // loop iterations against a qiloop TLS server on the same loop (so every
 // step of both handshakes is a cancellation point): each either completes
 // (and is closed) or ends cancelled; the app protocol is made and lost in
 // pairs, no fd leaks, nothing is reported, and the server still serves.
 QILOOP_TEST_MODES(Ssl, CancellingTheTlsConnectAtEveryIterationLeaksNothing) {
+  qi::testing::set_timeout(120s);  // sanitizer builds are slow
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   qi::ServerOptions options;
@@ -1014,7 +1015,7 @@ QILOOP_TEST_MODES(Ssl, CancellingTheTlsConnectAtEveryIterationLeaksNothing) {
   uint16_t port = server.sockets().at(0).port();
   auto log = std::make_shared<Log>();
   int completed = 0, cancelled = 0;
-  for (int k = 0; k < 60; ++k) {
+  for (int k = 0; k < 40; ++k) {
     auto factory = recorder(log);
     auto task = qi::create_task(loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost()));
     for (int i = 0; i < k; ++i) co_await qi::sleep(0s);
@@ -1037,7 +1038,7 @@ QILOOP_TEST_MODES(Ssl, CancellingTheTlsConnectAtEveryIterationLeaksNothing) {
     }
   }
   EXPECT_GT(cancelled, 0);
-  EXPECT_GT(completed, 0) << "60 iterations should be enough for a handshake on loopback";
+  EXPECT_GT(completed, 0) << "40 iterations are enough for a handshake on loopback";
   co_await log->until([&] { return log->lost == log->made; });
   auto conn = co_await qi::open_connection("127.0.0.1", port, tls_to_localhost());
   conn.second.write("ok?\n");
@@ -1071,6 +1072,7 @@ qi::Coro<void> upgrade_on_request(qi::StreamReader r, qi::StreamWriter w) {
 }
 
 QILOOP_TEST_MODES(SslStreams, CancellingStartTlsAtEveryIterationLeaksNothing) {
+  qi::testing::set_timeout(120s);  // sanitizer builds are slow
   FdLeakCheck leaks;
   auto cb = upgrade_on_request;
   qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0);
@@ -1125,7 +1127,7 @@ QILOOP_TEST_MODES(SslStreams, CancellingStartTlsAtEveryIterationLeaksNothing) {
 // TCP_NODELAY and a pause): handshake records and application records
 // arrive in fragments. 20 KiB each way arrive intact.
 QILOOP_TEST_MODES(Ssl, OneByteAtATimeDeliveryBothWays) {
-  qi::testing::set_timeout(60s);
+  qi::testing::set_timeout(120s);
   qi::ServerOptions options;
   options.ssl = server_context();
   auto echo = [](qi::StreamReader r, qi::StreamWriter w) -> qi::Coro<void> {
@@ -1261,7 +1263,7 @@ qi::Coro<void> one_tls_round_trip(uint16_t port, int i, std::shared_ptr<int> ok)
 }
 
 QILOOP_TEST_MODES(SslServer, ManyTlsClientsAtOnce) {
-  qi::testing::set_timeout(60s);
+  qi::testing::set_timeout(120s);
   FdLeakCheck leaks;
   qi::ServerOptions options;
   options.ssl = server_context();
