@@ -906,6 +906,13 @@ qi::Coro<void> hostile_tls_client(uint16_t port, Hostile kind) {
   co_await until_server_closes(fd.get());
 }
 
+// One client context for the many connections below (SslContext::client()
+// loads the system's CA store: tens of ms each, seconds for 150 clients).
+const std::shared_ptr<qi::SslContext>& shared_client() {
+  static const std::shared_ptr<qi::SslContext> c = trusting_client();
+  return c;
+}
+
 // answer_one_line for clients that may go at any moment (the connection
 // errors are theirs, not the server's).
 qi::Coro<void> answer_one_line_tolerant(qi::StreamReader r, qi::StreamWriter w) {
@@ -943,7 +950,7 @@ QILOOP_TEST_MODES(SslServer, HostileHandshakesCloseQuietlyAndLeakNothing) {
     co_await group.wait();
   }
   EXPECT_EQ(*handled, 0);
-  auto conn = co_await qi::open_connection("127.0.0.1", port, tls_to_localhost());
+  auto conn = co_await qi::open_connection("127.0.0.1", port, tls_to_localhost(shared_client()));
   conn.second.write("still there?\n");
   EXPECT_EQ(co_await conn.first.readline(), "re: still there?\n");
   conn.second.close();
@@ -981,7 +988,7 @@ QILOOP_TEST_MODES(Ssl, HostileServersFailTheClientHandshakeClearly) {
     auto factory = recorder(log);
     std::string what = "no error";
     try {
-      (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+      (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost(shared_client()));
     } catch (const qi::SSLError& e) {
       what = std::string("SSLError: ") + e.what();
     } catch (const qi::ConnectionResetError& e) {
@@ -1017,7 +1024,7 @@ QILOOP_TEST_MODES(Ssl, CancellingTheTlsConnectAtEveryIterationLeaksNothing) {
   int completed = 0, cancelled = 0;
   for (int k = 0; k < 40; ++k) {
     auto factory = recorder(log);
-    auto task = qi::create_task(loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost()));
+    auto task = qi::create_task(loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost(shared_client())));
     for (int i = 0; i < k; ++i) co_await qi::sleep(0s);
     task.cancel();
     try {
@@ -1027,7 +1034,7 @@ QILOOP_TEST_MODES(Ssl, CancellingTheTlsConnectAtEveryIterationLeaksNothing) {
     } catch (const qi::CancelledError&) {
       ++cancelled;
     }
-    auto stream_task = qi::create_task(qi::open_connection("127.0.0.1", port, tls_to_localhost()));
+    auto stream_task = qi::create_task(qi::open_connection("127.0.0.1", port, tls_to_localhost(shared_client())));
     for (int i = 0; i < k; ++i) co_await qi::sleep(0s);
     stream_task.cancel();
     try {
@@ -1040,7 +1047,7 @@ QILOOP_TEST_MODES(Ssl, CancellingTheTlsConnectAtEveryIterationLeaksNothing) {
   EXPECT_GT(cancelled, 0);
   EXPECT_GT(completed, 0) << "40 iterations are enough for a handshake on loopback";
   co_await log->until([&] { return log->lost == log->made; });
-  auto conn = co_await qi::open_connection("127.0.0.1", port, tls_to_localhost());
+  auto conn = co_await qi::open_connection("127.0.0.1", port, tls_to_localhost(shared_client()));
   conn.second.write("ok?\n");
   EXPECT_EQ(co_await conn.first.readline(), "re: ok?\n");
   conn.second.close();
@@ -1083,7 +1090,7 @@ QILOOP_TEST_MODES(SslStreams, CancellingStartTlsAtEveryIterationLeaksNothing) {
     EXPECT_EQ(co_await conn.first.readline(), "GO\n");
     qi::TlsOptions o;
     o.server_hostname = "localhost";
-    auto task = qi::create_task(conn.second.start_tls(trusting_client(), o));
+    auto task = qi::create_task(conn.second.start_tls(shared_client(), o));
     co_await task;
     conn.second.write("secret\n");
     EXPECT_EQ(co_await conn.first.readline(), "re: secret\n");
@@ -1097,7 +1104,7 @@ QILOOP_TEST_MODES(SslStreams, CancellingStartTlsAtEveryIterationLeaksNothing) {
     EXPECT_EQ(co_await conn.first.readline(), "GO\n");
     qi::TlsOptions o;
     o.server_hostname = "localhost";
-    auto task = qi::create_task(conn.second.start_tls(trusting_client(), o));
+    auto task = qi::create_task(conn.second.start_tls(shared_client(), o));
     for (int i = 0; i < k; ++i) co_await qi::sleep(0s);
     task.cancel();
     try {
@@ -1173,7 +1180,7 @@ QILOOP_TEST_MODES(Ssl, OneByteAtATimeDeliveryBothWays) {
       }
     }
   });
-  auto conn = co_await qi::open_connection("127.0.0.1", relay_port, tls_to_localhost());
+  auto conn = co_await qi::open_connection("127.0.0.1", relay_port, tls_to_localhost(shared_client()));
   const QByteArray payload = pattern_bytes(20 * 1024);
   conn.second.write(payload);
   EXPECT_EQ(co_await conn.first.readexactly(payload.size()), payload);
@@ -1218,7 +1225,7 @@ QILOOP_TEST_MODES(Ssl, PauseResumeReadingStormLosesNothing) {
   };
   auto factory = recorder(log, setup);
   (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", server.sockets().at(0).port(),
-                                        tls_to_localhost());
+                                        tls_to_localhost(shared_client()));
   co_await log->until([&] { return log->lost > 0; });
   EXPECT_EQ(static_cast<std::size_t>(log->data.size()), total);
   EXPECT_TRUE(log->data == pattern_bytes(total)) << "the data arrived corrupted or reordered";
@@ -1237,7 +1244,7 @@ QILOOP_TEST_MODES(Ssl, CloseAbortAndWritesDuringTheShutdown) {
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
   auto factory = recorder(log);
-  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", server.port(), tls_to_localhost());
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", server.port(), tls_to_localhost(shared_client()));
   t->write("before");
   t->close();
   t->close();
@@ -1254,7 +1261,7 @@ QILOOP_TEST_MODES(Ssl, CloseAbortAndWritesDuringTheShutdown) {
 // 150 TLS clients at once (open_connection in a TaskGroup) against one
 // start_server: every one answered.
 qi::Coro<void> one_tls_round_trip(uint16_t port, int i, std::shared_ptr<int> ok) {
-  auto conn = co_await qi::open_connection("127.0.0.1", port, tls_to_localhost());
+  auto conn = co_await qi::open_connection("127.0.0.1", port, tls_to_localhost(shared_client()));
   QByteArray line = "client " + QByteArray::number(i) + "\n";
   conn.second.write(line);
   if (co_await conn.first.readline() == "re: " + line) ++*ok;
@@ -1328,4 +1335,60 @@ TEST(SslContext, SharedByLoopsOnSeveralThreadsAtOnce) {
   for (auto& th : threads) th.join();
   for (int t = 0; t < 4; ++t) EXPECT_EQ(failures[t], "") << "thread " << t;
   EXPECT_EQ(ok.load(), 60);
+}
+
+// A TLS 1.2 server asks for a renegotiation in the middle of the stream
+// (qiloop's contexts refuse renegotiation, as Python's do): the client
+// neither hangs nor crashes; the connection either goes on or ends with a
+// clean connection_lost, and nothing is reported.
+QILOOP_TEST_MODES(Ssl, AServerRenegotiationIsRefusedCleanly) {
+  FdLeakCheck leaks;
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  uint16_t port = sockname(lsn.get()).port();
+  std::atomic<int> server_result{-100};
+  Peer server;
+  server.start([&lsn, &server_result] {
+    Fd fd(::accept(lsn.get(), nullptr, nullptr));
+    if (fd.get() < 0) return;
+    bound_peer_waits(fd.get());
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_use_certificate_chain_file(ctx, certs().server.c_str());
+    SSL_CTX_use_PrivateKey_file(ctx, certs().server_key.c_str(), SSL_FILETYPE_PEM);
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd.get());
+    if (SSL_accept(ssl) == 1) {
+      char buf[64];
+      int n = SSL_read(ssl, buf, sizeof buf);
+      if (n > 0) SSL_write(ssl, buf, n);
+      SSL_renegotiate(ssl);
+      (void)SSL_do_handshake(ssl);
+      n = SSL_read(ssl, buf, sizeof buf);  // the client's refusal, or its next data
+      server_result = n > 0 ? n : -SSL_get_error(ssl, n);
+      if (n > 0) SSL_write(ssl, buf, n);
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+  });
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto factory = recorder(log);
+  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost(shared_client()));
+  t->write("one");
+  co_await log->until([&] { return log->data.size() >= 3 || log->lost > 0; });
+  EXPECT_EQ(log->data, "one");
+  co_await qi::sleep(50ms);  // the HelloRequest arrives
+  if (!log->lost) t->write("two");
+  auto wait = log->until([&] { return log->data.size() >= 6 || log->lost > 0; });
+  co_await qi::wait_for(std::move(wait), 10s);
+  if (!log->lost) t->close();
+  co_await log->until([&] { return log->lost > 0; });
+  server.join();
+  // Seen: the client's no_renegotiation warning makes the OpenSSL server
+  // send a fatal handshake_failure alert; connection_lost gets it.
+  EXPECT_TRUE(log->data == "onetwo" || holds<qi::SSLError>(log->error))
+      << "data '" << log->data.toStdString() << "', error '" << what_of(log->error) << "', server "
+      << server_result.load();
+  EXPECT_EQ(log->lost, 1);
 }
