@@ -835,3 +835,111 @@ QILOOP_TEST_MODES_VT(SockOps, ANegativeOrHugeSizeIsAValueError) {
 }
 
 }  // namespace
+
+// --- Hostile round 3 (attack3-i10) -------------------------------------------------------
+
+#include <qiloop/sync/event.h>
+
+#include <poll.h>
+
+namespace {
+
+// Every sock_* call cancelled after 0..N loop iterations, also between its
+// wake-up and its resumption; afterwards nothing is lost or duplicated, the
+// fd's reader and writer are free (a later add_reader / add_writer works),
+// and no fd leaks.
+
+// The fd accepts a reader and a writer of the application's, which fire.
+qi::Coro<void> fd_is_free(int fd, int peer) {
+  auto& loop = qi::get_running_loop();
+  EXPECT_FALSE(loop.remove_reader(fd)) << "a cancelled call left its reader";
+  EXPECT_FALSE(loop.remove_writer(fd)) << "a cancelled call left its writer";
+  auto readable = std::make_shared<qi::Event>();
+  auto writable = std::make_shared<qi::Event>();
+  loop.add_reader(fd, [readable] { readable->set(); });
+  loop.add_writer(fd, [writable] { writable->set(); });
+  ::send(peer, "!", 1, MSG_NOSIGNAL);
+  co_await readable->wait();
+  co_await writable->wait();
+  EXPECT_TRUE(loop.remove_reader(fd));
+  EXPECT_TRUE(loop.remove_writer(fd));
+  char c;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 1);
+}
+
+QILOOP_TEST_MODES(SockOps, HostileCancelAcceptAtEveryIterationLosesNoConnection) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  auto at = sockname(lsn.get());
+  for (int k = 0; k < 4; ++k)
+    for (int j = 0; j < 4; ++j) {
+      auto t = loop.create_task(loop.sock_accept(lsn.get()));
+      co_await iterations(k);
+      Fd client = blocking_client(at);
+      co_await iterations(j);
+      t.cancel();
+      std::optional<std::pair<int, qi::SocketAddress>> got;
+      try {
+        got = co_await t;
+      } catch (const qi::CancelledError&) {
+        EXPECT_FALSE(loop.remove_reader(lsn.get()));
+      }
+      if (!got) got = co_await loop.sock_accept(lsn.get());
+      Fd conn(got->first);
+      EXPECT_EQ(got->second, sockname(client.get())) << "k=" << k << " j=" << j;
+      pollfd p{lsn.get(), POLLIN, 0};
+      EXPECT_EQ(::poll(&p, 1, 0), 0) << "a connection was left queued (or duplicated)";
+    }
+}
+
+QILOOP_TEST_MODES(SockOps, HostileCancelSendsAtEveryIterationLeaveTheFdFree) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  for (int k = 0; k < 6; ++k) {
+    auto [ours, theirs] = unix_pair();
+    // sock_sendall of more than the socket holds, cancelled while it waits,
+    // with a peer thread reading meanwhile: what arrived is a prefix of the
+    // data (no gap, no repeat).
+    const QByteArray data = pattern_bytes(4u << 20);
+    long long got = -1;
+    Peer reader;
+    int peer_fd = theirs.get();
+    auto t = loop.create_task(loop.sock_sendall(ours.get(), data));
+    co_await iterations(k);
+    if (k % 2) reader.start([&got, peer_fd] { got = read_pattern(peer_fd, 50us); });
+    co_await settle(5ms);
+    t.cancel();
+    bool cancelled = false;
+    try {
+      co_await t;
+    } catch (const qi::CancelledError&) {
+      cancelled = true;
+    }
+    EXPECT_TRUE(cancelled) << "4 MiB cannot have gone in 5 ms to a slow reader";
+    EXPECT_FALSE(loop.remove_writer(ours.get()));
+    ::shutdown(ours.get(), SHUT_WR);
+    if (k % 2 == 0) reader.start([&got, peer_fd] { got = read_pattern(peer_fd); });
+    reader.join();
+    EXPECT_GT(got, 0) << "k=" << k << ": the bytes sent are not a prefix of the data";
+    ::shutdown(theirs.get(), SHUT_RD);
+  }
+  // sock_recv, sock_recv_into and sock_sendfile cancelled on one fd in turn;
+  // the fd is free after each.
+  auto [ours, theirs] = unix_pair();
+  for (int k = 0; k < 4; ++k) {
+    auto r = loop.create_task(loop.sock_recv(ours.get(), 16));
+    co_await iterations(k);
+    r.cancel();
+    co_await thrown<qi::CancelledError>(std::move(r));
+    co_await fd_is_free(ours.get(), theirs.get());
+    std::array<std::byte, 16> buf;
+    auto ri = loop.create_task(loop.sock_recv_into(ours.get(), buf));
+    co_await iterations(k);
+    ri.cancel();
+    co_await thrown<qi::CancelledError>(std::move(ri));
+    co_await fd_is_free(ours.get(), theirs.get());
+  }
+}
+
+}  // namespace

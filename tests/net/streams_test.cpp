@@ -1137,3 +1137,209 @@ TEST(Streams, ReadBufferShrinksAfterALargeRead) {
   (void)small.take(512 * 1024 - 10);
   EXPECT_EQ(small.capacity(), before);
 }
+
+// --- Hostile round 3 (attack3-i10) -------------------------------------------------------
+// Limits at their boundaries, separators split across arrivals, a reader
+// fed one byte at a time, drain() against a peer that never reads and then
+// resets, close() while drain() waits, 10,000 small writes then close().
+
+#include <qiloop/net/server.h>
+
+namespace {
+
+// Feeds data one byte at a time, yielding to the loop every `every` bytes.
+qi::Coro<void> dribble(qi::StreamReader r, QByteArray data, int every, bool eof) {
+  for (qsizetype i = 0; i < data.size(); ++i) {
+    r.feed_data(QByteArrayView(data.constData() + i, 1));
+    if ((i + 1) % every == 0) co_await qi::sleep(0s);
+  }
+  if (eof) r.feed_eof();
+}
+
+}  // namespace
+
+QILOOP_TEST_MODES_VT(Streams, HostileLimitsAtTheirBoundaries) {
+  {
+    // limit 1: a one-byte line fits (the separator starts at 1, not past it).
+    qi::StreamReader r(1);
+    r.feed_data("a\nbc\nd\n");
+    EXPECT_EQ(co_await r.readline(), "a\n");
+    // "bc\n": the separator starts at 2 > 1: ValueError, the line dropped.
+    auto e = co_await caught<qi::ValueError>(r.readline());
+    EXPECT_TRUE(e.has_value());
+    EXPECT_EQ(co_await r.readline(), "d\n");
+    // No separator and more than the limit: the bytes so far go.
+    r.feed_data("xyz");
+    auto e2 = co_await caught<qi::ValueError>(r.readline());
+    EXPECT_TRUE(e2.has_value());
+    EXPECT_EQ(r.buffered(), 0u);
+    r.feed_data("\n");
+    EXPECT_EQ(co_await r.readline(), "\n");
+  }
+  {
+    // A separator longer than the limit is still found (asyncio checks
+    // where the separator starts).
+    qi::StreamReader r(2);
+    r.feed_data("xabc");
+    EXPECT_EQ(co_await r.readuntil("abc"), "xabc");
+    // Split across arrivals: "xyza" then "bc": found, but it starts at 3 > 2:
+    // LimitOverrunError with consumed 3, and the bytes stay.
+    auto t = qi::create_task(r.readuntil("abc"));
+    r.feed_data("xyza");
+    co_await qi::sleep(0s);
+    EXPECT_FALSE(t.done());
+    r.feed_data("bc");
+    std::optional<qi::LimitOverrunError> over;
+    try {
+      (void)co_await t;
+    } catch (const qi::LimitOverrunError& x) {
+      over = x;
+    }
+    QILOOP_CO_ASSERT(ASSERT_TRUE(over.has_value()));
+    EXPECT_EQ(over->consumed(), 3);
+    EXPECT_EQ(r.buffered(), 6u);
+    EXPECT_EQ(co_await r.readexactly(6), "xyzabc");
+  }
+  {
+    // A four-byte separator fed one byte at a time, and two separators
+    // where the shorter one ends first.
+    qi::StreamReader r(64);
+    auto feeder = qi::create_task(dribble(r, "GET / HTTP/1.0\r\n\r\nrest\r\nmore\n", 1, true));
+    EXPECT_EQ(co_await r.readuntil("\r\n\r\n"), "GET / HTTP/1.0\r\n\r\n");
+    EXPECT_EQ(co_await r.readuntil(QByteArrayView("\r\n"), QByteArrayView("\n")), "rest\r\n");
+    EXPECT_EQ(co_await r.readuntil(QByteArrayView("\r\n"), QByteArrayView("\n")), "more\n");
+    co_await feeder;
+    EXPECT_TRUE(r.at_eof());
+  }
+  {
+    // readexactly past the limit and past twice the limit (limit 1).
+    qi::StreamReader r(1);
+    auto feeder = qi::create_task(dribble(r, pattern_bytes(100), 1, false));
+    EXPECT_EQ(co_await r.readexactly(100), pattern_bytes(100));
+    co_await feeder;
+  }
+}
+
+// 1 MiB fed one byte at a time (the reader woken for every byte over the
+// first 64 KiB, then every 4 KiB): readexactly and a 1 MiB line come back
+// intact, and the scan is not quadratic (the test would time out).
+QILOOP_TEST_MODES_VT(Streams, HostileOneMebibyteOneByteAtATime) {
+  const QByteArray data = pattern_bytes(1 << 20).replace('\n', 'n');
+  {
+    qi::StreamReader r(2 << 20);
+    auto feeder = qi::create_task(dribble(r, data.first(64 * 1024), 1, false));
+    auto read = qi::create_task(r.readexactly(data.size()));
+    co_await feeder;
+    co_await dribble(r, data.sliced(64 * 1024), 4096, true);
+    EXPECT_EQ(co_await read, data);
+  }
+  {
+    qi::StreamReader r(2 << 20);
+    auto feeder = qi::create_task(dribble(r, data + "\n", 4096, true));
+    EXPECT_EQ(co_await r.readline(), data + "\n");
+    co_await feeder;
+  }
+  {
+    qi::StreamReader r(2 << 20);
+    auto feeder = qi::create_task(dribble(r, data.first(200 * 1024) + "\n", 1, true));
+    EXPECT_EQ(co_await r.readline(), data.first(200 * 1024) + "\n");
+    co_await feeder;
+  }
+}
+
+// A server writes to a client that never reads; drain() keeps the buffer
+// bounded; then the client resets: the waiting drain() throws a
+// ConnectionError at once (no hang), nothing is reported.
+qi::Coro<void> flood_until_error(std::shared_ptr<std::string> outcome, std::shared_ptr<qi::Event> waiting,
+                                 qi::StreamReader, qi::StreamWriter w) {
+  const QByteArray chunk = pattern_bytes(64 * 1024);
+  try {
+    for (;;) {
+      w.write(chunk);
+      if (w.transport().get_write_buffer_size() > 64 * 1024) waiting->set();
+      co_await w.drain();
+      EXPECT_LE(w.transport().get_write_buffer_size(), w.transport().get_write_buffer_limits().second);
+    }
+  } catch (const qi::ConnectionError& e) {
+    *outcome = std::string("ConnectionError: ") + e.what();
+  } catch (const std::exception& e) {
+    *outcome = std::string("other: ") + e.what();
+  }
+  w.close();
+  try {
+    co_await w.wait_closed();
+  } catch (const qi::ConnectionError&) {
+  }
+  waiting->set();
+}
+
+QILOOP_TEST_MODES(Streams, HostileDrainAgainstAPeerThatNeverReadsThenResets) {
+  FdLeakCheck leaks;
+  auto outcome = std::make_shared<std::string>();
+  auto waiting = std::make_shared<qi::Event>();
+  auto cb = [outcome, waiting](qi::StreamReader r, qi::StreamWriter w) {
+    return flood_until_error(outcome, waiting, std::move(r), std::move(w));
+  };
+  qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0);
+  Fd client = connect_client(server.sockets().at(0));
+  co_await waiting->wait();
+  co_await qi::sleep(50ms);  // the server is stuck in drain()
+  waiting->clear();
+  EXPECT_TRUE(outcome->empty());
+  linger l{1, 0};
+  ::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  client.reset();
+  co_await waiting->wait();
+  EXPECT_EQ(outcome->rfind("ConnectionError", 0), 0u) << *outcome;
+  server.close();
+  co_await server.wait_closed();
+}
+
+// close() while another task waits in drain(): once the peer reads, every
+// byte written arrives, drain() returns, and wait_closed() returns.
+QILOOP_TEST_MODES(Streams, HostileCloseWhileDrainWaits) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  auto conn = co_await qi::open_connection(ours.release());
+  qi::StreamWriter w = conn.second;
+  const std::size_t total = 8 << 20;
+  w.write(pattern_bytes(total));
+  auto drainer = qi::create_task(w.drain());
+  co_await qi::sleep(10ms);
+  EXPECT_FALSE(drainer.done()) << "8 MiB cannot fit the socket buffers";
+  w.close();
+  EXPECT_TRUE(w.is_closing());
+  long long got = -1;
+  Peer reader;
+  int fd = theirs.get();
+  reader.start([&got, fd] { got = read_pattern(fd); });
+  co_await drainer;
+  co_await w.wait_closed();
+  reader.join();
+  EXPECT_EQ(got, static_cast<long long>(total));
+}
+
+// 10,000 small writes (and writelines) then close() at once: the peer gets
+// every byte, in order, then EOF.
+QILOOP_TEST_MODES(Streams, HostileTenThousandSmallWritesThenClose) {
+  FdLeakCheck leaks;
+  auto [ours, theirs] = unix_pair();
+  auto conn = co_await qi::open_connection(ours.release());
+  qi::StreamWriter w = conn.second;
+  const QByteArray all = pattern_bytes(10000 * 7);
+  for (int i = 0; i < 10000; ++i) {
+    QByteArrayView piece = QByteArrayView(all).sliced(i * 7, 7);
+    if (i % 3 == 0)
+      w.writelines({piece.first(3), piece.sliced(3)});
+    else
+      w.write(piece);
+  }
+  w.close();
+  long long got = -1;
+  Peer reader;
+  int fd = theirs.get();
+  reader.start([&got, fd] { got = read_pattern(fd, 0us, 1000); });
+  co_await w.wait_closed();
+  reader.join();
+  EXPECT_EQ(got, 70000);
+}
