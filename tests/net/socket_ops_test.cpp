@@ -725,57 +725,16 @@ QILOOP_TEST_MODES(GetAddrInfo, CancelledWhileOnTheExecutor) {
 
 // --- A Python asyncio peer --------------------------------------------------------------
 
-std::string python_missing() {
-  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
-}
-
-// An asyncio echo server for 4-byte little-endian length-prefixed frames:
-// prints its port, serves one connection, exits.
-constexpr const char* kPythonServer = R"PY(
-import asyncio, struct, sys
-async def main():
-    done = asyncio.Event()
-    async def serve(r, w):
-        try:
-            while True:
-                head = await r.readexactly(4)
-                (n,) = struct.unpack('<I', head)
-                w.write(head + await r.readexactly(n))
-                await w.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        w.close()
-        done.set()
-    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
-    print(srv.sockets[0].getsockname()[1], flush=True)
-    await asyncio.wait_for(done.wait(), 20)
-    srv.close()
-asyncio.run(main())
-)PY";
-
-SOCK_TEST_MODES_IF(SockPython, LengthPrefixedEchoWithAnAsyncioServer, python_missing()) {
+SOCK_TEST_MODES_IF(SockPython, LengthPrefixedEchoWithAnAsyncioServer, no_python3()) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
-  std::string cmd = "python3 -c \"$QILOOP_PY\"";
-  ::setenv("QILOOP_PY", kPythonServer, 1);
-  FILE* py = ::popen(cmd.c_str(), "r");
-  QILOOP_CO_ASSERT(ASSERT_NE(py, nullptr));
-  char line[32] = {};
-  // Blocking for the child's start-up only (before any I/O of the test).
-  bool have_port = std::fgets(line, sizeof line, py) != nullptr;
-  int port = have_port ? std::atoi(line) : 0;
-  if (port <= 0) {
-    ::pclose(py);
-    QILOOP_CO_ASSERT(FAIL() << "the Python server printed no port");
-  }
-  auto infos = co_await loop.getaddrinfo("127.0.0.1", static_cast<uint16_t>(port), AF_INET, SOCK_STREAM);
+  PythonPeer py(kPythonFrameEcho);
+  uint16_t port = py.port();  // blocking: the child's start-up only
+  auto infos = co_await loop.getaddrinfo("127.0.0.1", port, AF_INET, SOCK_STREAM);
   Fd fd = nb_socket(AF_INET);
   co_await loop.sock_connect(fd.get(), infos.at(0).address);
   for (uint32_t n : {0u, 1u, 1000u, 300000u}) {
-    QByteArray payload = pattern_bytes(n);
-    QByteArray frame(4, '\0');
-    for (int i = 0; i < 4; ++i) frame[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-    frame += payload;
+    QByteArray frame = length_prefixed(pattern_bytes(n));
     co_await loop.sock_sendall(fd.get(), frame);
     QByteArray back;
     while (back.size() < frame.size()) {
@@ -788,8 +747,7 @@ SOCK_TEST_MODES_IF(SockPython, LengthPrefixedEchoWithAnAsyncioServer, python_mis
   ::shutdown(fd.get(), SHUT_WR);
   EXPECT_EQ(co_await loop.sock_recv(fd.get(), 16), QByteArray()) << "the server closes after our EOF";
   fd.reset();
-  int status = co_await loop.run_in_executor(nullptr, [py] { return ::pclose(py); });
-  EXPECT_EQ(status, 0);
+  EXPECT_EQ(co_await py.exit_status(), 0);
 }
 
 }  // namespace
