@@ -129,6 +129,7 @@ inline std::pair<Fd, Fd> unix_pair() {
 class Peer {
  public:
   Peer() = default;
+  explicit Peer(std::function<void()> f) : t_(std::move(f)) {}
   ~Peer() { join(); }
   void start(std::function<void()> f) { t_ = std::thread(std::move(f)); }
   void join() {
@@ -539,11 +540,11 @@ inline std::string echo_once(const qi::SocketAddress& to, const std::string& msg
   return recv_exactly(fd.get(), msg.size());
 }
 
-// A fresh private directory under /tmp (for Unix socket files).
+// A fresh private directory under /tmp (for Unix socket files); "" when
+// none can be made.
 inline std::string temp_dir() {
   char tmpl[] = "/tmp/qiloop-test-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  return d ? d : "/tmp";
+  return ::mkdtemp(tmpl) ? tmpl : "";
 }
 
 }  // namespace peers
