@@ -171,7 +171,6 @@ QILOOP_TEST_MODES(Pipes, WritesWithFlowControlAgainstASlowReader) {
 
 QILOOP_TEST_MODES(Pipes, AWriteAfterTheReaderClosedEndsWithBrokenPipe) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
   PipeUnderTest p = co_await pipe_transport(Driven::kWriteEnd);
   p.peer.reset();
   p.t->write("nobody reads this");  // before the loop notices the close: the write meets EPIPE
