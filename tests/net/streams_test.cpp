@@ -302,8 +302,7 @@ QILOOP_TEST_MODES(StreamConnection, OpenConnectionEchoesThroughAPosixPeer) {
   Peer peer;
   Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
   peer.start([&] {
-    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    bound_peer_waits(c.get());
+    Fd c = accept_peer(lsn.get());
     echo_until_eof(c.get());
   });
   auto conn = co_await qi::open_connection("127.0.0.1", sockname(lsn.get()).port());
@@ -338,8 +337,7 @@ QILOOP_TEST_MODES(StreamConnection, OpenUnixConnection) {
   Fd lsn = listener(qi::SocketAddress::unix_path(path));
   Peer peer;
   peer.start([&] {
-    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    bound_peer_waits(c.get());
+    Fd c = accept_peer(lsn.get());
     send_all(c.get(), "from the peer\n");
     echo_until_eof(c.get());
   });

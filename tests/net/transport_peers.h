@@ -116,6 +116,13 @@ inline Fd listener(const qi::SocketAddress& at, int backlog = 16) {
   return fd;
 }
 
+// The next connection `lsn` accepts: blocking, its waits bounded.
+inline Fd accept_peer(int lsn) {
+  Fd c(::accept4(lsn, nullptr, nullptr, SOCK_CLOEXEC));
+  bound_peer_waits(c.get());
+  return c;
+}
+
 // A connected AF_UNIX stream pair: [0] for the transport, [1] blocking,
 // the peer's.
 inline std::pair<Fd, Fd> unix_pair() {
@@ -432,7 +439,8 @@ class Child {
 // script prints the port it listens on as its first line (port()).
 class PythonPeer : public Child {
  public:
-  explicit PythonPeer(const char* script, const std::vector<std::string>& args = {}) : Child(argv(script, args)) {}
+  explicit PythonPeer(const std::string& script, const std::vector<std::string>& args = {})
+      : Child(argv(script, args)) {}
 
   // Waits for the script to end (on a worker thread: the loop keeps
   // running), reading its output to EOF first; its exit status, 0 on success.
@@ -445,28 +453,23 @@ class PythonPeer : public Child {
   }
 
  private:
-  static std::vector<std::string> argv(const char* script, const std::vector<std::string>& args) {
+  static std::vector<std::string> argv(const std::string& script, const std::vector<std::string>& args) {
     std::vector<std::string> v{"python3", "-c", script};
     v.insert(v.end(), args.begin(), args.end());
     return v;
   }
 };
 
-// An asyncio echo server of frames (a 4-byte little-endian length, then that
-// many bytes): prints its port, serves one connection until its EOF, exits.
-constexpr const char* kPythonFrameEcho = R"PY(
+// The script of an asyncio server on 127.0.0.1 that prints its port, serves
+// one connection with `serve` (the body of `async def serve(r, w)`, indented
+// by 8), closes it and exits.
+inline std::string python_one_connection_server(std::string_view serve) {
+  return R"PY(
 import asyncio, struct
 async def main():
     done = asyncio.Event()
     async def serve(r, w):
-        try:
-            while True:
-                head = await r.readexactly(4)
-                (n,) = struct.unpack('<I', head)
-                w.write(head + await r.readexactly(n))
-                await w.drain()
-        except asyncio.IncompleteReadError:
-            pass
+)PY" + std::string(serve) + R"PY(
         w.close()
         done.set()
     srv = await asyncio.start_server(serve, '127.0.0.1', 0)
@@ -475,6 +478,19 @@ async def main():
     srv.close()
 asyncio.run(main())
 )PY";
+}
+
+// An asyncio echo server of frames (a 4-byte little-endian length, then that
+// many bytes): prints its port, serves one connection until its EOF, exits.
+inline const std::string kPythonFrameEcho = python_one_connection_server(R"PY(
+        try:
+            while True:
+                head = await r.readexactly(4)
+                (n,) = struct.unpack('<I', head)
+                w.write(head + await r.readexactly(n))
+                await w.drain()
+        except asyncio.IncompleteReadError:
+            pass)PY");
 
 // body as a frame of kPythonFrameEcho: its 4-byte little-endian length, then body.
 inline QByteArray length_prefixed(QByteArrayView body) {

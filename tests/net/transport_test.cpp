@@ -39,8 +39,7 @@ QILOOP_TEST_MODES(Transport, EchoOverTcpThroughAProtocol) {
   Peer peer;
   Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
   peer.start([&] {
-    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    bound_peer_waits(c.get());
+    Fd c = accept_peer(lsn.get());
     echo_until_eof(c.get());
   });
   auto log = std::make_shared<Log>();
@@ -435,22 +434,10 @@ QILOOP_TEST_MODES(Transport, AThrowingConnectionLostIsReported) {
 // --- A Python asyncio peer ---------------------------------------------------------------
 
 // An asyncio echo server: prints its port, echoes one connection until EOF.
-constexpr const char* kPythonEcho = R"PY(
-import asyncio
-async def main():
-    done = asyncio.Event()
-    async def serve(r, w):
+const std::string kPythonEcho = python_one_connection_server(R"PY(
         while data := await r.read(65536):
             w.write(data)
-            await w.drain()
-        w.close()
-        done.set()
-    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
-    print(srv.sockets[0].getsockname()[1], flush=True)
-    await asyncio.wait_for(done.wait(), 20)
-    srv.close()
-asyncio.run(main())
-)PY";
+            await w.drain())PY");
 
 TRANSPORT_TEST_MODES_IF(TransportPython, EchoWithAnAsyncioServer, no_python3()) {
   FdLeakCheck leaks;
