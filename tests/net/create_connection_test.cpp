@@ -227,8 +227,7 @@ qi::Coro<void> echo_once(const qi::SocketAddress& at, std::function<qi::Coro<std
   Fd lsn = listener(at);
   Peer peer;
   peer.start([&] {
-    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    bound_peer_waits(c.get());
+    Fd c = accept_peer(lsn.get());
     echo_until_eof(c.get());
   });
   auto log = std::make_shared<Log>();

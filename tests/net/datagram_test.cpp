@@ -360,18 +360,11 @@ asyncio.run(main())
 TRANSPORT_TEST_MODES_IF(DatagramPython, EchoWithAnAsyncioEndpoint, no_python3()) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
-  ::setenv("QILOOP_PY", kPythonDatagramEcho, 1);
-  FILE* py = ::popen("python3 -c \"$QILOOP_PY\"", "r");
-  QILOOP_CO_ASSERT(ASSERT_NE(py, nullptr));
-  char line[32] = {};
-  int port = std::fgets(line, sizeof line, py) ? std::atoi(line) : 0;  // blocking: the child's start-up only
-  if (port <= 0) {
-    ::pclose(py);
-    QILOOP_CO_ASSERT(FAIL() << "the Python endpoint printed no port");
-  }
+  PythonPeer py(kPythonDatagramEcho);
+  uint16_t port = py.port();  // blocking: the child's start-up only
   auto log = std::make_shared<DgramLog>();
   auto factory = dgram_recorder(log);
-  qi::DatagramOptions options11{.remote_addr = std::pair<std::string, uint16_t>{"127.0.0.1", static_cast<uint16_t>(port)}};  // named: g++ 12 destroys a temporary of a co_await twice
+  qi::DatagramOptions options11{.remote_addr = std::pair<std::string, uint16_t>{"127.0.0.1", port}};  // named: g++ 12 destroys a temporary of a co_await twice
   auto [t, proto] = co_await loop.create_datagram_endpoint(
       std::move(factory), std::move(options11));
   for (int i = 0; i < 10; ++i) t->sendto(QByteArray::number(i));
@@ -382,8 +375,7 @@ TRANSPORT_TEST_MODES_IF(DatagramPython, EchoWithAnAsyncioEndpoint, no_python3())
   t->sendto("quit");
   t->close();
   co_await log->until([&] { return log->lost > 0; });
-  int status = co_await loop.run_in_executor(nullptr, [py] { return ::pclose(py); });
-  EXPECT_EQ(status, 0);
+  EXPECT_EQ(co_await py.exit_status(), 0);
 }
 
 }  // namespace

@@ -25,6 +25,33 @@ using namespace peers;
 
 namespace {
 
+// A pipe with a transport (recording into log) on one end; the other end,
+// blocking, is the test's.
+struct PipeUnderTest {
+  Fd peer;
+  std::shared_ptr<Log> log = std::make_shared<Log>();
+  qi::Transport* t = nullptr;
+};
+
+enum class Driven { kReadEnd, kWriteEnd };
+
+// A fresh pipe whose `end` a transport drives (loop.connect_read_pipe or
+// connect_write_pipe).
+qi::Coro<PipeUnderTest> pipe_transport(Driven end) {
+  auto& loop = qi::get_running_loop();
+  auto [rd, wr] = pipe_pair();
+  PipeUnderTest p;
+  auto factory = recorder(p.log);
+  if (end == Driven::kReadEnd) {
+    p.peer = std::move(wr);
+    p.t = (co_await loop.connect_read_pipe(std::move(factory), rd.release())).first;
+  } else {
+    p.peer = std::move(rd);
+    p.t = (co_await loop.connect_write_pipe(std::move(factory), wr.release())).first;
+  }
+  co_return p;
+}
+
 // --- Reading ----------------------------------------------------------------------------
 
 QILOOP_TEST_MODES(Pipes, ReadsWhatAThreadWritesUntilEof) {
@@ -56,24 +83,20 @@ QILOOP_TEST_MODES(Pipes, ReadsWhatAThreadWritesUntilEof) {
 
 QILOOP_TEST_MODES(Pipes, PauseReadingStopsDeliveryUntilResumed) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
-  auto [rd, wr] = pipe_pair();
-  auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, proto] = co_await loop.connect_read_pipe(std::move(factory), rd.release());
-  t->pause_reading();
-  EXPECT_FALSE(t->is_reading());
-  t->pause_reading();  // a no-op when paused
-  write_all(wr.get(), "while paused");
+  PipeUnderTest p = co_await pipe_transport(Driven::kReadEnd);
+  p.t->pause_reading();
+  EXPECT_FALSE(p.t->is_reading());
+  p.t->pause_reading();  // a no-op when paused
+  write_all(p.peer.get(), "while paused");
   co_await qi::sleep(50ms);
-  EXPECT_TRUE(log->data.isEmpty()) << "a paused transport does not read";
-  t->resume_reading();
-  EXPECT_TRUE(t->is_reading());
-  co_await log->until([&] { return log->data.size() >= 12; });
-  EXPECT_EQ(log->data, "while paused");
-  wr.reset();
-  co_await log->until([&] { return log->lost > 0; });
-  EXPECT_EQ(log->eofs, 1);
+  EXPECT_TRUE(p.log->data.isEmpty()) << "a paused transport does not read";
+  p.t->resume_reading();
+  EXPECT_TRUE(p.t->is_reading());
+  co_await p.log->until([&] { return p.log->data.size() >= 12; });
+  EXPECT_EQ(p.log->data, "while paused");
+  p.peer.reset();
+  co_await p.log->until([&] { return p.log->lost > 0; });
+  EXPECT_EQ(p.log->eofs, 1);
 }
 
 QILOOP_TEST_MODES(Pipes, AReadPipeRefusesToWriteAndAWritePipeToRead) {
@@ -148,83 +171,63 @@ QILOOP_TEST_MODES(Pipes, WritesWithFlowControlAgainstASlowReader) {
 
 QILOOP_TEST_MODES(Pipes, AWriteAfterTheReaderClosedEndsWithBrokenPipe) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
-  auto [rd, wr] = pipe_pair();
-  auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, proto] = co_await loop.connect_write_pipe(std::move(factory), wr.release());
-  rd.reset();
-  t->write("nobody reads this");  // before the loop notices the close: the write meets EPIPE
-  EXPECT_TRUE(t->is_closing());
-  co_await log->until([&] { return log->lost > 0; });
-  EXPECT_TRUE(holds<qi::BrokenPipeError>(log->error)) << what_of(log->error);
+  PipeUnderTest p = co_await pipe_transport(Driven::kWriteEnd);
+  p.peer.reset();
+  p.t->write("nobody reads this");  // before the loop notices the close: the write meets EPIPE
+  EXPECT_TRUE(p.t->is_closing());
+  co_await p.log->until([&] { return p.log->lost > 0; });
+  EXPECT_TRUE(holds<qi::BrokenPipeError>(p.log->error)) << what_of(p.log->error);
 }
 
 QILOOP_TEST_MODES(Pipes, AReaderThatGoesAwayIsNoticedWhileIdle) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
-  auto [rd, wr] = pipe_pair();
-  auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  [[maybe_unused]] auto [t, proto] = co_await loop.connect_write_pipe(std::move(factory), wr.release());
+  PipeUnderTest p = co_await pipe_transport(Driven::kWriteEnd);
   co_await qi::sleep(10ms);
-  EXPECT_EQ(log->lost, 0);
-  rd.reset();
-  co_await log->until([&] { return log->lost > 0; });
-  EXPECT_EQ(log->error, nullptr) << "nothing was buffered: a clean end (asyncio's _read_ready)";
+  EXPECT_EQ(p.log->lost, 0);
+  p.peer.reset();
+  co_await p.log->until([&] { return p.log->lost > 0; });
+  EXPECT_EQ(p.log->error, nullptr) << "nothing was buffered: a clean end (asyncio's _read_ready)";
 }
 
 QILOOP_TEST_MODES(Pipes, AReaderThatGoesAwayWithBytesBufferedIsABrokenPipe) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
-  auto [rd, wr] = pipe_pair();
-  auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, proto] = co_await loop.connect_write_pipe(std::move(factory), wr.release());
-  t->write(pattern_bytes(1 << 20));  // more than the pipe holds
-  EXPECT_GT(t->get_write_buffer_size(), 0u);
-  rd.reset();
-  co_await log->until([&] { return log->lost > 0; });
-  EXPECT_TRUE(holds<qi::BrokenPipeError>(log->error)) << what_of(log->error);
+  PipeUnderTest p = co_await pipe_transport(Driven::kWriteEnd);
+  p.t->write(pattern_bytes(1 << 20));  // more than the pipe holds
+  EXPECT_GT(p.t->get_write_buffer_size(), 0u);
+  p.peer.reset();
+  co_await p.log->until([&] { return p.log->lost > 0; });
+  EXPECT_TRUE(holds<qi::BrokenPipeError>(p.log->error)) << what_of(p.log->error);
 }
 
 // A write to a pipe without a reader never kills the process, even with
 // SIGPIPE's default disposition (the test binary otherwise ignores it).
 QILOOP_TEST_MODES(Pipes, ABrokenPipeDoesNotRaiseSigpipe) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
-  auto [rd, wr] = pipe_pair();
-  auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, proto] = co_await loop.connect_write_pipe(std::move(factory), wr.release());
-  rd.reset();
+  PipeUnderTest p = co_await pipe_transport(Driven::kWriteEnd);
+  p.peer.reset();
   auto previous = std::signal(SIGPIPE, SIG_DFL);
-  t->write("into the void");
+  p.t->write("into the void");
   std::signal(SIGPIPE, previous);
   sigset_t pending;
   sigpending(&pending);
   EXPECT_FALSE(sigismember(&pending, SIGPIPE)) << "the SIGPIPE the write raised was taken back";
-  co_await log->until([&] { return log->lost > 0; });
-  EXPECT_TRUE(holds<qi::BrokenPipeError>(log->error)) << what_of(log->error);
+  co_await p.log->until([&] { return p.log->lost > 0; });
+  EXPECT_TRUE(holds<qi::BrokenPipeError>(p.log->error)) << what_of(p.log->error);
 }
 
 QILOOP_TEST_MODES(Pipes, AbortDropsTheBufferAndIsIdempotent) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
-  auto [rd, wr] = pipe_pair();
-  auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, proto] = co_await loop.connect_write_pipe(std::move(factory), wr.release());
-  t->write(pattern_bytes(1 << 20));
-  t->abort();
-  EXPECT_EQ(t->get_write_buffer_size(), 0u);
-  t->abort();
-  t->close();
-  co_await log->until([&] { return log->lost > 0; });
+  PipeUnderTest p = co_await pipe_transport(Driven::kWriteEnd);
+  p.t->write(pattern_bytes(1 << 20));
+  p.t->abort();
+  EXPECT_EQ(p.t->get_write_buffer_size(), 0u);
+  p.t->abort();
+  p.t->close();
+  co_await p.log->until([&] { return p.log->lost > 0; });
   co_await qi::sleep(10ms);
-  EXPECT_EQ(log->lost, 1);
-  EXPECT_EQ(log->error, nullptr);
-  EXPECT_LT(read_all(rd.get()).size(), std::size_t{1 << 20}) << "the buffered bytes were dropped";
+  EXPECT_EQ(p.log->lost, 1);
+  EXPECT_EQ(p.log->error, nullptr);
+  EXPECT_LT(read_all(p.peer.get()).size(), std::size_t{1 << 20}) << "the buffered bytes were dropped";
 }
 
 // --- A child process ------------------------------------------------------------------
@@ -325,14 +328,11 @@ QILOOP_TEST_MODES(Pipes, AReadPipeOnDevNullIsRefusedOrReadsEofWithoutLeaking) {
 QILOOP_TEST_MODES(Pipes, AnFdOfATransportIsRefused) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
-  auto [rd, wr] = pipe_pair();
-  auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, proto] = co_await loop.connect_read_pipe(std::move(factory), rd.release());
+  PipeUnderTest p = co_await pipe_transport(Driven::kReadEnd);
   auto factory2 = recorder(std::make_shared<Log>());
-  EXPECT_THROW((void)co_await loop.connect_read_pipe(std::move(factory2), t->fileno()), qi::RuntimeError);
-  t->close();
-  co_await log->until([&] { return log->lost > 0; });
+  EXPECT_THROW((void)co_await loop.connect_read_pipe(std::move(factory2), p.t->fileno()), qi::RuntimeError);
+  p.t->close();
+  co_await p.log->until([&] { return p.log->lost > 0; });
 }
 
 }  // namespace

@@ -58,6 +58,19 @@ int code_of(std::exception_ptr e) {
   return 0;
 }
 
+// An echo server on 127.0.0.1 (a free port) recording into log.
+qi::Coro<qi::Server> echo_server(std::shared_ptr<Log> log, qi::ServerOptions options = {}) {
+  auto factory = echo(std::move(log));
+  co_return co_await qi::get_running_loop().create_server(std::move(factory), "127.0.0.1", 0, std::move(options));
+}
+
+// What a blocking client sending msg to `at` gets back (echo_once), from a
+// worker thread.
+qi::Coro<std::string> echoed(qi::SocketAddress at, std::string msg) {
+  auto client = [at, msg] { return echo_once(at, msg); };
+  co_return co_await qi::to_thread(std::move(client));
+}
+
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // The reports the exception handler receives, until the guard goes.
@@ -100,8 +113,7 @@ QILOOP_TEST_MODES(Server, EchoOverIpv4) {
   EXPECT_EQ(at.host(), "127.0.0.1");
   EXPECT_NE(at.port(), 0) << "port 0 picks a free port";
   EXPECT_EQ(sockname(server.filenos().at(0)), at);
-  auto client = [at] { return echo_once(at, "hello server"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "hello server");
+  EXPECT_EQ(co_await echoed(at, "hello server"), "hello server");
   EXPECT_NE(nodelay, 0) << "accepted TCP connections get TCP_NODELAY";
   co_await log->until([&] { return log->lost == 1; });
   EXPECT_EQ(log->made, 1);
@@ -122,8 +134,7 @@ TRANSPORT_TEST_MODES_IF(Server, EchoOverIpv6, ipv6_loopback() ? "" : "no IPv6 lo
   qi::SocketAddress at = server.sockets().at(0);
   EXPECT_EQ(at.family(), AF_INET6);
   EXPECT_EQ(at.host(), "::1");
-  auto client = [at] { return echo_once(at, "over six"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "over six");
+  EXPECT_EQ(co_await echoed(at, "over six"), "over six");
   server.close();
   co_await log->until([&] { return log->lost == 1; });
   co_await server.wait_closed();
@@ -143,8 +154,7 @@ QILOOP_TEST_MODES(Server, EchoOverUnixAndTheSocketFileIsRemovedOnClose) {
   EXPECT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   qi::SocketAddress at = qi::SocketAddress::unix_path(path);
-  auto client = [at] { return echo_once(at, "over unix"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "over unix");
+  EXPECT_EQ(co_await echoed(at, "over unix"), "over unix");
   server.close();
   EXPECT_NE(::stat(path.c_str(), &st), 0) << "cleanup_socket: close() removes the socket file";
   co_await log->until([&] { return log->lost == 1; });
@@ -161,8 +171,7 @@ QILOOP_TEST_MODES(Server, UnixAbstractName) {
   qi::Server server = co_await loop.create_unix_server(std::move(factory), name);
   EXPECT_TRUE(server.sockets().at(0).is_abstract());
   qi::SocketAddress at = qi::SocketAddress::unix_path(name);
-  auto client = [at] { return echo_once(at, "abstract"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "abstract");
+  EXPECT_EQ(co_await echoed(at, "abstract"), "abstract");
   server.close();
   co_await log->until([&] { return log->lost == 1; });
   co_await server.wait_closed();
@@ -184,8 +193,7 @@ QILOOP_TEST_MODES(Server, UnixStaleSocketFileIsReplacedOtherFilesAreRefused) {
   auto factory = echo(log);
   qi::Server server = co_await loop.create_unix_server(std::move(factory), stale);
   auto at = qi::SocketAddress::unix_path(stale);
-  auto client = [at] { return echo_once(at, "fresh"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "fresh");
+  EXPECT_EQ(co_await echoed(at, "fresh"), "fresh");
   server.close();
   co_await log->until([&] { return log->lost == 1; });
 
@@ -239,10 +247,8 @@ QILOOP_TEST_MODES(Server, UnixCleanupLeavesAReplacedFileAndCanBeTurnedOff) {
 
 QILOOP_TEST_MODES(Server, SeveralConnectionsAtOnce) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::Server server = co_await echo_server(log);
   qi::SocketAddress at = server.sockets().at(0);
   constexpr int kClients = 8;
   // All connected before any sends: the server holds them open together.
@@ -269,10 +275,8 @@ QILOOP_TEST_MODES(Server, SeveralConnectionsAtOnce) {
 // callback (up to backlog), each with its own protocol.
 QILOOP_TEST_MODES(Server, AQueuedBurstIsAcceptedInOneGo) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::Server server = co_await echo_server(log);
   qi::SocketAddress at = server.sockets().at(0);
   std::vector<Fd> clients;
   for (int i = 0; i < 20; ++i) clients.push_back(connect_client(at));  // the loop does not run meanwhile
@@ -307,8 +311,7 @@ QILOOP_TEST_MODES(Server, EmptyHostListensOnIpv4AndIpv6) {
   }
   for (const qi::SocketAddress& s : socks) {
     auto to = qi::SocketAddress::ip(s.family() == AF_INET ? "127.0.0.1" : "::1", s.port());
-    auto client = [to] { return echo_once(to, "dual " + to.to_string()); };
-    EXPECT_EQ(co_await qi::to_thread(std::move(client)), "dual " + to.to_string());
+    EXPECT_EQ(co_await echoed(to, "dual " + to.to_string()), "dual " + to.to_string());
   }
   co_await log->until([&] { return log->lost == 2; });
   server.close();
@@ -327,8 +330,7 @@ QILOOP_TEST_MODES(Server, AListOfHostsAndANameGiveASocketEach) {
   EXPECT_EQ(socks[0].host(), "127.0.0.1");
   EXPECT_EQ(socks[1].host(), "127.0.0.2");
   for (const qi::SocketAddress& s : socks) {
-    auto client = [s] { return echo_once(s, "to " + s.to_string()); };
-    EXPECT_EQ(co_await qi::to_thread(std::move(client)), "to " + s.to_string());
+    EXPECT_EQ(co_await echoed(s, "to " + s.to_string()), "to " + s.to_string());
   }
   server.close();
   // A name, resolved with loop.getaddrinfo (on the executor).
@@ -485,8 +487,7 @@ QILOOP_TEST_MODES(Server, AdoptsAListeningSocketAndTakesABaseProtocolFactory) {
   auto erased = [typed]() mutable -> std::unique_ptr<qi::BaseProtocol> { return typed(); };
   qi::Server server = co_await loop.create_server(std::move(erased), lsn.release());
   EXPECT_EQ(server.sockets().at(0), at);
-  auto client = [at] { return echo_once(at, "adopted"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "adopted");
+  EXPECT_EQ(co_await echoed(at, "adopted"), "adopted");
   co_await log->until([&] { return log->lost == 1; });
   server.close();  // closes the adopted fd (the leak check says so)
   co_await server.wait_closed();
@@ -498,8 +499,7 @@ QILOOP_TEST_MODES(Server, CloseRefusesNewConnectionsWhileOldOnesGoOnAndWaitClose
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::Server server = co_await echo_server(log);
   qi::SocketAddress at = server.sockets().at(0);
   Fd old = connect_client(at);
   co_await log->until([&] { return log->made == 1; });
@@ -525,10 +525,8 @@ QILOOP_TEST_MODES(Server, CloseRefusesNewConnectionsWhileOldOnesGoOnAndWaitClose
 
 QILOOP_TEST_MODES(Server, CloseClientsFlushesAndAbortClientsDropsEveryConnection) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::Server server = co_await echo_server(log);
   qi::SocketAddress at = server.sockets().at(0);
   std::vector<Fd> clients;
   for (int i = 0; i < 3; ++i) clients.push_back(connect_client(at));
@@ -551,8 +549,7 @@ QILOOP_TEST_MODES(Server, WaitClosedIsCancellable) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::Server server = co_await echo_server(log);
   auto waiting = loop.create_task(server.wait_closed());
   co_await qi::sleep(0);
   waiting.cancel();
@@ -568,15 +565,13 @@ QILOOP_TEST_MODES(Server, CancellingServeForeverClosesTheServer) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
   qi::ServerOptions later{.start_serving = false};
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0, later);
+  qi::Server server = co_await echo_server(log, later);
   qi::SocketAddress at = server.sockets().at(0);
   auto serving = loop.create_task(server.serve_forever());
   co_await qi::sleep(0);
   EXPECT_TRUE(server.is_serving());
-  auto client = [at] { return echo_once(at, "serving"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "serving");
+  EXPECT_EQ(co_await echoed(at, "serving"), "serving");
   auto twice = co_await error_of<qi::RuntimeError>(server.serve_forever());
   QILOOP_CO_ASSERT(ASSERT_TRUE(twice.has_value()) << "a second serve_forever throws");
   EXPECT_TRUE(contains(*twice, "already being awaited")) << *twice;
@@ -597,8 +592,7 @@ QILOOP_TEST_MODES(Server, CloseEndsServeForeverWhenItsConnectionsEnd) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::Server server = co_await echo_server(log);
   Fd client = connect_client(server.sockets().at(0));
   auto serving = loop.create_task(server.serve_forever());
   co_await log->until([&] { return log->made == 1; });
@@ -613,11 +607,9 @@ QILOOP_TEST_MODES(Server, CloseEndsServeForeverWhenItsConnectionsEnd) {
 
 QILOOP_TEST_MODES(Server, StartServingFalseRefusesUntilStartServing) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
   qi::ServerOptions later{.start_serving = false};
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0, later);
+  qi::Server server = co_await echo_server(log, later);
   EXPECT_FALSE(server.is_serving());
   qi::SocketAddress at = server.sockets().at(0);
   EXPECT_NE(at.port(), 0) << "bound already";
@@ -625,8 +617,7 @@ QILOOP_TEST_MODES(Server, StartServingFalseRefusesUntilStartServing) {
   co_await server.start_serving();
   EXPECT_TRUE(server.is_serving());
   co_await server.start_serving();  // a no-op when serving
-  auto client = [at] { return echo_once(at, "started"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "started");
+  EXPECT_EQ(co_await echoed(at, "started"), "started");
   co_await log->until([&] { return log->lost == 1; });
   server.close();
   auto after = co_await error_of<qi::RuntimeError>(server.start_serving());
@@ -649,14 +640,12 @@ QILOOP_TEST_MODES(Server, AFactoryThatThrowsIsReportedAndTheServerGoesOn) {
   };
   qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
   qi::SocketAddress at = server.sockets().at(0);
-  auto refused = [at] { return echo_once(at, "first"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(refused)), "") << "that connection is closed: EOF";
+  EXPECT_EQ(co_await echoed(at, "first"), "") << "that connection is closed: EOF";
   QILOOP_CO_ASSERT(ASSERT_EQ(reports.messages.size(), 1u));
   EXPECT_TRUE(contains(reports.messages[0], "Error on transport creation for incoming connection"))
       << reports.messages[0];
   EXPECT_EQ(what_of(reports.errors[0]), "no protocol for you");
-  auto served = [at] { return echo_once(at, "second"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(served)), "second") << "the server keeps serving";
+  EXPECT_EQ(co_await echoed(at, "second"), "second") << "the server keeps serving";
   co_await log->until([&] { return log->lost == 1; });
   server.close();
   co_await server.wait_closed();
@@ -729,8 +718,7 @@ QILOOP_TEST_MODES_VT(Server, OutOfFdsRestsASecondThenServes) {
   auto& loop = qi::get_running_loop();
   Reports reports(loop);
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::Server server = co_await echo_server(log);
   qi::SocketAddress at = server.sockets().at(0);
   Fd client = connect_client(at);  // queued: the loop has not run since
   ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
@@ -778,11 +766,9 @@ QILOOP_TEST_MODES(Server, DroppingTheHandleKeepsServing) {
   }
   EXPECT_TRUE(later.is_serving());
   later = qi::Server();
-  auto client = [at] { return echo_once(at, "no handle"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(client)), "no handle");
+  EXPECT_EQ(co_await echoed(at, "no handle"), "no handle");
   co_await log->until([&] { return log->lost == 1; });
-  auto again = [at] { return echo_once(at, "still serving"); };
-  EXPECT_EQ(co_await qi::to_thread(std::move(again)), "still serving");
+  EXPECT_EQ(co_await echoed(at, "still serving"), "still serving");
   co_await log->until([&] { return log->lost == 2; });
 }
 
@@ -822,10 +808,6 @@ TEST(Server, LoopCloseClosesAnOpenServerWithoutLeakingFds) {
 
 // --- A Python asyncio client ------------------------------------------------------------------
 
-std::string python_missing() {
-  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
-}
-
 // Frames of a 4-byte little-endian length and that many bytes, echoed.
 constexpr const char* kPythonClient = R"PY(
 import asyncio, struct, sys
@@ -858,8 +840,7 @@ struct FrameEcho : qi::Protocol {
     pending.append(d);
     for (;;) {
       if (pending.size() < 4) return;
-      uint32_t n = 0;
-      std::memcpy(&n, pending.constData(), 4);  // little-endian host
+      uint32_t n = length_of(pending);
       if (pending.size() < 4 + static_cast<qsizetype>(n)) return;
       t->writelines({QByteArrayView(pending).first(4), QByteArrayView(pending).sliced(4, static_cast<qsizetype>(n))});
       pending.remove(0, 4 + static_cast<qsizetype>(n));
@@ -873,17 +854,14 @@ struct FrameEcho : qi::Protocol {
   }
 };
 
-TRANSPORT_TEST_MODES_IF(ServerPython, FramesFromAnAsyncioClient, python_missing()) {
+TRANSPORT_TEST_MODES_IF(ServerPython, FramesFromAnAsyncioClient, no_python3()) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
   auto factory = [log] { return std::make_unique<FrameEcho>(log); };
   qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
-  ::setenv("QILOOP_PY", kPythonClient, 1);
-  std::string cmd = "python3 -c \"$QILOOP_PY\" " + std::to_string(server.sockets().at(0).port());
-  auto run = [cmd] { return std::system(cmd.c_str()); };
-  int status = co_await qi::to_thread(std::move(run));
-  EXPECT_EQ(status, 0) << "the asyncio client checked every echoed frame";
+  PythonPeer client(kPythonClient, {std::to_string(server.sockets().at(0).port())});
+  EXPECT_EQ(co_await client.exit_status(), 0) << "the asyncio client checked every echoed frame";
   co_await log->until([&] { return log->lost == 1; });
   EXPECT_EQ(log->data.size(), 200) << "200 frames";
   EXPECT_EQ(log->error, nullptr) << what_of(log->error);

@@ -4,6 +4,8 @@
 // sockets (socketpair, a path in a temp dir, an abstract name). Real time:
 // the peers must make progress; every wait is bounded (peer sockets time
 // out, the kit's watchdog ends a stuck body).
+#include "net/transport_peers.h"
+
 #include <qiloop/net/socket.h>
 #include <qiloop/testing.h>
 
@@ -40,87 +42,45 @@ using namespace std::string_literals;
 
 namespace {
 
-// A pipe peer cannot say MSG_NOSIGNAL: a failing test must not die of it.
-const bool kSigpipeIgnored = [] { return std::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+// The helpers this file shares with the transport tests (with them comes
+// peers::kSigpipeIgnored: a pipe peer cannot say MSG_NOSIGNAL). Its own
+// listener and unix_pair give the loop's end non-blocking.
+using peers::bound_peer_waits;
+using peers::Fd;
+using peers::FdLeakCheck;
+using peers::ipv6_loopback;
+using peers::pattern;
+using peers::pattern_bytes;
+using peers::Peer;
+using peers::PythonPeer;
+using peers::read_pattern;
+using peers::sockname;
+using peers::temp_dir;
 
 // --- Fixtures: fds, peers --------------------------------------------------------
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-int count_fds() {
-  int n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d)) ++n;
-    ::closedir(d);
-  }
-  return n;
-}
-
-// Fails the test when the body leaves an fd open.
-struct FdLeakCheck {
-  int before = count_fds();
-  ~FdLeakCheck() { EXPECT_EQ(count_fds(), before) << "an fd leaked"; }
-};
 
 void set_blocking(int fd, bool blocking) {
   int fl = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
 }
 
-// A peer's socket never blocks a test for ever.
-void bound_peer_waits(int fd) {
-  timeval tv{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
 Fd nb_socket(int family, int type = SOCK_STREAM) {
   return Fd(::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
 }
 
-qi::SocketAddress sockname(int fd) {
-  sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-  return qi::SocketAddress::from_native(reinterpret_cast<sockaddr*>(&ss), len);
-}
-
 // A non-blocking listening socket on `at` (port 0: any free one).
 Fd listener(const qi::SocketAddress& at, int backlog = 16) {
-  Fd fd = nb_socket(at.family());
-  int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  EXPECT_EQ(::bind(fd.get(), at.native(), at.size()), 0) << std::strerror(errno);
-  EXPECT_EQ(::listen(fd.get(), backlog), 0);
+  Fd fd = peers::listener(at, backlog);
+  set_blocking(fd.get(), false);
   return fd;
 }
 
 // A connected AF_UNIX stream pair: [0] non-blocking (ours), [1] blocking
 // (the peer's).
 std::pair<Fd, Fd> unix_pair() {
-  int sv[2];
-  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  set_blocking(sv[0], false);
-  bound_peer_waits(sv[1]);
-  return {Fd(sv[0]), Fd(sv[1])};
+  std::pair<Fd, Fd> pair = peers::unix_pair();
+  set_blocking(pair.first.get(), false);
+  return pair;
 }
 
 // A blocking client connected to `to`, made on the calling thread.
@@ -129,58 +89,6 @@ Fd blocking_client(const qi::SocketAddress& to) {
   bound_peer_waits(fd.get());
   EXPECT_EQ(::connect(fd.get(), to.native(), to.size()), 0) << std::strerror(errno);
   return fd;
-}
-
-// A peer running on its own thread, joined when it goes.
-// Declared before the fds it uses (start() it later) when a failure could
-// leave it blocked: the fds close first and unblock it.
-class Peer {
- public:
-  Peer() = default;
-  explicit Peer(std::function<void()> f) : t_(std::move(f)) {}
-  ~Peer() { join(); }
-  void start(std::function<void()> f) { t_ = std::thread(std::move(f)); }
-  void join() {
-    if (t_.joinable()) t_.join();
-  }
-
- private:
-  std::thread t_;
-};
-
-// Byte i of the test stream: not periodic in any buffer size.
-char pattern(std::size_t i) { return static_cast<char>((i * 131 + (i >> 9)) & 0xff); }
-QByteArray pattern_bytes(std::size_t n, std::size_t from = 0) {
-  QByteArray b(static_cast<qsizetype>(n), Qt::Uninitialized);
-  for (std::size_t i = 0; i < n; ++i) b[static_cast<qsizetype>(i)] = pattern(from + i);
-  return b;
-}
-
-// Reads until EOF (or error), checking the pattern; returns the count, or
-// -1 at the first wrong byte. pause: slow reader.
-long long read_pattern(int fd, std::chrono::microseconds pause = 0us, std::size_t chunk = 65536) {
-  std::vector<char> buf(chunk);
-  long long total = 0;
-  for (;;) {
-    ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
-    if (r <= 0) return total;
-    for (ssize_t i = 0; i < r; ++i)
-      if (buf[static_cast<std::size_t>(i)] != pattern(static_cast<std::size_t>(total + i))) return -1;
-    total += r;
-    if (pause > 0us) std::this_thread::sleep_for(pause);
-  }
-}
-
-bool ipv6_loopback() {
-  Fd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return false;
-  auto a = qi::SocketAddress::ip("::1", 0);
-  return ::bind(fd.get(), a.native(), a.size()) == 0;
-}
-
-std::string temp_dir() {
-  char tmpl[] = "/tmp/qiloop-sock-XXXXXX";
-  return ::mkdtemp(tmpl) ? tmpl : "";
 }
 
 // What an awaitable throws, as E's what(); fails the test when it throws
@@ -204,18 +112,7 @@ qi::Coro<void> iterations(int n) {
 // Real time passes (the peer thread or the kernel moves on).
 qi::Coro<void> settle(std::chrono::milliseconds d = 20ms) { co_await qi::sleep(d); }
 
-// Both run modes, skipped (before any loop runs) when `why_not` is not empty.
-#define SOCK_TEST_MODES_IF(suite, name, why_not)                                                         \
-  qi::Coro<void> suite##_##name##_body();                                                              \
-  TEST(suite, name##_nested) {                                                                         \
-    if (std::string w = (why_not); !w.empty()) GTEST_SKIP() << w;                                      \
-    qi::testing::run_test(suite##_##name##_body(), {.mode = qi::testing::RunMode::kNested});           \
-  }                                                                                                    \
-  TEST(suite, name##_attached) {                                                                       \
-    if (std::string w = (why_not); !w.empty()) GTEST_SKIP() << w;                                      \
-    qi::testing::run_test(suite##_##name##_body(), {.mode = qi::testing::RunMode::kAttached});         \
-  }                                                                                                    \
-  qi::Coro<void> suite##_##name##_body()
+#define SOCK_TEST_MODES_IF TRANSPORT_TEST_MODES_IF  // the name this file's tests use
 
 // --- Receiving ----------------------------------------------------------------------
 
@@ -725,57 +622,16 @@ QILOOP_TEST_MODES(GetAddrInfo, CancelledWhileOnTheExecutor) {
 
 // --- A Python asyncio peer --------------------------------------------------------------
 
-std::string python_missing() {
-  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
-}
-
-// An asyncio echo server for 4-byte little-endian length-prefixed frames:
-// prints its port, serves one connection, exits.
-constexpr const char* kPythonServer = R"PY(
-import asyncio, struct, sys
-async def main():
-    done = asyncio.Event()
-    async def serve(r, w):
-        try:
-            while True:
-                head = await r.readexactly(4)
-                (n,) = struct.unpack('<I', head)
-                w.write(head + await r.readexactly(n))
-                await w.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        w.close()
-        done.set()
-    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
-    print(srv.sockets[0].getsockname()[1], flush=True)
-    await asyncio.wait_for(done.wait(), 20)
-    srv.close()
-asyncio.run(main())
-)PY";
-
-SOCK_TEST_MODES_IF(SockPython, LengthPrefixedEchoWithAnAsyncioServer, python_missing()) {
+SOCK_TEST_MODES_IF(SockPython, LengthPrefixedEchoWithAnAsyncioServer, peers::no_python3()) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
-  std::string cmd = "python3 -c \"$QILOOP_PY\"";
-  ::setenv("QILOOP_PY", kPythonServer, 1);
-  FILE* py = ::popen(cmd.c_str(), "r");
-  QILOOP_CO_ASSERT(ASSERT_NE(py, nullptr));
-  char line[32] = {};
-  // Blocking for the child's start-up only (before any I/O of the test).
-  bool have_port = std::fgets(line, sizeof line, py) != nullptr;
-  int port = have_port ? std::atoi(line) : 0;
-  if (port <= 0) {
-    ::pclose(py);
-    QILOOP_CO_ASSERT(FAIL() << "the Python server printed no port");
-  }
-  auto infos = co_await loop.getaddrinfo("127.0.0.1", static_cast<uint16_t>(port), AF_INET, SOCK_STREAM);
+  PythonPeer py(peers::kPythonFrameEcho);
+  uint16_t port = py.port();  // blocking: the child's start-up only
+  auto infos = co_await loop.getaddrinfo("127.0.0.1", port, AF_INET, SOCK_STREAM);
   Fd fd = nb_socket(AF_INET);
   co_await loop.sock_connect(fd.get(), infos.at(0).address);
   for (uint32_t n : {0u, 1u, 1000u, 300000u}) {
-    QByteArray payload = pattern_bytes(n);
-    QByteArray frame(4, '\0');
-    for (int i = 0; i < 4; ++i) frame[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-    frame += payload;
+    QByteArray frame = peers::length_prefixed(pattern_bytes(n));
     co_await loop.sock_sendall(fd.get(), frame);
     QByteArray back;
     while (back.size() < frame.size()) {
@@ -788,8 +644,7 @@ SOCK_TEST_MODES_IF(SockPython, LengthPrefixedEchoWithAnAsyncioServer, python_mis
   ::shutdown(fd.get(), SHUT_WR);
   EXPECT_EQ(co_await loop.sock_recv(fd.get(), 16), QByteArray()) << "the server closes after our EOF";
   fd.reset();
-  int status = co_await loop.run_in_executor(nullptr, [py] { return ::pclose(py); });
-  EXPECT_EQ(status, 0);
+  EXPECT_EQ(co_await py.exit_status(), 0);
 }
 
 }  // namespace

@@ -49,6 +49,54 @@ Fd async_listener() {
   return lsn;
 }
 
+// A TLS connection (create_connection, tls_to_localhost) to
+// 127.0.0.1:port, recording into log.
+qi::Coro<qi::Transport*> tls_client(uint16_t port, std::shared_ptr<Log> log) {
+  auto factory = recorder(std::move(log));
+  auto made = co_await qi::get_running_loop().create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  co_return made.first;
+}
+
+// ssl_peer.py as a client (`mode`, then arg after the port, the CA and the
+// name) of a listener on 127.0.0.1.
+struct PythonTlsClient {
+  Fd lsn = async_listener();
+  Child child;
+  PythonTlsClient(const std::string& mode, const std::string& arg)
+      : child({"python3", peer_script(), mode, std::to_string(sockname(lsn.get()).port()), certs().ca, "localhost",
+               arg}) {}
+  // The client's connection, accepted: non-blocking, the caller's.
+  qi::Coro<int> accepted() { co_return (co_await qi::get_running_loop().sock_accept(lsn.get())).first; }
+};
+
+// TLS over a socket pair: qiloop's server side (server_factory's protocols)
+// on one end; on the other a plain transport recording into log, upgraded by
+// loop.start_tls (client side, for localhost, with options o). The TLS
+// transport.
+qi::Coro<qi::Transport*> start_tls_over_a_pair(QiEventLoop::ProtocolFactory server_factory, std::shared_ptr<Log> log,
+                                               qi::TlsOptions o = {}) {
+  auto& loop = qi::get_running_loop();
+  auto pair = unix_pair();
+  auto tls_server_factory = qi::detail::ssl_server_factory(loop, std::move(server_factory), server_context());
+  (void)co_await loop.create_connection(std::move(tls_server_factory), pair.first.release());
+  auto factory = recorder(std::move(log));
+  auto plain = co_await loop.create_connection(std::move(factory), pair.second.release());
+  o.server_hostname = "localhost";
+  co_return co_await loop.start_tls(plain.first, plain.second, trusting_client(), o);
+}
+
+// What() of the qi::ValueError a connection to 127.0.0.1:1 with options o
+// throws ("" when none).
+qi::Coro<std::string> refusal_of(std::shared_ptr<Log> log, qi::ConnectOptions o) {
+  try {
+    auto factory = recorder(std::move(log));
+    (void)co_await qi::get_running_loop().create_connection(std::move(factory), "127.0.0.1", 1, std::move(o));
+  } catch (const qi::ValueError& e) {
+    co_return std::string(e.what());
+  }
+  co_return std::string();
+}
+
 }  // namespace
 
 // --- Client side ------------------------------------------------------------------------
@@ -110,11 +158,8 @@ QILOOP_TEST_MODES(Ssl, ClientEchoesWithPythonServerAndNegotiatesAlpn) {
 
 QILOOP_TEST_MODES(Ssl, WriteEofThrowsOnATlsTransport) {
   Child server(python_server());
-  uint16_t port = server.port();
-  auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  qi::Transport* t = co_await tls_client(server.port(), log);
   EXPECT_THROW(t->write_eof(), qi::RuntimeError);
   t->abort();
   co_await log->until([&] { return log->lost > 0; });
@@ -314,11 +359,8 @@ QILOOP_TEST_MODES(Ssl, APeerClosingWithoutCloseNotifyEndsTheConnection) {
 // bounded, and a paused reader receives nothing until it resumes.
 QILOOP_TEST_MODES(Ssl, SixteenMebibytesBothWaysWithFlowControl) {
   Child server(python_server());
-  uint16_t port = server.port();
-  auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, p] = co_await loop.create_connection(std::move(factory), "127.0.0.1", port, tls_to_localhost());
+  qi::Transport* t = co_await tls_client(server.port(), log);
   EXPECT_EQ(t->get_write_buffer_limits(), (std::pair<std::size_t, std::size_t>(128 * 1024, 512 * 1024)));
   constexpr std::size_t kTotal = 16 << 20, kChunk = 64 << 10;
   std::size_t sent = 0, max_buffered = 0;
@@ -391,30 +433,25 @@ QILOOP_TEST_MODES(Ssl, ServerSideAnswersOpensslSClient) {
 }
 
 QILOOP_TEST_MODES(Ssl, ServerSideAnswersAPythonClient) {
-  Fd lsn = async_listener();
-  uint16_t port = sockname(lsn.get()).port();
-  Child client({"python3", peer_script(), "client", std::to_string(port), certs().ca, "localhost", "hello python"});
+  PythonTlsClient client("client", "hello python");
   auto& loop = qi::get_running_loop();
-  auto [fd, peer] = co_await loop.sock_accept(lsn.get());
+  int fd = co_await client.accepted();
   auto log = std::make_shared<Log>();
   auto factory = qi::detail::ssl_server_factory(loop, echo_once(log, std::make_shared<std::string>()),
                                                 server_context());
   (void)co_await loop.create_connection(std::move(factory), fd);
   co_await log->until([&] { return log->lost > 0; });
   EXPECT_EQ(log->data, "hello python");
-  EXPECT_EQ(client.read_all(), "hello python");
-  EXPECT_EQ(client.wait(), 0);
+  EXPECT_EQ(client.child.read_all(), "hello python");
+  EXPECT_EQ(client.child.wait(), 0);
 }
 
 // loop.start_tls, server side: a plain connection upgraded after a
 // STARTTLS exchange with a Python client (StreamWriter.start_tls).
 QILOOP_TEST_MODES(Ssl, StartTlsUpgradesAPlainServerConnection) {
-  Fd lsn = async_listener();
-  uint16_t port = sockname(lsn.get()).port();
-  Child client(
-      {"python3", peer_script(), "starttls-client", std::to_string(port), certs().ca, "localhost", "secret"});
+  PythonTlsClient client("starttls-client", "secret");
   auto& loop = qi::get_running_loop();
-  auto [fd, peer] = co_await loop.sock_accept(lsn.get());
+  int fd = co_await client.accepted();
   auto log = std::make_shared<Log>();
   auto factory = recorder(log);
   auto [t, p] = co_await loop.create_connection(std::move(factory), fd);
@@ -430,26 +467,17 @@ QILOOP_TEST_MODES(Ssl, StartTlsUpgradesAPlainServerConnection) {
   tls->write("terces");
   tls->close();
   co_await log->until([&] { return log->lost > 0; });
-  EXPECT_EQ(client.read_all(), "terces");
-  EXPECT_EQ(client.wait(), 0);
+  EXPECT_EQ(client.child.read_all(), "terces");
+  EXPECT_EQ(client.child.wait(), 0);
   EXPECT_EQ(what_of(log->error), "");
 }
 
 // loop.start_tls, client side, against qiloop's own server side over a
 // socket pair; the handshake's failure reaches both ends.
 QILOOP_TEST_MODES(Ssl, StartTlsClientMeetsTheServerFactoryOverASocketPair) {
-  auto& loop = qi::get_running_loop();
-  auto [a, b] = unix_pair();
   auto server_log = std::make_shared<Log>();
-  auto server_factory =
-      qi::detail::ssl_server_factory(loop, echo_once(server_log, std::make_shared<std::string>()), server_context());
-  (void)co_await loop.create_connection(std::move(server_factory), a.release());
   auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, p] = co_await loop.create_connection(std::move(factory), b.release());
-  qi::TlsOptions o;
-  o.server_hostname = "localhost";
-  qi::Transport* tls = co_await loop.start_tls(t, p, trusting_client(), o);
+  qi::Transport* tls = co_await start_tls_over_a_pair(echo_once(server_log, std::make_shared<std::string>()), log);
   tls->write("over a pair");
   co_await log->until([&] { return log->lost > 0; });
   EXPECT_EQ(log->data, "over a pair");
@@ -552,12 +580,8 @@ QILOOP_TEST_MODES(Ssl, StartTlsOnAStreamTransportIsRefusedOrRetargeted) {
 // StreamWriter::start_tls, server side, with Python's asyncio
 // StreamWriter.start_tls as the client.
 QILOOP_TEST_MODES(SslStreams, StartTlsServesAPythonStarttlsClient) {
-  Fd lsn = async_listener();
-  uint16_t port = sockname(lsn.get()).port();
-  Child client(
-      {"python3", peer_script(), "starttls-client", std::to_string(port), certs().ca, "localhost", "secret"});
-  auto& loop = qi::get_running_loop();
-  auto [fd, peer] = co_await loop.sock_accept(lsn.get());
+  PythonTlsClient client("starttls-client", "secret");
+  int fd = co_await client.accepted();
   auto [r, w] = co_await qi::open_connection(fd);
   EXPECT_EQ(co_await r.readline(), "STARTTLS\n");
   w.write("OK\n");
@@ -568,8 +592,8 @@ QILOOP_TEST_MODES(SslStreams, StartTlsServesAPythonStarttlsClient) {
   w.write("terces");
   w.close();
   co_await w.wait_closed();
-  EXPECT_EQ(client.read_all(), "terces");
-  EXPECT_EQ(client.wait(), 0);
+  EXPECT_EQ(client.child.read_all(), "terces");
+  EXPECT_EQ(client.child.wait(), 0);
 }
 
 // --- TLS close with reading paused (review i10 A2, A3) ------------------------------------
@@ -640,21 +664,14 @@ QILOOP_TEST_MODES(Ssl, CloseAfterPeerEofWhileReadingIsPausedCloses) {
 // shutdown timeout.
 QILOOP_TEST_MODES(Ssl, CloseWithPausedReadingAndAFullBioEndsCleanly) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
-  auto [a, b] = unix_pair();
   auto server_log = std::make_shared<Log>();
   QiEventLoop::ProtocolFactory flooder = [server_log]() -> std::unique_ptr<qi::BaseProtocol> {
     return std::make_unique<Flooder>(server_log, 1 << 20);
   };
-  auto server_factory = qi::detail::ssl_server_factory(loop, std::move(flooder), server_context());
-  (void)co_await loop.create_connection(std::move(server_factory), a.release());
   auto log = std::make_shared<Log>();
-  auto factory = recorder(log);
-  auto [t, p] = co_await loop.create_connection(std::move(factory), b.release());
   qi::TlsOptions o;
-  o.server_hostname = "localhost";
   o.ssl_shutdown_timeout = 4s;
-  qi::Transport* tls = co_await loop.start_tls(t, p, trusting_client(), o);
+  qi::Transport* tls = co_await start_tls_over_a_pair(std::move(flooder), log, o);
   tls->pause_reading();
   co_await qi::sleep(300ms);  // the server's bytes fill the BIO, the socket's reading stops
   auto t0 = std::chrono::steady_clock::now();
@@ -672,35 +689,17 @@ QILOOP_TEST_MODES(Ssl, OptionsAreChecked) {
   auto log = std::make_shared<Log>();
   qi::ConnectOptions only_name;
   only_name.server_hostname = "localhost";
-  std::string what;
-  try {
-    auto factory = recorder(log);
-    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", 1, only_name);
-  } catch (const qi::ValueError& e) {
-    what = e.what();
-  }
+  std::string what = co_await refusal_of(log, only_name);
   EXPECT_NE(what.find("server_hostname is only meaningful with ssl"), std::string::npos) << what;
 
   qi::ConnectOptions negative = tls_to_localhost();
   negative.ssl_handshake_timeout = -1s;
-  what.clear();
-  try {
-    auto factory = recorder(log);
-    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", 1, negative);
-  } catch (const qi::ValueError& e) {
-    what = e.what();
-  }
+  what = co_await refusal_of(log, negative);
   EXPECT_NE(what.find("ssl_handshake_timeout must be positive"), std::string::npos) << what;
 
   qi::ConnectOptions no_name = tls_to_localhost();
   no_name.server_hostname = "";
-  what.clear();
-  try {
-    auto factory = recorder(log);
-    (void)co_await loop.create_connection(std::move(factory), "127.0.0.1", 1, no_name);
-  } catch (const qi::ValueError& e) {
-    what = e.what();
-  }
+  what = co_await refusal_of(log, no_name);
   EXPECT_NE(what.find("no server_hostname"), std::string::npos) << what;
 
   EXPECT_THROW(qi::detail::ssl_server_factory(loop, recorder(log), trusting_client()), qi::ValueError);

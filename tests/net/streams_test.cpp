@@ -305,8 +305,7 @@ QILOOP_TEST_MODES(StreamConnection, OpenConnectionEchoesThroughAPosixPeer) {
   Peer peer;
   Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
   peer.start([&] {
-    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    bound_peer_waits(c.get());
+    Fd c = accept_peer(lsn.get());
     echo_until_eof(c.get());
   });
   auto conn = co_await qi::open_connection("127.0.0.1", sockname(lsn.get()).port());
@@ -341,8 +340,7 @@ QILOOP_TEST_MODES(StreamConnection, OpenUnixConnection) {
   Fd lsn = listener(qi::SocketAddress::unix_path(path));
   Peer peer;
   peer.start([&] {
-    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    bound_peer_waits(c.get());
+    Fd c = accept_peer(lsn.get());
     send_all(c.get(), "from the peer\n");
     echo_until_eof(c.get());
   });
@@ -649,64 +647,16 @@ TEST(StreamServer, TheFactoryRefusesBadArguments) {
 
 // --- A Python asyncio peer: 4-byte little-endian length-prefixed echo ----------------------
 
-std::string python_missing() {
-  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
-}
-
-constexpr const char* kPythonFrameEcho = R"PY(
-import asyncio, struct
-async def main():
-    done = asyncio.Event()
-    async def serve(r, w):
-        try:
-            while True:
-                head = await r.readexactly(4)
-                (n,) = struct.unpack('<I', head)
-                w.write(head + await r.readexactly(n))
-                await w.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        w.close()
-        done.set()
-    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
-    print(srv.sockets[0].getsockname()[1], flush=True)
-    await asyncio.wait_for(done.wait(), 20)
-    srv.close()
-asyncio.run(main())
-)PY";
-
-QByteArray frame(QByteArrayView body) {
-  QByteArray f(4, Qt::Uninitialized);
-  auto n = static_cast<uint32_t>(body.size());
-  for (int i = 0; i < 4; ++i) f[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  f.append(body);
-  return f;
-}
-
-uint32_t length_of(const QByteArray& head) {
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<unsigned char>(head[i])) << (8 * i);
-  return n;
-}
-
-TRANSPORT_TEST_MODES_IF(StreamPython, LengthPrefixedEchoWithAnAsyncioServer, python_missing()) {
+TRANSPORT_TEST_MODES_IF(StreamPython, LengthPrefixedEchoWithAnAsyncioServer, no_python3()) {
   FdLeakCheck leaks;
-  auto& loop = qi::get_running_loop();
-  ::setenv("QILOOP_PY", kPythonFrameEcho, 1);
-  FILE* py = ::popen("python3 -c \"$QILOOP_PY\"", "r");
-  QILOOP_CO_ASSERT(ASSERT_NE(py, nullptr));
-  char line[32] = {};
-  int port = std::fgets(line, sizeof line, py) ? std::atoi(line) : 0;  // blocking: the child's start-up only
-  if (port <= 0) {
-    ::pclose(py);
-    QILOOP_CO_ASSERT(FAIL() << "the Python server printed no port");
-  }
-  auto conn = co_await qi::open_connection("127.0.0.1", static_cast<uint16_t>(port));
+  PythonPeer py(kPythonFrameEcho);
+  uint16_t port = py.port();  // blocking: the child's start-up only
+  auto conn = co_await qi::open_connection("127.0.0.1", port);
   qi::StreamReader reader = conn.first;
   qi::StreamWriter writer = conn.second;
   for (std::size_t size : {std::size_t(0), std::size_t(1), std::size_t(1000), std::size_t(300'000)}) {
     QByteArray body = pattern_bytes(size, size);
-    writer.write(frame(body));
+    writer.write(length_prefixed(body));
     co_await writer.drain();
     QByteArray head = co_await reader.readexactly(4);
     QILOOP_CO_ASSERT(ASSERT_EQ(length_of(head), size));
@@ -718,8 +668,7 @@ TRANSPORT_TEST_MODES_IF(StreamPython, LengthPrefixedEchoWithAnAsyncioServer, pyt
   EXPECT_EQ(e->partial(), "") << "the server closed after our EOF";
   writer.close();
   co_await writer.wait_closed();
-  int status = co_await loop.run_in_executor(nullptr, [py] { return ::pclose(py); });
-  EXPECT_EQ(status, 0);
+  EXPECT_EQ(co_await py.exit_status(), 0);
 }
 
 }  // namespace

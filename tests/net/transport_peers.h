@@ -8,16 +8,20 @@
 #include <qiloop/net/transport.h>
 #include <qiloop/sync/event.h>
 #include <qiloop/testing.h>
+#include <qiloop/threads/to_thread.h>
 
 #include <gtest/gtest.h>
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -26,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -111,6 +116,13 @@ inline Fd listener(const qi::SocketAddress& at, int backlog = 16) {
   return fd;
 }
 
+// The next connection `lsn` accepts: blocking, its waits bounded.
+inline Fd accept_peer(int lsn) {
+  Fd c(::accept4(lsn, nullptr, nullptr, SOCK_CLOEXEC));
+  bound_peer_waits(c.get());
+  return c;
+}
+
 // A connected AF_UNIX stream pair: [0] for the transport, [1] blocking,
 // the peer's.
 inline std::pair<Fd, Fd> unix_pair() {
@@ -124,6 +136,7 @@ inline std::pair<Fd, Fd> unix_pair() {
 class Peer {
  public:
   Peer() = default;
+  explicit Peer(std::function<void()> f) : t_(std::move(f)) {}
   ~Peer() { join(); }
   void start(std::function<void()> f) { t_ = std::thread(std::move(f)); }
   void join() {
@@ -320,6 +333,181 @@ inline std::string no_python3() {
   return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
 }
 
+// A child process with its stdin and stdout (stderr merged) on pipes;
+// killed (SIGTERM) and reaped when it goes.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv) {
+    int in[2], out[2];
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    // Built before fork: the child of a threaded process must not allocate.
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(in[0], 0);
+      ::dup2(out[1], 1);
+      ::dup2(out[1], 2);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    in_ = Fd(in[1]);
+    out_ = Fd(out[0]);
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      wait();
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  void write_stdin(std::string_view s) {
+    while (!s.empty()) {
+      ssize_t r = ::write(in_.get(), s.data(), s.size());
+      if (r <= 0) return;
+      s.remove_prefix(static_cast<std::size_t>(r));
+    }
+  }
+  void close_stdin() { in_.reset(); }
+
+  // Reads until `needle` is in the output (or EOF, or 10 s); the output so far.
+  std::string read_until(std::string_view needle) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (output_.find(needle) == std::string::npos && !eof_ && std::chrono::steady_clock::now() < deadline)
+      read_some(100);
+    return output_;
+  }
+  // Everything until EOF (at most 10 s).
+  std::string read_all() { return read_until(std::string_view("\x01\x02 never")); }
+
+  // The first line that holds a number: the port a server prints.
+  uint16_t port() {
+    read_until("\n");
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (;;) {
+      // s_server: "ACCEPT [::]:43361"; ssl_peer.py: "43361".
+      std::size_t nl = output_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = output_.substr(0, nl);
+        if (line.rfind("ACCEPT", 0) == 0 || (!line.empty() && std::isdigit(static_cast<unsigned char>(line[0])))) {
+          std::size_t colon = line.rfind(':');
+          return static_cast<uint16_t>(std::stoi(colon == std::string::npos ? line : line.substr(colon + 1)));
+        }
+        output_.erase(0, nl + 1);
+        continue;
+      }
+      if (eof_ || std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error("the child printed no port: " + output_);
+      read_some(100);
+    }
+  }
+
+  int wait() {
+    if (pid_ <= 0) return status_;
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+    pid_ = -1;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return status_;
+  }
+
+ private:
+  void read_some(int ms) {
+    pollfd p{out_.get(), POLLIN, 0};
+    if (::poll(&p, 1, ms) <= 0) return;
+    char buf[4096];
+    ssize_t r = ::read(out_.get(), buf, sizeof buf);
+    if (r <= 0)
+      eof_ = true;
+    else
+      output_.append(buf, static_cast<std::size_t>(r));
+  }
+
+  pid_t pid_ = -1;
+  int status_ = -1;
+  Fd in_, out_;
+  std::string output_;
+  bool eof_ = false;
+};
+
+// `python3 -c script args...`: a peer written with asyncio itself. A server
+// script prints the port it listens on as its first line (port()).
+class PythonPeer : public Child {
+ public:
+  explicit PythonPeer(const std::string& script, const std::vector<std::string>& args = {})
+      : Child(argv(script, args)) {}
+
+  // Waits for the script to end (on a worker thread: the loop keeps
+  // running), reading its output to EOF first; its exit status, 0 on success.
+  qi::Coro<int> exit_status() {
+    auto wait_for_exit = [this] {
+      read_all();
+      return wait();
+    };
+    co_return co_await qi::to_thread(std::move(wait_for_exit));
+  }
+
+ private:
+  static std::vector<std::string> argv(const std::string& script, const std::vector<std::string>& args) {
+    std::vector<std::string> v{"python3", "-c", script};
+    v.insert(v.end(), args.begin(), args.end());
+    return v;
+  }
+};
+
+// The script of an asyncio server on 127.0.0.1 that prints its port, serves
+// one connection with `serve` (the body of `async def serve(r, w)`, indented
+// by 8), closes it and exits.
+inline std::string python_one_connection_server(std::string_view serve) {
+  return R"PY(
+import asyncio, struct
+async def main():
+    done = asyncio.Event()
+    async def serve(r, w):
+)PY" + std::string(serve) + R"PY(
+        w.close()
+        done.set()
+    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.wait_for(done.wait(), 20)
+    srv.close()
+asyncio.run(main())
+)PY";
+}
+
+// An asyncio echo server of frames (a 4-byte little-endian length, then that
+// many bytes): prints its port, serves one connection until its EOF, exits.
+inline const std::string kPythonFrameEcho = python_one_connection_server(R"PY(
+        try:
+            while True:
+                head = await r.readexactly(4)
+                (n,) = struct.unpack('<I', head)
+                w.write(head + await r.readexactly(n))
+                await w.drain()
+        except asyncio.IncompleteReadError:
+            pass)PY");
+
+// body as a frame of kPythonFrameEcho: its 4-byte little-endian length, then body.
+inline QByteArray length_prefixed(QByteArrayView body) {
+  QByteArray f(4, Qt::Uninitialized);
+  auto n = static_cast<uint32_t>(body.size());
+  for (int i = 0; i < 4; ++i) f[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  f.append(body);
+  return f;
+}
+
+// The length a frame's 4-byte little-endian head announces.
+inline uint32_t length_of(QByteArrayView head) {
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= static_cast<uint32_t>(static_cast<unsigned char>(head[i])) << (8 * i);
+  return n;
+}
+
 }  // namespace peers
 
 // --- Clients of the server tests (blocking sockets) ---------------------------------------
@@ -368,11 +556,11 @@ inline std::string echo_once(const qi::SocketAddress& to, const std::string& msg
   return recv_exactly(fd.get(), msg.size());
 }
 
-// A fresh private directory under /tmp (for Unix socket files).
+// A fresh private directory under /tmp (for Unix socket files); "" when
+// none can be made.
 inline std::string temp_dir() {
   char tmpl[] = "/tmp/qiloop-test-XXXXXX";
-  const char* d = ::mkdtemp(tmpl);
-  return d ? d : "/tmp";
+  return ::mkdtemp(tmpl) ? tmpl : "";
 }
 
 }  // namespace peers

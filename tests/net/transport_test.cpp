@@ -39,8 +39,7 @@ QILOOP_TEST_MODES(Transport, EchoOverTcpThroughAProtocol) {
   Peer peer;
   Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
   peer.start([&] {
-    Fd c(::accept4(lsn.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    bound_peer_waits(c.get());
+    Fd c = accept_peer(lsn.get());
     echo_until_eof(c.get());
   });
   auto log = std::make_shared<Log>();
@@ -434,51 +433,27 @@ QILOOP_TEST_MODES(Transport, AThrowingConnectionLostIsReported) {
 
 // --- A Python asyncio peer ---------------------------------------------------------------
 
-std::string python_missing() {
-  return std::system("python3 -c 'import asyncio' >/dev/null 2>&1") == 0 ? "" : "python3 is not installed";
-}
-
 // An asyncio echo server: prints its port, echoes one connection until EOF.
-constexpr const char* kPythonEcho = R"PY(
-import asyncio
-async def main():
-    done = asyncio.Event()
-    async def serve(r, w):
+const std::string kPythonEcho = python_one_connection_server(R"PY(
         while data := await r.read(65536):
             w.write(data)
-            await w.drain()
-        w.close()
-        done.set()
-    srv = await asyncio.start_server(serve, '127.0.0.1', 0)
-    print(srv.sockets[0].getsockname()[1], flush=True)
-    await asyncio.wait_for(done.wait(), 20)
-    srv.close()
-asyncio.run(main())
-)PY";
+            await w.drain())PY");
 
-TRANSPORT_TEST_MODES_IF(TransportPython, EchoWithAnAsyncioServer, python_missing()) {
+TRANSPORT_TEST_MODES_IF(TransportPython, EchoWithAnAsyncioServer, no_python3()) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
-  ::setenv("QILOOP_PY", kPythonEcho, 1);
-  FILE* py = ::popen("python3 -c \"$QILOOP_PY\"", "r");
-  QILOOP_CO_ASSERT(ASSERT_NE(py, nullptr));
-  char line[32] = {};
-  int port = std::fgets(line, sizeof line, py) ? std::atoi(line) : 0;  // blocking: the child's start-up only
-  if (port <= 0) {
-    ::pclose(py);
-    QILOOP_CO_ASSERT(FAIL() << "the Python server printed no port");
-  }
+  PythonPeer py(kPythonEcho);
+  uint16_t port = py.port();  // blocking: the child's start-up only
   auto log = std::make_shared<Log>();
   auto factory15 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
-  auto [t, proto] = co_await loop.create_connection(std::move(factory15), "127.0.0.1", static_cast<uint16_t>(port));
+  auto [t, proto] = co_await loop.create_connection(std::move(factory15), "127.0.0.1", port);
   QByteArray payload = pattern_bytes(1 << 20);
   t->write(payload);
   t->write_eof();
   co_await log->until([&] { return log->lost > 0; });
   EXPECT_EQ(log->data, payload);
   EXPECT_EQ(log->error, nullptr);
-  int status = co_await loop.run_in_executor(nullptr, [py] { return ::pclose(py); });
-  EXPECT_EQ(status, 0);
+  EXPECT_EQ(co_await py.exit_status(), 0);
 }
 
 }  // namespace
