@@ -14,11 +14,9 @@
 #include <gtest/gtest.h>
 
 #include <netinet/tcp.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cstdio>
-#include <algorithm>
 #include <cstdlib>
 #include <set>
 
@@ -382,8 +380,7 @@ QILOOP_TEST_MODES(Server, APortInUseIsEaddrinuseNamingTheAddress) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto f1 = echo(log);
-  qi::Server a = co_await loop.create_server(std::move(f1), "127.0.0.1", 0);
+  qi::Server a = co_await echo_server(log);
   uint16_t port = a.sockets().at(0).port();
   int code = 0;
   std::string what;
@@ -680,33 +677,6 @@ QILOOP_TEST_MODES(Server, AFactoryThatClosesTheServer) {
   co_await log->until([&] { return log->lost == 1; });
 }
 
-// Lowers RLIMIT_NOFILE to the highest fd open and fills the holes below it
-// (dups of `some_fd`): every new fd fails with EMFILE until the guard goes.
-// (Not below the fds open: poll(2), which the portable backend's Qt
-// dispatcher uses, fails with EINVAL when it watches more fds than the
-// limit.)
-struct NoMoreFds {
-  rlimit saved{};
-  std::vector<int> fillers;
-  explicit NoMoreFds(int some_fd) {
-    int highest = 0;
-    if (DIR* d = ::opendir("/proc/self/fd")) {
-      while (dirent* e = ::readdir(d))
-        if (std::atoi(e->d_name) != ::dirfd(d)) highest = std::max(highest, std::atoi(e->d_name));
-      ::closedir(d);
-    }
-    ::getrlimit(RLIMIT_NOFILE, &saved);
-    rlimit low = saved;
-    low.rlim_cur = static_cast<rlim_t>(highest + 1);
-    ::setrlimit(RLIMIT_NOFILE, &low);
-    for (int fd; (fd = ::dup(some_fd)) >= 0;) fillers.push_back(fd);
-  }
-  ~NoMoreFds() {
-    for (int fd : fillers) ::close(fd);
-    ::setrlimit(RLIMIT_NOFILE, &saved);
-  }
-};
-
 // Not under the asan-ubsan preset (GCC defines __SANITIZE_ADDRESS__ there):
 // UBSan's vptr check probes memory through a pipe, which a process out of
 // fds cannot make, so it reports every virtual call as made on an invalid
@@ -724,7 +694,10 @@ QILOOP_TEST_MODES_VT(Server, OutOfFdsRestsASecondThenServes) {
   ::fcntl(client.get(), F_SETFL, ::fcntl(client.get(), F_GETFL) | O_NONBLOCK);
   auto t0 = loop.time();
   {
-    NoMoreFds no_fds(client.get());
+    // Not below the fds open: poll(2), which the portable backend's Qt
+    // dispatcher uses, fails with EINVAL when it watches more fds than the
+    // limit.
+    FewFds no_fds(client.get(), 0);  // every new fd fails with EMFILE until it goes
     co_await reports.arrived.wait();  // the accept fails (the portable backend sees the fd a slice later)
   }
   QILOOP_CO_ASSERT(ASSERT_EQ(reports.messages.size(), 1u));
@@ -882,8 +855,7 @@ QILOOP_TEST_MODES(Server, SockCallsOnAListeningFdAreRefused) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   auto log = std::make_shared<Log>();
-  auto factory = echo(log);
-  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  qi::Server server = co_await echo_server(log);
   const int fd = server.filenos().at(0);
   const std::string used = "fd " + std::to_string(fd) + " is the listening socket of a server";
   auto accepting = error_of<qi::RuntimeError>(loop.sock_accept(fd));

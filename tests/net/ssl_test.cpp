@@ -1401,6 +1401,15 @@ qi::Coro<void> upgrade_on_request(qi::StreamReader r, qi::StreamWriter w) {
   }
 }
 
+// A client connection to upgrade_on_request's server on `port` that asked
+// for STARTTLS and was told GO: its handshake is the caller's to start.
+qi::Coro<std::pair<qi::StreamReader, qi::StreamWriter>> told_to_upgrade(uint16_t port) {
+  auto conn = co_await qi::open_connection("127.0.0.1", port);
+  conn.second.write("STARTTLS\n");
+  EXPECT_EQ(co_await conn.first.readline(), "GO\n");
+  co_return conn;
+}
+
 QILOOP_TEST_MODES(SslStreams, CancellingStartTlsAtEveryIterationLeaksNothing) {
   qi::testing::set_timeout(120s);  // sanitizer builds are slow
   FdLeakCheck leaks;
@@ -1408,9 +1417,7 @@ QILOOP_TEST_MODES(SslStreams, CancellingStartTlsAtEveryIterationLeaksNothing) {
   qi::Server server = co_await qi::start_server(std::move(cb), "127.0.0.1", 0);
   uint16_t port = server.sockets().at(0).port();
   {
-    auto conn = co_await qi::open_connection("127.0.0.1", port);
-    conn.second.write("STARTTLS\n");
-    EXPECT_EQ(co_await conn.first.readline(), "GO\n");
+    auto conn = co_await told_to_upgrade(port);
     qi::TlsOptions o;
     o.server_hostname = "localhost";
     auto task = qi::create_task(conn.second.start_tls(shared_client(), o));
@@ -1422,9 +1429,7 @@ QILOOP_TEST_MODES(SslStreams, CancellingStartTlsAtEveryIterationLeaksNothing) {
   }
   int upgraded = 0, first_upgrade = -1;
   for (int k = 0; k < 40; ++k) {
-    auto conn = co_await qi::open_connection("127.0.0.1", port);
-    conn.second.write("STARTTLS\n");
-    EXPECT_EQ(co_await conn.first.readline(), "GO\n");
+    auto conn = co_await told_to_upgrade(port);
     qi::TlsOptions o;
     o.server_hostname = "localhost";
     auto task = qi::create_task(conn.second.start_tls(shared_client(), o));
@@ -1655,15 +1660,7 @@ TEST(SslContext, SharedByLoopsOnSeveralThreadsAtOnce) {
         server.close();
         co_await server.wait_closed();
       };
-      // Loops start one after another (attack-i10: Qt's dispatcher set-up
-      // under a lock TSan cannot see); the handshakes then overlap.
-      while (started < t) std::this_thread::sleep_for(1ms);
-      try {
-        loop.run_until_complete(body());
-      } catch (const std::exception& e) {
-        failures[t] = e.what();
-      }
-      loop.close();
+      run_in_turn(loop, started, t, body, failures[t]);  // the handshakes overlap
     });
   }
   for (auto& th : threads) th.join();

@@ -671,30 +671,45 @@ TRANSPORT_TEST_MODES_IF(StreamPython, LengthPrefixedEchoWithAnAsyncioServer, no_
   EXPECT_EQ(co_await py.exit_status(), 0);
 }
 
+// A stream connection over a socketpair whose handles outlive the loop that
+// opens them (these tests close that loop under them); `theirs` is the far
+// end.
+struct HeldConnection {
+  Fd ours, theirs;
+  std::optional<qi::StreamReader> reader;
+  std::optional<qi::StreamWriter> writer;
+  HeldConnection() {
+    auto ends = unix_pair();
+    ours = std::move(ends.first);
+    theirs = std::move(ends.second);
+  }
+  void open_on(QiEventLoop& loop) {
+    auto conn = loop.run_until_complete(qi::open_connection(ours.release()));
+    reader = std::move(conn.first);
+    writer = std::move(conn.second);
+  }
+};
+
 }  // namespace
 
 // loop.close() destroys a connection's transport under live handles: they
 // stay safe (no dangling transport), before and after the loop is gone.
 TEST(StreamConnection, HandlesSurviveLoopClose) {
   FdLeakCheck leaks;
-  auto [ours, theirs] = unix_pair();
-  std::optional<qi::StreamReader> reader;
-  std::optional<qi::StreamWriter> writer;
+  HeldConnection held;
   {
     QiEventLoop loop;
-    auto conn = loop.run_until_complete(qi::open_connection(ours.release()));
-    reader = conn.first;
-    writer = conn.second;
-    EXPECT_GE(writer->transport().fileno(), 0);
+    held.open_on(loop);
+    EXPECT_GE(held.writer->transport().fileno(), 0);
     loop.close();
-    EXPECT_EQ(writer->transport().fileno(), -1);
-    writer->write("dropped");
-    EXPECT_TRUE(writer->is_closing());
+    EXPECT_EQ(held.writer->transport().fileno(), -1);
+    held.writer->write("dropped");
+    EXPECT_TRUE(held.writer->is_closing());
   }
-  writer->close();
-  writer.reset();
-  reader.reset();
-  EXPECT_EQ(read_all(theirs.get()), "");
+  held.writer->close();
+  held.writer.reset();
+  held.reader.reset();
+  EXPECT_EQ(read_all(held.theirs.get()), "");
 }
 
 namespace {
@@ -842,15 +857,7 @@ TEST(Streams, HostileLoopsOnSeveralThreadsServeEachOther) {
         co_await server.wait_closed();
         l.remove_signal_handler(SIGRTMIN + i);
       };
-      // The loops start one after another: Qt (not built for TSan) sets up
-      // each thread's event dispatcher under a lock TSan cannot see.
-      while (started < i) std::this_thread::sleep_for(1ms);
-      try {
-        loop.run_until_complete(body());
-      } catch (const std::exception& e) {
-        failures[i] = e.what();
-      }
-      loop.close();
+      run_in_turn(loop, started, i, body, failures[i]);
     });
   }
   while (handlers_ready < kThreads) std::this_thread::sleep_for(1ms);
@@ -901,31 +908,27 @@ T run_bounded(QiEventLoop& loop, qi::Coro<T> coro) {
 // promise); the writer's waits end at once.
 TEST(Streams, ReadAfterLoopCloseGivesTheBufferThenEof) {
   FdLeakCheck leaks;
-  auto [ours, theirs] = unix_pair();
-  std::optional<qi::StreamReader> reader;
-  std::optional<qi::StreamWriter> writer;
+  HeldConnection held;
   {
     QiEventLoop loop;
-    auto conn = loop.run_until_complete(qi::open_connection(ours.release()));
-    reader = conn.first;
-    writer = conn.second;
-    send_all(theirs.get(), "line one\nrest");
-    loop.run_until_complete(qi::wait_for(until_buffered(*reader, 13), 5s));
+    held.open_on(loop);
+    send_all(held.theirs.get(), "line one\nrest");
+    loop.run_until_complete(qi::wait_for(until_buffered(*held.reader, 13), 5s));
     loop.close();
   }
   QiEventLoop other;
-  EXPECT_EQ(run_bounded(other, reader->readline()), "line one\n");
-  EXPECT_EQ(run_bounded(other, reader->read(2)), "re");
-  EXPECT_EQ(run_bounded(other, reader->read()), "st");
-  EXPECT_EQ(run_bounded(other, reader->read()), "");
-  EXPECT_EQ(run_bounded(other, reader->readline()), "");
-  EXPECT_THROW(run_bounded(other, reader->readexactly(1)), qi::IncompleteReadError);
-  EXPECT_TRUE(reader->at_eof());
-  EXPECT_NO_THROW(run_bounded(other, writer->wait_closed()));
-  EXPECT_THROW(run_bounded(other, writer->drain()), qi::ConnectionResetError);
+  EXPECT_EQ(run_bounded(other, held.reader->readline()), "line one\n");
+  EXPECT_EQ(run_bounded(other, held.reader->read(2)), "re");
+  EXPECT_EQ(run_bounded(other, held.reader->read()), "st");
+  EXPECT_EQ(run_bounded(other, held.reader->read()), "");
+  EXPECT_EQ(run_bounded(other, held.reader->readline()), "");
+  EXPECT_THROW(run_bounded(other, held.reader->readexactly(1)), qi::IncompleteReadError);
+  EXPECT_TRUE(held.reader->at_eof());
+  EXPECT_NO_THROW(run_bounded(other, held.writer->wait_closed()));
+  EXPECT_THROW(run_bounded(other, held.writer->drain()), qi::ConnectionResetError);
   other.close();
-  writer.reset();
-  reader.reset();
+  held.writer.reset();
+  held.reader.reset();
 }
 
 // Every call on a moved-from handle throws qi::RuntimeError naming the

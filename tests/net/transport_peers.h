@@ -604,3 +604,29 @@ struct FewFds {
 };
 
 }  // namespace peers
+
+// --- A worker thread's own loop -----------------------------------------------------------
+
+#include <qiloop/event_loop.h>
+
+#include <atomic>
+
+namespace peers {
+
+// Runs body() to its end on `loop` (a worker thread's own) once `started`
+// reaches `turn`, then closes the loop; what body() throws lands in
+// `failure`. The loops start one after another: Qt (not built for TSan)
+// sets up each thread's event dispatcher under a lock TSan cannot see; the
+// bodies then overlap.
+template <class Body>
+void run_in_turn(QiEventLoop& loop, const std::atomic<int>& started, int turn, Body body, std::string& failure) {
+  while (started < turn) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  try {
+    loop.run_until_complete(body());
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  loop.close();
+}
+
+}  // namespace peers

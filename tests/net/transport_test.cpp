@@ -69,32 +69,33 @@ QILOOP_TEST_MODES(Transport, EchoOverTcpThroughAProtocol) {
   peer.join();
 }
 
+// A BufferedProtocol that records into a Log, reading into Size bytes of
+// its own.
+template <std::size_t Size>
+struct BufferedRecorder : qi::BufferedProtocol {
+  explicit BufferedRecorder(std::shared_ptr<Log> l) : log(std::move(l)) {}
+  std::shared_ptr<Log> log;
+  std::array<std::byte, Size> mem{};
+  std::span<std::byte> get_buffer(std::size_t) override { return mem; }
+  void buffer_updated(std::size_t n) override {
+    log->data.append(reinterpret_cast<const char*>(mem.data()), static_cast<qsizetype>(n));
+    log->note("data");
+  }
+  bool eof_received() override {
+    ++log->eofs;
+    log->note("eof");
+    return false;
+  }
+  void connection_lost(std::exception_ptr e) override {
+    ++log->lost;
+    log->error = e;
+    log->note("lost");
+  }
+};
+
 QILOOP_TEST_MODES(Transport, BufferedProtocolReadsIntoItsOwnMemory) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
-  struct Sink : qi::BufferedProtocol {
-    std::shared_ptr<Log> log;
-    std::array<std::byte, 1000> mem{};
-    std::size_t hints = 0;
-    std::span<std::byte> get_buffer(std::size_t) override {
-      ++hints;
-      return mem;
-    }
-    void buffer_updated(std::size_t n) override {
-      log->data.append(reinterpret_cast<const char*>(mem.data()), static_cast<qsizetype>(n));
-      log->note("data");
-    }
-    bool eof_received() override {
-      ++log->eofs;
-      log->note("eof");
-      return false;
-    }
-    void connection_lost(std::exception_ptr e) override {
-      ++log->lost;
-      log->error = e;
-      log->note("lost");
-    }
-  };
   auto log = std::make_shared<Log>();
   auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
   Fd& ours = pair.first;
@@ -104,11 +105,8 @@ QILOOP_TEST_MODES(Transport, BufferedProtocolReadsIntoItsOwnMemory) {
     send_all(theirs.get(), pattern_bytes(100000).toStdString());
     ::shutdown(theirs.get(), SHUT_WR);
   });
-  auto factory2 = [log] {
-        auto s = std::make_unique<Sink>();
-        s->log = log;
-        return s;
-      };  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  // Named: g++ 12 destroys a lambda temporary of a co_await twice.
+  auto factory2 = [log] { return std::make_unique<BufferedRecorder<1000>>(log); };
   auto [t, sink] = co_await loop.create_connection(std::move(factory2),
       ours.release());
   EXPECT_EQ(t->peername().family(), AF_UNIX);
@@ -729,28 +727,6 @@ QILOOP_TEST_MODES(Transport, AddReaderOnATransportsFdIsRefused) {
 
 // --- Review i10 D: transport.set_protocol ------------------------------------------------
 
-// A BufferedProtocol that records into a Log.
-struct BufferedRecorder : qi::BufferedProtocol {
-  explicit BufferedRecorder(std::shared_ptr<Log> l) : log(std::move(l)) {}
-  std::shared_ptr<Log> log;
-  std::array<std::byte, 64> mem{};
-  std::span<std::byte> get_buffer(std::size_t) override { return mem; }
-  void buffer_updated(std::size_t n) override {
-    log->data.append(reinterpret_cast<const char*>(mem.data()), static_cast<qsizetype>(n));
-    log->note("data");
-  }
-  bool eof_received() override {
-    ++log->eofs;
-    log->note("eof");
-    return false;
-  }
-  void connection_lost(std::exception_ptr e) override {
-    ++log->lost;
-    log->error = e;
-    log->note("lost");
-  }
-};
-
 // asyncio's transport.set_protocol: later data goes to the new protocol
 // (a qi::Protocol or a qi::BufferedProtocol), and so does connection_lost;
 // connection_made is not called again. The old protocol is handed back:
@@ -779,8 +755,8 @@ QILOOP_TEST_MODES(Transport, SetProtocolSwitchesMidStream) {
   EXPECT_EQ(second->made, 0) << "connection_made is not called again";
 
   // To a BufferedProtocol, from outside a callback.
-  auto buffered = std::make_unique<BufferedRecorder>(third);
-  BufferedRecorder* raw = buffered.get();
+  auto buffered = std::make_unique<BufferedRecorder<64>>(third);
+  BufferedRecorder<64>* raw = buffered.get();
   std::unique_ptr<qi::BaseProtocol> old = t->set_protocol(std::move(buffered));
   EXPECT_EQ(&t->get_protocol(), raw);
   send_all(pair.second.get(), "three");
