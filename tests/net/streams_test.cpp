@@ -1295,3 +1295,132 @@ QILOOP_TEST_MODES(Streams, HostileTenThousandSmallWritesThenClose) {
   reader.join();
   EXPECT_EQ(got, 70000);
 }
+
+// --- Large reads hand the buffer over, small ones copy -----------------------------------
+
+// A take of half the allocation or more returns the buffer's own storage
+// (no copy), from wherever the live bytes start; a small one copies only
+// what it takes and leaves the allocation to the buffer.
+TEST(Streams, ReadBufferHandsItsStorageOverToALargeTake) {
+  constexpr qsizetype kFrame = 64 * 1024;
+  const QByteArray frame = pattern_bytes(kFrame);
+  qi::detail::ReadBuffer b;
+  b.append(frame);
+  const char* storage = b.view().data();
+  const qsizetype capacity = b.capacity();
+  QByteArray whole = b.take(kFrame);
+  EXPECT_EQ(whole.constData(), storage) << "take() of everything copied the bytes";
+  EXPECT_EQ(whole, frame);
+  EXPECT_TRUE(b.empty());
+
+  // Past a consumed prefix: the small take copies, the large one hands over.
+  b.append(frame);
+  storage = b.view().data();
+  QByteArray head = b.take(100);
+  EXPECT_NE(head.constData(), storage);
+  EXPECT_LT(head.capacity(), 1024) << "a small take carries the large allocation";
+  EXPECT_EQ(head, frame.first(100));
+  EXPECT_EQ(b.view().data(), storage + 100) << "the small take moved the buffer";
+  QByteArray tail = b.take(kFrame - 100);
+  EXPECT_EQ(tail.constData(), storage + 100) << "the offset take copied the bytes";
+  EXPECT_EQ(tail, frame.sliced(100));
+  EXPECT_TRUE(b.empty());
+
+  // Half taken: the rest moves to a new allocation of the same size, and
+  // refilling the buffer leaves the handed-over bytes alone.
+  b.append(frame);
+  storage = b.view().data();
+  QByteArray half = b.take(kFrame / 2 + 1);
+  EXPECT_EQ(half.constData(), storage);
+  EXPECT_EQ(b.capacity(), capacity);
+  EXPECT_EQ(b.view(), frame.sliced(kFrame / 2 + 1));
+  b.append(QByteArray(kFrame, 'z'));
+  EXPECT_EQ(half, frame.first(kFrame / 2 + 1)) << "the buffer wrote into handed-over bytes";
+  EXPECT_EQ(b.take(kFrame / 2 - 1), frame.sliced(kFrame / 2 + 1));
+  EXPECT_EQ(b.take(kFrame), QByteArray(kFrame, 'z'));
+
+  // The ping-pong case: 64 bytes read into a 64 KiB room copy 64 bytes, and
+  // the buffer keeps its room for the next read.
+  qi::detail::ReadBuffer ping;
+  std::span<std::byte> room = ping.prepare(kFrame);
+  std::memset(room.data(), 'p', 64);
+  ping.commit(64);
+  storage = ping.view().data();
+  QByteArray small = ping.take(64);
+  EXPECT_EQ(small, QByteArray(64, 'p'));
+  EXPECT_LT(small.capacity(), 1024) << "a 64-byte read carries the 64 KiB allocation";
+  EXPECT_GE(ping.capacity(), kFrame);
+  EXPECT_EQ(ping.prepare(kFrame).data(), reinterpret_cast<const std::byte*>(storage)) << "the room was not kept";
+}
+
+// A hand-over of a huge buffer keeps the shrink rule: the rest goes to a
+// small allocation, not one as large as what was handed over.
+TEST(Streams, ReadBufferHandOverShrinksTheRest) {
+  constexpr qsizetype kBig = 8 << 20;
+  qi::detail::ReadBuffer b;
+  b.append(QByteArray(kBig, 'x'));
+  const char* storage = b.view().data();
+  QByteArray out = b.take(kBig - 100);
+  EXPECT_EQ(out.constData(), storage);
+  EXPECT_EQ(out.size(), kBig - 100);
+  EXPECT_LE(b.capacity(), 2 << 20);
+  EXPECT_EQ(b.view(), QByteArray(100, 'x'));
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReadexactlyAcrossArrivalsThenSmallReads) {
+  auto& loop = qi::get_running_loop();
+  constexpr qsizetype kFrame = 64 * 1024;
+  const QByteArray data = pattern_bytes(3 * kFrame);
+  qi::StreamReader r = fed(data.first(10000));
+  // Arrivals that cut frames anywhere (a frame ends inside the third).
+  auto feed = [r, data]() mutable {
+    r.feed_data(data.sliced(10000, 30000));
+    r.feed_data(data.sliced(40000, 40000));
+  };
+  loop.call_later(1s, std::move(feed));
+  EXPECT_EQ(co_await r.readexactly(kFrame), data.first(kFrame));
+  EXPECT_EQ(r.buffered(), static_cast<std::size_t>(80000 - kFrame));
+  auto feed_rest = [r, data]() mutable {
+    r.feed_data(data.sliced(80000));
+    r.feed_eof();
+  };
+  loop.call_later(1s, std::move(feed_rest));
+  EXPECT_EQ(co_await r.readexactly(kFrame), data.sliced(kFrame, kFrame));
+  EXPECT_EQ(co_await r.read(3), data.sliced(2 * kFrame, 3)) << "a small read after a large one";
+  EXPECT_EQ(co_await r.readexactly(5), data.sliced(2 * kFrame + 3, 5));
+  EXPECT_EQ(co_await r.read(), data.sliced(2 * kFrame + 8)) << "read(-1) of the rest";
+  EXPECT_TRUE(r.at_eof());
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, LargeReadsOfLessEqualOrMoreThanBuffered) {
+  constexpr qsizetype kFrame = 64 * 1024;
+  const QByteArray data = pattern_bytes(2 * kFrame);
+  qi::StreamReader r = fed(data.first(kFrame));
+  EXPECT_EQ(co_await r.read(40000), data.first(40000)) << "n < buffered";
+  EXPECT_EQ(co_await r.read(kFrame - 40000), data.sliced(40000, kFrame - 40000)) << "n == buffered";
+  EXPECT_EQ(r.buffered(), 0u);
+  r.feed_data(data.sliced(kFrame));
+  EXPECT_EQ(co_await r.read(4 * kFrame), data.sliced(kFrame)) << "n > buffered";
+  r.feed_data(data.first(kFrame));
+  QByteArray first = co_await r.read(kFrame);
+  r.feed_data(QByteArray(kFrame, 'q'));
+  EXPECT_EQ(first, data.first(kFrame)) << "the next arrival overwrote what read() returned";
+  EXPECT_EQ(co_await r.read(kFrame), QByteArray(kFrame, 'q'));
+}
+
+QILOOP_TEST_MODES_VT(StreamReader, ReaduntilAfterAHandOver) {
+  QByteArray big(50000, 'b');
+  qi::StreamReader r = fed(big + "\nline2\nrest", true);
+  EXPECT_EQ(co_await r.read(50001), big + "\n");
+  EXPECT_EQ(co_await r.readuntil("\n"), "line2\n");
+  EXPECT_EQ(co_await r.read(2), "re");
+  EXPECT_EQ(co_await r.readline(), "st");
+  EXPECT_TRUE(r.at_eof());
+  // A large readuntil hands over too, and what follows stays readable.
+  qi::StreamReader two = fed(big + "|" + "tail|", true);
+  EXPECT_EQ(co_await two.readuntil("|"), big + "|");
+  EXPECT_EQ(co_await two.readuntil("|"), "tail|");
+  std::optional<qi::IncompleteReadError> e = co_await caught<qi::IncompleteReadError>(two.readexactly(1));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_EQ(e->partial(), "");
+}

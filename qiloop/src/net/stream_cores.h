@@ -32,16 +32,20 @@ namespace qi::detail {
 // when the tail lacks room and they fill at most half the allocation (else
 // it doubles), so each byte is moved a bounded number of times on average
 // however the reads slice it: reading a million short lines is linear. A
-// large allocation (over 1 MiB) whose live bytes fill a quarter of it or
-// less is traded for a smaller one at the next take() or compaction, so
-// one big read does not keep its memory for the stream's life.
+// take() of half the allocation or more hands the allocation itself over
+// (a QByteArray starting at begin_; the rest, at most as many bytes as were
+// taken, moves to a new one), so a 64 KiB frame is never copied; a smaller
+// take() copies what it takes, so a short read does not carry the buffer's
+// memory away. A large allocation (over 1 MiB) whose live bytes fill a
+// quarter of it or less is traded for a smaller one at the next take() or
+// compaction, so one big read does not keep its memory for the stream's life.
 class QILOOP_EXPORT ReadBuffer {  // exported for its test
  public:
   qsizetype size() const noexcept { return end_ - begin_; }
   qsizetype capacity() const noexcept { return capacity_; }
   bool empty() const noexcept { return end_ == begin_; }
-  QByteArrayView view() const noexcept { return {store_.get() + begin_, size()}; }
-  // The first n bytes (n <= size()), copied out and dropped.
+  QByteArrayView view() const noexcept { return {store_.constData() + begin_, size()}; }
+  // The first n bytes (n <= size()), handed over or copied out, and dropped.
   QByteArray take(qsizetype n);
   void drop(qsizetype n) noexcept;
   void clear() noexcept { drop(size()); }
@@ -53,10 +57,14 @@ class QILOOP_EXPORT ReadBuffer {  // exported for its test
  private:
   // Whether an allocation for `needed` bytes should be smaller than this one.
   bool oversized(qsizetype needed) const noexcept;
-  // Moves the live bytes to a new allocation of `capacity` (>= size()).
-  void reallocate(qsizetype capacity);
+  // Moves the live bytes to a new allocation of `capacity` (>= size());
+  // returns the old one.
+  QByteArray reallocate(qsizetype capacity);
+  // The capacity for `live` bytes left in a buffer that was this one's size.
+  qsizetype kept_capacity(qsizetype live) const noexcept;
 
-  std::unique_ptr<char[]> store_;
+  // Its size() is the capacity. Never shared: take() gives it away whole.
+  QByteArray store_;
   qsizetype capacity_ = 0;
   qsizetype begin_ = 0;
   qsizetype end_ = 0;

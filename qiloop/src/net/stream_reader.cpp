@@ -30,9 +30,26 @@ constexpr qsizetype kKeepCapacity = 1024 * 1024;
 // --- ReadBuffer ---------------------------------------------------------------------------
 
 QByteArray ReadBuffer::take(qsizetype n) {
-  QByteArray out(store_.get() + begin_, n);
-  drop(n);
-  if (!empty() && oversized(size())) reallocate(std::max(kKeepCapacity, 2 * size()));
+  if (n == 0 || 2 * n < capacity_) {
+    QByteArray out(store_.constData() + begin_, n);
+    drop(n);
+    if (!empty() && oversized(size())) reallocate(kept_capacity(size()));
+    return out;
+  }
+  const qsizetype from = begin_;
+  begin_ += n;
+  QByteArray out;
+  if (empty()) {
+    out = std::exchange(store_, QByteArray());
+    capacity_ = begin_ = end_ = 0;
+  } else {
+    out = reallocate(kept_capacity(size()));
+  }
+  // Neither call moves a byte: truncating writes the terminator after the
+  // taken bytes (the rest has moved out already), and Qt removes a prefix
+  // by advancing the array's start.
+  out.truncate(from + n);
+  out.remove(0, from);
   return out;
 }
 
@@ -40,14 +57,18 @@ bool ReadBuffer::oversized(qsizetype needed) const noexcept {
   return capacity_ > kKeepCapacity && needed <= capacity_ / 4;
 }
 
-void ReadBuffer::reallocate(qsizetype capacity) {
+qsizetype ReadBuffer::kept_capacity(qsizetype live) const noexcept {
+  return oversized(live) ? std::max(kKeepCapacity, 2 * live) : capacity_;
+}
+
+QByteArray ReadBuffer::reallocate(qsizetype capacity) {
   const qsizetype live = size();
-  auto fresh = std::make_unique_for_overwrite<char[]>(static_cast<std::size_t>(capacity));
-  if (live > 0) std::memcpy(fresh.get(), store_.get() + begin_, static_cast<std::size_t>(live));
-  store_ = std::move(fresh);
+  QByteArray fresh(capacity, Qt::Uninitialized);
+  if (live > 0) std::memcpy(fresh.data(), store_.constData() + begin_, static_cast<std::size_t>(live));
   capacity_ = capacity;
   begin_ = 0;
   end_ = live;
+  return std::exchange(store_, std::move(fresh));
 }
 
 void ReadBuffer::drop(qsizetype n) noexcept {
@@ -55,7 +76,7 @@ void ReadBuffer::drop(qsizetype n) noexcept {
   if (begin_ != end_) return;
   begin_ = end_ = 0;
   if (capacity_ > kKeepCapacity) {
-    store_.reset();
+    store_ = QByteArray();
     capacity_ = 0;
   }
 }
@@ -64,16 +85,16 @@ std::span<std::byte> ReadBuffer::prepare(qsizetype room) {
   if (capacity_ - end_ < room) {
     const qsizetype live = size();
     if (oversized(live + room)) {
-      reallocate(std::max(kKeepCapacity, 2 * (live + room)));
+      reallocate(kept_capacity(live + room));
     } else if (live + room <= capacity_ && live <= capacity_ / 2) {
-      std::memmove(store_.get(), store_.get() + begin_, static_cast<std::size_t>(live));
+      std::memmove(store_.data(), store_.constData() + begin_, static_cast<std::size_t>(live));
       begin_ = 0;
       end_ = live;
     } else {
       reallocate(std::max(capacity_ * 2, live + room));
     }
   }
-  return {reinterpret_cast<std::byte*>(store_.get() + end_), static_cast<std::size_t>(capacity_ - end_)};
+  return {reinterpret_cast<std::byte*>(store_.data() + end_), static_cast<std::size_t>(capacity_ - end_)};
 }
 
 void ReadBuffer::append(QByteArrayView data) {
