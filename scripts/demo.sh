@@ -21,3 +21,16 @@ QT_QPA_PLATFORM=offscreen ./build/dev/python-free-examples/color_dialog/color_di
 echo
 echo "== worker_coroutine --script"
 QT_QPA_PLATFORM=offscreen ./build/dev/python-free-examples/worker_coroutine/worker_coroutine --script
+echo
+echo "== framed (framed_server, and the Qt Widgets framed_client pressing its own button)"
+cmake --build --preset dev --target framed_server framed_client
+framed=./build/dev/python-free-examples/framed
+server_out=$(mktemp)
+"$framed/framed_server" --port 0 --once --reply-delay 300 >"$server_out" &
+server=$!
+for _ in $(seq 100); do grep -q listening "$server_out" && break; sleep 0.1; done
+port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$server_out")
+QT_QPA_PLATFORM=offscreen "$framed/framed_client" --port "$port" --auto --quit 2>/dev/null
+wait "$server"
+cat "$server_out"
+rm -f "$server_out"

@@ -1,0 +1,166 @@
+// framed_server — the server side of the original 001's protocol (4-byte
+// little-endian length, then the payload), served with qi::start_server:
+// each frame a client sends comes back as it was (an echo), optionally after
+// a delay that stands for a slow server.
+//
+//   framed_server [--host 127.0.0.1] [--port 50007] [--max-clients N | --once]
+//                 [--max-frame BYTES] [--reply-delay MS]
+//
+// It prints "framed_server: listening on HOST:PORT" first (--port 0 picks a
+// free port: read it there), then a line per connection event. It ends
+//   - after N clients (--max-clients N, --once = 1): it stops listening once
+//     the Nth is accepted and exits when they all left;
+//   - on SIGINT (qi::run's Ctrl+C handling cancels the main task) or SIGTERM
+//     (the same, by a loop signal handler): it stops listening, closes the
+//     connections still open, waits for them, and exits with status 0.
+// A client sending an oversize prefix or ending mid-frame is told nothing:
+// its connection is closed (framed::Connection does it) and logged.
+#include "framed.h"
+
+#include <qiloop/qiloop.h>
+
+#include <QtCore/QCommandLineParser>
+#include <QtCore/QCoreApplication>
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Options {
+  std::string host = "127.0.0.1";
+  uint16_t port = 50007;
+  int max_clients = 0;  // 0: no limit
+  std::size_t max_frame = framed::kDefaultMaxFrame;
+  std::chrono::milliseconds reply_delay{0};
+};
+
+// What the connections share with the main task. main() owns it: it
+// outlives the loop, so no connection's task can outlive it.
+struct State {
+  Options options;
+  qi::Server server;  // forgotten before the loop goes (see serve())
+  int accepted = 0;
+  int served = 0;
+};
+
+void say(const std::string& line) {
+  std::printf("framed_server: %s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+qi::Coro<void> serve_client(State& state, qi::StreamReader reader, qi::StreamWriter writer) {
+  const int id = ++state.accepted;
+  if (state.options.max_clients > 0 && id >= state.options.max_clients) state.server.close();  // the last one
+  framed::Connection conn(std::move(reader), std::move(writer), state.options.max_frame);
+  const std::string who = "client " + std::to_string(id);
+  say(who + " connected from " + conn.peer());
+  int frames = 0;
+  try {
+    while (std::optional<QByteArray> frame = co_await conn.receive()) {
+      ++frames;
+      say(who + ": frame of " + std::to_string(frame->size()) + " bytes");
+      if (state.options.reply_delay > 0ms) co_await qi::sleep(state.options.reply_delay);
+      co_await conn.send(*frame);
+    }
+    say(who + " left after " + std::to_string(frames) + (frames == 1 ? " frame" : " frames"));
+  } catch (const framed::FrameTooLargeError& e) {
+    say(who + ": protocol error, connection closed: " + e.what());
+  } catch (const qi::IncompleteReadError& e) {
+    say(who + ": ended mid-frame, connection closed: " + e.what());
+  } catch (const std::exception& e) {  // a reset connection, mostly
+    say(who + ": " + e.what());
+  }
+  ++state.served;
+}
+
+qi::Coro<void> serve(State& state) {
+  auto& loop = qi::get_running_loop();
+  // SIGTERM ends the server as Ctrl+C does (qi::run's SIGINT handling).
+  loop.add_signal_handler(SIGTERM, [main = qi::current_task()]() mutable { main.cancel("SIGTERM"); });
+  // The server handle must not outlive the loop that serves it.
+  struct ForgetServer {
+    State& state;
+    ~ForgetServer() { state.server = qi::Server(); }
+  } forget{state};
+
+  auto on_client = [&state](qi::StreamReader r, qi::StreamWriter w) {
+    return serve_client(state, std::move(r), std::move(w));
+  };
+  qi::ServerOptions server_options;
+  server_options.start_serving = false;  // state.server is set before the first client comes
+  state.server =
+      co_await qi::start_server(std::move(on_client), state.options.host, state.options.port, server_options);
+  co_await state.server.start_serving();
+  say("listening on " + state.server.sockets().at(0).to_string());
+
+  // The server is closed by the last client allowed in, or here when the
+  // task is cancelled; either way, wait until every connection is gone.
+  std::optional<std::string> stopped_by;
+  try {
+    co_await state.server.wait_closed();
+  } catch (const qi::CancelledError& e) {
+    stopped_by = e.message().empty() ? "SIGINT" : e.message();
+  }
+  if (stopped_by) {
+    say("stopping on " + *stopped_by);
+    state.server.close();
+    state.server.close_clients();
+    co_await state.server.wait_closed();
+  }
+  say("served " + std::to_string(state.served) + (state.served == 1 ? " client" : " clients") + "; bye");
+  if (stopped_by) throw qi::CancelledError(*stopped_by);  // qi::run: qi::KeyboardInterrupt after a SIGINT
+}
+
+Options parse(const QCoreApplication& app) {
+  QCommandLineParser parser;
+  parser.setApplicationDescription("Echoes 4-byte little-endian length-prefixed frames (qiloop's framed example).");
+  parser.addHelpOption();
+  const QCommandLineOption host("host", "Address to listen on.", "host", "127.0.0.1");
+  const QCommandLineOption port("port", "Port to listen on (0: a free one, printed).", "port", "50007");
+  const QCommandLineOption max_clients("max-clients", "Exit after serving N clients.", "N");
+  const QCommandLineOption once("once", "Exit after serving one client (--max-clients 1).");
+  const QCommandLineOption max_frame("max-frame", "Largest frame accepted, in bytes.", "bytes",
+                                     QString::number(framed::kDefaultMaxFrame));
+  const QCommandLineOption delay("reply-delay", "Wait this long before each reply (a slow server).", "ms", "0");
+  parser.addOptions({host, port, max_clients, once, max_frame, delay});
+  parser.process(app);
+
+  auto number = [&parser](const QCommandLineOption& o, qulonglong max) {
+    bool ok = false;
+    const qulonglong v = parser.value(o).toULongLong(&ok);
+    if (!ok || v > max) {
+      std::fprintf(stderr, "framed_server: --%s wants a number from 0 to %llu, not '%s'\n",
+                   qPrintable(o.names().first()), max, qPrintable(parser.value(o)));
+      std::exit(2);
+    }
+    return v;
+  };
+  Options o;
+  o.host = parser.value(host).toStdString();
+  o.port = static_cast<uint16_t>(number(port, 65535));
+  o.max_clients = parser.isSet(once) ? 1 : parser.isSet(max_clients) ? static_cast<int>(number(max_clients, 1 << 30)) : 0;
+  o.max_frame = number(max_frame, framed::kLargestFrame);
+  o.reply_delay = std::chrono::milliseconds(number(delay, 3'600'000));
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  QCoreApplication app(argc, argv);
+  State state;
+  state.options = parse(app);
+  try {
+    qi::run(serve(state));
+  } catch (const qi::KeyboardInterrupt&) {  // Ctrl+C: a clean stop, not a failure
+  } catch (const qi::CancelledError&) {     // SIGTERM
+  } catch (const std::exception& e) {       // the port is taken, the host does not resolve
+    std::fprintf(stderr, "framed_server: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
