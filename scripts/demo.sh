@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds qiloop and runs the demos: hello_loop (callback ordering in nested
-# and attached mode) and hello_tasks (tasks, awaiting, cancellation).
+# and attached mode), hello_tasks (tasks, awaiting, cancellation), and the
+# ported programs of python-free-examples/ in modes that finish, offscreen:
+# sleep_button, color_dialog, worker_coroutine, framed_server + framed_client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
