@@ -279,6 +279,7 @@ def filter_markdown(src, path):
     out = []
     fence = None
     first_heading = True
+    seen = {}
     for line in src.split('\n'):
         m = re.match(r'^\s*(```+|~~~+)', line)
         if m:
@@ -296,7 +297,12 @@ def filter_markdown(src, path):
             if first_heading and len(h.group(1)) == 1:
                 first_heading = False
             else:
-                line = f'{line.rstrip()} {{#{label(page, github_slug(h.group(2)))}}}'
+                slug = github_slug(h.group(2))
+                n = seen.get(slug, 0)
+                seen[slug] = n + 1
+                if n:   # GitHub's anchor of a repeated heading: slug-1, slug-2, ...
+                    slug = f'{slug}-{n}'
+                line = f'{line.rstrip()} {{#{label(page, slug)}}}'
             out.append(line)
             continue
 
