@@ -103,6 +103,12 @@ def escape(text):
 def render(texts, drop_name):
     """The comment texts (without //) as documentation lines."""
     lines = [t[1:] if t.startswith(' ') else t for t in texts]
+    # Ruler lines (and a "File: path" banner between them) frame a header's
+    # title: Doxygen would read a ruler as a Markdown heading underline.
+    lines = [t for t in lines if not re.fullmatch(r'\s*[-=]{3,}\s*', t)
+             and not re.fullmatch(r'File: \S+', t)]
+    while lines and not lines[0].strip():
+        lines = lines[1:]
     if drop_name and lines and NAME_LINE.match(lines[0]) and ('::' in lines[0] or '(' in lines[0]
                                                                 or re.fullmatch(r'[\w]+', lines[0])):
         lines = lines[1:]
