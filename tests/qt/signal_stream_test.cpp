@@ -182,6 +182,28 @@ QILOOP_TEST_MODES_VT(SignalStream, CancellingAWaitingReaderLosesNoEmission) {
   EXPECT_EQ(co_await s.next(), std::optional(7));
 }
 
+// A read with a deadline, as a read loop that must notice silence writes
+// it: qi::timeout keeps next() in its frame; the timeout's cancel leaves
+// nothing taken, and the next read gets the item emitted after it.
+QILOOP_TEST_MODES_VT(SignalStream, NextUnderATimeoutExpiresAndLosesNothing) {
+  Emitter e;
+  auto s = qi::signal_stream(&e, &Emitter::one);
+  emit e.one(1);
+  EXPECT_EQ(co_await qi::timeout(1s, s.next()), std::optional(1));  // buffered
+  const auto t0 = qi::get_running_loop().time();
+  bool timed_out = false;
+  try {
+    (void)co_await qi::timeout(2s, s.next());
+  } catch (const qi::TimeoutError&) {
+    timed_out = true;
+  }
+  EXPECT_TRUE(timed_out);
+  EXPECT_EQ(qi::get_running_loop().time() - t0, 2s);
+  qi::get_running_loop().call_later(500ms, [&e] { emit e.one(2); });
+  EXPECT_EQ(co_await qi::timeout(1s, s.next()), std::optional(2));
+  EXPECT_EQ(s.size(), 0u);
+}
+
 QILOOP_TEST_MODES_VT(SignalStream, OneReaderAtATime) {
   Emitter e;
   auto s = qi::signal_stream(&e, &Emitter::one);

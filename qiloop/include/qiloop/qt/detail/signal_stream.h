@@ -246,6 +246,13 @@ class [[nodiscard("co_await it")]] SignalNextAwaiter {
   explicit SignalNextAwaiter(SignalBuffer<Item>* buf) : buf_(buf) {}
   SignalNextAwaiter(const SignalNextAwaiter&) = delete;
   SignalNextAwaiter& operator=(const SignalNextAwaiter&) = delete;
+  // Movable, so that qi::timeout(d, s.next()) and qi::wait_for keep it in
+  // their frames. Only an awaiter not yet awaited is ever moved (the
+  // language never moves one that is suspended), so there is no wait to hand
+  // over.
+  SignalNextAwaiter(SignalNextAwaiter&& o) noexcept
+      : buf_(o.buf_), keep_(std::move(o.keep_)), item_(std::move(o.item_)), suspended_(std::exchange(o.suspended_, false)) {}
+  SignalNextAwaiter& operator=(SignalNextAwaiter&&) = delete;
   ~SignalNextAwaiter() {
     if (suspended_) buf_->end_wait();
   }
