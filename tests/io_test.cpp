@@ -650,6 +650,67 @@ TEST_P(IoTest, AnFdMadeReadyByADeferredCallbackIsServedInTheSameSlice) {
   ::close(sv[1]);
 }
 
+// The iteration after a poll that found ready fds runs what their handlers
+// scheduled without polling first (it would mostly find nothing): one poll
+// per leg of a ping-pong, not two.
+TEST_P(IoTest, TheIterationAfterAProductivePollDoesNotPoll) {
+  QiEventLoop loop;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  constexpr int kLegs = 400;
+  int legs = 0;
+  uint64_t start_polls = 0;
+  auto answer_on = [&](int fd) {
+    loop.add_reader(fd, [&, fd] {
+      char c;
+      if (::read(fd, &c, 1) != 1) return;
+      if (++legs == kLegs) {
+        loop.stop();
+        return;
+      }
+      loop.call_soon([fd] { ASSERT_EQ(::write(fd, "x", 1), 1); });
+    });
+  };
+  answer_on(sv[0]);
+  answer_on(sv[1]);
+  loop.call_soon([&] {
+    start_polls = loop.stats().io_polls;
+    ASSERT_EQ(::write(sv[0], "x", 1), 1);
+  });
+  run(loop);
+  const uint64_t polls = loop.stats().io_polls - start_polls;
+  EXPECT_EQ(legs, kLegs);
+  EXPECT_LE(polls, uint64_t{kLegs} + kLegs / 10) << "an empty poll before each answer";
+  loop.remove_reader(sv[0]);
+  loop.remove_reader(sv[1]);
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
+// Skipping that poll never starves I/O: with an fd that stays ready and a
+// call_soon chain that never ends, the reader still runs at least every
+// other iteration.
+TEST_P(IoTest, AnFdThatStaysReadyIsServedAtLeastEveryOtherIterationBesideACallSoonChain) {
+  QiEventLoop loop;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);  // never read: stays ready
+  int reads = 0;
+  int chain = 0;
+  loop.add_reader(fds[0], [&] { ++reads; });
+  std::function<void()> step = [&] {
+    if (++chain == 200) return loop.stop();
+    loop.call_soon(step);
+  };
+  loop.call_soon(step);
+  run(loop);
+  EXPECT_EQ(chain, 200);
+  EXPECT_GE(reads, 99);
+  loop.remove_reader(fds[0]);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, IoTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
 // A reader whose handle was cancelled (here through the exception handler's

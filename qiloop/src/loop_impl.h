@@ -58,6 +58,7 @@ struct LoopImpl {
   bool shutting_down = false;  // shutdown() runs the loop: no stopped() for those runs
   bool emit_stopped = false;   // attached mode: stopped() is due after the slice
   bool io_was_ready = false;   // the last poll found ready fds: poll again within the slice
+  bool rest_poll = false;      // the last poll queued handlers: the next iteration need not poll
 
   std::size_t iter_remaining = 0;  // callbacks left in the current iteration
   unsigned since_budget_check = 0;

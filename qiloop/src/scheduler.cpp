@@ -11,6 +11,8 @@
 
 #include "loop_impl.h"
 
+#include <utility>
+
 using qi::detail::CallbackNode;
 using qi::detail::release_node;
 
@@ -76,7 +78,12 @@ QiEventLoop::Budget QiEventLoop::run_iteration() {
     // Each step is a test when its source is empty: a call_soon chain runs
     // an iteration per callback.
     state.io_was_ready = false;
-    if (state.poll_pending || state.backend.has_user_fds()) poll_io();  // 1
+    // The iteration after one whose poll found ready fds runs what their
+    // handlers scheduled (a task resumed by a read) without polling first:
+    // that poll would mostly find nothing, and an fd that did become ready
+    // waits one iteration at most, as the next iteration polls.
+    const bool rest = std::exchange(state.rest_poll, false) && !ready_.empty() && !state.poll_pending;
+    if (!rest && (state.poll_pending || state.backend.has_user_fds())) poll_io();  // 1
     if (state.inbox.maybe_nonempty()) take_inbox();                      // 2
     if (!state.timers.empty()) move_due_timers();                        // 3
     state.iter_remaining = ready_.size();  // 4: the iteration runs exactly what is ready now
@@ -92,7 +99,8 @@ QiEventLoop::Budget QiEventLoop::run_iteration() {
 // the epoll fd fired) and queues the handlers of the ready ones.
 void QiEventLoop::poll_io() {
   impl_->poll_pending = false;
-  impl_->io_was_ready = impl_->backend.poll(ready_) > 0;
+  ++impl_->stats.io_polls;
+  impl_->io_was_ready = impl_->rest_poll = impl_->backend.poll(ready_) > 0;
   report_stale_fds(*this, impl_->backend);
 }
 

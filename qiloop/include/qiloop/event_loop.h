@@ -103,6 +103,7 @@ struct LoopStats {
   uint64_t posted_wakeups = 0;   // wake events posted to Qt
   uint64_t deferred_wakeups = 0; // wake-ups that arrived while a callback was on the stack
   uint64_t timer_arms = 0;       // timerfd (re)arms
+  uint64_t io_polls = 0;         // polls of the watched fds (epoll_wait, or the portable backend's check)
 };
 
 class SocketAddress;  // <qiloop/net/address.h>
