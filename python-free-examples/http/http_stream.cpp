@@ -1,7 +1,9 @@
 #include "http_stream.h"
 
 #include <qiloop/errors.h>
+#include <qiloop/structured/timeout.h>
 
+#include <chrono>
 #include <exception>
 #include <string>
 #include <utility>
@@ -49,8 +51,17 @@ qi::Coro<void> write_response(qi::StreamWriter& writer, const Response& response
 
 namespace {
 
-// One request answered; false when the connection must end after it.
-qi::Coro<bool> answer(qi::StreamReader& reader, qi::StreamWriter& writer, Handler& handler, const Limits& limits) {
+// After the server decided to close, how long and how much it keeps reading
+// (and dropping) what the client still sends: closing a socket with unread
+// bytes makes the kernel send a reset, which may destroy the response
+// before the client reads it (Apache's "lingering close").
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr qsizetype kLingerBytes = 1 << 20;
+
+enum class Next { kRequest, kClientDone, kServerCloses };
+
+// One request answered: what the connection does next.
+qi::Coro<Next> answer(qi::StreamReader& reader, qi::StreamWriter& writer, Handler& handler, const Limits& limits) {
   std::optional<Request> request;
   std::optional<Error> bad;
   try {
@@ -60,9 +71,9 @@ qi::Coro<bool> answer(qi::StreamReader& reader, qi::StreamWriter& writer, Handle
   }
   if (bad) {
     co_await write_response(writer, Response::error(bad->status(), bad->reason()), false, false);
-    co_return false;
+    co_return Next::kServerCloses;
   }
-  if (!request) co_return false;
+  if (!request) co_return Next::kClientDone;
   const bool head = request->method == "HEAD";
   Response response;
   std::exception_ptr failure;
@@ -78,7 +89,27 @@ qi::Coro<bool> answer(qi::StreamReader& reader, qi::StreamWriter& writer, Handle
   const bool keep_alive = request->keep_alive() && !response.close;
   co_await write_response(writer, response, keep_alive, head);
   if (response.on_sent) response.on_sent();
-  co_return keep_alive;
+  co_return keep_alive ? Next::kRequest : Next::kServerCloses;
+}
+
+// Drops what the client sends until it closes (or kLingerBytes).
+qi::Coro<void> drop_until_eof(qi::StreamReader& reader) {
+  qsizetype dropped = 0;
+  while (dropped <= kLingerBytes) {
+    const QByteArray chunk = co_await reader.read(64 * 1024);
+    if (chunk.isEmpty()) break;
+    dropped += chunk.size();
+  }
+}
+
+// The server's side of closing: end of our stream first, then the client's.
+qi::Coro<void> linger(qi::StreamReader& reader, qi::StreamWriter& writer) {
+  if (writer.is_closing()) co_return;
+  if (writer.can_write_eof()) writer.write_eof();
+  try {
+    co_await qi::wait_for(drop_until_eof(reader), kLingerTime);
+  } catch (const qi::TimeoutError&) {
+  }
 }
 
 }  // namespace
@@ -86,10 +117,9 @@ qi::Coro<bool> answer(qi::StreamReader& reader, qi::StreamWriter& writer, Handle
 qi::Coro<void> serve_connection(qi::StreamReader reader, qi::StreamWriter writer, Handler handler, Limits limits) {
   std::exception_ptr failure;
   try {
-    for (;;) {
-      const bool again = co_await answer(reader, writer, handler, limits);
-      if (!again) break;
-    }
+    Next next = Next::kRequest;
+    while (next == Next::kRequest) next = co_await answer(reader, writer, handler, limits);
+    if (next == Next::kServerCloses) co_await linger(reader, writer);
   } catch (const qi::OSError&) {
     // The client went away (reset, broken pipe): nobody to answer.
   } catch (const std::exception&) {

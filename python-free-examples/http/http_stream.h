@@ -32,8 +32,12 @@
 //   http::Error's status is answered, then the connection closed). A
 //   handler that throws gets 500 and the connection closed, then its
 //   exception goes on (qi::start_server reports it). A connection lost
-//   under it (reset, broken pipe) ends it quietly. It closes the writer
-//   and waits until the connection is closed before returning.
+//   under it (reset, broken pipe) ends it quietly. When the server ends
+//   the connection, it half-closes it (write_eof) and drops what the client
+//   still sends until the client closes, for at most 2 s and 1 MiB: closing
+//   with unread bytes would make the kernel reset the connection, which can
+//   destroy the response before the client reads it ("lingering close").
+//   Then it closes the writer and waits until the connection is closed.
 // Thread-safety: the loop's thread, as qiloop's streams. One task reads a
 // reader at a time.
 #pragma once

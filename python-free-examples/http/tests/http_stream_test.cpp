@@ -171,6 +171,7 @@ qi::Coro<std::string> exchange(qi::StreamWriter client_writer, qi::StreamReader 
   client_writer.write(bytes(request));
   co_await client_writer.drain();
   QByteArray all = co_await client_reader.read();
+  client_writer.close();  // the server lingers until the client closes
   co_return all.toStdString();
 }
 
@@ -273,6 +274,26 @@ QILOOP_TEST(HttpServe, OnSentRunsOnceTheResponseIsWritten) {
   Served s = co_await serve_one(router, "GET /bye HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_TRUE(s.reply.ends_with("Connection: close\r\n\r\ngoodbye")) << s.reply;
   EXPECT_EQ(sent, 1);
+}
+
+QILOOP_TEST(HttpServe, AfterAnErrorTheServerReadsOnUntilTheClientCloses) {
+  // The client sends more after a bad request: closing at once, with those
+  // bytes unread, would reset the connection and could lose the 400.
+  int sent = 0;
+  http::Router router = make_router(sent);
+  auto [server, client] = co_await socket_pair();
+  auto serving = qi::create_task(http::serve_connection(server.reader, server.writer, router.handler()));
+  client.writer.write("BAD\r\n\r\n");
+  co_await client.writer.drain();
+  const QByteArray status_line = co_await qi::wait_for(client.reader.readuntil("\r\n"), 5s);
+  EXPECT_EQ(status_line, "HTTP/1.1 400 Bad Request\r\n");
+  const QByteArray rest = co_await qi::wait_for(client.reader.read(), 5s);  // EOF: the server half-closed
+  EXPECT_TRUE(rest.endsWith("\n")) << rest.toStdString();
+  EXPECT_FALSE(serving.done());  // still reading what the client sends
+  client.writer.write(QByteArray(300 * 1024, 'x'));
+  co_await client.writer.drain();
+  client.writer.close();
+  co_await qi::wait_for(std::move(serving), 5s);
 }
 
 QILOOP_TEST(HttpServe, AClientThatVanishesEndsTheConnectionQuietly) {
