@@ -281,7 +281,7 @@ std::string count_in(const std::string& json) {
 qi::Coro<bool> demo(App& app, QWidget& window) {
   const auto yes = [](bool b) { return b ? "yes" : "no"; };
   Fetched home = co_await fetch(app, "/");
-  std::printf("demo: GET / -> %d; the page shows the counter and the quit() link: %s\n", home.status,
+  std::printf("demo: GET / -> %d, the page shows the counter and the quit() link: %s\n", home.status,
               yes(home.body.find("id=\"count\"") != std::string::npos && home.body.find("href=\"/bye\"") != std::string::npos));
   Fetched first = co_await fetch(app, "/count");
   co_await qi::sleep(app.options.tick * 3);
@@ -289,7 +289,7 @@ qi::Coro<bool> demo(App& app, QWidget& window) {
   const std::string a = count_in(first.body);
   const std::string b = count_in(second.body);
   const bool advanced = a != "?" && b != "?" && std::stoll(b) > std::stoll(a);
-  std::printf("demo: GET /count -> %d, then %d; the counter advanced (%s -> %s): %s\n", first.status, second.status,
+  std::printf("demo: GET /count -> %d, then %d, the counter advanced (%s -> %s): %s\n", first.status, second.status,
               a.c_str(), b.c_str(), yes(advanced));
   Fetched missing = co_await fetch(app, "/nope");
   std::printf("demo: GET /nope -> %d\n", missing.status);
@@ -302,7 +302,7 @@ qi::Coro<bool> demo(App& app, QWidget& window) {
   }
   std::fflush(stdout);
   Fetched bye = co_await fetch(app, "/bye");
-  std::printf("demo: GET /bye -> %d; it says goodbye: %s\n", bye.status, yes(bye.body.find("goodbye") != std::string::npos));
+  std::printf("demo: GET /bye -> %d, it says goodbye: %s\n", bye.status, yes(bye.body.find("goodbye") != std::string::npos));
   std::fflush(stdout);
   co_return home.status == 200 && advanced && missing.status == 404 && traversal.status == 400 && bye.status == 200 &&
       screenshot_ok;
@@ -352,7 +352,7 @@ qi::Coro<int> serve(App& app, QWidget& window) {
     co_await counter;
   } catch (const qi::CancelledError&) {
   }
-  say("served " + std::to_string(app.requests) + " requests; bye");
+  say("served " + std::to_string(app.requests) + " requests, bye");
   window.close();
   co_return demo_ok ? 0 : 1;
 }
