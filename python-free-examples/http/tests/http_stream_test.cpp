@@ -201,7 +201,7 @@ int count(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-QILOOP_TEST(HttpServe, KeepAliveCarriesPipelinedRequestsUntilConnectionClose) {
+QILOOP_TEST_MODES(HttpServe, KeepAliveCarriesPipelinedRequestsUntilConnectionClose) {
   int sent = 0;
   http::Router router = make_router(sent);
   Served s = co_await serve_one(router,
@@ -217,7 +217,7 @@ QILOOP_TEST(HttpServe, KeepAliveCarriesPipelinedRequestsUntilConnectionClose) {
   EXPECT_TRUE(s.reply.ends_with("Connection: close\r\n\r\npath /a b query q=1")) << s.reply;
 }
 
-QILOOP_TEST(HttpServe, Http10ClosesAfterOneResponse) {
+QILOOP_TEST_MODES(HttpServe, Http10ClosesAfterOneResponse) {
   int sent = 0;
   http::Router router = make_router(sent);
   Served s = co_await serve_one(router, "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n");
@@ -225,7 +225,7 @@ QILOOP_TEST(HttpServe, Http10ClosesAfterOneResponse) {
   EXPECT_NE(s.reply.find("Connection: close\r\n"), std::string::npos);
 }
 
-QILOOP_TEST(HttpServe, HeadGetsTheFieldsWithoutTheBody) {
+QILOOP_TEST_MODES(HttpServe, HeadGetsTheFieldsWithoutTheBody) {
   int sent = 0;
   http::Router router = make_router(sent);
   Served s = co_await serve_one(router, "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -234,7 +234,7 @@ QILOOP_TEST(HttpServe, HeadGetsTheFieldsWithoutTheBody) {
   EXPECT_TRUE(s.reply.ends_with("\r\n\r\n")) << s.reply;
 }
 
-QILOOP_TEST(HttpServe, UnknownPathsAre404AndWrongMethods405WithAllow) {
+QILOOP_TEST_MODES(HttpServe, UnknownPathsAre404AndWrongMethods405WithAllow) {
   int sent = 0;
   http::Router router = make_router(sent);
   Served s = co_await serve_one(router,
@@ -246,7 +246,7 @@ QILOOP_TEST(HttpServe, UnknownPathsAre404AndWrongMethods405WithAllow) {
   EXPECT_NE(s.reply.find("Allow: POST\r\n"), std::string::npos) << s.reply;
 }
 
-QILOOP_TEST(HttpServe, TraversalAndMalformedRequestsAre400AndClose) {
+QILOOP_TEST_MODES(HttpServe, TraversalAndMalformedRequestsAre400AndClose) {
   int sent = 0;
   http::Router router = make_router(sent);
   Served traversal = co_await serve_one(router, "GET /%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -259,7 +259,7 @@ QILOOP_TEST(HttpServe, TraversalAndMalformedRequestsAre400AndClose) {
   EXPECT_EQ(malformed.failure, "");
 }
 
-QILOOP_TEST(HttpServe, AFailingHandlerGets500AndItsExceptionGoesOn) {
+QILOOP_TEST_MODES(HttpServe, AFailingHandlerGets500AndItsExceptionGoesOn) {
   int sent = 0;
   http::Router router = make_router(sent);
   Served s = co_await serve_one(router, "GET /fail HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -268,7 +268,7 @@ QILOOP_TEST(HttpServe, AFailingHandlerGets500AndItsExceptionGoesOn) {
   EXPECT_EQ(s.failure, "handler bug");
 }
 
-QILOOP_TEST(HttpServe, OnSentRunsOnceTheResponseIsWritten) {
+QILOOP_TEST_MODES(HttpServe, OnSentRunsOnceTheResponseIsWritten) {
   int sent = 0;
   http::Router router = make_router(sent);
   Served s = co_await serve_one(router, "GET /bye HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -276,7 +276,7 @@ QILOOP_TEST(HttpServe, OnSentRunsOnceTheResponseIsWritten) {
   EXPECT_EQ(sent, 1);
 }
 
-QILOOP_TEST(HttpServe, AfterAnErrorTheServerReadsOnUntilTheClientCloses) {
+QILOOP_TEST_MODES(HttpServe, AfterAnErrorTheServerReadsOnUntilTheClientCloses) {
   // The client sends more after a bad request: closing at once, with those
   // bytes unread, would reset the connection and could lose the 400.
   int sent = 0;
@@ -296,7 +296,7 @@ QILOOP_TEST(HttpServe, AfterAnErrorTheServerReadsOnUntilTheClientCloses) {
   co_await qi::wait_for(std::move(serving), 5s);
 }
 
-QILOOP_TEST(HttpServe, AClientThatVanishesEndsTheConnectionQuietly) {
+QILOOP_TEST_MODES(HttpServe, AClientThatVanishesEndsTheConnectionQuietly) {
   int sent = 0;
   http::Router router = make_router(sent);
   auto [server, client] = co_await socket_pair();
