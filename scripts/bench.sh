@@ -2,7 +2,7 @@
 # Builds (release) and runs the benchmarks, with each backend: the linux one
 # (preset release) and the portable one (preset release-portable; the peers'
 # binaries, whose peers do not depend on qiloop's backend, run once).
-#   scripts/bench.sh           full runs, figures for the README
+#   scripts/bench.sh           full runs, figures for docs/performance.md
 #   scripts/bench.sh --smoke   each benchmark briefly (what CI does)
 set -euo pipefail
 cd "$(dirname "$0")/.."

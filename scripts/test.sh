@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Builds and runs every test: g++ (plain, ASan+UBSan, TSan on the thread
 # tests), clang (plain), the whole suite again on the portable (Qt-only)
-# backend, the install-consumer test, and a short smoke run of every
-# benchmark with both backends. This is what CI (.ci/run) runs.
+# backend, the install-consumer test, a short smoke run of every benchmark
+# with both backends, and the documentation site (scripts/docs.sh: Doxygen
+# with warnings as errors, then every link checked). This is what CI
+# (.ci/run) runs.
 #
 # Usage: scripts/test.sh            everything
-#        QILOOP_PRESETS="dev" scripts/test.sh   a subset of: dev asan-ubsan tsan clang portable bench
+#        QILOOP_PRESETS="dev" scripts/test.sh   a subset of: dev asan-ubsan tsan clang portable bench docs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Headless Chromium drives the web_app_in_process example's page.
 scripts/deps.sh chromium chromium-driver
-presets=${QILOOP_PRESETS:-"dev asan-ubsan tsan clang portable bench"}
+presets=${QILOOP_PRESETS:-"dev asan-ubsan tsan clang portable bench docs"}
 
 # g++ 12 / clang 14 sanitizer runtimes abort when ASLR uses 32 bits of mmap
 # randomness; run them without ASLR then.
@@ -40,6 +42,8 @@ for p in $presets; do
   t0=$(date +%s)
   if [ "$p" = bench ]; then
     scripts/bench.sh --smoke
+  elif [ "$p" = docs ]; then
+    scripts/docs.sh
   else
     cmake --preset "$p" >/dev/null
     cmake --build --preset "$p"
