@@ -161,8 +161,10 @@ qi::Coro<void> serve_http(State& state, qi::StreamReader& reader, qi::StreamWrit
       if (state.stopping || (state.options.max_sessions > 0 && state.sessions_opened >= state.options.max_sessions))
         handshake = http::Response::error(503, "this server takes no more WebSocket sessions");
       if (auto* refusal = std::get_if<http::Response>(&handshake)) {
+        const std::string& body = refusal->body;  // "<status> <phrase>\n<detail>\n"
+        const std::size_t detail = body.find('\n');
         say("http: " + request->method + " /websocket " + std::to_string(refusal->status) + ": " +
-            shortened(QByteArray::fromStdString(refusal->body).trimmed()).c_str());
+            shortened(QByteArray::fromStdString(body.substr(detail == std::string::npos ? 0 : detail + 1)).trimmed()));
         co_await http::write_response(writer, *refusal, false, false);
         co_return;
       }
