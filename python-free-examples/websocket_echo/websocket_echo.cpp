@@ -90,7 +90,8 @@ qi::Coro<void> reply(const std::string& who, ws::Connection& conn, ws::Message m
   out["output"] = "I have received this message from you : " + QString::fromUtf8(received) +
                   "<br>Glad to be your webserver.";
   out["echo"] = doc.isObject() ? QJsonValue(doc.object()) : QJsonValue(doc.array());
-  co_await conn.send_text(QJsonDocument(out).toJson(QJsonDocument::Compact));
+  const QByteArray json = QJsonDocument(out).toJson(QJsonDocument::Compact);
+  co_await conn.send_text(json);
 }
 
 std::string describe(const ws::CloseInfo& info) {
@@ -109,15 +110,19 @@ qi::Coro<void> run_session(State& state, qi::StreamReader reader, qi::StreamWrit
   ws::Connection conn(std::move(reader), std::move(writer), state.options.connection);
   say(who + " open from " + conn.peer());
 
-  auto handler = [&who](ws::Connection& c, ws::Message m) { return reply(who, c, std::move(m)); };
+  // (A named std::function, moved in: g++ 12 and temporaries around co_await.)
+  ws::MessageHandler handler = [&who](ws::Connection& c, ws::Message m) { return reply(who, c, std::move(m)); };
   std::exception_ptr failure;
   bool cancelled = false;
   try {
-    failure = co_await ws::serve_messages(conn, handler);
+    failure = co_await ws::serve_messages(conn, std::move(handler));
   } catch (const qi::CancelledError&) {  // the server stops
     cancelled = true;
   }
-  if (cancelled) co_await conn.close(ws::close_code::kGoingAway, "server shutting down");
+  if (cancelled) {
+    std::string reason = "server shutting down";
+    co_await conn.close(ws::close_code::kGoingAway, std::move(reason));
+  }
   if (failure) {
     try {
       std::rethrow_exception(failure);
@@ -146,7 +151,8 @@ qi::Coro<void> serve_http(State& state, qi::StreamReader& reader, qi::StreamWrit
     }
     if (bad) {
       say("http: refused a malformed request: " + std::string(bad->what()));
-      co_await http::write_response(writer, http::Response::error(bad->status(), bad->reason()), false, false);
+      const http::Response refusal = http::Response::error(bad->status(), bad->reason());
+      co_await http::write_response(writer, refusal, false, false);
       co_return;
     }
     if (!request) co_return;

@@ -175,14 +175,16 @@ qi::Coro<std::exception_ptr> serve_messages(Connection& conn, MessageHandler han
   while (std::optional<Message> message = co_await conn.receive()) {
     std::exception_ptr failure;
     try {
-      co_await handler(conn, std::move(*message));
+      qi::Coro<void> step = handler(conn, std::move(*message));  // (named: g++ 12 and temporaries around co_await)
+      co_await std::move(step);
     } catch (const ConnectionClosed&) {
       // It sent on a connection closing or lost: the next receive() ends.
     } catch (const std::exception&) {  // not qi::CancelledError: a cancelled session stays cancelled
       failure = std::current_exception();
     }
     if (failure) {
-      co_await conn.close(close_code::kInternalError, "internal error");
+      std::string reason = "internal error";
+      co_await conn.close(close_code::kInternalError, std::move(reason));
       co_return failure;
     }
   }
