@@ -13,7 +13,8 @@
 // the whole run: the server's back-pressure (drain) must hold its memory
 // bounded and must not delay anybody else. After each wave the server's
 // fds are back to their count before it; resident memory is sampled after
-// each wave, the first ones (warmup_waves) being the warm-up.
+// each wave (after malloc_trim: what the processes hold, not the free
+// memory glibc caches), the first ones (warmup_waves) being the warm-up.
 #pragma once
 
 #include "net/transport_peers.h"
@@ -24,6 +25,7 @@
 #include <qiloop/task.h>
 #include <qiloop/threads/to_thread.h>
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <chrono>
@@ -135,6 +137,10 @@ class ServerView {
   virtual qi::SocketAddress address() const = 0;
   virtual long rss_kb() const = 0;
   virtual int fds() const = 0;
+  // Has the server give its free memory back to the system (malloc_trim),
+  // so that rss_kb() measures what it holds, not the high-water mark of
+  // the wave that glibc keeps cached.
+  virtual qi::Coro<void> trim() = 0;
   // Waits (at most `limit`) until the server is back to `idle_fds` open
   // fds: every connection of the wave gone.
   qi::Coro<bool> drained(std::chrono::seconds limit, int idle_fds) {
@@ -179,6 +185,10 @@ class InProcessServer final : public ServerView {
   qi::SocketAddress address() const override { return server_.sockets().at(0); }
   long rss_kb() const override { return soak::rss_kb(); }
   int fds() const override { return fd_count(); }
+  qi::Coro<void> trim() override {
+    ::malloc_trim(0);
+    co_return;
+  }
 
  private:
   qi::Server server_;
@@ -191,6 +201,11 @@ class RemoteServer final : public ServerView {
   qi::SocketAddress address() const override { return qi::SocketAddress::ip("127.0.0.1", port_); }
   long rss_kb() const override { return soak::rss_kb(pid_); }
   int fds() const override { return fd_count(pid_); }
+  // qiloop_soak --serve trims on SIGUSR1.
+  qi::Coro<void> trim() override {
+    ::kill(std::stoi(pid_), SIGUSR1);
+    co_await qi::sleep(300ms);
+  }
 
  private:
   std::string pid_;
@@ -393,6 +408,8 @@ inline qi::Coro<Report> run(const Options& o, ServerView& server) {
       report.problems.push_back("wave " + std::to_string(wave + 1) + ": the clients' process has " +
                                 std::to_string(f.self_fds_after) + " fds open after it, " +
                                 std::to_string(f.self_fds_before) + " before");
+    co_await server.trim();
+    ::malloc_trim(0);
     f.server_rss_kb = server.rss_kb();
     f.self_rss_kb = rss_kb();
     report.waves.push_back(f);
