@@ -5,6 +5,7 @@
 #include "net/datagram_transport.h"
 
 #include "net/fd_watch.h"
+#include "net/sys_io.h"
 #include "net/socket_transport.h"
 
 #include <qiloop/errors.h>
@@ -64,7 +65,7 @@ void DatagramSocketTransport::read_ready() {
   sockaddr_storage from;
   socklen_t len = sizeof from;
   ssize_t n;
-  do n = ::recvfrom(fd_, buf, kReadSize, 0, reinterpret_cast<sockaddr*>(&from), &len);
+  do n = sys_recvfrom(fd_, buf, kReadSize, 0, reinterpret_cast<sockaddr*>(&from), &len);
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (!would_block(errno)) deliver_error(errno, "receiving");
@@ -113,7 +114,7 @@ int DatagramSocketTransport::send_one(QByteArrayView data, const SocketAddress& 
   // A connected socket takes no address (send(2)); others sendto(2).
   const bool connected = !peer_.empty();
   ssize_t n;
-  do n = ::sendto(fd_, data.data(), static_cast<std::size_t>(data.size()), MSG_NOSIGNAL,
+  do n = sys_sendto(fd_, data.data(), static_cast<std::size_t>(data.size()), MSG_NOSIGNAL,
                   connected ? nullptr : to.native(), connected ? 0 : to.size());
   while (n < 0 && errno == EINTR);
   return n < 0 ? errno : 0;

@@ -3,7 +3,7 @@
 //
 //   std::optional<FdWatch> watch;                 // none until EAGAIN
 //   for (;;) {
-//     ssize_t r = ::recv(fd, ...);
+//     ssize_t r = sys_recv(fd, ...);              // net/sys_io.h
 //     if (r >= 0) co_return ...;
 //     if (!retry_later(errno)) throw ...;
 //     if (!watch) watch.emplace(*this, fd, FdWatch::kRead, "sock_recv");

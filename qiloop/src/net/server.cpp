@@ -13,6 +13,7 @@
 #include "net/fd_watch.h"
 #include "net/socket_transport.h"
 #include "net/ssl_protocol.h"
+#include "net/sys_io.h"
 
 #include <absl/container/flat_hash_set.h>
 
@@ -256,7 +257,7 @@ void ServerState::listen_on(std::size_t index) {
 void ServerState::accept_ready(std::size_t index) {
   auto keep = shared_from_this();  // the factory may close the server and drop its last reference
   for (int i = 0; i < backlog_; ++i) {
-    int conn = ::accept4(listeners_[index].fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int conn = sys_accept4(listeners_[index].fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (conn < 0) {
       int err = errno;
       if (err == EINTR || connection_error(err)) continue;

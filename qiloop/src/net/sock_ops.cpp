@@ -8,6 +8,7 @@
 
 #include "net/fd_watch.h"
 #include "net/socket_transport.h"
+#include "net/sys_io.h"
 
 #include <absl/container/flat_hash_set.h>
 
@@ -105,7 +106,7 @@ void check_size(std::size_t n, const char* api) {
 Coro<std::size_t> recv_some(QiEventLoop& loop, int fd, char* data, std::size_t n, const char* api) {
   std::optional<FdWatch> watch;
   for (;;) {
-    ssize_t r = ::recv(fd, data, n, 0);
+    ssize_t r = sys_recv(fd, data, n, 0);
     if (r >= 0) co_return static_cast<std::size_t>(r);
     const int err = errno;
     if (err == EINTR) continue;
@@ -120,7 +121,7 @@ Coro<void> send_all(QiEventLoop& loop, int fd, const char* data, std::size_t n, 
   std::optional<FdWatch> watch;
   std::size_t sent = 0;
   while (sent < n) {
-    ssize_t r = ::send(fd, data + sent, n - sent, MSG_NOSIGNAL);
+    ssize_t r = sys_send(fd, data + sent, n - sent, MSG_NOSIGNAL);
     if (r >= 0) {
       sent += static_cast<std::size_t>(r);
       continue;
@@ -172,7 +173,7 @@ qi::Coro<void> QiEventLoop::sock_connect(int fd, qi::SocketAddress address) {
     throw qi::ValueError("sock_connect: the address is empty; give a resolved address (loop.getaddrinfo, "
                          "qi::SocketAddress::ip or unix_path)");
   auto context = [&] { return "sock_connect: connecting fd " + std::to_string(fd) + " to " + address.to_string(); };
-  if (::connect(fd, address.native(), address.size()) == 0) co_return;
+  if (qi::detail::sys_connect(fd, address.native(), address.size()) == 0) co_return;
   const int err = errno;
   // EINTR: the connection goes on in the background (POSIX), as EINPROGRESS.
   if (err != EINPROGRESS && err != EINTR) {
@@ -198,7 +199,7 @@ qi::Coro<std::pair<int, qi::SocketAddress>> QiEventLoop::sock_accept(int fd) {
   for (;;) {
     sockaddr_storage peer;
     socklen_t len = sizeof peer;
-    int conn = ::accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int conn = qi::detail::sys_accept4(fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (conn >= 0) {
       // Cannot throw: accept4 gives a sockaddr of the listener's family.
       co_return std::pair(conn, qi::SocketAddress::from_native(reinterpret_cast<sockaddr*>(&peer), len));
@@ -274,7 +275,7 @@ qi::Coro<std::size_t> QiEventLoop::sock_sendfile(int sock, int file, std::int64_
     while (total < limit) {
       // Linux sends at most 0x7ffff000 bytes per call.
       std::size_t want = std::min<std::size_t>(limit - total, 0x7ffff000);
-      ssize_t r = ::sendfile(sock, file, &pos, want);
+      ssize_t r = qi::detail::sys_sendfile(sock, file, &pos, want);
       if (r > 0) {
         total += static_cast<std::size_t>(r);
         continue;

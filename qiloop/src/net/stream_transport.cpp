@@ -3,6 +3,7 @@
 #include "net/stream_transport.h"
 
 #include "net/fd_watch.h"
+#include "net/sys_io.h"
 
 #include <qiloop/errors.h>
 
@@ -118,7 +119,7 @@ void StreamTransport::read_ready() {
 void StreamTransport::read_into_view() {
   char* buf = shared_read_buffer();
   ssize_t n;
-  do n = ::read(fd_, buf, kReadSize);
+  do n = sys_read(fd_, buf, kReadSize);
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (!would_block(errno)) read_failed(errno);
@@ -142,7 +143,7 @@ void StreamTransport::read_into_protocol_buffer() {
     return protocol_failed("protocol.get_buffer() call failed");
   }
   ssize_t n;
-  do n = ::read(fd_, buf.data(), buf.size());
+  do n = sys_read(fd_, buf.data(), buf.size());
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (!would_block(errno)) read_failed(errno);

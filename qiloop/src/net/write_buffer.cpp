@@ -2,6 +2,7 @@
 #include "net/write_buffer.h"
 
 #include "net/fd_watch.h"
+#include "net/sys_io.h"
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -38,7 +39,7 @@ ssize_t writev_no_sigpipe(int fd, const iovec* iov, int count) noexcept {
     }
   }
   ssize_t n;
-  do n = ::writev(fd, iov, count);
+  do n = sys_writev(fd, iov, count);
   while (n < 0 && errno == EINTR);
   if (guard) {
     int err = errno;
@@ -60,7 +61,7 @@ ssize_t write_iov(int fd, FdKind kind, iovec* iov, std::size_t count) noexcept {
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = count;
-    do n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    do n = sys_sendmsg(fd, &msg, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
   } else {
     n = writev_no_sigpipe(fd, iov, static_cast<int>(count));
