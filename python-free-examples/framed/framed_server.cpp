@@ -45,7 +45,13 @@ struct State {
   qi::Server server;  // forgotten before the loop goes (see serve())
   int accepted = 0;
   int served = 0;
+  int live = 0;            // connections whose task has not ended
+  qi::Event clients_gone;  // set while live is 0
 };
+
+// On a stop, how long connections may take to send what they have buffered
+// before they are aborted.
+constexpr auto kCloseGrace = 2s;
 
 void say(const std::string& line) {
   std::printf("framed_server: %s\n", line.c_str());
@@ -54,6 +60,8 @@ void say(const std::string& line) {
 
 qi::Coro<void> serve_client(State& state, qi::StreamReader reader, qi::StreamWriter writer) {
   const int id = ++state.accepted;
+  ++state.live;
+  state.clients_gone.clear();
   if (state.options.max_clients > 0 && id >= state.options.max_clients) state.server.close();  // the last one
   framed::Connection conn(std::move(reader), std::move(writer), state.options.max_frame);
   const std::string who = "client " + std::to_string(id);
@@ -75,6 +83,7 @@ qi::Coro<void> serve_client(State& state, qi::StreamReader reader, qi::StreamWri
     say(who + ": " + e.what());
   }
   ++state.served;
+  if (--state.live == 0) state.clients_gone.set();
 }
 
 qi::Coro<void> serve(State& state) {
@@ -109,8 +118,23 @@ qi::Coro<void> serve(State& state) {
     say("stopping on " + *stopped_by);
     state.server.close();
     state.server.close_clients();
-    co_await state.server.wait_closed();
+    // close() sends what is buffered first: a client that does not read
+    // would hold the exit for ever. Give them a moment, then abort the rest.
+    bool stuck = false;
+    try {
+      co_await qi::wait_for(state.server.wait_closed(), kCloseGrace);
+    } catch (const qi::TimeoutError&) {
+      stuck = true;
+    }
+    if (stuck) {
+      say("aborting the connections whose clients do not take their data");
+      state.server.abort_clients();
+      co_await state.server.wait_closed();
+    }
   }
+  // Their tasks too, not only their sockets: an aborted connection's task
+  // hears of it on a later iteration.
+  co_await state.clients_gone.wait();
   say("served " + std::to_string(state.served) + (state.served == 1 ? " client" : " clients") + "; bye");
   if (stopped_by) throw qi::CancelledError(*stopped_by);  // qi::run: qi::KeyboardInterrupt after a SIGINT
 }
@@ -154,6 +178,7 @@ int main(int argc, char** argv) {
   QCoreApplication app(argc, argv);
   State state;
   state.options = parse(app);
+  state.clients_gone.set();
   try {
     qi::run(serve(state));
   } catch (const qi::KeyboardInterrupt&) {  // Ctrl+C: a clean stop, not a failure

@@ -35,6 +35,7 @@
 // Thread-safety: none (a value type; one thread at a time).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <optional>
 #include <stdexcept>
@@ -45,12 +46,23 @@
 namespace http {
 
 // http::Limits
-// What a request may hold. The defaults suit a small local server.
+// What a request may hold, and how long a client may take. The defaults
+// suit a small local server. The parser reads the sizes; the timeouts are
+// for the stream functions (http_stream.h): a client that sends one byte a
+// second (slowloris), or never reads its responses, must not hold a
+// connection forever. A timeout of zero or less is no timeout.
 struct Limits {
   std::size_t max_request_line = 8 * 1024;   // bytes, without CRLF (414)
   std::size_t max_header_bytes = 16 * 1024;  // the field lines with their CRLFs (431)
   std::size_t max_header_count = 100;        // field lines (431)
   std::size_t max_body = 1024 * 1024;        // Content-Length (413)
+  // From the moment read_request starts waiting until the request's last
+  // byte (on a keep-alive connection: the idle time before the next one
+  // counts too). Over it: http::Error 408.
+  std::chrono::milliseconds request_timeout{30'000};
+  // How long serve_connection waits for the client to take a response
+  // (drain) or to let the connection close; then it aborts the connection.
+  std::chrono::milliseconds send_timeout{30'000};
 };
 
 // http::Error

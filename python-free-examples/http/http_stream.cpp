@@ -10,7 +10,10 @@
 
 namespace http {
 
-qi::Coro<std::optional<Request>> read_request(qi::StreamReader& reader, const Limits& limits) {
+namespace {
+
+// read_request without its timeout.
+qi::Coro<std::optional<Request>> read_one(qi::StreamReader& reader, const Limits& limits) {
   RequestParser parser(limits);
   for (;;) {
     if (std::optional<Request> request = parser.next()) co_return request;
@@ -43,10 +46,43 @@ qi::Coro<std::optional<Request>> read_request(qi::StreamReader& reader, const Li
   }
 }
 
-qi::Coro<void> write_response(qi::StreamWriter& writer, const Response& response, bool keep_alive, bool head) {
+}  // namespace
+
+qi::Coro<std::optional<Request>> read_request(qi::StreamReader& reader, const Limits& limits) {
+  if (limits.request_timeout <= std::chrono::milliseconds::zero()) co_return co_await read_one(reader, limits);
+  std::optional<Request> request;
+  bool late = false;
+  try {
+    request = co_await qi::wait_for(read_one(reader, limits), limits.request_timeout);
+  } catch (const qi::TimeoutError&) {
+    late = true;
+  }
+  if (late)
+    throw Error(408, "the request did not arrive within " + std::to_string(limits.request_timeout.count()) + " ms");
+  co_return request;
+}
+
+qi::Coro<void> write_response(qi::StreamWriter& writer, const Response& response, bool keep_alive, bool head,
+                              std::chrono::milliseconds timeout) {
   const std::string bytes = serialize(response, keep_alive, head);
   writer.write(QByteArrayView(bytes.data(), static_cast<qsizetype>(bytes.size())));
-  co_await writer.drain();
+  if (timeout <= std::chrono::milliseconds::zero()) {
+    co_await writer.drain();
+    co_return;
+  }
+  bool late = false;
+  try {
+    co_await qi::wait_for(writer.drain(), timeout);
+  } catch (const qi::TimeoutError&) {
+    late = true;
+  }
+  if (late) {
+    // Whatever waits in the buffer would keep the connection open until the
+    // client reads it: drop it with the connection.
+    writer.transport().abort();
+    throw qi::TimeoutError("http: the client did not take the response within " + std::to_string(timeout.count()) +
+                           " ms; the connection was aborted");
+  }
 }
 
 namespace {
@@ -70,7 +106,7 @@ qi::Coro<Next> answer(qi::StreamReader& reader, qi::StreamWriter& writer, Handle
     bad = e;
   }
   if (bad) {
-    co_await write_response(writer, Response::error(bad->status(), bad->reason()), false, false);
+    co_await write_response(writer, Response::error(bad->status(), bad->reason()), false, false, limits.send_timeout);
     co_return Next::kServerCloses;
   }
   if (!request) co_return Next::kClientDone;
@@ -83,11 +119,17 @@ qi::Coro<Next> answer(qi::StreamReader& reader, qi::StreamWriter& writer, Handle
     failure = std::current_exception();
   }
   if (failure) {
-    co_await write_response(writer, Response::error(500, "the request's handler failed"), false, head);
+    try {
+      co_await write_response(writer, Response::error(500, "the request's handler failed"), false, head,
+                              limits.send_timeout);
+    } catch (const qi::OSError&) {
+      // The client is gone (or does not read): nobody gets the 500, but the
+      // handler's failure must still reach whoever runs the server.
+    }
     std::rethrow_exception(failure);
   }
   const bool keep_alive = request->keep_alive() && !response.close;
-  co_await write_response(writer, response, keep_alive, head);
+  co_await write_response(writer, response, keep_alive, head, limits.send_timeout);
   if (response.on_sent) response.on_sent();
   co_return keep_alive ? Next::kRequest : Next::kServerCloses;
 }
@@ -126,10 +168,19 @@ qi::Coro<void> serve_connection(qi::StreamReader reader, qi::StreamWriter writer
     failure = std::current_exception();
   }
   writer.close();
+  // close() sends what is buffered first (up to the high-water mark after
+  // the last drain): a client that stops reading would keep the connection.
+  bool late = false;
   try {
-    co_await writer.wait_closed();
+    if (limits.send_timeout > std::chrono::milliseconds::zero())
+      co_await qi::wait_for(writer.wait_closed(), limits.send_timeout);
+    else
+      co_await writer.wait_closed();
+  } catch (const qi::TimeoutError&) {
+    late = true;
   } catch (const qi::OSError&) {
   }
+  if (late) writer.transport().abort();
   if (failure) std::rethrow_exception(failure);
 }
 

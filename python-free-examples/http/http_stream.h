@@ -26,18 +26,29 @@
 // - End of stream: before any byte of a request (empty lines aside),
 //   std::nullopt; inside one, http::Error 400. The stream's own errors (a
 //   reset connection) are thrown as they are.
+// - Time: read_request gives a request limits.request_timeout to arrive
+//   whole (http::Error 408 after it; the idle time before the first byte
+//   counts), so a client sending a byte a second, or only empty lines,
+//   cannot hold a connection forever. write_response with a timeout aborts
+//   the connection when the client does not take the response in time
+//   (its buffer would otherwise keep the connection open).
 // - serve_connection() answers requests with the handler until the client
 //   is done (EOF), a response ends the connection (Response::close, or the
 //   request's keep_alive() false), or a request is malformed (the
 //   http::Error's status is answered, then the connection closed). A
 //   handler that throws gets 500 and the connection closed, then its
-//   exception goes on (qi::start_server reports it). A connection lost
-//   under it (reset, broken pipe) ends it quietly. When the server ends
+//   exception goes on (qi::start_server reports it), even when the client
+//   is gone by then. A connection lost otherwise (reset, broken pipe)
+//   ends it quietly. When the server ends
 //   the connection, it half-closes it (write_eof) and drops what the client
 //   still sends until the client closes, for at most 2 s and 1 MiB: closing
 //   with unread bytes would make the kernel reset the connection, which can
 //   destroy the response before the client reads it ("lingering close").
 //   Then it closes the writer and waits until the connection is closed.
+//   Every write waits at most limits.send_timeout for the client to take
+//   it, and so does that last wait: a client that never reads has its
+//   connection aborted then (memory stays bounded meanwhile: drain() holds
+//   the task while the write buffer is over its high-water mark).
 // Thread-safety: the loop's thread, as qiloop's streams. One task reads a
 // reader at a time.
 #pragma once
@@ -48,6 +59,7 @@
 #include <qiloop/coro.h>
 #include <qiloop/net/streams.h>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 
@@ -59,9 +71,12 @@ namespace http {
 qi::Coro<std::optional<Request>> read_request(qi::StreamReader& reader, const Limits& limits);
 
 // http::write_response()
-// serialize(response, keep_alive, head), written, then drained. Throws
-// what serialize and StreamWriter::drain throw.
-qi::Coro<void> write_response(qi::StreamWriter& writer, const Response& response, bool keep_alive, bool head);
+// serialize(response, keep_alive, head), written, then drained. With a
+// timeout (> 0): when the drain takes longer, the connection is aborted
+// (what was buffered is dropped) and qi::TimeoutError thrown. Throws what
+// serialize and StreamWriter::drain throw.
+qi::Coro<void> write_response(qi::StreamWriter& writer, const Response& response, bool keep_alive, bool head,
+                              std::chrono::milliseconds timeout = std::chrono::milliseconds::zero());
 
 // http::Handler
 // What answers a request. The object must outlive the connections it

@@ -68,6 +68,10 @@ struct Options {
   QString screenshot;
 };
 
+// On a stop, how long connections may take to send what they have buffered
+// before they are aborted.
+constexpr auto kCloseGrace = 2s;
+
 void say(const std::string& line) {
   std::printf("web_app_in_process: %s\n", line.c_str());
   std::fflush(stdout);
@@ -345,7 +349,19 @@ qi::Coro<int> serve(App& app, QWidget& window) {
   app.refresh();
   app.server.close();
   app.server.close_clients();
-  co_await app.server.wait_closed();
+  // close() sends what is buffered first: a client that does not read would
+  // hold the exit for ever. Give them a moment, then abort the rest.
+  bool stuck = false;
+  try {
+    co_await qi::wait_for(app.server.wait_closed(), kCloseGrace);
+  } catch (const qi::TimeoutError&) {
+    stuck = true;
+  }
+  if (stuck) {
+    say("aborting the connections whose clients do not take their data");
+    app.server.abort_clients();
+    co_await app.server.wait_closed();
+  }
   co_await app.connections_gone.wait();  // their tasks too, not only their sockets
   counter.cancel();
   try {

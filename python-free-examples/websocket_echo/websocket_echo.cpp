@@ -63,6 +63,10 @@ struct State {
   qi::Event sessions_done;  // the last allowed session closed, or none left while stopping
 };
 
+// On a stop, how long connections may take to send what they have buffered
+// before they are aborted (sessions have --close-timeout first).
+constexpr auto kCloseGrace = 2s;
+
 void say(const std::string& line) {
   std::printf("websocket_echo: %s\n", line.c_str());
   std::fflush(stdout);
@@ -138,9 +142,13 @@ qi::Coro<void> run_session(State& state, qi::StreamReader reader, qi::StreamWrit
   if (all_allowed || (state.stopping && state.live_sessions.empty())) state.sessions_done.set();
 }
 
+// What HTTP requests may hold, and how long a client may take to send one
+// (408 after) or to take a response (aborted after): http::Limits' defaults.
+const http::Limits kHttpLimits;
+
 // HTTP requests until one upgrades to WebSocket or the connection ends.
 qi::Coro<void> serve_http(State& state, qi::StreamReader& reader, qi::StreamWriter& writer, bool& upgraded) {
-  const http::Limits limits;
+  const http::Limits& limits = kHttpLimits;
   for (;;) {
     std::optional<http::Request> request;
     std::optional<http::Error> bad;
@@ -152,7 +160,7 @@ qi::Coro<void> serve_http(State& state, qi::StreamReader& reader, qi::StreamWrit
     if (bad) {
       say("http: refused a malformed request: " + std::string(bad->what()));
       const http::Response refusal = http::Response::error(bad->status(), bad->reason());
-      co_await http::write_response(writer, refusal, false, false);
+      co_await http::write_response(writer, refusal, false, false, limits.send_timeout);
       co_return;
     }
     if (!request) co_return;
@@ -171,7 +179,7 @@ qi::Coro<void> serve_http(State& state, qi::StreamReader& reader, qi::StreamWrit
         const std::size_t detail = body.find('\n');
         say("http: " + request->method + " /websocket " + std::to_string(refusal->status) + ": " +
             shortened(QByteArray::fromStdString(body.substr(detail == std::string::npos ? 0 : detail + 1)).trimmed()));
-        co_await http::write_response(writer, *refusal, false, false);
+        co_await http::write_response(writer, *refusal, false, false, limits.send_timeout);
         co_return;
       }
       writer.write(ws::switching_protocols(std::get<ws::Accept>(handshake)));
@@ -183,7 +191,7 @@ qi::Coro<void> serve_http(State& state, qi::StreamReader& reader, qi::StreamWrit
     const http::Response response = co_await state.router.dispatch(*request);
     say("http: " + request->method + " " + request->target + " " + std::to_string(response.status));
     const bool keep_alive = request->keep_alive() && !response.close;
-    co_await http::write_response(writer, response, keep_alive, request->method == "HEAD");
+    co_await http::write_response(writer, response, keep_alive, request->method == "HEAD", limits.send_timeout);
     if (!keep_alive) co_return;
   }
 }
@@ -196,10 +204,14 @@ qi::Coro<void> serve_client(State& state, qi::StreamReader reader, qi::StreamWri
   }
   if (upgraded) co_return;  // the session closed its connection
   writer.close();
+  bool late = false;
   try {
-    co_await writer.wait_closed();
+    co_await qi::wait_for(writer.wait_closed(), kHttpLimits.send_timeout);
+  } catch (const qi::TimeoutError&) {
+    late = true;
   } catch (const qi::OSError&) {
   }
+  if (late) writer.transport().abort();  // a client that does not take what is buffered
 }
 
 qi::Coro<void> serve(State& state) {
@@ -244,7 +256,19 @@ qi::Coro<void> serve(State& state) {
   }
   state.server.close();
   state.server.close_clients();  // idle HTTP connections (a browser keeps some)
-  co_await state.server.wait_closed();
+  // close() sends what is buffered first: a client that does not read would
+  // hold the exit for ever. Give them a moment, then abort the rest.
+  bool stuck = false;
+  try {
+    co_await qi::wait_for(state.server.wait_closed(), kCloseGrace);
+  } catch (const qi::TimeoutError&) {
+    stuck = true;
+  }
+  if (stuck) {
+    say("aborting the connections whose clients do not take their data");
+    state.server.abort_clients();
+    co_await state.server.wait_closed();
+  }
   say("served " + std::to_string(state.sessions_closed) + (state.sessions_closed == 1 ? " session" : " sessions") +
       "; bye");
   if (stopped_by) throw qi::CancelledError(*stopped_by);  // qi::run: qi::KeyboardInterrupt after a SIGINT

@@ -64,7 +64,8 @@ qi::Coro<std::optional<Message>> Connection::receive() {
     if (auto* ping = std::get_if<Ping>(&event)) {
       write_frame(Opcode::kPong, ping->payload);
       try {
-        co_await writer_.drain();
+        const bool drained = co_await drain_or_abort();  // (named: g++ 12 and negated co_await)
+        if (!drained) break;
       } catch (const qi::OSError&) {  // lost: the next read says so
       }
       continue;
@@ -124,11 +125,17 @@ qi::Coro<void> Connection::close(std::uint16_t code, std::string reason) {
   close_info_ = CloseInfo{code, std::move(reason), CloseInfo::By::kSelf};
   state_ = State::kClosing;
   try {
-    co_await writer_.drain();
-    co_await qi::wait_for(until_peer_closes(), options_.close_timeout);
+    // One deadline for both: a peer that never reads would hold the drain
+    // forever, and the caller (a server stopping) with it.
+    co_await qi::wait_for(drain_then_wait_for_peer(), options_.close_timeout);
   } catch (const qi::OSError&) {  // lost, or the peer took too long (qi::TimeoutError)
   }
   co_await shut();
+}
+
+qi::Coro<void> Connection::drain_then_wait_for_peer() {
+  co_await writer_.drain();
+  co_await until_peer_closes();
 }
 
 qi::Coro<void> Connection::until_peer_closes() {
@@ -144,10 +151,16 @@ qi::Coro<void> Connection::until_peer_closes() {
 
 qi::Coro<void> Connection::shut() {
   writer_.close();
+  bool late = false;
   try {
     co_await qi::wait_for(writer_.wait_closed(), options_.close_timeout);
-  } catch (const qi::OSError&) {  // lost with an error, or slow: closed either way
+  } catch (const qi::TimeoutError&) {
+    late = true;
+  } catch (const qi::OSError&) {  // lost with an error: closed
   }
+  // close() sends what is buffered before closing: a peer that does not
+  // read would keep the socket open (and its buffer) for ever.
+  if (late) writer_.transport().abort();
   state_ = State::kClosed;
 }
 
@@ -156,11 +169,34 @@ qi::Coro<void> Connection::send(Opcode opcode, QByteArrayView payload) {
   write_frame(opcode, payload);
   bool lost = false;
   try {
-    co_await writer_.drain();
+    const bool drained = co_await drain_or_abort();  // (named: g++ 12 and negated co_await)
+    lost = !drained;
   } catch (const qi::OSError&) {
     lost = true;
   }
   if (lost) throw ConnectionClosed(close_info_.value_or(CloseInfo{}));
+}
+
+qi::Coro<bool> Connection::drain_or_abort() {
+  if (options_.send_timeout <= std::chrono::milliseconds::zero()) {
+    co_await writer_.drain();
+    co_return true;
+  }
+  bool late = false;
+  try {
+    co_await qi::wait_for(writer_.drain(), options_.send_timeout);
+  } catch (const qi::TimeoutError&) {
+    late = true;
+  }
+  if (!late) co_return true;
+  writer_.transport().abort();
+  if (!close_info_)
+    close_info_ = CloseInfo{close_code::kAbnormal,
+                            "the peer took nothing for " + std::to_string(options_.send_timeout.count()) +
+                                " ms; connection aborted",
+                            CloseInfo::By::kLost};
+  state_ = State::kClosed;
+  co_return false;
 }
 
 qi::Coro<void> Connection::send_text(QByteArrayView utf8) {

@@ -30,14 +30,25 @@
 //   close_info(): the code sent, kError.
 // - close(code, reason): the closing handshake started here. Sends the
 //   close frame, then reads until the peer's close frame (dropping data
-//   frames, section 7.1.2) or close_timeout, then closes the socket.
-//   close_info(): the code sent, kSelf. Nothing happens once closing.
+//   frames, section 7.1.2), then closes the socket; the drain and the wait
+//   together take at most close_timeout (a peer that never reads cannot
+//   hold it). close_info(): the code sent, kSelf. Nothing happens once
+//   closing.
+// - Closing the socket waits at most close_timeout for what is buffered to
+//   be sent; after it, the connection is aborted (the buffer dropped): a
+//   peer that stops reading cannot keep a closed session's socket open.
 // - A connection lost without a close frame (EOF, a reset): close_info()
 //   1006, kLost.
 // - send_text / send_binary: one unfragmented, unmasked frame, then drain
 //   (waits while the peer is slow). Throw ws::ConnectionClosed once the
 //   connection is closing or lost; send_text throws std::invalid_argument
 //   for text that is not UTF-8 (a peer would have to fail on it).
+// - A peer that does not read: a send or a pong that cannot be drained
+//   within send_timeout aborts the connection (no close frame could get
+//   through): close_info() 1006, kLost; the send throws
+//   ws::ConnectionClosed, receive() gives std::nullopt. Memory stays
+//   bounded meanwhile: drain() holds the session while the write buffer is
+//   over its high-water mark.
 // - One task receives at a time, and close() reads too: call it from the
 //   task that receives, or when no receive() waits (the StreamReader throws
 //   qi::RuntimeError otherwise). Sends may come from any task of the loop.
@@ -76,6 +87,10 @@ struct ConnectionOptions {
   // How long a closing handshake waits for the peer (its close frame, its
   // end of stream) before the socket is closed anyway.
   std::chrono::milliseconds close_timeout{5000};
+  // How long a send (and the pong that answers a ping) waits for the peer
+  // to take its data (drain) before the connection is aborted: a peer that
+  // never reads cannot hold a session for ever. Zero or less: no limit.
+  std::chrono::milliseconds send_timeout{30'000};
 };
 
 // ws::CloseInfo
@@ -148,8 +163,13 @@ class Connection {
   qi::Coro<void> fail(const ProtocolError& error);
   // Reads and decodes until the peer's close frame, an error or the end.
   qi::Coro<void> until_peer_closes();
+  // close()'s wait: our close frame drained, then until_peer_closes.
+  qi::Coro<void> drain_then_wait_for_peer();
   // Reads and drops everything until the end of the stream.
   qi::Coro<void> discard_until_eof();
+  // writer_.drain() within send_timeout; false when the peer took too long
+  // (the connection is then aborted and closed, 1006).
+  qi::Coro<bool> drain_or_abort();
   // Closes the socket and waits (bounded) until it is closed.
   qi::Coro<void> shut();
   // Bytes from the stream; empty at the end or when the connection broke.

@@ -222,6 +222,34 @@ QILOOP_TEST(FramedPrograms, ServerStopsCleanlyOnSigint) {
   co_await stops_cleanly_on(SIGINT, "SIGINT");
 }
 
+QILOOP_TEST(FramedPrograms, SigtermStopsTheServerWhileAClientNeverReadsItsEchoes) {
+  // The client sends megabytes and reads nothing: the server's echo waits in
+  // drain() and its write buffer stays full. A stop must not wait for that
+  // client for ever.
+  qi::testing::set_timeout(120s);
+  RunningServer server = co_await start_server(std::vector<std::string>());
+  auto [reader, writer] = co_await qi::open_connection("127.0.0.1", server.port);
+  QByteArray frame(4, Qt::Uninitialized);
+  qToLittleEndian<quint32>(60000, frame.data());
+  frame += QByteArray(60000, 'x');
+  for (int i = 0; i < 400; ++i) writer.write(frame);  // 24 MB, far more than the socket buffers hold
+  int echoed = 0;
+  while (echoed < 20) {
+    const QByteArray line = co_await qi::wait_for(server.process.std_out()->readline(), kChildTimeout);
+    QILOOP_CO_ASSERT(ASSERT_FALSE(line.isEmpty()) << "the server ended early");
+    echoed += line.contains("frame of 60000 bytes");
+  }
+  co_await qi::sleep(500ms);  // let its buffers fill
+  server.process.send_signal(SIGTERM);
+  const auto t0 = qi::get_running_loop().time();
+  const Finished s = co_await finish(server.process);
+  EXPECT_EQ(s.code, 0) << s.output;
+  EXPECT_LT(qi::get_running_loop().time() - t0, 20s);
+  expect_in_order(s.output, {"stopping on SIGTERM", "aborting the connections whose clients do not take their data",
+                             "served 1 client; bye"});
+  writer.transport().abort();
+}
+
 QILOOP_TEST(FramedPrograms, ServerRefusesABadPort) {
   std::vector<std::string> args = {"--port", "70000"};
   qi::Process p = co_await qi::create_subprocess_exec(FRAMED_SERVER, std::move(args), piped());

@@ -123,6 +123,59 @@ QILOOP_TEST_VT(HttpReadRequest, AResetConnectionIsThrownAsItIs) {
   EXPECT_THROW(co_await http::read_request(reader, http::Limits{}), qi::ConnectionResetError);
 }
 
+// A slowloris: a byte a second, the request never finished in time.
+QILOOP_TEST_VT(HttpReadRequest, ARequestTrickledInByteByByteIs408AfterTheRequestTimeout) {
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader reader;
+  auto trickle = [](qi::StreamReader r) -> qi::Coro<void> {
+    const std::string head = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(1000, 'a');
+    for (char c : head) {
+      r.feed_data(QByteArray(1, c));
+      co_await qi::sleep(1s);
+    }
+  };
+  auto feeder = qi::create_task(trickle(reader));
+  const auto t0 = loop.time();
+  EXPECT_EQ(co_await read_error(reader), 408);  // http::Limits{}: 30 s
+  EXPECT_EQ(loop.time() - t0, 30s);
+  feeder.cancel();
+}
+
+QILOOP_TEST_VT(HttpReadRequest, EndlessEmptyLinesAre408AfterTheRequestTimeout) {
+  // Empty lines before a request are skipped (RFC 9112 section 2.2): without a
+  // deadline, a client could send them for ever.
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader reader;
+  auto empty_lines = [](qi::StreamReader r) -> qi::Coro<void> {
+    for (int i = 0; i < 100000; ++i) {
+      r.feed_data("\r\n");
+      co_await qi::sleep(100ms);
+    }
+  };
+  auto feeder = qi::create_task(empty_lines(reader));
+  const auto t0 = loop.time();
+  EXPECT_EQ(co_await read_error(reader), 408);
+  EXPECT_EQ(loop.time() - t0, 30s);
+  feeder.cancel();
+}
+
+QILOOP_TEST_VT(HttpReadRequest, AnIdleStreamIs408AfterTheRequestTimeoutAndATimelyRequestIsNot) {
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader idle;
+  const auto t0 = loop.time();
+  EXPECT_EQ(co_await read_error(idle), 408);
+  EXPECT_EQ(loop.time() - t0, 30s);
+  qi::StreamReader slow_but_in_time;
+  auto feed_late = [](qi::StreamReader r) -> qi::Coro<void> {
+    co_await qi::sleep(29s);
+    r.feed_data("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  };
+  auto feeder = qi::create_task(feed_late(slow_but_in_time));
+  std::optional<http::Request> r = co_await http::read_request(slow_but_in_time, http::Limits{});
+  EXPECT_TRUE(r.has_value());
+  co_await feeder;
+}
+
 // --- serve_connection and Router over a socket ----------------------------------
 
 namespace {
@@ -304,6 +357,69 @@ QILOOP_TEST_MODES(HttpServe, AClientThatVanishesEndsTheConnectionQuietly) {
   client.writer.write("GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nping");
   client.writer.transport().abort();  // a reset while /echo sleeps
   co_await qi::wait_for(std::move(serving), 5s);  // no exception
+}
+
+QILOOP_TEST_MODES_VT(HttpServe, ASlowlorisGets408AndTheConnectionClosed) {
+  auto& loop = qi::get_running_loop();
+  int sent = 0;
+  http::Router router = make_router(sent);
+  auto [server, client] = co_await socket_pair();
+  auto serving = qi::create_task(http::serve_connection(server.reader, server.writer, router.handler()));
+  const auto t0 = loop.time();
+  client.writer.write("GET / HTTP/1.1\r\nHo");  // and nothing more
+  co_await client.writer.drain();
+  const QByteArray status_line = co_await qi::wait_for(client.reader.readuntil("\r\n"), 60s);
+  EXPECT_EQ(status_line, "HTTP/1.1 408 Request Timeout\r\n");
+  EXPECT_EQ(loop.time() - t0, 30s);
+  client.writer.close();
+  co_await qi::wait_for(std::move(serving), 10s);
+}
+
+QILOOP_TEST_MODES_VT(HttpServe, AClientThatNeverReadsIsAbortedAfterTheSendTimeout) {
+  // Pipelined requests for a large response, nothing read: the server's
+  // write buffer stays over its high-water mark. Memory stays bounded
+  // (drain) and the connection must not be held for ever.
+  http::Router router;
+  router.get("/big", [](const http::Request&, const http::Target&) -> qi::Coro<http::Response> {
+    co_return http::Response::text(200, std::string(4 << 20, 'b'));
+  });
+  auto [server, client] = co_await socket_pair();
+  auto serving = qi::create_task(http::serve_connection(server.reader, server.writer, router.handler()));
+  std::string requests;
+  for (int i = 0; i < 4; ++i) requests += "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+  client.writer.write(bytes(requests));
+  auto& loop = qi::get_running_loop();
+  const auto t0 = loop.time();
+  bool ended = true;
+  try {
+    co_await qi::wait_for(std::move(serving), 120s);
+  } catch (const qi::TimeoutError&) {
+    ended = false;
+  }
+  EXPECT_TRUE(ended) << "serve_connection still waits for a client that never reads";
+  EXPECT_LE(loop.time() - t0, 31s);
+  client.writer.transport().abort();
+}
+
+QILOOP_TEST_MODES(HttpServe, AFailingHandlersExceptionGoesOnWhenTheClientIsGone) {
+  http::Router router;
+  router.get("/slow-fail", [](const http::Request&, const http::Target&) -> qi::Coro<http::Response> {
+    co_await qi::sleep(200ms);
+    throw std::runtime_error("handler bug after the client left");
+    co_return http::Response{};
+  });
+  auto [server, client] = co_await socket_pair();
+  auto serving = qi::create_task(http::serve_connection(server.reader, server.writer, router.handler()));
+  client.writer.write("GET /slow-fail HTTP/1.1\r\nHost: x\r\n\r\n");
+  co_await client.writer.drain();
+  client.writer.transport().abort();  // gone before the handler fails: the 500 cannot be written
+  std::string failure;
+  try {
+    co_await qi::wait_for(std::move(serving), 5s);
+  } catch (const std::runtime_error& e) {
+    failure = e.what();
+  }
+  EXPECT_EQ(failure, "handler bug after the client left");
 }
 
 QILOOP_TEST(HttpRouter, RefusesPathsThatCannotMatch) {

@@ -10,6 +10,8 @@ while an idle keep-alive connection is open: the server must answer,
 close that connection, exit with status 0 and report nothing on stderr
 through qiloop's logging (lines starting with "qiloop:").
 Scenario 2: SIGTERM while a client is connected: the same clean exit.
+Scenario 3: SIGTERM while a client pipelines requests and never reads the
+responses: the same clean exit, within the same bound.
 Every wait is bounded; the first failed check ends the run with status 1.
 """
 import http.client
@@ -221,6 +223,46 @@ def scenario_sigterm(argv):
         server.kill()
 
 
+def scenario_sigterm_with_a_client_that_never_reads(argv):
+    """A client pipelines requests for the page and reads nothing: the
+    server's responses wait in drain() with its write buffer full. SIGTERM
+    must still stop it promptly (that connection aborted)."""
+    server = Server(argv)
+    try:
+        flood = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        flood.setblocking(False)
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        pending, sent, stalled_since = b"", 0, None
+        deadline = time.monotonic() + WAIT
+        # Send until the server stops taking requests for half a second: its
+        # responses are stuck behind a client that does not read.
+        while time.monotonic() < deadline:
+            if not pending:
+                pending = request * 64
+            try:
+                n = flood.send(pending)
+                sent += n
+                pending = pending[n:]
+                stalled_since = None
+            except BlockingIOError:
+                stalled_since = stalled_since or time.monotonic()
+                if time.monotonic() - stalled_since > 0.5:
+                    break
+                time.sleep(0.02)
+        check(stalled_since is not None, "the server stopped taking requests from a client that reads nothing "
+              "(%d bytes sent)" % sent)
+        server.proc.send_signal(signal.SIGTERM)
+        rc, out, err = server.wait_exit()
+        check(rc == 0 and "stopping on SIGTERM" in out, "SIGTERM stops it though a client never reads (status %s)" % rc)
+        check("aborting the connections whose clients do not take their data" in out,
+              "the connection of the client that never reads is aborted")
+        check(not any(line.startswith("qiloop:") for line in err.splitlines()), "qiloop reports nothing on stderr")
+        flood.close()
+    finally:
+        server.kill()
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -228,6 +270,7 @@ def main():
     argv = sys.argv[1:]
     scenario_routes_and_bye(argv)
     scenario_sigterm(argv)
+    scenario_sigterm_with_a_client_that_never_reads(argv)
     print("all checks passed")
     return 0
 

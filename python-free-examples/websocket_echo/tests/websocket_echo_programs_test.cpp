@@ -218,6 +218,37 @@ QILOOP_TEST(WebsocketEchoPrograms, SigintClosesOpenSessionsWith1001) {
   co_await closes_sessions_on(SIGINT, "SIGINT");
 }
 
+QILOOP_TEST(WebsocketEchoPrograms, SigtermStopsTheServerWhileAClientNeverReadsItsEchoes) {
+  // A session whose client sends megabytes of binary messages and reads
+  // nothing: the echo waits in drain(), the session's close frame cannot be
+  // sent. A stop must not wait for that client for ever.
+  qi::testing::set_timeout(120s);
+  std::vector<std::string> args = {"--close-timeout", "1000"};
+  RunningServer server = co_await start_server(std::move(args));
+  auto [reader, writer] = co_await qi::open_connection("127.0.0.1", server.port);
+  writer.write("GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  const QByteArray head = co_await qi::wait_for(reader.readuntil("\r\n\r\n"), kChildTimeout);
+  EXPECT_TRUE(head.startsWith("HTTP/1.1 101 Switching Protocols\r\n")) << head.toStdString();
+  const QByteArray message =
+      ws::encode_frame(ws::Opcode::kBinary, QByteArray(60000, 'x'), true, ws::MaskKey{1, 2, 3, 4});
+  for (int i = 0; i < 400; ++i) writer.write(message);  // 24 MB, far more than the socket buffers hold
+  int echoed = 0;
+  while (echoed < 20) {
+    const QByteArray line = co_await qi::wait_for(server.process.std_out()->readline(), kChildTimeout);
+    QILOOP_CO_ASSERT(ASSERT_FALSE(line.isEmpty()) << "the server ended early");
+    echoed += line.contains("binary message of 60000 bytes");
+  }
+  co_await qi::sleep(500ms);  // let its buffers fill
+  server.process.send_signal(SIGTERM);
+  const auto t0 = qi::get_running_loop().time();
+  const Finished s = co_await finish(server.process);
+  EXPECT_EQ(s.code, 0) << s.output;
+  EXPECT_LT(qi::get_running_loop().time() - t0, 20s);
+  expect_in_order(s.output, {"stopping on SIGTERM", "session 1 closed: 1001 by the server", "served 1 session; bye"});
+  writer.transport().abort();
+}
+
 QILOOP_TEST(WebsocketEchoPrograms, RefusesABadLimit) {
   std::vector<std::string> args = {"--max-message", "2000000000"};
   qi::Process p = co_await qi::create_subprocess_exec(WEBSOCKET_ECHO, std::move(args), piped());

@@ -71,6 +71,9 @@ qi::Coro<Pair> connect(ServerSide& side, Body body, ws::ConnectionOptions option
   co_return Pair{server, Client{reader, writer}};
 }
 
+// The server side's body has ended (a Coro, for qi::wait_for).
+qi::Coro<void> server_side_done(ServerSide& side) { co_await side.done.wait(); }
+
 qi::Coro<void> finish(Pair& s, ServerSide& side) {
   co_await side.done.wait();  // (bounded by the test's watchdog)
   s.server.close();
@@ -295,6 +298,87 @@ QILOOP_TEST(WsConnection, ClosesTheSocketWhenThePeerNeverAnswersTheClose) {
   co_await expect_close_then_eof(s.client, 1000);
   EXPECT_GE(loop.time() - t0, 250ms);
   co_await finish(s, side);
+}
+
+QILOOP_TEST(WsConnection, CloseIsBoundedWhenThePeerNeverReads) {
+  // The server has megabytes buffered for a peer that reads nothing (a
+  // server stopping closes such sessions): close() must still end within its
+  // timeout, and the socket must not stay open behind it with its buffer.
+  ServerSide side;
+  ws::ConnectionOptions options;
+  options.close_timeout = 300ms;
+  Body body = [](ws::Connection& conn, ServerSide&) -> qi::Coro<void> {
+    const QByteArray big(8 << 20, 'x');
+    qi::Coro<void> sending = conn.send_binary(big);  // (named: g++ 12 and temporaries around co_await)
+    try {
+      co_await qi::wait_for(std::move(sending), 200ms);  // buffered; the drain never ends
+    } catch (const qi::TimeoutError&) {
+    }
+    auto& loop = qi::get_running_loop();
+    const auto t0 = loop.time();
+    std::string reason = "going away";
+    co_await conn.close(ws::close_code::kGoingAway, std::move(reason));
+    EXPECT_LT(loop.time() - t0, 2s) << "close() waited on a peer that never reads";
+    EXPECT_EQ(conn.state(), ws::Connection::State::kClosed);
+  };
+  Pair s = co_await connect(side, std::move(body), options);
+  // The client reads nothing until the server side is done.
+  co_await qi::wait_for(server_side_done(side), 10s);
+  s.server.close();
+  co_await qi::wait_for(s.server.wait_closed(), 10s);  // the socket is gone, not left flushing
+  s.client.writer.transport().abort();
+}
+
+QILOOP_TEST(WsConnection, ASendThePeerNeverTakesAbortsAfterTheSendTimeout) {
+  ServerSide side;
+  ws::ConnectionOptions options;
+  options.send_timeout = 300ms;
+  Body body = [](ws::Connection& conn, ServerSide&) -> qi::Coro<void> {
+    const QByteArray big(8 << 20, 'x');
+    auto& loop = qi::get_running_loop();
+    const auto t0 = loop.time();
+    bool closed = false;
+    try {
+      co_await conn.send_binary(big);
+    } catch (const ws::ConnectionClosed& e) {
+      closed = true;
+      EXPECT_EQ(e.info().code, ws::close_code::kAbnormal);
+    }
+    EXPECT_TRUE(closed);
+    EXPECT_LT(loop.time() - t0, 5s);
+    EXPECT_EQ(conn.state(), ws::Connection::State::kClosed);
+    const std::optional<ws::Message> after = co_await conn.receive();
+    EXPECT_EQ(after, std::nullopt);
+  };
+  Pair s = co_await connect(side, std::move(body), options);
+  co_await qi::wait_for(server_side_done(side), 10s);  // the client reads nothing meanwhile
+  EXPECT_EQ(side.info->by, ws::CloseInfo::By::kLost);
+  s.server.close();
+  co_await qi::wait_for(s.server.wait_closed(), 10s);
+  s.client.writer.transport().abort();
+}
+
+QILOOP_TEST(WsConnection, APingFloodFromAPeerThatNeverReadsEndsAfterTheSendTimeout) {
+  // Every ping is answered with a pong; a peer that reads none of them fills
+  // the server's buffers. The session must end (1006), not wait for ever.
+  ServerSide side;
+  ws::ConnectionOptions options;
+  options.send_timeout = 300ms;
+  Body echo_body = echo();  // (named: g++ 12 and temporaries around co_await)
+  Pair s = co_await connect(side, std::move(echo_body), options);
+  const QByteArray ping = masked(ws::Opcode::kPing, QByteArray(125, 'p'));
+  QByteArray pings;
+  for (int i = 0; i < 1000; ++i) pings += ping;
+  for (int i = 0; i < 200 && !side.done.is_set(); ++i) {  // up to 26 MB of pongs asked for
+    s.client.writer.write(pings);
+    co_await qi::sleep(10ms);
+  }
+  co_await qi::wait_for(server_side_done(side), 10s);
+  EXPECT_EQ(side.info->code, ws::close_code::kAbnormal);
+  EXPECT_EQ(side.info->by, ws::CloseInfo::By::kLost);
+  s.server.close();
+  co_await qi::wait_for(s.server.wait_closed(), 10s);
+  s.client.writer.transport().abort();
 }
 
 QILOOP_TEST(WsConnection, ALostConnectionIs1006) {
