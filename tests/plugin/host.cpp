@@ -10,6 +10,7 @@
 //   plugin_host expect-error <plugin file> <text the error must contain>
 //   plugin_host unload <plugin file> <extension file>   (unloads the plugin while attached)
 //   plugin_host exit-attached <plugin file> <extension file>  (returns from main while attached)
+//   plugin_host threads <plugin file> <extension file>  (loaded twice; threads call in during attach/detach cycles)
 //   plugin_host_static <extension file>              (built with QILOOP_HOST_STATIC)
 #include <qiloop/plugin_interface.h>
 
@@ -278,6 +279,7 @@ T resolve(QLibrary& lib, const char* name) {
 }
 
 int finish();
+int threads_during_detach(QiLoopInterface* L, const QString& plugin_file);
 
 // Attaches, runs a little, then unloads the plugin (loader given) or
 // returns from main while still attached: the plugin's destructor detaches,
@@ -304,6 +306,71 @@ int finish();
   }
   CHECK(loader->unload());
   CHECK(forever_cancelled);
+  return finish();
+}
+
+// Loaded twice (two loaders, one instance); attach/detach cycles, some
+// detaches from inside a callback, while threads keep calling
+// call_soon_threadsafe, cancelling its handles and reading time(): no
+// crash, no race (run under TSan too), no callback runs once detach() returned.
+[[maybe_unused]] int threads_during_detach(QiLoopInterface* L, const QString& plugin_file) {
+  QPluginLoader second(plugin_file);
+  CHECK(qi::load_loop_plugin(second) == L);  // one root instance per plugin file
+  std::atomic<bool> stop{false};
+  std::atomic<int> ran{0}, refused{0}, scheduled{0};
+  std::atomic<bool> attached{false};
+  std::atomic<int> ran_detached{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 8; ++t) {
+    workers.emplace_back([&, t] {
+      for (int i = 0; !stop; ++i) {
+        std::shared_ptr<QiLoopCallHandle> h = L->call_soon_threadsafe([&] {
+          ++ran;
+          if (!attached) ++ran_detached;
+        });
+        if (!h) {
+          ++refused;
+        } else {
+          ++scheduled;
+          if ((i + t) % 3 == 0) h->cancel();
+        }
+        (void)L->time();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  for (int cycle = 0; cycle < 20; ++cycle) {
+    CHECK(L->attach());
+    attached = true;
+    if (cycle % 2 == 0) {
+      L->call_later(3ms, [] { QCoreApplication::quit(); });
+    } else {
+      L->call_later(3ms, [L] {
+        L->detach();  // deferred until the callback returned
+        QTimer::singleShot(2, qApp, [] { QCoreApplication::quit(); });
+      });
+    }
+    CHECK(QCoreApplication::exec() == 0);
+    L->detach();  // runs the callbacks already ready: they still count as attached
+    attached = false;
+    CHECK(L->call_soon([] {}) == nullptr);
+  }
+  stop = true;
+  for (std::thread& w : workers) w.join();
+  std::printf("threads: %d scheduled, %d ran, %d refused\n", scheduled.load(), ran.load(), refused.load());
+  CHECK(ran > 0);
+  CHECK(ran_detached == 0);
+  // The second loader going leaves the instance to the first.
+  second.unload();  // the library stays loaded, and its instance: the first loader holds them
+  CHECK(L->attach());
+  bool after = false;
+  L->call_soon([&] {
+    after = true;
+    QCoreApplication::quit();
+  });
+  CHECK(QCoreApplication::exec() == 0);
+  CHECK(after);
+  L->detach();
   return finish();
 }
 
@@ -356,7 +423,8 @@ int main(int argc, char** argv) {
     CHECK(mapped_qiloop().empty());  // a mismatched plugin is never loaded
     return finish();
   }
-  if (mode == QLatin1String("path") || mode == QLatin1String("unload") || mode == QLatin1String("exit-attached")) {
+  if (mode == QLatin1String("path") || mode == QLatin1String("unload") || mode == QLatin1String("exit-attached") ||
+      mode == QLatin1String("threads")) {
     loader.setFileName(args.value(2));
     extension_path = args.value(3);
     expected_prefix = args.value(4);
@@ -408,6 +476,7 @@ int main(int argc, char** argv) {
 #ifndef QILOOP_HOST_STATIC
   if (mode == QLatin1String("unload")) return leave_attached(s, &loader);
   if (mode == QLatin1String("exit-attached")) return leave_attached(s, nullptr);
+  if (mode == QLatin1String("threads")) return threads_during_detach(L, args.value(2));
 #endif
   run_session(s);
   return finish();

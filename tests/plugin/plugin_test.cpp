@@ -108,6 +108,12 @@ TEST(Plugin, UnloadingThePluginDetaches) {
   expect_ok(run(kHost, {QStringLiteral("unload"), kPlugin, kExtension}));
 }
 
+TEST(Plugin, ThreadsCallingInDuringAttachDetachCyclesAndTwoLoaders) {
+  const Outcome o = run(kHost, {QStringLiteral("threads"), kPlugin, kExtension});
+  expect_ok(o);
+  EXPECT_TRUE(o.output.contains(QLatin1String("threads: "))) << o.output.toStdString();
+}
+
 TEST(Plugin, ExitingWhileAttachedIsClean) {
   const Outcome o = run(kHost, {QStringLiteral("exit-attached"), kPlugin, kExtension});
   expect_ok(o);
