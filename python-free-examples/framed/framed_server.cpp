@@ -4,7 +4,7 @@
 // a delay that stands for a slow server.
 //
 //   framed_server [--host 127.0.0.1] [--port 50007] [--max-clients N | --once]
-//                 [--max-frame BYTES] [--reply-delay MS]
+//                 [--max-frame BYTES] [--reply-delay MS] [--timeout MS]
 //
 // It prints "framed_server: listening on HOST:PORT" first (--port 0 picks a
 // free port: read it there), then a line per connection event. It ends
@@ -14,7 +14,11 @@
 //     (the same, by a loop signal handler): it stops listening, closes the
 //     connections still open, waits for them, and exits with status 0.
 // A client sending an oversize prefix or ending mid-frame is told nothing:
-// its connection is closed (framed::Connection does it) and logged.
+// its connection is closed (framed::Connection does it) and logged. So is a
+// client that takes longer than --timeout (60 s by default; 0: no limit) to
+// send its next frame or to take an echo (its connection is aborted): a
+// client that trickles bytes, idles, or never reads cannot hold a
+// connection for ever.
 #include "framed.h"
 
 #include <qiloop/qiloop.h>
@@ -36,6 +40,7 @@ struct Options {
   int max_clients = 0;  // 0: no limit
   std::size_t max_frame = framed::kDefaultMaxFrame;
   std::chrono::milliseconds reply_delay{0};
+  std::chrono::milliseconds timeout{60'000};  // 0: none
 };
 
 // What the connections share with the main task. main() owns it: it
@@ -58,6 +63,24 @@ void say(const std::string& line) {
   std::fflush(stdout);
 }
 
+// The next frame, within timeout (> 0), else qi::TimeoutError. A receive
+// cut short loses nothing (framed::FrameReader), but the connection is
+// dropped anyway.
+qi::Coro<std::optional<QByteArray>> receive_within(framed::Connection& conn, std::chrono::milliseconds timeout) {
+  if (timeout <= 0ms) co_return co_await conn.receive();
+  co_return co_await qi::wait_for(conn.receive(), timeout);
+}
+
+// An echo sent and taken by the client within timeout (> 0), else
+// qi::TimeoutError.
+qi::Coro<void> send_within(framed::Connection& conn, const QByteArray& frame, std::chrono::milliseconds timeout) {
+  if (timeout <= 0ms) {
+    co_await conn.send(frame);
+    co_return;
+  }
+  co_await qi::wait_for(conn.send(frame), timeout);
+}
+
 qi::Coro<void> serve_client(State& state, qi::StreamReader reader, qi::StreamWriter writer) {
   const int id = ++state.accepted;
   ++state.live;
@@ -68,17 +91,21 @@ qi::Coro<void> serve_client(State& state, qi::StreamReader reader, qi::StreamWri
   say(who + " connected from " + conn.peer());
   int frames = 0;
   try {
-    while (std::optional<QByteArray> frame = co_await conn.receive()) {
+    while (std::optional<QByteArray> frame = co_await receive_within(conn, state.options.timeout)) {
       ++frames;
       say(who + ": frame of " + std::to_string(frame->size()) + " bytes");
       if (state.options.reply_delay > 0ms) co_await qi::sleep(state.options.reply_delay);
-      co_await conn.send(*frame);
+      co_await send_within(conn, *frame, state.options.timeout);
     }
     say(who + " left after " + std::to_string(frames) + (frames == 1 ? " frame" : " frames"));
   } catch (const framed::FrameTooLargeError& e) {
     say(who + ": protocol error, connection closed: " + e.what());
   } catch (const qi::IncompleteReadError& e) {
     say(who + ": ended mid-frame, connection closed: " + e.what());
+  } catch (const qi::TimeoutError&) {
+    conn.writer().transport().abort();  // what waits in its buffer goes too
+    say(who + ": nothing received or taken for " + std::to_string(state.options.timeout.count()) +
+        " ms, connection aborted");
   } catch (const std::exception& e) {  // a reset connection, mostly
     say(who + ": " + e.what());
   }
@@ -150,7 +177,11 @@ Options parse(const QCoreApplication& app) {
   const QCommandLineOption max_frame("max-frame", "Largest frame accepted, in bytes.", "bytes",
                                      QString::number(framed::kDefaultMaxFrame));
   const QCommandLineOption delay("reply-delay", "Wait this long before each reply (a slow server).", "ms", "0");
-  parser.addOptions({host, port, max_clients, once, max_frame, delay});
+  const QCommandLineOption timeout("timeout",
+                                   "Drop a client that takes longer than this to send a frame or to take an echo "
+                                   "(0: never).",
+                                   "ms", "60000");
+  parser.addOptions({host, port, max_clients, once, max_frame, delay, timeout});
   parser.process(app);
 
   auto number = [&parser](const QCommandLineOption& o, qulonglong max) {
@@ -169,6 +200,7 @@ Options parse(const QCoreApplication& app) {
   o.max_clients = parser.isSet(once) ? 1 : parser.isSet(max_clients) ? static_cast<int>(number(max_clients, 1 << 30)) : 0;
   o.max_frame = number(max_frame, framed::kLargestFrame);
   o.reply_delay = std::chrono::milliseconds(number(delay, 3'600'000));
+  o.timeout = std::chrono::milliseconds(number(timeout, 3'600'000));
   return o;
 }
 

@@ -250,6 +250,42 @@ QILOOP_TEST(FramedPrograms, SigtermStopsTheServerWhileAClientNeverReadsItsEchoes
   writer.transport().abort();
 }
 
+QILOOP_TEST(FramedPrograms, ServerDropsAClientThatTricklesOrNeverReadsAfterItsTimeout) {
+  // --timeout 500: a client that sent half a frame and stopped (a
+  // slowloris), and one that never reads its echoes, are both dropped.
+  qi::testing::set_timeout(120s);
+  std::vector<std::string> server_args = {"--timeout", "500", "--max-clients", "2"};
+  RunningServer server = co_await start_server(std::move(server_args));
+  auto& loop = qi::get_running_loop();
+  const auto t0 = loop.time();
+  auto [slow_reader, slow_writer] = co_await qi::open_connection("127.0.0.1", server.port);
+  QByteArray half(4, Qt::Uninitialized);
+  qToLittleEndian<quint32>(10, half.data());
+  slow_writer.write(half + "abc");  // 3 bytes of a 10-byte frame, then nothing
+  QByteArray got;
+  bool reset = false;
+  try {
+    got = co_await qi::wait_for(slow_reader.read(), kChildTimeout);
+  } catch (const qi::ConnectionResetError&) {
+    reset = true;
+  }
+  EXPECT_TRUE(reset || got.isEmpty()) << "dropped: EOF or a reset, not " << got.toStdString();
+  EXPECT_LT(loop.time() - t0, 10s);
+
+  auto [deaf_reader, deaf_writer] = co_await qi::open_connection("127.0.0.1", server.port);
+  QByteArray frame(4, Qt::Uninitialized);
+  qToLittleEndian<quint32>(60000, frame.data());
+  frame += QByteArray(60000, 'x');
+  for (int i = 0; i < 400; ++i) deaf_writer.write(frame);  // 24 MB of echoes it will not read
+  const Finished s = co_await finish(server.process);  // --max-clients 2: ends once both are gone
+  EXPECT_EQ(s.code, 0) << s.output;
+  expect_in_order(s.output, {"client 1: nothing received or taken for 500 ms, connection aborted",
+                             "client 2: nothing received or taken for 500 ms, connection aborted",
+                             "served 2 clients; bye"});
+  slow_writer.close();
+  deaf_writer.transport().abort();
+}
+
 QILOOP_TEST(FramedPrograms, ServerRefusesABadPort) {
   std::vector<std::string> args = {"--port", "70000"};
   qi::Process p = co_await qi::create_subprocess_exec(FRAMED_SERVER, std::move(args), piped());
