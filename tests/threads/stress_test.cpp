@@ -5,8 +5,8 @@
 // signals sent from other threads, Qt signals emitted from many threads,
 // and QiRunner attach/detach cycles under fire. Every test keeps exact
 // books (counts, order per producer, every callable destroyed once, every
-// future done), not just "no crash". Labels `thread` (so the tsan preset
-// runs it) and `stress`; the sizes shrink under the sanitizers (kScale) so
+// future done), not just "no crash". Label `thread` (so the tsan preset
+// runs it; ctest -R '^Stress' selects it); the sizes shrink under the sanitizers (kScale) so
 // that each test stays within a few seconds there. The sizes are listed in
 // docs/reliability.md.
 #include <qiloop/qiloop.h>
