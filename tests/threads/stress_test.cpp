@@ -696,7 +696,9 @@ QILOOP_TEST_MODES(StressSignals, RealtimeKillsFromOtherThreadsAreNeverMerged) {
     (void)co_await until([&] { return count >= 1; });
   }
   co_await settle();
-  if (!QILOOP_DETAIL_TSAN) EXPECT_EQ(count, total);
+  if (!QILOOP_DETAIL_TSAN) {
+    EXPECT_EQ(count, total);
+  }
   EXPECT_GE(count, 1);
   EXPECT_LE(count, total);
   loop.remove_signal_handler(sig);
@@ -845,12 +847,7 @@ QILOOP_TEST_MODES(StressQtSignals, AwaitingAnAsyncsignalRepeatedlyWhileFourThrea
 // runs once or is destroyed unrun at close; on each loop each producer's
 // callbacks run in the order it sent them, including those sent while the
 // loop was stopped (they run after restart()).
-// OPEN FINDING (disabled; run it with --gtest_also_run_disabled_tests):
-// under TSan, stop() on the attached loop, called from the runner's thread
-// between Qt events while the 4 producers post, did not make is_running()
-// false within 5 s of processEvents() (first cycle). Not yet known whether
-// the loop or this test's way of pumping Qt is at fault.
-TEST(StressRunner, DISABLED_AttachDetachCyclesWhileThreadsPost) {
+TEST(StressRunner, AttachDetachCyclesWhileThreadsPost) {
   const int cycles = kScale > 1 ? 10 : 30;
   constexpr int kProducers = 4;
   Tally posts;
@@ -892,7 +889,12 @@ TEST(StressRunner, DISABLED_AttachDetachCyclesWhileThreadsPost) {
         } catch (...) {
           ++posts.other_errors;
         }
-        if (seq % 256 == 0) std::this_thread::yield();
+        // A window of posts in flight, as in StressShutdown: producers
+        // faster than the loop make each iteration longer than the last, and
+        // stop(), honoured at an iteration's end, would wait for ever longer
+        // ones (an overload, not what this test is about).
+        while (!finished.load() && posts.accepted.load() - posts.ran.load() - posts.dropped.load() > 256)
+          std::this_thread::sleep_for(50us);
       }
     });
   long restarts = 0;
