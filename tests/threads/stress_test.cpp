@@ -542,10 +542,13 @@ TEST(StressShutdown, ALoopShutDownWhileThreadsPostAccountsForEveryPost) {
           }
         }
       });
-    loop->run_until_complete([](std::atomic<bool>& go) -> qi::Coro<void> {
+    // Shut down once some posts have run (a loaded host may not schedule the
+    // producers within any fixed time), while they still post.
+    loop->run_until_complete([](std::atomic<bool>& go, Tally& posts) -> qi::Coro<void> {
       go = true;
+      for (int i = 0; i < 10'000 && posts.ran.load() == 0; ++i) co_await qi::sleep(1ms);
       co_await qi::sleep(20ms);
-    }(go));
+    }(go, posts));
     loop->shutdown();  // the producers are still posting
     for (auto& t : producers) t.join();
     EXPECT_TRUE(loop->is_closed());
