@@ -2,7 +2,8 @@
 # Builds qiloop and runs the demos: hello_loop (callback ordering in nested
 # and attached mode), hello_tasks (tasks, awaiting, cancellation), and the
 # ported programs of python-free-examples/ in modes that finish, offscreen:
-# sleep_button, color_dialog, worker_coroutine, framed_server + framed_client.
+# sleep_button, color_dialog, worker_coroutine, framed_server + framed_client,
+# web_app_in_process (fetching its own pages, then /bye).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -36,3 +37,7 @@ QT_QPA_PLATFORM=offscreen "$framed/framed_client" --port "$port" --auto --quit 2
 wait "$server"
 cat "$server_out"
 rm -f "$server_out"
+echo
+echo "== web_app_in_process --port 0 --demo (it fetches its own pages as a client would, then /bye)"
+cmake --build --preset dev --target web_app_in_process
+QT_QPA_PLATFORM=offscreen ./build/dev/python-free-examples/web_app_in_process/web_app_in_process --port 0 --demo 2>/dev/null

@@ -34,6 +34,8 @@ if [ "${1:-}" = --inside-xvfb ]; then
   fi
   "$bin/framed/framed_client" --port "$port" --auto --quit --screenshot "$out/framed_client.png"
   wait "$server"
+  # The web app fetches its own pages (the window saved before its /bye).
+  "$bin/web_app_in_process/web_app_in_process" --port 0 --demo --screenshot "$out/web_app_in_process.png" >/dev/null
   exit 0
 fi
 
@@ -41,7 +43,8 @@ scripts/deps.sh xvfb xauth
 build=${1:-build/dev}
 if [ "$build" = build/dev ]; then
   cmake --preset dev >/dev/null
-  cmake --build --preset dev -j2 --target sleep_button color_dialog worker_coroutine framed_server framed_client
+  cmake --build --preset dev -j2 --target sleep_button color_dialog worker_coroutine framed_server framed_client \
+    web_app_in_process
 fi
 out=docs/images
 mkdir -p "$out"
