@@ -10,8 +10,10 @@
 #        QILOOP_PRESETS="dev" scripts/test.sh   a subset of: dev asan-ubsan tsan clang portable bench docs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Headless Chromium drives the web_app_in_process example's page.
-scripts/deps.sh chromium chromium-driver
+# Headless Chromium drives the web_app_in_process example's page; the
+# websocket_echo example's tests drive it with Python's websockets and
+# headless Chromium over WebDriver.
+scripts/deps.sh python3-websockets python3-selenium chromium chromium-driver
 presets=${QILOOP_PRESETS:-"dev asan-ubsan tsan clang portable bench docs"}
 
 # g++ 12 / clang 14 sanitizer runtimes abort when ASLR uses 32 bits of mmap
