@@ -26,12 +26,26 @@ void run(qi::Coro<void> body) {
   }
 }
 
-void split_feed(qi::StreamReader& reader, QByteArrayView data, Input& cuts) {
-  while (!data.isEmpty()) {
-    const qsizetype k = std::min<qsizetype>(data.size(), qsizetype{cuts.u8()} + 1);
-    reader.feed_data(data.first(k));
-    data = data.sliced(k);
+void print_events(const char* title, const std::vector<std::string>& events) {
+  std::fprintf(stderr, "%s: %zu events\n", title, events.size());
+  for (const std::string& e : events) {
+    std::string shown;
+    for (char c : e) {
+      if (c == '\n') {
+        shown += "\\n";
+      } else if (c == '\r') {
+        shown += "\\r";
+      } else if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+        shown += hex;
+      } else {
+        shown += c;
+      }
+    }
+    std::fprintf(stderr, "  %s\n", shown.c_str());
   }
 }
+
 
 }  // namespace fuzz

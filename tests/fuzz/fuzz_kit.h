@@ -24,7 +24,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace fuzz {
 
@@ -41,6 +43,10 @@ namespace fuzz {
   std::fflush(stderr);
   std::abort();
 }
+
+// fuzz::print_events()
+// Prints a run's events (before a FUZZ_CHECK comparing runs fails).
+void print_events(const char* title, const std::vector<std::string>& events);
 
 // fuzz::loop()
 // The process's loop, made on first use with its QCoreApplication. Neither
@@ -118,10 +124,5 @@ class FakeTransport final : public qi::Transport {
 // fuzz::yield()
 // One loop iteration: a read woken by feed_data runs before it returns.
 inline auto yield() { return qi::sleep(0); }
-
-// fuzz::split_feed()
-// Feeds data in the pieces `cuts` chooses (each 1 to 256 bytes): the same
-// bytes, a different chunking.
-void split_feed(qi::StreamReader& reader, QByteArrayView data, Input& cuts);
 
 }  // namespace fuzz

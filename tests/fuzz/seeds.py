@@ -96,3 +96,77 @@ framed_seed("cancelled_in_payload", MAX_DEFAULT, 2, [F_FEED, 5, F_NEXT | (1 << 2
 framed_seed("cancelled_in_prefix", MAX_DEFAULT, 2, [F_FEED, 1, F_READ | (0 << 2), F_NEXT | F_KEEP], frame(b"p"))
 framed_seed("paused_big_frame", MAX_DEFAULT, 1, [F_NEXT | F_KEEP, 40, 40, 40], frame(b"z" * 200))
 framed_seed("largest_max", 255, 63, [F_NEXT | F_KEEP], b"\xff\xff\xff\xff" + b"partial")
+
+
+# --- fuzz_http_request: [limits code][4 limit bytes if code < 128][S][script][data] --
+HTTP_DEFAULT = [200]
+
+
+def http_seed(name, limits, script, data):
+    script = bytes(script)
+    assert len(script) < 256
+    write("http_request", name, bytes(limits) + bytes([len(script)]) + script + data)
+
+
+GET = b"GET /index.html?a=1&b=%20x HTTP/1.1\r\nHost: localhost\r\nUser-Agent: seed\r\n\r\n"
+POST = b"POST /submit HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello=world"
+http_seed("get", HTTP_DEFAULT, [], GET)
+http_seed("get_in_pieces", HTTP_DEFAULT, [0, 3, 10, 1, 200], GET)
+http_seed("post_body", HTTP_DEFAULT, [20, 40, 5], POST)
+http_seed("pipelined", HTTP_DEFAULT, [30, 30, 30, 30, 30], GET + POST + b"\r\n" + GET)
+http_seed("http10_keep_alive", HTTP_DEFAULT, [], b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+http_seed("bare_lf", HTTP_DEFAULT, [], b"GET / HTTP/1.1\nHost: x\n\n")
+http_seed("no_host", HTTP_DEFAULT, [], b"GET / HTTP/1.1\r\n\r\n")
+http_seed("chunked", HTTP_DEFAULT, [], b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+http_seed("two_lengths", HTTP_DEFAULT, [], b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+http_seed("version_2", HTTP_DEFAULT, [], b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+http_seed("traversal", HTTP_DEFAULT, [], b"GET /static/%2e%2E/secret HTTP/1.1\r\nHost: x\r\n\r\n")
+http_seed("encoded_slash", HTTP_DEFAULT, [], b"GET /a%2Fb/%5c/c%00 HTTP/1.1\r\nHost: x\r\n\r\n")
+http_seed("obs_fold", HTTP_DEFAULT, [], b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n")
+http_seed("small_limits", [0, 20, 40, 3, 8], [5, 5, 5], b"GET /0123456789012345678 HTTP/1.1\r\nHost: x\r\n\r\n")
+http_seed("body_over_limit", [0, 60, 100, 4, 4], [], b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabcde")
+http_seed("header_count", [0, 60, 200, 1, 8], [], b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n\r\n")
+
+
+# --- fuzz_ws_frame: [role/mask byte (bit 0: 1 client, 0 server)][limit code][S][script][data]
+def ws_frame(opcode, payload, fin=True, mask=None, length_form=None):
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126 and length_form is None:
+        head = bytes([b0, m | n])
+    elif n < 65536 and length_form != 127:
+        head = bytes([b0, m | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    if mask:
+        payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+        head += bytes(mask)
+    return head + payload
+
+
+def ws_seed(name, flags, limit, script, data):
+    script = bytes(script)
+    assert len(script) < 256
+    write("ws_frame", name, bytes([flags, limit, len(script)]) + script + data)
+
+
+K = [1, 2, 3, 4]
+SERVER, CLIENT, WS_1M = 0, 1, 200
+ws_seed("text_masked", SERVER, WS_1M, [], ws_frame(1, b"Hello", mask=K))
+ws_seed("text_pieces", SERVER, WS_1M, [0, 1, 2, 3], ws_frame(1, b"Hello", mask=K) + ws_frame(2, b"\x00\xff", mask=K))
+ws_seed("fragmented", SERVER, WS_1M, [3, 3, 3],
+        ws_frame(1, b"Hel", fin=False, mask=K) + ws_frame(9, b"ping", mask=K) + ws_frame(0, b"lo", mask=K))
+ws_seed("client_unmasked", CLIENT, WS_1M, [], ws_frame(2, b"binary") + ws_frame(10, b"pong"))
+ws_seed("close_with_reason", SERVER, WS_1M, [], ws_frame(8, struct.pack(">H", 1000) + b"bye", mask=K))
+ws_seed("close_empty", CLIENT, WS_1M, [], ws_frame(8, b""))
+ws_seed("close_bad_code", CLIENT, WS_1M, [], ws_frame(8, struct.pack(">H", 1005)))
+ws_seed("len16", SERVER, WS_1M, [100, 100], ws_frame(2, b"x" * 300, mask=K))
+ws_seed("len64_not_minimal", CLIENT, WS_1M, [], ws_frame(2, b"abc", length_form=127))
+ws_seed("too_big", CLIENT, 100, [], ws_frame(2, b"y" * 101))
+ws_seed("bad_utf8", CLIENT, WS_1M, [1], ws_frame(1, b"\xc3\x28") + ws_frame(1, "é".encode(), fin=False))
+ws_seed("utf8_split", CLIENT, WS_1M, [2, 1, 1],
+        ws_frame(1, "é€".encode()[:3], fin=False) + ws_frame(0, "é€".encode()[3:]))
+ws_seed("unmasked_to_server", SERVER, WS_1M, [], ws_frame(1, b"no mask"))
+ws_seed("reserved_bits", CLIENT, WS_1M, [], b"\xc1\x01a")
+ws_seed("long_ping", CLIENT, WS_1M, [], ws_frame(9, b"p" * 126))
