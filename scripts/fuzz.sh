@@ -2,13 +2,15 @@
 # Builds the fuzz preset (clang 14, libFuzzer, ASan + UBSan) and runs each
 # fuzz target of tests/fuzz/ on its committed corpus (docs/fuzzing.md).
 #   scripts/fuzz.sh                  10,000,000 executions per target
-#   scripts/fuzz.sh --smoke          a short run of each (CI: test.sh's fuzz stage)
+#   scripts/fuzz.sh --smoke          10 s of each (CI: test.sh's fuzz stage)
 #   scripts/fuzz.sh [--smoke] NAME…  only those targets (stream_reader, framed_decoder, ...)
 # FUZZ_RUNS (executions, full run) and FUZZ_SECONDS (per target, smoke)
 # override the amounts. Each target's grown corpus is kept in
 # build/fuzz/corpus/<name>/ (new inputs go there, the committed seeds are
 # read only), its findings in build/fuzz/findings/<name>/, its log in
-# build/fuzz/logs/<name>.log. A finding stops the run with status 1.
+# build/fuzz/logs/<name>.log (<name>.smoke.log for --smoke, so that a
+# smoke run beside a long one leaves the long one's log alone). A finding
+# fails the run (status 1) after the other targets ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # libFuzzer's runtime is in clang's compiler-rt package.
@@ -46,11 +48,12 @@ for t in "${targets[@]}"; do
   args=(-max_len=4096 -print_final_stats=1 -artifact_prefix="build/fuzz/findings/$t/")
   [ -f "tests/fuzz/$t.dict" ] && args+=(-dict="tests/fuzz/$t.dict")
   if ((smoke)); then
-    args+=(-max_total_time="${FUZZ_SECONDS:-15}")
+    args+=(-max_total_time="${FUZZ_SECONDS:-10}")
   else
     args+=(-runs="${FUZZ_RUNS:-10000000}")
   fi
   log=build/fuzz/logs/$t.log
+  ((smoke)) && log=build/fuzz/logs/$t.smoke.log
   echo "== fuzz_$t ${args[*]}"
   t0=$(date +%s)
   rc=0
