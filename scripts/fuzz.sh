@@ -45,7 +45,8 @@ for t in "${targets[@]}"; do
   bin=build/fuzz/tests/fuzz/fuzz_$t
   [ -x "$bin" ] || { echo "fuzz: no target fuzz_$t (tests/fuzz/CMakeLists.txt)" >&2; exit 2; }
   mkdir -p "build/fuzz/corpus/$t" "build/fuzz/findings/$t" build/fuzz/logs
-  args=(-max_len=4096 -print_final_stats=1 -artifact_prefix="build/fuzz/findings/$t/")
+  # -timeout: an input that runs 30 s is a hang, a finding (every input takes milliseconds).
+  args=(-max_len=4096 -timeout=30 -print_final_stats=1 -artifact_prefix="build/fuzz/findings/$t/")
   [ -f "tests/fuzz/$t.dict" ] && args+=(-dict="tests/fuzz/$t.dict")
   if ((smoke)); then
     args+=(-max_total_time="${FUZZ_SECONDS:-10}")
