@@ -3,7 +3,8 @@
 # and attached mode), hello_tasks (tasks, awaiting, cancellation), and the
 # ported programs of python-free-examples/ in modes that finish, offscreen:
 # sleep_button, color_dialog, worker_coroutine, framed_server + framed_client,
-# web_app_in_process (fetching its own pages, then /bye) and websocket_echo (with Python's websockets as the client).
+# web_app_in_process (fetching its own pages, then /bye), websocket_echo
+# (with Python's websockets as the client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh python3-websockets
@@ -41,6 +42,7 @@ echo
 echo "== web_app_in_process --port 0 --demo (it fetches its own pages as a client would, then /bye)"
 cmake --build --preset dev --target web_app_in_process
 QT_QPA_PLATFORM=offscreen ./build/dev/python-free-examples/web_app_in_process/web_app_in_process --port 0 --demo 2>/dev/null
+echo
 echo "== websocket_echo (the page at /, JSON over a WebSocket at /websocket; Python's websockets as the client)"
 cmake --build --preset dev --target websocket_echo
 ws_out=$(mktemp)

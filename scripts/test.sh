@@ -2,19 +2,20 @@
 # Builds and runs every test: g++ (plain, ASan+UBSan, TSan on the thread
 # tests), clang (plain), the whole suite again on the portable (Qt-only)
 # backend, the install-consumer test, a short smoke run of every benchmark
-# with both backends, and the documentation site (scripts/docs.sh: Doxygen
-# with warnings as errors, then every link checked). This is what CI
-# (.ci/run) runs.
+# with both backends, a short run of every fuzz target (scripts/fuzz.sh
+# --smoke: clang, libFuzzer, ASan + UBSan), and the documentation site
+# (scripts/docs.sh: Doxygen with warnings as errors, then every link
+# checked). This is what CI (.ci/run) runs.
 #
 # Usage: scripts/test.sh            everything
-#        QILOOP_PRESETS="dev" scripts/test.sh   a subset of: dev asan-ubsan tsan clang portable bench docs
+#        QILOOP_PRESETS="dev" scripts/test.sh   a subset of: dev asan-ubsan tsan clang portable bench fuzz docs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The web_app_in_process and websocket_echo examples' tests drive them with
-# headless Chromium over WebDriver, and websocket_echo's with Python's
-# websockets too.
+# Headless Chromium drives the web_app_in_process example's page; the
+# websocket_echo example's tests drive it with Python's websockets and
+# headless Chromium over WebDriver.
 scripts/deps.sh python3-websockets python3-selenium chromium chromium-driver
-presets=${QILOOP_PRESETS:-"dev asan-ubsan tsan clang portable bench docs"}
+presets=${QILOOP_PRESETS:-"dev asan-ubsan tsan clang portable bench fuzz docs"}
 
 # g++ 12 / clang 14 sanitizer runtimes abort when ASLR uses 32 bits of mmap
 # randomness; run them without ASLR then.
@@ -44,6 +45,8 @@ for p in $presets; do
   t0=$(date +%s)
   if [ "$p" = bench ]; then
     scripts/bench.sh --smoke
+  elif [ "$p" = fuzz ]; then
+    scripts/fuzz.sh --smoke
   elif [ "$p" = docs ]; then
     scripts/docs.sh
   else

@@ -51,6 +51,45 @@ class IoTest : public qt::ModeTest {
     run(loop);
     return got;
   }
+
+  // A ping-pong of `legs` one-byte legs between the two ends of a
+  // socketpair, each answer written by a call_soon from the reader (as a
+  // task resumed by a stream read writes it). Returns the loop's counters
+  // spent on it.
+  qi::LoopStats ping_pong_through_call_soon(int legs_wanted) {
+    QiEventLoop loop;
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int legs = 0;
+    qi::LoopStats start;
+    auto answer_on = [&](int fd) {
+      loop.add_reader(fd, [&, fd] {
+        char c;
+        if (::read(fd, &c, 1) != 1) return;
+        if (++legs == legs_wanted) {
+          loop.stop();
+          return;
+        }
+        loop.call_soon([fd] { ASSERT_EQ(::write(fd, "x", 1), 1); });
+      });
+    };
+    answer_on(sv[0]);
+    answer_on(sv[1]);
+    loop.call_soon([&] {
+      start = loop.stats();
+      ASSERT_EQ(::write(sv[0], "x", 1), 1);
+    });
+    run(loop);
+    EXPECT_EQ(legs, legs_wanted);
+    qi::LoopStats spent = loop.stats();
+    spent.slices -= start.slices;
+    spent.io_polls -= start.io_polls;
+    loop.remove_reader(sv[0]);
+    loop.remove_reader(sv[1]);
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return spent;
+  }
 };
 
 // --- Readiness -------------------------------------------------------------
@@ -616,75 +655,19 @@ TEST_P(IoTest, AddReaderOnARegularFileThrows) {
 // between two ends of a socketpair runs inside the slice instead of costing
 // a Qt dispatcher turn (a poll and an epoll_wait) per leg.
 TEST_P(IoTest, AnFdMadeReadyByADeferredCallbackIsServedInTheSameSlice) {
-  QiEventLoop loop;
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
   constexpr int kRoundTrips = 200;
-  int legs = 0;
-  uint64_t start_slices = 0;
-  auto answer_on = [&](int fd) {
-    loop.add_reader(fd, [&, fd] {
-      char c;
-      if (::read(fd, &c, 1) != 1) return;
-      if (++legs == 2 * kRoundTrips) {
-        loop.stop();
-        return;
-      }
-      loop.call_soon([fd] { ASSERT_EQ(::write(fd, "x", 1), 1); });
-    });
-  };
-  answer_on(sv[0]);
-  answer_on(sv[1]);
-  loop.call_soon([&] {
-    start_slices = loop.stats().slices;
-    ASSERT_EQ(::write(sv[0], "x", 1), 1);
-  });
-  run(loop);
-  const uint64_t slices = loop.stats().slices - start_slices;
-  EXPECT_EQ(legs, 2 * kRoundTrips);
+  const uint64_t slices = ping_pong_through_call_soon(2 * kRoundTrips).slices;
   // A slice ends early only on its time budget; one per leg is the bug.
   EXPECT_LT(slices, uint64_t{kRoundTrips} / 2) << "each leg waited for a Qt dispatcher turn";
-  loop.remove_reader(sv[0]);
-  loop.remove_reader(sv[1]);
-  ::close(sv[0]);
-  ::close(sv[1]);
 }
 
 // The iteration after a poll that found ready fds runs what their handlers
 // scheduled without polling first (it would mostly find nothing): one poll
 // per leg of a ping-pong, not two.
 TEST_P(IoTest, TheIterationAfterAProductivePollDoesNotPoll) {
-  QiEventLoop loop;
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
   constexpr int kLegs = 400;
-  int legs = 0;
-  uint64_t start_polls = 0;
-  auto answer_on = [&](int fd) {
-    loop.add_reader(fd, [&, fd] {
-      char c;
-      if (::read(fd, &c, 1) != 1) return;
-      if (++legs == kLegs) {
-        loop.stop();
-        return;
-      }
-      loop.call_soon([fd] { ASSERT_EQ(::write(fd, "x", 1), 1); });
-    });
-  };
-  answer_on(sv[0]);
-  answer_on(sv[1]);
-  loop.call_soon([&] {
-    start_polls = loop.stats().io_polls;
-    ASSERT_EQ(::write(sv[0], "x", 1), 1);
-  });
-  run(loop);
-  const uint64_t polls = loop.stats().io_polls - start_polls;
-  EXPECT_EQ(legs, kLegs);
+  const uint64_t polls = ping_pong_through_call_soon(kLegs).io_polls;
   EXPECT_LE(polls, uint64_t{kLegs} + kLegs / 10) << "an empty poll before each answer";
-  loop.remove_reader(sv[0]);
-  loop.remove_reader(sv[1]);
-  ::close(sv[0]);
-  ::close(sv[1]);
 }
 
 // Skipping that poll never starves I/O: with an fd that stays ready and a

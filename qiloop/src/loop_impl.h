@@ -34,6 +34,9 @@ struct LoopImpl {
   static constexpr unsigned kBudgetCheckEvery = 32;
   // QiRunner's shutdown runs at most this many iterations of leftovers.
   static constexpr int kShutdownRounds = 100;
+  // ...and at most this much real time (begun iterations finish): other
+  // threads may keep posting while the loop shuts down.
+  static constexpr std::chrono::milliseconds kDrainTime{500};
 
   TimerHeap timers;
   Backend backend;  // fds, the timer wake-up and the inbox's doorbell (backend.h)

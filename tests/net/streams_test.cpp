@@ -15,6 +15,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -287,9 +288,17 @@ qi::Coro<std::chrono::steady_clock::duration> time_lines(int lines) {
 // shifts what follows). 100,000 lines out of one 1.1 MB arrival take about
 // four times as long as 25,000 (sixteen times when quadratic), and little
 // time at all outside sanitizer builds.
+// Each size's best of three: a loaded machine preempts single runs for
+// longer than the whole measurement.
 QILOOP_TEST_MODES(StreamReader, AHundredThousandLinesFromOneBufferInLinearTime) {
-  auto small = co_await time_lines(25'000);
-  auto big = co_await time_lines(100'000);
+  auto small = std::chrono::steady_clock::duration::max();
+  auto big = small;
+  for (int i = 0; i < 3; ++i) {
+    const auto s = co_await time_lines(25'000);
+    const auto b = co_await time_lines(100'000);
+    small = std::min(small, s);
+    big = std::min(big, b);
+  }
   EXPECT_LT(big, 8 * small + 250ms) << "quadratic buffer shifting? 25,000 lines: "
                                     << std::chrono::duration<double>(small).count() << " s, 100,000: "
                                     << std::chrono::duration<double>(big).count() << " s";
