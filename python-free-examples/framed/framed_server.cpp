@@ -19,6 +19,7 @@
 // send its next frame or to take an echo (its connection is aborted): a
 // client that trickles bytes, idles, or never reads cannot hold a
 // connection for ever.
+#include "example_server.h"
 #include "framed.h"
 
 #include <qiloop/qiloop.h>
@@ -53,10 +54,6 @@ struct State {
   int live = 0;            // connections whose task has not ended
   qi::Event clients_gone;  // set while live is 0
 };
-
-// On a stop, how long connections may take to send what they have buffered
-// before they are aborted.
-constexpr auto kCloseGrace = 2s;
 
 void say(const std::string& line) {
   std::printf("framed_server: %s\n", line.c_str());
@@ -117,11 +114,7 @@ qi::Coro<void> serve(State& state) {
   auto& loop = qi::get_running_loop();
   // SIGTERM ends the server as Ctrl+C does (qi::run's SIGINT handling).
   loop.add_signal_handler(SIGTERM, [main = qi::current_task()]() mutable { main.cancel("SIGTERM"); });
-  // The server handle must not outlive the loop that serves it.
-  struct ForgetServer {
-    State& state;
-    ~ForgetServer() { state.server = qi::Server(); }
-  } forget{state};
+  example::ForgetServer forget{state.server};
 
   auto on_client = [&state](qi::StreamReader r, qi::StreamWriter w) {
     return serve_client(state, std::move(r), std::move(w));
@@ -143,21 +136,7 @@ qi::Coro<void> serve(State& state) {
   }
   if (stopped_by) {
     say("stopping on " + *stopped_by);
-    state.server.close();
-    state.server.close_clients();
-    // close() sends what is buffered first: a client that does not read
-    // would hold the exit for ever. Give them a moment, then abort the rest.
-    bool stuck = false;
-    try {
-      co_await qi::wait_for(state.server.wait_closed(), kCloseGrace);
-    } catch (const qi::TimeoutError&) {
-      stuck = true;
-    }
-    if (stuck) {
-      say("aborting the connections whose clients do not take their data");
-      state.server.abort_clients();
-      co_await state.server.wait_closed();
-    }
+    co_await example::stop_server(state.server, say);
   }
   // Their tasks too, not only their sockets: an aborted connection's task
   // hears of it on a later iteration.

@@ -32,6 +32,7 @@
 //        web_app_in_process --port 0           a free port: read it on the first line printed
 //        web_app_in_process --demo [--screenshot FILE]
 //                                              fetches its own pages as a client would, then /bye
+#include "example_server.h"
 #include "http.h"
 
 #include <qiloop/qiloop.h>
@@ -67,10 +68,6 @@ struct Options {
   bool log = false;
   QString screenshot;
 };
-
-// On a stop, how long connections may take to send what they have buffered
-// before they are aborted.
-constexpr auto kCloseGrace = 2s;
 
 void say(const std::string& line) {
   std::printf("web_app_in_process: %s\n", line.c_str());
@@ -320,10 +317,7 @@ qi::Coro<int> serve(App& app, QWidget& window) {
   auto& loop = qi::get_running_loop();
   loop.add_signal_handler(SIGINT, [&app] { app.request_stop("SIGINT"); });
   loop.add_signal_handler(SIGTERM, [&app] { app.request_stop("SIGTERM"); });
-  struct Forget {  // the server handle must not outlive the loop that serves it
-    App& app;
-    ~Forget() { app.server = qi::Server(); }
-  } forget{app};
+  example::ForgetServer forget{app.server};
 
   auto on_client = [&app](qi::StreamReader r, qi::StreamWriter w) { return serve_client(app, std::move(r), std::move(w)); };
   qi::ServerOptions server_options;
@@ -347,21 +341,7 @@ qi::Coro<int> serve(App& app, QWidget& window) {
   if (demo_task) demo_ok = co_await *demo_task;  // its last request is /bye: it ends with its answer
   say("stopping on " + app.stop_reason);
   app.refresh();
-  app.server.close();
-  app.server.close_clients();
-  // close() sends what is buffered first: a client that does not read would
-  // hold the exit for ever. Give them a moment, then abort the rest.
-  bool stuck = false;
-  try {
-    co_await qi::wait_for(app.server.wait_closed(), kCloseGrace);
-  } catch (const qi::TimeoutError&) {
-    stuck = true;
-  }
-  if (stuck) {
-    say("aborting the connections whose clients do not take their data");
-    app.server.abort_clients();
-    co_await app.server.wait_closed();
-  }
+  co_await example::stop_server(app.server, say);
   co_await app.connections_gone.wait();  // their tasks too, not only their sockets
   counter.cancel();
   try {

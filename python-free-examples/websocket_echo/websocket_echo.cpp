@@ -24,6 +24,8 @@
 #include "ws_connection.h"
 #include "ws_handshake.h"
 
+#include "example_server.h"
+
 #include <qiloop/qiloop.h>
 
 #include <QtCore/QCommandLineParser>
@@ -62,10 +64,6 @@ struct State {
   bool stopping = false;
   qi::Event sessions_done;  // the last allowed session closed, or none left while stopping
 };
-
-// On a stop, how long connections may take to send what they have buffered
-// before they are aborted (sessions have --close-timeout first).
-constexpr auto kCloseGrace = 2s;
 
 void say(const std::string& line) {
   std::printf("websocket_echo: %s\n", line.c_str());
@@ -218,11 +216,7 @@ qi::Coro<void> serve(State& state) {
   auto& loop = qi::get_running_loop();
   // SIGTERM ends the server as Ctrl+C does (qi::run's SIGINT handling).
   loop.add_signal_handler(SIGTERM, [main = qi::current_task()]() mutable { main.cancel("SIGTERM"); });
-  // The server handle must not outlive the loop that serves it.
-  struct ForgetServer {
-    State& state;
-    ~ForgetServer() { state.server = qi::Server(); }
-  } forget{state};
+  example::ForgetServer forget{state.server};
 
   state.router.get("/", [&state](const http::Request&, const http::Target&) -> qi::Coro<http::Response> {
     co_return http::Response::html(state.page);
@@ -254,21 +248,7 @@ qi::Coro<void> serve(State& state) {
       co_await state.sessions_done.wait();
     }
   }
-  state.server.close();
-  state.server.close_clients();  // idle HTTP connections (a browser keeps some)
-  // close() sends what is buffered first: a client that does not read would
-  // hold the exit for ever. Give them a moment, then abort the rest.
-  bool stuck = false;
-  try {
-    co_await qi::wait_for(state.server.wait_closed(), kCloseGrace);
-  } catch (const qi::TimeoutError&) {
-    stuck = true;
-  }
-  if (stuck) {
-    say("aborting the connections whose clients do not take their data");
-    state.server.abort_clients();
-    co_await state.server.wait_closed();
-  }
+  co_await example::stop_server(state.server, say);  // idle HTTP connections too (a browser keeps some)
   say("served " + std::to_string(state.sessions_closed) + (state.sessions_closed == 1 ? " session" : " sessions") +
       "; bye");
   if (stopped_by) throw qi::CancelledError(*stopped_by);  // qi::run: qi::KeyboardInterrupt after a SIGINT

@@ -3,6 +3,8 @@
 // framed_server against an independent Python asyncio client
 // (framed_peer.py), and the server's clean stops. The children inherit the
 // test's Qt dispatcher (QT_NO_GLIB), so both run under each.
+#include "child_program.h"
+
 #include <qiloop/testing.h>
 
 #include <QtCore/QDir>
@@ -22,66 +24,23 @@ namespace {
 constexpr auto kChildTimeout = 40s;
 
 qi::SubprocessOptions piped() {
-  qi::SubprocessOptions o;
-  o.std_out = qi::PIPE;
-  o.std_err = qi::STDOUT;  // Qt's warnings too, in order, for the failure messages
+  qi::SubprocessOptions o = child_program::piped();
   o.env_extra["QT_QPA_PLATFORM"] = "offscreen";
   return o;
 }
 
-struct RunningServer {
-  qi::Process process;
-  uint16_t port = 0;
-};
+using child_program::expect_in_order;
+using child_program::Finished;
+using child_program::RunningServer;
+using child_program::sigint_ignored;
 
 // Starts framed_server on a free port and reads the port from its first line.
 qi::Coro<RunningServer> start_server(std::vector<std::string> args) {
-  args.insert(args.begin(), "0");
-  args.insert(args.begin(), "--port");
-  qi::Process p = co_await qi::create_subprocess_exec(FRAMED_SERVER, std::move(args), piped());
-  const QByteArray line = co_await qi::wait_for(p.std_out()->readline(), kChildTimeout);
-  const QRegularExpressionMatch m =
-      QRegularExpression(R"(^framed_server: listening on 127\.0\.0\.1:(\d+)\n$)").match(QString::fromUtf8(line));
-  if (!m.hasMatch()) throw qi::RuntimeError("framed_server's first line is not its address: " + line.toStdString());
-  co_return RunningServer{p, static_cast<uint16_t>(m.captured(1).toUInt())};
+  return child_program::start_server(FRAMED_SERVER, "framed_server", std::move(args), piped(), kChildTimeout);
 }
 
-struct Finished {
-  int code;
-  std::string output;
-};
-
-// The rest of the child's output and its exit status (bounded: killed after
-// kChildTimeout).
-qi::Coro<Finished> finish(qi::Process p) {
-  std::pair<QByteArray, QByteArray> out;
-  bool timed_out = false;
-  try {
-    out = co_await qi::wait_for(p.communicate(), kChildTimeout);
-  } catch (const qi::TimeoutError&) {
-    timed_out = true;
-  }
-  if (timed_out) {
-    p.kill();
-    co_await p.wait();
-    throw qi::RuntimeError("a child did not finish in time (killed)");
-  }
-  const int code = co_await p.wait();
-  co_return Finished{code, out.first.toStdString()};
-}
-
-// Each of lines appears in output, in this order.
-void expect_in_order(const std::string& output, const std::vector<std::string>& lines) {
-  std::size_t from = 0;
-  for (const std::string& line : lines) {
-    const std::size_t at = output.find(line, from);
-    if (at == std::string::npos) {
-      ADD_FAILURE() << "missing (in this order): \"" << line << "\"\nin:\n" << output;
-      return;
-    }
-    from = at + line.size();
-  }
-}
+// The rest of the child's output and its exit status (killed after kChildTimeout).
+qi::Coro<Finished> finish(qi::Process p) { return child_program::finish(std::move(p), kChildTimeout); }
 
 qi::Coro<uint16_t> a_closed_port() {
   auto on_client = [](qi::StreamReader, qi::StreamWriter) -> qi::Coro<void> { co_return; };
@@ -202,12 +161,6 @@ qi::Coro<void> stops_cleanly_on(int sig, const char* name) {
   expect_in_order(s.output, {std::string("stopping on ") + name, "client 1 left after 0 frames",
                              "served 1 client; bye"});
   writer.close();
-}
-
-bool sigint_ignored() {
-  struct sigaction current {};
-  ::sigaction(SIGINT, nullptr, &current);
-  return current.sa_handler == SIG_IGN;
 }
 
 }  // namespace

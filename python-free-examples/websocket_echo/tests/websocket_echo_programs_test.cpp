@@ -5,6 +5,7 @@
 // driven over WebDriver (ws_browser.py), and the test itself for the clean
 // stops on SIGTERM / SIGINT. The children inherit the test's Qt dispatcher
 // (QT_NO_GLIB), so the server runs under each.
+#include "child_program.h"
 #include "ws_frame.h"
 
 #include <qiloop/testing.h>
@@ -23,65 +24,19 @@ namespace {
 
 constexpr auto kChildTimeout = 60s;
 
-qi::SubprocessOptions piped() {
-  qi::SubprocessOptions o;
-  o.std_out = qi::PIPE;
-  o.std_err = qi::STDOUT;  // in order, for the failure messages
-  return o;
-}
-
-struct RunningServer {
-  qi::Process process;
-  uint16_t port = 0;
-};
+using child_program::piped;
+using child_program::expect_in_order;
+using child_program::Finished;
+using child_program::RunningServer;
+using child_program::sigint_ignored;
 
 // Starts websocket_echo on a free port and reads the port from its first line.
 qi::Coro<RunningServer> start_server(std::vector<std::string> args) {
-  args.insert(args.begin(), "0");
-  args.insert(args.begin(), "--port");
-  qi::Process p = co_await qi::create_subprocess_exec(WEBSOCKET_ECHO, std::move(args), piped());
-  const QByteArray line = co_await qi::wait_for(p.std_out()->readline(), kChildTimeout);
-  const QRegularExpressionMatch m =
-      QRegularExpression(R"(^websocket_echo: listening on 127\.0\.0\.1:(\d+)\n$)").match(QString::fromUtf8(line));
-  if (!m.hasMatch()) throw qi::RuntimeError("websocket_echo's first line is not its address: " + line.toStdString());
-  co_return RunningServer{p, static_cast<uint16_t>(m.captured(1).toUInt())};
+  return child_program::start_server(WEBSOCKET_ECHO, "websocket_echo", std::move(args), piped(), kChildTimeout);
 }
-
-struct Finished {
-  int code;
-  std::string output;
-};
 
 // The rest of the child's output and its exit status (killed after kChildTimeout).
-qi::Coro<Finished> finish(qi::Process p) {
-  std::pair<QByteArray, QByteArray> out;
-  bool timed_out = false;
-  try {
-    out = co_await qi::wait_for(p.communicate(), kChildTimeout);
-  } catch (const qi::TimeoutError&) {
-    timed_out = true;
-  }
-  if (timed_out) {
-    p.kill();
-    co_await p.wait();
-    throw qi::RuntimeError("a child did not finish in time (killed)");
-  }
-  const int code = co_await p.wait();
-  co_return Finished{code, out.first.toStdString()};
-}
-
-// Each of lines appears in output, in this order.
-void expect_in_order(const std::string& output, const std::vector<std::string>& lines) {
-  std::size_t from = 0;
-  for (const std::string& line : lines) {
-    const std::size_t at = output.find(line, from);
-    if (at == std::string::npos) {
-      ADD_FAILURE() << "missing (in this order): \"" << line << "\"\nin:\n" << output;
-      return;
-    }
-    from = at + line.size();
-  }
-}
+qi::Coro<Finished> finish(qi::Process p) { return child_program::finish(std::move(p), kChildTimeout); }
 
 // Runs a Python peer script against a server started with server_args;
 // both must end with status 0. The peer's and the server's output.
@@ -199,12 +154,6 @@ qi::Coro<void> closes_sessions_on(int sig, const char* name) {
   EXPECT_EQ(s.code, 0) << s.output;
   expect_in_order(s.output, {std::string("stopping on ") + name,
                              "session 1 closed: 1001 by the server: server shutting down", "served 1 session; bye"});
-}
-
-bool sigint_ignored() {
-  struct sigaction current {};
-  ::sigaction(SIGINT, nullptr, &current);
-  return current.sa_handler == SIG_IGN;
 }
 
 }  // namespace
