@@ -19,6 +19,7 @@
 // send its next frame or to take an echo (its connection is aborted): a
 // client that trickles bytes, idles, or never reads cannot hold a
 // connection for ever.
+#include "example_options.h"
 #include "example_server.h"
 #include "framed.h"
 
@@ -164,14 +165,7 @@ Options parse(const QCoreApplication& app) {
   parser.process(app);
 
   auto number = [&parser](const QCommandLineOption& o, qulonglong max) {
-    bool ok = false;
-    const qulonglong v = parser.value(o).toULongLong(&ok);
-    if (!ok || v > max) {
-      std::fprintf(stderr, "framed_server: --%s wants a number from 0 to %llu, not '%s'\n",
-                   qPrintable(o.names().first()), max, qPrintable(parser.value(o)));
-      std::exit(2);
-    }
-    return v;
+    return example::number_option(parser, o, 0, max, "framed_server");
   };
   Options o;
   o.host = parser.value(host).toStdString();

@@ -32,6 +32,7 @@
 //        web_app_in_process --port 0           a free port: read it on the first line printed
 //        web_app_in_process --demo [--screenshot FILE]
 //                                              fetches its own pages as a client would, then /bye
+#include "example_options.h"
 #include "example_server.h"
 #include "http.h"
 
@@ -366,15 +367,8 @@ Options parse(const QApplication& qapp) {
   const QCommandLineOption screenshot("screenshot", "With --demo: save the window to <file> (PNG).", "file");
   parser.addOptions({host, port, tick, nested, demo_option, log, screenshot});
   parser.process(qapp);
-  auto number = [&parser](const QCommandLineOption& o, unsigned long min, unsigned long max) {
-    bool ok = false;
-    const unsigned long v = parser.value(o).toULong(&ok);
-    if (!ok || v < min || v > max) {
-      std::fprintf(stderr, "web_app_in_process: --%s wants a number from %lu to %lu, not '%s'\n",
-                   qPrintable(o.names().first()), min, max, qPrintable(parser.value(o)));
-      std::exit(2);
-    }
-    return v;
+  auto number = [&parser](const QCommandLineOption& o, qulonglong min, qulonglong max) {
+    return example::number_option(parser, o, min, max, "web_app_in_process");
   };
   Options o;
   o.host = parser.value(host).toStdString();

@@ -24,6 +24,7 @@
 #include "ws_connection.h"
 #include "ws_handshake.h"
 
+#include "example_options.h"
 #include "example_server.h"
 
 #include <qiloop/qiloop.h>
@@ -271,14 +272,7 @@ Options parse(const QCoreApplication& app) {
   parser.process(app);
 
   auto number = [&parser](const QCommandLineOption& o, qulonglong min, qulonglong max) {
-    bool ok = false;
-    const qulonglong v = parser.value(o).toULongLong(&ok);
-    if (!ok || v < min || v > max) {
-      std::fprintf(stderr, "websocket_echo: --%s wants a number from %llu to %llu, not '%s'\n",
-                   qPrintable(o.names().first()), min, max, qPrintable(parser.value(o)));
-      std::exit(2);
-    }
-    return v;
+    return example::number_option(parser, o, min, max, "websocket_echo");
   };
   Options o;
   o.host = parser.value(host).toStdString();
