@@ -112,29 +112,15 @@ qi::Coro<void> serve_client(State& state, qi::StreamReader reader, qi::StreamWri
 }
 
 qi::Coro<void> serve(State& state) {
-  auto& loop = qi::get_running_loop();
-  // SIGTERM ends the server as Ctrl+C does (qi::run's SIGINT handling).
-  loop.add_signal_handler(SIGTERM, [main = qi::current_task()]() mutable { main.cancel("SIGTERM"); });
   example::ForgetServer forget{state.server};
-
   auto on_client = [&state](qi::StreamReader r, qi::StreamWriter w) {
     return serve_client(state, std::move(r), std::move(w));
   };
-  qi::ServerOptions server_options;
-  server_options.start_serving = false;  // state.server is set before the first client comes
-  state.server =
-      co_await qi::start_server(std::move(on_client), state.options.host, state.options.port, server_options);
-  co_await state.server.start_serving();
-  say("listening on " + state.server.sockets().at(0).to_string());
+  co_await example::start_server(state.server, std::move(on_client), state.options.host, state.options.port, say);
 
   // The server is closed by the last client allowed in, or here when the
   // task is cancelled; either way, wait until every connection is gone.
-  std::optional<std::string> stopped_by;
-  try {
-    co_await state.server.wait_closed();
-  } catch (const qi::CancelledError& e) {
-    stopped_by = e.message().empty() ? "SIGINT" : e.message();
-  }
+  const std::optional<std::string> stopped_by = co_await example::until_stopped(state.server.wait_closed());
   if (stopped_by) {
     say("stopping on " + *stopped_by);
     co_await example::stop_server(state.server, say);
@@ -184,13 +170,5 @@ int main(int argc, char** argv) {
   State state;
   state.options = parse(app);
   state.clients_gone.set();
-  try {
-    qi::run(serve(state));
-  } catch (const qi::KeyboardInterrupt&) {  // Ctrl+C: a clean stop, not a failure
-  } catch (const qi::CancelledError&) {     // SIGTERM
-  } catch (const std::exception& e) {       // the port is taken, the host does not resolve
-    std::fprintf(stderr, "framed_server: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  return example::run_main("framed_server", serve(state));
 }

@@ -214,32 +214,17 @@ qi::Coro<void> serve_client(State& state, qi::StreamReader reader, qi::StreamWri
 }
 
 qi::Coro<void> serve(State& state) {
-  auto& loop = qi::get_running_loop();
-  // SIGTERM ends the server as Ctrl+C does (qi::run's SIGINT handling).
-  loop.add_signal_handler(SIGTERM, [main = qi::current_task()]() mutable { main.cancel("SIGTERM"); });
   example::ForgetServer forget{state.server};
-
   state.router.get("/", [&state](const http::Request&, const http::Target&) -> qi::Coro<http::Response> {
     co_return http::Response::html(state.page);
   });
   auto on_client = [&state](qi::StreamReader r, qi::StreamWriter w) {
     return serve_client(state, std::move(r), std::move(w));
   };
-  qi::ServerOptions server_options;
-  server_options.start_serving = false;  // state.server is set before the first client comes
-  state.server =
-      co_await qi::start_server(std::move(on_client), state.options.host, state.options.port, server_options);
-  co_await state.server.start_serving();
-  const qi::SocketAddress address = state.server.sockets().at(0);
-  say("listening on " + address.to_string());
-  say("open http://" + address.to_string() + "/ in a browser");
+  co_await example::start_server(state.server, std::move(on_client), state.options.host, state.options.port, say);
+  say("open http://" + state.server.sockets().at(0).to_string() + "/ in a browser");
 
-  std::optional<std::string> stopped_by;
-  try {
-    co_await state.sessions_done.wait();
-  } catch (const qi::CancelledError& e) {
-    stopped_by = e.message().empty() ? "SIGINT" : e.message();
-  }
+  const std::optional<std::string> stopped_by = co_await example::until_stopped(state.sessions_done.wait());
   if (stopped_by) {
     say("stopping on " + *stopped_by);
     state.stopping = true;
@@ -296,13 +281,5 @@ int main(int argc, char** argv) {
     return 1;
   }
   state.page = page.readAll().toStdString();
-  try {
-    qi::run(serve(state));
-  } catch (const qi::KeyboardInterrupt&) {  // Ctrl+C: a clean stop, not a failure
-  } catch (const qi::CancelledError&) {     // SIGTERM
-  } catch (const std::exception& e) {       // the port is taken, the host does not resolve
-    std::fprintf(stderr, "websocket_echo: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  return example::run_main("websocket_echo", serve(state));
 }

@@ -23,6 +23,12 @@
 //   order; the first one missing is a test failure showing the output.
 // - sigint_ignored(): SIGINT is ignored in this process, hence in its
 //   children (a shell's background job): a SIGINT test must skip.
+// - sigterm_while_never_read() is the test that a server stops on SIGTERM
+//   even with a client that never reads: it writes `message` 400 times
+//   (far more than the socket buffers hold) on `writer` and reads nothing,
+//   waits until the server has printed `echoed` on 20 lines, then sends
+//   SIGTERM. The server must exit with status 0 within 20 s, printing
+//   `stop_lines` in that order; each failure is a test failure.
 #pragma once
 
 #include <qiloop/testing.h>
@@ -94,6 +100,29 @@ inline void expect_in_order(const std::string& output, const std::vector<std::st
     }
     from = at + line.size();
   }
+}
+
+inline qi::Coro<void> sigterm_while_never_read(RunningServer& server, qi::StreamWriter writer, QByteArray message,
+                                               std::string echoed, std::vector<std::string> stop_lines,
+                                               std::chrono::milliseconds timeout) {
+  for (int i = 0; i < 400; ++i) writer.write(message);
+  int echoes = 0;
+  while (echoes < 20) {
+    const QByteArray line = co_await qi::wait_for(server.process.std_out()->readline(), timeout);
+    if (line.isEmpty()) {
+      ADD_FAILURE() << "the server ended early";
+      co_return;
+    }
+    echoes += line.contains(echoed.c_str());
+  }
+  co_await qi::sleep(std::chrono::milliseconds(500));  // let its buffers fill
+  server.process.send_signal(SIGTERM);
+  const auto t0 = qi::get_running_loop().time();
+  const Finished s = co_await finish(server.process, timeout);
+  EXPECT_EQ(s.code, 0) << s.output;
+  EXPECT_LT(qi::get_running_loop().time() - t0, std::chrono::seconds(20));
+  expect_in_order(s.output, stop_lines);
+  writer.transport().abort();
 }
 
 inline bool sigint_ignored() {

@@ -29,6 +29,7 @@ using child_program::expect_in_order;
 using child_program::Finished;
 using child_program::RunningServer;
 using child_program::sigint_ignored;
+using child_program::sigterm_while_never_read;
 
 // Starts websocket_echo on a free port and reads the port from its first line.
 qi::Coro<RunningServer> start_server(std::vector<std::string> args) {
@@ -181,21 +182,10 @@ QILOOP_TEST(WebsocketEchoPrograms, SigtermStopsTheServerWhileAClientNeverReadsIt
   EXPECT_TRUE(head.startsWith("HTTP/1.1 101 Switching Protocols\r\n")) << head.toStdString();
   const QByteArray message =
       ws::encode_frame(ws::Opcode::kBinary, QByteArray(60000, 'x'), true, ws::MaskKey{1, 2, 3, 4});
-  for (int i = 0; i < 400; ++i) writer.write(message);  // 24 MB, far more than the socket buffers hold
-  int echoed = 0;
-  while (echoed < 20) {
-    const QByteArray line = co_await qi::wait_for(server.process.std_out()->readline(), kChildTimeout);
-    QILOOP_CO_ASSERT(ASSERT_FALSE(line.isEmpty()) << "the server ended early");
-    echoed += line.contains("binary message of 60000 bytes");
-  }
-  co_await qi::sleep(500ms);  // let its buffers fill
-  server.process.send_signal(SIGTERM);
-  const auto t0 = qi::get_running_loop().time();
-  const Finished s = co_await finish(server.process);
-  EXPECT_EQ(s.code, 0) << s.output;
-  EXPECT_LT(qi::get_running_loop().time() - t0, 20s);
-  expect_in_order(s.output, {"stopping on SIGTERM", "session 1 closed: 1001 by the server", "served 1 session; bye"});
-  writer.transport().abort();
+  std::vector<std::string> stop_lines = {"stopping on SIGTERM", "session 1 closed: 1001 by the server",
+                                         "served 1 session; bye"};
+  co_await sigterm_while_never_read(server, writer, message, "binary message of 60000 bytes", std::move(stop_lines),
+                                    kChildTimeout);
 }
 
 QILOOP_TEST(WebsocketEchoPrograms, RefusesABadLimit) {
