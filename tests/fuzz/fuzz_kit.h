@@ -17,6 +17,8 @@
 #include <qiloop/qiloop.h>
 #include <qiloop/net/streams.h>
 
+#include "../net/null_transport.h"
+
 #include <QtCore/QByteArray>
 #include <QtCore/QByteArrayView>
 
@@ -92,34 +94,10 @@ class Input {
 };
 
 // fuzz::FakeTransport
-// A transport that only records whether the reader paused its reading
-// (everything else does nothing). Destroyed by its owner, not by a loop.
-class FakeTransport final : public qi::Transport {
- public:
-  ~FakeTransport() override = default;
-  void write(QByteArrayView) override {}
-  void writelines(std::span<const QByteArrayView>) override {}
-  using qi::Transport::writelines;
-  void write_eof() override {}
-  bool can_write_eof() const noexcept override { return false; }
-  void close() override {}
-  void abort() override {}
-  bool is_closing() const noexcept override { return false; }
-  void pause_reading() override { reading_ = false; }
-  void resume_reading() override { reading_ = true; }
-  bool is_reading() const noexcept override { return reading_; }
-  std::size_t get_write_buffer_size() const noexcept override { return 0; }
-  void set_write_buffer_limits(std::optional<std::size_t>, std::optional<std::size_t>) override {}
-  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return {0, 0}; }
-  qi::SocketAddress peername() const override { return {}; }
-  qi::SocketAddress sockname() const override { return {}; }
-  int fileno() const noexcept override { return -1; }
-  qi::BaseProtocol& get_protocol() const noexcept override { return protocol_; }
-
- private:
-  bool reading_ = true;
-  mutable qi::BaseProtocol protocol_;
-};
+// A transport that does nothing but record whether the reader paused its
+// reading (test_support::NullTransport). Destroyed by its owner, not by a
+// loop.
+using FakeTransport = test_support::NullTransport;
 
 // fuzz::yield()
 // One loop iteration: a read woken by feed_data runs before it returns.

@@ -98,17 +98,30 @@ Faults::Policy always_on(int fd, int err, std::initializer_list<SysCall> kinds) 
   };
 }
 
-int code_of(std::exception_ptr e) {
-  try {
-    if (e) std::rethrow_exception(e);
-  } catch (const qi::OSError& x) {
-    return x.code();
-  } catch (...) {
-  }
-  return 0;
-}
-
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// The writer of a stream whose send failed with `code`: drain() raises
+// ConnectionResetError ('Connection lost', as asyncio's), wait_closed() the
+// send's own error, naming the write.
+qi::Coro<void> expect_send_failed(qi::StreamWriter writer, int code) {
+  bool lost = false;
+  try {
+    co_await writer.drain();
+  } catch (const qi::ConnectionResetError&) {
+    lost = true;
+  }
+  EXPECT_TRUE(lost) << "drain() raises ConnectionResetError";
+  std::optional<int> got;
+  std::string what;
+  try {
+    co_await writer.wait_closed();
+  } catch (const qi::OSError& e) {
+    got = e.code();
+    what = e.what();
+  }
+  EXPECT_EQ(got, code) << "wait_closed() raises the send's error";
+  EXPECT_TRUE(contains(what, "writing to the socket")) << what;
+}
 
 // A non-blocking TCP socket (listening on 127.0.0.1 when `listening`).
 Fd tcp_socket(bool listening) {
@@ -389,13 +402,9 @@ QILOOP_TEST_MODES(Faults, OneByteWritesDeliverEveryByteInOrder) {
   auto factory = recorder(log);
   qi::Transport* t = (co_await loop.create_connection(std::move(factory), pair.first.release())).first;
   t->write(pattern_bytes(1500));
-  std::vector<QByteArray> owned;
-  std::size_t at = 1500;
-  for (int i = 0; i < 300; ++i) {
-    std::size_t n = 1 + static_cast<std::size_t>(i % 9);
-    owned.push_back(pattern_bytes(n, at));
-    at += n;
-  }
+  const std::vector<QByteArray> owned = pattern_pieces(300, 9, 1500);
+  std::size_t at = 1500;  // the stream's length
+  for (const QByteArray& piece : owned) at += static_cast<std::size_t>(piece.size());
   std::vector<QByteArrayView> views(owned.begin(), owned.end());
   t->writelines(views);
   t->write_eof();
@@ -473,26 +482,12 @@ QILOOP_TEST_MODES(Faults, EnomemOnAStreamsSendFailsDrain) {
   auto pair = unix_pair();
   const int fd = pair.first.get();
   auto streams = co_await qi::open_connection(pair.first.release());
-  bool lost = false;
   {
     Faults faults(always_on(fd, ENOMEM, {SysCall::kSendmsg}));
     streams.second.write("no memory");
     EXPECT_TRUE(streams.second.is_closing()) << "the failed send closed the connection at once";
-    try {
-      co_await streams.second.drain();
-    } catch (const qi::ConnectionResetError&) {
-      lost = true;
-    }
+    co_await expect_send_failed(streams.second, ENOMEM);
   }
-  EXPECT_TRUE(lost) << "drain() raises ConnectionResetError('Connection lost'), as asyncio's";
-  std::optional<int> code;
-  try {
-    co_await streams.second.wait_closed();
-  } catch (const qi::OSError& e) {
-    code = e.code();
-    EXPECT_TRUE(contains(e.what(), "writing to the socket")) << e.what();
-  }
-  EXPECT_EQ(code, ENOMEM) << "wait_closed() raises the send's error";
   EXPECT_EQ(read_all(pair.second.get()), "");
   co_await qi::sleep(1ms);  // the loop goes on
   (void)loop;
@@ -575,20 +570,7 @@ QILOOP_TEST_MODES(Faults, ConnectionResetMidWriteFailsAStreamsDrain) {
   streams.second.write(pattern_bytes(4 << 20));
   Faults faults(always_on(fd, ECONNRESET, {SysCall::kSendmsg}));
   Peer peer([&] { (void)read_pattern(theirs.get()); });
-  bool reset = false;
-  try {
-    co_await streams.second.drain();
-  } catch (const qi::ConnectionResetError&) {
-    reset = true;
-  }
-  EXPECT_TRUE(reset) << "drain() raises ConnectionResetError";
-  std::optional<int> code;
-  try {
-    co_await streams.second.wait_closed();
-  } catch (const qi::ConnectionResetError& e) {
-    code = e.code();
-  }
-  EXPECT_EQ(code, ECONNRESET) << "wait_closed() raises the write's error";
+  co_await expect_send_failed(streams.second, ECONNRESET);
   peer.join();
 }
 

@@ -45,17 +45,6 @@ qi::Coro<std::optional<std::string>> error_of(A a) {
   co_return what;
 }
 
-// The errno a qi::OSError in e carries (0: none).
-int code_of(std::exception_ptr e) {
-  try {
-    if (e) std::rethrow_exception(e);
-  } catch (const qi::OSError& x) {
-    return x.code();
-  } catch (...) {
-  }
-  return 0;
-}
-
 // An echo server on 127.0.0.1 (a free port) recording into log.
 qi::Coro<qi::Server> echo_server(std::shared_ptr<Log> log, qi::ServerOptions options = {}) {
   auto factory = echo(std::move(log));

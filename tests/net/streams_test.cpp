@@ -4,6 +4,7 @@
 // server speaking a 4-byte little-endian length-prefixed protocol. Loopback
 // only; every peer socket times out and the kit's watchdog ends a stuck body.
 #include "net/stream_cores.h"
+#include "net/null_transport.h"
 #include "net/transport_peers.h"
 
 #include <qiloop/net/streams.h>
@@ -1000,33 +1001,13 @@ namespace {
 
 // A transport whose close() throws (what a TLS close() does when the
 // socket transport's flush fails); the rest does nothing.
-class CloseThrowsTransport final : public qi::Transport {
+class CloseThrowsTransport final : public test_support::NullTransport {
  public:
   int closes = 0;
-  void write(QByteArrayView) override {}
-  void writelines(std::span<const QByteArrayView>) override {}
-  using Transport::writelines;
-  void write_eof() override {}
-  bool can_write_eof() const noexcept override { return false; }
   void close() override {
     ++closes;
     throw qi::RuntimeError("injected: close() failed");
   }
-  void abort() override {}
-  bool is_closing() const noexcept override { return false; }
-  void pause_reading() override {}
-  void resume_reading() override {}
-  bool is_reading() const noexcept override { return true; }
-  std::size_t get_write_buffer_size() const noexcept override { return 0; }
-  void set_write_buffer_limits(std::optional<std::size_t>, std::optional<std::size_t>) override {}
-  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept override { return {0, 0}; }
-  qi::SocketAddress peername() const override { return {}; }
-  qi::SocketAddress sockname() const override { return {}; }
-  int fileno() const noexcept override { return -1; }
-  qi::BaseProtocol& get_protocol() const noexcept override { return protocol_; }
-
- private:
-  mutable qi::BaseProtocol protocol_;
 };
 
 qi::Coro<void> let_go_of_the_handles(std::shared_ptr<qi::Event> done, qi::StreamReader, qi::StreamWriter) {

@@ -155,6 +155,18 @@ inline QByteArray pattern_bytes(std::size_t n, std::size_t from = 0) {
   return b;
 }
 
+// The test stream cut into `count` pieces of 1..max_piece bytes (cycling),
+// starting at byte `from`: for writelines().
+inline std::vector<QByteArray> pattern_pieces(int count, std::size_t max_piece, std::size_t from = 0) {
+  std::vector<QByteArray> pieces;
+  for (int i = 0; i < count; ++i) {
+    const std::size_t n = 1 + static_cast<std::size_t>(i) % max_piece;
+    pieces.push_back(pattern_bytes(n, from));
+    from += n;
+  }
+  return pieces;
+}
+
 // Reads (read(2): sockets and pipes) until EOF (or error), checking the pattern; the count, or -1 at the
 // first wrong byte. pause: a slow reader.
 inline long long read_pattern(int fd, std::chrono::microseconds pause = 0us, std::size_t chunk = 65536) {
@@ -284,6 +296,17 @@ inline auto recorder(std::shared_ptr<Log> log, std::function<void(Recorder&)> se
     if (setup) setup(*r);
     return r;
   };
+}
+
+// The errno a qi::OSError in e carries (0: none).
+inline int code_of(std::exception_ptr e) {
+  try {
+    if (e) std::rethrow_exception(e);
+  } catch (const qi::OSError& x) {
+    return x.code();
+  } catch (...) {
+  }
+  return 0;
 }
 
 // What an exception_ptr holds, as text ("" for null).

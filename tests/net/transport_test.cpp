@@ -168,13 +168,9 @@ QILOOP_TEST_MODES(Transport, WritelinesSendsManyPiecesInOrder) {
   auto [t, proto] = co_await loop.create_connection(std::move(factory4), ours.release());
   // More pieces than one sendmsg takes (IOV_MAX), and more bytes than the
   // socket buffer: some are sent at once, the rest buffered.
-  std::vector<QByteArray> owned;
-  std::size_t at = 0;
-  for (int i = 0; i < 3000; ++i) {
-    std::size_t n = 1 + static_cast<std::size_t>(i % 700);
-    owned.push_back(pattern_bytes(n, at));
-    at += n;
-  }
+  const std::vector<QByteArray> owned = pattern_pieces(3000, 700);
+  std::size_t at = 0;  // the stream's length
+  for (const QByteArray& piece : owned) at += static_cast<std::size_t>(piece.size());
   std::vector<QByteArrayView> views(owned.begin(), owned.end());
   t->writelines(views);
   EXPECT_GT(t->get_write_buffer_size(), 0u) << "the rest was buffered";
@@ -362,7 +358,6 @@ QILOOP_TEST_MODES(Transport, SockCallsOnATransportsFdAreRefused) {
   auto log = std::make_shared<Log>();
   auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
   Fd& ours = pair.first;
-  Fd& theirs = pair.second;
   int fd = ours.get();
   auto factory12 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory12), ours.release());
@@ -413,7 +408,6 @@ QILOOP_TEST_MODES(Transport, AThrowingConnectionLostIsReported) {
   bool gone = false;
   auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
   Fd& ours = pair.first;
-  Fd& theirs = pair.second;
   auto factory14 = [&] {
         auto b = std::make_unique<Bad>();
         b->gone = &gone;
@@ -672,7 +666,9 @@ QILOOP_TEST_MODES(Transport, HostileThrowsFromEveryCallbackPosition) {
       EXPECT_EQ(log->lost, 1) << "connection_lost exactly once";
       // A throwing connection_made propagates out of create_connection instead.
       EXPECT_EQ(reports.size(), at == Throw::kMade ? 0u : 1u);
-      if (at != Throw::kResume) EXPECT_TRUE(peer_sees_the_end(theirs.get())) << "our end is closed";
+      if (at != Throw::kResume) {
+        EXPECT_TRUE(peer_sees_the_end(theirs.get())) << "our end is closed";
+      }
     }
   }
   loop.set_exception_handler(nullptr);
