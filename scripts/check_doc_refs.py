@@ -3,7 +3,7 @@
 
 - Every test a page cites as `tests/<file>.cpp` followed by `Suite.Name`
   (as docs/misuse.md and docs/run-modes.md do) is defined in that file by a
-  TEST / TEST_F / TEST_P / QILOOP_TEST* macro; every `compile_fail.NAME` is
+  TEST / TEST_F / TEST_P / TYPED_TEST / QILOOP_TEST* macro; every `compile_fail.NAME` is
   a qiloop_compile_check of tests/compile_fail/CMakeLists.txt.
 - Every qiloop name in docs/porting.md's tables (qi::name, QiName) is
   declared in the public headers.
@@ -16,7 +16,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_MACRO = re.compile(r'^\s*(?:TEST|TEST_F|TEST_P|QILOOP_TEST\w*)\(\s*(\w+)\s*,\s*(\w+)', re.M)
+TEST_MACRO = re.compile(r'^\s*(?:TEST|TEST_F|TEST_P|TYPED_TEST|TYPED_TEST_P|QILOOP_TEST\w*)\(\s*(\w+)\s*,\s*(\w+)', re.M)
 
 
 def tests_of(path, cache={}):

@@ -289,6 +289,63 @@ TEST(Misuse, NonPositiveSliceBudgetIsRejected) {
   expect_still_runs(loop);
 }
 
+TEST(Misuse, NegativeExecutorShutdownTimeoutIsRejected) {
+  QiEventLoop loop;
+  const auto before = loop.executor_shutdown_timeout();
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.set_executor_shutdown_timeout(-1ms); },
+               "set_executor_shutdown_timeout: the timeout is negative; pass a duration >= 0");
+  EXPECT_EQ(loop.executor_shutdown_timeout(), before) << "a rejected timeout must not be applied";
+  loop.set_executor_shutdown_timeout(0ms);  // zero: do not wait at all
+  EXPECT_EQ(loop.executor_shutdown_timeout(), 0ms);
+}
+
+// Asking for the running loop where none runs names the ways to have one.
+TEST(Misuse, GetRunningLoopWithNoRunningLoopNamesTheFix) {
+  EXPECT_ERROR(qi::RuntimeError, [] { (void)qi::get_running_loop(); }, "no running event loop in this thread");
+  EXPECT_ERROR(qi::RuntimeError, [] { (void)qi::get_running_loop(); }, "create a QiRunner");
+  EXPECT_ERROR(qi::RuntimeError, [] { on_other_thread([] { (void)qi::get_running_loop(); }); },
+               "no running event loop in this thread");
+  EXPECT_EQ(qi::running_loop(), nullptr);
+}
+
+// run_until_complete refuses a future it cannot wait for before it runs, and
+// says so when the loop stopped before the future was done (asyncio's words).
+TEST(Misuse, RunUntilCompleteRefusesAnEmptyAForeignOrAnUnfinishedFuture) {
+  QiEventLoop loop;
+  EXPECT_ERROR(std::invalid_argument, [&] { loop.run_until_complete(qi::Future<int>()); },
+               "run_until_complete: the future is empty (default-constructed)");
+  QiEventLoop other;
+  auto foreign = other.create_future<int>();
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.run_until_complete(foreign); },
+               "the future belongs to another event loop; run that loop, or create the future with this loop's "
+               "create_future()");
+  EXPECT_FALSE(foreign.done());
+  auto never = loop.create_future<int>();
+  loop.call_soon([&] { loop.stop(); });
+  EXPECT_ERROR(qi::RuntimeError, [&] { loop.run_until_complete(never); }, "Event loop stopped before Future completed.");
+  EXPECT_FALSE(never.done());
+  EXPECT_FALSE(loop.is_running());
+  never.set_result(3);  // the stop-callback is gone: completing it schedules nothing
+  EXPECT_EQ(loop.run_until_complete(never), 3);
+}
+
+// shutdown() runs the loop itself: from a running loop's callback it is
+// refused, and the loop goes on.
+TEST_P(MisuseTest, ShutdownWhileRunningThrowsAndTheLoopGoesOn) {
+  QiEventLoop loop;
+  bool after = false;
+  loop.call_soon([&] {
+    EXPECT_ERROR(qi::RuntimeError, [&] { loop.shutdown(); },
+                 "shutdown: the loop is running; stop it first (shutdown runs it itself)");
+    loop.call_soon([&] {
+      after = true;
+      loop.stop();
+    });
+  });
+  run(loop);
+  EXPECT_TRUE(after) << "the loop went on after the refused shutdown()";
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, MisuseTest, testing::Values(Mode::kNested, Mode::kAttached), qt::mode_name);
 
 // --- Fatal: destroying what runs -------------------------------------------------

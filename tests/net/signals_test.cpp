@@ -760,3 +760,32 @@ TEST(CtrlCProcess, AnIgnoredSigintStaysIgnored) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << child.seen;
   EXPECT_EQ(child.seen, "ready\nreturned\n");
 }
+
+// add_signal_handler / remove_signal_handler belong to the loop's thread:
+// from another thread they are refused before anything changes, naming the
+// fix (the handler would otherwise be installed for a loop that thread does
+// not run).
+TEST(Signals, HandlersFromAnotherThreadAreRefusedAndChangeNothing) {
+  QiEventLoop loop;
+  std::string added, removed;
+  std::thread([&] {
+    try {
+      loop.add_signal_handler(SIGUSR1, [] {});
+    } catch (const qi::RuntimeError& e) {
+      added = e.what();
+    }
+    try {
+      (void)loop.remove_signal_handler(SIGUSR1);
+    } catch (const qi::RuntimeError& e) {
+      removed = e.what();
+    }
+  }).join();
+  EXPECT_NE(added.find("add_signal_handler: called from a thread that does not own this QiEventLoop"),
+            std::string::npos)
+      << added;
+  EXPECT_NE(added.find("use call_soon_threadsafe"), std::string::npos) << added;
+  EXPECT_NE(removed.find("remove_signal_handler: called from a thread that does not own this QiEventLoop"),
+            std::string::npos)
+      << removed;
+  EXPECT_FALSE(loop.remove_signal_handler(SIGUSR1)) << "the refused call installed a handler";
+}

@@ -301,6 +301,39 @@ QILOOP_TEST_MODES(Transport, WritesAfterCloseAreDroppedAndTheFifthWarnsOnce) {
   EXPECT_EQ(read_all(theirs.get()), "before");
 }
 
+// asyncio's _set_write_buffer_limits: high < low is a ValueError naming both
+// values, and the marks stay what they were.
+QILOOP_TEST_MODES(Transport, WaterMarksWithHighBelowLowAreAValueErrorAndChangeNothing) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  auto log = std::make_shared<Log>();
+  auto pair = unix_pair();  // no structured binding: clang 14 cannot capture one in a lambda
+  Fd& ours = pair.first;
+  auto factory = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
+  auto [t, proto] = co_await loop.create_connection(std::move(factory), ours.release());
+  const auto before = t->get_write_buffer_limits();
+  std::string message;
+  try {
+    t->set_write_buffer_limits(1, 2);
+  } catch (const qi::ValueError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("set_write_buffer_limits: high (1) must be >= low (2)"), std::string::npos) << message;
+  message.clear();
+  try {
+    t->set_write_buffer_limits(std::nullopt, 0);  // low 0 alone is fine: high becomes 0
+    t->set_write_buffer_limits(100, 400);
+  } catch (const qi::ValueError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("high (100) must be >= low (400)"), std::string::npos) << message;
+  EXPECT_EQ(t->get_write_buffer_limits(), (std::pair<std::size_t, std::size_t>(0, 0)));
+  t->set_write_buffer_limits(before.second, before.first);
+  EXPECT_EQ(t->get_write_buffer_limits(), before);
+  t->close();
+  co_await log->until([&] { return log->lost > 0; });
+}
+
 QILOOP_TEST_MODES(Transport, AbortDropsTheBuffer) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();

@@ -466,3 +466,17 @@ TEST(SignalStreamLoops, ReadUnderTwoLoopsInTurnWithEmissionsFromAnotherThread) {
     loop2.shutdown();
   }
 }
+
+// A null sender is refused at the call, naming the call and the fix, before
+// anything is connected or allocated (LeakSanitizer would see a buffer).
+TEST(SignalStream, ANullSenderIsRefusedAtTheCall) {
+  Emitter* none = nullptr;
+  std::string msg;
+  try {
+    (void)qi::signal_stream(none, &Emitter::one);
+  } catch (const std::invalid_argument& err) {
+    msg = err.what();
+  }
+  EXPECT_NE(msg.find("qi::signal_stream: the sender is null"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("pass a pointer to a living QObject"), std::string::npos) << msg;
+}
