@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the fuzz preset (clang 14, libFuzzer, ASan + UBSan) and runs each
 # fuzz target of tests/fuzz/ on its committed corpus (docs/fuzzing.md).
-#   scripts/fuzz.sh                  10,000,000 executions per target
+#   scripts/fuzz.sh                  10,000,000 executions per target, FUZZ_JOBS (nproc) at once
 #   scripts/fuzz.sh --smoke          10 s of each (CI: test.sh's fuzz stage)
 #   scripts/fuzz.sh [--smoke] NAME…  only those targets (stream_reader, framed_decoder, ...)
 # FUZZ_RUNS (executions, full run) and FUZZ_SECONDS (per target, smoke)
@@ -45,35 +45,54 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=64}
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz --target "${targets[@]/#/fuzz_}"
 
-summary=()
-status=0
-for t in "${targets[@]}"; do
-  bin=build/fuzz/tests/fuzz/fuzz_$t
-  [ -x "$bin" ] || { echo "fuzz: no target fuzz_$t (tests/fuzz/CMakeLists.txt)" >&2; exit 2; }
+# A target's summary line goes to build/fuzz/logs/<t>.result (<t>.smoke.result).
+result_of() { if ((smoke)); then echo "build/fuzz/logs/$1.smoke.result"; else echo "build/fuzz/logs/$1.result"; fi; }
+
+# One target: runs it, then writes its summary line.
+fuzz_one() {
+  local t=$1 bin=build/fuzz/tests/fuzz/fuzz_$1
   mkdir -p "build/fuzz/corpus/$t" "build/fuzz/findings/$t" build/fuzz/logs
   # -timeout: an input that runs 30 s is a hang, a finding (every input takes milliseconds).
-  args=(-max_len=4096 -timeout=30 -print_final_stats=1 -artifact_prefix="build/fuzz/findings/$t/")
+  local args=(-max_len=4096 -timeout=30 -print_final_stats=1 -artifact_prefix="build/fuzz/findings/$t/")
   [ -f "tests/fuzz/$t.dict" ] && args+=(-dict="tests/fuzz/$t.dict")
   if ((smoke)); then
     args+=(-max_total_time="${FUZZ_SECONDS:-10}")
   else
     args+=(-runs="${FUZZ_RUNS:-10000000}")
   fi
-  log=build/fuzz/logs/$t.log
+  local log=build/fuzz/logs/$t.log
   ((smoke)) && log=build/fuzz/logs/$t.smoke.log
   echo "== fuzz_$t ${args[*]}"
+  local t0 rc=0 runs speed
   t0=$(date +%s)
-  rc=0
   "${san_prefix[@]}" "$bin" "${args[@]}" "build/fuzz/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   if ((rc)); then
     tail -40 "$log"
-    summary+=("fuzz_$t: FINDING after ${runs:-?} executions (exit $rc); see $log and build/fuzz/findings/$t/")
-    status=1
+    echo "fuzz_$t: FINDING after ${runs:-?} executions (exit $rc); see $log and build/fuzz/findings/$t/" \
+      >"$(result_of "$t")"
   else
-    summary+=("fuzz_$t: ${runs:-?} executions, ${speed:-?} exec/s, $(( $(date +%s) - t0 )) s, no finding")
+    echo "fuzz_$t: ${runs:-?} executions, ${speed:-?} exec/s, $(($(date +%s) - t0)) s, no finding" \
+      >"$(result_of "$t")"
   fi
+}
+
+for t in "${targets[@]}"; do
+  [ -x "build/fuzz/tests/fuzz/fuzz_$t" ] || { echo "fuzz: no target fuzz_$t (tests/fuzz/CMakeLists.txt)" >&2; exit 2; }
+  rm -f "$(result_of "$t")"
 done
-printf '%s\n' "${summary[@]}"
+# The targets run FUZZ_JOBS at a time (each is one process on one core).
+jobs_max=${FUZZ_JOBS:-$(nproc)}
+for t in "${targets[@]}"; do
+  while (($(jobs -rp | wc -l) >= jobs_max)); do wait -n || true; done
+  fuzz_one "$t" &
+done
+wait
+status=0
+for t in "${targets[@]}"; do
+  r=$(result_of "$t")
+  cat "$r" 2>/dev/null || { echo "fuzz_$t: no result (the run was interrupted)"; status=1; }
+  grep -q FINDING "$r" 2>/dev/null && status=1
+done
 exit $status

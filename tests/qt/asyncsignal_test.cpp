@@ -286,6 +286,24 @@ QILOOP_TEST_MODES_VT(AsyncSignal, NullSenderIsRefusedAtTheCall) {
   co_return;
 }
 
+// A plain member function with a signal's shape compiles (Qt checks at run
+// time): Qt refuses it, and the co_await says why instead of waiting for
+// ever on a connection that was never made.
+QILOOP_TEST_MODES_VT(AsyncSignal, AMemberFunctionThatIsNotASignalIsRefusedWhenAwaited) {
+  Emitter e;
+  std::string msg;
+  try {
+    co_await qi::asyncsignal(&e, &Emitter::emit_private);
+  } catch (const qi::RuntimeError& err) {
+    msg = err.what();
+  }
+  EXPECT_NE(msg.find("Qt refused the connection: the member function is not a signal of the sender's class"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("signals:"), std::string::npos) << msg;
+  co_await qi::sleep(0);  // the loop goes on
+}
+
 // --- Other threads (real time: the emitting thread must run) -------------------
 
 QILOOP_TEST_MODES(AsyncSignalThreads, EmissionFromAStdThreadResumesOnTheLoopThread) {

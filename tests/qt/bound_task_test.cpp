@@ -286,7 +286,7 @@ TEST(BoundTask, ClosingTheLoopBeforeADroppedWakeupCameReleasesTheTask) {
   auto fut = loop.create_future<int>();
   auto* guard = new QObject;
   {
-    qi::Task<void> t = loop.run_until_complete([](QiEventLoop& l, Log& log, qi::Future<int> f,
+    qi::Task<void> t = loop.run_until_complete([](QiEventLoop&, Log& log, qi::Future<int> f,
                                                    QObject* g) -> qi::Coro<qi::Task<void>> {
       auto task = qi::create_task(logged(log, f), g);
       co_await qi::sleep(0);  // the task runs its first step and waits for f

@@ -469,6 +469,24 @@ TEST(SignalStreamLoops, ReadUnderTwoLoopsInTurnWithEmissionsFromAnotherThread) {
 
 // A null sender is refused at the call, naming the call and the fix, before
 // anything is connected or allocated (LeakSanitizer would see a buffer).
+// A plain member function with a signal's shape compiles (Qt checks at run
+// time): Qt refuses it, and the call says why instead of returning a stream
+// that never receives anything.
+QILOOP_TEST_MODES_VT(SignalStream, AMemberFunctionThatIsNotASignalIsRefusedAtTheCall) {
+  Emitter e;
+  std::string msg;
+  try {
+    (void)qi::signal_stream(&e, &Emitter::emit_private);
+  } catch (const qi::RuntimeError& err) {
+    msg = err.what();
+  }
+  EXPECT_NE(msg.find("qi::signal_stream"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("Qt refused the connection: the member function is not a signal of the sender's class"),
+            std::string::npos)
+      << msg;
+  co_await qi::sleep(0);  // the loop goes on
+}
+
 TEST(SignalStream, ANullSenderIsRefusedAtTheCall) {
   Emitter* none = nullptr;
   std::string msg;

@@ -53,6 +53,10 @@
 //
 // Memory: one 128-byte allocation beyond the coroutine frame
 // (<qiloop/detail/task_state.h>); a sleeping task also holds its timer.
+//
+// Not a coroutine type: a function declared to return qi::Task<T> with a
+// co_await or co_return in its body is refused at compile time, with a
+// message naming the fix (return qi::Coro<T>; start it with create_task).
 #pragma once
 
 #include <qiloop/coro.h>
@@ -64,7 +68,9 @@
 #include <qiloop/handle.h>
 
 #include <chrono>
+#include <coroutine>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 class QiEventLoop;
@@ -139,3 +145,20 @@ inline detail::SleepAwaiter sleep(double seconds) { return sleep(std::chrono::du
 QILOOP_EXPORT TaskRef current_task();
 
 }  // namespace qi
+
+namespace qi::detail {
+// The promise type std::coroutine_traits gives a coroutine declared to
+// return qi::Task<T>: instantiating it fails with the fix in the message,
+// instead of the compiler's "no promise_type" for a type that looks right.
+template <class T>
+struct TaskIsNotACoroutineType {
+  static_assert(!std::is_same_v<T, T>,
+                "qiloop: a coroutine returns qi::Coro<T>, not qi::Task<T>: write `qi::Coro<T> f()` and start it "
+                "with loop.create_task(f()) (or co_await f() from another coroutine)");
+};
+}  // namespace qi::detail
+
+template <class T, class... Args>
+struct std::coroutine_traits<qi::Task<T>, Args...> {
+  using promise_type = qi::detail::TaskIsNotACoroutineType<T>;
+};
