@@ -158,7 +158,9 @@ struct TaskIsNotACoroutineType {
 };
 }  // namespace qi::detail
 
+namespace std {
 template <class T, class... Args>
-struct std::coroutine_traits<qi::Task<T>, Args...> {
+struct coroutine_traits<qi::Task<T>, Args...> {
   using promise_type = qi::detail::TaskIsNotACoroutineType<T>;
 };
+}  // namespace std
