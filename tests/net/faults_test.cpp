@@ -102,8 +102,9 @@ bool contains(const std::string& s, const std::string& part) { return s.find(par
 
 // The writer of a stream whose send failed with `code`: drain() raises
 // ConnectionResetError ('Connection lost', as asyncio's), wait_closed() the
-// send's own error, naming the write.
-qi::Coro<void> expect_send_failed(qi::StreamWriter writer, int code) {
+// send's own error, naming the write. Gives wait_closed()'s exception, for
+// checks of its type.
+qi::Coro<std::exception_ptr> expect_send_failed(qi::StreamWriter writer, int code) {
   bool lost = false;
   try {
     co_await writer.drain();
@@ -113,14 +114,17 @@ qi::Coro<void> expect_send_failed(qi::StreamWriter writer, int code) {
   EXPECT_TRUE(lost) << "drain() raises ConnectionResetError";
   std::optional<int> got;
   std::string what;
+  std::exception_ptr closed;
   try {
     co_await writer.wait_closed();
   } catch (const qi::OSError& e) {
     got = e.code();
     what = e.what();
+    closed = std::current_exception();
   }
   EXPECT_EQ(got, code) << "wait_closed() raises the send's error";
   EXPECT_TRUE(contains(what, "writing to the socket")) << what;
+  co_return closed;
 }
 
 // A non-blocking TCP socket (listening on 127.0.0.1 when `listening`).
@@ -486,7 +490,7 @@ QILOOP_TEST_MODES(Faults, EnomemOnAStreamsSendFailsDrain) {
     Faults faults(always_on(fd, ENOMEM, {SysCall::kSendmsg}));
     streams.second.write("no memory");
     EXPECT_TRUE(streams.second.is_closing()) << "the failed send closed the connection at once";
-    co_await expect_send_failed(streams.second, ENOMEM);
+    (void)co_await expect_send_failed(streams.second, ENOMEM);
   }
   EXPECT_EQ(read_all(pair.second.get()), "");
   co_await qi::sleep(1ms);  // the loop goes on
@@ -570,7 +574,9 @@ QILOOP_TEST_MODES(Faults, ConnectionResetMidWriteFailsAStreamsDrain) {
   streams.second.write(pattern_bytes(4 << 20));
   Faults faults(always_on(fd, ECONNRESET, {SysCall::kSendmsg}));
   Peer peer([&] { (void)read_pattern(theirs.get()); });
-  co_await expect_send_failed(streams.second, ECONNRESET);
+  const std::exception_ptr closed = co_await expect_send_failed(streams.second, ECONNRESET);
+  EXPECT_TRUE(holds<qi::ConnectionResetError>(closed))
+      << "wait_closed() raises ConnectionResetError: " << what_of(closed);
   peer.join();
 }
 
