@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh --smoke          10 s of each (CI: test.sh's fuzz stage)
 #   scripts/fuzz.sh [--smoke] NAME…  only those targets (stream_reader, framed_decoder, ...)
 # FUZZ_RUNS (executions, full run) and FUZZ_SECONDS (per target, smoke)
-# override the amounts. Each target's grown corpus is kept in
+# override the amounts; FUZZ_FLAGS adds libFuzzer flags (the loop targets'
+# long runs use -entropic=0: docs/fuzzing.md says why). Each target's grown corpus is kept in
 # build/fuzz/corpus/<name>/ (new inputs go there, the committed seeds are
 # read only), its findings in build/fuzz/findings/<name>/, its log in
 # build/fuzz/logs/<name>.log (<name>.smoke.log for --smoke, so that a
@@ -55,6 +56,8 @@ fuzz_one() {
   # -timeout: an input that runs 30 s is a hang, a finding (every input takes milliseconds).
   local args=(-max_len=4096 -timeout=30 -print_final_stats=1 -artifact_prefix="build/fuzz/findings/$t/")
   [ -f "tests/fuzz/$t.dict" ] && args+=(-dict="tests/fuzz/$t.dict")
+  # unquoted on purpose: FUZZ_FLAGS is a list of flags
+  args+=(${FUZZ_FLAGS:-})
   if ((smoke)); then
     args+=(-max_total_time="${FUZZ_SECONDS:-10}")
   else
