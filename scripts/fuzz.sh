@@ -6,9 +6,9 @@
 #   scripts/fuzz.sh [--smoke] NAME…  only those targets (stream_reader, framed_decoder, ...)
 # FUZZ_RUNS (executions, full run) and FUZZ_SECONDS (per target, smoke)
 # override the amounts; FUZZ_FLAGS adds libFuzzer flags (the loop targets'
-# long runs use -entropic=0: docs/fuzzing.md says why). Each target's grown corpus is kept in
-# build/fuzz/corpus/<name>/ (new inputs go there, the committed seeds are
-# read only), its findings in build/fuzz/findings/<name>/, its log in
+# long runs use -entropic=0: docs/fuzzing.md says why). Each target's grown
+# corpus is kept in build/fuzz/corpus/<name>/ (new inputs go there, the
+# committed seeds are read only), its findings in build/fuzz/findings/<name>/, its log in
 # build/fuzz/logs/<name>.log (<name>.smoke.log for --smoke, so that a
 # smoke run beside a long one leaves the long one's log alone). A finding
 # fails the run (status 1) after the other targets ran.
