@@ -7,10 +7,9 @@
 #include <absl/container/inlined_vector.h>
 
 #include <algorithm>
-#include <cstring>
+#include <cstring>  // memmem (POSIX 2024; glibc, the BSDs, macOS)
 #include <limits>
 #include <string>
-#include <string_view>
 #include <utility>
 
 namespace qi::detail {
@@ -220,16 +219,15 @@ const Separators& newline() {
   return nl;
 }
 
+// memmem, not std::string_view::find: the latter is memchr for the first
+// byte then memcmp at every hit, so a buffer of the separator's first byte
+// (a peer sending "\r\r\r…" to a "\r\n" reader) costs one call per byte;
+// memmem is linear with no call per candidate.
 qsizetype find(QByteArrayView hay, const QByteArray& needle, qsizetype from) {
   if (from >= hay.size()) return -1;
-  if (needle.size() == 1) {
-    const void* p = std::memchr(hay.data() + from, needle[0], static_cast<std::size_t>(hay.size() - from));
-    return p ? static_cast<const char*>(p) - hay.data() : -1;
-  }
-  std::size_t i = std::string_view(hay.data(), static_cast<std::size_t>(hay.size()))
-                      .find(std::string_view(needle.data(), static_cast<std::size_t>(needle.size())),
-                            static_cast<std::size_t>(from));
-  return i == std::string_view::npos ? -1 : static_cast<qsizetype>(i);
+  const void* p = ::memmem(hay.data() + from, static_cast<std::size_t>(hay.size() - from), needle.data(),
+                           static_cast<std::size_t>(needle.size()));
+  return p ? static_cast<const char*>(p) - hay.data() : -1;
 }
 
 // readline(), or readuntil(): at EOF the one returns the partial line and
