@@ -10,7 +10,26 @@
 //   3. 64 KiB echo over TLS 1.3     scenario 1 through TLS   MiB/s
 //
 // each through protocols (the plain rows) and through streams (the
-// ", streams" rows).
+// ", streams" rows), and, in memory (no socket, no I/O: what a stream's
+// reader does with bytes once they have arrived):
+//
+//   4. readuntil CRLF, burst of CR  a reader waiting for "\r\n" is fed N
+//      bytes of '\r' then "\n" (N = 1 MiB; 64 KiB with --smoke) and
+//      readuntil("\r\n") returns the N + 1 bytes  MiB/s (bytes fed / time)
+//   5. readuntil CRLF, 80-byte lines  blocks of 1,000 lines of 80 bytes
+//      ("NNNNNN:" and letters, then "\r\n"), each block fed at once (as a
+//      socket read of 78 KiB would bring it), then read back line by line
+//      with readuntil("\r\n")                                lines/s
+//
+// Scenario 4 is the worst case of a search that calls memcmp at each
+// occurrence of the separator's first byte (std::string_view::find, which
+// qiloop's readuntil used before it used memmem): a peer sending "\r\r\r…"
+// to a "\r\n" reader. Scenario 5 is the usual case beside it. Each
+// contender's reader has a limit of 2 MiB (its max_size); the clock runs
+// from the feed to the return of the read, so it counts copying the bytes
+// into the reader's buffer (every contender copies them once) and taking
+// them out. Every result is checked (size and bytes; a burst's bytes after
+// the clock stops, each line's before the next read).
 //
 // Each contender runs its echo server and its client on ONE loop, in this
 // thread, over one connection with TCP_NODELAY on both ends; the server
@@ -57,6 +76,41 @@
 // The streams rows and the TLS rows hold qiloop and Asio (the goal's
 // yardstick) interleaved, and Python's figures.
 //
+// The readuntil rows (4, 5), interleaved likewise:
+//   qiloop                   qi::StreamReader(2 MiB) with no transport: a
+//                            coroutine run by loop.run_until_complete
+//                            (nested mode) feed_data()s the bytes and
+//                            co_awaits readuntil("\r\n").
+//   Asio                     co_await asio::async_read_until(stream, buf,
+//                            "\r\n", use_awaitable) on the one io_context,
+//                            over an in-memory AsyncReadStream whose
+//                            async_read_some copies out what was fed to it
+//                            and posts its completion (as a socket with
+//                            the bytes already received would), into an
+//                            asio::streambuf(2 MiB); the caller consume()s
+//                            what each read returned. Asio's search is its
+//                            own (detail::partial_search over
+//                            buffers_iterator, from where the last one
+//                            stopped); it reads at most 64 KiB at a time,
+//                            and when the buffer already holds the
+//                            delimiter it still completes through a
+//                            zero-byte async_read_some, i.e. one turn of
+//                            the io_context per call. asio::streambuf
+//                            rather than dynamic_buffer(std::string): the
+//                            latter's consume() erases the string's front,
+//                            a memmove of everything buffered per line,
+//                            which would measure std::string rather than
+//                            Asio's search.
+//   asyncio, uvloop          net.py: asyncio.StreamReader(limit=2 MiB),
+//                            feed_data + await readuntil(b"\r\n"), the same
+//                            sizes. No I/O is involved, so uvloop runs the
+//                            very same asyncio.StreamReader (its figure is
+//                            asyncio's again, give or take the noise); it
+//                            is kept as the harness runs every peer program
+//                            on both loops.
+// Not libuv, Qt or QCoro: none has a delimiter search of its own
+// (QIODevice::readLine stops at '\n' only).
+//
 // TLS: TLS 1.3 at least on every side, one OpenSSL (the system's libssl,
 // which qiloop, Asio and Python's ssl module all use), a self-signed P-256
 // certificate for "localhost" made in-process at start-up into a temporary
@@ -65,7 +119,8 @@
 // connection is TLS 1.3.
 //
 // Goals (checked in the summary): qiloop at least Asio's figures in every
-// scenario (qiloop / Asio >= 1), protocols and streams, plain and TLS.
+// scenario (qiloop / Asio >= 1), protocols and streams, plain and TLS, and
+// the readuntil rows.
 //
 // Profiling: QILOOP_BENCH_NET_ONLY=<implementation> runs that contender
 // alone ("qiloop streams" names the streams contender; no Python unless it
@@ -87,7 +142,9 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
+#include <asio/read_until.hpp>
 #include <asio/ssl.hpp>
+#include <asio/streambuf.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
@@ -109,6 +166,7 @@
 #include <QCoro/QCoroTcpServer>
 #endif
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -119,6 +177,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <type_traits>
 #include <vector>
 
@@ -133,11 +193,14 @@ constexpr const char* kPing = "64-byte ping-pong";
 constexpr const char* kPingStreams = "64-byte ping-pong, streams";
 constexpr const char* kTls = "64 KiB echo, TLS 1.3";
 constexpr const char* kTlsStreams = "64 KiB echo, TLS 1.3, streams";
+constexpr const char* kScanBurst = "readuntil CRLF, burst of CR";
+constexpr const char* kScanLines = "readuntil CRLF, 80-byte lines";
 }  // namespace scenario
 
 namespace metric {
 constexpr const char* kMiBps = "MiB/s";
 constexpr const char* kRoundTrips = "round trips/s";
+constexpr const char* kLines = "lines/s";
 }  // namespace metric
 
 constexpr const char* kQiloop = "qiloop";
@@ -158,10 +221,25 @@ constexpr std::size_t kReadSize = 256 * 1024;
 const Shown kShownEcho{Unit::kCount, [](double ns) { return double(kEchoSize) / (1 << 20) * 1e9 / ns; }};
 const Shown kShownPing{Unit::kRate, [](double ns) { return 1e9 / ns; }};
 
+// The readuntil rows: every reader's limit (asyncio's limit=, Asio's
+// max_size), a line, and the lines fed at once.
+constexpr std::size_t kScanLimit = 2 * 1024 * 1024;
+constexpr std::size_t kLineSize = 80;
+constexpr int64_t kBlockLines = 1'000;
+
+// The burst row's figures come as ns per byte fed; shown as MiB/s.
+const Shown kShownScan{Unit::kCount, [](double ns) { return 1e9 / ns / (1 << 20); }};
+
 struct Sizes {
   int64_t echo, ping;
+  int64_t burst;   // bytes of '\r' before the "\n"
+  int64_t bursts;  // per measured run
+  int64_t lines;   // per measured run
 };
-Sizes sizes(const Options& o) { return {o.pick<int64_t>(2'000, 50), o.pick<int64_t>(10'000, 1'000)}; }
+Sizes sizes(const Options& o) {
+  return {o.pick<int64_t>(2'000, 50), o.pick<int64_t>(10'000, 1'000), o.pick<int64_t>(1 << 20, 64 << 10),
+          o.pick<int64_t>(20, 3), o.pick<int64_t>(20'000, 2'000)};
+}
 
 // A contender that computed a wrong result, or could not connect, is a
 // broken benchmark: stop loudly (an exception would be lost inside a
@@ -756,6 +834,166 @@ double qc_run(std::size_t size, int64_t n) {
 }
 #endif
 
+// === In memory: readuntil("\r\n") ==========================================================
+
+// A burst: `size` bytes of '\r', then "\n" (one readuntil's worth).
+const std::string& burst(int64_t size) {
+  static std::string data;
+  if (data.size() != static_cast<std::size_t>(size) + 1) data = std::string(static_cast<std::size_t>(size), '\r') + '\n';
+  return data;
+}
+
+// kBlockLines lines of kLineSize bytes: line i is "%06d:" of i, letters
+// shifted by i, then "\r\n" (net.py's lines_block), so that a line lost,
+// doubled or cut elsewhere does not compare equal.
+const std::string& lines_block() {
+  static const std::string block = [] {
+    std::string b;
+    for (int64_t i = 0; i < kBlockLines; ++i) {
+      char head[16];
+      std::snprintf(head, sizeof head, "%06d:", static_cast<int>(i));
+      std::string line(head);
+      for (std::size_t j = line.size(); j < kLineSize - 2; ++j)
+        line += static_cast<char>('a' + (static_cast<std::size_t>(i) + j) % 26);
+      b += line + "\r\n";
+    }
+    return b;
+  }();
+  return block;
+}
+
+// Line i of the block.
+std::string_view block_line(int64_t i) {
+  return std::string_view(lines_block()).substr(static_cast<std::size_t>(i) * kLineSize, kLineSize);
+}
+
+// The bursts in one run of k bytes: the figure is per byte fed.
+int64_t bursts_in(int64_t k, int64_t size) { return std::max<int64_t>(k / (size + 1), 1); }
+
+// qiloop: one reader per run, as one connection's.
+qi::Coro<double> qi_bursts(int64_t size, int64_t k) {
+  const std::string& data = burst(size);
+  const QByteArrayView in(data.data(), static_cast<qsizetype>(data.size()));
+  qi::StreamReader reader(kScanLimit);
+  double s = 0;
+  for (int64_t i = bursts_in(k, size); i > 0; --i) {
+    const auto t0 = Clock::now();
+    reader.feed_data(in);
+    QByteArray got = co_await reader.readuntil("\r\n");
+    s += seconds(Clock::now() - t0);
+    check(got == in && reader.buffered() == 0, "qiloop: readuntil returned other bytes than the burst fed");
+  }
+  co_return s;
+}
+
+qi::Coro<double> qi_lines(int64_t n) {
+  const std::string& block = lines_block();
+  qi::StreamReader reader(kScanLimit);
+  const auto t0 = Clock::now();
+  for (int64_t done = 0; done < n;) {
+    const int64_t k = std::min(n - done, kBlockLines);
+    reader.feed_data(QByteArrayView(block.data(), static_cast<qsizetype>(k) * static_cast<qsizetype>(kLineSize)));
+    for (int64_t i = 0; i < k; ++i) {
+      QByteArray line = co_await reader.readuntil("\r\n");
+      check(std::string_view(line.constData(), static_cast<std::size_t>(line.size())) == block_line(i),
+            "qiloop: readuntil returned another line than was fed");
+    }
+    done += k;
+  }
+  const double s = seconds(Clock::now() - t0);
+  check(reader.buffered() == 0, "qiloop: bytes left after the last line");
+  co_return s;
+}
+
+// Asio: an in-memory stream. read_some / async_read_some copy out what
+// feed() gave it, as a socket's would copy out what it received; at the end
+// of it, EOF (the benchmark never asks for more than it fed). The
+// completion is posted: Asio's contract for an asynchronous operation.
+class AsioMemoryStream {
+ public:
+  using executor_type = asio::any_io_executor;
+  explicit AsioMemoryStream(executor_type ex) : ex_(std::move(ex)) {}
+  executor_type get_executor() const { return ex_; }
+  void feed(std::string_view data) { pending_ = data; }
+
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers, std::error_code& ec) {
+    ec = {};
+    if (asio::buffer_size(buffers) == 0) return 0;
+    if (pending_.empty()) {
+      ec = asio::error::eof;
+      return 0;
+    }
+    const std::size_t n = asio::buffer_copy(buffers, asio::buffer(pending_.data(), pending_.size()));
+    pending_.remove_prefix(n);
+    return n;
+  }
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return asio::async_initiate<Token, void(std::error_code, std::size_t)>(
+        [this](auto handler, const MutableBuffers& b) {
+          std::error_code ec;
+          const std::size_t n = read_some(b, ec);
+          asio::post(ex_, [h = std::move(handler), ec, n]() mutable { std::move(h)(ec, n); });
+        },
+        token, buffers);
+  }
+
+ private:
+  executor_type ex_;
+  std::string_view pending_;
+};
+
+// What asio::streambuf holds, as a view.
+std::string_view held(const asio::streambuf& buf) {
+  auto d = buf.data();
+  return std::string_view(static_cast<const char*>(d.data()), d.size());
+}
+
+asio::awaitable<void> asio_bursts(int64_t size, int64_t k, double* out) {
+  AsioMemoryStream stream(co_await asio::this_coro::executor);
+  asio::streambuf buf(kScanLimit);
+  const std::string& data = burst(size);
+  double s = 0;
+  for (int64_t i = bursts_in(k, size); i > 0; --i) {
+    const auto t0 = Clock::now();
+    stream.feed(data);
+    const std::size_t n = co_await asio::async_read_until(stream, buf, "\r\n", use_awaitable);
+    s += seconds(Clock::now() - t0);
+    check(n == data.size() && held(buf) == data, "Asio: async_read_until returned other bytes than the burst fed");
+    buf.consume(n);
+  }
+  *out = s;
+}
+
+asio::awaitable<void> asio_lines(int64_t n, double* out) {
+  AsioMemoryStream stream(co_await asio::this_coro::executor);
+  asio::streambuf buf(kScanLimit);
+  const std::string& block = lines_block();
+  const auto t0 = Clock::now();
+  for (int64_t done = 0; done < n;) {
+    const int64_t k = std::min(n - done, kBlockLines);
+    stream.feed(std::string_view(block).substr(0, static_cast<std::size_t>(k) * kLineSize));
+    for (int64_t i = 0; i < k; ++i) {
+      const std::size_t got = co_await asio::async_read_until(stream, buf, "\r\n", use_awaitable);
+      check(got == kLineSize && held(buf).substr(0, got) == block_line(i),
+            "Asio: async_read_until returned another line than was fed");
+      buf.consume(got);
+    }
+    done += k;
+  }
+  *out = seconds(Clock::now() - t0);
+  check(buf.size() == 0, "Asio: bytes left after the last line");
+}
+
+// Runs one of the above to its end on the one io_context of every Asio run.
+void asio_scan_run(asio::awaitable<void> program) {
+  static asio::io_context context(1);
+  asio::co_spawn(context, std::move(program), [](std::exception_ptr e) { check(!e, "Asio: the reader failed"); });
+  context.restart();
+  context.run();
+}
+
 // === The scenarios ===========================================================================
 
 // QILOOP_BENCH_NET_ONLY=<implementation>: that contender alone (profiling).
@@ -807,18 +1045,51 @@ void add_exchanges(benchmark::State& state, std::size_t size, Api api, bool tls,
   interleaved(state, scen, met, std::move(cs), shown);
 }
 
+// The readuntil rows: `n` bytes of bursts (scenario 4) or `n` lines (5).
+enum class Scan { kBurst, kLines };
+
+void add_scan(benchmark::State& state, Scan scan, int64_t burst_size, const char* scen, const char* met,
+              Shown shown) {
+  const int64_t n = state.range(0);
+  QiEventLoop loop;  // one loop for every run, as in add_exchanges
+  std::vector<Contender> cs;
+  auto add = [&](const char* impl, std::function<double(int64_t)> run) {
+    if (wanted(impl)) cs.push_back({impl, n, std::move(run)});
+  };
+  if (scan == Scan::kBurst) {
+    add(kQiloop, [&loop, burst_size](int64_t k) { return loop.run_until_complete(qi_bursts(burst_size, k)); });
+    add(kAsio, [burst_size](int64_t k) {
+      double s = 0;
+      asio_scan_run(asio_bursts(burst_size, k, &s));
+      return s;
+    });
+  } else {
+    add(kQiloop, [&loop](int64_t k) { return loop.run_until_complete(qi_lines(k)); });
+    add(kAsio, [](int64_t k) {
+      double s = 0;
+      asio_scan_run(asio_lines(k, &s));
+      return s;
+    });
+  }
+  if (cs.empty()) return state.SkipWithError("QILOOP_BENCH_NET_ONLY names no contender of this scenario");
+  interleaved(state, scen, met, std::move(cs), shown);
+}
+
 void run_python(const Options& o) {
   if (!wanted("asyncio") && !wanted("uvloop")) return;
   const Sizes s = sizes(o);
   run_python_peers("bench_net", "net.py",
-                   {std::to_string(s.echo), std::to_string(s.ping), o.smoke ? "1" : "3", tls_files().cert,
+                   {std::to_string(s.echo), std::to_string(s.ping), std::to_string(s.burst),
+                    std::to_string(s.bursts), std::to_string(s.lines), o.smoke ? "1" : "3", tls_files().cert,
                     tls_files().key},
                    {{"echo_protocols", scenario::kEcho, metric::kMiBps, kShownEcho},
                     {"echo_streams", scenario::kEchoStreams, metric::kMiBps, kShownEcho},
                     {"ping_protocols", scenario::kPing, metric::kRoundTrips, kShownPing},
                     {"ping_streams", scenario::kPingStreams, metric::kRoundTrips, kShownPing},
                     {"echo_tls_protocols", scenario::kTls, metric::kMiBps, kShownEcho},
-                    {"echo_tls_streams", scenario::kTlsStreams, metric::kMiBps, kShownEcho}});
+                    {"echo_tls_streams", scenario::kTlsStreams, metric::kMiBps, kShownEcho},
+                    {"scan_burst", scenario::kScanBurst, metric::kMiBps, kShownScan},
+                    {"scan_lines", scenario::kScanLines, metric::kLines, kShownPing}});
 }
 
 void register_all(const Options& o) {
@@ -844,6 +1115,24 @@ void register_all(const Options& o) {
   for (const Scenario& sc : all) {
     benchmark::RegisterBenchmark(sc.name, [sc](benchmark::State& state) {
       add_exchanges(state, sc.size, sc.api, sc.tls, sc.name, sc.metric, sc.shown);
+    })->Arg(sc.n)->UseManualTime()->Iterations(o.pick(7, 1))->Unit(benchmark::kMillisecond);
+    add_target({sc.name, sc.metric, Relation::kRatioTo, kAsio, Compare::kAtLeast, 1.0});
+  }
+  // The readuntil rows: a burst's bytes (one item: one byte fed), lines.
+  struct ScanScenario {
+    const char* name;
+    Scan scan;
+    int64_t n;
+    const char* metric;
+    Shown shown;
+  };
+  const ScanScenario scans[] = {
+      {scenario::kScanBurst, Scan::kBurst, s.bursts * (s.burst + 1), metric::kMiBps, kShownScan},
+      {scenario::kScanLines, Scan::kLines, s.lines, metric::kLines, kShownPing},
+  };
+  for (const ScanScenario& sc : scans) {
+    benchmark::RegisterBenchmark(sc.name, [sc, burst = s.burst](benchmark::State& state) {
+      add_scan(state, sc.scan, burst, sc.name, sc.metric, sc.shown);
     })->Arg(sc.n)->UseManualTime()->Iterations(o.pick(7, 1))->Unit(benchmark::kMillisecond);
     add_target({sc.name, sc.metric, Relation::kRatioTo, kAsio, Compare::kAtLeast, 1.0});
   }

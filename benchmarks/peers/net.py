@@ -18,11 +18,25 @@ The client checks that every byte echoed is the byte it sent.
   echo_tls_*  the 64 KiB echo over TLS 1.3 (ssl=, server_hostname
               "localhost"), with the certificate bench_net made
 
-Usage: net.py ECHO_N PING_N RUNS [CERT KEY]
+and in memory, no socket: an asyncio.StreamReader(limit=2 MiB) fed with
+feed_data and read with await readuntil(b"\r\n"):
+
+  scan_burst  BURST bytes of b"\r" then b"\n", read back whole
+              figure: ns per byte fed (bench_net: MiB/s)
+  scan_lines  blocks of 1,000 lines of 80 bytes, each block fed at once,
+              read back line by line     figure: ns per line (lines/s)
+
+The clock runs from the feed to the return of the read; every result is
+compared with what was fed (a burst after the clock stops). Without I/O
+the loop is not involved: uvloop runs asyncio's own StreamReader, so its
+figures are asyncio's again (kept: the harness runs every program on both).
+
+Usage: net.py ECHO_N PING_N BURST BURST_N LINE_N RUNS [CERT KEY]
+(BURST_N bursts, LINE_N lines per run.)
 Prints one JSON object: {"asyncio": {"echo_protocols": ns, ...}, "uvloop":
-{...}}, each figure the median over RUNS runs of nanoseconds per exchange.
-uvloop is left out when it is not installed (Debian: python3-uvloop); the
-TLS figures without CERT and KEY.
+{...}}, each figure the median over RUNS runs of nanoseconds per exchange
+(per byte, per line). uvloop is left out when it is not installed (Debian:
+python3-uvloop); the TLS figures without CERT and KEY.
 """
 import asyncio
 import functools
@@ -36,6 +50,9 @@ import peer_runner
 ECHO_SIZE = 64 * 1024
 PING_SIZE = 64
 READ_SIZE = 256 * 1024  # the most one read takes, as asyncio's max_size
+SCAN_LIMIT = 2 * 1024 * 1024  # the readuntil rows' reader limit
+LINE_SIZE = 80
+BLOCK_LINES = 1000
 
 
 def message(size):
@@ -150,9 +167,48 @@ async def streams_program(size, tls, n):
     return elapsed
 
 
+def lines_block():
+    """bench_net's lines_block(): line i is "%06d:", letters shifted by i, CRLF."""
+    lines = []
+    for i in range(BLOCK_LINES):
+        head = b"%06d:" % i
+        body = bytes(ord("a") + (i + j) % 26 for j in range(len(head), LINE_SIZE - 2))
+        lines.append(head + body + b"\r\n")
+    return lines
+
+
+async def burst_program(size, n):
+    """n bytes' worth of bursts (at least one); seconds spent in them."""
+    data = b"\r" * size + b"\n"
+    reader = asyncio.StreamReader(limit=SCAN_LIMIT)
+    elapsed = 0.0
+    for _ in range(max(n // (size + 1), 1)):
+        t0 = time.perf_counter()
+        reader.feed_data(data)
+        got = await reader.readuntil(b"\r\n")
+        elapsed += time.perf_counter() - t0
+        assert got == data, "readuntil returned other bytes than the burst fed"
+    return elapsed
+
+
+async def lines_program(n):
+    lines = lines_block()
+    block = b"".join(lines)
+    reader = asyncio.StreamReader(limit=SCAN_LIMIT)
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        k = min(n - done, BLOCK_LINES)
+        reader.feed_data(block[:k * LINE_SIZE])
+        for i in range(k):
+            assert await reader.readuntil(b"\r\n") == lines[i], "readuntil returned another line than was fed"
+        done += k
+    return time.perf_counter() - t0
+
+
 def main():
-    echo_n, ping_n, runs = (int(a) for a in sys.argv[1:4])
-    plain, tls = Tls(), Tls(*sys.argv[4:6])
+    echo_n, ping_n, burst, burst_n, line_n, runs = (int(a) for a in sys.argv[1:7])
+    plain, tls = Tls(), Tls(*sys.argv[7:9])
     programs = [
         ("echo_protocols", functools.partial(protocols_program, ECHO_SIZE, plain)),
         ("echo_streams", functools.partial(streams_program, ECHO_SIZE, plain)),
@@ -166,6 +222,12 @@ def main():
             ("echo_tls_streams", functools.partial(streams_program, ECHO_SIZE, tls)),
         ]
         sizes.update(echo_tls_protocols=echo_n, echo_tls_streams=echo_n)
+    # In bytes fed, as bench_net counts the burst row's items.
+    programs += [
+        ("scan_burst", functools.partial(burst_program, burst)),
+        ("scan_lines", lines_program),
+    ]
+    sizes.update(scan_burst=burst_n * (burst + 1), scan_lines=line_n)
     peer_runner.report(programs, sizes, runs)
 
 
