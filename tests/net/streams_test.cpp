@@ -165,6 +165,30 @@ QILOOP_TEST_MODES_VT(StreamReader, ReaduntilSeveralSeparatorsTheShortestChunkWin
   EXPECT_EQ(co_await tie.readuntil("ab"), "xab") << "\"ab\" starts within the limit";
 }
 
+// The search takes a separator's first byte as a candidate and, after eight
+// false ones in a scan, hands the rest to memmem: a match just before,
+// at and after that switch, and one split across arrivals after it.
+QILOOP_TEST_MODES_VT(StreamReader, ReaduntilFindsTheSeparatorAfterManyFalseStarts) {
+  for (int false_starts : {0, 1, 7, 8, 9, 40, 1000}) {
+    const QByteArray crs(false_starts, '\r');
+    qi::StreamReader r = fed(crs + "\r\nnext");
+    EXPECT_EQ(co_await r.readuntil("\r\n"), crs + "\r\n") << false_starts << " CRs before CRLF";
+    EXPECT_EQ(r.buffered(), 4u);
+    const QByteArray abs = QByteArray("ab").repeated(false_starts);
+    qi::StreamReader three = fed(abs + "a" + abs + "abc!");
+    EXPECT_EQ(co_await three.readuntil("abc"), abs + "a" + abs + "abc") << false_starts << " false \"ab\" starts";
+  }
+  auto& loop = qi::get_running_loop();
+  qi::StreamReader split = fed(QByteArray(40, '\r'));
+  auto feed = [split]() mutable { split.feed_data("\n"); };
+  loop.call_later(1s, std::move(feed));
+  EXPECT_EQ(co_await split.readuntil("\r\n"), QByteArray(40, '\r') + "\n") << "completed by the next arrival";
+  qi::StreamReader none = fed(QByteArray(100, '\r') + "x", true);
+  std::optional<qi::IncompleteReadError> e = co_await caught<qi::IncompleteReadError>(none.readuntil("\r\n"));
+  QILOOP_CO_ASSERT(ASSERT_TRUE(e));
+  EXPECT_EQ(e->partial().size(), 101) << "no separator in 100 false starts";
+}
+
 QILOOP_TEST_MODES_VT(StreamReader, ReaduntilPastTheLimitKeepsTheData) {
   qi::StreamReader r = fed("0123456789", false, 4);
   std::optional<qi::LimitOverrunError> e = co_await caught<qi::LimitOverrunError>(r.readuntil("!"));

@@ -219,15 +219,32 @@ const Separators& newline() {
   return nl;
 }
 
-// memmem, not std::string_view::find: the latter is memchr for the first
-// byte then memcmp at every hit, so a buffer of the separator's first byte
-// (a peer sending "\r\r\r…" to a "\r\n" reader) costs one call per byte;
-// memmem is linear with no call per candidate.
+// The first `needle` in hay at or after `from`, or -1. Usually the
+// separator's first byte is rare ("\r" of "\r\n"): memchr finds it with
+// vector instructions and one comparison settles it. When that byte keeps
+// appearing without the rest (a peer sending "\r\r\r…"), a memcmp per hit
+// is a call per byte, so after kMisses false hits the rest goes to memmem,
+// linear with no call per candidate (glibc's memmem steps one byte at a time
+// through short needles, slower than memchr on the usual case; bench_net's
+// readuntil rows measure both).
 qsizetype find(QByteArrayView hay, const QByteArray& needle, qsizetype from) {
-  if (from >= hay.size()) return -1;
-  const void* p = ::memmem(hay.data() + from, static_cast<std::size_t>(hay.size() - from), needle.data(),
-                           static_cast<std::size_t>(needle.size()));
-  return p ? static_cast<const char*>(p) - hay.data() : -1;
+  constexpr int kMisses = 8;
+  const char* const base = hay.data();
+  const char* const end = base + hay.size();
+  const std::size_t m = static_cast<std::size_t>(needle.size());
+  const char* p = base + std::min(from, hay.size());
+  for (int misses = 0; static_cast<std::size_t>(end - p) >= m; ++misses) {
+    if (misses == kMisses) {
+      const void* q = ::memmem(p, static_cast<std::size_t>(end - p), needle.data(), m);
+      return q ? static_cast<const char*>(q) - base : -1;
+    }
+    // A hit further than end - m cannot hold the whole needle.
+    const auto* q = static_cast<const char*>(std::memchr(p, needle[0], static_cast<std::size_t>(end - p) - m + 1));
+    if (!q) return -1;
+    if (std::equal(needle.begin() + 1, needle.end(), q + 1)) return q - base;
+    p = q + 1;
+  }
+  return -1;
 }
 
 // readline(), or readuntil(): at EOF the one returns the partial line and
