@@ -628,14 +628,21 @@ asio::awaitable<void> asio_exchanges(std::size_t size, int64_t n, bool tls, doub
   co_await asio_client(std::move(tls_client), std::move(tls_server), size, n, out);
 }
 
-double asio_run(std::size_t size, int64_t n, bool tls) {
+// Runs the Asio program program(&seconds) to its end on the one io_context
+// of every Asio run (the echo rows' and the readuntil rows'); the seconds it
+// timed. An exception out of it is `failure`.
+template <class Program>
+double asio_seconds(Program program, const char* failure) {
   static asio::io_context context(1);
   double s = 0;
-  asio::co_spawn(context, asio_exchanges(size, n, tls, &s),
-                 [](std::exception_ptr e) { check(!e, "Asio: the client failed"); });
+  asio::co_spawn(context, program(&s), [failure](std::exception_ptr e) { check(!e, failure); });
   context.restart();
   context.run();
   return s;
+}
+
+double asio_run(std::size_t size, int64_t n, bool tls) {
+  return asio_seconds([&](double* out) { return asio_exchanges(size, n, tls, out); }, "Asio: the client failed");
 }
 
 // === libuv ===============================================================================
@@ -988,14 +995,6 @@ asio::awaitable<void> asio_lines(int64_t n, double* out) {
   check(buf.size() == 0, "Asio: bytes left after the last line");
 }
 
-// Runs one of the above to its end on the one io_context of every Asio run.
-void asio_scan_run(asio::awaitable<void> program) {
-  static asio::io_context context(1);
-  asio::co_spawn(context, std::move(program), [](std::exception_ptr e) { check(!e, "Asio: the reader failed"); });
-  context.restart();
-  context.run();
-}
-
 // === The scenarios ===========================================================================
 
 // QILOOP_BENCH_NET_ONLY=<implementation>: that contender alone (profiling).
@@ -1061,16 +1060,12 @@ void add_scan(benchmark::State& state, Scan scan, int64_t burst_size, const char
   if (scan == Scan::kBurst) {
     add(kQiloop, [&loop, burst_size](int64_t k) { return loop.run_until_complete(qi_bursts(burst_size, k)); });
     add(kAsio, [burst_size](int64_t k) {
-      double s = 0;
-      asio_scan_run(asio_bursts(burst_size, k, &s));
-      return s;
+      return asio_seconds([&](double* out) { return asio_bursts(burst_size, k, out); }, "Asio: the reader failed");
     });
   } else {
     add(kQiloop, [&loop](int64_t k) { return loop.run_until_complete(qi_lines(k)); });
     add(kAsio, [](int64_t k) {
-      double s = 0;
-      asio_scan_run(asio_lines(k, &s));
-      return s;
+      return asio_seconds([&](double* out) { return asio_lines(k, out); }, "Asio: the reader failed");
     });
   }
   if (cs.empty()) return state.SkipWithError("QILOOP_BENCH_NET_ONLY names no contender of this scenario");
