@@ -115,7 +115,10 @@ class QILOOP_EXPORT StreamReader {
   //   co_await reader.readuntil("\r\n\r\n");
   //   co_await reader.readuntil("\r\n", "\n");      // asyncio's tuple of separators
   // (No initializer_list overload: g++ 12 miscompiles a braced list's array
-  // that lives across a co_await.)
+  // that lives across a co_await.) A separator holding a NUL byte needs its
+  // length: Qt 6 makes a QByteArrayView of a string literal stop at the
+  // first NUL, so readuntil("a\0b") looks for "a"; write
+  // readuntil(QByteArrayView("a\0b", 3)) (or QByteArray("a\0b", 3)).
   Coro<QByteArray> readuntil(QByteArrayView separator = "\n");
   template <class... S>
     requires(sizeof...(S) >= 2 && (std::is_convertible_v<const S&, QByteArrayView> && ...))
