@@ -220,12 +220,22 @@ QILOOP_TEST_MODES_VT(StreamReader, ReaduntilSeparatorsWithRepeatedHeadsNulAndFf)
   EXPECT_TRUE(partial.at_eof());
 }
 
+// Feeds `first` to r in a second, then `second` a second later (two
+// arrivals, each scanned on its own).
+void feed_in_two_arrivals(qi::StreamReader r, const char* first, const char* second) {
+  auto feed = [r, first, second]() mutable {
+    r.feed_data(first);
+    auto rest = [r, second]() mutable { r.feed_data(second); };
+    qi::get_running_loop().call_later(1s, std::move(rest));
+  };
+  qi::get_running_loop().call_later(1s, std::move(feed));
+}
+
 // asyncio's limit counts the bytes before the last max_len - 1 of the
 // buffer (those may start a separator): consumed() is that count when no
 // separator is found, even when the separator's head has arrived and the
 // whole of it would start within the limit.
 QILOOP_TEST_MODES_VT(StreamReader, ReaduntilLimitOverrunCountsLikeAsyncio) {
-  auto& loop = qi::get_running_loop();
   qi::StreamReader r = fed("0123456789", false, 4);
   std::optional<qi::LimitOverrunError> e = co_await caught<qi::LimitOverrunError>(r.readuntil("XYZ"));
   QILOOP_CO_ASSERT(ASSERT_TRUE(e));
@@ -245,24 +255,14 @@ QILOOP_TEST_MODES_VT(StreamReader, ReaduntilLimitOverrunCountsLikeAsyncio) {
   // "XYZ" would start at 4, the limit, but "45X" ends the wait first: 7
   // bytes, 5 of them before the held-back 2.
   qi::StreamReader head = fed("0123", false, 4);
-  auto feed = [head]() mutable {
-    head.feed_data("45X");
-    auto rest = [head]() mutable { head.feed_data("YZ"); };
-    qi::get_running_loop().call_later(1s, std::move(rest));
-  };
-  loop.call_later(1s, std::move(feed));
+  feed_in_two_arrivals(head, "45X", "YZ");
   std::optional<qi::LimitOverrunError> e4 = co_await caught<qi::LimitOverrunError>(head.readuntil("XYZ", "!"));
   QILOOP_CO_ASSERT(ASSERT_TRUE(e4));
   EXPECT_EQ(e4->consumed(), 5);
   EXPECT_EQ(co_await head.readexactly(7), "012345X");
   // The same separator arriving two bytes earlier is within the limit.
   qi::StreamReader early = fed("01", false, 4);
-  auto feed_early = [early]() mutable {
-    early.feed_data("23X");
-    auto rest = [early]() mutable { early.feed_data("YZ"); };
-    qi::get_running_loop().call_later(1s, std::move(rest));
-  };
-  loop.call_later(1s, std::move(feed_early));
+  feed_in_two_arrivals(early, "23X", "YZ");
   EXPECT_EQ(co_await early.readuntil("XYZ", "!"), "0123XYZ");
 }
 
