@@ -17,6 +17,7 @@
 
 #include <QtCore/QByteArray>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -464,6 +465,11 @@ void close_with_running_children() {
     qInstallMessageHandler(previous);
   }
   EXPECT_EQ(warnings.size(), 2u);
+  for (int pid : {kept->pid(), dropped}) {
+    const std::string named = "loop.close(): killing the child process pid " + std::to_string(pid) +
+                              " (sleep), still running; wait for your children (Process::wait) before closing the loop";
+    EXPECT_EQ(std::count(warnings.begin(), warnings.end(), named), 1) << "each child reported with the fix: " << named;
+  }
   EXPECT_FALSE(listed(kept->pid())) << "killed and reaped";
   EXPECT_FALSE(listed(dropped));
   EXPECT_EQ(kept->returncode(), -SIGKILL);
@@ -647,25 +653,37 @@ TEST(Subprocess, ThreadedWatcherLoopCloseDoesNotWaitForAChildThatDoesNotDie) {
   close_with_a_child_that_does_not_die();
 }
 
-// A stopped child (SIGSTOP): SIGKILL ends it, loop.close() returns
-// promptly and the child is reaped.
+// A stopped child (SIGSTOP): loop.close() reports it, SIGKILL ends it,
+// close() returns promptly and the child is reaped.
 TEST(Subprocess, LoopCloseKillsAStoppedChild) {
-  int pid = -1;
+  static std::vector<std::string> warnings;
+  warnings.clear();
+  std::optional<qi::Process> kept;
   {
     QiEventLoop loop;
     auto start = [&]() -> qi::Coro<void> {
-      qi::Process p = co_await qi::create_subprocess_exec("sleep", "30");
-      pid = p.pid();
-      p.send_signal(SIGSTOP);
+      kept = co_await qi::create_subprocess_exec("sleep", "30");
+      kept->send_signal(SIGSTOP);
     };
     loop.run_until_complete(start());
+    QtMessageHandler previous = qInstallMessageHandler([](QtMsgType type, const QMessageLogContext&, const QString& m) {
+      if (type == QtWarningMsg) warnings.push_back(m.toStdString());
+    });
     auto t0 = std::chrono::steady_clock::now();
     loop.close();
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);
+    qInstallMessageHandler(previous);
   }
+  const int pid = kept->pid();
+  EXPECT_EQ(warnings, std::vector<std::string>{"loop.close(): killing the child process pid " + std::to_string(pid) +
+                                               " (sleep), still running; wait for your children (Process::wait) "
+                                               "before closing the loop"})
+      << "the stopped child is reported, with the fix";
+  EXPECT_EQ(kept->returncode(), -SIGKILL) << "killed by SIGKILL";
   auto deadline = std::chrono::steady_clock::now() + 20s;
   while (listed(pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
   EXPECT_FALSE(listed(pid));
+  kept.reset();
 }
 
 }  // namespace
