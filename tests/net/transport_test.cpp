@@ -394,13 +394,23 @@ QILOOP_TEST_MODES(Transport, SockCallsOnATransportsFdAreRefused) {
   int fd = ours.get();
   auto factory12 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
   auto [t, proto] = co_await loop.create_connection(std::move(factory12), ours.release());
+  const std::string used = ": fd " + std::to_string(fd) + " is used by a transport; use the transport's methods";
   std::string what;
   try {
     (void)co_await loop.sock_recv(fd, 10);
   } catch (const qi::RuntimeError& e) {
     what = e.what();
   }
-  EXPECT_NE(what.find("transport"), std::string::npos) << what;
+  EXPECT_NE(what.find("sock_recv" + used), std::string::npos) << what;
+  EXPECT_NE(what.find("close the transport before using the fd directly"), std::string::npos) << what;
+  what.clear();
+  try {
+    co_await loop.sock_sendall(fd, "x");
+  } catch (const qi::RuntimeError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("sock_sendall" + used), std::string::npos) << what;
+  EXPECT_TRUE(t->is_reading()) << "the transport goes on";
   t->close();
   co_await log->until([&] { return log->lost > 0; });
 }
