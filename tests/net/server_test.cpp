@@ -865,6 +865,7 @@ QILOOP_TEST_MODES(Server, SockCallsOnAListeningFdAreRefused) {
     } catch (const qi::RuntimeError& e) {
       ++direct;
       EXPECT_TRUE(contains(e.what(), std::string(api) + ": " + used)) << e.what();
+      EXPECT_TRUE(contains(e.what(), "close the server before using the fd directly")) << e.what();
     }
   }
   if (direct == 4) {  // else the accept handler is gone
