@@ -165,10 +165,17 @@ void SslContext::load_cert_chain(const std::string& cert_file, const std::string
   SSL_CTX_set_default_passwd_cb_userdata(native(ctx_), const_cast<char*>(password.c_str()));
   int ok = SSL_CTX_use_PrivateKey_file(native(ctx_), key.c_str(), SSL_FILETYPE_PEM);
   SSL_CTX_set_default_passwd_cb_userdata(native(ctx_), nullptr);
-  if (ok != 1) detail::throw_ssl_error("SslContext::load_cert_chain: the private key " + key);
-  if (SSL_CTX_check_private_key(native(ctx_)) != 1)
-    detail::throw_ssl_error("SslContext::load_cert_chain: the key " + key + " does not match the certificate " +
-                            cert_file);
+  const std::string mismatch = "SslContext::load_cert_chain: the key " + key + " does not match the certificate " +
+                               cert_file + "; give the private key this certificate was made with";
+  if (ok != 1) {
+    // OpenSSL checks the key against the certificate as it loads it: its
+    // "key values mismatch" is said as the check below says it.
+    const unsigned long last = ERR_peek_last_error();
+    if (ERR_GET_LIB(last) == ERR_LIB_X509 && ERR_GET_REASON(last) == X509_R_KEY_VALUES_MISMATCH)
+      detail::throw_ssl_error(mismatch);
+    detail::throw_ssl_error("SslContext::load_cert_chain: the private key " + key);
+  }
+  if (SSL_CTX_check_private_key(native(ctx_)) != 1) detail::throw_ssl_error(mismatch);
 }
 
 void SslContext::set_verify_mode(VerifyMode mode) {
