@@ -400,14 +400,30 @@ QILOOP_TEST_MODES(Server, AnEmptyHandleAndANonStreamSocketAreRefused) {
   FdLeakCheck leaks;
   auto& loop = qi::get_running_loop();
   qi::Server empty;
-  EXPECT_THROW(empty.close(), qi::RuntimeError);
-  EXPECT_THROW((void)empty.sockets(), qi::RuntimeError);
+  const std::string empty_handle =
+      "qi::Server: an empty handle (default-constructed or moved from); assign it the result of loop.create_server "
+      "first";
+  try {
+    empty.close();
+    ADD_FAILURE() << "close() of an empty handle was accepted";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_EQ(e.what(), empty_handle);
+  }
+  try {
+    (void)empty.sockets();
+    ADD_FAILURE() << "sockets() of an empty handle was accepted";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_EQ(e.what(), empty_handle);
+  }
   Fd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   auto log = std::make_shared<Log>();
   auto f = echo(log);
   auto what = co_await error_of<qi::ValueError>(loop.create_server(std::move(f), udp.get()));
   QILOOP_CO_ASSERT(ASSERT_TRUE(what.has_value()));
-  EXPECT_TRUE(contains(*what, "not a stream socket")) << *what;
+  EXPECT_TRUE(contains(*what, "create_server: fd " + std::to_string(udp.get()) +
+                               " is not a stream socket (SOCK_STREAM) but a datagram socket (SOCK_DGRAM); a server "
+                               "listens on stream sockets"))
+      << *what;
 }
 
 QILOOP_TEST_MODES(Server, OptionsReachTheListeningSockets) {
@@ -433,7 +449,7 @@ QILOOP_TEST_MODES(Server, OptionsReachTheListeningSockets) {
   auto f3 = echo(log);
   qi::ServerOptions negative{.backlog = -1};
   auto what = co_await error_of<qi::ValueError>(loop.create_server(std::move(f3), "127.0.0.1", 0, negative));
-  EXPECT_TRUE(what.has_value());
+  EXPECT_EQ(what.value_or("(accepted)"), "create_server: backlog is negative; pass 0 or more (100 by default)");
   plain.close();
   tuned.close();
 }
@@ -569,7 +585,53 @@ QILOOP_TEST_MODES(Server, CancellingServeForeverClosesTheServer) {
   EXPECT_TRUE(server.sockets().empty()) << "cancelling serve_forever closed the server";
   EXPECT_EQ(connect_errno(at), ECONNREFUSED);
   auto after = co_await error_of<qi::RuntimeError>(server.serve_forever());
-  EXPECT_TRUE(after.has_value() && contains(*after, "closed")) << after.value_or("(returned)");
+  EXPECT_EQ(after.value_or("(returned)"),
+            "serve_forever: the server is closed; create a new server (loop.create_server)");
+  after = co_await error_of<qi::RuntimeError>(server.start_serving());
+  EXPECT_EQ(after.value_or("(returned)"),
+            "start_serving: the server is closed; create a new server (loop.create_server)");
+  EXPECT_EQ(connect_errno(at), ECONNREFUSED) << "a closed server does not listen again";
+}
+
+// A server factory of qi::BaseProtocol (checked at each call) that returns
+// null, or a protocol that is neither a qi::Protocol nor a
+// qi::BufferedProtocol: the connection is closed and the ValueError, naming
+// the fix, reported; the server goes on.
+QILOOP_TEST_MODES(Server, AFactoryReturningNullOrAPlainBaseProtocolIsReportedAndTheServerGoesOn) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Reports reports(loop);
+  struct Plain : qi::BaseProtocol {};
+  auto log = std::make_shared<Log>();
+  int calls = 0;
+  auto factory = [&calls, log]() -> std::unique_ptr<qi::BaseProtocol> {
+    ++calls;
+    if (calls == 1) return nullptr;
+    if (calls == 2) return std::make_unique<Plain>();
+    return echo(log)();
+  };
+  qi::Server server = co_await loop.create_server(std::move(factory), "127.0.0.1", 0);
+  const qi::SocketAddress at = server.sockets().at(0);
+  for (int i = 0; i < 2; ++i) {
+    Fd client = connect_client(at);
+    auto read_eof = [fd = client.get()] { return read_all(fd); };
+    EXPECT_EQ(co_await qi::to_thread(std::move(read_eof)), "") << "the connection is closed at once";
+  }
+  QILOOP_CO_ASSERT(ASSERT_EQ(reports.messages.size(), 2u));
+  const std::string expected[] = {
+      "create_server: the protocol factory returned null; return a new protocol (std::make_unique)",
+      "create_server: the protocol factory returned a qi::BaseProtocol that is neither a qi::Protocol nor a "
+      "qi::BufferedProtocol; derive the protocol from one of them"};
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(contains(reports.messages[i], "Error on transport creation for incoming connection"))
+        << reports.messages[i];
+    EXPECT_TRUE(holds<qi::ValueError>(reports.errors[i]));
+    EXPECT_EQ(what_of(reports.errors[i]), expected[i]);
+  }
+  EXPECT_EQ(co_await echoed(at, "still served"), "still served");
+  server.close();
+  co_await server.wait_closed();
+  EXPECT_EQ(log->made, 1);
 }
 
 // asyncio: close() cancels serve_forever's future; serve_forever waits for

@@ -726,7 +726,8 @@ QILOOP_TEST_MODES(Ssl, OptionsAreChecked) {
             std::string::npos)
       << what;
 
-  what = co_await refusal_of(log, tls_to_localhost(server_context()));
+  qi::ConnectOptions server_side = tls_to_localhost(server_context());
+  what = co_await refusal_of(log, server_side);
   EXPECT_NE(what.find("create_connection: a server context (SslContext::server()) cannot connect; use "
                       "SslContext::client()"),
             std::string::npos)
@@ -769,24 +770,26 @@ QILOOP_TEST_MODES(Ssl, StartTlsRefusesWhatItCannotWrap) {
   Fd& theirs = pair.second;
   auto factory = recorder(log);
   auto [t, p] = co_await loop.create_connection(std::move(factory), pair.first.release());
+  const auto client = trusting_client();  // named: no temporary in a co_await (g++ 12)
+  const auto server = server_context();
 
-  std::string what = co_await start_tls_refusal<qi::ValueError>(nullptr, p, trusting_client());
+  std::string what = co_await start_tls_refusal<qi::ValueError>(nullptr, p, client);
   EXPECT_NE(what.find("start_tls: transport and protocol must not be null"), std::string::npos) << what;
-  what = co_await start_tls_refusal<qi::ValueError>(t, nullptr, trusting_client());
+  what = co_await start_tls_refusal<qi::ValueError>(t, nullptr, client);
   EXPECT_NE(what.find("start_tls: transport and protocol must not be null"), std::string::npos) << what;
 
   Recorder other(log);
-  what = co_await start_tls_refusal<qi::ValueError>(t, &other, trusting_client());
+  what = co_await start_tls_refusal<qi::ValueError>(t, &other, client);
   EXPECT_NE(what.find("start_tls: protocol must be transport->get_protocol()"), std::string::npos) << what;
 
   qi::TlsOptions serve;
   serve.server_side = true;
-  what = co_await start_tls_refusal<qi::ValueError>(t, p, trusting_client(), serve);
+  what = co_await start_tls_refusal<qi::ValueError>(t, p, client, serve);
   EXPECT_NE(what.find("start_tls: a client context (SslContext::client()) cannot serve; use SslContext::server()"),
             std::string::npos)
       << what;
   serve.server_hostname = "localhost";
-  what = co_await start_tls_refusal<qi::ValueError>(t, p, server_context(), serve);
+  what = co_await start_tls_refusal<qi::ValueError>(t, p, server, serve);
   EXPECT_NE(what.find("start_tls: server_hostname is only meaningful on the client side"), std::string::npos) << what;
 
   // A pipe's transport is no socket (nor would a TLS transport be: no TLS
@@ -795,7 +798,7 @@ QILOOP_TEST_MODES(Ssl, StartTlsRefusesWhatItCannotWrap) {
   auto pipe_log = std::make_shared<Log>();
   auto pipe_factory = recorder(pipe_log);
   auto [pt, pp] = co_await loop.connect_read_pipe(std::move(pipe_factory), pipe.first.release());
-  what = co_await start_tls_refusal<qi::ValueError>(pt, pp, trusting_client());
+  what = co_await start_tls_refusal<qi::ValueError>(pt, pp, client);
   EXPECT_NE(what.find("start_tls: the transport is not a TCP or Unix socket transport"), std::string::npos) << what;
   pipe.second.reset();
   co_await pipe_log->until([&] { return pipe_log->lost > 0; });
@@ -805,7 +808,7 @@ QILOOP_TEST_MODES(Ssl, StartTlsRefusesWhatItCannotWrap) {
   EXPECT_EQ(recv_exactly(theirs.get(), 14), "still in clear");
 
   t->close();
-  what = co_await start_tls_refusal<qi::RuntimeError>(t, p, trusting_client());
+  what = co_await start_tls_refusal<qi::RuntimeError>(t, p, client);
   EXPECT_NE(what.find("start_tls: the transport is closing; start TLS on an open one"), std::string::npos) << what;
   co_await log->until([&] { return log->lost > 0; });
   EXPECT_EQ(log->error, nullptr);

@@ -105,8 +105,10 @@ void ReadBuffer::append(QByteArrayView data) {
 // --- ReaderCore ---------------------------------------------------------------------------
 
 qsizetype ReaderCore::checked_limit(std::size_t limit) {
-  if (limit == 0 || limit > static_cast<std::size_t>(std::numeric_limits<qsizetype>::max() / 4))
-    throw qi::ValueError("qi::StreamReader: the limit must be > 0 (the default is qi::kDefaultStreamLimit, 64 KiB)");
+  const auto most = static_cast<std::size_t>(std::numeric_limits<qsizetype>::max() / 4);
+  if (limit == 0 || limit > most)
+    throw qi::ValueError("qi::StreamReader: the limit must be from 1 to " + std::to_string(most) + " bytes, got " +
+                         std::to_string(limit) + " (the default is qi::kDefaultStreamLimit, 64 KiB)");
   return static_cast<qsizetype>(limit);
 }
 
