@@ -288,7 +288,14 @@ QILOOP_TEST_MODES(CreateConnection, AnExistingSocket) {
   auto& loop = qi::get_running_loop();
   Fd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   auto factory6 = recorder(std::make_shared<Log>());  // named: g++ 12 destroys a lambda temporary of a co_await twice
-  EXPECT_THROW((void)co_await loop.create_connection(std::move(factory6), udp.get()), qi::ValueError);
+  std::string what;
+  try {
+    (void)co_await loop.create_connection(std::move(factory6), udp.get());
+  } catch (const qi::ValueError& e) {
+    what = e.what();
+  }
+  EXPECT_EQ(what, "create_connection: fd " + std::to_string(udp.get()) +
+                      " is not a stream socket (SOCK_STREAM); use create_datagram_endpoint for datagrams");
   auto [ours, theirs] = unix_pair();  // ours is blocking: the transport makes it non-blocking
   auto log = std::make_shared<Log>();
   auto factory7 = recorder(log);  // named: g++ 12 destroys a lambda temporary of a co_await twice
@@ -297,6 +304,22 @@ QILOOP_TEST_MODES(CreateConnection, AnExistingSocket) {
   co_await log->until([&] { return log->data == "hi"; });
   t->close();
   co_await log->until([&] { return log->lost > 0; });
+}
+
+// A protocol factory that returns null: qi::ValueError naming the fix, the
+// socket create_connection opened closed (FdLeakCheck).
+QILOOP_TEST_MODES(CreateConnection, AFactoryReturningNullIsRefused) {
+  FdLeakCheck leaks;
+  auto& loop = qi::get_running_loop();
+  Fd lsn = listener(qi::SocketAddress::ip("127.0.0.1", 0));
+  auto null_factory = [] { return std::unique_ptr<Recorder>(); };  // named: g++ 12 destroys a lambda temporary
+  std::string what;
+  try {
+    (void)co_await loop.create_connection(std::move(null_factory), "127.0.0.1", sockname(lsn.get()).port());
+  } catch (const qi::ValueError& e) {
+    what = e.what();
+  }
+  EXPECT_EQ(what, "create_connection: the protocol factory returned null; return a new protocol (std::make_unique)");
 }
 
 QILOOP_TEST_MODES(CreateConnection, AThrowingConnectionMadePropagatesAndConnectionLostFollows) {

@@ -1164,6 +1164,29 @@ TEST(Streams, ReadAfterLoopCloseGivesTheBufferThenEof) {
   held.reader.reset();
 }
 
+// Once a stream's connection is lost its transport is gone and
+// writer.transport() is a stand-in (is_closing, no fd): set_protocol on it
+// is refused naming why, the protocol offered dropped.
+QILOOP_TEST_MODES(Streams, SetProtocolOnATransportWhoseConnectionIsLostIsRefused) {
+  FdLeakCheck leaks;
+  auto ends = unix_pair();
+  auto conn = co_await qi::open_connection(ends.first.release());
+  conn.second.close();
+  co_await conn.second.wait_closed();
+  qi::Transport& lost = conn.second.transport();
+  EXPECT_TRUE(lost.is_closing());
+  EXPECT_EQ(lost.fileno(), -1) << "the stand-in of a lost connection";
+  auto log = std::make_shared<Log>();
+  try {
+    (void)lost.set_protocol(std::make_unique<Recorder>(log));
+    ADD_FAILURE() << "set_protocol on a lost connection's transport was accepted";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_STREQ(e.what(), "set_protocol: this transport has no connection any more (it was lost or the loop "
+                           "closed); there is no protocol to replace");
+  }
+  EXPECT_EQ(log->made + log->lost, 0) << "the protocol offered heard nothing";
+}
+
 // Every call on a moved-from handle throws qi::RuntimeError naming the
 // problem; assigning to it makes it usable again.
 QILOOP_TEST_MODES(Streams, AMovedFromHandleThrows) {

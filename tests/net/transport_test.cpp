@@ -803,8 +803,19 @@ QILOOP_TEST_MODES(Transport, SetProtocolSwitchesMidStream) {
   EXPECT_EQ(third->data, "three");
   EXPECT_EQ(second->data, "two");
 
-  EXPECT_THROW((void)t->set_protocol(nullptr), qi::ValueError);
-  EXPECT_THROW((void)t->set_protocol(std::make_unique<qi::BaseProtocol>()), qi::ValueError);
+  try {
+    (void)t->set_protocol(nullptr);
+    ADD_FAILURE() << "set_protocol(nullptr) was accepted";
+  } catch (const qi::ValueError& e) {
+    EXPECT_STREQ(e.what(), "set_protocol: the protocol is null; pass a new protocol (std::make_unique)");
+  }
+  try {
+    (void)t->set_protocol(std::make_unique<qi::BaseProtocol>());
+    ADD_FAILURE() << "set_protocol of a plain qi::BaseProtocol was accepted";
+  } catch (const qi::ValueError& e) {
+    EXPECT_STREQ(e.what(), "set_protocol: the protocol is a qi::BaseProtocol that is neither a qi::Protocol nor a "
+                           "qi::BufferedProtocol; derive it from one of them");
+  }
   EXPECT_EQ(&t->get_protocol(), raw) << "a refused protocol changes nothing";
 
   pair.second.reset();  // EOF: the current protocol hears it
