@@ -401,6 +401,11 @@ TEST(HttpTarget, NoPathTraversalGetsThrough) {
     }
   }
   EXPECT_EQ(http::parse_target("/a/...b/..c").path, "/a/...b/..c");  // dots inside a name are a name
+  // Decoded once: a double-encoded ".." is the name "%2e%2e" (a 404 at the
+  // router), not a step up.
+  const http::Target twice = http::parse_target("/%252e%252e/etc");
+  EXPECT_EQ(twice.segments, (std::vector<std::string>{"%2e%2e", "etc"}));
+  EXPECT_EQ(twice.path, "/%2e%2e/etc");
 }
 
 TEST(HttpTarget, MalformedEscapesAndOtherFormsAreRefused) {

@@ -305,6 +305,11 @@ QILOOP_TEST_MODES(HttpServe, TraversalAndMalformedRequestsAre400AndClose) {
   Served traversal = co_await serve_one(router, "GET /%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_TRUE(traversal.reply.starts_with("HTTP/1.1 400 Bad Request\r\n")) << traversal.reply;
   EXPECT_EQ(count(traversal.reply, "HTTP/1.1"), 1) << traversal.reply;
+  // Decoded once: %252e%252e is the segment "%2e%2e", a name no route has
+  // (404), never "..".
+  Served twice = co_await serve_one(router, "GET /%252e%252e/etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(twice.reply.starts_with("HTTP/1.1 404 Not Found\r\n")) << twice.reply;
+  EXPECT_NE(twice.reply.find("nothing is served at /%2e%2e/etc/passwd"), std::string::npos) << twice.reply;
   Served malformed = co_await serve_one(router, "GET / HTTP/1.1\nHost: x\r\n\r\n");
   EXPECT_TRUE(malformed.reply.starts_with("HTTP/1.1 400 Bad Request\r\n")) << malformed.reply;
   EXPECT_NE(malformed.reply.find("Connection: close\r\n"), std::string::npos);

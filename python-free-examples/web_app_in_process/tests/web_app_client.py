@@ -175,6 +175,8 @@ def scenario_routes_and_bye(argv):
                        b"/a%5c..%5cb", b"/%00", b"/%zz", b"http://127.0.0.1/"]:
             status, reply = raw(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             check(status == 400 and b"root:" not in reply, "GET %s -> 400" % target.decode())
+        status, reply = raw(port, b"GET /%252e%252e/etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        check(status == 404 and b"root:" not in reply, "GET /%252e%252e/etc/passwd -> 404 (decoded once: the name %2e%2e)")
 
         # A pipelined pair in one write: both answered, in order.
         status, reply = raw(port, b"GET /count HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -231,10 +231,26 @@ TEST(WsFrame, ADataFrameAtTheLimitIsTakenAndOneByteMoreIsRefused) {
   }
 }
 
+// A length up to 2^63 - 1 (the largest RFC 6455 allows: the most
+// significant bit must be 0) is 1009 from its header alone, before the mask
+// key or any payload; 2^63 and over is a protocol error (1002), even under a
+// limit that would hold it.
 TEST(WsFrame, AHostileLengthIsRefusedFromItsHeaderAlone) {
-  ws::FrameDecoder d(ws::Role::kServer, kBig);
-  d.feed(bytes({0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0}));  // 2^62 bytes announced
-  expect_error(d.next(), 1009, "4611686018427387904 bytes");
+  {
+    ws::FrameDecoder d(ws::Role::kServer, kBig);
+    d.feed(bytes({0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0}));  // 2^62 bytes announced
+    expect_error(d.next(), 1009, "4611686018427387904 bytes");
+  }
+  {
+    ws::FrameDecoder d(ws::Role::kServer, kBig);
+    d.feed(bytes({0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}));  // 2^63 - 1
+    expect_error(d.next(), 1009, "a binary frame of 9223372036854775807 bytes is over the message size limit");
+  }
+  for (std::uint64_t limit : {kBig, std::uint64_t{UINT64_MAX}}) {
+    ws::FrameDecoder d(ws::Role::kServer, limit);
+    d.feed(bytes({0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}));  // 2^64 - 1
+    expect_error(d.next(), 1002, "64-bit length with its most significant bit set");
+  }
 }
 
 TEST(WsFrame, AFailedDecoderRepeatsItsErrorAndIgnoresMoreBytes) {
