@@ -493,6 +493,25 @@ TEST_P(TaskLifetimeTest, AwaitingAFutureOfAnotherLoopThrowsRuntimeError) {
   t.result();
 }
 
+// Its loop gone, the future can wake nobody: the await fails at once
+// instead of hanging the task for ever.
+TEST_P(TaskLifetimeTest, AwaitingAPendingFutureOfADestroyedLoopThrowsRuntimeError) {
+  Log log;
+  qi::Future<int> orphan;
+  {
+    QiEventLoop gone;
+    orphan = gone.create_future<int>();
+  }
+  QiEventLoop loop;
+  std::string error;
+  qi::Task<void> t = loop.create_task(await_foreign(log, error, orphan));
+  t.add_done_callback([&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"RuntimeError", "the task goes on"}));
+  EXPECT_THAT(error, HasSubstr("co_await: Future belongs to an event loop that was destroyed"));
+  t.result();
+}
+
 TEST_P(TaskLifetimeTest, ATaskAwaitingItselfThrowsRuntimeError) {
   Log log;
   QiEventLoop loop;
