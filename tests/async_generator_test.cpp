@@ -287,17 +287,20 @@ QILOOP_TEST_MODES_VT(AsyncGenerator, ASecondConsumerGetsAlreadyRunning) {
 QILOOP_TEST_MODES_VT(AsyncGenerator, CallingNextFromItsOwnBodyIsRefused) {
   struct Self {
     qi::AsyncGenerator<int> gen;
+    std::string error;
   } self;
   self.gen = [](Self& s) -> qi::AsyncGenerator<int> {
     bool refused = false;
     try {
       co_await s.gen.next();
-    } catch (const qi::RuntimeError&) {
+    } catch (const qi::RuntimeError& e) {
       refused = true;
+      s.error = e.what();
     }
     co_yield refused ? 1 : 0;
   }(self);
   EXPECT_EQ(co_await self.gen.next(), 1);
+  EXPECT_NE(self.error.find("anext(): asynchronous generator is already running"), std::string::npos) << self.error;
 }
 
 // async def gen():

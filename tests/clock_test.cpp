@@ -204,6 +204,26 @@ TEST(Clock, SetClockIsRefusedWhileRunningWithTimersPendingOrOnAnotherThread) {
   EXPECT_EQ(loop.get_clock(), &clock);
 }
 
+// A clock tells its loop that it moved from the loop's thread only: from
+// another, the loop may be reading it.
+TEST(Clock, NotifyChangedFromAnotherThreadIsRefused) {
+  ManualClock clock;
+  QiEventLoop loop;
+  loop.set_clock(&clock);
+  std::string error;
+  std::thread([&] {
+    try {
+      clock.move_to(time_point(2h));
+    } catch (const qi::RuntimeError& e) {
+      error = e.what();
+    }
+  }).join();
+  EXPECT_NE(error.find("qi::Clock::notify_changed: called from a thread that does not own this QiEventLoop"),
+            std::string::npos)
+      << error;
+  loop.set_clock(nullptr);
+}
+
 TEST(Clock, AClockServesOneLoopAtATime) {
   QiEventLoop a, b;
   ManualClock clock;

@@ -2,6 +2,8 @@
 // semantics, timer ordering, stop(), the exception handler.
 #include "test_util.h"
 
+#include <QtCore/QtGlobal>
+
 #include <functional>
 #include <limits>
 #include <memory>
@@ -17,6 +19,23 @@ using qt::Strings;
 namespace {
 
 class EventLoopTest : public qt::ModeTest {};
+
+// What qiloop logs through Qt (the default exception handler's reports),
+// captured while it lives.
+std::string* g_log = nullptr;
+void capture_message(QtMsgType, const QMessageLogContext&, const QString& msg) {
+  if (g_log) *g_log += msg.toStdString() + "\n";
+}
+struct LogCapture {
+  std::string text;
+  QtMessageHandler previous;
+  LogCapture() : previous(qInstallMessageHandler(capture_message)) { g_log = &text; }
+  ~LogCapture() {
+    g_log = nullptr;
+    qInstallMessageHandler(previous);
+  }
+  bool has(const std::string& part) const { return text.find(part) != std::string::npos; }
+};
 
 TEST_P(EventLoopTest, CallSoonRunsInFifoOrder) {
   QiEventLoop loop;
@@ -240,9 +259,14 @@ TEST_P(EventLoopTest, AThrowingExceptionHandlerIsLoggedNotFatal) {
   loop.call_soon([] { throw std::runtime_error("first"); });
   loop.call_soon([&] { after = true; });
   loop.call_soon([&] { loop.stop(); });
+  LogCapture log;
   run(loop);
   EXPECT_EQ(calls, 1);
   EXPECT_TRUE(after);
+  // Both are logged: the handler's failure, then the report it failed to handle.
+  EXPECT_TRUE(log.has("Unhandled error in exception handler: the handler itself fails")) << log.text;
+  EXPECT_TRUE(log.has("Exception in callback: first")) << log.text;
+  EXPECT_LT(log.text.find("the handler itself fails"), log.text.find("Exception in callback: first")) << log.text;
   loop.set_exception_handler(nullptr);
   EXPECT_FALSE(loop.get_exception_handler());
 }
@@ -301,10 +325,20 @@ TEST(EventLoopNested, RunUntilCompleteStoppedEarlyThrows) {
   QiEventLoop loop;
   auto fut = loop.create_future<int>();
   loop.call_soon([&] { loop.stop(); });
-  EXPECT_THROW(loop.run_until_complete(fut), qi::RuntimeError);
+  try {
+    loop.run_until_complete(fut);
+    ADD_FAILURE() << "no error";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_STREQ(e.what(), "Event loop stopped before Future completed.");
+  }
   QiEventLoop other;
   auto foreign = other.create_future<int>();
-  EXPECT_THROW(loop.run_until_complete(foreign), qi::RuntimeError);
+  try {
+    loop.run_until_complete(foreign);
+    ADD_FAILURE() << "no error";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another event loop"), std::string::npos) << e.what();
+  }
 }
 
 // An unbounded budget saturates instead of overflowing into the past: the

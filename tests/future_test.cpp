@@ -710,6 +710,33 @@ TEST(FutureTest, AFutureMayOutliveItsLoop) {
   failed = qi::Future<std::string>();
 }
 
+// A pending future whose loop is gone may still complete, but no callback
+// of it can ever run: adding one (what co_await and every combinator do)
+// is refused, not accepted and silently dropped at completion.
+TEST(FutureTest, AddDoneCallbackOnAFutureWhoseLoopIsGoneThrowsDoneOrPending) {
+  qi::Future<int> pending, done;
+  {
+    QiEventLoop loop;
+    pending = loop.create_future<int>();
+    done = loop.create_future<int>();
+    done.set_result(1);
+  }
+  for (const qi::Future<int>& f : {pending, done}) {
+    bool ran = false;
+    try {
+      f.add_done_callback([&] { ran = true; });
+      ADD_FAILURE() << "a callback that can never run was accepted";
+    } catch (const qi::RuntimeError& e) {
+      EXPECT_NE(std::string(e.what()).find("add_done_callback: Future belongs to an event loop that was destroyed"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_FALSE(ran);
+  }
+  pending.set_result(2);  // nothing was registered: nothing to drop
+  EXPECT_EQ(pending.result(), 2);
+}
+
 TEST(FutureTest, RunUntilCompleteOfAMoveOnlyResultMovesItOut) {
   QiEventLoop loop;
   auto f = loop.create_future<std::unique_ptr<std::string>>();

@@ -400,6 +400,15 @@ TEST(MisuseDeathTest, DestroyingARunnerFromItsOwnLoopsCallbackIsFatal) {
       "QiRunner destroyed from inside a callback of its own loop");
 }
 
+TEST(MisuseDeathTest, DestroyingARunnerOnAnotherThreadIsFatal) {
+  EXPECT_DEATH(
+      {
+        auto* runner = new QiRunner;
+        std::thread([runner] { delete runner; }).join();
+      },
+      "QiRunner destroyed on a thread that does not own its loop: destroy it where it was created");
+}
+
 
 // --- Debug mode: a rejected call from another thread changes nothing ------------
 

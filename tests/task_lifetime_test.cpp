@@ -476,7 +476,8 @@ TEST(TaskLifetime, RunTaskWithoutARunningLoopThrowsAndSaysToUseCreateTask) {
   }
   EXPECT_EQ(log.items, (Strings{"unstarted frame destroyed"}));
   EXPECT_EQ(loop.pending_tasks(), 0u);
-  EXPECT_THROW((void)qi::create_task(holding(Probe(log, "no loop"))), qi::RuntimeError);
+  EXPECT_THAT([&] { (void)qi::create_task(holding(Probe(log, "no loop"))); },
+              testing::ThrowsMessage<qi::RuntimeError>(HasSubstr("no running event loop in this thread")));
   EXPECT_EQ(Probe::live, 0);
 }
 
@@ -490,6 +491,25 @@ TEST_P(TaskLifetimeTest, AwaitingAFutureOfAnotherLoopThrowsRuntimeError) {
   run(loop);
   EXPECT_EQ(log.items, (Strings{"RuntimeError", "the task goes on"}));
   EXPECT_THAT(error, HasSubstr("another event loop"));
+  t.result();
+}
+
+// Its loop gone, the future can wake nobody: the await fails at once
+// instead of hanging the task for ever.
+TEST_P(TaskLifetimeTest, AwaitingAPendingFutureOfADestroyedLoopThrowsRuntimeError) {
+  Log log;
+  qi::Future<int> orphan;
+  {
+    QiEventLoop gone;
+    orphan = gone.create_future<int>();
+  }
+  QiEventLoop loop;
+  std::string error;
+  qi::Task<void> t = loop.create_task(await_foreign(log, error, orphan));
+  t.add_done_callback([&] { loop.stop(); });
+  run(loop);
+  EXPECT_EQ(log.items, (Strings{"RuntimeError", "the task goes on"}));
+  EXPECT_THAT(error, HasSubstr("co_await: Future belongs to an event loop that was destroyed"));
   t.result();
 }
 

@@ -264,6 +264,22 @@ TEST(KitFailures, ABlockedThreadAbortsWithAMessage) {
                "never returned to the event loop");
 }
 
+TEST(KitAccessors, RunModeOutsideABodyThrowsNamingTheFix) {
+  try {
+    (void)qi::testing::run_mode();
+    ADD_FAILURE() << "no error";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("qi::testing::run_mode(): no test body is running"), std::string::npos)
+        << e.what();
+  }
+  // Inside a body it answers (the body's own loop is nested here).
+  auto failures = failures_of([]() -> qi::Coro<void> {
+    EXPECT_EQ(qi::testing::run_mode(), qi::testing::RunMode::kNested);
+    co_return;
+  }());
+  EXPECT_TRUE(failures.empty()) << ::testing::PrintToString(failures);
+}
+
 TEST(KitAccessors, ClockAndSetTimeoutOutsideABodyThrow) {
   EXPECT_THROW(qi::testing::clock(), qi::RuntimeError);
   EXPECT_THROW(qi::testing::set_timeout(1s), qi::RuntimeError);

@@ -405,14 +405,22 @@ void FutureStateBase::check_result() {
   }
 }
 
+void FutureStateBase::throw_loop_destroyed(const char* api) const {
+  throw RuntimeError(std::string(api) + ": " + describe() +
+                     " belongs to an event loop that was destroyed, so none of its done callbacks can run and a "
+                     "wait on it would never end; create futures and tasks on a loop that outlives their waiters");
+}
+
 template <class Push>
 uint64_t FutureStateBase::hook(Push&& push) {
   QiEventLoop* l = loop_.data();
   const bool checks = loop_checks(l);
   if (checks) [[unlikely]]
     check_thread_first("add_done_callback");
+  // Pending too: its completion could schedule nothing, so a callback (a
+  // task's wake-up) added now would never run and its waiter would hang.
+  if (!l) throw_loop_destroyed("add_done_callback");
   const bool now = done();
-  if (now && !l) throw RuntimeError("add_done_callback: the future's event loop was destroyed");
   if (checks) [[unlikely]]
     check_call("add_done_callback", now);
   const uint64_t id = push();

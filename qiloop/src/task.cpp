@@ -329,6 +329,7 @@ void TaskCore::refuse_second_wait(const char* what) const {
 }
 
 void TaskCore::wait_on(FutureStateBase& fut, std::coroutine_handle<> h) {
+  if (!fut.loop()) fut.throw_loop_destroyed("co_await");
   if (fut.loop() != loop())
     throw RuntimeError(
         "co_await: the future belongs to another event loop; await it from a task of that loop, or hand the "

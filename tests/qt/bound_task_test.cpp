@@ -262,7 +262,13 @@ QILOOP_TEST_MODES_VT(BoundTask, ANullGuardOrOneOfAnotherThreadIsRefused) {
   Log log;
   const std::size_t tasks_before = qi::all_tasks(qi::get_running_loop()).size();
   QObject* null_guard = nullptr;
-  EXPECT_THROW(qi::create_task(sleeper(log, 1h), null_guard), qi::ValueError);
+  try {
+    qi::create_task(sleeper(log, 1h), null_guard);
+    ADD_FAILURE() << "no error";
+  } catch (const qi::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("qi::create_task: the guard QObject is null"), std::string::npos)
+        << e.what();
+  }
   QThread other;
   QObject elsewhere;
   elsewhere.moveToThread(&other);
@@ -274,6 +280,38 @@ QILOOP_TEST_MODES_VT(BoundTask, ANullGuardOrOneOfAnotherThreadIsRefused) {
   }
   EXPECT_EQ(qi::all_tasks(qi::get_running_loop()).size(), tasks_before);  // no task left behind
   co_return;
+}
+
+// bind_task on a task already made: refused the same way, and the task is
+// left as it was (unbound, running).
+QILOOP_TEST_MODES_VT(BoundTask, BindTaskRefusesANullGuardOrOneOfAnotherThreadAndLeavesTheTaskAlone) {
+  Log log;
+  auto t = qi::create_task(sleeper(log, 1h));
+  QThread other;
+  QObject elsewhere;
+  elsewhere.moveToThread(&other);
+  Log errors;
+  for (QObject* guard : {static_cast<QObject*>(nullptr), &elsewhere}) {
+    try {
+      qi::bind_task(t, guard);
+      errors.push_back("no error");
+    } catch (const qi::ValueError& e) {
+      errors.push_back(std::string("ValueError: ") + e.what());
+    } catch (const qi::RuntimeError& e) {
+      errors.push_back(std::string("RuntimeError: ") + e.what());
+    }
+  }
+  QILOOP_CO_ASSERT(ASSERT_EQ(errors.size(), 2u));
+  EXPECT_EQ(errors[0].rfind("ValueError: qi::bind_task: the guard QObject is null", 0), 0u) << errors[0];
+  EXPECT_EQ(errors[1].rfind("RuntimeError: qi::bind_task: the guard QObject lives in another thread", 0), 0u)
+      << errors[1];
+  co_await qi::sleep(1s);
+  EXPECT_FALSE(t.done());  // still running, bound to nothing
+  t.cancel();
+  EXPECT_THROW(co_await t, qi::CancelledError);
+  QILOOP_CO_ASSERT(ASSERT_EQ(log.size(), 2u));
+  EXPECT_EQ(log[0].find("QObject"), std::string::npos) << "cancelled by our cancel(), not a guard: " << log[0];
+  EXPECT_EQ(log[1], "frame unwound");
 }
 
 // The reference cancel_now holds for a wake-up it went ahead of was only

@@ -5,6 +5,8 @@
 #include <qiloop/qiloop.h>
 #include <qiloop/testing.h>
 
+#include "outside_task.h"
+
 #include <QtConcurrent/QtConcurrentRun>
 #include <QtCore/QCoreApplication>
 #include <QtCore/QFuture>
@@ -417,4 +419,18 @@ TEST(QFutureLoops, ALoopClosedWhileAQFutureIsAwaitedUnwindsAndTheProducerFinishe
   });
   producer.join();
   QCoreApplication::processEvents();
+}
+
+// A coroutine no task runs (another library's) awaiting a qi::Coro that
+// awaits a pending QFuture: there is no task to resume when it finishes.
+TEST(QFuture, AwaitedOutsideATaskThrowsNamingTheFix) {
+  QPromise<int> promise;
+  promise.start();
+  QFuture<int> f = promise.future();
+  auto awaits_it = [](QFuture<int> f) -> qi::Coro<int> { co_return co_await f; };
+  std::string error;
+  outside_task::await_outside_a_task([&] { return awaits_it(f); }, error);
+  EXPECT_NE(error.find("co_await QFuture: no task is running"), std::string::npos) << error;
+  EXPECT_NE(error.find("loop.create_task"), std::string::npos) << error;
+  promise.finish();
 }

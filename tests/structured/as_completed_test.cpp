@@ -200,4 +200,17 @@ QILOOP_TEST_MODES_VT(AsCompleted, TheSameTaskTwiceYieldsItsResultTwice) {
   for (auto next : qi::as_completed(std::move(v))) got.push_back(co_await next);
   EXPECT_EQ(got, (std::vector<std::string>(2, std::string(40, 'x'))));
   EXPECT_EQ(t.result(), std::string(40, 'x'));
+  // A result that cannot be copied cannot be yielded twice: refused at the call.
+  auto p = qi::create_task([]() -> qi::Coro<std::unique_ptr<int>> { co_return std::make_unique<int>(1); }());
+  std::vector<qi::Task<std::unique_ptr<int>>> ps{p, p};
+  try {
+    (void)qi::as_completed(std::move(ps));
+    ADD_FAILURE() << "no error";
+  } catch (const qi::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("qi::as_completed: the same task or future is passed twice and its result "
+                                         "type cannot be copied"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(*(co_await std::move(p)), 1);
 }

@@ -6,7 +6,12 @@
 #include <qiloop/structured/timeout.h>
 #include <qiloop/testing.h>
 
+#include "outside_task.h"
+
+#include <chrono>
+#include <cmath>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -513,4 +518,42 @@ QILOOP_TEST_MODES_VT(WaitFor, ACancelDuringTheNonPositiveWaitStaysCancelled) {
   }
   EXPECT_TRUE(cancelled);
   EXPECT_EQ(co_await slow_to_die, 1);
+}
+
+// A NaN delay or deadline can mean nothing: refused at the call, naming it.
+QILOOP_TEST_VT(Timeout, ANaNDelayOrDeadlineIsRefusedAtTheCallNamingIt) {
+  const double nan = std::nan("");
+  Strings errors;
+  auto note = [&](auto&& f) {
+    try {
+      f();
+      errors.push_back("no error");
+    } catch (const std::invalid_argument& e) {
+      errors.push_back(e.what());
+    }
+  };
+  note([&] { (void)qi::Timeout::after(nan); });
+  note([&] { (void)qi::Timeout::after(std::chrono::duration<double>(nan)); });
+  note([&] {
+    (void)qi::timeout_at(std::chrono::time_point<std::chrono::steady_clock, std::chrono::duration<double>>(
+                             std::chrono::duration<double>(nan)),
+                         qi::sleep(0));
+  });
+  note([&] { (void)qi::timeout(nan, qi::sleep(0)); });
+  QILOOP_CO_ASSERT(ASSERT_EQ(errors.size(), 4u));
+  EXPECT_NE(errors[0].find("qi::Timeout::after: the delay is NaN"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("qi::Timeout::after: the delay is NaN"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[2].find("qi::timeout_at: the time is NaN"), std::string::npos) << errors[2];
+  EXPECT_NE(errors[3].find("qi::timeout: the delay is NaN"), std::string::npos) << errors[3];
+  co_return;
+}
+
+// run() awaited by a coroutine no task runs (another library's): nothing
+// could cancel it at the deadline.
+TEST(Timeout, RunOutsideATaskThrowsNamingTheFix) {
+  qi::Timeout t(std::nullopt);
+  std::string error;
+  outside_task::await_outside_a_task([&] { return t.run(qi::sleep(0)); }, error);
+  EXPECT_NE(error.find("qi::Timeout should be used inside a task"), std::string::npos) << error;
+  EXPECT_NE(error.find("create_task"), std::string::npos) << error;
 }

@@ -7,6 +7,8 @@
 #include <qiloop/qiloop.h>
 #include <qiloop/testing.h>
 
+#include "outside_task.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -471,4 +473,19 @@ TEST(ConcurrentFuture, TenThousandSubmissionsFromFourThreadsWithRacingCancelsEnd
   EXPECT_EQ(wrong.load(), 0);
   for (int i = 0; i < 5000 && callbacks < kThreads * kEach; ++i) std::this_thread::sleep_for(1ms);
   EXPECT_EQ(callbacks.load(), kThreads * kEach);
+}
+
+// wrap_future awaited by a coroutine no task runs (another library's):
+// nothing could resume it on a loop when the future completes.
+TEST(WrapFuture, AwaitedOutsideATaskThrowsNamingTheFix) {
+  qi::ConcurrentFuture<int> cf;
+  std::string error;
+  {
+    QiEventLoop target;  // never runs: the future stays pending until it closes
+    cf = qi::run_coroutine_threadsafe([]() -> qi::Coro<int> { co_return 1; }(), target);
+    outside_task::await_outside_a_task([&] { return qi::wrap_future(cf); }, error);
+  }
+  EXPECT_NE(error.find("co_await qi::wrap_future: no task is running"), std::string::npos) << error;
+  EXPECT_NE(error.find("loop.create_task"), std::string::npos) << error;
+  EXPECT_TRUE(cf.done());  // failed when its loop closed, as it never ran
 }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -117,16 +118,32 @@ TEST(LoopThread, StopIsIdempotent) {
 TEST(LoopThread, StopFromTheWorkersOwnThreadThrows) {
   qi::LoopThread worker;
   auto cf = qi::run_coroutine_threadsafe(
-      [](qi::LoopThread& w) -> qi::Coro<bool> {
+      [](qi::LoopThread& w) -> qi::Coro<std::string> {
         try {
           w.stop();
-        } catch (const qi::RuntimeError&) {
-          co_return true;
+        } catch (const qi::RuntimeError& e) {
+          co_return e.what();
         }
-        co_return false;
+        co_return "no error";
       }(worker),
       worker.loop());
-  EXPECT_TRUE(cf.result(5s));
+  const std::string error = cf.result(5s);
+  EXPECT_NE(error.find("qi::LoopThread::stop: called from the worker's own thread, which cannot join itself"),
+            std::string::npos)
+      << error;
+}
+
+// The destructor cannot throw: from the worker's own thread it is fatal,
+// with the fix, rather than a deadlock joining itself.
+TEST(LoopThreadDeathTest, DestroyingItFromItsOwnWorkerThreadIsFatal) {
+  EXPECT_DEATH(
+      {
+        auto* worker = new qi::LoopThread;
+        worker->loop().call_soon_threadsafe([worker] { delete worker; });
+        std::this_thread::sleep_for(10s);  // the death comes first; a bound if it never does
+      },
+      "qi::LoopThread destroyed from its own worker thread, which cannot join itself; destroy it from the thread "
+      "that made it");
 }
 
 namespace {

@@ -65,7 +65,19 @@ TEST(ThreadPoolExecutor, RefusesASizeBelowOneNamingTheFix) {
       EXPECT_NE(std::string(e.what()).find("default_max_workers"), std::string::npos) << e.what();
     }
   }
-  EXPECT_THROW(qi::ThreadPoolExecutor(1, "x", 0ms), std::invalid_argument);
+}
+
+TEST(ThreadPoolExecutor, RefusesANonPositiveIdleTimeoutNamingTheFix) {
+  for (auto idle : {0ms, -1ms}) {
+    try {
+      qi::ThreadPoolExecutor pool(1, "x", idle);
+      ADD_FAILURE() << "no exception for an idle timeout of " << idle.count() << " ms";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("ThreadPoolExecutor: idle_timeout must be positive"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("kDefaultIdleTimeout"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(ThreadPoolExecutor, StartsThreadsLazilyAndNamesThem) {

@@ -220,7 +220,9 @@ class Future {
   // Returns an id for remove_done_callback. O(1), however many callbacks
   // there are. A callback that is a coroutine (returns qi::Coro) or takes
   // another future type is refused at compile time; throws
-  // std::invalid_argument for an empty callable.
+  // std::invalid_argument for an empty callable, qi::RuntimeError once the
+  // future's loop was destroyed (done or pending: no callback of it can run
+  // any more).
   template <class F>
   uint64_t add_done_callback(F&& cb) const;
 
@@ -244,7 +246,8 @@ class Future {
   // Suspends the current task until the future is done, then yields its
   // value — a copy; `co_await std::move(f)` moves it out — or throws its
   // exception. Awaiting a done future does not suspend. Throws
-  // qi::RuntimeError outside a task, or for a future of another loop.
+  // qi::RuntimeError outside a task, or for a pending future of another
+  // loop or of a destroyed one (nothing could wake the task).
   detail::FutureAwaiter<T, false> operator co_await() const& { return {state_}; }
   detail::FutureAwaiter<T, true> operator co_await() && { return {std::move(state_)}; }
 

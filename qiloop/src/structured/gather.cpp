@@ -15,9 +15,7 @@ void check_child_future(FutureStateBase* f, QiEventLoop*& loop, const char* api)
                                 ": a task or future handle is empty (default-constructed or moved-from); pass "
                                 "one that create_task / create_future returned");
   QiEventLoop* l = f->loop();
-  if (!l)
-    throw RuntimeError(std::string(api) + ": " + f->describe() +
-                       " belongs to an event loop that was destroyed; pass futures of the running loop");
+  if (!l) f->throw_loop_destroyed(api);
   if (loop && loop != l)
     throw ValueError(std::string(api) +
                      ": the futures belong to different event loops; all must be of one loop (hand results "

@@ -14,7 +14,8 @@ namespace qi::detail {
 
 // Suspends the current task until `fut` is done, resuming `h` then (through
 // the ready queue). Throws qi::RuntimeError outside a task or when `fut`
-// belongs to another loop. Defined with the tasks (src/task.cpp).
+// belongs to another loop or to a destroyed one. Defined with the tasks
+// (src/task.cpp).
 QILOOP_EXPORT void await_future(FutureStateBase& fut, std::coroutine_handle<> h);
 // Called first thing when a task resumes after a real suspension: throws
 // qi::CancelledError when the task was cancelled while its wait could not be

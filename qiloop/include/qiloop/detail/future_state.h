@@ -171,8 +171,15 @@ class QILOOP_EXPORT FutureStateBase {
   uint64_t add_waker(TaskCore& t);
   // The same for a combinator's hook (retained while registered).
   uint64_t add_done_hook(DoneHook& h);
+  // (All three throw throw_loop_destroyed's error once the loop is gone,
+  // pending or done: nothing could ever run the callback.)
   std::size_t remove_done_callback(uint64_t id);
   std::string cancel_message() const { return rare_ ? rare_->cancel_message : std::string(); }
+  // The qi::RuntimeError of `api` (add_done_callback, co_await, a
+  // combinator) given a future whose loop was destroyed: it may still
+  // complete, but none of its done callbacks can run, so a wait on it would
+  // never end.
+  [[noreturn]] void throw_loop_destroyed(const char* api) const;
   // The await graph's explicit links (detail::add_awaited_by): tasks that
   // wait for this future without a wake-up among its done callbacks (a
   // combinator's). A set: adding twice links once. Each holds a reference.
