@@ -1,6 +1,8 @@
 // The await graph: a task's chain of coroutines (innermost first, each
 // co_await's file:line), the tasks awaiting it, asyncio 3.14's layout, the
 // reports that include it, and dump_tasks / all_tasks.
+#include "log_capture.h"
+
 #include <qiloop/call_graph.h>
 #include <qiloop/testing.h>
 
@@ -19,6 +21,8 @@ using testing::HasSubstr;
 using testing::Not;
 
 namespace {
+
+using log_capture::LogCapture;
 
 // Each co_await sits on the line of the constant after it.
 qi::Coro<void> leaf(qi::Future<void> f) { co_await f; } constexpr int kLeafLine = __LINE__;
@@ -46,20 +50,6 @@ std::string id_of(const qi::FutureRef& f) {
   return buf;
 }
 
-// What the default exception handler logs, captured from Qt's message handler.
-std::string* g_log = nullptr;
-void capture_message(QtMsgType, const QMessageLogContext&, const QString& msg) {
-  if (g_log) *g_log += msg.toStdString() + "\n";
-}
-struct LogCapture {
-  std::string text;
-  QtMessageHandler previous;
-  LogCapture() : previous(qInstallMessageHandler(capture_message)) { g_log = &text; }
-  ~LogCapture() {
-    g_log = nullptr;
-    qInstallMessageHandler(previous);
-  }
-};
 
 }  // namespace
 
@@ -314,10 +304,10 @@ QILOOP_TEST_MODES_VT(CallGraph, NeverRetrievedReportIncludesTheChain) {
   co_await qi::sleep(0);
   QILOOP_CO_ASSERT(ASSERT_EQ(reports.size(), 1u));
   EXPECT_EQ(reports[0], "Task 'dropped' exception was never retrieved");
-  EXPECT_THAT(log.text, HasSubstr("Task 'dropped' exception was never retrieved: boom [Task 'dropped']\n"
+  EXPECT_THAT(log.text(), HasSubstr("Task 'dropped' exception was never retrieved: boom [Task 'dropped']\n"
                                   "* Task(name='dropped', id="));
-  EXPECT_THAT(log.text, HasSubstr("  + Call stack (when its exception escaped):\n"));
-  EXPECT_THAT(log.text, HasSubstr("line " + std::to_string(kFailsLine) + ", in async "));
+  EXPECT_THAT(log.text(), HasSubstr("  + Call stack (when its exception escaped):\n"));
+  EXPECT_THAT(log.text(), HasSubstr("line " + std::to_string(kFailsLine) + ", in async "));
 }
 
 QILOOP_TEST_MODES_VT(CallGraph, DefaultHandlerShowsAPendingTasksChain) {
@@ -330,9 +320,9 @@ QILOOP_TEST_MODES_VT(CallGraph, DefaultHandlerShowsAPendingTasksChain) {
   ctx.message = "look here";
   ctx.task = t.ref();
   loop.default_exception_handler(ctx);
-  EXPECT_THAT(log.text, HasSubstr("look here [Task 'stuck']\n* Task(name='stuck', id=" + id_of(t.ref()) +
+  EXPECT_THAT(log.text(), HasSubstr("look here [Task 'stuck']\n* Task(name='stuck', id=" + id_of(t.ref()) +
                                   ")\n  + Call stack:\n"));
-  EXPECT_THAT(log.text, HasSubstr("line " + std::to_string(kJobLine) + ", in async "));
+  EXPECT_THAT(log.text(), HasSubstr("line " + std::to_string(kJobLine) + ", in async "));
   f.set_result();
   co_await t;
 }

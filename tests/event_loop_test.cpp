@@ -1,5 +1,6 @@
 // The scheduler's contract, in both run modes: FIFO, next-iteration
 // semantics, timer ordering, stop(), the exception handler.
+#include "log_capture.h"
 #include "test_util.h"
 
 #include <QtCore/QtGlobal>
@@ -18,24 +19,10 @@ using qt::Strings;
 
 namespace {
 
+using log_capture::LogCapture;
+
 class EventLoopTest : public qt::ModeTest {};
 
-// What qiloop logs through Qt (the default exception handler's reports),
-// captured while it lives.
-std::string* g_log = nullptr;
-void capture_message(QtMsgType, const QMessageLogContext&, const QString& msg) {
-  if (g_log) *g_log += msg.toStdString() + "\n";
-}
-struct LogCapture {
-  std::string text;
-  QtMessageHandler previous;
-  LogCapture() : previous(qInstallMessageHandler(capture_message)) { g_log = &text; }
-  ~LogCapture() {
-    g_log = nullptr;
-    qInstallMessageHandler(previous);
-  }
-  bool has(const std::string& part) const { return text.find(part) != std::string::npos; }
-};
 
 TEST_P(EventLoopTest, CallSoonRunsInFifoOrder) {
   QiEventLoop loop;
@@ -264,9 +251,9 @@ TEST_P(EventLoopTest, AThrowingExceptionHandlerIsLoggedNotFatal) {
   EXPECT_EQ(calls, 1);
   EXPECT_TRUE(after);
   // Both are logged: the handler's failure, then the report it failed to handle.
-  EXPECT_TRUE(log.has("Unhandled error in exception handler: the handler itself fails")) << log.text;
-  EXPECT_TRUE(log.has("Exception in callback: first")) << log.text;
-  EXPECT_LT(log.text.find("the handler itself fails"), log.text.find("Exception in callback: first")) << log.text;
+  EXPECT_TRUE(log.has("Unhandled error in exception handler: the handler itself fails")) << log.text();
+  EXPECT_TRUE(log.has("Exception in callback: first")) << log.text();
+  EXPECT_LT(log.text().find("the handler itself fails"), log.text().find("Exception in callback: first")) << log.text();
   loop.set_exception_handler(nullptr);
   EXPECT_FALSE(loop.get_exception_handler());
 }

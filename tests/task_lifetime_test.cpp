@@ -3,6 +3,7 @@
 // them clean up; close() destroys the frames of what is left and reports it;
 // failures nobody looked at are reported. Frames are observed directly (a
 // probe object in the frame), so "destroyed" means its destructor ran.
+#include "outside_task.h"
 #include "test_util.h"
 
 #include <gmock/gmock.h>
@@ -169,17 +170,8 @@ qi::Coro<void> await_self(Log& log, qi::Task<void>* self) {
   }
 }
 
-// A coroutine type that is not qiloop's (a QCoro task, a hand-rolled one): it
-// starts at once and no qi task drives it.
-struct Detached {
-  struct promise_type {
-    Detached get_return_object() noexcept { return {}; }
-    std::suspend_never initial_suspend() noexcept { return {}; }
-    std::suspend_never final_suspend() noexcept { return {}; }
-    void return_void() noexcept {}
-    void unhandled_exception() noexcept { std::terminate(); }
-  };
-};
+// A coroutine type that is not qiloop's (a QCoro task, a hand-rolled one).
+using outside_task::Detached;
 
 Detached await_outside_tasks(Log& log, qi::Future<int> fut) {
   try {
