@@ -2,6 +2,8 @@
 // unnamed) and the errno -> exception mapping of errors.h: parsing, the
 // numeric text, the native round trip, equality, readable text, and the
 // errors that name the fix.
+#include "error_text.h"
+
 #include <qiloop/errors.h>
 #include <qiloop/net/address.h>
 #include <qiloop/testing.h>
@@ -20,20 +22,15 @@
 #include <functional>
 #include <string>
 #include <typeinfo>
+#include <utility>
 
 using namespace std::string_literals;
 
 namespace {
 
 template <class F>
-std::string value_error_of(F f) {
-  try {
-    f();
-  } catch (const qi::ValueError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no qi::ValueError";
-  return {};
+std::string value_error_of(F&& f) {
+  return error_text::what_of<qi::ValueError>(std::forward<F>(f));
 }
 
 TEST(SocketAddress, Ipv4FromText) {

@@ -3,6 +3,7 @@
 // and tee as children. Real time: the children must make progress; every
 // wait is bounded (the kit's watchdog, and the explicit deadlines below).
 // The Threaded* tests repeat the reaping cases with the threaded watcher.
+#include "error_text.h"
 #include "net/child_watcher.h"
 #include "net/transport_peers.h"
 
@@ -221,8 +222,9 @@ QILOOP_TEST_MODES(Subprocess, KillTerminateAndSignals) {
     EXPECT_EQ(e.code(), ESRCH);
     EXPECT_NE(std::string(e.what()).find(std::to_string(done.pid())), std::string::npos) << e.what();
   }
-  EXPECT_THROW(done.kill(), qi::ProcessLookupError);
-  EXPECT_THROW(done.terminate(), qi::ProcessLookupError);
+  const std::string child = "pid " + std::to_string(done.pid()) + " (/bin/true): it exited (returncode 0): No such process [ESRCH]";
+  EXPECT_EQ(error_text::what_of<qi::ProcessLookupError>([&] { done.kill(); }), "send_signal(9) to " + child);
+  EXPECT_EQ(error_text::what_of<qi::ProcessLookupError>([&] { done.terminate(); }), "send_signal(15) to " + child);
 }
 
 // --- Spawning: errors and options ------------------------------------------------------
@@ -257,23 +259,58 @@ QILOOP_TEST_MODES(Subprocess, AProgramThatCannotRunThrowsNamingIt) {
   }
 }
 
+// The qi::ValueError's message with which create_subprocess_exec refuses
+// `program arg` under `o`; a test failure when it spawns instead.
+qi::Coro<std::string> spawn_refusal(qi::SubprocessOptions o, std::string program = "/bin/true", std::string arg = "x") {
+  try {
+    qi::Process p = co_await qi::create_subprocess_exec(program, arg, o);
+    ADD_FAILURE() << "spawned pid " << p.pid() << " despite the bad options";
+    p.kill();
+    const int killed = co_await p.wait();
+    (void)killed;
+  } catch (const qi::ValueError& e) {
+    co_return e.what();
+  }
+  co_return std::string();
+}
+
 QILOOP_TEST_MODES(Subprocess, BadOptionsAreRefused) {
   qi::SubprocessOptions o;
   o.std_out = qi::STDOUT;
-  EXPECT_THROW((void)co_await qi::create_subprocess_exec("/bin/true", o), qi::ValueError);
+  EXPECT_EQ(co_await spawn_refusal(o),
+            "create_subprocess_exec: std_out = qi::STDOUT; only std_err can go where std_out goes");
+  o = {};
+  o.std_in = qi::STDOUT;
+  EXPECT_EQ(co_await spawn_refusal(o),
+            "create_subprocess_exec: std_in = qi::STDOUT; only std_err can go where std_out goes");
   o = {};
   o.pass_fds = {1};
-  EXPECT_THROW((void)co_await qi::create_subprocess_exec("/bin/true", o), qi::ValueError);
+  EXPECT_EQ(co_await spawn_refusal(o),
+            "create_subprocess_exec: pass_fds holds 1; 0, 1 and 2 are the std_in / std_out / std_err options' to set");
   o = {};
   o.std_in = -5;
-  EXPECT_THROW((void)co_await qi::create_subprocess_exec("/bin/true", o), qi::ValueError);
+  EXPECT_EQ(co_await spawn_refusal(o),
+            "create_subprocess_exec: std_in = fd -5; give an open file descriptor, or qi::PIPE / DEVNULL / INHERIT");
   o = piped(false, true, false);
   o.limit = 0;
-  EXPECT_THROW((void)co_await qi::create_subprocess_exec("/bin/true", o), qi::ValueError);
+  std::string w = co_await spawn_refusal(o);
+  EXPECT_NE(w.find("qi::StreamReader: the limit must be from 1 to "), std::string::npos) << w;
+  EXPECT_NE(w.find(" bytes, got 0 (the default is qi::kDefaultStreamLimit, 64 KiB)"), std::string::npos) << w;
   o = {};
   o.env_extra["A=B"] = "c";
-  EXPECT_THROW((void)co_await qi::create_subprocess_exec("/bin/true", o), qi::ValueError);
-  EXPECT_THROW((void)co_await qi::create_subprocess_exec("/bin/echo", std::string("a\0b", 3)), qi::ValueError);
+  EXPECT_EQ(co_await spawn_refusal(o),
+            "create_subprocess_exec: environment variable name 'A=B' is empty or holds '='");
+  o = {};
+  o.env_extra[""] = "c";
+  EXPECT_EQ(co_await spawn_refusal(o), "create_subprocess_exec: environment variable name '' is empty or holds '='");
+  EXPECT_EQ(co_await spawn_refusal({}, "/bin/echo", std::string("a\0b", 3)),
+            "create_subprocess_exec: an argument contains a NUL byte, which the C strings of exec cannot carry");
+  EXPECT_EQ(co_await spawn_refusal({}, std::string("/bin/e\0cho", 10)),
+            "create_subprocess_exec: the program contains a NUL byte, which the C strings of exec cannot carry");
+  o = {};
+  o.cwd = std::string("/t\0mp", 5);
+  EXPECT_EQ(co_await spawn_refusal(o),
+            "create_subprocess_exec: cwd contains a NUL byte, which the C strings of exec cannot carry");
 }
 
 QILOOP_TEST_MODES(Subprocess, EnvironmentAndWorkingDirectory) {
