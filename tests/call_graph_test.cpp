@@ -50,7 +50,6 @@ std::string id_of(const qi::FutureRef& f) {
   return buf;
 }
 
-
 }  // namespace
 
 QILOOP_TEST_MODES_VT(CallGraph, ChainIsInnermostFirstWithEachCoAwaitsLine) {
@@ -305,7 +304,7 @@ QILOOP_TEST_MODES_VT(CallGraph, NeverRetrievedReportIncludesTheChain) {
   QILOOP_CO_ASSERT(ASSERT_EQ(reports.size(), 1u));
   EXPECT_EQ(reports[0], "Task 'dropped' exception was never retrieved");
   EXPECT_THAT(log.text(), HasSubstr("Task 'dropped' exception was never retrieved: boom [Task 'dropped']\n"
-                                  "* Task(name='dropped', id="));
+                                    "* Task(name='dropped', id="));
   EXPECT_THAT(log.text(), HasSubstr("  + Call stack (when its exception escaped):\n"));
   EXPECT_THAT(log.text(), HasSubstr("line " + std::to_string(kFailsLine) + ", in async "));
 }
@@ -321,7 +320,7 @@ QILOOP_TEST_MODES_VT(CallGraph, DefaultHandlerShowsAPendingTasksChain) {
   ctx.task = t.ref();
   loop.default_exception_handler(ctx);
   EXPECT_THAT(log.text(), HasSubstr("look here [Task 'stuck']\n* Task(name='stuck', id=" + id_of(t.ref()) +
-                                  ")\n  + Call stack:\n"));
+                                    ")\n  + Call stack:\n"));
   EXPECT_THAT(log.text(), HasSubstr("line " + std::to_string(kJobLine) + ", in async "));
   f.set_result();
   co_await t;

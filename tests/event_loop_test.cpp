@@ -23,7 +23,6 @@ using log_capture::LogCapture;
 
 class EventLoopTest : public qt::ModeTest {};
 
-
 TEST_P(EventLoopTest, CallSoonRunsInFifoOrder) {
   QiEventLoop loop;
   Log log;

@@ -3,6 +3,7 @@
 // qiloop — blocking POSIX sockets on a std::thread, and a Python 3 asyncio
 // server speaking a 4-byte little-endian length-prefixed protocol. Loopback
 // only; every peer socket times out and the kit's watchdog ends a stuck body.
+#include "error_text.h"
 #include "net/stream_cores.h"
 #include "net/null_transport.h"
 #include "net/transport_peers.h"
@@ -152,14 +153,7 @@ QILOOP_TEST_MODES_VT(StreamReader, ReaduntilOneSeparator) {
   loop.call_later(1s, std::move(feed));
   EXPECT_EQ(co_await r.readuntil("\r\n\r\n"), "HEAD\r\n\r\n") << "a separator split across arrivals";
   EXPECT_EQ(r.buffered(), 4u);
-  auto refusal = [](auto call) -> std::string {
-    try {
-      (void)call();
-    } catch (const qi::ValueError& e) {
-      return e.what();
-    }
-    return "accepted";
-  };
+  auto refusal = [](auto call) { return error_text::what_of<qi::ValueError>([&] { (void)call(); }); };
   const std::string empty = "a separator is empty; separators must be at least one byte";
   EXPECT_NE(refusal([&] { return r.readuntil(""); }).find(empty), std::string::npos);
   EXPECT_NE(refusal([&] { return r.readuntil("x", ""); }).find(empty), std::string::npos);

@@ -222,7 +222,8 @@ QILOOP_TEST_MODES(Subprocess, KillTerminateAndSignals) {
     EXPECT_EQ(e.code(), ESRCH);
     EXPECT_NE(std::string(e.what()).find(std::to_string(done.pid())), std::string::npos) << e.what();
   }
-  const std::string child = "pid " + std::to_string(done.pid()) + " (/bin/true): it exited (returncode 0): No such process [ESRCH]";
+  const std::string child =
+      "pid " + std::to_string(done.pid()) + " (/bin/true): it exited (returncode 0): No such process [ESRCH]";
   EXPECT_EQ(error_text::what_of<qi::ProcessLookupError>([&] { done.kill(); }), "send_signal(9) to " + child);
   EXPECT_EQ(error_text::what_of<qi::ProcessLookupError>([&] { done.terminate(); }), "send_signal(15) to " + child);
 }
@@ -266,8 +267,7 @@ qi::Coro<std::string> spawn_refusal(qi::SubprocessOptions o, std::string program
     qi::Process p = co_await qi::create_subprocess_exec(program, arg, o);
     ADD_FAILURE() << "spawned pid " << p.pid() << " despite the bad options";
     p.kill();
-    const int killed = co_await p.wait();
-    (void)killed;
+    (void)co_await p.wait();
   } catch (const qi::ValueError& e) {
     co_return e.what();
   }
