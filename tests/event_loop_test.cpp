@@ -307,6 +307,37 @@ TEST(EventLoopNested, RunUntilCompleteRethrowsTheOriginalType) {
   EXPECT_EQ(loop.run_until_complete(again), 5);
 }
 
+// A future whose loop is gone is refused naming the destroyed loop, as
+// co_await and the combinators do ("another event loop" would send the
+// caller looking for a loop to run), pending or done (as asyncio refuses a
+// future of another loop), before this loop runs: a completion later drops
+// no callback of ours.
+TEST(EventLoopNested, RunUntilCompleteOfAFutureOfADestroyedLoopNamesTheDestroyedLoop) {
+  qi::Future<int> orphan;
+  {
+    QiEventLoop gone;
+    orphan = gone.create_future<int>();
+  }
+  QiEventLoop loop;
+  bool ran = false;
+  loop.call_soon([&] { ran = true; });
+  LogCapture log;
+  for (bool done : {false, true}) {
+    try {
+      loop.run_until_complete(orphan);
+      ADD_FAILURE() << "no error";
+    } catch (const qi::RuntimeError& e) {
+      EXPECT_EQ(
+          std::string(e.what()).rfind("run_until_complete: Future belongs to an event loop that was destroyed", 0), 0u)
+          << e.what();
+    }
+    if (!done) orphan.set_result(1);
+  }
+  EXPECT_EQ(log.text(), "") << "a callback was left on the future";
+  EXPECT_FALSE(ran) << "the loop ran";
+  EXPECT_EQ(orphan.result(), 1);
+}
+
 TEST(EventLoopNested, RunUntilCompleteStoppedEarlyThrows) {
   QiEventLoop loop;
   auto fut = loop.create_future<int>();

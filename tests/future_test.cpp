@@ -1,10 +1,12 @@
 // qi::Future<T>: asyncio.Future's state machine, its done callbacks (always
 // through the loop), the "exception was never retrieved" report, and
 // run_until_complete, for T = int, std::string, void and a move-only type.
+#include "log_capture.h"
 #include "test_util.h"
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -735,6 +737,50 @@ TEST(FutureTest, AddDoneCallbackOnAFutureWhoseLoopIsGoneThrowsDoneOrPending) {
   }
   pending.set_result(2);  // nothing was registered: nothing to drop
   EXPECT_EQ(pending.result(), 2);
+}
+
+// A loop made in the very storage of the destroyed one does not bring its
+// futures back: they are still of a destroyed loop for add_done_callback
+// and co_await (whose error names it, not "another event loop").
+TEST(FutureTest, ALoopMadeWhereTheDestroyedOneWasDoesNotReviveItsFutures) {
+  std::optional<QiEventLoop> loop;
+  qi::Future<int> orphan = loop.emplace().create_future<int>();
+  const QiEventLoop* first = &*loop;
+  loop.reset();
+  ASSERT_EQ(&loop.emplace(), first);
+  EXPECT_EQ(orphan.get_loop(), nullptr);
+  EXPECT_THROW(orphan.add_done_callback([] {}), qi::RuntimeError);
+  std::string error;
+  loop->run_until_complete([](qi::Future<int> f, std::string& error) -> qi::Coro<void> {
+    try {
+      (void)co_await f;
+      ADD_FAILURE() << "awaited";
+    } catch (const qi::RuntimeError& e) {
+      error = e.what();
+    }
+  }(orphan, error));
+  EXPECT_EQ(error.rfind("co_await: Future belongs to an event loop that was destroyed", 0), 0u) << error;
+}
+
+// A callback added while the loop lived can still be removed once it is
+// gone; what was removed is neither run nor reported dropped when the
+// future completes.
+TEST(FutureTest, RemoveDoneCallbackWorksOnceTheLoopIsGone) {
+  qi::Future<int> f;
+  uint64_t removed = 0;
+  int ran = 0;
+  {
+    QiEventLoop loop;
+    f = loop.create_future<int>();
+    removed = f.add_done_callback([&] { ++ran; });
+  }
+  EXPECT_EQ(f.remove_done_callback(removed), 1u);
+  EXPECT_EQ(f.remove_done_callback(removed), 0u);
+  log_capture::LogCapture log;
+  f.set_result(2);
+  EXPECT_EQ(log.text(), "");
+  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(f.result(), 2);
 }
 
 TEST(FutureTest, RunUntilCompleteOfAMoveOnlyResultMovesItOut) {

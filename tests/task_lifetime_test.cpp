@@ -3,6 +3,7 @@
 // them clean up; close() destroys the frames of what is left and reports it;
 // failures nobody looked at are reported. Frames are observed directly (a
 // probe object in the frame), so "destroyed" means its destructor ran.
+#include "log_capture.h"
 #include "outside_task.h"
 #include "test_util.h"
 
@@ -503,6 +504,39 @@ TEST_P(TaskLifetimeTest, AwaitingAPendingFutureOfADestroyedLoopThrowsRuntimeErro
   EXPECT_EQ(log.items, (Strings{"RuntimeError", "the task goes on"}));
   EXPECT_THAT(error, HasSubstr("co_await: Future belongs to an event loop that was destroyed"));
   t.result();
+}
+
+// The refused await leaves nothing half done: no wake-up on the orphan
+// (completing it drops no callback), and the task's one wait slot is free,
+// so it awaits its own loop's future next, in debug mode too.
+TEST_P(TaskLifetimeTest, ARefusedAwaitOfADestroyedLoopsFutureLeavesNoWaitBehind) {
+  qi::Future<int> orphan;
+  {
+    QiEventLoop gone;
+    orphan = gone.create_future<int>();
+  }
+  QiEventLoop loop;
+  loop.set_debug(true);
+  qi::Future<int> own = loop.create_future<int>();
+  Log log;
+  qi::Task<void> t = loop.create_task([](Log& log, qi::Future<int> orphan, qi::Future<int> own) -> qi::Coro<void> {
+    for (int i = 0; i < 2; ++i) {
+      try {
+        (void)co_await orphan;
+      } catch (const qi::RuntimeError&) {
+        log("refused");
+      }
+    }
+    log("own " + std::to_string(co_await own));
+  }(log, orphan, own));
+  loop.call_soon([own] { own.set_result(7); });
+  t.add_done_callback([&] { loop.stop(); });
+  run(loop);
+  t.result();
+  EXPECT_EQ(log.items, (Strings{"refused", "refused", "own 7"}));
+  log_capture::LogCapture captured;
+  orphan.set_result(1);
+  EXPECT_EQ(captured.text(), "") << "a wake-up was left on the orphan";
 }
 
 TEST_P(TaskLifetimeTest, ATaskAwaitingItselfThrowsRuntimeError) {

@@ -521,6 +521,46 @@ QILOOP_TEST_MODES_VT(WaitFor, ACancelDuringTheNonPositiveWaitStaysCancelled) {
 }
 
 // A NaN delay or deadline can mean nothing: refused at the call, naming it.
+// A future whose loop was destroyed could never end the block: each form
+// refuses it at once with the loop's error (co_await's, or for wait_for's
+// delay <= 0 that of the done callback it would wait with), the deadline is
+// disarmed with the block, and the task goes on uncancelled past it.
+QILOOP_TEST_MODES_VT(WaitFor, AFutureOfADestroyedLoopIsRefusedAtOnceAndTheDeadlineDisarmed) {
+  qi::Future<int> orphan;
+  {
+    QiEventLoop gone;
+    orphan = gone.create_future<int>();
+  }
+  auto& loop = qi::get_running_loop();
+  const auto t0 = loop.time();
+  qi::Timeout block = qi::Timeout::after(1s);
+  Strings errors;
+  for (int form = 0; form < 4; ++form) {
+    try {
+      if (form == 0)
+        (void)co_await qi::timeout(1s, orphan);
+      else if (form == 1)
+        (void)co_await qi::wait_for(orphan, 1s);
+      else if (form == 2)
+        (void)co_await qi::wait_for(orphan, 0s);
+      else
+        (void)co_await block.run(orphan);
+      errors.push_back("no error");
+    } catch (const qi::RuntimeError& e) {
+      errors.push_back(e.what());
+    }
+  }
+  EXPECT_EQ(loop.time(), t0) << "a refusal waited";
+  const Strings apis{"co_await", "co_await", "add_done_callback", "co_await"};
+  QILOOP_CO_ASSERT(ASSERT_EQ(errors.size(), apis.size()));
+  for (std::size_t i = 0; i < apis.size(); ++i)
+    EXPECT_EQ(errors[i].rfind(apis[i] + ": Future belongs to an event loop that was destroyed", 0), 0u) << errors[i];
+  EXPECT_FALSE(block.expired());
+  co_await qi::sleep(2s);  // past every deadline: none cancels this task
+  EXPECT_EQ(qi::current_task().cancelling(), 0);
+  EXPECT_FALSE(orphan.done());
+}
+
 QILOOP_TEST_VT(Timeout, ANaNDelayOrDeadlineIsRefusedAtTheCallNamingIt) {
   const double nan = std::nan("");
   Strings errors;

@@ -3,6 +3,7 @@
 #include <qiloop/detail/waiter_queue.h>
 #include <qiloop/testing.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,39 @@ QILOOP_TEST_MODES_VT(WaiterQueue, CancelAllCancelsEveryPendingWaiter) {
   EXPECT_TRUE(a.done() && !a.cancelled());
   EXPECT_TRUE(b.cancelled());
   EXPECT_EQ(log, (Strings{"a woken", "b cancelled (woken=0)"}));
+}
+
+// The binding outlives the loop: a second loop made where the first one
+// was (the same storage, as a loop on the stack of successive qi::run calls
+// often is) is refused as any other loop is, not taken for the first.
+TEST(WaiterQueue, ALoopMadeWhereTheBoundOneWasIsRefusedAsAnother) {
+  WaiterQueue q;
+  std::optional<QiEventLoop> loop;
+  loop.emplace().run_until_complete([](WaiterQueue& q) -> qi::Coro<void> {
+    WaiterQueue::Entry w(q, "qi::Thing");
+    w.wake();
+    co_await w;
+  }(q));
+  const QiEventLoop* first = &*loop;
+  loop.reset();
+  ASSERT_EQ(&loop.emplace(), first);
+  bool waited = false;
+  try {
+    loop->run_until_complete([](WaiterQueue& q, bool& waited) -> qi::Coro<void> {
+      WaiterQueue::Entry w(q, "qi::Thing");
+      w.wake();
+      co_await w;
+      waited = true;
+    }(q, waited));
+    ADD_FAILURE() << "no error";
+  } catch (const qi::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("qi::Thing is bound to another event loop (the one that first waited on it, "
+                                         "since destroyed)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(waited);
+  EXPECT_TRUE(q.empty());
 }
 
 TEST(WaiterQueue, IsBoundToTheFirstLoopThatWaitsAndRefusesAnother) {

@@ -108,6 +108,35 @@ TEST(LoopThread, ALoopStopFromInsideDoesNotEndTheWorker) {
   EXPECT_EQ(second.result(5s), 2);
 }
 
+// A future of the worker's loop, handed to the main thread: awaited from
+// the main thread's loop it is "of another event loop" while the worker
+// runs, and of a destroyed loop once stop() joined it (the worker cleared
+// the future's loop pointer; the join orders that before this read).
+TEST(LoopThread, AFutureOfItsLoopIsRefusedElsewhereAsForeignThenAsOfADestroyedLoop) {
+  qi::LoopThread worker;
+  auto make = []() -> qi::Coro<qi::Future<int>> { co_return qi::get_running_loop().create_future<int>(); };
+  qi::Future<int> theirs = qi::run_coroutine_threadsafe(make(), worker.loop()).result(5s);
+  QiEventLoop here;
+  auto await_it = [&here](qi::Future<int> f) {
+    std::string error;
+    here.run_until_complete([](qi::Future<int> f, std::string& error) -> qi::Coro<void> {
+      try {
+        (void)co_await f;
+        ADD_FAILURE() << "awaited";
+      } catch (const qi::RuntimeError& e) {
+        error = e.what();
+      }
+    }(std::move(f), error));
+    return error;
+  };
+  EXPECT_EQ(await_it(theirs).rfind("co_await: the future belongs to another event loop", 0), 0u);
+  worker.stop();
+  EXPECT_EQ(theirs.get_loop(), nullptr);
+  const std::string error = await_it(theirs);
+  EXPECT_EQ(error.rfind("co_await: Future belongs to an event loop that was destroyed", 0), 0u) << error;
+  EXPECT_FALSE(theirs.done());
+}
+
 TEST(LoopThread, StopIsIdempotent) {
   qi::LoopThread worker;
   worker.stop();

@@ -413,7 +413,10 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // QiEventLoop::run_until_complete()
   // Runs until the future is done and returns its result (or rethrows its
   // exception with the original type).
-  // Also takes a Coro (wrapped in a task) or a Task.
+  // Also takes a Coro (wrapped in a task) or a Task. Throws
+  // std::invalid_argument for an empty future, qi::RuntimeError for a future
+  // whose loop was destroyed or that belongs to another loop (and as
+  // run_forever()), before it runs.
   template <class T>
   T run_until_complete(qi::Coro<T> coro) {
     coro.check_runnable("run_until_complete");
@@ -425,6 +428,9 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
     auto st = qi::detail::state_of(future);
     if (!st) throw std::invalid_argument("run_until_complete: the future is empty (default-constructed)");
     check_can_run("run_until_complete");  // before touching the future's state
+    // Named as co_await names it: "another event loop" would send the
+    // caller looking for a loop that no longer exists.
+    if (!st->loop()) st->throw_loop_destroyed("run_until_complete");
     if (st->loop() != this)
       throw qi::RuntimeError(
           "run_until_complete: the future belongs to another event loop; run that loop, or create the future "

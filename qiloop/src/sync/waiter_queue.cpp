@@ -46,11 +46,16 @@ QiEventLoop& WaiterQueue::bind_running_loop(const char* owner) {
     throw qi::RuntimeError(std::string(owner) +
                            ": no event loop runs on this thread; wait on it from a task (a coroutine run by "
                            "qi::run, loop.create_task or run_until_complete)");
-  if (loop_ && loop_ != running)
-    throw qi::RuntimeError(std::string(owner) +
-                           " is bound to another event loop (the one that first waited on it); a primitive "
-                           "serves one loop: create one per loop");
+  if (bound_) {
+    QiEventLoop* bound = loop_.data();
+    if (bound != running)
+      throw qi::RuntimeError(std::string(owner) + " is bound to another event loop (the one that first waited on it" +
+                             (bound ? "" : ", since destroyed") +
+                             "); a primitive serves one loop: create one per loop");
+    return *running;
+  }
   loop_ = running;
+  bound_ = true;
   return *running;
 }
 

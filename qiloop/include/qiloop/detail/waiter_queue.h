@@ -22,7 +22,8 @@
 //
 // Loop binding (asyncio's _LoopBoundMixin): a queue is bound to the running
 // loop by its first Entry; an Entry made while another loop runs throws
-// qi::RuntimeError. Thread-safety: the loop's thread only.
+// qi::RuntimeError — also once the bound loop was destroyed, wherever the
+// new loop was allocated. Thread-safety: the loop's thread only.
 #pragma once
 
 #include <qiloop/detail/awaiters.h>
@@ -32,6 +33,8 @@
 #include <qiloop/event_loop.h>
 #include <qiloop/export.h>
 #include <qiloop/future.h>
+
+#include <QtCore/QPointer>
 
 #include <coroutine>
 #include <cstddef>
@@ -84,7 +87,12 @@ class QILOOP_EXPORT WaiterQueue {
   Entry* head_ = nullptr;
   Entry* tail_ = nullptr;
   std::size_t size_ = 0;
-  QiEventLoop* loop_ = nullptr;  // bound by the first entry (compared, never dereferenced)
+  // Bound by the first entry (compared, never dereferenced). A QPointer:
+  // once that loop is destroyed, a new one made at its address must not
+  // pass for it (whether a second loop is refused would depend on where the
+  // allocator put it).
+  QPointer<QiEventLoop> loop_;
+  bool bound_ = false;
 };
 
 // A waiter: linked at the back of its queue with a fresh future on
