@@ -5,6 +5,7 @@
 // iterations), run_modes.cpp (run_forever, stop, the wake event, attached
 // mode with QiRunner), shutdown.cpp (close, shutdown, the task registry),
 // exception_handler.cpp.
+#include <qiloop/detail/hooking_state.h>
 #include <qiloop/event_loop.h>
 
 #include "loop_impl.h"
@@ -57,6 +58,10 @@ QiEventLoop::~QiEventLoop() {
   if (impl_->attached)
     qFatal("QiEventLoop destroyed while a QiRunner is attached to it: destroy the QiRunner first");
   close();
+  // A combinator made after close() may hook on this loop's futures too.
+  impl_->tearing_down = true;
+  qi::detail::CloseWatch::drop_all(*this);
+  impl_->tearing_down = false;
   if (clock_) clock_->loop_ = nullptr;
   // A pending wake event refers to impl_, which goes before ~QObject would
   // delete the event.

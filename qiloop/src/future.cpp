@@ -448,6 +448,10 @@ uint64_t FutureStateBase::add_done_hook(DoneHook& h) {
   return hook([&] { return callbacks_.push_hook(h); });
 }
 
+void FutureStateBase::drop_callbacks() noexcept {
+  if (!done()) callbacks_.clear();
+}
+
 std::size_t FutureStateBase::remove_done_callback(uint64_t id) {
   if (loop_checks(loop_.data())) [[unlikely]]
     check_call("remove_done_callback", false);

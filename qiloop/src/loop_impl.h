@@ -82,6 +82,10 @@ struct LoopImpl {
   qi::detail::AsyncGenBase* asyncgens = nullptr;
   qi::detail::AsyncGenBase* closing_asyncgens = nullptr;
 
+  // Combinators' futures holding hooks on futures of this loop (an intrusive
+  // list through CloseWatch; detail/hooking_state.h).
+  qi::detail::CloseWatch* watchers = nullptr;
+
   // run_in_executor's gate and the default executor (threads/executors.cpp).
   LoopExecutors executors;
 

@@ -2,6 +2,7 @@
 // tasks, close the leftover async generators, run their clean-up, close),
 // close(), and the registry of pending tasks both walk.
 #include <qiloop/async_generator.h>
+#include <qiloop/detail/hooking_state.h>
 #include <qiloop/event_loop.h>
 
 #include "loop_impl.h"
@@ -89,6 +90,9 @@ void QiEventLoop::close() {
   // Their wake-ups were dropped above, unrun: the references held for them go.
   for (qi::detail::TaskCore* t : std::exchange(impl_->stale_wakes, {})) t->forget_stale_wake();
   qi::detail::AsyncGenBase::forget_all(*this);
+  // Last: what the tasks awaited is let go by now, but a combinator's future
+  // (gather's, shield's) and the pending futures it watches hold each other.
+  qi::detail::CloseWatch::drop_all(*this);
   impl_->tearing_down = false;
 }
 

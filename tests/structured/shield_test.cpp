@@ -135,3 +135,40 @@ QILOOP_TEST_MODES_VT(Shield, AnLvalueHandleKeepsItsResultAndAThrowingCopyFailsTh
   EXPECT_THROW(co_await qi::wait_for(pending, 1s), Boom);  // was: qi::TimeoutError
   EXPECT_THROW(co_await qi::shield(c), Boom);              // done: was no copy at all
 }
+
+// outer = shield(f); outer.cancel(); f.set_exception(...) in the same step:
+// f's callback is still hooked (the outer's own callback, which unhooks it,
+// has not run yet), so it runs and asyncio marks f's exception retrieved:
+// nothing is reported when f goes.
+QILOOP_TEST_MODES_VT(Shield, AnInnerFailingBeforeTheCancelledOutersCallbackRanIsRetrieved) {
+  auto& loop = qi::get_running_loop();
+  Strings reports;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& c) { reports.push_back(c.message); });
+  {
+    auto f = loop.create_future<int>();
+    auto outer = qi::shield(f);
+    outer.cancel();
+    f.set_exception(std::make_exception_ptr(Boom("late")));
+    co_await qi::sleep(0);
+    EXPECT_TRUE(outer.cancelled());
+  }
+  co_await qi::sleep(0);
+  EXPECT_TRUE(reports.empty()) << reports[0];
+}
+
+// Once the outer is done (here cancelled) and its callback ran, the shield
+// holds nothing of the inner: the inner goes with its last handle while the
+// outer is still held.
+QILOOP_TEST_MODES_VT(Shield, TheOuterLetsGoOfTheInnerOnceItIsDone) {
+  auto& loop = qi::get_running_loop();
+  auto inner = std::make_unique<qi::Future<int>>(loop.create_future<int>());
+  auto held = std::make_shared<int>(0);
+  std::weak_ptr<int> token = held;
+  inner->add_done_callback([held = std::move(held)] {});
+  qi::Future<int> outer = qi::shield(*inner);
+  outer.cancel();
+  co_await qi::sleep(0);
+  inner.reset();
+  EXPECT_TRUE(token.expired()) << "the cancelled outer still holds the inner";
+  EXPECT_TRUE(outer.cancelled());
+}

@@ -136,6 +136,7 @@ namespace detail {
 class LoopFds;  // src/net/fd_transport.h
 struct LoopImpl;
 struct AsyncGenBase;
+class CloseWatch;
 class MainInterrupt;
 // Called on the loop's thread just before a nested Qt loop that may exclude
 // timers (qi::modal's fn): an armed doorbell timer becomes a posted wake
@@ -460,7 +461,12 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   // QiEventLoop::close()
   // Destroys pending callbacks (and the frames of pending tasks, each
   // reported) and releases the loop's fds. Idempotent. Loop thread. Throws
-  // qi::RuntimeError while running.
+  // qi::RuntimeError while running. Done callbacks that can no longer run go
+  // too: those of futures completed but not yet run, and those of pending
+  // futures that a gather or shield still watches (which hold that
+  // combinator's future, as it holds them); the loop's destructor does the
+  // same for combinators made after close(). The callbacks of other pending
+  // futures go with the future.
   void close();
 
   // QiEventLoop::is_running()
@@ -824,6 +830,7 @@ class QILOOP_EXPORT QiEventLoop : public QObject {
   friend class qi::detail::FutureStateBase;  // checks a completion before it changes the future
   friend class qi::Clock;  // notify_changed(), and its destructor detaches it
   friend struct qi::detail::AsyncGenBase;  // the registry of generators
+  friend class qi::detail::CloseWatch;  // the combinators' futures close() unhooks
   friend std::vector<qi::TaskRef> qi::all_tasks(const QiEventLoop&);  // walks the task registry
   friend void qi::detail::hand_doorbell_to_nested_loop(QiEventLoop&);  // the doorbell's two forms
 

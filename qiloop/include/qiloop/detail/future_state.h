@@ -197,6 +197,11 @@ class QILOOP_EXPORT FutureStateBase {
   // own cancel(); finishes with an exception without the checks.
   void mark_cancelled(std::string msg);
   void finish_with_exception(std::exception_ptr e);
+  // Internal (close(), through a combinator watching this future): a
+  // pending future of a closed loop can never run its done callbacks, so
+  // they are destroyed now. A done one's went when close() dropped the
+  // entries that would have run them.
+  void drop_callbacks() noexcept;
   // Internal: the loop's checks for a call about to change this future,
   // made before anything changes (so a rejected call changes nothing).
   // Debug mode: qi::RuntimeError off the loop's thread. `schedules`: the call

@@ -31,8 +31,8 @@
 #pragma once
 
 #include <qiloop/structured/detail/children.h>
+#include <qiloop/structured/detail/shield.h>
 
-#include <cstdint>
 #include <type_traits>
 #include <utility>
 
@@ -48,49 +48,18 @@ Future<detail::arg_value_t<A>> shield(A&& aw) {
   QiEventLoop* seen = nullptr;
   detail::check_child(aw, seen, "qi::shield");
   Future<T> inner = detail::make_child(std::forward<A>(aw), detail::children_loop(seen));
-  // The inner's outcome passed on to the outer.
-  auto settle = [](Future<T>& outer, detail::FutureStateBase& s) {
-    if (s.cancelled()) {
-      outer.cancel(s.cancel_message());
-    } else if (std::exception_ptr e = s.exception()) {
-      outer.set_exception(std::move(e));
-    } else if constexpr (std::is_void_v<T>) {
-      outer.set_result();
-    } else {
-      std::exception_ptr copy_error;
-      try {
-        outer.set_result(detail::child_value<T, kMove>(s));
-      } catch (...) {
-        copy_error = std::current_exception();  // T's copy threw: the outer fails with it
-      }
-      if (copy_error) outer.set_exception(std::move(copy_error));
-    }
-  };
-  Future<T> outer = inner;
-  if (inner.done()) {
-    // asyncio returns the inner itself; for an lvalue handle that would let
-    // `co_await qi::shield(t)` move t's result out, so it gets a copy.
-    if constexpr (!kMove) {
-      outer = inner.get_loop()->template create_future<T>();
-      settle(outer, *detail::state_of(inner));
-    }
+  QiEventLoop& loop = *inner.get_loop();
+  if (!inner.done()) return detail::ShieldState<T, kMove>::make(loop, detail::StateRef(detail::state_of(inner)));
+  // asyncio returns the inner itself; for an lvalue handle that would let
+  // `co_await qi::shield(t)` move t's result out, so it gets a copy.
+  if constexpr (kMove) {
+    return inner;
+  } else {
+    auto* copy = new detail::FutureState<T>(loop);
+    Future<T> outer = detail::FutureFromState<T>::adopt(copy);
+    detail::shield_settle<T, false>(*copy, *detail::state_of(inner));
     return outer;
   }
-  outer = inner.get_loop()->template create_future<T>();
-  const uint64_t id = inner.add_done_callback([outer, settle](Future<T> in) mutable {
-    detail::FutureStateBase& s = *detail::state_of(in);
-    if (outer.done()) {
-      // The outer was cancelled with this callback already scheduled (else
-      // it was unhooked): asyncio marks the inner's outcome retrieved.
-      if (!s.cancelled()) s.exception();
-      return;
-    }
-    settle(outer, s);
-  });
-  outer.add_done_callback([inner, id] {
-    if (!inner.done()) inner.remove_done_callback(id);
-  });
-  return outer;
 }
 
 }  // namespace qi

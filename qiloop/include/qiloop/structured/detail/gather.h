@@ -3,6 +3,7 @@
 // _done_callback). Internal; the contract is in <qiloop/structured/gather.h>.
 #pragma once
 
+#include <qiloop/detail/hooking_state.h>
 #include <qiloop/structured/detail/children.h>
 #include <qiloop/structured/outcome.h>
 
@@ -43,9 +44,9 @@ struct QILOOP_EXPORT GatherCore {
 // The gathering future: a plain future (FutureState<R>, so every Future<R>
 // handle reads it) whose cancel() cancels the children instead.
 template <class R>
-class GatherState : public FutureState<R>, private DoneHook {
+class GatherState : public HookingState<R> {
  public:
-  GatherState(QiEventLoop& loop, bool settled) : FutureState<R>(loop) { core_.settled = settled; }
+  GatherState(QiEventLoop& loop, bool settled) : HookingState<R>(loop) { core_.settled = settled; }
   bool cancel(std::string msg) override { return core_.cancel(msg); }
 
  protected:
@@ -65,14 +66,8 @@ class GatherState : public FutureState<R>, private DoneHook {
   void on_done(FutureStateBase& child) override {
     if (core_.child_done(child)) complete();
   }
-  // One reference for all the hooks (they come and go on the loop's
-  // thread): an atomic count per child would cost more than the rest of the
-  // hook.
-  void hook_retain() noexcept override {
-    if (hooks_++ == 0) this->retain();
-  }
-  void hook_release() noexcept override {
-    if (--hooks_ == 0) this->release();
+  void drop_watched() noexcept override {
+    for (std::size_t i = 0; i < core_.count; ++i) core_.children[i]->drop_callbacks();
   }
   void complete() {
     try {
@@ -87,7 +82,6 @@ class GatherState : public FutureState<R>, private DoneHook {
     }
   }
   GatherCore core_;
-  std::size_t hooks_ = 0;  // children whose callbacks hold this hook
 };
 
 // One argument of a variadic gather: its value type, and whether its result

@@ -1,0 +1,169 @@
+// What close() does for a combinator's future (gather's, shield's) and the
+// pending futures it watches, which hold each other: a pending future's hook
+// holds the combinator's future, which holds the future. A closed loop can
+// never run those futures' done callbacks, so close() destroys them, and the
+// pair goes with its last handle. Before, a task destroyed by close() while
+// it awaited qi::gather / qi::shield of a plain future left the pair alive
+// for good (LeakSanitizer found it). A done callback holding a token shows
+// whether the watched future's callbacks were destroyed (its token expired)
+// or are still held.
+#include <qiloop/structured/gather.h>
+#include <qiloop/structured/shield.h>
+
+#include <gmock/gmock.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+using testing::ElementsAre;
+using testing::HasSubstr;
+using Strings = std::vector<std::string>;
+
+namespace {
+
+// A pending future of `loop` whose done callback holds a token.
+struct Watched {
+  explicit Watched(QiEventLoop& loop) : f(loop.create_future<int>()) {
+    auto held = std::make_shared<int>(0);
+    token = held;
+    f.add_done_callback([held] {});
+  }
+  qi::Future<int> f;
+  std::weak_ptr<int> token;
+};
+
+void record_reports(QiEventLoop& loop, Strings& into) {
+  loop.set_exception_handler([&into](QiEventLoop&, const qi::ExceptionContext& c) { into.push_back(c.message); });
+}
+
+// One iteration: the tasks made so far take their first step.
+void first_steps(QiEventLoop& loop) {
+  loop.run_until_complete([]() -> qi::Coro<void> { co_await qi::sleep(0); }());
+}
+
+const auto kDestroyedPending = HasSubstr("Task was destroyed but it is pending!");
+
+}  // namespace
+
+TEST(HookingState, CloseLetsGoOfAGatherOfAPendingFutureWhoseAwaiterItDestroys) {
+  Strings reports;
+  QiEventLoop loop;
+  record_reports(loop, reports);
+  Watched w(loop);
+  qi::Task<void> t =
+      loop.create_task([](qi::Future<int> f) -> qi::Coro<void> { (void)co_await qi::gather(f); }(w.f));
+  first_steps(loop);
+  EXPECT_FALSE(w.token.expired());
+  loop.close();
+  EXPECT_TRUE(w.token.expired()) << "the gather and the future it watches still hold each other";
+  EXPECT_TRUE(t.cancelled());
+  EXPECT_FALSE(w.f.done());
+  w.f.set_result(1);  // nothing is left that could run: completing it is harmless
+  EXPECT_THAT(reports, ElementsAre(kDestroyedPending));
+}
+
+// A vector, Outcomes, and a task among the children (close() destroys the
+// task, whose callbacks go with its dropped completion).
+TEST(HookingState, CloseLetsGoOfAGatherSettledOfPendingFuturesAndATask) {
+  Strings reports;
+  QiEventLoop loop;
+  record_reports(loop, reports);
+  Watched a(loop), b(loop);
+  qi::Task<void> t = loop.create_task([](std::vector<qi::Future<int>> fs) -> qi::Coro<void> {
+    auto sleeper = qi::create_task([]() -> qi::Coro<int> {
+      co_await qi::sleep(std::chrono::hours(1));
+      co_return 0;
+    }());
+    fs.push_back(sleeper);
+    (void)co_await qi::gather_settled(fs);
+  }({a.f, b.f}));
+  first_steps(loop);
+  loop.close();
+  EXPECT_TRUE(a.token.expired());
+  EXPECT_TRUE(b.token.expired());
+  EXPECT_THAT(reports, ElementsAre(kDestroyedPending, kDestroyedPending));
+}
+
+TEST(HookingState, CloseLetsGoOfAShieldOfAPendingFutureWhoseAwaiterItDestroys) {
+  Strings reports;
+  QiEventLoop loop;
+  record_reports(loop, reports);
+  Watched w(loop);
+  qi::Task<void> t =
+      loop.create_task([](qi::Future<int> f) -> qi::Coro<void> { (void)co_await qi::shield(f); }(w.f));
+  first_steps(loop);
+  EXPECT_FALSE(w.token.expired());
+  loop.close();
+  EXPECT_TRUE(w.token.expired()) << "the shield and the future it watches still hold each other";
+  EXPECT_THAT(reports, ElementsAre(kDestroyedPending));
+}
+
+// Combinators of combinators: the outer gather watches a shield and a
+// gather, which watch the plain futures. Whatever order close() takes them
+// in, every pair lets go.
+TEST(HookingState, CloseLetsGoOfNestedCombinators) {
+  Strings reports;
+  QiEventLoop loop;
+  record_reports(loop, reports);
+  Watched a(loop), b(loop), c(loop);
+  qi::Task<void> t = loop.create_task([](qi::Future<int> a, qi::Future<int> b, qi::Future<int> c) -> qi::Coro<void> {
+    (void)co_await qi::gather(qi::shield(a), qi::gather(b, qi::shield(c)));
+  }(a.f, b.f, c.f));
+  first_steps(loop);
+  loop.close();
+  EXPECT_TRUE(a.token.expired());
+  EXPECT_TRUE(b.token.expired());
+  EXPECT_TRUE(c.token.expired());
+}
+
+// No task at all: the handles to the combinators' futures were dropped, so
+// the cycles are all that keeps them.
+TEST(HookingState, CloseLetsGoOfCombinatorsNobodyHolds) {
+  QiEventLoop loop;
+  Watched a(loop), b(loop);
+  (void)qi::gather(a.f, b.f);
+  (void)qi::shield(b.f);
+  loop.close();
+  EXPECT_TRUE(a.token.expired());
+  EXPECT_TRUE(b.token.expired());
+}
+
+// gather() of a pending future is accepted on a closed loop (the future may
+// still be completed); the loop's destructor lets go of what close() could
+// not have seen.
+TEST(HookingState, TheLoopsDestructorLetsGoOfAGatherMadeAfterClose) {
+  std::weak_ptr<int> token;
+  {
+    QiEventLoop loop;
+    Watched w(loop);
+    token = w.token;
+    loop.close();
+    (void)qi::gather(w.f);
+    EXPECT_FALSE(token.expired());
+  }
+  EXPECT_TRUE(token.expired());
+}
+
+// close() drops the callbacks of the futures that combinators still watch,
+// and no others: a gather that failed early still watches its other
+// children (to retrieve what they end with, as asyncio's does), while a
+// shield lets go of its inner once the outer is done.
+TEST(HookingState, CloseDropsTheCallbacksOfWatchedFuturesOnly) {
+  QiEventLoop loop;
+  Watched gathered(loop), shielded(loop), alone(loop);
+  auto failing = loop.create_future<int>();
+  qi::Future<std::tuple<int, int>> g = qi::gather(gathered.f, failing);
+  qi::Future<int> outer = qi::shield(shielded.f);
+  failing.set_exception(std::make_exception_ptr(std::runtime_error("the first failure ends the gather")));
+  outer.cancel();
+  first_steps(loop);
+  ASSERT_TRUE(g.done());
+  EXPECT_THROW(g.result(), std::runtime_error);
+  loop.close();
+  EXPECT_TRUE(gathered.token.expired());
+  EXPECT_FALSE(shielded.token.expired());
+  EXPECT_FALSE(alone.token.expired());
+}
