@@ -167,3 +167,25 @@ TEST(HookingState, CloseDropsTheCallbacksOfWatchedFuturesOnly) {
   EXPECT_FALSE(shielded.token.expired());
   EXPECT_FALSE(alone.token.expired());
 }
+
+// gather(pending, done) on a closed loop: the hook on the done child throws
+// (a closed loop schedules nothing), after the one on the pending child was
+// made. That hook must not be left holding a gather its failed constructor
+// freed: it was, and destroying the pending future's callbacks then
+// released a freed state (AddressSanitizer: heap-use-after-free, here when
+// the loop's destructor or the last handle drops them). Tuple and vector.
+TEST(HookingState, AGatherThatThrowsAtADoneChildOfAClosedLoopLeavesNoHookOnAFreedState) {
+  std::vector<qi::Future<int>> kept;
+  {
+    QiEventLoop loop;
+    Watched a(loop), b(loop);
+    auto done = loop.create_future<int>();
+    done.set_result(1);
+    loop.close();
+    EXPECT_THROW((void)qi::gather(a.f, done), qi::RuntimeError);
+    EXPECT_THROW((void)qi::gather_settled(std::vector<qi::Future<int>>{b.f, done}), qi::RuntimeError);
+    kept = {a.f, b.f};
+  }
+  for (auto& f : kept) EXPECT_FALSE(f.done());
+  kept.clear();  // their callbacks go: nothing they hold may be freed already
+}

@@ -51,7 +51,10 @@ class GatherState : public HookingState<R> {
 
  protected:
   // This state hooked on each child (holding a reference); called by the
-  // derived constructor once `children` is filled. No child: done at once.
+  // derived start() once `children` is filled. No child: done at once. Only
+  // once a handle holds this state: a hook that throws (a done child of a
+  // closed loop, std::bad_alloc) leaves those made before it holding a
+  // living gather, not one its failed constructor freed.
   void watch(const StateRef<FutureStateBase>* children, std::size_t n) {
     core_.outer = this;
     core_.children = children;
@@ -128,9 +131,9 @@ class TupleGather final : public GatherState<gather_tuple_t<Settled, Args...>> {
 
  public:
   TupleGather(QiEventLoop& loop, std::array<StateRef<FutureStateBase>, sizeof...(Args)> children, bool shared)
-      : GatherState<R>(loop, Settled), children_(std::move(children)), shared_(shared) {
-    this->watch(children_.data(), children_.size());
-  }
+      : GatherState<R>(loop, Settled), children_(std::move(children)), shared_(shared) {}
+  // Hooks on the children (watch()), once the caller's handle holds this.
+  void start() { this->watch(children_.data(), children_.size()); }
 
  private:
   R build() override { return build(std::index_sequence_for<Args...>{}); }
@@ -154,9 +157,9 @@ class VectorGather final : public GatherState<gather_vector_t<T, Settled>> {
 
  public:
   VectorGather(QiEventLoop& loop, std::vector<StateRef<FutureStateBase>> children, bool shared)
-      : GatherState<R>(loop, Settled), children_(std::move(children)), shared_(shared) {
-    this->watch(children_.data(), children_.size());
-  }
+      : GatherState<R>(loop, Settled), children_(std::move(children)), shared_(shared) {}
+  // Hooks on the children (watch()), once the caller's handle holds this.
+  void start() { this->watch(children_.data(), children_.size()); }
 
  private:
   R build() override {
@@ -189,8 +192,10 @@ Future<gather_tuple_t<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>>
       shared_children(handles.data(), n, !(moved_uncopyable_v<arg_value_t<A>, moves_result_v<A>> || ...), api);
   std::array<StateRef<FutureStateBase>, sizeof...(A)> children{
       StateRef<FutureStateBase>(state_of(make_child(std::forward<A>(aws), loop)))...};
-  return FutureFromState<R>::adopt(
-      new TupleGather<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>(loop, std::move(children), shared));
+  auto* s = new TupleGather<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>(loop, std::move(children), shared);
+  Future<R> out = FutureFromState<R>::adopt(s);
+  s->start();
+  return out;
 }
 
 template <bool Settled, class V>
@@ -210,8 +215,10 @@ Future<gather_vector_t<typename AwaitableArg<vector_element_t<V>>::value_type, S
     else
       children.emplace_back(state_of(a));
   }
-  return FutureFromState<gather_vector_t<T, Settled>>::adopt(
-      new VectorGather<T, kMove, Settled>(loop, std::move(children), shared));
+  auto* s = new VectorGather<T, kMove, Settled>(loop, std::move(children), shared);
+  Future<gather_vector_t<T, Settled>> out = FutureFromState<gather_vector_t<T, Settled>>::adopt(s);
+  s->start();
+  return out;
 }
 
 }  // namespace qi::detail
