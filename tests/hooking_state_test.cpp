@@ -189,3 +189,18 @@ TEST(HookingState, AGatherThatThrowsAtADoneChildOfAClosedLoopLeavesNoHookOnAFree
   for (auto& f : kept) EXPECT_FALSE(f.done());
   kept.clear();  // their callbacks go: nothing they hold may be freed already
 }
+
+// A long chain of pending shields (each the inner of the next), its top
+// still held when the loop closes. close() drops each shield's own callback,
+// which is what let go of its inner: so the inner goes with it. It stayed,
+// and dropping the top handle then destroyed the chain one nested call per
+// shield, past the end of the stack.
+TEST(HookingState, AChainOfShieldsHeldAtCloseGoesWithoutRecursingPerLink) {
+  QiEventLoop loop;
+  Watched w(loop);
+  auto top = std::make_unique<qi::Future<int>>(qi::shield(w.f));
+  for (int i = 0; i < 200000; ++i) *top = qi::shield(*top);
+  loop.close();
+  EXPECT_TRUE(w.token.expired());
+  top.reset();
+}

@@ -79,7 +79,12 @@ class ShieldState final : public HookingState<T> {
     shield_settle<T, Move>(*this, f);
   }
   void drop_watched() noexcept override {
-    if (inner_) inner_->drop_callbacks();
+    // The inner goes too, as with the outer's own callback, which is dropped
+    // here: a chain of shields still held from outside must not be left
+    // holding each other (dropping its last handle would recurse once per
+    // link, past the end of the stack for a long chain).
+    StateRef<FutureStateBase> inner = std::move(inner_);
+    if (inner) inner->drop_callbacks();
     this->drop_callbacks();
   }
 
