@@ -12,7 +12,9 @@
 
 #include <gmock/gmock.h>
 
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -21,6 +23,21 @@
 using testing::ElementsAre;
 using testing::HasSubstr;
 using Strings = std::vector<std::string>;
+
+// Allocation failure on demand: the Nth allocation of this thread from the
+// moment countdown is set throws std::bad_alloc (0: none fails). Replaces
+// the global operator new of this test binary.
+namespace fail_alloc {
+inline thread_local long countdown = 0;
+}  // namespace fail_alloc
+
+void* operator new(std::size_t n) {
+  if (fail_alloc::countdown > 0 && --fail_alloc::countdown == 0) throw std::bad_alloc();
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -203,4 +220,42 @@ TEST(HookingState, AChainOfShieldsHeldAtCloseGoesWithoutRecursingPerLink) {
   loop.close();
   EXPECT_TRUE(w.token.expired());
   top.reset();
+}
+
+// Each allocation of gather(a, b) fails in turn, b's hook among them (b
+// holds two callbacks already, so a third one allocates), which comes after
+// a's hook was made. The gather that threw is held by a's hook alone: it
+// must not be freed (a's callbacks would release freed memory), nor report
+// anything when a and b then fail (it was pending: a's failure failed it,
+// and nobody could retrieve that).
+TEST(HookingState, AGatherWhoseHookFailsToAllocateLeavesNothingFreedOrReportedBehind) {
+  int failed = 0;
+  for (long n = 1;; ++n) {
+    ASSERT_LT(n, 1000) << "gather(a, b) never stopped allocating";
+    Strings reports;
+    QiEventLoop loop;
+    record_reports(loop, reports);
+    auto a = loop.create_future<int>();
+    auto b = loop.create_future<int>();
+    b.add_done_callback([] {});
+    b.add_done_callback([] {});
+    bool threw = false;
+    fail_alloc::countdown = n;
+    try {
+      (void)qi::gather(a, b);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    fail_alloc::countdown = 0;
+    if (!threw) break;  // past its last allocation
+    ++failed;
+    a.set_exception(std::make_exception_ptr(std::runtime_error("a")));
+    b.set_exception(std::make_exception_ptr(std::runtime_error("b")));
+    first_steps(loop);
+    EXPECT_NE(a.exception(), nullptr);  // their own outcomes are read: only a gather's could be reported
+    EXPECT_NE(b.exception(), nullptr);
+    loop.close();
+    EXPECT_THAT(reports, testing::IsEmpty()) << "allocation " << n;
+  }
+  EXPECT_GE(failed, 2) << "the failures reached no hook";
 }

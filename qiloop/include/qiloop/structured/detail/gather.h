@@ -60,7 +60,17 @@ class GatherState : public HookingState<R> {
     core_.children = children;
     core_.count = n;
     if (n == 0) complete();
-    for (std::size_t i = 0; i < n; ++i) children[i]->add_done_hook(*this);
+    std::size_t i = 0;
+    try {
+      for (; i < n; ++i) children[i]->add_done_hook(*this);
+    } catch (...) {
+      // The hooks made so far hold this gather, which no handle will:
+      // done (cancelled, so nothing is reported), it watches those children
+      // alone and only retrieves what they end with.
+      core_.count = i;
+      this->mark_cancelled({});
+      throw;
+    }
   }
   // Every child's result, in argument order (all finished).
   virtual R build() = 0;
