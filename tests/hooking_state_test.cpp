@@ -13,6 +13,7 @@
 #include <gmock/gmock.h>
 
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -258,4 +259,128 @@ TEST(HookingState, AGatherWhoseHookFailsToAllocateLeavesNothingFreedOrReportedBe
     EXPECT_THAT(reports, testing::IsEmpty()) << "allocation " << n;
   }
   EXPECT_GE(failed, 2) << "the failures reached no hook";
+}
+
+// The same for shield(b): its hook on b fails to allocate after its hook on
+// itself was made. Nothing is left hooked, freed or reported, and b's own
+// callbacks run.
+TEST(HookingState, AShieldWhoseHookFailsToAllocateLeavesNothingBehind) {
+  int failed = 0;
+  for (long n = 1;; ++n) {
+    ASSERT_LT(n, 1000) << "shield(b) never stopped allocating";
+    Strings reports;
+    QiEventLoop loop;
+    record_reports(loop, reports);
+    auto b = loop.create_future<int>();
+    int ran = 0;
+    b.add_done_callback([&ran] { ++ran; });
+    b.add_done_callback([&ran] { ++ran; });
+    bool threw = false;
+    fail_alloc::countdown = n;
+    try {
+      (void)qi::shield(b);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    fail_alloc::countdown = 0;
+    if (!threw) break;
+    ++failed;
+    b.set_exception(std::make_exception_ptr(std::runtime_error("b")));
+    first_steps(loop);
+    EXPECT_EQ(ran, 2);
+    EXPECT_NE(b.exception(), nullptr);
+    loop.close();
+    EXPECT_THAT(reports, testing::IsEmpty()) << "allocation " << n;
+  }
+  EXPECT_GE(failed, 1);
+}
+
+namespace {
+
+// A done callback that runs `fn` when it is destroyed (and not when moved).
+struct OnDestroy {
+  explicit OnDestroy(std::function<void()> f) : fn(std::move(f)) {}
+  OnDestroy(OnDestroy&& o) noexcept : fn(std::exchange(o.fn, nullptr)) {}
+  ~OnDestroy() {
+    if (fn) fn();
+  }
+  void operator()() const {}
+  std::function<void()> fn;
+};
+
+}  // namespace
+
+// What a callback's destructor may do while close() walks its watchers:
+// close() again, make new gathers and shields (linked during the walk),
+// complete a watched future, cancel another gather, drop the last handles
+// of a gather and of a future another one watches. Every pair still lets go.
+TEST(HookingState, CallbacksDestroyedByTheWalkMayCloseMakeCompleteCancelAndDrop) {
+  QiEventLoop loop;
+  Watched a(loop), b(loop), c(loop);
+  auto d = std::make_unique<qi::Future<int>>(loop.create_future<int>());
+  auto g2 = std::make_unique<qi::Future<std::tuple<int, int>>>(qi::gather(b.f, c.f));
+  std::weak_ptr<int> made_token;
+  bool ran = false;
+  a.f.add_done_callback(OnDestroy([&] {
+    ran = true;
+    loop.close();
+    Watched fresh(loop);
+    made_token = fresh.token;
+    (void)qi::gather(fresh.f);
+    (void)qi::shield(fresh.f);
+    b.f.set_result(5);  // schedules nothing now: its callbacks go
+    EXPECT_TRUE(g2->cancel());
+    g2.reset();
+    d.reset();
+  }));
+  (void)qi::gather(a.f, *d);
+  (void)qi::gather(a.f, a.f, a.f);
+  for (int i = 0; i < 10; ++i) (void)qi::shield(a.f);
+  loop.close();
+  EXPECT_TRUE(ran);
+  EXPECT_TRUE(a.token.expired());
+  EXPECT_TRUE(b.token.expired());
+  EXPECT_TRUE(c.token.expired());
+  EXPECT_TRUE(made_token.expired());
+}
+
+// One future watched by many gathers and shields, each also watching a
+// future of its own: close() lets go of all of them.
+TEST(HookingState, CloseLetsGoOfManyCombinatorsWatchingOneFuture) {
+  QiEventLoop loop;
+  Watched shared(loop);
+  std::vector<std::weak_ptr<int>> tokens;
+  for (int i = 0; i < 20000; ++i) {
+    Watched own(loop);
+    tokens.push_back(own.token);
+    if (i % 2 == 0)
+      (void)qi::gather(own.f, shared.f);
+    else
+      (void)qi::gather(qi::shield(own.f), qi::shield(shared.f));
+  }
+  loop.close();
+  EXPECT_TRUE(shared.token.expired());
+  for (const auto& t : tokens) ASSERT_TRUE(t.expired());
+}
+
+// Handles of a future, its shield and a gather of that shield outlive their
+// loop: its destructor unhooked them, and they go later in any order.
+TEST(HookingState, CombinatorsHandlesOutliveTheirLoop) {
+  std::unique_ptr<qi::Future<int>> f, s;
+  std::unique_ptr<qi::Future<std::tuple<int>>> g;
+  std::weak_ptr<int> token;
+  {
+    QiEventLoop loop;
+    Watched w(loop);
+    token = w.token;
+    f = std::make_unique<qi::Future<int>>(w.f);
+    s = std::make_unique<qi::Future<int>>(qi::shield(*f));
+    g = std::make_unique<qi::Future<std::tuple<int>>>(qi::gather(*s));
+  }
+  EXPECT_TRUE(token.expired());
+  EXPECT_FALSE(f->done());
+  s.reset();
+  f->set_result(1);  // no loop: nothing to run
+  g.reset();
+  f.reset();
 }

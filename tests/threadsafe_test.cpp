@@ -4,6 +4,9 @@
 // or through std primitives, never through Qt's (which TSan cannot see).
 #include "test_util.h"
 
+#include <qiloop/structured/gather.h>
+#include <qiloop/structured/shield.h>
+
 #include <QtCore/QEventLoop>
 #include <QtCore/QThread>
 
@@ -555,6 +558,35 @@ TEST(ThreadsafeQThread, WakeEventsRemovedFromAnotherThreadAreRecovered) {
   EXPECT_TRUE(thread->wait(QDeadlineTimer(5000)));
   retire(std::move(thread));
   EXPECT_EQ(ran.load(), kCount);
+}
+
+// Handles of a future, its shield and a gather of both, copied to another
+// thread and dropped there while the loop completes the future (and the
+// shield and gather with it): their hooks and the loop's list of watchers
+// are only ever touched on the loop's thread (TSan).
+TEST(ThreadsafeCombinators, GatherAndShieldHandlesDroppedOnAnotherThread) {
+  QiEventLoop loop;
+  loop.run_until_complete([]() -> qi::Coro<void> {
+    QiEventLoop& l = qi::get_running_loop();
+    for (int i = 0; i < 200; ++i) {
+      auto f = l.create_future<int>();
+      auto s = qi::shield(f);
+      auto g = qi::gather(s, f);
+      std::thread dropper([f, s, g, &l]() mutable {
+        l.call_soon_threadsafe([f]() mutable { f.set_result(1); });
+        f = {};
+        s = {};
+        g = {};
+      });
+      f = {};
+      s = {};
+      auto [a, b] = co_await g;
+      g = {};
+      dropper.join();
+      EXPECT_EQ(a + b, 2);
+    }
+  }());
+  loop.close();
 }
 
 }  // namespace
