@@ -258,7 +258,9 @@ TEST(HookingState, AGatherWhoseHookFailsToAllocateLeavesNothingFreedOrReportedBe
     loop.close();
     EXPECT_THAT(reports, testing::IsEmpty()) << "allocation " << n;
   }
-  EXPECT_GE(failed, 2) << "the failures reached no hook";
+  // The sweep ends at the first run with no failure: so the last allocation
+  // of gather(a, b), b's hook (after a's, which allocates nothing), failed.
+  EXPECT_GE(failed, 1);
 }
 
 // The same for shield(b): its hook on b fails to allocate after its hook on
