@@ -1,6 +1,8 @@
 // qi::Future<T>: asyncio.Future's state machine, its done callbacks (always
 // through the loop), the "exception was never retrieved" report, and
 // run_until_complete, for T = int, std::string, void and a move-only type.
+#include <qiloop/structured/gather.h>
+
 #include "log_capture.h"
 #include "test_util.h"
 
@@ -535,6 +537,54 @@ TEST(FutureTest, ClosingALoopWithManyTasksAwaitingOneFutureIsLinear) {
   EXPECT_EQ(reports, static_cast<std::size_t>(kTasks));
   EXPECT_EQ(loop.pending_tasks(), 0u);
   EXPECT_FALSE(shared.done());
+}
+
+// Deleting a state releases what it holds, which may be the last reference
+// to another state: the last handle of a chain of 100,000 nested gathers
+// (each holding the one before) deleted it one nested call per link, past
+// the end of the stack. Done in a running loop, and pending at close().
+TEST(FutureTest, AChainOfNestedGathersGoesWithoutRecursingPerLink) {
+  constexpr int kDepth = 100'000;
+  for (const bool done : {true, false}) {
+    QiEventLoop loop;
+    auto f = loop.create_future<void>();
+    auto top = std::make_unique<qi::Future<void>>(f);
+    for (int i = 0; i < kDepth; ++i) *top = qi::gather(std::vector<qi::Future<void>>{*top});
+    if (done) {
+      f.set_result();
+      loop.run_until_complete(*top);  // one iteration per level
+    } else {
+      loop.close();
+    }
+    EXPECT_EQ(top->done(), done);
+    f = {};
+    top.reset();
+  }
+}
+
+// A wide tree goes too, and whole: the gather of 10,000 gathers of 10 done
+// futures each, whose values hold tokens.
+TEST(FutureTest, AWideTreeOfGathersGoesWholeWithItsLastHandle) {
+  using Token = std::shared_ptr<int>;
+  QiEventLoop loop;
+  std::vector<qi::Future<std::vector<Token>>> level;
+  std::vector<std::weak_ptr<int>> tokens;
+  for (int i = 0; i < 10'000; ++i) {
+    std::vector<qi::Future<Token>> leaves;
+    for (int j = 0; j < 10; ++j) {
+      auto leaf = loop.create_future<Token>();
+      auto held = std::make_shared<int>(j);
+      tokens.push_back(held);
+      leaf.set_result(std::move(held));
+      leaves.push_back(std::move(leaf));
+    }
+    level.push_back(qi::gather(std::move(leaves)));
+  }
+  auto top = std::make_unique<qi::Future<std::vector<std::vector<Token>>>>(qi::gather(std::move(level)));
+  loop.run_until_complete(*top);
+  EXPECT_EQ(top->result().size(), 10'000u);
+  top.reset();
+  for (const auto& t : tokens) ASSERT_TRUE(t.expired());
 }
 
 TEST(FutureTest, AddDoneCallbackRejectsAnEmptyCallable) {

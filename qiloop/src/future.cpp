@@ -8,6 +8,7 @@
 #include <absl/container/inlined_vector.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 
@@ -290,6 +291,67 @@ std::vector<FutureStateBase*> FutureStateBase::linked_awaiters() const {
   return rare_ ? rare_->awaited_by : std::vector<FutureStateBase*>{};
 }
 
+namespace {
+
+// Deleting a state releases what it holds (a gather's children, a shield's
+// inner, a task's frame and what that awaited), which may be the last
+// reference to another state: a chain of them (100,000 nested gathers) was
+// deleted one nested call per link, past the end of the stack. The
+// outermost deletion on a thread deletes the states released meanwhile
+// after it instead, one at a time (CPython's trashcan, for deep
+// containers). Plain pointers, so a state released while the thread ends
+// still finds it usable; the overflow is freed once the chain is gone.
+struct DeferredDeletes {
+  static constexpr std::size_t kInline = 8;
+  FutureStateBase* first[kInline];
+  FutureStateBase** overflow;  // beyond kInline, while a chain is deleted
+  std::size_t size;
+  std::size_t overflow_cap;
+  bool active;
+
+  bool push(FutureStateBase* s) noexcept {
+    if (size < kInline) {
+      first[size++] = s;
+      return true;
+    }
+    const std::size_t i = size - kInline;
+    if (i == overflow_cap) {
+      const std::size_t cap = overflow_cap ? overflow_cap * 2 : 64;
+      auto* grown = static_cast<FutureStateBase**>(std::realloc(overflow, cap * sizeof(FutureStateBase*)));
+      if (!grown) return false;
+      overflow = grown;
+      overflow_cap = cap;
+    }
+    overflow[i] = s;
+    ++size;
+    return true;
+  }
+  FutureStateBase* pop() noexcept {
+    --size;
+    return size < kInline ? first[size] : overflow[size - kInline];
+  }
+};
+
+__attribute__((tls_model("initial-exec"))) constinit thread_local DeferredDeletes t_deletes{};
+
+void delete_state(FutureStateBase* s) noexcept {
+  DeferredDeletes& d = t_deletes;
+  if (d.active) {
+    if (d.push(s)) return;
+    delete s;  // out of memory: now, nested as before
+    return;
+  }
+  d.active = true;
+  delete s;
+  // Last in, first out: a chain takes one slot, a wide tree one per child.
+  while (d.size > 0) delete d.pop();
+  std::free(std::exchange(d.overflow, nullptr));
+  d.overflow_cap = 0;
+  d.active = false;
+}
+
+}  // namespace
+
 void FutureStateBase::last_release() noexcept {
   if (status_ == Status::kFinished && exception_ && !(flags_ & kRetrieved)) {
     refs_.store(1, std::memory_order_relaxed);  // the report's own, while it runs
@@ -306,8 +368,9 @@ void FutureStateBase::last_release() noexcept {
     }
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;  // the handler (or the report sent) kept it
   }
-  delete this;
+  delete_state(this);
 }
+
 
 void FutureStateBase::report_unretrieved() noexcept {
   flags_ |= kRetrieved;  // once
