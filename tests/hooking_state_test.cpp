@@ -42,6 +42,21 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
+// Whether call() throws std::bad_alloc when this thread's nth allocation
+// from now on fails.
+template <class F>
+bool fails_at(long n, F call) {
+  fail_alloc::countdown = n;
+  bool threw = false;
+  try {
+    call();
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  fail_alloc::countdown = 0;
+  return threw;
+}
+
 // A pending future of `loop` whose done callback holds a token.
 struct Watched {
   explicit Watched(QiEventLoop& loop) : f(loop.create_future<int>()) {
@@ -66,21 +81,36 @@ const auto kDestroyedPending = HasSubstr("Task was destroyed but it is pending!"
 
 }  // namespace
 
-TEST(HookingState, CloseLetsGoOfAGatherOfAPendingFutureWhoseAwaiterItDestroys) {
+namespace {
+
+// close() destroys a task suspended in a combinator of a pending future
+// (`awaiting(f)` makes it): the combinator's future and f let go of each
+// other. f is not completed, and may still be (nothing is left to run).
+template <class Awaiting>
+void expect_close_lets_go(Awaiting awaiting, const char* combinator) {
   Strings reports;
   QiEventLoop loop;
   record_reports(loop, reports);
   Watched w(loop);
-  qi::Task<void> t =
-      loop.create_task([](qi::Future<int> f) -> qi::Coro<void> { (void)co_await qi::gather(f); }(w.f));
+  qi::Task<void> t = loop.create_task(awaiting(w.f));
   first_steps(loop);
   EXPECT_FALSE(w.token.expired());
   loop.close();
-  EXPECT_TRUE(w.token.expired()) << "the gather and the future it watches still hold each other";
+  EXPECT_TRUE(w.token.expired()) << "the " << combinator << " and the future it watches still hold each other";
   EXPECT_TRUE(t.cancelled());
   EXPECT_FALSE(w.f.done());
-  w.f.set_result(1);  // nothing is left that could run: completing it is harmless
+  w.f.set_result(1);
   EXPECT_THAT(reports, ElementsAre(kDestroyedPending));
+}
+
+}  // namespace
+
+TEST(HookingState, CloseLetsGoOfAGatherOfAPendingFutureWhoseAwaiterItDestroys) {
+  expect_close_lets_go([](qi::Future<int> f) -> qi::Coro<void> { (void)co_await qi::gather(f); }, "gather");
+}
+
+TEST(HookingState, CloseLetsGoOfAShieldOfAPendingFutureWhoseAwaiterItDestroys) {
+  expect_close_lets_go([](qi::Future<int> f) -> qi::Coro<void> { (void)co_await qi::shield(f); }, "shield");
 }
 
 // A vector, Outcomes, and a task among the children (close() destroys the
@@ -103,20 +133,6 @@ TEST(HookingState, CloseLetsGoOfAGatherSettledOfPendingFuturesAndATask) {
   EXPECT_TRUE(a.token.expired());
   EXPECT_TRUE(b.token.expired());
   EXPECT_THAT(reports, ElementsAre(kDestroyedPending, kDestroyedPending));
-}
-
-TEST(HookingState, CloseLetsGoOfAShieldOfAPendingFutureWhoseAwaiterItDestroys) {
-  Strings reports;
-  QiEventLoop loop;
-  record_reports(loop, reports);
-  Watched w(loop);
-  qi::Task<void> t =
-      loop.create_task([](qi::Future<int> f) -> qi::Coro<void> { (void)co_await qi::shield(f); }(w.f));
-  first_steps(loop);
-  EXPECT_FALSE(w.token.expired());
-  loop.close();
-  EXPECT_TRUE(w.token.expired()) << "the shield and the future it watches still hold each other";
-  EXPECT_THAT(reports, ElementsAre(kDestroyedPending));
 }
 
 // Combinators of combinators: the outer gather watches a shield and a
@@ -240,15 +256,7 @@ TEST(HookingState, AGatherWhoseHookFailsToAllocateLeavesNothingFreedOrReportedBe
     auto b = loop.create_future<int>();
     b.add_done_callback([] {});
     b.add_done_callback([] {});
-    bool threw = false;
-    fail_alloc::countdown = n;
-    try {
-      (void)qi::gather(a, b);
-    } catch (const std::bad_alloc&) {
-      threw = true;
-    }
-    fail_alloc::countdown = 0;
-    if (!threw) break;  // past its last allocation
+    if (!fails_at(n, [&] { (void)qi::gather(a, b); })) break;  // past its last allocation
     ++failed;
     a.set_exception(std::make_exception_ptr(std::runtime_error("a")));
     b.set_exception(std::make_exception_ptr(std::runtime_error("b")));
@@ -277,15 +285,7 @@ TEST(HookingState, AShieldWhoseHookFailsToAllocateLeavesNothingBehind) {
     int ran = 0;
     b.add_done_callback([&ran] { ++ran; });
     b.add_done_callback([&ran] { ++ran; });
-    bool threw = false;
-    fail_alloc::countdown = n;
-    try {
-      (void)qi::shield(b);
-    } catch (const std::bad_alloc&) {
-      threw = true;
-    }
-    fail_alloc::countdown = 0;
-    if (!threw) break;
+    if (!fails_at(n, [&] { (void)qi::shield(b); })) break;
     ++failed;
     b.set_exception(std::make_exception_ptr(std::runtime_error("b")));
     first_steps(loop);

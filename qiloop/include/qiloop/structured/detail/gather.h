@@ -202,7 +202,8 @@ Future<gather_tuple_t<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>>
       shared_children(handles.data(), n, !(moved_uncopyable_v<arg_value_t<A>, moves_result_v<A>> || ...), api);
   std::array<StateRef<FutureStateBase>, sizeof...(A)> children{
       StateRef<FutureStateBase>(state_of(make_child(std::forward<A>(aws), loop)))...};
-  auto* s = new TupleGather<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>(loop, std::move(children), shared);
+  auto* s =
+      new TupleGather<Settled, GatherArg<arg_value_t<A>, moves_result_v<A>>...>(loop, std::move(children), shared);
   Future<R> out = FutureFromState<R>::adopt(s);
   s->start();
   return out;
