@@ -507,10 +507,13 @@ TEST(ThreadsafeDebug, RejectedFutureCallsFromAWorkerReadNothingTheLoopChanges) {
     }
   });
   int rounds = 0;
+  // At least 2000 rounds, and on until the worker was rejected once: on a
+  // loaded machine it may not be scheduled at all during the first ones.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   std::function<void()> churn = [&] {
     const uint64_t id = fut.add_done_callback([] {});
     EXPECT_EQ(fut.remove_done_callback(id), 1u);
-    if (++rounds < 2000)
+    if (++rounds < 2000 || (rejected.load() == 0 && std::chrono::steady_clock::now() < give_up))
       loop.call_soon(churn);
     else
       loop.stop();
