@@ -6,6 +6,8 @@
 
 #include <QtCore/QThread>
 
+#include <pthread.h>
+
 #include "log_capture.h"
 #include "test_util.h"
 
@@ -1171,6 +1173,81 @@ TEST(FutureTest, ChainsAndTreesGoOnAWorkerThreadWithASmallStackThatThenEnds) {
     ASSERT_TRUE(t->wait(QDeadlineTimer(60'000)));
   }
   for (const auto& tk : tokens) ASSERT_TRUE(tk.expired());
+}
+
+
+// A wide tree (a callback holding 20,000 leaves) under a chain of every
+// length around the depth past which deletions are deferred: at some length its leaves are
+// released past it, all of them deferred at once (the overflow grows past
+// its inline slots), and every one still goes (LeakSanitizer: so does the
+// overflow).
+TEST(FutureTest, AWideTreeAtTheDeferralDepthGoesWhole) {
+  for (int length = 20; length < 45; ++length) {
+    QiEventLoop loop;
+    std::vector<qi::Future<std::shared_ptr<int>>> leaves;
+    std::vector<std::weak_ptr<int>> tokens;
+    for (int i = 0; i < 20'000; ++i) {
+      auto t = std::make_shared<int>(i);
+      tokens.push_back(t);
+      leaves.push_back(loop.create_future<std::shared_ptr<int>>());
+      leaves.back().set_result(std::move(t));
+    }
+    // The chain's first link holds a pending future whose callback holds
+    // the leaves' last handles.
+    auto held = std::make_shared<std::vector<qi::Future<std::shared_ptr<int>>>>(std::move(leaves));
+    auto first = std::make_shared<Link>();
+    first->side = loop.create_future<void>();
+    first->side->add_done_callback(OnDestroy([held = std::move(held)]() mutable { held.reset(); }));
+    std::optional<qi::Future<std::shared_ptr<Link>>> chain = loop.create_future<std::shared_ptr<Link>>();
+    chain->set_result(std::move(first));
+    for (int i = 0; i < length; ++i) {
+      auto link = std::make_shared<Link>();
+      link->prev = std::move(chain);
+      chain = loop.create_future<std::shared_ptr<Link>>();
+      chain->set_result(std::move(link));
+    }
+    chain.reset();
+    for (const auto& t : tokens) ASSERT_TRUE(t.expired()) << "under " << length << " links";
+  }
+}
+
+// Declared before anything of the thread's allocates: destroyed after the
+// thread's frame pool (the states' allocator) at thread exit.
+thread_local std::optional<qi::Future<std::shared_ptr<Link>>> t_chain;
+
+// A thread_local holds the last handle of a chain of 100,000 links of that
+// thread's own loop (destroyed before it): the chain goes at thread exit,
+// after the frame pool its states came from, one link at a time.
+TEST(FutureTest, AChainHeldByAThreadLocalGoesAtThreadExit) {
+  static std::weak_ptr<int> token;
+  // pthread: its join waits for the thread's thread_locals to go (QThread's
+  // wait() returns before).
+  auto body = [](void*) -> void* {
+    t_chain.emplace();
+    QiEventLoop loop;
+    auto first = std::make_shared<Link>();
+    auto tail = std::make_shared<int>(1);
+    token = tail;
+    first->side = loop.create_future<void>();
+    first->side->add_done_callback(OnDestroy([tail] {}));
+    *t_chain = loop.create_future<std::shared_ptr<Link>>();
+    t_chain->set_result(std::move(first));
+    for (int i = 0; i < 100'000; ++i) {
+      auto link = std::make_shared<Link>();
+      link->prev = std::move(*t_chain);
+      *t_chain = loop.create_future<std::shared_ptr<Link>>();
+      t_chain->set_result(std::move(link));
+    }
+    return nullptr;
+  };
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, &attr, body, nullptr), 0);
+  pthread_attr_destroy(&attr);
+  ASSERT_EQ(pthread_join(t, nullptr), 0);
+  EXPECT_TRUE(token.expired());
 }
 
 }  // namespace
