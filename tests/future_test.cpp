@@ -999,7 +999,8 @@ struct OnDestroy {
 struct Held {
   std::shared_ptr<qi::Future<std::shared_ptr<int>>> f;
   std::weak_ptr<int> token;
-  explicit Held(QiEventLoop& loop) : f(std::make_shared<qi::Future<std::shared_ptr<int>>>(loop.create_future<std::shared_ptr<int>>())) {
+  explicit Held(QiEventLoop& loop)
+      : f(std::make_shared<qi::Future<std::shared_ptr<int>>>(loop.create_future<std::shared_ptr<int>>())) {
     auto t = std::make_shared<int>(7);
     token = t;
     f->set_result(std::move(t));
@@ -1158,7 +1159,8 @@ TEST(FutureTest, ChainsAndTreesGoOnAWorkerThreadWithASmallStackThatThenEnds) {
     }
     level.push_back(qi::gather(std::move(leaves)));
   }
-  auto tree = std::make_shared<qi::Future<std::vector<std::vector<std::shared_ptr<int>>>>>(qi::gather(std::move(level)));
+  using Tree = qi::Future<std::vector<std::vector<std::shared_ptr<int>>>>;
+  auto tree = std::make_shared<Tree>(qi::gather(std::move(level)));
   f.set_result();
   loop.run_until_complete(*chain);
   loop.run_until_complete(*tree);

@@ -336,8 +336,10 @@ struct DeferredDeletes {
   }
 };
 
-// A few KiB of stack at most (a level is a handful of calls, a task's frame
-// among them), far below a worker thread's.
+// A level is a handful of calls: about 1 KiB of stack at -O0, 1.5 under
+// ASan (measured on a chain of values), so the nesting allowed stays some
+// tens of KiB, far below a thread's stack, and deep enough that the
+// deletions a program nests by hand go at once.
 constexpr std::size_t kNesting = 32;
 
 __attribute__((tls_model("initial-exec"))) constinit thread_local DeferredDeletes t_deletes{};
