@@ -1213,6 +1213,58 @@ TEST(FutureTest, AWideTreeAtTheDeferralDepthGoesWhole) {
   }
 }
 
+// A loop destroyed inside a cascade, around the deferral depth (the
+// combinators it dropped just before go after it), by a done callback that
+// owns it, with a pending task of it and combinators of it
+// watching a pending future: the loop's destructor closes it (destroying
+// the task's frame, letting the combinators go) while states released
+// before are still waiting for their turn, and everything goes.
+TEST(FutureTest, ALoopDestroyedInsideACascadeLetsGoOfWhatItHeld) {
+  for (int length = 20; length < 45; ++length) {
+    QiEventLoop loop;
+    std::vector<std::weak_ptr<int>> tokens;
+    bool ran = false;
+    {
+      auto inner = std::make_shared<std::unique_ptr<QiEventLoop>>(std::make_unique<QiEventLoop>());
+      QiEventLoop& other = **inner;
+      other.set_exception_handler([](QiEventLoop&, const qi::ExceptionContext&) {});
+      Held h(other);
+      tokens.push_back(h.token);
+      auto pending = std::make_shared<qi::Future<std::shared_ptr<int>>>(other.create_future<std::shared_ptr<int>>());
+      auto frame_token = std::make_shared<int>(1);
+      tokens.push_back(frame_token);
+      auto coro = [](std::shared_ptr<int> t, qi::Future<std::shared_ptr<int>> f) -> qi::Coro<int> {
+        co_await f;
+        co_return *t;
+      };
+      (void)other.create_task(coro(std::move(frame_token), *pending));
+      auto g = std::make_shared<qi::Future<std::tuple<std::shared_ptr<int>, std::shared_ptr<int>>>>(
+          qi::gather(*h.f, *pending));
+      auto s = std::make_shared<qi::Future<std::shared_ptr<int>>>(qi::shield(*pending));
+      std::optional<qi::Future<std::shared_ptr<Link>>> chain = loop.create_future<std::shared_ptr<Link>>();
+      auto first = std::make_shared<Link>();
+      first->side = loop.create_future<void>();
+      first->side->add_done_callback(OnDestroy([&ran, inner = std::move(inner), g = std::move(g), s = std::move(s),
+                                                pending = std::move(pending)]() mutable {
+        ran = true;
+        g.reset();
+        s.reset();
+        pending.reset();
+        inner->reset();  // the loop goes
+      }));
+      chain->set_result(std::move(first));
+      for (int i = 0; i < length; ++i) {
+        auto link = std::make_shared<Link>();
+        link->prev = std::move(chain);
+        chain = loop.create_future<std::shared_ptr<Link>>();
+        chain->set_result(std::move(link));
+      }
+    }
+    EXPECT_TRUE(ran);
+    for (const auto& t : tokens) EXPECT_TRUE(t.expired()) << "under " << length << " links";
+  }
+}
+
 // Declared before anything of the thread's allocates: destroyed after the
 // thread's frame pool (the states' allocator) at thread exit.
 thread_local std::optional<qi::Future<std::shared_ptr<Link>>> t_chain;
