@@ -2,6 +2,11 @@
 // through the loop), the "exception was never retrieved" report, and
 // run_until_complete, for T = int, std::string, void and a move-only type.
 #include <qiloop/structured/gather.h>
+#include <qiloop/structured/shield.h>
+
+#include <QtCore/QThread>
+
+#include <pthread.h>
 
 #include "log_capture.h"
 #include "test_util.h"
@@ -974,6 +979,329 @@ TEST(FutureTest, AnUnretrievedExceptionWhoseLastHandleGoesOnAnotherThreadIsRepor
   EXPECT_TRUE(reported_on.empty());
   run_one_iteration(loop);
   EXPECT_EQ(reported_on, std::vector<std::thread::id>{std::this_thread::get_id()});
+}
+
+
+// --- Deletions inside deletions (the trashcan) -------------------------------
+
+// A done callback that runs `fn` when it is destroyed (and not when moved).
+struct OnDestroy {
+  explicit OnDestroy(std::function<void()> f) : fn(std::move(f)) {}
+  OnDestroy(OnDestroy&& o) noexcept : fn(std::exchange(o.fn, nullptr)) {}
+  ~OnDestroy() {
+    if (fn) fn();
+  }
+  void operator()() const {}
+  std::function<void()> fn;
+};
+
+// A done future whose value holds a token, and the token's watch.
+struct Held {
+  std::shared_ptr<qi::Future<std::shared_ptr<int>>> f;
+  std::weak_ptr<int> token;
+  explicit Held(QiEventLoop& loop)
+      : f(std::make_shared<qi::Future<std::shared_ptr<int>>>(loop.create_future<std::shared_ptr<int>>())) {
+    auto t = std::make_shared<int>(7);
+    token = t;
+    f->set_result(std::move(t));
+  }
+};
+
+// A destructor that drops the last handle of a future finds it gone when the
+// drop returns, as it always did (and as in CPython, whose trashcan defers
+// only past a nesting depth): also when that destructor runs inside the
+// deletion of another state — a done callback of a pending future whose last
+// handle goes, or the exception handler reporting a state such a deletion
+// released. Deferring every nested deletion made the drop return with the
+// future (and what its value holds: a socket, a lock, a file) still alive.
+TEST(FutureTest, AHandleDroppedByADestructorInsideADeletionGoesAtOnce) {
+  QiEventLoop loop;
+  Held held(loop);
+  std::optional<bool> gone_at_drop;
+  {
+    auto outer = loop.create_future<void>();
+    outer.add_done_callback(OnDestroy([&] {
+      *held.f = {};
+      gone_at_drop = held.token.expired();
+    }));
+  }
+  ASSERT_TRUE(gone_at_drop.has_value());
+  EXPECT_TRUE(*gone_at_drop);
+
+  Held other(loop);
+  std::optional<bool> gone_in_handler;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext&) {
+    *other.f = {};
+    gone_in_handler = other.token.expired();
+  });
+  {
+    auto failed = std::make_shared<qi::Future<int>>(loop.create_future<int>());
+    failed->set_exception(std::make_exception_ptr(std::runtime_error("lost")));
+    auto outer = loop.create_future<void>();
+    outer.add_done_callback(OnDestroy([failed = std::move(failed)]() mutable { failed.reset(); }));
+  }
+  loop.set_exception_handler(nullptr);
+  ASSERT_TRUE(gone_in_handler.has_value());
+  EXPECT_TRUE(*gone_in_handler);
+}
+
+// The exception handler, reporting states that a deletion released one by
+// one, keeps some (ctx.future), drops the last handles of others and
+// throws: every state is reported once, the kept ones live until let go,
+// and all of them go.
+TEST(FutureTest, TheHandlerOfReportsRaisedInsideADeletionMayKeepDropAndThrow) {
+  constexpr int kFailed = 1000;
+  QiEventLoop loop;
+  std::vector<qi::FutureRef> kept;
+  std::vector<Held> dropped;
+  for (int i = 0; i < kFailed; ++i) dropped.emplace_back(loop);
+  int reports = 0;
+  loop.set_exception_handler([&](QiEventLoop&, const qi::ExceptionContext& ctx) {
+    ++reports;
+    if (reports % 2 == 0) kept.push_back(ctx.future);
+    *dropped[reports - 1].f = {};
+    EXPECT_TRUE(dropped[reports - 1].token.expired());
+    if (reports % 3 == 0) throw std::runtime_error("handler failed");
+  });
+  {
+    // Two pending futures, each holding the next through a done callback:
+    // the failed ones go from inside the inner's deletion, itself released
+    // by the outer's.
+    auto failed = std::make_shared<std::vector<qi::Future<int>>>();
+    for (int i = 0; i < kFailed; ++i) {
+      failed->push_back(loop.create_future<int>());
+      failed->back().set_exception(std::make_exception_ptr(std::runtime_error("lost")));
+    }
+    auto inner = std::make_shared<qi::Future<void>>(loop.create_future<void>());
+    inner->add_done_callback(OnDestroy([failed = std::move(failed)]() mutable { failed.reset(); }));
+    auto outer = loop.create_future<void>();
+    outer.add_done_callback(OnDestroy([inner = std::move(inner)]() mutable { inner.reset(); }));
+  }
+  EXPECT_EQ(reports, kFailed);
+  EXPECT_EQ(kept.size(), std::size_t{kFailed / 2});
+  for (const auto& f : kept) EXPECT_TRUE(f.done());
+  kept.clear();
+  EXPECT_EQ(reports, kFailed);  // reported once
+  loop.set_exception_handler(nullptr);
+}
+
+// A link of a chain through values: a done future's value holds the
+// future before it (and, once, a pending future with a done callback).
+struct Link {
+  std::optional<qi::Future<std::shared_ptr<Link>>> prev;
+  std::optional<qi::Future<void>> side;
+};
+
+// What a destructor run inside a cascade may do: close the loop, make
+// futures, gathers and shields, close (destroying a pending task's frame),
+// complete and drop them. Everything goes.
+TEST(FutureTest, DestructorsInsideACascadeMayCloseMakeCompleteAndDrop) {
+  QiEventLoop loop;
+  std::vector<std::weak_ptr<int>> tokens;
+  bool ran = false;
+  {
+    auto frame_token = std::make_shared<int>(1);
+    tokens.push_back(frame_token);
+    auto coro = [](std::shared_ptr<int> t, qi::Future<std::shared_ptr<int>> f) -> qi::Coro<int> {
+      co_await f;
+      co_return *t;
+    };
+    auto waiter = loop.create_task(coro(std::move(frame_token), loop.create_future<std::shared_ptr<int>>()));
+    std::optional<qi::Future<std::shared_ptr<Link>>> top;
+    for (int i = 0; i < 100'000; ++i) {
+      auto link = std::make_shared<Link>();
+      link->prev = std::move(top);
+      if (i == 50'000) {
+        auto side = loop.create_future<void>();
+        side.add_done_callback(OnDestroy([&] {
+          ran = true;
+          Held h(loop);
+          tokens.push_back(h.token);
+          auto pending = loop.create_future<std::shared_ptr<int>>();
+          (void)qi::gather(*h.f, pending);
+          (void)qi::shield(pending);
+          loop.close();  // destroys the waiter's frame, lets the gather and the shield go
+          EXPECT_TRUE(waiter.cancelled());
+          EXPECT_THROW(loop.create_task(coro(std::make_shared<int>(2), pending)), qi::RuntimeError);
+          pending.set_result(std::make_shared<int>(3));  // its callbacks went with close()
+          auto fresh = loop.create_future<int>();
+          fresh.set_result(1);
+        }));
+        link->side = std::move(side);
+      }
+      top = loop.create_future<std::shared_ptr<Link>>();
+      top->set_result(std::move(link));
+    }
+    top.reset();  // the whole chain, one link at a time
+  }
+  EXPECT_TRUE(ran);
+  for (const auto& t : tokens) EXPECT_TRUE(t.expired());
+}
+
+// The last handles of a chain of 100,000 nested gathers and of a wide tree
+// (100,000 leaves) go on a thread with a 256 KiB stack, which then ends:
+// nothing recurses per link there, and what the deferral allocated there is
+// freed (LeakSanitizer), states of the loop's thread's pool included.
+TEST(FutureTest, ChainsAndTreesGoOnAWorkerThreadWithASmallStackThatThenEnds) {
+  QiEventLoop loop;
+  auto f = loop.create_future<void>();
+  auto chain = std::make_shared<qi::Future<void>>(f);
+  for (int i = 0; i < 100'000; ++i) *chain = qi::gather(std::vector<qi::Future<void>>{*chain});
+  std::vector<std::weak_ptr<int>> tokens;
+  std::vector<qi::Future<std::vector<std::shared_ptr<int>>>> level;
+  for (int i = 0; i < 1000; ++i) {
+    std::vector<qi::Future<std::shared_ptr<int>>> leaves;
+    for (int j = 0; j < 100; ++j) {
+      auto t = std::make_shared<int>(j);
+      tokens.push_back(t);
+      leaves.push_back(loop.create_future<std::shared_ptr<int>>());
+      leaves.back().set_result(std::move(t));
+    }
+    level.push_back(qi::gather(std::move(leaves)));
+  }
+  using Tree = qi::Future<std::vector<std::vector<std::shared_ptr<int>>>>;
+  auto tree = std::make_shared<Tree>(qi::gather(std::move(level)));
+  f.set_result();
+  loop.run_until_complete(*chain);
+  loop.run_until_complete(*tree);
+  f = {};
+  for (int round = 0; round < 2; ++round) {
+    std::unique_ptr<QThread> t(QThread::create([&] {
+      if (round == 0) chain.reset();
+      else tree.reset();
+    }));
+    t->setStackSize(256 * 1024);
+    t->start();
+    ASSERT_TRUE(t->wait(QDeadlineTimer(60'000)));
+  }
+  for (const auto& tk : tokens) ASSERT_TRUE(tk.expired());
+}
+
+
+// A wide tree (a callback holding 20,000 leaves) under a chain of every
+// length around the depth past which deletions are deferred: at some length its leaves are
+// released past it, all of them deferred at once (the overflow grows past
+// its inline slots), and every one still goes (LeakSanitizer: so does the
+// overflow).
+TEST(FutureTest, AWideTreeAtTheDeferralDepthGoesWhole) {
+  for (int length = 20; length < 45; ++length) {
+    QiEventLoop loop;
+    std::vector<qi::Future<std::shared_ptr<int>>> leaves;
+    std::vector<std::weak_ptr<int>> tokens;
+    for (int i = 0; i < 20'000; ++i) {
+      auto t = std::make_shared<int>(i);
+      tokens.push_back(t);
+      leaves.push_back(loop.create_future<std::shared_ptr<int>>());
+      leaves.back().set_result(std::move(t));
+    }
+    // The chain's first link holds a pending future whose callback holds
+    // the leaves' last handles.
+    auto held = std::make_shared<std::vector<qi::Future<std::shared_ptr<int>>>>(std::move(leaves));
+    auto first = std::make_shared<Link>();
+    first->side = loop.create_future<void>();
+    first->side->add_done_callback(OnDestroy([held = std::move(held)]() mutable { held.reset(); }));
+    std::optional<qi::Future<std::shared_ptr<Link>>> chain = loop.create_future<std::shared_ptr<Link>>();
+    chain->set_result(std::move(first));
+    for (int i = 0; i < length; ++i) {
+      auto link = std::make_shared<Link>();
+      link->prev = std::move(chain);
+      chain = loop.create_future<std::shared_ptr<Link>>();
+      chain->set_result(std::move(link));
+    }
+    chain.reset();
+    for (const auto& t : tokens) ASSERT_TRUE(t.expired()) << "under " << length << " links";
+  }
+}
+
+// A loop destroyed inside a cascade, around the deferral depth (the
+// combinators it dropped just before go after it), by a done callback that
+// owns it, with a pending task of it and combinators of it
+// watching a pending future: the loop's destructor closes it (destroying
+// the task's frame, letting the combinators go) while states released
+// before are still waiting for their turn, and everything goes.
+TEST(FutureTest, ALoopDestroyedInsideACascadeLetsGoOfWhatItHeld) {
+  for (int length = 20; length < 45; ++length) {
+    QiEventLoop loop;
+    std::vector<std::weak_ptr<int>> tokens;
+    bool ran = false;
+    {
+      auto inner = std::make_shared<std::unique_ptr<QiEventLoop>>(std::make_unique<QiEventLoop>());
+      QiEventLoop& other = **inner;
+      other.set_exception_handler([](QiEventLoop&, const qi::ExceptionContext&) {});
+      Held h(other);
+      tokens.push_back(h.token);
+      auto pending = std::make_shared<qi::Future<std::shared_ptr<int>>>(other.create_future<std::shared_ptr<int>>());
+      auto frame_token = std::make_shared<int>(1);
+      tokens.push_back(frame_token);
+      auto coro = [](std::shared_ptr<int> t, qi::Future<std::shared_ptr<int>> f) -> qi::Coro<int> {
+        co_await f;
+        co_return *t;
+      };
+      (void)other.create_task(coro(std::move(frame_token), *pending));
+      auto g = std::make_shared<qi::Future<std::tuple<std::shared_ptr<int>, std::shared_ptr<int>>>>(
+          qi::gather(*h.f, *pending));
+      auto s = std::make_shared<qi::Future<std::shared_ptr<int>>>(qi::shield(*pending));
+      std::optional<qi::Future<std::shared_ptr<Link>>> chain = loop.create_future<std::shared_ptr<Link>>();
+      auto first = std::make_shared<Link>();
+      first->side = loop.create_future<void>();
+      first->side->add_done_callback(OnDestroy([&ran, inner = std::move(inner), g = std::move(g), s = std::move(s),
+                                                pending = std::move(pending)]() mutable {
+        ran = true;
+        g.reset();
+        s.reset();
+        pending.reset();
+        inner->reset();  // the loop goes
+      }));
+      chain->set_result(std::move(first));
+      for (int i = 0; i < length; ++i) {
+        auto link = std::make_shared<Link>();
+        link->prev = std::move(chain);
+        chain = loop.create_future<std::shared_ptr<Link>>();
+        chain->set_result(std::move(link));
+      }
+    }
+    EXPECT_TRUE(ran);
+    for (const auto& t : tokens) EXPECT_TRUE(t.expired()) << "under " << length << " links";
+  }
+}
+
+// Declared before anything of the thread's allocates: destroyed after the
+// thread's frame pool (the states' allocator) at thread exit.
+thread_local std::optional<qi::Future<std::shared_ptr<Link>>> t_chain;
+
+// A thread_local holds the last handle of a chain of 100,000 links of that
+// thread's own loop (destroyed before it): the chain goes at thread exit,
+// after the frame pool its states came from, one link at a time.
+TEST(FutureTest, AChainHeldByAThreadLocalGoesAtThreadExit) {
+  static std::weak_ptr<int> token;
+  // pthread: its join waits for the thread's thread_locals to go (QThread's
+  // wait() returns before).
+  auto body = [](void*) -> void* {
+    t_chain.emplace();
+    QiEventLoop loop;
+    auto first = std::make_shared<Link>();
+    auto tail = std::make_shared<int>(1);
+    token = tail;
+    first->side = loop.create_future<void>();
+    first->side->add_done_callback(OnDestroy([tail] {}));
+    *t_chain = loop.create_future<std::shared_ptr<Link>>();
+    t_chain->set_result(std::move(first));
+    for (int i = 0; i < 100'000; ++i) {
+      auto link = std::make_shared<Link>();
+      link->prev = std::move(*t_chain);
+      *t_chain = loop.create_future<std::shared_ptr<Link>>();
+      t_chain->set_result(std::move(link));
+    }
+    return nullptr;
+  };
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, &attr, body, nullptr), 0);
+  pthread_attr_destroy(&attr);
+  ASSERT_EQ(pthread_join(t, nullptr), 0);
+  EXPECT_TRUE(token.expired());
 }
 
 }  // namespace

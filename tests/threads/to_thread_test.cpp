@@ -13,6 +13,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -113,6 +114,40 @@ QILOOP_TEST_MODES(ToThread, TheResultMovesThroughWithoutCopies) {
   // The futures' states (holding the moved-from results) go once the wake-ups that resumed us return.
   co_await qi::sleep(0);
   EXPECT_EQ(Counted::alive.load(), 0);
+}
+
+// A link of a chain through values: a done future's value holds the one
+// before it.
+struct Link {
+  std::optional<qi::Future<std::shared_ptr<Link>>> prev;
+  std::shared_ptr<int> token;
+};
+
+// The decay-copies go on the worker: an argument holding the last handle of
+// a chain of 100,000 futures lets the whole chain go there, one link at a
+// time past a few dozen (no deeper on the worker's stack than on the
+// loop's), while the loop runs on.
+QILOOP_TEST_MODES(ToThread, AnArgumentHoldingTheLastHandleOfADeepChainLetsItGoOnTheWorker) {
+  auto& loop = qi::get_running_loop();
+  std::thread::id went_on;  // written before the job's completion is posted
+  auto first = std::make_shared<Link>();
+  first->token = std::shared_ptr<int>(new int(1), [&went_on](int* p) {
+    went_on = std::this_thread::get_id();
+    delete p;
+  });
+  std::weak_ptr<int> watch = first->token;
+  qi::Future<std::shared_ptr<Link>> chain = loop.create_future<std::shared_ptr<Link>>();
+  chain.set_result(std::move(first));
+  for (int i = 0; i < 100'000; ++i) {
+    auto link = std::make_shared<Link>();
+    link->prev = std::move(chain);
+    chain = loop.create_future<std::shared_ptr<Link>>();
+    chain.set_result(std::move(link));
+  }
+  co_await qi::to_thread([](qi::Future<std::shared_ptr<Link>> last) { EXPECT_TRUE(last.done()); }, std::move(chain));
+  EXPECT_TRUE(watch.expired());
+  EXPECT_NE(went_on, std::thread::id());
+  EXPECT_NE(went_on, std::this_thread::get_id());
 }
 
 QILOOP_TEST_MODES(ToThread, RefusesAnEmptyCallable) {
