@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "log_capture.h"
+#include "on_destroy.h"
 #include "test_util.h"
 
 #include <functional>
@@ -981,19 +982,7 @@ TEST(FutureTest, AnUnretrievedExceptionWhoseLastHandleGoesOnAnotherThreadIsRepor
   EXPECT_EQ(reported_on, std::vector<std::thread::id>{std::this_thread::get_id()});
 }
 
-
 // --- Deletions inside deletions (the trashcan) -------------------------------
-
-// A done callback that runs `fn` when it is destroyed (and not when moved).
-struct OnDestroy {
-  explicit OnDestroy(std::function<void()> f) : fn(std::move(f)) {}
-  OnDestroy(OnDestroy&& o) noexcept : fn(std::exchange(o.fn, nullptr)) {}
-  ~OnDestroy() {
-    if (fn) fn();
-  }
-  void operator()() const {}
-  std::function<void()> fn;
-};
 
 // A done future whose value holds a token, and the token's watch.
 struct Held {

@@ -12,6 +12,8 @@
 
 #include <gmock/gmock.h>
 
+#include "on_destroy.h"
+
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -296,21 +298,6 @@ TEST(HookingState, AShieldWhoseHookFailsToAllocateLeavesNothingBehind) {
   }
   EXPECT_GE(failed, 1);
 }
-
-namespace {
-
-// A done callback that runs `fn` when it is destroyed (and not when moved).
-struct OnDestroy {
-  explicit OnDestroy(std::function<void()> f) : fn(std::move(f)) {}
-  OnDestroy(OnDestroy&& o) noexcept : fn(std::exchange(o.fn, nullptr)) {}
-  ~OnDestroy() {
-    if (fn) fn();
-  }
-  void operator()() const {}
-  std::function<void()> fn;
-};
-
-}  // namespace
 
 // What a callback's destructor may do while close() walks its watchers:
 // close() again, make new gathers and shields (linked during the walk),
