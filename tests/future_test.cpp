@@ -1080,6 +1080,20 @@ struct Link {
   std::optional<qi::Future<std::shared_ptr<Link>>> prev;
   std::optional<qi::Future<void>> side;
 };
+using Chain = std::optional<qi::Future<std::shared_ptr<Link>>>;
+
+// Puts `link` on top of `chain`: link holds the chain so far, and the chain
+// becomes a done future holding link.
+void push_link(QiEventLoop& loop, Chain& chain, std::shared_ptr<Link> link) {
+  link->prev = std::move(chain);
+  chain = loop.create_future<std::shared_ptr<Link>>();
+  chain->set_result(std::move(link));
+}
+
+// Puts n plain links on top of `chain`.
+void extend_chain(QiEventLoop& loop, Chain& chain, int n) {
+  for (int i = 0; i < n; ++i) push_link(loop, chain, std::make_shared<Link>());
+}
 
 // What a destructor run inside a cascade may do: close the loop, make
 // futures, gathers and shields, close (destroying a pending task's frame),
@@ -1096,31 +1110,26 @@ TEST(FutureTest, DestructorsInsideACascadeMayCloseMakeCompleteAndDrop) {
       co_return *t;
     };
     auto waiter = loop.create_task(coro(std::move(frame_token), loop.create_future<std::shared_ptr<int>>()));
-    std::optional<qi::Future<std::shared_ptr<Link>>> top;
-    for (int i = 0; i < 100'000; ++i) {
-      auto link = std::make_shared<Link>();
-      link->prev = std::move(top);
-      if (i == 50'000) {
-        auto side = loop.create_future<void>();
-        side.add_done_callback(OnDestroy([&] {
-          ran = true;
-          Held h(loop);
-          tokens.push_back(h.token);
-          auto pending = loop.create_future<std::shared_ptr<int>>();
-          (void)qi::gather(*h.f, pending);
-          (void)qi::shield(pending);
-          loop.close();  // destroys the waiter's frame, lets the gather and the shield go
-          EXPECT_TRUE(waiter.cancelled());
-          EXPECT_THROW(loop.create_task(coro(std::make_shared<int>(2), pending)), qi::RuntimeError);
-          pending.set_result(std::make_shared<int>(3));  // its callbacks went with close()
-          auto fresh = loop.create_future<int>();
-          fresh.set_result(1);
-        }));
-        link->side = std::move(side);
-      }
-      top = loop.create_future<std::shared_ptr<Link>>();
-      top->set_result(std::move(link));
-    }
+    Chain top;
+    extend_chain(loop, top, 50'000);
+    auto link = std::make_shared<Link>();
+    link->side = loop.create_future<void>();
+    link->side->add_done_callback(OnDestroy([&] {
+      ran = true;
+      Held h(loop);
+      tokens.push_back(h.token);
+      auto pending = loop.create_future<std::shared_ptr<int>>();
+      (void)qi::gather(*h.f, pending);
+      (void)qi::shield(pending);
+      loop.close();  // destroys the waiter's frame, lets the gather and the shield go
+      EXPECT_TRUE(waiter.cancelled());
+      EXPECT_THROW(loop.create_task(coro(std::make_shared<int>(2), pending)), qi::RuntimeError);
+      pending.set_result(std::make_shared<int>(3));  // its callbacks went with close()
+      auto fresh = loop.create_future<int>();
+      fresh.set_result(1);
+    }));
+    push_link(loop, top, std::move(link));
+    extend_chain(loop, top, 49'999);
     top.reset();  // the whole chain, one link at a time
   }
   EXPECT_TRUE(ran);
@@ -1166,12 +1175,11 @@ TEST(FutureTest, ChainsAndTreesGoOnAWorkerThreadWithASmallStackThatThenEnds) {
   for (const auto& tk : tokens) ASSERT_TRUE(tk.expired());
 }
 
-
 // A wide tree (a callback holding 20,000 leaves) under a chain of every
-// length around the depth past which deletions are deferred: at some length its leaves are
-// released past it, all of them deferred at once (the overflow grows past
-// its inline slots), and every one still goes (LeakSanitizer: so does the
-// overflow).
+// length around the depth past which deletions are deferred: at some length
+// its leaves are released past it, all of them deferred at once (the
+// overflow grows past its inline slots), and every one still goes
+// (LeakSanitizer: so does the overflow).
 TEST(FutureTest, AWideTreeAtTheDeferralDepthGoesWhole) {
   for (int length = 20; length < 45; ++length) {
     QiEventLoop loop;
@@ -1189,14 +1197,9 @@ TEST(FutureTest, AWideTreeAtTheDeferralDepthGoesWhole) {
     auto first = std::make_shared<Link>();
     first->side = loop.create_future<void>();
     first->side->add_done_callback(OnDestroy([held = std::move(held)]() mutable { held.reset(); }));
-    std::optional<qi::Future<std::shared_ptr<Link>>> chain = loop.create_future<std::shared_ptr<Link>>();
-    chain->set_result(std::move(first));
-    for (int i = 0; i < length; ++i) {
-      auto link = std::make_shared<Link>();
-      link->prev = std::move(chain);
-      chain = loop.create_future<std::shared_ptr<Link>>();
-      chain->set_result(std::move(link));
-    }
+    Chain chain;
+    push_link(loop, chain, std::move(first));
+    extend_chain(loop, chain, length);
     chain.reset();
     for (const auto& t : tokens) ASSERT_TRUE(t.expired()) << "under " << length << " links";
   }
@@ -1230,7 +1233,7 @@ TEST(FutureTest, ALoopDestroyedInsideACascadeLetsGoOfWhatItHeld) {
       auto g = std::make_shared<qi::Future<std::tuple<std::shared_ptr<int>, std::shared_ptr<int>>>>(
           qi::gather(*h.f, *pending));
       auto s = std::make_shared<qi::Future<std::shared_ptr<int>>>(qi::shield(*pending));
-      std::optional<qi::Future<std::shared_ptr<Link>>> chain = loop.create_future<std::shared_ptr<Link>>();
+      Chain chain;
       auto first = std::make_shared<Link>();
       first->side = loop.create_future<void>();
       first->side->add_done_callback(OnDestroy([&ran, inner = std::move(inner), g = std::move(g), s = std::move(s),
@@ -1241,13 +1244,8 @@ TEST(FutureTest, ALoopDestroyedInsideACascadeLetsGoOfWhatItHeld) {
         pending.reset();
         inner->reset();  // the loop goes
       }));
-      chain->set_result(std::move(first));
-      for (int i = 0; i < length; ++i) {
-        auto link = std::make_shared<Link>();
-        link->prev = std::move(chain);
-        chain = loop.create_future<std::shared_ptr<Link>>();
-        chain->set_result(std::move(link));
-      }
+      push_link(loop, chain, std::move(first));
+      extend_chain(loop, chain, length);
     }
     EXPECT_TRUE(ran);
     for (const auto& t : tokens) EXPECT_TRUE(t.expired()) << "under " << length << " links";
@@ -1256,7 +1254,7 @@ TEST(FutureTest, ALoopDestroyedInsideACascadeLetsGoOfWhatItHeld) {
 
 // Declared before anything of the thread's allocates: destroyed after the
 // thread's frame pool (the states' allocator) at thread exit.
-thread_local std::optional<qi::Future<std::shared_ptr<Link>>> t_chain;
+thread_local Chain t_chain;
 
 // A thread_local holds the last handle of a chain of 100,000 links of that
 // thread's own loop (destroyed before it): the chain goes at thread exit,
@@ -1273,14 +1271,8 @@ TEST(FutureTest, AChainHeldByAThreadLocalGoesAtThreadExit) {
     token = tail;
     first->side = loop.create_future<void>();
     first->side->add_done_callback(OnDestroy([tail] {}));
-    *t_chain = loop.create_future<std::shared_ptr<Link>>();
-    t_chain->set_result(std::move(first));
-    for (int i = 0; i < 100'000; ++i) {
-      auto link = std::make_shared<Link>();
-      link->prev = std::move(*t_chain);
-      *t_chain = loop.create_future<std::shared_ptr<Link>>();
-      t_chain->set_result(std::move(link));
-    }
+    push_link(loop, t_chain, std::move(first));
+    extend_chain(loop, t_chain, 100'000);
     return nullptr;
   };
   pthread_attr_t attr;
