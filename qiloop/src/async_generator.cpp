@@ -4,6 +4,7 @@
 #include <qiloop/async_generator.h>
 #include <qiloop/event_loop.h>
 
+#include "intrusive_list.h"
 #include "loop_impl.h"
 
 #include <cstdio>
@@ -14,13 +15,8 @@ namespace qi::detail {
 
 namespace {
 
-void push_front(AsyncGenBase*& head, AsyncGenBase* g) noexcept {
-  g->list = &head;
-  g->prev_in_list = nullptr;
-  g->next_in_list = head;
-  if (head) head->prev_in_list = g;
-  head = g;
-}
+using GenList =
+    IntrusiveList<AsyncGenBase, &AsyncGenBase::list, &AsyncGenBase::prev_in_list, &AsyncGenBase::next_in_list>;
 
 }  // namespace
 
@@ -35,16 +31,11 @@ void AsyncGenBase::throw_already_running(const char* api) {
 // loop it starts on.
 void AsyncGenBase::first_start() noexcept {
   started = true;
-  if (QiEventLoop* loop = qi::running_loop(); loop && !loop->is_closed()) push_front(loop->impl_->asyncgens, this);
+  if (QiEventLoop* loop = qi::running_loop(); loop && !loop->is_closed())
+    GenList::push_front(loop->impl_->asyncgens, this);
 }
 
-void AsyncGenBase::unlink() noexcept {
-  if (!list) return;
-  (prev_in_list ? prev_in_list->next_in_list : *list) = next_in_list;
-  if (next_in_list) next_in_list->prev_in_list = prev_in_list;
-  list = nullptr;
-  prev_in_list = next_in_list = nullptr;
-}
+void AsyncGenBase::unlink() noexcept { GenList::unlink(this); }
 
 void AsyncGenBase::abandon() noexcept {
   running = false;
@@ -81,7 +72,7 @@ std::size_t AsyncGenBase::begin_closing(QiEventLoop& loop) noexcept {
   std::size_t n = 0;
   while (AsyncGenBase* g = impl.asyncgens) {
     g->unlink();
-    push_front(impl.closing_asyncgens, g);
+    GenList::push_front(impl.closing_asyncgens, g);
     ++n;
   }
   return n;

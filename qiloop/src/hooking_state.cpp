@@ -3,25 +3,19 @@
 #include <qiloop/detail/hooking_state.h>
 #include <qiloop/event_loop.h>
 
+#include "intrusive_list.h"
 #include "loop_impl.h"
 
 namespace qi::detail {
 
+// (The list's fields are private: only members may name them.)
 void CloseWatch::link(QiEventLoop& loop) noexcept {
-  CloseWatch*& head = loop.impl_->watchers;
-  list_ = &head;
-  prev_ = nullptr;
-  next_ = head;
-  if (head) head->prev_ = this;
-  head = this;
+  IntrusiveList<CloseWatch, &CloseWatch::list_, &CloseWatch::prev_, &CloseWatch::next_>::push_front(
+      loop.impl_->watchers, this);
 }
 
 void CloseWatch::unlink() noexcept {
-  if (!list_) return;
-  (prev_ ? prev_->next_ : *list_) = next_;
-  if (next_) next_->prev_ = prev_;
-  list_ = nullptr;
-  prev_ = next_ = nullptr;
+  IntrusiveList<CloseWatch, &CloseWatch::list_, &CloseWatch::prev_, &CloseWatch::next_>::unlink(this);
 }
 
 void CloseWatch::drop_all(QiEventLoop& loop) noexcept {
